@@ -1,0 +1,5 @@
+//! Tandem: a contact-sync engine whose connectors are sandboxed WebAssembly plugins.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the codemap and invariants.
+
+pub mod runtime;

@@ -1,0 +1,1 @@
+//! freshmarketer plugin.

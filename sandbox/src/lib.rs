@@ -1,0 +1,1 @@
+//! Simulated Freshsales, Freshmarketer and Google People accounts.

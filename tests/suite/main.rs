@@ -1,0 +1,1 @@
+//! End-to-end suites: one test binary, one module per area.
