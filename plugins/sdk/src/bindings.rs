@@ -1,0 +1,38 @@
+//! The wit-bindgen bindings of the `tandem:plugin@0.1.0` worlds (hidden from plugin authors).
+//!
+//! The two worlds get separate bindings: a mapper must not import `http`, `storage` or
+//! `config`. The mapper bindings reuse the connector's `types` and `log` modules, so a
+//! `Record` is one Rust type for both kinds of plugin. Each world's import-only type
+//! section is linked by the library; its exports are described by the section that the
+//! export macro emits in the plugin crate, so a mapper never claims connector exports.
+//! World imports a plugin never calls are dropped by `wasm-component-ld`.
+
+/// Bindings of the `connector` world (imports `http`, `storage`, `log`, `config`).
+pub mod connector {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tandem:plugin/connector@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_connector_world",
+        default_bindings_module: "tandem_sdk::__bindings::connector",
+        runtime_path: "tandem_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// Bindings of the `mapper` world (imports only `log`).
+pub mod mapper {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tandem:plugin/mapper@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_mapper_world",
+        default_bindings_module: "tandem_sdk::__bindings::mapper",
+        runtime_path: "tandem_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        with: {
+            "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
+            "tandem:plugin/log@0.1.0": crate::__bindings::connector::tandem::plugin::log,
+        },
+    });
+}

@@ -1,0 +1,236 @@
+//! The plugin traits, their adapters to the generated bindings, and the export macros.
+
+use std::marker::PhantomData;
+
+use crate::__bindings::connector::exports::tandem::plugin::connector_api;
+use crate::__bindings::mapper::exports::tandem::plugin::mapper_api;
+use crate::types::{
+    AccountInfo, Container, Error, FieldDef, Lookup, MapContext, Op, Page, PluginInfo, PullRequest,
+    Record, Write, WriteResult,
+};
+
+/// A connector: one app's API translated to records.
+///
+/// Every call runs in a fresh instance: keep nothing in memory between calls (use
+/// [`crate::storage`] for what must survive). The host owns cursors, links, baselines,
+/// scheduling and credentials; credentials are attached by the host to outbound requests,
+/// so a connector never handles secrets.
+///
+/// Export the implementation with [`crate::export_connector!`].
+pub trait Connector {
+    /// Describes the connector: entities, capabilities, rate budget. Must not call the
+    /// network.
+    fn describe() -> PluginInfo;
+
+    /// Checks that the configured account and credentials work.
+    fn check() -> Result<AccountInfo, Error>;
+
+    /// The fields of an entity, custom fields included.
+    fn schema(entity: &str) -> Result<Vec<FieldDef>, Error>;
+
+    /// The containers (lists, groups) of an entity. Default: none.
+    fn containers(entity: &str) -> Result<Vec<Container>, Error> {
+        let _ = entity;
+        Ok(Vec::new())
+    }
+
+    /// Lists one page of records (and deletions) after `req.cursor`.
+    fn pull(req: PullRequest) -> Result<Page, Error>;
+
+    /// Finds records by email, marker or ids.
+    fn find(entity: &str, query: Lookup) -> Result<Vec<Record>, Error>;
+
+    /// Applies writes in order: one result per write, in the same order; a failing write
+    /// does not stop the others. [`push_each`] helps when the app has no batch endpoint.
+    fn push(entity: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error>;
+}
+
+/// A mapper: a tenant's field transform. Pure: no network, no storage; runs under a fuel
+/// budget, so the same input always gives the same output.
+///
+/// Export the implementation with [`crate::export_mapper!`].
+pub trait Mapper {
+    /// Transforms one record: `Some(record)` to pass it on (changed or not), `None` to
+    /// drop it from this sync run, or an error that fails that record only.
+    fn map(ctx: &MapContext, record: Record) -> Result<Option<Record>, Error>;
+
+    /// Transforms a batch, in order. Default: [`Mapper::map`] on each record.
+    fn map_batch(ctx: &MapContext, records: Vec<Record>) -> Vec<Result<Option<Record>, Error>> {
+        records
+            .into_iter()
+            .map(|record| Self::map(ctx, record))
+            .collect()
+    }
+}
+
+/// Applies writes one at a time: `apply` gets each op and returns the stored record
+/// (`None` for deletes and membership changes) or the error of that write only.
+///
+/// ```
+/// use tandem_sdk::{Error, Op, Record, Write};
+///
+/// let writes = vec![
+///     Write { ref_: "w1".into(), op: Op::Delete("42".into()) },
+///     Write { ref_: "w2".into(), op: Op::Delete("missing".into()) },
+/// ];
+/// let results = tandem_sdk::push_each(writes, |op| match op {
+///     Op::Delete(id) if id == "42" => Ok(None::<Record>),
+///     _ => Err(Error::not_found("no such contact")),
+/// });
+/// assert_eq!(results[0].ref_, "w1");
+/// assert!(results[0].outcome.is_ok());
+/// assert!(results[1].outcome.is_err());
+/// ```
+pub fn push_each(
+    writes: Vec<Write>,
+    mut apply: impl FnMut(Op) -> Result<Option<Record>, Error>,
+) -> Vec<WriteResult> {
+    writes
+        .into_iter()
+        .map(|write| WriteResult {
+            ref_: write.ref_,
+            outcome: apply(write.op),
+        })
+        .collect()
+}
+
+/// Adapts a [`Connector`] to the generated `connector-api` trait. Used by
+/// [`crate::export_connector!`].
+#[doc(hidden)]
+pub struct ConnectorExport<T>(PhantomData<T>);
+
+impl<T: Connector> connector_api::Guest for ConnectorExport<T> {
+    fn describe() -> PluginInfo {
+        T::describe()
+    }
+    fn check() -> Result<AccountInfo, Error> {
+        T::check()
+    }
+    fn schema(entity: String) -> Result<Vec<FieldDef>, Error> {
+        T::schema(&entity)
+    }
+    fn containers(entity: String) -> Result<Vec<Container>, Error> {
+        T::containers(&entity)
+    }
+    fn pull(req: PullRequest) -> Result<Page, Error> {
+        T::pull(req)
+    }
+    fn find(entity: String, query: Lookup) -> Result<Vec<Record>, Error> {
+        T::find(&entity, query)
+    }
+    fn push(entity: String, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
+        T::push(&entity, writes)
+    }
+}
+
+/// Adapts a [`Mapper`] to the generated `mapper-api` trait. Used by
+/// [`crate::export_mapper!`].
+#[doc(hidden)]
+pub struct MapperExport<T>(PhantomData<T>);
+
+impl<T: Mapper> mapper_api::Guest for MapperExport<T> {
+    fn map(ctx: MapContext, records: Vec<Record>) -> Vec<Result<Option<Record>, Error>> {
+        T::map_batch(&ctx, records)
+    }
+}
+
+#[doc(hidden)]
+pub use crate::__bindings::connector::export_connector_world as __export_connector_world;
+#[doc(hidden)]
+pub use crate::__bindings::mapper::export_mapper_world as __export_mapper_world;
+
+/// Embeds the calling crate's `tandem.toml` into the `tandem-manifest` custom section.
+/// wasm32 only: on other targets plugins are plain libraries for tests.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tandem_manifest {
+    () => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            const MANIFEST: &[u8] =
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml"));
+            #[unsafe(link_section = "tandem-manifest")]
+            #[used]
+            static TANDEM_MANIFEST: [u8; MANIFEST.len()] =
+                *include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml"));
+        };
+    };
+}
+
+/// Exports a [`Connector`] implementation as the plugin's `connector-api`, and embeds
+/// the crate's `tandem.toml` (next to its `Cargo.toml`) in the component.
+///
+/// Use it once, in the plugin crate's `lib.rs` (crate type `cdylib`), with a type:
+///
+/// ```
+/// use tandem_sdk::{AccountInfo, Connector, Error, FieldDef, Lookup, Page, PluginInfo};
+/// use tandem_sdk::{PullRequest, Record, Write, WriteResult};
+///
+/// struct MyConnector;
+///
+/// impl Connector for MyConnector {
+///     fn describe() -> PluginInfo { PluginInfo::new("mine", "0.1.0", "My app") }
+///     fn check() -> Result<AccountInfo, Error> { Ok(AccountInfo::new("me", "Me")) }
+///     fn schema(_: &str) -> Result<Vec<FieldDef>, Error> { Ok(vec![]) }
+///     fn pull(_: PullRequest) -> Result<Page, Error> { Ok(Page::last(vec![], None)) }
+///     fn find(_: &str, _: Lookup) -> Result<Vec<Record>, Error> { Ok(vec![]) }
+///     fn push(_: &str, w: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
+///         Ok(tandem_sdk::push_each(w, |_| Err(Error::invalid("read-only"))))
+///     }
+/// }
+///
+/// tandem_sdk::export_connector!(MyConnector);
+/// # fn main() {}
+/// ```
+///
+/// On targets other than wasm32 it expands to nothing, so the crate also builds (and
+/// unit tests) as an ordinary library.
+#[macro_export]
+macro_rules! export_connector {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __TandemConnectorExport = $crate::__export::ConnectorExport<$ty>;
+            $crate::__export::__export_connector_world!(
+                __TandemConnectorExport with_types_in $crate::__bindings::connector
+            );
+        };
+        $crate::__tandem_manifest!();
+    };
+}
+
+/// Exports a [`Mapper`] implementation as the plugin's `mapper-api`, and embeds the
+/// crate's `tandem.toml` (next to its `Cargo.toml`) in the component.
+///
+/// Use it once, in the plugin crate's `lib.rs` (crate type `cdylib`), with a type:
+///
+/// ```
+/// use tandem_sdk::{Error, MapContext, Mapper, Record};
+///
+/// struct MyMapper;
+///
+/// impl Mapper for MyMapper {
+///     fn map(_ctx: &MapContext, record: Record) -> Result<Option<Record>, Error> {
+///         Ok(Some(record))
+///     }
+/// }
+///
+/// tandem_sdk::export_mapper!(MyMapper);
+/// # fn main() {}
+/// ```
+///
+/// On targets other than wasm32 it expands to nothing, so the crate also builds (and
+/// unit tests) as an ordinary library.
+#[macro_export]
+macro_rules! export_mapper {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __TandemMapperExport = $crate::__export::MapperExport<$ty>;
+            $crate::__export::__export_mapper_world!(
+                __TandemMapperExport with_types_in $crate::__bindings::mapper
+            );
+        };
+        $crate::__tandem_manifest!();
+    };
+}
