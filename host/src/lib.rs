@@ -2,4 +2,5 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the codemap and invariants.
 
+pub mod config;
 pub mod runtime;

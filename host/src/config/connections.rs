@@ -1,0 +1,242 @@
+//! `[connections.NAME]`: one app account reached through a connector plugin.
+//!
+//! Settings are non-secret and readable by the plugin (WIT `config` interface); they may
+//! be interpolated from the environment. Credentials are references only and are handed
+//! to the host's HTTP layer, never to the plugin.
+
+use std::collections::BTreeMap;
+
+use super::env::{SecretRef, SecretSource, resolve_path};
+use super::error::{ConfigError, Location};
+use super::reader::{Cx, Item};
+
+/// One `[connections.NAME]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// The name syncs use to refer to it.
+    pub name: String,
+    /// The connector plugin (a `[plugins.NAME]` key).
+    pub plugin: String,
+    /// Non-secret settings given to the plugin, with `{ env = ... }` already resolved.
+    pub settings: BTreeMap<String, String>,
+    /// How the host authenticates the plugin's requests.
+    pub credentials: CredentialsConfig,
+    /// Where the entry is.
+    pub at: Location,
+    /// Where `plugin` is.
+    pub(crate) plugin_at: Location,
+}
+
+/// Credentials by reference (`[connections.NAME.credentials]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialsConfig {
+    /// No credentials (an app that needs none, or a test double).
+    None,
+    /// An API key (Freshworks: `Authorization: Token token=KEY`).
+    ApiKey(SecretRef),
+    /// An OAuth2 refresh token exchanged for access tokens by the host (Google).
+    OAuth2 {
+        /// The OAuth client id (not secret).
+        client_id: String,
+        /// The OAuth client secret.
+        client_secret: SecretRef,
+        /// The long-lived refresh token.
+        refresh_token: SecretRef,
+        /// The token endpoint.
+        token_url: String,
+    },
+}
+
+impl CredentialsConfig {
+    /// Every secret reference, to check them all.
+    pub fn secrets(&self) -> Vec<&SecretRef> {
+        match self {
+            CredentialsConfig::None => Vec::new(),
+            CredentialsConfig::ApiKey(k) => vec![k],
+            CredentialsConfig::OAuth2 {
+                client_secret,
+                refresh_token,
+                ..
+            } => vec![client_secret, refresh_token],
+        }
+    }
+}
+
+const CONNECTION_KEYS: &[&str] = &["plugin", "settings", "credentials"];
+const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2"];
+const OAUTH_KEYS: &[&str] = &["client-id", "client-secret", "refresh-token", "token-url"];
+
+/// Reads `[connections]`.
+pub(crate) fn read_connections(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<ConnectionConfig> {
+    let Some(mut t) = section.table(cx, &[]) else {
+        return Vec::new();
+    };
+    t.entries()
+        .into_iter()
+        .filter_map(|(name, item)| read_connection(cx, name, item))
+        .collect()
+}
+
+fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<ConnectionConfig> {
+    let mut t = item.table(cx, CONNECTION_KEYS)?;
+    let at = t.loc(cx);
+    let plugin = t.require(
+        cx,
+        "plugin",
+        "name the connector: plugin = \"freshsales\" (a [plugins.NAME] key)",
+    );
+    let plugin_at = plugin.as_ref().map_or_else(|| at.clone(), |p| p.loc(cx));
+    let plugin = plugin.and_then(|p| p.name(cx));
+    let settings = match t.get("settings") {
+        Some(s) => read_settings(cx, s),
+        None => Some(BTreeMap::new()),
+    };
+    let credentials = match t.get("credentials") {
+        Some(c) => read_credentials(cx, c),
+        None => Some(CredentialsConfig::None),
+    };
+    t.finish(cx);
+    // A part that failed has been reported; the rest is kept so pass 2 can check it too.
+    Some(ConnectionConfig {
+        name: name.to_owned(),
+        plugin: plugin?,
+        settings: settings.unwrap_or_default(),
+        credentials: credentials.unwrap_or(CredentialsConfig::None),
+        at,
+        plugin_at,
+    })
+}
+
+fn read_settings(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<BTreeMap<String, String>> {
+    let mut t = item.table(cx, &[])?;
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (key, value) in t.entries() {
+        if looks_secret(key) {
+            value.invalid::<()>(
+                cx,
+                "looks like a secret, and settings are readable by the plugin; put it under credentials as { env = \"VAR\" } or { file = \"path\" }",
+            );
+            ok = false;
+            continue;
+        }
+        match value.interpolated(cx) {
+            Some(v) => {
+                out.insert(key.to_owned(), v);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Setting names that would carry a secret to the plugin.
+fn looks_secret(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    [
+        "apikey",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "credential",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
+    let mut t = item.table(cx, CREDENTIAL_KEYS)?;
+    let api_key = t.get("api-key");
+    let oauth = t.get("oauth2");
+    let out = match (api_key, oauth) {
+        (Some(k), None) => read_secret(cx, &k).map(CredentialsConfig::ApiKey),
+        (None, Some(o)) => read_oauth(cx, o),
+        (Some(_), Some(o)) => o.invalid(
+            cx,
+            "api-key and oauth2 are exclusive; keep the one the plugin uses",
+        ),
+        (None, None) => Some(CredentialsConfig::None),
+    };
+    t.finish(cx);
+    out
+}
+
+fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
+    let mut t = item.table(cx, OAUTH_KEYS)?;
+    let client_id = t.require(
+        cx,
+        "client-id",
+        "add client-id = \"...apps.googleusercontent.com\"",
+    );
+    let client_secret = t.require(cx, "client-secret", "add client-secret = { env = \"VAR\" }");
+    let refresh_token = t.require(
+        cx,
+        "refresh-token",
+        "add refresh-token = { file = \"path\" }",
+    );
+    let token_url = t.require(
+        cx,
+        "token-url",
+        "add token-url = \"https://oauth2.googleapis.com/token\" (the app's token endpoint)",
+    );
+    t.finish(cx);
+    let client_id = client_id.and_then(|i| i.interpolated(cx));
+    let client_secret = client_secret.and_then(|i| read_secret(cx, &i));
+    let refresh_token = refresh_token.and_then(|i| read_secret(cx, &i));
+    let token_url = token_url.and_then(|i| {
+        let url = i.interpolated(cx)?;
+        match url::Url::parse(&url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => Some(url),
+            _ => i.invalid(cx, format!("{url:?} is not an http(s) URL")),
+        }
+    });
+    // A failed client-id or token-url has been reported; keep the secrets for pass 2.
+    Some(CredentialsConfig::OAuth2 {
+        client_id: client_id.unwrap_or_default(),
+        client_secret: client_secret?,
+        refresh_token: refresh_token?,
+        token_url: token_url.unwrap_or_default(),
+    })
+}
+
+/// Reads a secret reference: `{ env = "VAR" }` or `{ file = "path" }`. A literal string
+/// is refused without repeating it.
+pub(crate) fn read_secret(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<SecretRef> {
+    match item.value.get_ref() {
+        toml::de::DeValue::String(_) | toml::de::DeValue::Integer(_) => {
+            cx.push(ConfigError::InlineSecret {
+                at: item.loc(cx),
+                key: item.path.clone(),
+            });
+            None
+        }
+        toml::de::DeValue::Table(_) => {
+            let mut t = item.table(cx, &["env", "file"])?;
+            let env = t.get("env");
+            let file = t.get("file");
+            t.finish(cx);
+            let source = match (env, file) {
+                (Some(e), None) => SecretSource::Env(e.name(cx)?),
+                (None, Some(f)) => SecretSource::File(resolve_path(cx.base_dir, &f.name(cx)?)),
+                (Some(_), Some(f)) => return f.invalid(cx, "env and file are exclusive; keep one"),
+                (None, None) => {
+                    return item.invalid(
+                        cx,
+                        "empty reference; write { env = \"VAR\" } or { file = \"path\" }",
+                    );
+                }
+            };
+            Some(SecretRef {
+                source,
+                at: item.loc(cx),
+                key: item.path.clone(),
+            })
+        }
+        _ => item.wrong_type(cx, "{ env = \"VAR\" } or { file = \"path\" }"),
+    }
+}

@@ -1,0 +1,582 @@
+//! One test per error class, asserting the exact one-line message, plus the happy paths.
+
+use std::path::Path;
+
+use super::*;
+
+fn catalog() -> Catalog {
+    Catalog::new(
+        [
+            ("freshsales".to_owned(), PluginKind::Connector),
+            ("freshmarketer".to_owned(), PluginKind::Connector),
+            ("google-contacts".to_owned(), PluginKind::Connector),
+            ("normalize".to_owned(), PluginKind::Mapper),
+        ],
+        None,
+    )
+}
+
+fn env() -> Env {
+    Env::empty()
+        .with("FS_KEY", "k-123")
+        .with("FM_KEY", "k-456")
+        .with("FS_URL", "http://127.0.0.1:4001")
+}
+
+/// Parses and checks `src` as `config.toml`; returns the messages.
+fn errors(src: &str) -> Vec<String> {
+    errors_in(Path::new("config.toml"), src)
+}
+
+fn errors_in(file: &Path, src: &str) -> Vec<String> {
+    match load_str(file, src, &env(), &catalog()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn ok(src: &str) -> Config {
+    match parse_str(Path::new("config.toml"), src, &env()) {
+        Ok(c) => {
+            let e = check(&c, &env(), &catalog());
+            assert!(e.is_empty(), "{e:#?}");
+            c
+        }
+        Err(e) => panic!(
+            "{:#?}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        ),
+    }
+}
+
+const BASE: &str = r#"
+[plugins.freshsales]
+builtin = "freshsales"
+
+[plugins.freshmarketer]
+builtin = "freshmarketer"
+
+[plugins.normalize]
+builtin = "normalize"
+
+[connections.sales]
+plugin = "freshsales"
+credentials.api-key = { env = "FS_KEY" }
+
+[connections.marketing]
+plugin = "freshmarketer"
+credentials.api-key = { env = "FM_KEY" }
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = ok(&format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\n"
+    ));
+    assert_eq!(c.state.path, Path::new("./.tandem/state.redb"));
+    assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:7380");
+    let s = &c.syncs["crm"];
+    assert_eq!(s.settings.direction, Direction::TwoWay);
+    assert_eq!(s.settings.conflict.policy, ConflictPolicy::MostRecent);
+    assert!(
+        s.settings.opt_outs.skip.b,
+        "seed: exclude Freshmarketer opt-outs is on by default"
+    );
+    assert!(!s.settings.opt_outs.skip.a);
+    assert!(s.settings.create_new);
+    assert_eq!(s.interval, DEFAULT_INTERVAL);
+    assert_eq!(
+        c.connections["sales"].credentials,
+        CredentialsConfig::ApiKey(SecretRef {
+            source: SecretSource::Env("FS_KEY".into()),
+            at: Location {
+                file: "config.toml".into(),
+                line: 13,
+                column: 23
+            },
+            key: KeyPath::root()
+                .key("connections")
+                .key("sales")
+                .key("credentials")
+                .key("api-key"),
+        })
+    );
+}
+
+#[test]
+fn syntax_error_has_line_and_column() {
+    assert_eq!(
+        errors("[state]\npath = \n"),
+        ["config.toml:2:8: invalid TOML: string values must be quoted, expected literal string"]
+    );
+}
+
+#[test]
+fn unknown_key_has_path_line_column_and_suggestion() {
+    let src = "[state]\npath = \"s.redb\"\n\n[plugins.fs]\nbuiltin = \"freshsales\"\ngrnat = {}\n";
+    assert_eq!(
+        errors(src),
+        [
+            r#"config.toml:6:1: plugins.fs.grnat: unknown key (did you mean "grant"?); expected one of builtin, path, sha256, grant"#
+        ]
+    );
+    assert_eq!(
+        errors("[sate]\n"),
+        [
+            r#"config.toml:1:2: sate: unknown key (did you mean "state"?); expected one of state, daemon, plugins, connections, syncs"#
+        ]
+    );
+}
+
+#[test]
+fn bad_enum_value_lists_the_choices() {
+    let src =
+        format!("{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ndirection = \"twoway\"\n");
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("direction"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        errors(&src),
+        [format!(
+            r#"config.toml:{line}:13: syncs.crm.direction: unknown value "twoway" (did you mean "two-way"?); expected one of a-to-b, b-to-a, two-way"#
+        )]
+    );
+}
+
+#[test]
+fn wrong_type_names_both_types() {
+    let src =
+        format!("{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ncreate-new = \"yes\"\n");
+    let line = src
+        .lines()
+        .position(|l| l.starts_with("create-new"))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        errors(&src),
+        [format!(
+            "config.toml:{line}:14: syncs.crm.create-new: expected true or false, found a string"
+        )]
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let src = format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ndirection = \"sideways\"\nentities = \"accounts\"\ncolour = \"blue\"\ninterval = \"often\"\n"
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].contains("syncs.crm.direction: unknown value \"sideways\""),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].contains(
+            "syncs.crm.entities: unknown value \"accounts\"; expected one of leads, contacts, both"
+        ),
+        "{}",
+        e[1]
+    );
+    assert!(e[2].contains("syncs.crm.colour: unknown key"), "{}", e[2]);
+    assert!(
+        e[3].contains("syncs.crm.interval: cannot read \"often\" as a duration"),
+        "{}",
+        e[3]
+    );
+}
+
+#[test]
+fn missing_reference_names_what_is_defined() {
+    let src = format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketin\"\nmappers = [\"normalise\"]\n"
+    );
+    let b_line = src
+        .lines()
+        .position(|l| l.starts_with("b = \"marketin\""))
+        .unwrap()
+        + 1;
+    assert_eq!(
+        errors(&src),
+        [
+            format!(
+                r#"config.toml:{b_line}:5: syncs.crm.b: no connection named "marketin" (did you mean "marketing"?); defined: marketing, sales"#
+            ),
+            format!(
+                r#"config.toml:{}:12: syncs.crm.mappers[0]: no plugin named "normalise" (did you mean "normalize"?); defined: freshmarketer, freshsales, normalize"#,
+                b_line + 1
+            ),
+        ]
+    );
+    let e = errors("[connections.x]\nplugin = \"nope\"\n");
+    assert_eq!(
+        e,
+        [r#"config.toml:2:10: connections.x.plugin: no plugin named "nope"; defined: none"#]
+    );
+}
+
+#[test]
+fn plugin_kinds_are_checked() {
+    let src = format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\nmappers = \"freshsales\"\n"
+    );
+    let line = src.lines().position(|l| l.starts_with("mappers")).unwrap() + 1;
+    assert_eq!(
+        errors(&src),
+        [format!(
+            r#"config.toml:{line}:11: syncs.crm.mappers: plugin "freshsales" is a connector, but a mapper is needed here"#
+        )]
+    );
+    let src = "[plugins.n]\nbuiltin = \"normalize\"\n[connections.x]\nplugin = \"n\"\n";
+    assert_eq!(
+        errors(src),
+        [
+            r#"config.toml:4:10: connections.x.plugin: plugin "n" is a mapper, but a connector is needed here"#
+        ]
+    );
+}
+
+#[test]
+fn unknown_builtin_lists_the_builtins() {
+    assert_eq!(
+        errors("[plugins.fs]\nbuiltin = \"freshsale\"\n"),
+        [
+            r#"config.toml:1:1: plugins.fs.builtin: unknown value "freshsale" (did you mean "freshsales"?); expected one of freshmarketer, freshsales, google-contacts, normalize"#
+        ]
+    );
+}
+
+#[test]
+fn inline_secret_is_refused_without_echoing_it() {
+    let src = "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\ncredentials.api-key = \"sk-live-123\"\n";
+    let e = errors(src);
+    assert_eq!(
+        e,
+        [
+            r#"config.toml:5:23: connections.x.credentials.api-key: inline secrets are refused; reference it instead: { env = "VAR" } or { file = "path" }"#
+        ]
+    );
+    assert!(!e[0].contains("sk-live-123"));
+    let src = "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\nsettings.api_key = \"sk-live-123\"\n";
+    let e = errors(src);
+    assert_eq!(
+        e,
+        [
+            r#"config.toml:5:20: connections.x.settings.api_key: looks like a secret, and settings are readable by the plugin; put it under credentials as { env = "VAR" } or { file = "path" }"#
+        ]
+    );
+}
+
+#[test]
+fn missing_env_var_is_named_but_never_valued() {
+    let src = "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\ncredentials.api-key = { env = \"NOPE_KEY\" }\nsettings.base-url = { env = \"NOPE_URL\" }\n";
+    assert_eq!(
+        errors(src),
+        [
+            "config.toml:5:23: connections.x.credentials.api-key: environment variable NOPE_KEY is not set; export it before running tandem",
+            "config.toml:6:21: connections.x.settings.base-url: environment variable NOPE_URL is not set; export it before running tandem",
+        ]
+    );
+}
+
+#[test]
+fn settings_are_interpolated_with_defaults() {
+    let c = ok(&format!(
+        "{BASE}\n[connections.local]\nplugin = \"freshsales\"\nsettings = {{ base-url = {{ env = \"FS_URL\" }}, domain = {{ env = \"UNSET\", default = \"acme.myfreshworks.com\" }}, page-size = 50 }}\n"
+    ));
+    let s = &c.connections["local"].settings;
+    assert_eq!(s["base-url"], "http://127.0.0.1:4001");
+    assert_eq!(s["domain"], "acme.myfreshworks.com");
+    assert_eq!(s["page-size"], "50");
+}
+
+#[test]
+fn secret_files_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    std::fs::write(dir.path().join("key"), "k-789\n").unwrap();
+    let file = dir.path().join("tandem.toml");
+    let src = "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\ncredentials.api-key = { file = \"key\" }\n[connections.y]\nplugin = \"fs\"\ncredentials.api-key = { file = \"empty\" }\n[connections.z]\nplugin = \"fs\"\ncredentials.api-key = { file = \"absent\" }\n";
+    let f = file.display();
+    let d = dir.path().display();
+    assert_eq!(
+        errors_in(&file, src),
+        [
+            format!(
+                "{f}:8:23: connections.y.credentials.api-key: cannot use {d}/empty: the file is empty; write the secret into it"
+            ),
+            format!(
+                "{f}:11:23: connections.z.credentials.api-key: cannot use {d}/absent: no such file; create it with the secret as its only content"
+            ),
+        ]
+    );
+    let c = parse_str(&file, src, &env()).unwrap();
+    let CredentialsConfig::ApiKey(key) = &c.connections["x"].credentials else {
+        panic!("api key expected")
+    };
+    assert_eq!(key.read(&env()).unwrap(), "k-789");
+}
+
+#[test]
+fn sha256_pin_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m.wasm"), b"\0asm fake").unwrap();
+    let file = dir.path().join("tandem.toml");
+    let zero = "0".repeat(64);
+    let src = format!("[plugins.m]\npath = \"m.wasm\"\nsha256 = \"{zero}\"\n");
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"\0asm fake"));
+    assert_eq!(
+        errors_in(&file, &src),
+        [format!(
+            "{}:3:10: plugins.m.sha256: sha256 mismatch for {}/m.wasm: the file has {actual}; rebuild the expected file, or pin the new digest if you trust it",
+            file.display(),
+            dir.path().display()
+        )]
+    );
+    let good = format!("[plugins.m]\npath = \"m.wasm\"\nsha256 = \"{actual}\"\n");
+    assert_eq!(errors_in(&file, &good), Vec::<String>::new());
+    assert_eq!(
+        errors_in(&file, "[plugins.m]\npath = \"m.wasm\"\nsha256 = \"abc\"\n"),
+        [format!(
+            "{}:3:10: plugins.m.sha256: expected 64 hexadecimal digits (the output of `sha256sum FILE`)",
+            file.display()
+        )]
+    );
+    assert_eq!(
+        errors_in(&file, "[plugins.m]\npath = \"m.wasm\"\n"),
+        [format!(
+            "{}:1:1: plugins.m.sha256: missing; a plugin file must be pinned: add sha256 = \"<hex digest>\" (print it with `sha256sum FILE`)",
+            file.display()
+        )]
+    );
+    assert_eq!(
+        errors_in(
+            &file,
+            &format!("[plugins.m]\npath = \"gone.wasm\"\nsha256 = \"{zero}\"\n")
+        ),
+        [format!(
+            "{}:1:1: plugins.m.path: cannot use {}/gone.wasm: no such file; build the plugin or fix the path",
+            file.display(),
+            dir.path().display()
+        )]
+    );
+}
+
+#[test]
+fn missing_required_key_points_at_its_table() {
+    let src = format!("{BASE}\n[syncs.crm]\na = \"sales\"\n");
+    let line = src.lines().position(|l| l == "[syncs.crm]").unwrap() + 1;
+    assert_eq!(
+        errors(&src),
+        [format!(
+            r#"config.toml:{line}:1: syncs.crm.b: missing; name the connection on side B: b = "NAME""#
+        )]
+    );
+}
+
+#[test]
+fn grants_are_read_and_loopback_must_be_explicit() {
+    let src = "[plugins.fs]\nbuiltin = \"freshsales\"\n[plugins.fs.grant]\nhttp = [\"https://*.myfreshworks.com\", { env = \"FS_URL\" }]\n";
+    assert_eq!(
+        errors(src),
+        [
+            "config.toml:4:39: plugins.fs.grant.http[1]: http://127.0.0.1:4001 is a loopback origin; also set loopback = true in this grant to allow it"
+        ]
+    );
+    let c = ok(
+        "[plugins.fs]\nbuiltin = \"freshsales\"\n[plugins.fs.grant]\nloopback = true\nhttp = [\"https://*.myfreshworks.com\", { env = \"FS_URL\" }]\nstorage-quota = \"1MiB\"\nlimits = { memory = \"64MiB\", timeout = \"30s\" }\n",
+    );
+    let g = &c.plugins["fs"].grant;
+    assert_eq!(
+        g.http,
+        ["https://*.myfreshworks.com", "http://127.0.0.1:4001"]
+    );
+    assert_eq!(g.storage_quota, Some(1 << 20));
+    assert_eq!(g.limits.memory, Some(64 << 20));
+    assert_eq!(g.limits.timeout, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(
+        errors(
+            "[plugins.fs]\nbuiltin = \"freshsales\"\ngrant.http = [\"https://example.com/api\"]\n"
+        ),
+        [
+            r#"config.toml:3:15: plugins.fs.grant.http[0]: an origin has no path; write "https://example.com""#
+        ]
+    );
+}
+
+#[test]
+fn daemon_stays_on_loopback_unless_told() {
+    assert_eq!(
+        errors("[daemon]\nlisten = \"0.0.0.0:7380\"\n"),
+        [
+            r#"config.toml:2:10: daemon.listen: 0.0.0.0:7380 is reachable from other machines; use a loopback address, or set allow-remote = true and a token"#
+        ]
+    );
+    assert_eq!(
+        errors("[daemon]\nlisten = \"0.0.0.0:7380\"\nallow-remote = true\n"),
+        [
+            r#"config.toml:3:16: daemon.allow-remote: a remote control API needs a token; add token = { env = "VAR" }"#
+        ]
+    );
+    assert_eq!(
+        errors("[daemon]\ntoken = \"hunter2\"\n"),
+        [
+            r#"config.toml:2:9: daemon.token: inline secrets are refused; reference it instead: { env = "VAR" } or { file = "path" }"#
+        ]
+    );
+}
+
+#[test]
+fn rules_are_read_and_checked() {
+    let src = format!(
+        r#"{BASE}
+[syncs.crm]
+a = "sales"
+b = "marketing"
+
+[[syncs.crm.rules]]
+name = "hot leads"
+direction = "a-to-b"
+if = [{{ field = "lead-score", op = "gte", value = 50 }}, {{ field = "dnd", value = false }}]
+then = [{{ action = "set-medium", value = "Google" }}, {{ action = "grant-authority" }}]
+"#
+    );
+    let c = ok(&src);
+    let r = &c.syncs["crm"].settings.rules[0];
+    assert_eq!(r.direction, Some(Direction::AToB));
+    assert_eq!(r.conditions[0].op, Op::Gte);
+    assert_eq!(r.conditions[0].value, Some(RuleValue::Number(50.0)));
+    assert_eq!(r.conditions[1].op, Op::Eq);
+    assert_eq!(
+        r.actions,
+        [Action::SetMedium("Google".into()), Action::GrantAuthority]
+    );
+
+    let bad = format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\n[[syncs.crm.rules]]\nif = [{{ field = \"dnd\", op = \"equals\", value = true }}]\nthen = [{{ action = \"set-field\", field = \"medium\" }}]\n"
+    );
+    let e = errors(&bad);
+    assert_eq!(e.len(), 2, "{e:#?}");
+    assert!(e[0].ends_with(r#"syncs.crm.rules[0].if[0].op: unknown value "equals"; expected one of eq, ne, gt, gte, lt, lte, contains, in, is-empty, is-set"#), "{}", e[0]);
+    assert!(
+        e[1].ends_with("syncs.crm.rules[0].then[0].value: missing; set-field needs value = ..."),
+        "{}",
+        e[1]
+    );
+}
+
+#[test]
+fn unreadable_file_is_one_error() {
+    let e = load(Path::new("/nonexistent/tandem.toml"), &env(), &catalog()).unwrap_err();
+    assert_eq!(
+        e.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "/nonexistent/tandem.toml: cannot read the config file: no such file; pass the right file with --config FILE"
+        ]
+    );
+}
+
+fn example(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+/// The variables `tandem demo` sets for examples/demo.toml.
+fn demo_env() -> Env {
+    [
+        ("TANDEM_DEMO_CONTROL_TOKEN", "t"),
+        ("TANDEM_DEMO_FRESHSALES_URL", "http://127.0.0.1:41001"),
+        ("TANDEM_DEMO_FRESHSALES_KEY", "k1"),
+        ("TANDEM_DEMO_FRESHMARKETER_URL", "http://127.0.0.1:41002"),
+        ("TANDEM_DEMO_FRESHMARKETER_KEY", "k2"),
+        ("TANDEM_DEMO_GOOGLE_URL", "http://127.0.0.1:41003"),
+        ("TANDEM_DEMO_GOOGLE_CLIENT_SECRET", "s"),
+        ("TANDEM_DEMO_GOOGLE_REFRESH_TOKEN", "r"),
+        (
+            "TANDEM_DEMO_GOOGLE_TOKEN_URL",
+            "http://127.0.0.1:41003/token",
+        ),
+    ]
+    .into_iter()
+    .fold(Env::empty(), |env, (k, v)| env.with(k, v))
+}
+
+#[test]
+fn demo_example_validates() {
+    let c = load(&example("demo.toml"), &demo_env(), &catalog()).unwrap_or_else(|e| {
+        panic!(
+            "{:#?}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(
+        c.connections["freshsales"].settings["base-url"],
+        "http://127.0.0.1:41001"
+    );
+    assert_eq!(c.plugins["freshsales"].grant.http, ["setting:base-url"]);
+    assert!(c.plugins["freshsales"].grant.loopback);
+    let fm = &c.syncs["sales-marketing"];
+    assert_eq!(
+        (fm.a.as_str(), fm.b.as_str()),
+        ("freshsales", "freshmarketer")
+    );
+    assert_eq!(fm.settings.direction, Direction::TwoWay);
+    assert_eq!(fm.settings.scope.b, Scope::Container("Newsletter".into()));
+    assert_eq!(fm.mappers, ["normalize"]);
+    assert_eq!(
+        fm.settings.opt_outs.on_opt_out.a,
+        RemoveAction::RemoveFromList
+    );
+    let g = &c.syncs["sales-google"];
+    assert_eq!(g.settings.rules.len(), 3);
+    assert_eq!(g.settings.conflict.policy, ConflictPolicy::AWins);
+    assert!(matches!(
+        c.connections["google"].credentials,
+        CredentialsConfig::OAuth2 { ref token_url, .. } if token_url == "http://127.0.0.1:41003/token"
+    ));
+}
+
+#[test]
+fn demo_example_names_each_missing_variable() {
+    let e = load(&example("demo.toml"), &Env::empty(), &catalog()).unwrap_err();
+    let missing: Vec<&str> = e
+        .iter()
+        .filter_map(|e| match e {
+            ConfigError::MissingEnv { var, .. } => Some(var.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing.len(), 9, "{e:#?}");
+    assert_eq!(missing.len(), e.len(), "only missing variables: {e:#?}");
+}
+
+#[test]
+fn production_example_validates() {
+    let env = [
+        "TANDEM_CONTROL_TOKEN",
+        "FRESHSALES_API_KEY",
+        "FRESHMARKETER_API_KEY",
+        "GOOGLE_CLIENT_ID",
+        "GOOGLE_CLIENT_SECRET",
+        "GOOGLE_REFRESH_TOKEN",
+    ]
+    .into_iter()
+    .fold(Env::empty(), |env, k| env.with(k, "x"));
+    let c = load(&example("production.toml"), &env, &catalog()).unwrap_or_else(|e| {
+        panic!(
+            "{:#?}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        )
+    });
+    assert_eq!(
+        c.connections["freshsales"].settings["domain"],
+        "acme.myfreshworks.com"
+    );
+    assert_eq!(c.state.path, Path::new("/var/lib/tandem/state.redb"));
+    assert!(!c.plugins["freshsales"].grant.loopback);
+    assert_eq!(c.syncs["sales-google"].settings.direction, Direction::AToB);
+}

@@ -1,0 +1,269 @@
+//! Pass 2: checks that look outside the document.
+//!
+//! Names referring to each other, built-in plugin names, plugin files and their sha256
+//! pins, plugin kinds (a connection needs a connector, a sync's `mappers` need mappers),
+//! and whether every referenced secret can be read. Secrets are read only to check them
+//! and are dropped at once; messages name the variable or file, never the value.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use super::env::{Env, io_reason};
+use super::error::{ConfigError, KeyPath, Location, closest};
+use super::reader::join;
+use super::{Config, PluginSource};
+
+/// The kind of a plugin, which decides where a config may use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Talks to one app (`connector` world); used by connections.
+    Connector,
+    /// A field transform (`mapper` world); used in a sync's `mappers`.
+    Mapper,
+}
+
+impl PluginKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Connector => "connector",
+            PluginKind::Mapper => "mapper",
+        }
+    }
+}
+
+/// How a component file's kind is found (reads its manifest).
+pub type Inspect = fn(&[u8]) -> Result<PluginKind, String>;
+
+/// What the checks know about plugins outside the config: the built-in ones and how to
+/// tell a component file's kind.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    builtins: BTreeMap<String, PluginKind>,
+    inspect: Option<Inspect>,
+}
+
+impl Catalog {
+    /// A catalog with the given built-ins and a way to inspect component files
+    /// (`None`: the kind of a file plugin is not checked).
+    pub fn new(
+        builtins: impl IntoIterator<Item = (String, PluginKind)>,
+        inspect: Option<Inspect>,
+    ) -> Self {
+        Catalog {
+            builtins: builtins.into_iter().collect(),
+            inspect,
+        }
+    }
+
+    /// The built-in plugins' names.
+    pub fn builtin_names(&self) -> impl Iterator<Item = &str> + Clone {
+        self.builtins.keys().map(String::as_str)
+    }
+}
+
+/// Runs pass 2 on a parsed config and returns every problem found.
+pub fn check(config: &Config, env: &Env, catalog: &Catalog) -> Vec<ConfigError> {
+    let defined = Defined {
+        plugins: config.plugins.keys().cloned().collect(),
+        connections: config.connections.keys().cloned().collect(),
+    };
+    check_defined(config, &defined, env, catalog)
+}
+
+/// Names defined in the file, including entries that failed to parse (so that pass 2
+/// does not call them undefined).
+pub(crate) struct Defined {
+    pub plugins: Vec<String>,
+    pub connections: Vec<String>,
+}
+
+pub(crate) fn check_defined(
+    config: &Config,
+    defined: &Defined,
+    env: &Env,
+    catalog: &Catalog,
+) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut kinds: BTreeMap<&str, Option<PluginKind>> =
+        defined.plugins.iter().map(|n| (n.as_str(), None)).collect();
+    for (name, plugin) in &config.plugins {
+        kinds.insert(name, check_plugin(plugin, catalog, &mut errors));
+    }
+    for conn in config.connections.values() {
+        check_ref(
+            &mut errors,
+            (&conn.plugin_at, &conn_key(&conn.name)),
+            &conn.plugin,
+            "plugin",
+            &kinds,
+            PluginKind::Connector,
+        );
+        for secret in conn.credentials.secrets() {
+            if let Err(e) = secret.check(env) {
+                errors.push(e);
+            }
+        }
+    }
+    if let Some(token) = &config.daemon.token
+        && let Err(e) = token.check(env)
+    {
+        errors.push(e);
+    }
+    let conns: BTreeMap<&str, ()> = defined
+        .connections
+        .iter()
+        .map(|k| (k.as_str(), ()))
+        .collect();
+    for sync in config.syncs.values() {
+        for (name, at) in [(&sync.a, &sync.refs.a), (&sync.b, &sync.refs.b)] {
+            if let Some((loc, key)) = at {
+                check_name(&mut errors, loc, key, name, "connection", &conns);
+            }
+        }
+        if sync.a == sync.b
+            && let Some((loc, key)) = &sync.refs.b
+        {
+            errors.push(ConfigError::Invalid {
+                at: loc.clone(),
+                key: key.clone(),
+                problem: format!(
+                    "a and b both name {:?}; a sync needs two different connections",
+                    sync.b
+                ),
+            });
+        }
+        for (name, (loc, key)) in sync.mappers.iter().zip(&sync.refs.mappers) {
+            check_ref(
+                &mut errors,
+                (loc, key),
+                name,
+                "plugin",
+                &kinds,
+                PluginKind::Mapper,
+            );
+        }
+    }
+    errors
+}
+
+fn conn_key(name: &str) -> KeyPath {
+    KeyPath::root().key("connections").key(name).key("plugin")
+}
+
+/// Checks a plugin's source; returns its kind when known.
+fn check_plugin(
+    plugin: &super::PluginConfig,
+    catalog: &Catalog,
+    errors: &mut Vec<ConfigError>,
+) -> Option<PluginKind> {
+    match &plugin.source {
+        PluginSource::Builtin(name) => {
+            let kind = catalog.builtins.get(name).copied();
+            if kind.is_none() {
+                errors.push(ConfigError::UnknownValue {
+                    at: plugin.at.clone(),
+                    key: KeyPath::root()
+                        .key("plugins")
+                        .key(&plugin.name)
+                        .key("builtin"),
+                    value: name.clone(),
+                    did_you_mean: closest(name, catalog.builtin_names()),
+                    expected: join(catalog.builtin_names()),
+                });
+            }
+            kind
+        }
+        PluginSource::File { path, sha256 } => {
+            let (at, key) = plugin.pin_at.clone().unwrap_or_else(|| {
+                (
+                    plugin.at.clone(),
+                    KeyPath::root().key("plugins").key(&plugin.name).key("path"),
+                )
+            });
+            let path_key = KeyPath::root().key("plugins").key(&plugin.name).key("path");
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    errors.push(ConfigError::File {
+                        at: plugin.at.clone(),
+                        key: path_key,
+                        path: path.clone(),
+                        reason: format!("{}; build the plugin or fix the path", io_reason(&e)),
+                    });
+                    return None;
+                }
+            };
+            let actual: [u8; 32] = Sha256::digest(&bytes).into();
+            if &actual != sha256 {
+                errors.push(ConfigError::Sha256Mismatch {
+                    at,
+                    key,
+                    path: path.clone(),
+                    actual: hex::encode(actual),
+                });
+                return None;
+            }
+            let inspect = catalog.inspect?;
+            match inspect(&bytes) {
+                Ok(kind) => Some(kind),
+                Err(reason) => {
+                    errors.push(ConfigError::File {
+                        at: plugin.at.clone(),
+                        key: path_key,
+                        path: path.clone(),
+                        reason,
+                    });
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Checks that `name` is a defined plugin of kind `want` (kinds that are unknown pass).
+fn check_ref(
+    errors: &mut Vec<ConfigError>,
+    (at, key): (&Location, &KeyPath),
+    name: &str,
+    kind: &'static str,
+    defined: &BTreeMap<&str, Option<PluginKind>>,
+    want: PluginKind,
+) {
+    if !check_name(errors, at, key, name, kind, defined) {
+        return;
+    }
+    if let Some(Some(actual)) = defined.get(name)
+        && *actual != want
+    {
+        errors.push(ConfigError::WrongPluginKind {
+            at: at.clone(),
+            key: key.clone(),
+            name: name.to_owned(),
+            expected: want.as_str(),
+            actual: actual.as_str(),
+        });
+    }
+}
+
+fn check_name<T>(
+    errors: &mut Vec<ConfigError>,
+    at: &Location,
+    key: &KeyPath,
+    name: &str,
+    kind: &'static str,
+    defined: &BTreeMap<&str, T>,
+) -> bool {
+    if defined.contains_key(name) {
+        return true;
+    }
+    errors.push(ConfigError::UnknownReference {
+        at: at.clone(),
+        key: key.clone(),
+        kind,
+        name: name.to_owned(),
+        did_you_mean: closest(name, defined.keys().copied()),
+        defined: join(defined.keys().copied()),
+    });
+    false
+}
