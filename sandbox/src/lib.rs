@@ -24,8 +24,7 @@
 pub mod common;
 pub mod freshworks;
 pub mod seed;
-// Google People simulator: the Google engineer adds `pub mod google;` on the next line and a
-// call to it in `Sandbox::start` (see the comment there).
+pub mod google;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -209,6 +208,9 @@ pub struct SandboxOptions {
     pub start_time: Option<OffsetDateTime>,
     /// Behaviour switches of the Freshworks simulators (documented defaults).
     pub freshworks: freshworks::Switches,
+    /// Behaviour switches of the Google People simulator (documented defaults). With
+    /// `rate_limits_enabled` and no `quotas` set, the default quota limits apply.
+    pub google: google::GoogleSettings,
 }
 
 impl Default for SandboxOptions {
@@ -222,6 +224,7 @@ impl Default for SandboxOptions {
             kinds: AccountKind::ALL.to_vec(),
             start_time: None,
             freshworks: freshworks::Switches::default(),
+            google: google::GoogleSettings::default(),
         }
     }
 }
@@ -284,9 +287,7 @@ impl Sandbox {
                 AccountKind::FreshsalesSuite
                 | AccountKind::FreshsalesClassic
                 | AccountKind::Freshmarketer => freshworks::start(&ctx, kind).await?,
-                // Google People: the Google engineer replaces this arm with
-                // `AccountKind::GooglePeople => google::start(&ctx).await?,`
-                AccountKind::GooglePeople => continue,
+                AccountKind::GooglePeople => google::start(&ctx).await?,
             };
             accounts.push(started);
         }

@@ -19,6 +19,7 @@
 //! | `GET /_sandbox/mutations` | — | `{"in_flight":N,"held":bool}` |
 //! | `POST /_sandbox/mutations/hold` | `{"hold":bool}` | same as `GET`: held mutations wait (in flight) until released |
 //! | `POST /_sandbox/quota/reset` | — | `{"reset":true}`: quota windows emptied |
+//! | `POST /_sandbox/google-faults` | `{"status":503,"count":N,"skip":N,"method":…,"path_prefix":…,"after_commit":bool}` | `{"id":N}`: a generic fault rule whose reply is the Google error JSON for that status (500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED, 409 ABORTED, 429 RESOURCE_EXHAUSTED "FBS" body); `after_commit` runs the handler first |
 //!
 //! `{id}` is the part after `people/` (e.g. `c1234…`). Errors are `{"error":"…"}`.
 
@@ -33,10 +34,14 @@ use serde_json::{Value, json};
 use super::auth::SCOPE_CONTACTS;
 use super::settings::GoogleSettings;
 use super::{GoogleAccount, person, rfc3339};
-use crate::common::control_error;
+use crate::common::{FaultKind, FaultRule, Faults, control_error};
 
-/// The Google control routes (paths relative to `/_sandbox`).
-pub fn router(account: GoogleAccount) -> Router {
+/// The Google control routes (paths relative to `/_sandbox`); `faults` is the account's
+/// generic fault table (for `/google-faults`).
+pub fn router(account: GoogleAccount, faults: Faults) -> Router {
+    let google_faults = Router::new()
+        .route("/google-faults", post(add_google_fault))
+        .with_state(faults);
     Router::new()
         .route("/state", get(state))
         .route("/changes", get(changes))
@@ -53,6 +58,53 @@ pub fn router(account: GoogleAccount) -> Router {
         .route("/mutations/hold", post(hold))
         .route("/quota/reset", post(quota_reset))
         .with_state(account)
+        .merge(google_faults)
+}
+
+#[derive(Debug, Deserialize)]
+struct GoogleFault {
+    status: u16,
+    #[serde(default = "one")]
+    count: Option<u32>,
+    #[serde(default)]
+    skip: u32,
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    path_prefix: Option<String>,
+    #[serde(default)]
+    after_commit: bool,
+}
+
+fn one() -> Option<u32> {
+    Some(1)
+}
+
+async fn add_google_fault(State(faults): State<Faults>, Json(f): Json<GoogleFault>) -> Json<Value> {
+    let body =
+        serde_json::to_string(&super::ApiError::injected(f.status).body()).unwrap_or_default();
+    let fault = if f.after_commit {
+        FaultKind::AfterCommit {
+            status: Some(f.status),
+            body: Some(body),
+        }
+    } else {
+        FaultKind::Status {
+            status: f.status,
+            body: Some(body),
+            content_type: Some(super::error::JSON_CONTENT_TYPE.into()),
+            headers: Default::default(),
+        }
+    };
+    let id = faults.add(FaultRule {
+        id: 0,
+        method: f.method,
+        path_prefix: f.path_prefix,
+        skip: f.skip,
+        count: f.count,
+        fault,
+    });
+    Json(json!({ "id": id }))
 }
 
 fn api_error(e: &super::ApiError) -> Response {

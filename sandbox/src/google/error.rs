@@ -254,6 +254,38 @@ impl ApiError {
         e
     }
 
+    /// The Google-shaped error for an injected fault of HTTP `status` (control API
+    /// `/_sandbox/google-faults`): 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED,
+    /// 409 ABORTED, 429 the back-end "FBS" RESOURCE_EXHAUSTED body (§6.2), others by class.
+    pub fn injected(status: u16) -> Self {
+        let http = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        match status {
+            503 => Self::unavailable(),
+            504 => Self::new(http, "DEADLINE_EXCEEDED", "The request timed out."),
+            409 => Self::aborted(),
+            429 => {
+                let mut e = Self::new(
+                    http,
+                    "RESOURCE_EXHAUSTED",
+                    "Resource has been exhausted (e.g. check quota).",
+                );
+                e.details.push(json!({
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [{"subject": "QUOTA_EXCEEDED", "description": "FBS quota limit exceeded"}]
+                }));
+                e
+            }
+            400 => Self::invalid_argument(MSG_INVALID_ARGUMENT),
+            404 => Self::not_found(),
+            s if s >= 500 => {
+                let mut e = Self::internal();
+                e.http = http;
+                e
+            }
+            _ => Self::new(http, "UNKNOWN", "Unknown error."),
+        }
+    }
+
     /// 500 INTERNAL, as injected by faults.
     pub fn internal() -> Self {
         Self::new(

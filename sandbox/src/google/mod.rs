@@ -183,7 +183,11 @@ impl GoogleAccount {
     /// The whole app: instrumented API plus the generic and Google control routes.
     pub fn app(&self, plane: &ControlPlane) -> Router {
         let api = common::instrument(self.api_router(), plane);
-        common::mount(api, plane.clone(), control::router(self.clone()))
+        common::mount(
+            api,
+            plane.clone(),
+            control::router(self.clone(), plane.faults.clone()),
+        )
     }
 
     /// A control plane whose reset restores this account.
