@@ -644,28 +644,26 @@ fn render_item(field: &str, item: &Value, primary: bool, source: &Value) -> Valu
                 obj.insert("canonicalForm".into(), json!(c));
             }
         }
-        "addresses" => {
-            if !obj.contains_key("formattedValue") {
-                let get = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-                let city_line = [get("city"), get("region"), get("postalCode")]
-                    .into_iter()
-                    .filter(|s| !s.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let formatted = [
-                    get("poBox"),
-                    get("streetAddress"),
-                    get("extendedAddress"),
-                    city_line,
-                    get("country"),
-                ]
+        "addresses" if !obj.contains_key("formattedValue") => {
+            let get = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let city_line = [get("city"), get("region"), get("postalCode")]
                 .into_iter()
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
-                .join("\n");
-                if !formatted.is_empty() {
-                    obj.insert("formattedValue".into(), json!(formatted));
-                }
+                .join(" ");
+            let formatted = [
+                get("poBox"),
+                get("streetAddress"),
+                get("extendedAddress"),
+                city_line,
+                get("country"),
+            ]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+            if !formatted.is_empty() {
+                obj.insert("formattedValue".into(), json!(formatted));
             }
         }
         "genders" => {
