@@ -96,8 +96,21 @@ fn run() -> Result<(), String> {
         );
     }
 
+    let skip = env::var("TANDEM_SKIP_PLUGIN_BUILD").is_ok_and(|v| v == "1");
     let outcomes = if plugins.is_empty() {
         BTreeMap::new()
+    } else if skip {
+        // For quick lints of the host: every plugin reports why it is missing.
+        plugins
+            .iter()
+            .map(|p| {
+                let why = format!(
+                    "plugin {} was not built: TANDEM_SKIP_PLUGIN_BUILD=1 is set",
+                    p.package
+                );
+                (p.package.clone(), Outcome::Failed(why))
+            })
+            .collect()
     } else {
         ensure_target()?;
         build(&cargo, &root, &out_dir, &plugins)?
@@ -258,11 +271,20 @@ fn build(
     // First error line per package id (plugins and their dependencies).
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut dep_infos = Vec::new();
+    let mut local_dirs = BTreeSet::new();
     for line in stdout.lines() {
         let Ok(message) = serde_json::from_str::<Value>(line) else {
             continue;
         };
         let package_id = message["package_id"].as_str().unwrap_or_default();
+        // Every local (path) package the plugins depend on, built or failed: its sources
+        // are watched even when cargo wrote no dep-info (it skips it after a failure).
+        if package_id.starts_with("path+")
+            && let Some(manifest) = message["manifest_path"].as_str()
+            && let Some(dir) = Path::new(manifest).parent()
+        {
+            local_dirs.insert(dir.to_owned());
+        }
         match message["reason"].as_str() {
             Some("compiler-artifact") => {
                 let Some(plugin) = by_id.get(package_id) else {
@@ -287,9 +309,8 @@ fn build(
                 if message["message"]["level"] != "error" {
                     continue;
                 }
-                let text = message["message"]["message"].as_str().unwrap_or("error");
                 if !errors.iter().any(|(id, _)| id == package_id) {
-                    errors.push((package_id.to_owned(), text.to_owned()));
+                    errors.push((package_id.to_owned(), first_error(&message["message"])));
                 }
             }
             _ => {}
@@ -302,6 +323,14 @@ fn build(
 
     for dep_info in &dep_infos {
         emit_dep_info(dep_info, root);
+    }
+    for dir in &local_dirs {
+        for watched in ["Cargo.toml", "build.rs", "src"] {
+            let path = dir.join(watched);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
     }
 
     // Cargo's own errors (lockfile, resolution, a failed build script) are not JSON.
@@ -339,6 +368,26 @@ fn build(
         outcomes.insert(plugin.package.clone(), outcome);
     }
     Ok(outcomes)
+}
+
+/// `mismatched types at src/lib.rs:2:18` from a rustc JSON diagnostic.
+fn first_error(diagnostic: &Value) -> String {
+    let text = diagnostic["message"].as_str().unwrap_or("error");
+    let text = text.lines().next().unwrap_or(text);
+    let primary = diagnostic["spans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|span| span["is_primary"] == true);
+    match primary {
+        Some(span) => format!(
+            "{text} at {}:{}:{}",
+            span["file_name"].as_str().unwrap_or("?"),
+            span["line_start"],
+            span["column_start"]
+        ),
+        None => text.to_owned(),
+    }
 }
 
 /// `path+file:///x/y#name@0.1.0` -> `name`.

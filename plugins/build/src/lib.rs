@@ -12,6 +12,9 @@
 //! an earlier build. Failures of the build machinery itself (no `cargo`, no
 //! `wasm32-wasip2` target and no `rustup` to install it) fail the build.
 //!
+//! `TANDEM_SKIP_PLUGIN_BUILD=1` skips the nested build (every plugin then reports why it
+//! is missing), for quick lints of crates that depend on this one.
+//!
 //! Packages marked `builtin = true` as well are embedded into the binary:
 //! [`builtins`] returns their bytes.
 //!
@@ -85,6 +88,27 @@ pub fn builtins() -> Vec<Builtin> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmparser::{Parser, Payload};
+
+    /// Top-level component imports and the embedded manifest, if any.
+    fn inspect(bytes: &[u8]) -> (Vec<String>, Option<String>) {
+        let mut imports = Vec::new();
+        let mut manifest = None;
+        for payload in Parser::new(0).parse_all(bytes) {
+            match payload.expect("valid wasm") {
+                Payload::ComponentImportSection(reader) => {
+                    for import in reader {
+                        imports.push(import.expect("valid import").name.name.to_owned());
+                    }
+                }
+                Payload::CustomSection(section) if section.name() == "tandem-manifest" => {
+                    manifest = Some(String::from_utf8(section.data().to_vec()).expect("UTF-8"));
+                }
+                _ => {}
+            }
+        }
+        (imports, manifest)
+    }
 
     #[test]
     fn unknown_package_is_an_error_naming_the_known_ones() {
@@ -93,10 +117,11 @@ mod tests {
             err.contains("no plugin package named no-such-plugin"),
             "{err}"
         );
+        assert!(err.contains("tandem-plugin-template"), "{err}");
     }
 
     #[test]
-    fn built_artifacts_exist_and_are_components() {
+    fn every_built_artifact_is_a_component() {
         for artifact in all() {
             if let Ok(path) = artifact.path {
                 let bytes = std::fs::read(path).expect("artifact file exists");
@@ -111,13 +136,60 @@ mod tests {
     }
 
     #[test]
-    fn builtins_are_the_built_builtin_packages() {
-        let builtins = builtins();
-        for builtin in &builtins {
-            let artifact = all().iter().find(|a| a.package == builtin.package).unwrap();
-            assert!(artifact.builtin);
-            let on_disk = std::fs::read(artifact.path.unwrap()).unwrap();
-            assert_eq!(on_disk, builtin.wasm);
+    fn template_connector_embeds_its_manifest_and_imports_only_what_it_uses() {
+        let bytes = std::fs::read(wasm_path("tandem-plugin-template").unwrap()).unwrap();
+        let (imports, manifest) = inspect(&bytes);
+        let manifest = manifest.expect("tandem-manifest section survives wasm-component-ld");
+        assert!(manifest.contains("name = \"template\""), "{manifest}");
+        assert!(manifest.contains("kind = \"connector\""), "{manifest}");
+        assert!(
+            imports.iter().any(|i| i == "tandem:plugin/http@0.1.0"),
+            "{imports:?}"
+        );
+        assert!(
+            imports.iter().any(|i| i == "tandem:plugin/config@0.1.0"),
+            "{imports:?}"
+        );
+        // It never touches storage, so the world import is dropped.
+        assert!(
+            !imports
+                .iter()
+                .any(|i| i.starts_with("tandem:plugin/storage")),
+            "{imports:?}"
+        );
+        assert!(
+            !imports
+                .iter()
+                .any(|i| i.starts_with("wasi:filesystem") || i.starts_with("wasi:sockets")),
+            "{imports:?}"
+        );
+    }
+
+    #[test]
+    fn normalize_mapper_is_builtin_and_imports_no_connector_interfaces() {
+        let artifact = all()
+            .iter()
+            .find(|a| a.package == "tandem-mapper-normalize")
+            .expect("the normalize mapper is a plugin package");
+        assert!(artifact.builtin);
+        let builtin = builtins()
+            .into_iter()
+            .find(|b| b.package == "tandem-mapper-normalize")
+            .expect("normalize is embedded");
+        assert_eq!(std::fs::read(artifact.path.unwrap()).unwrap(), builtin.wasm);
+
+        let (imports, manifest) = inspect(builtin.wasm);
+        assert!(
+            manifest
+                .expect("manifest embedded")
+                .contains("kind = \"mapper\"")
+        );
+        for denied in ["http", "storage", "config"] {
+            let prefix = format!("tandem:plugin/{denied}");
+            assert!(
+                !imports.iter().any(|i| i.starts_with(&prefix)),
+                "{imports:?}"
+            );
         }
     }
 }
