@@ -213,6 +213,11 @@ impl Response {
 }
 
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    // An empty body (204 No Content) reads as `null`, so `()` and `Option<T>` accept it.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_slice(b"null")
+            .map_err(|e| format!("the response body is empty, expected JSON: {e}"));
+    }
     serde_json::from_slice(body).map_err(|e| {
         if e.is_eof() {
             format!("the response body is truncated ({} bytes): {e}", body.len())
@@ -511,6 +516,19 @@ mod tests {
         };
         assert_eq!(response.rate_limit_remaining(), Some(12));
         assert!(response.is_success());
+    }
+
+    #[test]
+    fn empty_body_reads_as_null() {
+        let response = Response {
+            status: 204,
+            headers: vec![],
+            body: vec![],
+        };
+        response.json::<()>().unwrap();
+        assert_eq!(response.json::<Option<u32>>().unwrap(), None);
+        let err = response.json::<Vec<u32>>().unwrap_err();
+        assert!(err.message().contains("empty"), "{err:?}");
     }
 
     #[test]

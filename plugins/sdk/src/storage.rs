@@ -77,6 +77,12 @@ pub fn list_keys(prefix: &str) -> Result<Vec<String>, Error> {
         let page = list_keys_page(prefix, cursor.as_deref(), PAGE)?;
         keys.extend(page.keys);
         match page.next_cursor {
+            // A cursor that does not move would loop forever.
+            Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+                return Err(Error::fatal(format!(
+                    "storage listing of `{prefix}` did not advance past `{next}`"
+                )));
+            }
             Some(next) => cursor = Some(next),
             None => return Ok(keys),
         }

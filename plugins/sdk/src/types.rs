@@ -196,7 +196,7 @@ impl Record {
 }
 
 impl FieldDef {
-    /// A writable, optional, single-valued, standard field.
+    /// A writable, optional, standard field; multi-valued only for `MultiChoice`.
     pub fn new(name: impl Into<String>, label: impl Into<String>, kind: FieldType) -> Self {
         FieldDef {
             name: name.into(),
