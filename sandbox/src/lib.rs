@@ -23,8 +23,8 @@
 
 pub mod common;
 pub mod freshworks;
-pub mod seed;
 pub mod google;
+pub mod seed;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

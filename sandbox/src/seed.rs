@@ -177,20 +177,109 @@ pub const OWNERS: &[(&str, &str)] = &[
 ];
 
 const FIRST_NAMES: &[&str] = &[
-    "Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger",
-    "Radia", "Tim", "Hedy", "Donald", "Katherine", "John", "Sophie", "Lukas", "Amara", "Kenji",
-    "Priya", "Mateo", "Ingrid", "Omar", "Chloé", "Björn", "Aisha", "Diego", "Mei", "Olga",
-    "Tomás", "Fatima", "Henrik", "Yuki", "Zanele", "Pierre", "Anika", "Rafael", "Noor", "Elena",
-    "Kwame", "Sven", "Leila", "Marco", "Hana", "Jonas", "Nadia", "Pablo", "Sara", "Wei",
+    "Ada",
+    "Alan",
+    "Grace",
+    "Linus",
+    "Margaret",
+    "Dennis",
+    "Barbara",
+    "Ken",
+    "Frances",
+    "Edsger",
+    "Radia",
+    "Tim",
+    "Hedy",
+    "Donald",
+    "Katherine",
+    "John",
+    "Sophie",
+    "Lukas",
+    "Amara",
+    "Kenji",
+    "Priya",
+    "Mateo",
+    "Ingrid",
+    "Omar",
+    "Chloé",
+    "Björn",
+    "Aisha",
+    "Diego",
+    "Mei",
+    "Olga",
+    "Tomás",
+    "Fatima",
+    "Henrik",
+    "Yuki",
+    "Zanele",
+    "Pierre",
+    "Anika",
+    "Rafael",
+    "Noor",
+    "Elena",
+    "Kwame",
+    "Sven",
+    "Leila",
+    "Marco",
+    "Hana",
+    "Jonas",
+    "Nadia",
+    "Pablo",
+    "Sara",
+    "Wei",
 ];
 
 const LAST_NAMES: &[&str] = &[
-    "Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson",
-    "Allen", "Dijkstra", "Perlman", "Berners-Lee", "Lamarr", "Knuth", "Johnson", "McCarthy",
-    "Müller", "Schmidt", "Okonkwo", "Tanaka", "Sharma", "García", "Larsen", "Haddad", "Dubois",
-    "Andersson", "Bello", "Fernández", "Chen", "Ivanova", "O'Brien", "Rossi", "Nakamura",
-    "Dlamini", "Moreau", "Kowalski", "Silva", "Khan", "Petrov", "Mensah", "Nilsson", "Farouk",
-    "Romano", "Sato", "Weber", "Novak", "Ortiz", "Lindqvist", "Wang", "de Vries",
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Torvalds",
+    "Hamilton",
+    "Ritchie",
+    "Liskov",
+    "Thompson",
+    "Allen",
+    "Dijkstra",
+    "Perlman",
+    "Berners-Lee",
+    "Lamarr",
+    "Knuth",
+    "Johnson",
+    "McCarthy",
+    "Müller",
+    "Schmidt",
+    "Okonkwo",
+    "Tanaka",
+    "Sharma",
+    "García",
+    "Larsen",
+    "Haddad",
+    "Dubois",
+    "Andersson",
+    "Bello",
+    "Fernández",
+    "Chen",
+    "Ivanova",
+    "O'Brien",
+    "Rossi",
+    "Nakamura",
+    "Dlamini",
+    "Moreau",
+    "Kowalski",
+    "Silva",
+    "Khan",
+    "Petrov",
+    "Mensah",
+    "Nilsson",
+    "Farouk",
+    "Romano",
+    "Sato",
+    "Weber",
+    "Novak",
+    "Ortiz",
+    "Lindqvist",
+    "Wang",
+    "de Vries",
 ];
 
 const COMPANIES: &[(&str, &str, &str)] = &[
@@ -206,7 +295,11 @@ const COMPANIES: &[(&str, &str, &str)] = &[
     ("Lucerne Publishing", "lucerne.example", "Media"),
     ("Alpine Ski House", "alpineski.example", "Hospitality"),
     ("Coho Winery", "cohowinery.example", "Food & Beverage"),
-    ("Blue Yonder Airlines", "blueyonder.example", "Transportation"),
+    (
+        "Blue Yonder Airlines",
+        "blueyonder.example",
+        "Transportation",
+    ),
     ("Humongous Insurance", "humongous.example", "Finance"),
     ("Trey Research", "treyresearch.example", "Consulting"),
     ("Margie's Travel", "margiestravel.example", "Hospitality"),
@@ -217,9 +310,21 @@ const COMPANIES: &[(&str, &str, &str)] = &[
 ];
 
 const TITLES: &[&str] = &[
-    "CEO", "CTO", "Head of Marketing", "Marketing Manager", "Sales Director", "Account Executive",
-    "Software Engineer", "Product Manager", "Operations Lead", "Customer Success Manager",
-    "Procurement Officer", "Data Analyst", "Office Manager", "CFO", "Growth Hacker",
+    "CEO",
+    "CTO",
+    "Head of Marketing",
+    "Marketing Manager",
+    "Sales Director",
+    "Account Executive",
+    "Software Engineer",
+    "Product Manager",
+    "Operations Lead",
+    "Customer Success Manager",
+    "Procurement Officer",
+    "Data Analyst",
+    "Office Manager",
+    "CFO",
+    "Growth Hacker",
 ];
 
 /// (city, state, country, phone style)
@@ -420,9 +525,7 @@ fn custom_values(rng: &mut ChaCha8Rng) -> CustomValues {
         .map(|s| (*s).to_owned())
         .collect();
     CustomValues {
-        plan: rng
-            .random_bool(0.8)
-            .then(|| (*pick(rng, PLANS)).to_owned()),
+        plan: rng.random_bool(0.8).then(|| (*pick(rng, PLANS)).to_owned()),
         interests,
         renewal_date: rng.random_bool(0.5).then(|| SimpleDate {
             year: rng.random_range(2024..2028),
@@ -536,8 +639,14 @@ mod tests {
         let shared = fs_people.intersection(&fm_people).count();
         assert!(shared > n / 3 && shared < n, "overlap {shared}");
         // Variations exist.
-        assert!(fm.iter().any(|r| r.email.as_ref().is_some_and(|e| *e != r.person.email)));
-        assert!(fs.iter().all(|r| r.email.as_ref().is_none_or(|e| *e == r.person.email)));
+        assert!(
+            fm.iter()
+                .any(|r| r.email.as_ref().is_some_and(|e| *e != r.person.email))
+        );
+        assert!(
+            fs.iter()
+                .all(|r| r.email.as_ref().is_none_or(|e| *e == r.person.email))
+        );
         assert!(fs.iter().any(|r| r.email.is_none()));
         assert!(fs.iter().any(|r| r.duplicate_of.is_some()));
         assert!(fs.iter().any(|r| r.do_not_disturb));

@@ -181,7 +181,10 @@ mod tests {
             format_seconds(t, time::macros::offset!(-06:00)),
             "2021-10-19T00:28:18-06:00"
         );
-        assert_eq!(format_seconds(t, time::UtcOffset::UTC), "2021-10-19T06:28:18Z");
+        assert_eq!(
+            format_seconds(t, time::UtcOffset::UTC),
+            "2021-10-19T06:28:18Z"
+        );
         assert_eq!(
             parse_rfc3339("2021-10-19T00:28:18-06:00"),
             Some(datetime!(2021-10-19 06:28:18 UTC))

@@ -109,7 +109,10 @@ pub fn mount(api: Router, plane: ControlPlane, account_control: Router) -> Route
 pub fn generic_router(plane: ControlPlane) -> Router {
     Router::new()
         .route("/reset", post(reset))
-        .route("/faults", get(list_faults).post(add_fault).delete(clear_faults))
+        .route(
+            "/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
         .route("/faults/{id}", delete(remove_fault))
         .route("/counters", get(counters).delete(clear_counters))
         .route("/clock", get(clock))

@@ -286,7 +286,8 @@ fn dropped_connection(prefix: Option<(bytes::Bytes, usize, Response)>) -> Respon
             let (mut parts, _) = template.into_parts();
             parts.headers.insert(
                 header::CONTENT_LENGTH,
-                HeaderValue::from_str(&full_len.to_string()).unwrap_or(HeaderValue::from_static("0")),
+                HeaderValue::from_str(&full_len.to_string())
+                    .unwrap_or(HeaderValue::from_static("0")),
             );
             let stream = futures::stream::iter(vec![Ok(kept), Err(err())]);
             Response::from_parts(parts, Body::from_stream(stream))
