@@ -2,5 +2,6 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the codemap and invariants.
 
+pub mod cli;
 pub mod config;
 pub mod runtime;

@@ -1,5 +1,5 @@
-//! The `tandem` command-line entry point.
+//! The `tandem` command-line entry point; see [`tandem::cli`].
 
-fn main() {
-    println!("tandem {}", env!("CARGO_PKG_VERSION"));
+fn main() -> std::process::ExitCode {
+    tandem::cli::main()
 }

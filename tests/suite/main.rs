@@ -1,1 +1,3 @@
 //! End-to-end suites: one test binary, one module per area.
+
+mod hostile;

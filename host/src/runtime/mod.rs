@@ -1,2 +1,542 @@
-//! The plugin runtime: wasmtime engines, plugin loading and limits, and one module
-//! per host interface of the WIT contract (`http`, `storage`, `log`, `config`).
+//! The plugin runtime: wasmtime engines, plugin loading and limits, and one module per
+//! host interface of the WIT contract (`http`, `storage`, `log`, `config`).
+//!
+//! Typical use by the sync engine:
+//!
+//! ```no_run
+//! # async fn demo(db: std::sync::Arc<redb::Database>) -> Result<(), Box<dyn std::error::Error>> {
+//! use tandem::runtime::*;
+//! let runtime = Runtime::new(RuntimeOptions::new(db))?;
+//! let plugin = runtime
+//!     .load(PluginSource::Path("plugins/freshsales.wasm".into()), None)
+//!     .await?;
+//! let client = runtime.connector(&plugin, Connection {
+//!     id: "fs-acme".into(),
+//!     settings: [("domain".into(), "acme.myfreshworks.com".into())].into(),
+//!     grant: Grant { http: vec!["*".into()], ..Grant::default() },
+//!     credentials: Credentials::ApiKey(Secret::new("...")),
+//!     budget: None,
+//! })?;
+//! let account = client.check().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Invariants kept here: deny by default ([`capabilities`]), secrets stay in the host
+//! ([`credentials`], [`http`]), a fresh instance per call ([`client`]), hard limits
+//! ([`limits`], [`engine`]).
+
+pub mod bindings;
+pub mod capabilities;
+pub mod client;
+pub mod config;
+pub mod credentials;
+pub mod engine;
+pub mod http;
+pub mod limits;
+pub mod log;
+pub mod manifest;
+mod state;
+pub mod storage;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+
+pub use capabilities::{Grant, SUPPORTED_CONTRACT, StorageGrant};
+pub use client::{CallError, ConnectorClient, MapResults, MapperClient, TrapKind};
+pub use credentials::{Credentials, Secret};
+pub use engine::{CompileError, PolicyClass};
+pub use http::{RequestBudget, Resolve, SystemResolver};
+pub use limits::{ConnectorLimits, MapperLimits};
+pub use manifest::{Manifest, ManifestError, PluginKind};
+
+use bindings::connector::ConnectorPre;
+use bindings::mapper::MapperPre;
+use capabilities::{EgressPolicy, InterfaceError};
+use engine::Engines;
+use state::{ConnectionCtx, HostState};
+
+/// The contract's data types, shared by both worlds (re-exported from the bindings).
+pub mod types {
+    pub use super::bindings::connector_api::{
+        CreateOp, Lookup, MembershipOp, Op, Page, PullRequest, UpdateOp, Write, WriteResult,
+    };
+    pub use super::bindings::mapper_api::MapContext;
+    pub use super::bindings::types::*;
+}
+
+/// Options of a [`Runtime`].
+#[derive(Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The database holding plugin storage (shared with the sync engine).
+    pub db: Arc<redb::Database>,
+    /// Resolves host names of plugin requests.
+    pub resolver: Arc<dyn Resolve>,
+}
+
+impl RuntimeOptions {
+    /// No compile cache, the system resolver.
+    pub fn new(db: Arc<redb::Database>) -> Self {
+        Self {
+            cache_dir: None,
+            db,
+            resolver: Arc::new(SystemResolver),
+        }
+    }
+}
+
+impl fmt::Debug for RuntimeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RuntimeOptions")
+            .field("cache_dir", &self.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a plugin comes from.
+#[derive(Debug, Clone)]
+pub enum PluginSource {
+    /// A `.wasm` file; a sidecar `<stem>.tandem.toml` beside it is read if present.
+    Path(PathBuf),
+    /// Bytes in memory (built-in plugins).
+    Bytes {
+        /// Shown in messages until the manifest names the plugin.
+        name: String,
+        /// The component.
+        wasm: Arc<[u8]>,
+        /// Manifest text, if not embedded in the component.
+        manifest: Option<String>,
+    },
+}
+
+/// Why a plugin was refused. One line: `plugin <name>: <reason>`.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin {plugin}: {reason}")]
+pub struct LoadError {
+    /// `name version` once the manifest is known, else the file name.
+    pub plugin: String,
+    /// What went wrong.
+    pub reason: LoadFailure,
+}
+
+/// The cause of a [`LoadError`].
+#[derive(Debug, thiserror::Error)]
+pub enum LoadFailure {
+    /// The file could not be read.
+    #[error("cannot read {0}")]
+    Read(String),
+    /// The sha256 differs from the pinned one.
+    #[error(
+        "sha256 is {actual} but the configuration pins {expected}; update the pin if the new file is trusted"
+    )]
+    Digest {
+        /// The pinned digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// Not a component.
+    #[error("{0}")]
+    NotComponent(String),
+    /// Manifest missing or invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Forbidden imports, wrong contract major, missing export.
+    #[error(transparent)]
+    Interfaces(#[from] InterfaceError),
+    /// wasmtime could not compile it.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// It could not be linked against the host.
+    #[error("cannot link against the host: {0}")]
+    Link(String),
+}
+
+/// A loaded, checked and pre-instantiated plugin.
+pub struct Plugin {
+    manifest: Manifest,
+    label: Arc<str>,
+    sha256: [u8; 32],
+    size: usize,
+    contract: semver::Version,
+    imports: Vec<String>,
+    exports: Vec<String>,
+    pre: PluginPre,
+}
+
+enum PluginPre {
+    Connector(ConnectorPre<HostState>),
+    Mapper(MapperPre<HostState>),
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("kind", &self.manifest.kind)
+            .field("sha256", &self.sha256_hex())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+    /// `name version`.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    /// Connector or mapper.
+    pub fn kind(&self) -> PluginKind {
+        self.manifest.kind
+    }
+    /// Hex sha256 of the `.wasm`.
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+    /// Size of the `.wasm` in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+    /// The contract version the component was built against.
+    pub fn contract(&self) -> &semver::Version {
+        &self.contract
+    }
+    /// The component's imports.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+    /// The component's exports.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
+    }
+}
+
+/// One connection of a connector plugin: identity, settings, grant and credentials.
+#[derive(Clone)]
+pub struct Connection {
+    /// Stable connection id (names the storage namespace and tags logs).
+    pub id: String,
+    /// Non-secret settings the plugin can read (`config`), e.g. `domain`, `base-url`.
+    pub settings: BTreeMap<String, String>,
+    /// What the operator grants.
+    pub grant: Grant,
+    /// Credentials the host injects into matching requests.
+    pub credentials: Credentials,
+    /// Awaited before each outbound request (shared per app account).
+    pub budget: Option<Arc<dyn RequestBudget>>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("settings", &self.settings)
+            .field("grant", &self.grant)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client could not be made for a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The plugin is of the other kind.
+    #[error("plugin {plugin} is a {actual}, not a {wanted}")]
+    WrongKind {
+        /// `name version`.
+        plugin: String,
+        /// Its kind.
+        actual: PluginKind,
+        /// The kind asked for.
+        wanted: PluginKind,
+    },
+    /// Credentials and auth profile do not fit, or the HTTP client failed.
+    #[error("connection {connection} of plugin {plugin}: {source}")]
+    Http {
+        /// `name version`.
+        plugin: String,
+        /// The connection id.
+        connection: String,
+        /// The cause.
+        source: http::HttpSetupError,
+    },
+}
+
+/// The plugin runtime: engines, linkers, compile cache and host services.
+///
+/// Cheap to clone. Needs a tokio runtime (multi-threaded for concurrent guests).
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engines: Engines,
+    connector_linker: Linker<HostState>,
+    mapper_linker: Linker<HostState>,
+    db: Arc<redb::Database>,
+    resolver: Arc<dyn Resolve>,
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// Why the runtime could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the plugin runtime: {0}")]
+pub struct RuntimeError(String);
+
+impl Runtime {
+    /// Builds the engines (and their epoch ticker) and the linkers.
+    pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
+        let engines = Engines::new(options.cache_dir).map_err(|e| RuntimeError(e.to_string()))?;
+        let connector_linker = state::connector_linker(engines.engine(PolicyClass::Connector))
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let mapper_linker = state::mapper_linker(engines.engine(PolicyClass::Mapper))
+            .map_err(|e| RuntimeError(format!("{e:#}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engines,
+                connector_linker,
+                mapper_linker,
+                db: options.db,
+                resolver: options.resolver,
+            }),
+        })
+    }
+
+    /// Reads, checks, compiles (through the cache) and pre-instantiates a plugin.
+    ///
+    /// Order: digest pin, component format, contract version, manifest, import
+    /// allowlist for the manifest's kind, compile, the same checks on wasmtime's view of
+    /// the component, link. Nothing of the plugin runs.
+    pub async fn load(
+        &self,
+        source: PluginSource,
+        expected_sha256: Option<&str>,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let (label, wasm, sidecar) = read_source(source).await?;
+        let fail = |plugin: &str, reason: LoadFailure| LoadError {
+            plugin: plugin.to_owned(),
+            reason,
+        };
+        let sha256: [u8; 32] = Sha256::digest(&wasm).into();
+        if let Some(expected) = expected_sha256 {
+            let actual = hex::encode(sha256);
+            if !expected.trim().eq_ignore_ascii_case(&actual) {
+                return Err(fail(
+                    &label,
+                    LoadFailure::Digest {
+                        expected: expected.trim().to_owned(),
+                        actual,
+                    },
+                ));
+            }
+        }
+        let scan = manifest::scan_component(&wasm)
+            .map_err(|e| fail(&label, LoadFailure::NotComponent(e)))?;
+        capabilities::check_contract(&scan.imports, &scan.exports)
+            .map_err(|e| fail(&label, e.into()))?;
+        let manifest = manifest::resolve_manifest(
+            &scan.manifests,
+            sidecar.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        )
+        .map_err(|e| fail(&label, e.into()))?;
+        let label = format!("{} {}", manifest.name, manifest.version);
+        let kind = manifest.kind;
+        let contract = capabilities::check_interfaces(kind, &scan.imports, &scan.exports)
+            .map_err(|e| fail(&label, e.into()))?;
+
+        let class = match kind {
+            PluginKind::Connector => PolicyClass::Connector,
+            PluginKind::Mapper => PolicyClass::Mapper,
+        };
+        let size = wasm.len();
+        let component = self
+            .inner
+            .engines
+            .compile(class, wasm, sha256)
+            .await
+            .map_err(|e| fail(&label, e.into()))?;
+
+        // Defence in depth: the same checks on wasmtime's own view of the component.
+        let engine = self.inner.engines.engine(class);
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_owned()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_owned()).collect();
+        capabilities::check_interfaces(kind, &imports, &exports)
+            .map_err(|e| fail(&label, e.into()))?;
+
+        let link = |e: wasmtime::Error| {
+            fail(
+                &label,
+                LoadFailure::Link(format!("{e:#}").replace('\n', " ")),
+            )
+        };
+        let pre = match kind {
+            PluginKind::Connector => {
+                let pre = self
+                    .inner
+                    .connector_linker
+                    .instantiate_pre(&component)
+                    .map_err(link)?;
+                PluginPre::Connector(ConnectorPre::new(pre).map_err(link)?)
+            }
+            PluginKind::Mapper => {
+                let pre = self
+                    .inner
+                    .mapper_linker
+                    .instantiate_pre(&component)
+                    .map_err(link)?;
+                PluginPre::Mapper(MapperPre::new(pre).map_err(link)?)
+            }
+        };
+        Ok(Arc::new(Plugin {
+            manifest,
+            label: label.into(),
+            sha256,
+            size,
+            contract,
+            imports,
+            exports,
+            pre,
+        }))
+    }
+
+    /// A client for one connection of a connector plugin.
+    ///
+    /// The effective grant is the manifest's request ∩ `connection.grant`: origins both
+    /// allow, storage only if both ask/grant it (the smaller quota), limits lowered by the
+    /// manifest. Credentials must fit the manifest's auth profile.
+    pub fn connector(
+        &self,
+        plugin: &Arc<Plugin>,
+        connection: Connection,
+    ) -> Result<ConnectorClient, ConnectError> {
+        let PluginPre::Connector(pre) = &plugin.pre else {
+            return Err(ConnectError::WrongKind {
+                plugin: plugin.label().to_owned(),
+                actual: plugin.kind(),
+                wanted: PluginKind::Connector,
+            });
+        };
+        let manifest = &plugin.manifest;
+        let grant = &connection.grant;
+        let limits = grant.limits.narrowed(&manifest.limits);
+        let policy = EgressPolicy::new(manifest, grant, &connection.settings);
+        let http = http::HttpCtx::new(
+            policy,
+            manifest.auth.as_ref(),
+            &connection.credentials,
+            &connection.settings,
+            self.inner.resolver.clone(),
+            connection.budget.clone(),
+            &limits,
+        )
+        .map_err(|source| ConnectError::Http {
+            plugin: plugin.label().to_owned(),
+            connection: connection.id.clone(),
+            source,
+        })?;
+        let quota = match (grant.storage, manifest.storage) {
+            (Some(g), Some(m)) => Some(storage::Quota {
+                bytes: g.quota_bytes.min(m.quota_bytes),
+                keys: g.max_keys,
+            }),
+            _ => None,
+        };
+        let connection_id: Arc<str> = connection.id.as_str().into();
+        let conn = ConnectionCtx {
+            http,
+            storage: storage::StorageCtx::new(
+                self.inner.db.clone(),
+                manifest.name.as_str().into(),
+                connection_id.clone(),
+                quota,
+            ),
+            config: config::ConfigCtx::new(&connection.settings, &connection.id),
+        };
+        Ok(ConnectorClient {
+            plugin: plugin.clone(),
+            pre: pre.clone(),
+            conn: Arc::new(conn),
+            connection: connection_id,
+            limits,
+        })
+    }
+
+    /// A client for a mapper plugin under `limits` (lowered by the manifest's requests).
+    /// `scope` tags its log lines (e.g. the sync's name).
+    pub fn mapper(
+        &self,
+        plugin: &Arc<Plugin>,
+        limits: MapperLimits,
+        scope: &str,
+    ) -> Result<MapperClient, ConnectError> {
+        let PluginPre::Mapper(pre) = &plugin.pre else {
+            return Err(ConnectError::WrongKind {
+                plugin: plugin.label().to_owned(),
+                actual: plugin.kind(),
+                wanted: PluginKind::Mapper,
+            });
+        };
+        Ok(MapperClient {
+            plugin: plugin.clone(),
+            pre: pre.clone(),
+            limits: limits.narrowed(&plugin.manifest.limits),
+            scope: scope.into(),
+        })
+    }
+}
+
+/// (label for messages, bytes, optional sidecar (path, text)).
+async fn read_source(
+    source: PluginSource,
+) -> Result<(String, Arc<[u8]>, Option<(String, String)>), LoadError> {
+    match source {
+        PluginSource::Bytes {
+            name,
+            wasm,
+            manifest,
+        } => Ok((
+            name,
+            wasm,
+            manifest.map(|m| ("the given manifest".to_owned(), m)),
+        )),
+        PluginSource::Path(path) => {
+            let label = path.display().to_string();
+            let wasm = tokio::fs::read(&path).await.map_err(|e| LoadError {
+                plugin: label.clone(),
+                reason: LoadFailure::Read(format!("{}: {e}", path.display())),
+            })?;
+            let sidecar_path = manifest::sidecar_path(&path);
+            let sidecar = match tokio::fs::read_to_string(&sidecar_path).await {
+                Ok(text) => Some((sidecar_path.display().to_string(), text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(LoadError {
+                        plugin: label,
+                        reason: LoadFailure::Manifest(ManifestError::Read {
+                            path: sidecar_path.display().to_string(),
+                            message: e.to_string(),
+                        }),
+                    });
+                }
+            };
+            Ok((label, wasm.into(), sidecar))
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Runtime benchmarks.
+//!
+//! * `instance/*`: a fresh store + instance from the cached pre-instantiated component and
+//!   one near-empty export call (goal: <= 25 µs).
+//! * `map-1000/*`: a mapper normalising 1,000 contact records, in wasm vs the same code
+//!   compiled natively (goal: wasm/native <= 1.5x). The ratio of one run is printed at
+//!   the end.
+//!
+//! Run: `cargo bench -p tandem --bench runtime`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tandem::runtime::types::{Field, MapContext, Record, Value};
+use tandem::runtime::{
+    Connection, ConnectorClient, Credentials, Grant, MapperClient, MapperLimits, PluginSource,
+    Runtime, RuntimeOptions,
+};
+
+#[path = "../../tests/fixtures/bench-mapper/src/logic.rs"]
+mod logic;
+
+struct Setup {
+    rt: tokio::runtime::Runtime,
+    connector: ConnectorClient,
+    empty_mapper: MapperClient,
+    contacts_mapper: MapperClient,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = redb::Database::create(dir.path().join("bench.redb")).unwrap();
+    let runtime = Runtime::new(RuntimeOptions {
+        cache_dir: Some(dir.path().join("cache")),
+        ..RuntimeOptions::new(Arc::new(db))
+    })
+    .unwrap();
+    let load = |package: &str| {
+        let path = tandem_plugins::wasm_path(package).unwrap();
+        rt.block_on(runtime.load(PluginSource::Path(path), None))
+            .unwrap()
+    };
+    let hostile = load("tandem-fixture-hostile");
+    let hostile_mapper = load("tandem-fixture-hostile-mapper");
+    let bench_mapper = load("tandem-fixture-bench-mapper");
+    let connector = rt.block_on(async {
+        runtime
+            .connector(
+                &hostile,
+                Connection {
+                    id: "bench".into(),
+                    settings: Default::default(),
+                    grant: Grant::default(),
+                    credentials: Credentials::None,
+                    budget: None,
+                },
+            )
+            .unwrap()
+    });
+    let limits = MapperLimits {
+        fuel: u64::MAX / 2,
+        ..MapperLimits::default()
+    };
+    Setup {
+        connector,
+        empty_mapper: runtime
+            .mapper(&hostile_mapper, limits.clone(), "bench")
+            .unwrap(),
+        contacts_mapper: runtime.mapper(&bench_mapper, limits, "bench").unwrap(),
+        rt,
+        _dir: dir,
+    }
+}
+
+fn text(name: &str, value: String) -> Field {
+    Field {
+        name: name.into(),
+        value: Value::Text(value),
+    }
+}
+
+/// 1,000 contacts with messy values, like an import from a CRM.
+fn contacts() -> Vec<Record> {
+    const FIRST: [&str; 5] = ["aNNa", "  john ", "MARIE-claire", "li", "Ömer"];
+    const LAST: [&str; 5] = ["SMITH", "o'neil", "  de la cruz", "wang", "yılmaz"];
+    const COUNTRY: [&str; 5] = ["Germany", "usa", " France ", "India", "Atlantis"];
+    (0..1000)
+        .map(|i| Record {
+            id: format!("{}", 100_000 + i),
+            version: Some(format!("\"etag-{i}\"")),
+            updated_at: Some("2026-11-20T10:00:00Z".into()),
+            fields: vec![
+                text("email", format!("  Person.{i}@Example.COM ")),
+                text("first_name", FIRST[i % 5].into()),
+                text("last_name", LAST[i % 5].into()),
+                text("phone", format!("0049 (30) {:07}", i * 7)),
+                text("mobile", format!("+1 555-{:04}", i)),
+                text("city", "  new   york ".into()),
+                text("country", COUNTRY[i % 5].into()),
+                text("job_title", "head OF sales".into()),
+                Field {
+                    name: "lead_score".into(),
+                    value: Value::Number(i as f64),
+                },
+                Field {
+                    name: "tags".into(),
+                    value: Value::Texts(vec!["vip".into(), format!("batch-{}", i % 10)]),
+                },
+            ],
+        })
+        .collect()
+}
+
+/// The native twin of the wasm mapper's `map_one` (same logic module).
+fn map_one_native(mut record: Record) -> Record {
+    let mut first = None;
+    let mut last = None;
+    for field in &mut record.fields {
+        if let Value::Text(text) = &field.value
+            && let Some(new) = logic::normalize(&field.name, text)
+        {
+            field.value = Value::Text(new);
+        }
+        if let Value::Text(text) = &field.value {
+            match field.name.as_str() {
+                "first_name" => first = Some(text.clone()),
+                "last_name" => last = Some(text.clone()),
+                _ => {}
+            }
+        }
+    }
+    if let Some(full) = logic::full_name(first.as_deref(), last.as_deref()) {
+        record.fields.push(Field {
+            name: "full_name".into(),
+            value: Value::Text(full),
+        });
+    }
+    record
+}
+
+/// The native path does what the wasm path does: new records from borrowed input.
+fn map_native(records: &[Record]) -> Vec<Result<Option<Record>, tandem::runtime::types::Error>> {
+    records
+        .iter()
+        .cloned()
+        .map(|r| Ok(Some(map_one_native(r))))
+        .collect()
+}
+
+fn ctx() -> MapContext {
+    MapContext {
+        sync: "bench".into(),
+        source: "a".into(),
+        target: "b".into(),
+        entity: "contacts".into(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let s = setup();
+    let ctx = ctx();
+    let input = contacts();
+
+    // Same output both ways, or the comparison means nothing.
+    let wasm_out = s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap();
+    assert_eq!(wasm_out, map_native(&input));
+
+    let mut group = c.benchmark_group("instance");
+    group.bench_function("connector-describe", |b| {
+        b.iter(|| black_box(s.rt.block_on(s.connector.describe()).unwrap()))
+    });
+    group.bench_function("mapper-empty-map", |b| {
+        b.iter(|| black_box(s.rt.block_on(s.empty_mapper.map(&ctx, &[])).unwrap()))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("map-1000");
+    group.sample_size(30);
+    group.bench_function("wasm", |b| {
+        b.iter(|| black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap()))
+    });
+    group.bench_function("native", |b| b.iter(|| black_box(map_native(&input))));
+    group.finish();
+
+    // One run, both sides interleaved, medians compared.
+    let mut wasm = Vec::new();
+    let mut native = Vec::new();
+    for _ in 0..60 {
+        let t = Instant::now();
+        black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap());
+        wasm.push(t.elapsed());
+        let t = Instant::now();
+        black_box(map_native(&input));
+        native.push(t.elapsed());
+    }
+    let (w, n) = (median(&mut wasm), median(&mut native));
+    println!(
+        "map-1000 ratio (one run, median of 60): wasm {w:?} / native {n:?} = {:.2}x (goal <= 1.5x)",
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+criterion_group!(runtime, benches);
+criterion_main!(runtime);

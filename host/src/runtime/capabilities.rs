@@ -1,0 +1,833 @@
+//! Capabilities, deny by default.
+//!
+//! * **Interfaces**: before a component is instantiated its imports are checked against
+//!   an allowlist: the contract's own interfaces for its kind (mappers: `log` only) and
+//!   harmless WASI (`wasi:io`, `wasi:cli` environment/exit/std streams/terminal,
+//!   `wasi:clocks`, `wasi:random`). Filesystem, sockets, `wasi:http` and anything else
+//!   are refused. The contract version is read from the `tandem:plugin/...@X.Y.Z` names
+//!   and must fall in [`SUPPORTED_CONTRACT`].
+//! * **Grants**: the effective grant of a connection is the manifest's request
+//!   intersected with the operator's [`Grant`]; an empty side means nothing.
+//! * **Egress**: origin patterns (`scheme://host[:port]`, `*.` as a leading label only,
+//!   `setting:K` for the origin of connection setting `K`) and the blocked address
+//!   ranges (loopback, link-local/metadata, private, unspecified, multicast...).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use semver::{Version, VersionReq};
+use url::Url;
+
+use super::limits::ConnectorLimits;
+use super::manifest::{Manifest, PluginKind};
+
+/// The contract versions this host serves, as a semver requirement.
+pub const SUPPORTED_CONTRACT: &str = ">=0.1.0, <0.2.0";
+
+/// The contract's WIT package name.
+pub const CONTRACT_PACKAGE: &str = "tandem:plugin";
+
+/// Why a component's interfaces are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterfaceError {
+    /// The component imports something outside the allowlist.
+    #[error(
+        "imports `{import}`, which {kind} plugins may not use ({why}); remove the dependency that pulls it in"
+    )]
+    ForbiddenImport {
+        /// The refused import name.
+        import: String,
+        /// The plugin kind.
+        kind: PluginKind,
+        /// Why it is refused.
+        why: &'static str,
+    },
+    /// The component was built for a contract version this host does not serve.
+    #[error(
+        "was built for contract {CONTRACT_PACKAGE}@{found}, but this host (tandem {host}) supports {CONTRACT_PACKAGE} {SUPPORTED_CONTRACT}; rebuild the plugin against a supported tandem-sdk"
+    )]
+    UnsupportedContract {
+        /// The plugin's contract version.
+        found: String,
+        /// This host's version.
+        host: &'static str,
+    },
+    /// The component does not export the interface its kind requires.
+    #[error("does not export `{CONTRACT_PACKAGE}/{expected}`; is it really a {kind} plugin?")]
+    MissingExport {
+        /// The interface expected.
+        expected: &'static str,
+        /// The declared kind.
+        kind: PluginKind,
+    },
+}
+
+/// Checks a component's import and export names for `kind`; returns the contract version.
+pub fn check_interfaces(
+    kind: PluginKind,
+    imports: &[String],
+    exports: &[String],
+) -> Result<Version, InterfaceError> {
+    let contract = contract_version(imports.iter().chain(exports))?;
+    for import in imports {
+        if let Err(why) = import_allowed(kind, import) {
+            return Err(InterfaceError::ForbiddenImport {
+                import: import.clone(),
+                kind,
+                why,
+            });
+        }
+    }
+    let expected = match kind {
+        PluginKind::Connector => "connector-api",
+        PluginKind::Mapper => "mapper-api",
+    };
+    let exported = exports
+        .iter()
+        .filter_map(|e| split_name(e))
+        .any(|(pkg, iface, _)| pkg == CONTRACT_PACKAGE && iface == expected);
+    if !exported {
+        return Err(InterfaceError::MissingExport { expected, kind });
+    }
+    contract.ok_or(InterfaceError::MissingExport { expected, kind })
+}
+
+/// Checks the contract version named by the `tandem:plugin/...@X.Y.Z` imports and exports
+/// (kind-independent, so it runs before the manifest is read).
+pub fn check_contract(
+    imports: &[String],
+    exports: &[String],
+) -> Result<Option<Version>, InterfaceError> {
+    contract_version(imports.iter().chain(exports))
+}
+
+/// Checks a contract version string (from a manifest) against [`SUPPORTED_CONTRACT`].
+pub fn check_contract_version(version: &str) -> Result<Version, InterfaceError> {
+    let unsupported = || InterfaceError::UnsupportedContract {
+        found: version.to_owned(),
+        host: env!("CARGO_PKG_VERSION"),
+    };
+    let parsed = Version::parse(version).map_err(|_| unsupported())?;
+    if supported_req().matches(&parsed) {
+        Ok(parsed)
+    } else {
+        Err(unsupported())
+    }
+}
+
+fn supported_req() -> VersionReq {
+    VersionReq::parse(SUPPORTED_CONTRACT).expect("SUPPORTED_CONTRACT is a valid requirement")
+}
+
+/// The contract version named by every `tandem:plugin/...@X.Y.Z`; all must be supported.
+fn contract_version<'a>(
+    names: impl Iterator<Item = &'a String>,
+) -> Result<Option<Version>, InterfaceError> {
+    let mut found: Option<Version> = None;
+    for (pkg, _, version) in names.filter_map(|n| split_name(n)) {
+        if pkg != CONTRACT_PACKAGE {
+            continue;
+        }
+        let version = check_contract_version(version.unwrap_or("unversioned"))?;
+        if found.as_ref().is_none_or(|f| version > *f) {
+            found = Some(version);
+        }
+    }
+    Ok(found)
+}
+
+/// `ns:pkg/iface@ver` -> (`ns:pkg`, `iface`, `ver`).
+fn split_name(name: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (path, version) = match name.split_once('@') {
+        Some((p, v)) => (p, Some(v)),
+        None => (name, None),
+    };
+    let (pkg, iface) = path.split_once('/')?;
+    Some((pkg, iface, version))
+}
+
+fn import_allowed(kind: PluginKind, name: &str) -> Result<(), &'static str> {
+    let Some((pkg, iface, _)) = split_name(name) else {
+        return Err("not an interface of the contract or of WASI");
+    };
+    match pkg {
+        CONTRACT_PACKAGE => match (kind, iface) {
+            (_, "types" | "log") => Ok(()),
+            (PluginKind::Connector, "http" | "storage" | "config") => Ok(()),
+            (PluginKind::Mapper, "http" | "storage" | "config") => {
+                Err("mappers are pure: they may only log")
+            }
+            _ => Err("not a host interface of the contract"),
+        },
+        "wasi:io" | "wasi:clocks" | "wasi:random" => Ok(()),
+        "wasi:cli" => match iface {
+            "environment" | "exit" | "stdin" | "stdout" | "stderr" | "terminal-input"
+            | "terminal-output" | "terminal-stdin" | "terminal-stdout" | "terminal-stderr" => {
+                Ok(())
+            }
+            _ => Err("only environment, exit, std streams and terminal are provided"),
+        },
+        "wasi:filesystem" => Err("no filesystem access; keep state in the host's storage"),
+        "wasi:sockets" => Err("no sockets; use the host's http interface"),
+        "wasi:http" => Err("use the contract's http interface, which the host polices"),
+        _ => Err("not an interface of the contract or of harmless WASI"),
+    }
+}
+
+/// What the operator grants one connection. `Grant::default()` grants nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grant {
+    /// Origins the plugin may call, intersected with the manifest's request.
+    /// Same syntax as the manifest (`https://*.example.com`, `setting:base-url`);
+    /// `"*"` means "every origin the manifest requests".
+    pub http: Vec<String>,
+    /// Allow loopback addresses (127.0.0.0/8, ::1). Off by default; the simulated
+    /// accounts of the demo and tests live on 127.0.0.1.
+    pub allow_loopback: bool,
+    /// Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    pub allow_private: bool,
+    /// Storage for this connection; `None` means none (writes fail with quota-exceeded).
+    pub storage: Option<StorageGrant>,
+    /// Per-call caps (the manifest may lower memory and timeout).
+    pub limits: ConnectorLimits,
+}
+
+/// The operator's storage grant for one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StorageGrant {
+    /// Most bytes (keys + values) the namespace may hold; the manifest may ask for less.
+    pub quota_bytes: u64,
+    /// Most keys the namespace may hold.
+    pub max_keys: u64,
+}
+
+impl Default for StorageGrant {
+    fn default() -> Self {
+        Self {
+            quota_bytes: 1024 * 1024,
+            max_keys: 10_000,
+        }
+    }
+}
+
+/// A parsed origin pattern: scheme, host (exact or `*.suffix`) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPattern {
+    scheme: String,
+    host: HostPattern,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    Exact(String),
+    /// Matches any host with at least one more label in front of the suffix.
+    Subdomains(String),
+}
+
+/// One entry of an origin list, before settings are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginSpec {
+    /// A literal pattern.
+    Pattern(OriginPattern),
+    /// The origin of connection setting `K` (`setting:K`).
+    Setting(String),
+    /// `*`: whatever the other side allows (operator grants only).
+    Any,
+}
+
+impl OriginSpec {
+    /// Parses one entry; `allow_any` admits the bare `*`.
+    pub fn parse(text: &str, allow_any: bool) -> Result<Self, String> {
+        let text = text.trim();
+        if text == "*" {
+            return if allow_any {
+                Ok(Self::Any)
+            } else {
+                Err("`*` alone is not a valid origin; list the origins".into())
+            };
+        }
+        if let Some(key) = text.strip_prefix("setting:") {
+            if key.is_empty() {
+                return Err(format!("`{text}`: name the setting after `setting:`"));
+            }
+            return Ok(Self::Setting(key.to_owned()));
+        }
+        OriginPattern::parse(text).map(Self::Pattern)
+    }
+}
+
+impl OriginPattern {
+    /// Parses `scheme://host[:port]` (no path, query or credentials); `*.` may lead the host.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: &str| format!("`{text}` is not a valid origin: {why}");
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("expected scheme://host[:port]"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme != "http" && scheme != "https" {
+            return Err(bad("the scheme must be http or https"));
+        }
+        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        if authority.contains(['/', '?', '#', '@']) {
+            return Err(bad("an origin has no path, query or credentials"));
+        }
+        let (wildcard, authority) = match authority.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, authority),
+        };
+        if authority.contains('*') {
+            return Err(bad("`*.` is only allowed as the leading label"));
+        }
+        let url =
+            Url::parse(&format!("{scheme}://{authority}/")).map_err(|e| bad(&e.to_string()))?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("missing host"))?
+            .to_owned();
+        if wildcard
+            && url
+                .host()
+                .is_some_and(|h| !matches!(h, url::Host::Domain(_)))
+        {
+            return Err(bad("`*.` applies to domain names, not IP addresses"));
+        }
+        if wildcard && !host.contains('.') {
+            return Err(bad(
+                "`*.` needs at least two labels after it (`*.example.com`)",
+            ));
+        }
+        let port = url
+            .port_or_known_default()
+            .ok_or_else(|| bad("missing port"))?;
+        let host = if wildcard {
+            HostPattern::Subdomains(host)
+        } else {
+            HostPattern::Exact(host)
+        };
+        Ok(Self { scheme, host, port })
+    }
+
+    /// The exact origin of a URL.
+    pub fn of_url(url: &Url) -> Option<Self> {
+        Some(Self {
+            scheme: url.scheme().to_owned(),
+            host: HostPattern::Exact(url.host_str()?.to_owned()),
+            port: url.port_or_known_default()?,
+        })
+    }
+
+    /// Whether `url` (already parsed, so host normalised) matches this pattern.
+    pub fn matches(&self, url: &Url) -> bool {
+        if url.scheme() != self.scheme || url.port_or_known_default() != Some(self.port) {
+            return false;
+        }
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        match &self.host {
+            HostPattern::Exact(h) => host == h,
+            HostPattern::Subdomains(suffix) => host
+                .strip_suffix(suffix.as_str())
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|head| !head.is_empty()),
+        }
+    }
+}
+
+impl fmt::Display for OriginPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            HostPattern::Exact(h) => write!(f, "{}://{h}:{}", self.scheme, self.port),
+            HostPattern::Subdomains(h) => write!(f, "{}://*.{h}:{}", self.scheme, self.port),
+        }
+    }
+}
+
+/// Resolves an origin list against connection settings; unresolvable entries grant nothing.
+fn resolve_specs(
+    specs: &[String],
+    settings: &BTreeMap<String, String>,
+    allow_any: bool,
+) -> (bool, Vec<OriginPattern>) {
+    let mut any = false;
+    let mut out = Vec::new();
+    for text in specs {
+        match OriginSpec::parse(text, allow_any) {
+            Ok(OriginSpec::Any) => any = true,
+            Ok(OriginSpec::Pattern(p)) => out.push(p),
+            Ok(OriginSpec::Setting(key)) => {
+                match settings.get(&key).map(|v| Url::parse(v.trim())) {
+                    Some(Ok(url)) => match OriginPattern::of_url(&url) {
+                        Some(p) if matches!(url.scheme(), "http" | "https") => out.push(p),
+                        _ => {
+                            tracing::warn!(setting = %key, "setting is not an http(s) URL; origin not granted")
+                        }
+                    },
+                    Some(Err(e)) => {
+                        tracing::warn!(setting = %key, error = %e, "setting is not a URL; origin not granted")
+                    }
+                    None => tracing::warn!(setting = %key, "setting missing; origin not granted"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "origin entry ignored"),
+        }
+    }
+    (any, out)
+}
+
+/// The HTTP part of an effective grant: a URL must match both sides.
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    requested: Vec<OriginPattern>,
+    operator_any: bool,
+    granted: Vec<OriginPattern>,
+    /// Origins credentials are attached to (the auth profile's, within the grant).
+    auth: Vec<OriginPattern>,
+    /// Address ranges allowed despite being blocked by default.
+    pub addresses: AddressPolicy,
+}
+
+impl EgressPolicy {
+    /// Intersects the manifest's request with the operator's grant for a connection.
+    pub fn new(manifest: &Manifest, grant: &Grant, settings: &BTreeMap<String, String>) -> Self {
+        let (_, requested) = resolve_specs(&manifest.http.origins, settings, false);
+        let (operator_any, granted) = resolve_specs(&grant.http, settings, true);
+        let auth = match manifest.auth.as_ref().and_then(|a| a.origins()) {
+            Some(origins) => resolve_specs(origins, settings, false).1,
+            None => requested.clone(),
+        };
+        Self {
+            requested,
+            operator_any,
+            granted,
+            auth,
+            addresses: AddressPolicy {
+                allow_loopback: grant.allow_loopback,
+                allow_private: grant.allow_private,
+            },
+        }
+    }
+
+    /// `Ok` if `url` is allowed by both the manifest and the operator, else the reason.
+    pub fn check_url(&self, url: &Url) -> Result<(), String> {
+        let origin = OriginPattern::of_url(url)
+            .map(|o| o.to_string())
+            .unwrap_or_else(|| url.to_string());
+        if !self.requested.iter().any(|p| p.matches(url)) {
+            return Err(format!(
+                "{origin} is not among the origins the plugin's manifest requests"
+            ));
+        }
+        if !self.operator_any && !self.granted.iter().any(|p| p.matches(url)) {
+            return Err(format!(
+                "{origin} is not among the origins the operator granted this connection"
+            ));
+        }
+        if let Some(host) = url.host() {
+            let ip = match host {
+                url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+                url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+                url::Host::Domain(_) => None,
+            };
+            if let Some(ip) = ip {
+                self.addresses.check(ip)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether credentials may be attached to a request to `url` (already allowed).
+    pub fn auth_applies(&self, url: &Url) -> bool {
+        self.auth.iter().any(|p| p.matches(url))
+    }
+
+    /// The effective origins, for display (`requested ∩ granted`).
+    pub fn describe(&self) -> Vec<String> {
+        if self.operator_any {
+            return self.requested.iter().map(ToString::to_string).collect();
+        }
+        let mut out = Vec::new();
+        for g in &self.granted {
+            for r in &self.requested {
+                out.push(if g == r {
+                    g.to_string()
+                } else {
+                    format!("{g} ∩ {r}")
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Which blocked address ranges the operator opened for a connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AddressPolicy {
+    /// 127.0.0.0/8 and ::1.
+    pub allow_loopback: bool,
+    /// RFC 1918, shared (100.64/10) and unique-local IPv6.
+    pub allow_private: bool,
+}
+
+impl AddressPolicy {
+    /// `Ok` if the plugin may connect to `ip`, else a message naming the blocked range.
+    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+        match classify(ip) {
+            None => Ok(()),
+            Some(Range::Loopback) if self.allow_loopback => Ok(()),
+            Some(Range::Private) if self.allow_private => Ok(()),
+            Some(range) => Err(format!(
+                "{ip} is a {range} address, which plugins may not reach"
+            )),
+        }
+    }
+}
+
+/// A blocked address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Range {
+    Unspecified,
+    Loopback,
+    LinkLocal,
+    Private,
+    Multicast,
+    Reserved,
+}
+
+impl fmt::Display for Range {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Range::Unspecified => "unspecified",
+            Range::Loopback => "loopback",
+            Range::LinkLocal => "link-local (cloud metadata)",
+            Range::Private => "private",
+            Range::Multicast => "multicast",
+            Range::Reserved => "reserved",
+        })
+    }
+}
+
+/// The blocked range `ip` falls in, IPv4-mapped/translated IPv6 judged as IPv4.
+fn classify(ip: IpAddr) -> Option<Range> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = embedded_v4(v6) {
+                return classify_v4(v4);
+            }
+            let seg0 = v6.segments()[0];
+            if v6.is_unspecified() {
+                Some(Range::Unspecified)
+            } else if v6.is_loopback() {
+                Some(Range::Loopback)
+            } else if v6.is_multicast() {
+                Some(Range::Multicast)
+            } else if seg0 & 0xffc0 == 0xfe80 {
+                Some(Range::LinkLocal)
+            } else if seg0 & 0xfe00 == 0xfc00 || seg0 & 0xffc0 == 0xfec0 {
+                // unique local fc00::/7 and deprecated site-local fec0::/10
+                Some(Range::Private)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// The IPv4 address inside `::ffff:a.b.c.d`, `::a.b.c.d` or NAT64 `64:ff9b::a.b.c.d`.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = v6.segments();
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let compat = s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1);
+    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0);
+    (compat || nat64).then_some(tail)
+}
+
+fn classify_v4(v4: Ipv4Addr) -> Option<Range> {
+    let [a, b, ..] = v4.octets();
+    if a == 0 {
+        Some(Range::Unspecified)
+    } else if v4.is_loopback() {
+        Some(Range::Loopback)
+    } else if v4.is_link_local() {
+        Some(Range::LinkLocal)
+    } else if v4.is_private() || (a == 100 && (64..128).contains(&b)) {
+        Some(Range::Private)
+    } else if v4.is_multicast() {
+        Some(Range::Multicast)
+    } else if a >= 240
+        || (a == 192 && b == 0 && v4.octets()[2] == 0)
+        || (a == 198 && (18..20).contains(&b))
+    {
+        // 240/4 reserved and broadcast, 192.0.0/24 protocol assignments, 198.18/15 benchmarking
+        Some(Range::Reserved)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn origin_patterns_match_scheme_host_and_port() {
+        let p = OriginPattern::parse("https://*.myfreshworks.com").unwrap();
+        assert!(p.matches(&url("https://acme.myfreshworks.com/crm/sales/api")));
+        assert!(p.matches(&url("https://a.b.myfreshworks.com:443/")));
+        assert!(p.matches(&url("https://ACME.MyFreshworks.com/")));
+        assert!(!p.matches(&url("https://myfreshworks.com/")), "bare suffix");
+        assert!(
+            !p.matches(&url("https://evilmyfreshworks.com/")),
+            "label boundary"
+        );
+        assert!(!p.matches(&url("https://acme.myfreshworks.com.evil.io/")));
+        assert!(!p.matches(&url("http://acme.myfreshworks.com/")), "scheme");
+        assert!(
+            !p.matches(&url("https://acme.myfreshworks.com:8443/")),
+            "port"
+        );
+
+        let p = OriginPattern::parse("http://127.0.0.1:8080").unwrap();
+        assert!(p.matches(&url("http://127.0.0.1:8080/x?y")));
+        assert!(!p.matches(&url("http://127.0.0.1:8081/")));
+        assert!(!p.matches(&url("http://localhost:8080/")));
+        assert_eq!(p.to_string(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn origin_pattern_syntax_errors() {
+        for bad in [
+            "*",
+            "https://*",
+            "https://*.com",
+            "https://a.*.example.com",
+            "ftp://example.com",
+            "https://example.com/path",
+            "https://user@example.com",
+            "example.com",
+            "https://*.10.0.0.1",
+        ] {
+            assert!(
+                OriginSpec::parse(bad, false).is_err(),
+                "{bad} should be refused"
+            );
+        }
+        assert_eq!(OriginSpec::parse("*", true).unwrap(), OriginSpec::Any);
+        assert_eq!(
+            OriginSpec::parse("setting:base-url", false).unwrap(),
+            OriginSpec::Setting("base-url".into())
+        );
+    }
+
+    fn manifest(origins: &[&str]) -> Manifest {
+        let list = origins
+            .iter()
+            .map(|o| format!("\"{o}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Manifest::parse(&format!(
+            "name = \"t\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n[http]\norigins = [{list}]\n"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn effective_grant_is_the_intersection() {
+        let m = manifest(&["https://*.myfreshworks.com", "setting:base-url"]);
+        let settings: BTreeMap<_, _> = [(
+            "base-url".to_owned(),
+            "http://127.0.0.1:4000/api".to_owned(),
+        )]
+        .into();
+        let grant = |http: &[&str]| Grant {
+            http: http.iter().map(|s| s.to_string()).collect(),
+            allow_loopback: true,
+            ..Grant::default()
+        };
+
+        // Nothing granted: nothing allowed.
+        let p = EgressPolicy::new(&m, &Grant::default(), &settings);
+        assert!(
+            p.check_url(&url("https://acme.myfreshworks.com/"))
+                .unwrap_err()
+                .contains("operator")
+        );
+
+        // Narrower grant wins.
+        let p = EgressPolicy::new(&m, &grant(&["https://acme.myfreshworks.com"]), &settings);
+        assert!(p.check_url(&url("https://acme.myfreshworks.com/x")).is_ok());
+        assert!(
+            p.check_url(&url("https://other.myfreshworks.com/x"))
+                .is_err()
+        );
+
+        // Grant broader than the request: the request bounds it.
+        let p = EgressPolicy::new(&m, &grant(&["https://example.org"]), &settings);
+        let err = p.check_url(&url("https://example.org/")).unwrap_err();
+        assert!(err.contains("manifest"), "{err}");
+
+        // `*` = the manifest's list; settings resolve to their origin.
+        let p = EgressPolicy::new(&m, &grant(&["*"]), &settings);
+        assert!(
+            p.check_url(&url("http://127.0.0.1:4000/other/path"))
+                .is_ok()
+        );
+        assert!(p.check_url(&url("http://127.0.0.1:4001/")).is_err());
+
+        // Missing setting grants nothing.
+        let p = EgressPolicy::new(&m, &grant(&["*"]), &BTreeMap::new());
+        assert!(p.check_url(&url("http://127.0.0.1:4000/")).is_err());
+    }
+
+    #[test]
+    fn ip_literals_are_checked_against_blocked_ranges() {
+        let m = manifest(&["http://10.0.0.1", "http://127.0.0.1:9"]);
+        let g = Grant {
+            http: vec!["*".into()],
+            ..Grant::default()
+        };
+        let p = EgressPolicy::new(&m, &g, &BTreeMap::new());
+        assert!(
+            p.check_url(&url("http://10.0.0.1/"))
+                .unwrap_err()
+                .contains("private")
+        );
+        assert!(
+            p.check_url(&url("http://127.0.0.1:9/"))
+                .unwrap_err()
+                .contains("loopback")
+        );
+    }
+
+    #[test]
+    fn blocked_address_ranges() {
+        let deny = AddressPolicy::default();
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "0.0.0.0",
+            "::",
+            "169.254.169.254",
+            "fe80::1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "fd00::1",
+            "224.0.0.1",
+            "ff02::1",
+            "255.255.255.255",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:10.1.1.1",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(deny.check(ip).is_err(), "{ip} must be blocked");
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "8.8.8.8",
+            "::ffff:1.1.1.1",
+            "172.32.0.1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(deny.check(ip).is_ok(), "{ip} must be allowed");
+        }
+        let loopback = AddressPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        assert!(loopback.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(loopback.check("::ffff:127.0.0.1".parse().unwrap()).is_ok());
+        assert!(loopback.check("10.0.0.1".parse().unwrap()).is_err());
+        assert!(loopback.check("169.254.169.254".parse().unwrap()).is_err());
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn interface_allowlist() {
+        let exports = names(&["tandem:plugin/connector-api@0.1.0"]);
+        let ok = names(&[
+            "tandem:plugin/types@0.1.0",
+            "tandem:plugin/http@0.1.0",
+            "wasi:io/streams@0.2.6",
+            "wasi:cli/stderr@0.2.6",
+            "wasi:clocks/wall-clock@0.2.6",
+            "wasi:random/random@0.2.6",
+        ]);
+        assert_eq!(
+            check_interfaces(PluginKind::Connector, &ok, &exports).unwrap(),
+            Version::new(0, 1, 0)
+        );
+        for bad in [
+            "wasi:filesystem/types@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+            "wasi:cli/run@0.2.6",
+            "acme:evil/backdoor",
+            "plain-function",
+        ] {
+            let mut imports = ok.clone();
+            imports.push(bad.into());
+            let err = check_interfaces(PluginKind::Connector, &imports, &exports).unwrap_err();
+            assert!(
+                matches!(&err, InterfaceError::ForbiddenImport { import, .. } if import == bad),
+                "{err}"
+            );
+        }
+        let mapper_exports = names(&["tandem:plugin/mapper-api@0.1.0"]);
+        let err = check_interfaces(
+            PluginKind::Mapper,
+            &names(&["tandem:plugin/http@0.1.0"]),
+            &mapper_exports,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("mappers are pure"), "{err}");
+        assert!(
+            check_interfaces(
+                PluginKind::Mapper,
+                &names(&["tandem:plugin/log@0.1.0"]),
+                &mapper_exports
+            )
+            .is_ok()
+        );
+        let err = check_interfaces(PluginKind::Mapper, &[], &exports).unwrap_err();
+        assert!(matches!(err, InterfaceError::MissingExport { .. }));
+    }
+
+    #[test]
+    fn contract_major_is_checked_first() {
+        let err = check_interfaces(
+            PluginKind::Connector,
+            &names(&["tandem:plugin/log@9.0.0", "wasi:filesystem/types@0.2.6"]),
+            &names(&["tandem:plugin/connector-api@9.0.0"]),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tandem:plugin@9.0.0") && msg.contains(">=0.1.0, <0.2.0"),
+            "{msg}"
+        );
+        assert!(check_contract_version("0.1.7").is_ok());
+        assert!(check_contract_version("0.2.0").is_err());
+        assert!(check_contract_version("1.0.0").is_err());
+    }
+}

@@ -1,0 +1,498 @@
+//! Calling plugins: a fresh `Store` and instance per call, limits applied, and every
+//! failure turned into a [`CallError`] that names plugin, version, export and cause.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::Plugin;
+use super::bindings::connector::{Connector, ConnectorPre};
+use super::bindings::mapper::{Mapper, MapperPre};
+use super::engine::TICK;
+use super::limits::{ConnectorLimits, MapperLimits, MemoryLimitExceeded, StderrTail};
+use super::log::LogCtx;
+use super::state::{ConnectionCtx, HostState};
+use super::types;
+
+/// How a plugin instance died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapKind {
+    /// The CPU deadline (epoch budget) was spent.
+    Interrupt,
+    /// The fuel budget was spent (mappers).
+    OutOfFuel,
+    /// The memories would have exceeded the memory limit.
+    Memory,
+    /// The guest passed more bytes to one host call than allowed.
+    HostCallData,
+    /// The wasm stack overflowed.
+    StackOverflow,
+    /// `unreachable` executed: a Rust panic or abort (see the stderr tail).
+    Unreachable,
+    /// Out-of-bounds memory or table access, bad indirect call, integer fault...
+    Fault,
+    /// The guest called `exit`.
+    Exit,
+    /// A host function trapped (a host bug or a host limit).
+    Host,
+}
+
+impl fmt::Display for TrapKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Interrupt => "interrupt: CPU deadline reached",
+            Self::OutOfFuel => "out of fuel",
+            Self::Memory => "memory limit",
+            Self::HostCallData => "host-call data limit",
+            Self::StackOverflow => "stack overflow",
+            Self::Unreachable => "unreachable: panic or abort",
+            Self::Fault => "fault",
+            Self::Exit => "exit",
+            Self::Host => "host",
+        })
+    }
+}
+
+/// Why a plugin call did not return a value. All messages are one line.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin ran fine and returned its typed error (retry decisions go by the case).
+    #[error("plugin {plugin}: `{export}` returned {}", describe_plugin_error(.error))]
+    Plugin {
+        /// `name version`.
+        plugin: Arc<str>,
+        /// The export called.
+        export: &'static str,
+        /// The plugin's error.
+        error: types::Error,
+    },
+    /// The instance trapped; it was dropped and the next call gets a fresh one.
+    #[error("plugin {plugin}: `{export}` trapped ({kind}): {detail}{}", stderr_suffix(.stderr))]
+    Trap {
+        /// `name version`.
+        plugin: Arc<str>,
+        /// The export called.
+        export: &'static str,
+        /// What kind of trap.
+        kind: TrapKind,
+        /// wasmtime's description.
+        detail: String,
+        /// The tail of the guest's stderr (panic messages land here).
+        stderr: String,
+    },
+    /// The call exceeded its wall-time limit and was cancelled.
+    #[error("plugin {plugin}: `{export}` did not finish within {limit:?} and was cancelled{}", stderr_suffix(.stderr))]
+    Timeout {
+        /// `name version`.
+        plugin: Arc<str>,
+        /// The export called.
+        export: &'static str,
+        /// The limit.
+        limit: Duration,
+        /// The tail of the guest's stderr.
+        stderr: String,
+    },
+}
+
+impl CallError {
+    /// The plugin's typed error, if that is what happened.
+    pub fn plugin_error(&self) -> Option<&types::Error> {
+        match self {
+            Self::Plugin { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The trap kind, if the instance trapped.
+    pub fn trap_kind(&self) -> Option<TrapKind> {
+        match self {
+            Self::Trap { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The captured stderr tail (empty for plugin errors).
+    pub fn stderr(&self) -> &str {
+        match self {
+            Self::Trap { stderr, .. } | Self::Timeout { stderr, .. } => stderr,
+            Self::Plugin { .. } => "",
+        }
+    }
+}
+
+/// `unauthorized: bad key` style text for a plugin error.
+pub fn describe_plugin_error(error: &types::Error) -> String {
+    use types::Error as E;
+    match error {
+        E::Unauthorized(m) => format!("unauthorized: {m}"),
+        E::Forbidden(m) => format!("forbidden: {m}"),
+        E::NotFound(m) => format!("not-found: {m}"),
+        E::RateLimited(info) => match info.retry_after_ms {
+            Some(ms) => format!("rate-limited (retry after {ms} ms): {}", info.message),
+            None => format!("rate-limited: {}", info.message),
+        },
+        E::Invalid(m) => format!("invalid: {m}"),
+        E::Conflict(m) => format!("conflict: {m}"),
+        E::CursorExpired(m) => format!("cursor-expired: {m}"),
+        E::Transient(m) => format!("transient: {m}"),
+        E::Fatal(m) => format!("fatal: {m}"),
+    }
+    .replace(['\n', '\r'], " ")
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    if stderr.is_empty() {
+        return String::new();
+    }
+    let one_line: String = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    let chars: Vec<char> = one_line.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(400)..].iter().collect();
+    format!("; stderr: {tail}")
+}
+
+/// Turns a wasmtime error from a call into [`CallError::Trap`].
+fn trap_error(
+    plugin: &Arc<str>,
+    export: &'static str,
+    err: &wasmtime::Error,
+    state: &HostState,
+    stderr: &StderrTail,
+) -> CallError {
+    let kind = if state.limiter.exceeded || err.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        TrapKind::Memory
+    } else if let Some(trap) = err.downcast_ref::<Trap>() {
+        match trap {
+            Trap::Interrupt => TrapKind::Interrupt,
+            Trap::OutOfFuel => TrapKind::OutOfFuel,
+            Trap::StackOverflow => TrapKind::StackOverflow,
+            Trap::UnreachableCodeReached => TrapKind::Unreachable,
+            _ => TrapKind::Fault,
+        }
+    } else if err.downcast_ref::<wasmtime_wasi::I32Exit>().is_some() {
+        TrapKind::Exit
+    } else if format!("{err:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        // wasmtime's `HostcallFuelExhausted` is private; its message is stable.
+        TrapKind::HostCallData
+    } else {
+        TrapKind::Host
+    };
+    let detail = match kind {
+        TrapKind::Interrupt => "the call used up its CPU time".to_owned(),
+        _ => err.root_cause().to_string(),
+    };
+    CallError::Trap {
+        plugin: plugin.clone(),
+        export,
+        kind,
+        detail: detail.replace(['\n', '\r'], " "),
+        stderr: stderr.text(),
+    }
+}
+
+/// Runs `body` (instantiate + call) under the wall-time limit and maps failures.
+async fn run<R>(
+    plugin: &Arc<str>,
+    export: &'static str,
+    timeout: Duration,
+    mut store: Store<HostState>,
+    body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
+) -> Result<(R, Store<HostState>), CallError> {
+    let stderr = store.data().stderr.clone();
+    let outcome = tokio::time::timeout(timeout, body(&mut store)).await;
+    match outcome {
+        Ok(Ok(value)) => Ok((value, store)),
+        Ok(Err(err)) => Err(trap_error(plugin, export, &err, store.data(), &stderr)),
+        Err(_) => Err(CallError::Timeout {
+            plugin: plugin.clone(),
+            export,
+            limit: timeout,
+            stderr: stderr.text(),
+        }),
+    }
+}
+
+/// Installs the epoch deadline: yield to tokio every tick while the budget lasts.
+fn install_deadline(store: &mut Store<HostState>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut ctx| {
+        let state = ctx.data_mut();
+        if state.cpu_ticks_left == 0 {
+            state.cpu_exhausted = true;
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            state.cpu_ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / TICK.as_millis()).max(1) as u64
+}
+
+/// Calls the exports of one connector plugin for one connection.
+///
+/// Cheap to clone; every call runs in a fresh instance, so calls may run concurrently.
+#[derive(Clone)]
+pub struct ConnectorClient {
+    pub(crate) plugin: Arc<Plugin>,
+    pub(crate) pre: ConnectorPre<HostState>,
+    pub(crate) conn: Arc<ConnectionCtx>,
+    pub(crate) connection: Arc<str>,
+    pub(crate) limits: ConnectorLimits,
+}
+
+impl fmt::Debug for ConnectorClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorClient")
+            .field("plugin", &self.plugin.label())
+            .field("connection", &self.connection)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectorClient {
+    /// The plugin this client calls.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The effective per-call limits.
+    pub fn limits(&self) -> &ConnectorLimits {
+        &self.limits
+    }
+
+    /// The effective HTTP origins (manifest ∩ operator grant), for display.
+    pub fn granted_origins(&self) -> Vec<String> {
+        self.conn.http.origins()
+    }
+
+    fn store(&self) -> Store<HostState> {
+        let log = LogCtx::new(
+            self.plugin.label.clone(),
+            self.connection.clone(),
+            self.limits.log_lines,
+        );
+        let state = HostState::connector(
+            self.limits.memory_mib,
+            ticks(self.limits.cpu),
+            log,
+            self.conn.clone(),
+        );
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter_async(|s| &mut s.limiter);
+        store.set_hostcall_fuel(self.limits.hostcall_bytes);
+        install_deadline(&mut store);
+        store
+    }
+
+    async fn call<R>(
+        &self,
+        export: &'static str,
+        f: impl AsyncFnOnce(&Connector, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let pre = &self.pre;
+        let body = async |store: &mut Store<HostState>| {
+            let instance = pre.instantiate_async(&mut *store).await?;
+            f(&instance, store).await
+        };
+        let (value, _store) = run(
+            &self.plugin.label,
+            export,
+            self.limits.timeout,
+            self.store(),
+            body,
+        )
+        .await?;
+        Ok(value)
+    }
+
+    fn flatten<T>(
+        &self,
+        export: &'static str,
+        result: Result<Result<T, types::Error>, CallError>,
+    ) -> Result<T, CallError> {
+        result?.map_err(|error| CallError::Plugin {
+            plugin: self.plugin.label.clone(),
+            export,
+            error,
+        })
+    }
+
+    /// `describe`: entities, capabilities, rate budget.
+    pub async fn describe(&self) -> Result<types::PluginInfo, CallError> {
+        self.call("describe", async |g, s| {
+            g.tandem_plugin_connector_api().call_describe(s).await
+        })
+        .await
+    }
+
+    /// `check`: whether the account and credentials work.
+    pub async fn check(&self) -> Result<types::AccountInfo, CallError> {
+        let r = self
+            .call("check", async |g, s| {
+                g.tandem_plugin_connector_api().call_check(s).await
+            })
+            .await;
+        self.flatten("check", r)
+    }
+
+    /// `schema(entity)`: field definitions, custom fields included.
+    pub async fn schema(&self, entity: &str) -> Result<Vec<types::FieldDef>, CallError> {
+        let r = self
+            .call("schema", async |g, s| {
+                g.tandem_plugin_connector_api().call_schema(s, entity).await
+            })
+            .await;
+        self.flatten("schema", r)
+    }
+
+    /// `containers(entity)`: lists, groups.
+    pub async fn containers(&self, entity: &str) -> Result<Vec<types::Container>, CallError> {
+        let r = self
+            .call("containers", async |g, s| {
+                g.tandem_plugin_connector_api()
+                    .call_containers(s, entity)
+                    .await
+            })
+            .await;
+        self.flatten("containers", r)
+    }
+
+    /// `pull(req)`: one page of records and deletions.
+    pub async fn pull(&self, req: &types::PullRequest) -> Result<types::Page, CallError> {
+        let r = self
+            .call("pull", async |g, s| {
+                g.tandem_plugin_connector_api().call_pull(s, req).await
+            })
+            .await;
+        self.flatten("pull", r)
+    }
+
+    /// `find(entity, query)`: records by email, marker or ids.
+    pub async fn find(
+        &self,
+        entity: &str,
+        query: &types::Lookup,
+    ) -> Result<Vec<types::Record>, CallError> {
+        let r = self
+            .call("find", async |g, s| {
+                g.tandem_plugin_connector_api()
+                    .call_find(s, entity, query)
+                    .await
+            })
+            .await;
+        self.flatten("find", r)
+    }
+
+    /// `push(entity, writes)`: one result per write, in order.
+    pub async fn push(
+        &self,
+        entity: &str,
+        writes: &[types::Write],
+    ) -> Result<Vec<types::WriteResult>, CallError> {
+        let r = self
+            .call("push", async |g, s| {
+                g.tandem_plugin_connector_api()
+                    .call_push(s, entity, writes)
+                    .await
+            })
+            .await;
+        self.flatten("push", r)
+    }
+}
+
+/// Calls a mapper plugin. Cheap to clone; every call runs in a fresh instance.
+#[derive(Clone)]
+pub struct MapperClient {
+    pub(crate) plugin: Arc<Plugin>,
+    pub(crate) pre: MapperPre<HostState>,
+    pub(crate) limits: MapperLimits,
+    pub(crate) scope: Arc<str>,
+}
+
+impl fmt::Debug for MapperClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapperClient")
+            .field("plugin", &self.plugin.label())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of a `map` call: one entry per input record.
+pub type MapResults = Vec<Result<Option<types::Record>, types::Error>>;
+
+/// Yield to tokio after this much fuel, so a mapper never monopolises a worker.
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
+
+impl MapperClient {
+    /// The plugin this client calls.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// The effective per-call limits.
+    pub fn limits(&self) -> &MapperLimits {
+        &self.limits
+    }
+
+    /// `map(ctx, records)`: per record, `Some` to pass it on, `None` to drop it, or an
+    /// error for that record only.
+    pub async fn map(
+        &self,
+        ctx: &types::MapContext,
+        records: &[types::Record],
+    ) -> Result<MapResults, CallError> {
+        self.map_metered(ctx, records).await.map(|(r, _)| r)
+    }
+
+    /// Like [`map`](Self::map), also returning the fuel the call consumed (the same
+    /// input always consumes the same fuel).
+    pub async fn map_metered(
+        &self,
+        ctx: &types::MapContext,
+        records: &[types::Record],
+    ) -> Result<(MapResults, u64), CallError> {
+        let log = LogCtx::new(
+            self.plugin.label.clone(),
+            self.scope.clone(),
+            self.limits.log_lines,
+        );
+        let state = HostState::mapper(self.limits.memory_mib, ticks(self.limits.timeout), log);
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter_async(|s| &mut s.limiter);
+        store.set_hostcall_fuel(self.limits.hostcall_bytes);
+        install_deadline(&mut store);
+        let fuel_setup = store
+            .set_fuel(self.limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)));
+        if let Err(err) = fuel_setup {
+            return Err(trap_error(
+                &self.plugin.label,
+                "map",
+                &err,
+                store.data(),
+                &store.data().stderr.clone(),
+            ));
+        }
+        let pre = &self.pre;
+        let body = async |store: &mut Store<HostState>| {
+            let instance: Mapper = pre.instantiate_async(&mut *store).await?;
+            instance
+                .tandem_plugin_mapper_api()
+                .call_map(store, ctx, records)
+                .await
+        };
+        let (results, store) =
+            run(&self.plugin.label, "map", self.limits.timeout, store, body).await?;
+        let used = self.limits.fuel - store.get_fuel().unwrap_or(0);
+        Ok((results, used))
+    }
+}

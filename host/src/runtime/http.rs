@@ -1,0 +1,874 @@
+//! The `http` host interface: buffered requests sent by the host on the plugin's behalf.
+//!
+//! For every request and every redirect hop, in order:
+//! 1. the URL must be `http(s)` and match both the manifest's and the operator's origins;
+//! 2. an IP literal must not be in a blocked range;
+//! 3. the optional [`RequestBudget`] is awaited;
+//! 4. names are resolved through the injected [`Resolve`]r and **every** resolved address
+//!    must pass the same range check; the connection dials exactly those addresses;
+//! 5. credentials are attached if the URL matches the auth profile (guest-set
+//!    `Authorization`-like headers are always dropped);
+//! 6. redirects are followed by hand (never by reqwest), each hop re-checked from 1;
+//! 7. the guest's timeout may shorten the host's, never lengthen it; request and
+//!    response bodies are capped; credential-bearing response headers are removed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::bindings::http::{Host, HttpError, Method, Request, Response};
+use super::capabilities::{AddressPolicy, EgressPolicy};
+use super::credentials::{Credentials, Secret};
+use super::limits::ConnectorLimits;
+use super::manifest::AuthProfile;
+use super::state::HostState;
+
+/// Resolves host names for plugin requests. Inject one in tests to map names to
+/// chosen addresses; [`SystemResolver`] uses the operating system.
+pub trait Resolve: Send + Sync + 'static {
+    /// Every address `host` resolves to.
+    fn resolve<'a>(&'a self, host: &'a str) -> BoxFuture<'a, std::io::Result<Vec<IpAddr>>>;
+}
+
+/// The operating system's resolver (through tokio).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve<'a>(&'a self, host: &'a str) -> BoxFuture<'a, std::io::Result<Vec<IpAddr>>> {
+        Box::pin(async move {
+            let addrs = tokio::net::lookup_host((host, 0)).await?;
+            Ok(addrs.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// A budget awaited before each outbound request of a connection (the scheduler plugs
+/// in a per-account rate limiter).
+pub trait RequestBudget: Send + Sync + 'static {
+    /// Resolves when the request to `url` may go out.
+    fn acquire<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, ()>;
+}
+
+/// Resolver error raised when a name resolves to a blocked address.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} resolves to a blocked address: {reason}")]
+struct BlockedAddress {
+    host: String,
+    reason: String,
+}
+
+/// reqwest resolver: the injected resolver, then the address policy on every answer.
+struct CheckedResolver {
+    inner: Arc<dyn Resolve>,
+    policy: AddressPolicy,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let inner = self.inner.clone();
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let ips = inner.resolve(&host).await?;
+            if ips.is_empty() {
+                return Err(format!("{host} has no addresses").into());
+            }
+            // One blocked answer refuses the name: mixing public and private answers is
+            // how DNS rebinding gets in.
+            for ip in &ips {
+                policy.check(*ip).map_err(|reason| {
+                    Box::new(BlockedAddress {
+                        host: host.clone(),
+                        reason,
+                    })
+                })?;
+            }
+            let addrs: reqwest::dns::Addrs =
+                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            Ok(addrs)
+        })
+    }
+}
+
+/// Request headers a plugin may not set: credentials and hop-by-hop framing.
+const DROPPED_REQUEST_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+
+/// Response headers a plugin never sees.
+const DROPPED_RESPONSE_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "set-cookie",
+    "set-cookie2",
+    "proxy-authenticate",
+];
+
+/// How the host authenticates this connection's requests.
+enum Auth {
+    None,
+    Header {
+        name: HeaderName,
+        value: HeaderValue,
+    },
+    OAuth2(OAuth2),
+}
+
+struct OAuth2 {
+    token_url: Result<Url, String>,
+    client_id: String,
+    client_secret: Secret,
+    refresh_token: Secret,
+    scopes: Vec<String>,
+    cached: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+struct CachedToken {
+    value: HeaderValue,
+    expires: Instant,
+}
+
+/// Why a connection's HTTP context could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    /// The manifest's auth profile and the connection's credentials do not fit.
+    #[error("{0}")]
+    Credentials(String),
+    /// The HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Host-side HTTP state of one connection, shared by all its calls.
+pub(crate) struct HttpCtx {
+    client: reqwest::Client,
+    policy: EgressPolicy,
+    auth: Auth,
+    /// Header name the auth profile writes (dropped from guest requests too).
+    auth_header: Option<HeaderName>,
+    budget: Option<Arc<dyn RequestBudget>>,
+    request_bytes: usize,
+    response_bytes: usize,
+    timeout: Duration,
+    max_redirects: u32,
+}
+
+impl HttpCtx {
+    pub(crate) fn new(
+        policy: EgressPolicy,
+        profile: Option<&AuthProfile>,
+        credentials: &Credentials,
+        settings: &std::collections::BTreeMap<String, String>,
+        resolver: Arc<dyn Resolve>,
+        budget: Option<Arc<dyn RequestBudget>>,
+        limits: &ConnectorLimits,
+    ) -> Result<Self, HttpSetupError> {
+        let (auth, auth_header) = build_auth(profile, credentials, settings)?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver {
+                inner: resolver,
+                policy: policy.addresses,
+            }))
+            .connect_timeout(limits.http_timeout)
+            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpSetupError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            policy,
+            auth,
+            auth_header,
+            budget,
+            request_bytes: limits.http_request_bytes,
+            response_bytes: limits.http_response_bytes,
+            timeout: limits.http_timeout,
+            max_redirects: limits.max_redirects,
+        })
+    }
+
+    /// The effective origins, for display.
+    pub(crate) fn origins(&self) -> Vec<String> {
+        self.policy.describe()
+    }
+
+    /// Sends one guest request under every rule of this module.
+    pub(crate) async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        let mut url =
+            Url::parse(&req.url).map_err(|e| HttpError::InvalidRequest(format!("bad URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HttpError::InvalidRequest(format!(
+                "scheme `{}` is not supported; use http or https",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(HttpError::InvalidRequest(
+                "credentials in the URL are not allowed".into(),
+            ));
+        }
+        let mut body = req.body;
+        if let Some(b) = &body
+            && b.len() > self.request_bytes
+        {
+            return Err(HttpError::TooLarge(self.request_bytes as u64));
+        }
+        let timeout = req
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()).min(self.timeout))
+            .unwrap_or(self.timeout);
+        let deadline = Instant::now() + timeout;
+        let headers = self.guest_headers(&req.headers)?;
+        let mut method = to_reqwest_method(req.method);
+
+        let mut hops = 0;
+        loop {
+            self.policy.check_url(&url).map_err(HttpError::Denied)?;
+            let response = self
+                .send_authenticated(&method, &url, &headers, body.as_ref(), deadline)
+                .await?;
+            let status = response.status();
+            if status.is_redirection()
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                if hops >= self.max_redirects {
+                    return Err(HttpError::Transport(format!(
+                        "more than {} redirects",
+                        self.max_redirects
+                    )));
+                }
+                hops += 1;
+                let location = location.to_str().map_err(|_| {
+                    HttpError::Transport("redirect with a non-text Location".into())
+                })?;
+                url = url.join(location).map_err(|e| {
+                    HttpError::Transport(format!("redirect to an invalid URL: {e}"))
+                })?;
+                let to_get = status == reqwest::StatusCode::SEE_OTHER
+                    || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST);
+                if to_get && method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                continue;
+            }
+            return self.read_response(response).await;
+        }
+    }
+
+    /// The guest's headers, minus credentials and framing; invalid ones refused.
+    fn guest_headers(&self, headers: &[(String, String)]) -> Result<HeaderMap, HttpError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| HttpError::InvalidRequest(format!("bad header name `{name}`")))?;
+            if DROPPED_REQUEST_HEADERS.contains(&name.as_str())
+                || self.auth_header.as_ref() == Some(&name)
+            {
+                tracing::debug!(header = %name, "plugin-set header dropped");
+                continue;
+            }
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| HttpError::InvalidRequest(format!("bad value for header `{name}`")))?;
+            map.append(name, value);
+        }
+        Ok(map)
+    }
+
+    /// Sends one hop with credentials when they apply; on a 401 with a cached OAuth2
+    /// token, refreshes once and retries.
+    async fn send_authenticated(
+        &self,
+        method: &reqwest::Method,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Option<&Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, HttpError> {
+        let applies = self.policy.auth_applies(url);
+        let mut refreshed = false;
+        loop {
+            let mut headers = headers.clone();
+            match (&self.auth, applies) {
+                (Auth::Header { name, value }, true) => {
+                    headers.insert(name.clone(), value.clone());
+                }
+                (Auth::OAuth2(oauth), true) => {
+                    if let Some(token) = self.bearer(oauth, deadline).await? {
+                        headers.insert(reqwest::header::AUTHORIZATION, token);
+                    }
+                }
+                _ => {}
+            }
+            let mut request = self
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers);
+            if let Some(body) = body {
+                request = request.body(body.clone());
+            }
+            let response = self.execute(request, url, deadline).await?;
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED
+                && applies
+                && !refreshed
+                && let Auth::OAuth2(oauth) = &self.auth
+            {
+                // The cached token may have been revoked early: drop it and retry once.
+                *oauth.cached.lock().await = None;
+                refreshed = true;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Awaits the budget, then sends with the remaining time.
+    async fn execute(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+        deadline: Instant,
+    ) -> Result<reqwest::Response, HttpError> {
+        if let Some(budget) = &self.budget {
+            budget.acquire(url).await;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(HttpError::Timeout);
+        }
+        request
+            .timeout(remaining)
+            .send()
+            .await
+            .map_err(map_reqwest_error)
+    }
+
+    /// A valid bearer header, refreshing through the token endpoint when needed.
+    /// `None` when the refresh is refused (the request then goes out without it and the
+    /// app's 401 tells the plugin its credentials are wrong).
+    async fn bearer(
+        &self,
+        oauth: &OAuth2,
+        deadline: Instant,
+    ) -> Result<Option<HeaderValue>, HttpError> {
+        let mut cached = oauth.cached.lock().await;
+        if let Some(token) = cached.as_ref()
+            && token.expires > Instant::now()
+        {
+            return Ok(Some(token.value.clone()));
+        }
+        let token_url = oauth.token_url.clone().map_err(HttpError::Denied)?;
+        // The token endpoint is the host's own call, but it still may not reach
+        // blocked addresses (the resolver checks names; literals are checked here).
+        if let Some(ip) = literal_ip(&token_url) {
+            self.policy
+                .addresses
+                .check(ip)
+                .map_err(|e| HttpError::Denied(format!("token endpoint: {e}")))?;
+        }
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", oauth.refresh_token.expose().to_owned()),
+            ("client_id", oauth.client_id.clone()),
+            ("client_secret", oauth.client_secret.expose().to_owned()),
+        ];
+        if !oauth.scopes.is_empty() {
+            form.push(("scope", oauth.scopes.join(" ")));
+        }
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = self
+            .client
+            .post(token_url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        let response = self
+            .execute(request, &token_url, deadline)
+            .await
+            .map_err(|e| match e {
+                HttpError::Transport(m) => HttpError::Transport(format!("token endpoint: {m}")),
+                other => other,
+            })?;
+        if !response.status().is_success() {
+            tracing::warn!(status = %response.status(), "OAuth2 token refresh refused");
+            return Ok(None);
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            access_token: String,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let bytes = read_capped(response, 64 * 1024).await?;
+        let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
+            HttpError::Transport("token endpoint: the response is not a token".into())
+        })?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token))
+            .map_err(|_| HttpError::Transport("token endpoint: unusable token".into()))?;
+        value.set_sensitive(true);
+        // Refresh a minute early so a token never expires mid-request.
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600).saturating_sub(60));
+        *cached = Some(CachedToken {
+            value: value.clone(),
+            expires: Instant::now() + lifetime,
+        });
+        Ok(Some(value))
+    }
+
+    async fn read_response(&self, response: reqwest::Response) -> Result<Response, HttpError> {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| {
+                !DROPPED_RESPONSE_HEADERS.contains(&name.as_str())
+                    && self.auth_header.as_ref() != Some(*name)
+            })
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        // The request timeout set in `execute` also bounds reading the body.
+        let body = read_capped(response, self.response_bytes).await?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Reads a body, refusing it as soon as it exceeds `cap` bytes.
+async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, HttpError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > cap as u64)
+    {
+        return Err(HttpError::TooLarge(cap as u64));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(map_reqwest_error)? {
+        if body.len() + chunk.len() > cap {
+            return Err(HttpError::TooLarge(cap as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn literal_ip(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Maps a reqwest failure to the WIT error; a blocked resolution becomes `denied`.
+fn map_reqwest_error(err: reqwest::Error) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(blocked) = e.downcast_ref::<BlockedAddress>() {
+            return HttpError::Denied(blocked.to_string());
+        }
+        source = e.source();
+    }
+    if err.is_timeout() {
+        return HttpError::Timeout;
+    }
+    // Name the innermost cause; the URL is left out (the plugin knows it).
+    let mut cause = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(e) = source {
+        cause = e.to_string();
+        source = e.source();
+    }
+    HttpError::Transport(cause.replace('\n', " "))
+}
+
+fn to_reqwest_method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Head => reqwest::Method::HEAD,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+fn build_auth(
+    profile: Option<&AuthProfile>,
+    credentials: &Credentials,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Result<(Auth, Option<HeaderName>), HttpSetupError> {
+    let mismatch = |want: &str| {
+        HttpSetupError::Credentials(format!(
+            "the plugin's auth profile is `{want}` but the connection's credentials are of another kind; configure {want} credentials"
+        ))
+    };
+    match (profile, credentials) {
+        (_, Credentials::None) => {
+            let header = match profile {
+                Some(AuthProfile::ApiKey { header, .. }) => HeaderName::from_bytes(header.as_bytes()).ok(),
+                _ => None,
+            };
+            Ok((Auth::None, header))
+        }
+        (None, _) => Err(HttpSetupError::Credentials(
+            "the connection has credentials but the plugin's manifest declares no [auth] profile to use them".into(),
+        )),
+        (Some(AuthProfile::ApiKey { header, template, .. }), Credentials::ApiKey(key)) => {
+            let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                HttpSetupError::Credentials(format!("auth header `{header}` is invalid"))
+            })?;
+            let mut value = HeaderValue::from_str(&template.replace("{secret}", key.expose()))
+                .map_err(|_| {
+                    HttpSetupError::Credentials(
+                        "the API key contains characters not allowed in a header".into(),
+                    )
+                })?;
+            value.set_sensitive(true);
+            Ok((Auth::Header { name: name.clone(), value }, Some(name)))
+        }
+        (Some(AuthProfile::ApiKey { .. }), _) => Err(mismatch("api-key")),
+        (
+            Some(AuthProfile::OAuth2 { token_url, scopes, .. }),
+            Credentials::OAuth2 {
+                client_id,
+                client_secret,
+                refresh_token,
+                token_url: override_url,
+            },
+        ) => {
+            let text = match (override_url, token_url.strip_prefix("setting:")) {
+                (Some(url), _) => Ok(url.clone()),
+                (None, Some(key)) => settings
+                    .get(key)
+                    .cloned()
+                    .ok_or_else(|| format!("the token endpoint setting `{key}` is missing")),
+                (None, None) => Ok(token_url.clone()),
+            };
+            let token_url = text.and_then(|t| {
+                Url::parse(&t).map_err(|e| format!("the token endpoint `{t}` is not a URL: {e}"))
+            });
+            Ok((
+                Auth::OAuth2(OAuth2 {
+                    token_url,
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    refresh_token: refresh_token.clone(),
+                    scopes: scopes.clone(),
+                    cached: tokio::sync::Mutex::new(None),
+                }),
+                Some(reqwest::header::AUTHORIZATION),
+            ))
+        }
+        (Some(AuthProfile::OAuth2 { .. }), _) => Err(mismatch("oauth2")),
+    }
+}
+
+impl Host for HostState {
+    async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
+        let conn = self.conn()?;
+        Ok(conn.http.send(req).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::{HeaderMap as AxumHeaders, StatusCode};
+    use axum::routing::{get, post};
+
+    use super::*;
+    use crate::runtime::capabilities::Grant;
+    use crate::runtime::manifest::Manifest;
+
+    async fn serve(router: Router) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+
+    fn manifest(auth: &str) -> Manifest {
+        Manifest::parse(&format!(
+            "name = \"t\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n\
+             [http]\norigins = [\"setting:base-url\"]\n{auth}"
+        ))
+        .unwrap()
+    }
+
+    fn ctx(
+        manifest: &Manifest,
+        base: SocketAddr,
+        credentials: Credentials,
+        budget: Option<Arc<dyn RequestBudget>>,
+        limits: ConnectorLimits,
+    ) -> HttpCtx {
+        let settings: BTreeMap<String, String> =
+            [("base-url".to_owned(), format!("http://{base}"))].into();
+        let grant = Grant {
+            http: vec!["*".into()],
+            allow_loopback: true,
+            ..Grant::default()
+        };
+        let policy = EgressPolicy::new(manifest, &grant, &settings);
+        HttpCtx::new(
+            policy,
+            manifest.auth.as_ref(),
+            &credentials,
+            &settings,
+            Arc::new(SystemResolver),
+            budget,
+            &limits,
+        )
+        .unwrap()
+    }
+
+    fn get_req(url: String) -> Request {
+        Request {
+            method: Method::Get,
+            url,
+            headers: vec![],
+            body: None,
+            timeout_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn oauth2_token_is_cached_and_refreshed_once_on_401() {
+        let token_calls = Arc::new(AtomicUsize::new(0));
+        let valid = Arc::new(AtomicUsize::new(1));
+        let calls = token_calls.clone();
+        let accepted = valid.clone();
+        let router = Router::new()
+            .route(
+                "/token",
+                post(move |body: String| {
+                    let calls = calls.clone();
+                    async move {
+                        assert!(body.contains("grant_type=refresh_token"), "{body}");
+                        assert!(body.contains("refresh_token=r3fresh"), "{body}");
+                        assert!(body.contains("client_id=cid&client_secret=cs3cret"), "{body}");
+                        assert!(body.contains("scope=contacts"), "{body}");
+                        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                        format!("{{\"access_token\":\"tok-{n}\",\"expires_in\":3600,\"token_type\":\"Bearer\"}}")
+                    }
+                }),
+            )
+            .route(
+                "/api",
+                get(move |headers: AxumHeaders| {
+                    let accepted = accepted.clone();
+                    async move {
+                        let want = format!("Bearer tok-{}", accepted.load(Ordering::SeqCst));
+                        match headers.get("authorization") {
+                            Some(v) if v == want.as_str() => (StatusCode::OK, "data"),
+                            _ => (StatusCode::UNAUTHORIZED, "no"),
+                        }
+                    }
+                }),
+            );
+        let addr = serve(router).await;
+        let m = manifest(
+            "[auth]\nkind = \"oauth2\"\ntoken-url = \"setting:base-url\"\nscopes = [\"contacts\"]\n",
+        );
+        let creds = Credentials::OAuth2 {
+            client_id: "cid".into(),
+            client_secret: Secret::new("cs3cret"),
+            refresh_token: Secret::new("r3fresh"),
+            token_url: Some(format!("http://{addr}/token")),
+        };
+        let http = ctx(&m, addr, creds, None, ConnectorLimits::default());
+        let api = format!("http://{addr}/api");
+
+        for _ in 0..2 {
+            let resp = http.send(get_req(api.clone())).await.unwrap();
+            assert_eq!(
+                (resp.status, resp.body.as_slice()),
+                (200, b"data".as_slice())
+            );
+            assert!(resp.headers.iter().all(|(k, _)| k != "authorization"));
+        }
+        assert_eq!(token_calls.load(Ordering::SeqCst), 1, "token cached");
+
+        valid.store(2, Ordering::SeqCst); // tok-1 revoked early
+        let resp = http.send(get_req(api.clone())).await.unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(token_calls.load(Ordering::SeqCst), 2, "refreshed on 401");
+
+        valid.store(99, Ordering::SeqCst); // nothing works: refresh once, then give up
+        let resp = http.send(get_req(api)).await.unwrap();
+        assert_eq!(resp.status, 401);
+        assert_eq!(
+            token_calls.load(Ordering::SeqCst),
+            3,
+            "one refresh per request"
+        );
+    }
+
+    struct CountingBudget(AtomicUsize);
+
+    impl RequestBudget for CountingBudget {
+        fn acquire<'a>(&'a self, _url: &'a Url) -> BoxFuture<'a, ()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn budget_is_awaited_for_every_hop() {
+        let router = Router::new()
+            .route(
+                "/hop",
+                get(|| async { (StatusCode::SEE_OTHER, [("location", "/landing")]) }),
+            )
+            .route("/landing", get(|| async { "ok" }));
+        let addr = serve(router).await;
+        let budget = Arc::new(CountingBudget(AtomicUsize::new(0)));
+        let http = ctx(
+            &manifest(""),
+            addr,
+            Credentials::None,
+            Some(budget.clone()),
+            ConnectorLimits::default(),
+        );
+        let mut req = get_req(format!("http://{addr}/hop"));
+        req.method = Method::Post;
+        req.body = Some(b"payload".to_vec());
+        let resp = http.send(req).await.unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, b"ok".as_slice()));
+        assert_eq!(budget.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn timeouts_can_be_shortened_not_lengthened() {
+        let router = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        );
+        let addr = serve(router).await;
+        let url = format!("http://{addr}/slow");
+        let http = ctx(
+            &manifest(""),
+            addr,
+            Credentials::None,
+            None,
+            ConnectorLimits::default(),
+        );
+        let mut req = get_req(url.clone());
+        req.timeout_ms = Some(100);
+        assert!(matches!(http.send(req).await, Err(HttpError::Timeout)));
+
+        let limits = ConnectorLimits {
+            http_timeout: Duration::from_millis(100),
+            ..ConnectorLimits::default()
+        };
+        let http = ctx(&manifest(""), addr, Credentials::None, None, limits);
+        let mut req = get_req(url);
+        req.timeout_ms = Some(60_000);
+        assert!(matches!(http.send(req).await, Err(HttpError::Timeout)));
+    }
+
+    #[tokio::test]
+    async fn malformed_and_oversized_requests_are_refused() {
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let limits = ConnectorLimits {
+            http_request_bytes: 10,
+            ..ConnectorLimits::default()
+        };
+        let http = ctx(&manifest(""), addr, Credentials::None, None, limits);
+        let mut req = get_req(format!("http://{addr}/"));
+        req.body = Some(vec![0; 11]);
+        assert!(matches!(http.send(req).await, Err(HttpError::TooLarge(10))));
+        for url in [
+            "ftp://127.0.0.1:9/",
+            "http://user:pw@127.0.0.1:9/",
+            "not a url",
+        ] {
+            let err = http.send(get_req(url.into())).await.unwrap_err();
+            assert!(
+                matches!(err, HttpError::InvalidRequest(_)),
+                "{url}: {err:?}"
+            );
+        }
+        let mut req = get_req(format!("http://{addr}/"));
+        req.headers = vec![("bad header".into(), "x".into())];
+        assert!(matches!(
+            http.send(req).await,
+            Err(HttpError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn api_key_template_and_mismatches() {
+        let profile = AuthProfile::ApiKey {
+            header: "Authorization".into(),
+            template: "Token token={secret}".into(),
+            origins: None,
+        };
+        let settings = Default::default();
+        let (auth, header) = build_auth(
+            Some(&profile),
+            &Credentials::ApiKey(Secret::new("k3y")),
+            &settings,
+        )
+        .unwrap();
+        assert_eq!(header, Some(reqwest::header::AUTHORIZATION));
+        match auth {
+            Auth::Header { value, .. } => {
+                assert_eq!(value.to_str().unwrap(), "Token token=k3y");
+                assert!(value.is_sensitive());
+            }
+            _ => panic!("expected a header"),
+        }
+        let oauth = Credentials::OAuth2 {
+            client_id: "c".into(),
+            client_secret: Secret::new("s"),
+            refresh_token: Secret::new("r"),
+            token_url: None,
+        };
+        let err = build_auth(Some(&profile), &oauth, &settings).err().unwrap();
+        assert!(err.to_string().contains("api-key"));
+        let err = build_auth(None, &Credentials::ApiKey(Secret::new("k")), &settings)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no [auth] profile"));
+    }
+}

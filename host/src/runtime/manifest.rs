@@ -1,0 +1,551 @@
+//! The plugin manifest: what a plugin is and what it asks for.
+//!
+//! It travels with the `.wasm`, either embedded as the custom section
+//! [`MANIFEST_SECTION`] (which `wasm-component-ld` keeps inside the nested core module)
+//! or as a sidecar file `<stem>.tandem.toml` beside it. Unknown keys are refused.
+//!
+//! ```toml
+//! name = "freshsales"
+//! version = "0.1.0"
+//! kind = "connector"            # or "mapper"
+//! contract = "0.1.0"
+//! description = "Freshsales contacts and leads"
+//! [http]
+//! origins = ["https://*.myfreshworks.com", "setting:base-url"]
+//! [auth]                        # optional; the host injects the credential
+//! kind = "api-key"
+//! header = "Authorization"
+//! template = "Token token={secret}"
+//! [storage]
+//! quota-bytes = 1048576
+//! [limits]
+//! memory-mib = 64
+//! timeout-ms = 30000
+//! ```
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::capabilities::{OriginSpec, check_contract_version};
+
+/// Name of the custom section holding the embedded manifest.
+pub const MANIFEST_SECTION: &str = "tandem-manifest";
+
+/// The kind of plugin, which selects its world and policy class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    /// Talks to one app through the host (`connector` world).
+    Connector,
+    /// A pure field transform (`mapper` world).
+    Mapper,
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connector => "connector",
+            Self::Mapper => "mapper",
+        })
+    }
+}
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Manifest {
+    /// Stable plugin name (lowercase letters, digits, `-`, `_`).
+    pub name: String,
+    /// The plugin's own version (semver).
+    pub version: String,
+    /// Connector or mapper.
+    pub kind: PluginKind,
+    /// The contract version the plugin was built against (semver).
+    pub contract: String,
+    /// One line for humans.
+    #[serde(default)]
+    pub description: String,
+    /// Requested HTTP origins.
+    #[serde(default)]
+    pub http: HttpRequest,
+    /// How the host attaches credentials, if the plugin needs any.
+    #[serde(default)]
+    pub auth: Option<AuthProfile>,
+    /// Requested storage.
+    #[serde(default)]
+    pub storage: Option<StorageRequest>,
+    /// Requested limits (the operator's caps still apply).
+    #[serde(default)]
+    pub limits: LimitsRequest,
+}
+
+/// `[http]`: requested origins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HttpRequest {
+    /// `scheme://host[:port]` patterns (`*.` as leading label) or `setting:K`.
+    #[serde(default)]
+    pub origins: Vec<String>,
+}
+
+/// `[auth]`: the credential-injection profile.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields, rename_all = "kebab-case")]
+pub enum AuthProfile {
+    /// A static API key put into a header.
+    #[serde(rename_all = "kebab-case")]
+    ApiKey {
+        /// Header name, e.g. `Authorization`.
+        header: String,
+        /// Header value with `{secret}` where the key goes, e.g. `Token token={secret}`.
+        template: String,
+        /// Origins that receive the header; default: every requested origin.
+        #[serde(default)]
+        origins: Option<Vec<String>>,
+    },
+    /// OAuth2 bearer tokens obtained with the refresh-token grant.
+    #[serde(rename = "oauth2", rename_all = "kebab-case")]
+    OAuth2 {
+        /// Token endpoint (`https://...`) or `setting:K`.
+        token_url: String,
+        /// Scopes sent with the refresh request (may be empty).
+        #[serde(default)]
+        scopes: Vec<String>,
+        /// Origins that receive the bearer; default: every requested origin.
+        #[serde(default)]
+        origins: Option<Vec<String>>,
+    },
+}
+
+impl AuthProfile {
+    /// The origins credentials go to, when the profile narrows them.
+    pub fn origins(&self) -> Option<&[String]> {
+        match self {
+            Self::ApiKey { origins, .. } | Self::OAuth2 { origins, .. } => origins.as_deref(),
+        }
+    }
+
+    /// Short name (`api-key`, `oauth2`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::ApiKey { .. } => "api-key",
+            Self::OAuth2 { .. } => "oauth2",
+        }
+    }
+}
+
+/// `[storage]`: requested storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageRequest {
+    /// Most bytes (keys + values) the plugin expects to keep per connection.
+    pub quota_bytes: u64,
+}
+
+/// `[limits]`: requested per-call limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsRequest {
+    /// Linear memory, all memories together, in MiB.
+    pub memory_mib: Option<u32>,
+    /// Wall time of one call, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Why a manifest could not be found or used. Messages are one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Neither an embedded section nor a sidecar file.
+    #[error(
+        "no manifest: embed a `{MANIFEST_SECTION}` custom section (tandem-sdk does) or put a `<name>.tandem.toml` beside the .wasm"
+    )]
+    Missing,
+    /// The TOML is malformed or breaks the schema.
+    #[error("invalid manifest ({origin}): {message}")]
+    Invalid {
+        /// Where it came from (section or file).
+        origin: String,
+        /// What is wrong, one line.
+        message: String,
+    },
+    /// The embedded and sidecar manifests differ.
+    #[error("the embedded manifest and {0} differ; remove one of them")]
+    Conflict(String),
+    /// The sidecar file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The sidecar path.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+}
+
+impl Manifest {
+    /// Parses and validates manifest text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| one_line_toml_error(text, &e))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            return Err(format!(
+                "name `{}` must be 1-64 lowercase letters, digits, `-` or `_`",
+                self.name
+            ));
+        }
+        semver::Version::parse(&self.version)
+            .map_err(|e| format!("version `{}` is not semver: {e}", self.version))?;
+        check_contract_version(&self.contract).map_err(|e| format!("contract: plugin {e}"))?;
+        for origin in &self.http.origins {
+            OriginSpec::parse(origin, false).map_err(|e| format!("http.origins: {e}"))?;
+        }
+        if self.kind == PluginKind::Mapper
+            && (!self.http.origins.is_empty() || self.auth.is_some() || self.storage.is_some())
+        {
+            return Err("a mapper may not request http, auth or storage".into());
+        }
+        match &self.auth {
+            Some(AuthProfile::ApiKey {
+                header, template, ..
+            }) => {
+                reqwest::header::HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("auth.header `{header}` is not a valid header name"))?;
+                if template.matches("{secret}").count() != 1 {
+                    return Err("auth.template must contain `{secret}` exactly once".into());
+                }
+            }
+            Some(AuthProfile::OAuth2 { token_url, .. }) => {
+                if !token_url.starts_with("setting:") {
+                    let url = url::Url::parse(token_url)
+                        .map_err(|e| format!("auth.token-url `{token_url}`: {e}"))?;
+                    if !matches!(url.scheme(), "http" | "https") {
+                        return Err(format!("auth.token-url `{token_url}` must be http(s)"));
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(origins) = self.auth.as_ref().and_then(|a| a.origins()) {
+            for origin in origins {
+                OriginSpec::parse(origin, false).map_err(|e| format!("auth.origins: {e}"))?;
+            }
+        }
+        if self.limits.memory_mib == Some(0) || self.limits.timeout_ms == Some(0) {
+            return Err("limits must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// Turns a `toml` error (multi-line, with a snippet) into `message at line L column C`.
+fn one_line_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{message} at line {line} column {column}")
+        }
+        None => message,
+    }
+}
+
+/// What a scan of a component binary finds (no compilation involved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentScan {
+    /// Top-level import names (`wasi:io/streams@0.2.6`, ...).
+    pub imports: Vec<String>,
+    /// Top-level export names.
+    pub exports: Vec<String>,
+    /// Contents of every `tandem-manifest` custom section, at any depth.
+    pub manifests: Vec<String>,
+}
+
+/// Walks a component with `wasmparser`: top-level imports/exports and manifest sections.
+pub fn scan_component(wasm: &[u8]) -> Result<ComponentScan, String> {
+    use wasmparser::{Parser, Payload};
+    if !Parser::is_component(wasm) {
+        return Err(if Parser::is_core_wasm(wasm) {
+            "this is a core WebAssembly module, not a component; build for wasm32-wasip2".into()
+        } else {
+            "not a WebAssembly component".into()
+        });
+    }
+    let mut scan = ComponentScan::default();
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.map_err(|e| format!("malformed component: {e}"))? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let import = import.map_err(|e| format!("malformed import: {e}"))?;
+                    scan.imports.push(import.name.name.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(|e| format!("malformed export: {e}"))?;
+                    scan.exports.push(export.name.name.to_owned());
+                }
+            }
+            Payload::CustomSection(reader) if reader.name() == MANIFEST_SECTION => {
+                let text = std::str::from_utf8(reader.data())
+                    .map_err(|_| format!("the `{MANIFEST_SECTION}` section is not UTF-8"))?;
+                scan.manifests.push(text.to_owned());
+            }
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+/// The sidecar manifest path of a `.wasm` file: `<dir>/<stem>.tandem.toml`.
+pub fn sidecar_path(wasm: &Path) -> PathBuf {
+    let stem = wasm
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    wasm.with_file_name(format!("{stem}.tandem.toml"))
+}
+
+/// Picks the manifest: embedded section(s) and/or sidecar text; they must agree.
+pub fn resolve_manifest(
+    embedded: &[String],
+    sidecar: Option<(&str, &str)>,
+) -> Result<Manifest, ManifestError> {
+    let mut found: Option<Manifest> = None;
+    for text in embedded {
+        let m = Manifest::parse(text).map_err(|message| ManifestError::Invalid {
+            origin: format!("`{MANIFEST_SECTION}` section"),
+            message,
+        })?;
+        match &found {
+            Some(prev) if *prev != m => {
+                return Err(ManifestError::Conflict(format!(
+                    "another `{MANIFEST_SECTION}` section"
+                )));
+            }
+            _ => found = Some(m),
+        }
+    }
+    if let Some((origin, text)) = sidecar {
+        let m = Manifest::parse(text).map_err(|message| ManifestError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        })?;
+        match &found {
+            Some(prev) if *prev != m => return Err(ManifestError::Conflict(origin.to_owned())),
+            _ => found = Some(m),
+        }
+    }
+    found.ok_or(ManifestError::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+name = "freshsales"
+version = "0.1.0"
+kind = "connector"
+contract = "0.1.0"
+description = "Freshsales contacts"
+[http]
+origins = ["https://*.myfreshworks.com", "setting:base-url"]
+[auth]
+kind = "api-key"
+header = "Authorization"
+template = "Token token={secret}"
+[storage]
+quota-bytes = 1048576
+[limits]
+memory-mib = 64
+timeout-ms = 30000
+"#;
+
+    #[test]
+    fn parses_the_agreed_schema() {
+        let m = Manifest::parse(FULL).unwrap();
+        assert_eq!(m.name, "freshsales");
+        assert_eq!(m.kind, PluginKind::Connector);
+        assert_eq!(m.http.origins.len(), 2);
+        assert_eq!(
+            m.auth,
+            Some(AuthProfile::ApiKey {
+                header: "Authorization".into(),
+                template: "Token token={secret}".into(),
+                origins: None,
+            })
+        );
+        assert_eq!(
+            m.storage,
+            Some(StorageRequest {
+                quota_bytes: 1_048_576
+            })
+        );
+        assert_eq!(m.limits.memory_mib, Some(64));
+        assert_eq!(m.limits.timeout_ms, Some(30_000));
+    }
+
+    #[test]
+    fn parses_oauth2_and_minimal_mapper() {
+        let m = Manifest::parse(
+            "name = \"google-contacts\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n\
+             [http]\norigins = [\"https://people.googleapis.com\"]\n\
+             [auth]\nkind = \"oauth2\"\ntoken-url = \"setting:token-url\"\nscopes = [\"https://www.googleapis.com/auth/contacts\"]\n",
+        )
+        .unwrap();
+        assert!(
+            matches!(m.auth, Some(AuthProfile::OAuth2 { ref token_url, .. }) if token_url == "setting:token-url")
+        );
+        let m = Manifest::parse(
+            "name = \"upper\"\nversion = \"1.2.3\"\nkind = \"mapper\"\ncontract = \"0.1.0\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.kind, PluginKind::Mapper);
+        assert!(m.http.origins.is_empty() && m.auth.is_none() && m.storage.is_none());
+    }
+
+    #[test]
+    fn refuses_unknown_keys_with_one_line() {
+        for (text, needle) in [
+            (format!("{FULL}\nextra = 1\n"), "unknown field `extra`"),
+            (
+                FULL.replace("quota-bytes", "quota"),
+                "unknown field `quota`",
+            ),
+            (
+                FULL.replace("template = ", "secret = \"x\"\ntemplate = "),
+                "unknown field `secret`",
+            ),
+            (
+                FULL.replace("[limits]", "[limits]\ncpu = 3"),
+                "unknown field `cpu`",
+            ),
+        ] {
+            let err = Manifest::parse(&text).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+            assert!(err.contains("at line"), "{err}");
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_values() {
+        for (from, to, needle) in [
+            (
+                "kind = \"connector\"",
+                "kind = \"robot\"",
+                "unknown variant",
+            ),
+            (
+                "contract = \"0.1.0\"",
+                "contract = \"9.0.0\"",
+                ">=0.1.0, <0.2.0",
+            ),
+            ("version = \"0.1.0\"", "version = \"one\"", "not semver"),
+            (
+                "name = \"freshsales\"",
+                "name = \"Fresh Sales\"",
+                "lowercase",
+            ),
+            (
+                "\"https://*.myfreshworks.com\"",
+                "\"*\"",
+                "not a valid origin",
+            ),
+            ("Token token={secret}", "Token token", "{secret}"),
+            ("memory-mib = 64", "memory-mib = 0", "positive"),
+        ] {
+            let err = Manifest::parse(&FULL.replace(from, to)).unwrap_err();
+            assert!(err.contains(needle), "{to}: {err}");
+        }
+        let err = Manifest::parse(
+            "name = \"m\"\nversion = \"0.1.0\"\nkind = \"mapper\"\ncontract = \"0.1.0\"\n[http]\norigins = [\"https://a.example\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("mapper may not"), "{err}");
+    }
+
+    #[test]
+    fn embedded_and_sidecar_must_agree() {
+        let embedded = vec![FULL.to_owned()];
+        assert_eq!(
+            resolve_manifest(&embedded, None).unwrap().name,
+            "freshsales"
+        );
+        assert_eq!(
+            resolve_manifest(&[], Some(("x.tandem.toml", FULL)))
+                .unwrap()
+                .name,
+            "freshsales"
+        );
+        assert_eq!(
+            resolve_manifest(&embedded, Some(("x.tandem.toml", FULL)))
+                .unwrap()
+                .name,
+            "freshsales"
+        );
+        let other = FULL.replace("0.1.0\"\nkind", "0.2.0\"\nkind");
+        assert!(matches!(
+            resolve_manifest(&embedded, Some(("x.tandem.toml", &other))),
+            Err(ManifestError::Conflict(_))
+        ));
+        assert_eq!(resolve_manifest(&[], None), Err(ManifestError::Missing));
+        let err = resolve_manifest(&["name = 3".into()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("invalid manifest (`tandem-manifest` section)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sidecar_path_is_beside_the_wasm() {
+        assert_eq!(
+            sidecar_path(Path::new("/p/freshsales.wasm")),
+            PathBuf::from("/p/freshsales.tandem.toml")
+        );
+    }
+
+    #[test]
+    fn scan_finds_nested_manifest_section() {
+        // A component whose only content is a nested core module with a custom section.
+        let section_name = MANIFEST_SECTION.as_bytes();
+        let body = b"name = \"x\"";
+        let mut custom = vec![section_name.len() as u8];
+        custom.extend_from_slice(section_name);
+        custom.extend_from_slice(body);
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.push(0); // custom section id
+        module.push(custom.len() as u8);
+        module.extend_from_slice(&custom);
+        let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+        component.push(1); // core module section id
+        component.push(module.len() as u8);
+        component.extend_from_slice(&module);
+        let scan = scan_component(&component).unwrap();
+        assert_eq!(scan.manifests, vec!["name = \"x\"".to_owned()]);
+        assert!(scan.imports.is_empty() && scan.exports.is_empty());
+        assert!(
+            scan_component(b"\0asm\x01\0\0\0")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! The data of one `Store` (one call), and the linkers of both worlds.
+//!
+//! Every call gets a fresh [`HostState`]: an empty WASI context (no env, no args, no
+//! preopens, stdin closed, stdout discarded, stderr into a bounded tail), the memory
+//! limiter, the CPU tick budget and, for connectors, the connection's host services.
+//! Only the harmless WASI interfaces are linked, so a component importing anything else
+//! cannot even be pre-instantiated (the import check refuses it earlier, with a message).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings;
+use super::http::HttpCtx;
+use super::limits::{MemoryLimiter, StderrTail};
+use super::log::LogCtx;
+use super::storage::StorageCtx;
+
+/// Bytes of guest stderr kept per call (its tail goes into trap errors).
+pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
+
+/// Host services of one connection, shared by all its calls.
+pub(crate) struct ConnectionCtx {
+    pub(crate) http: HttpCtx,
+    pub(crate) storage: StorageCtx,
+    pub(crate) config: super::config::ConfigCtx,
+}
+
+/// The data of one store: one call of one plugin.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stderr: StderrTail,
+    /// Epoch ticks the guest may still run before it is interrupted.
+    pub(crate) cpu_ticks_left: u64,
+    /// Set when the deadline callback interrupted the guest.
+    pub(crate) cpu_exhausted: bool,
+    pub(crate) log: LogCtx,
+    pub(crate) conn: Option<Arc<ConnectionCtx>>,
+}
+
+impl HostState {
+    /// State for a connector call.
+    pub(crate) fn connector(
+        memory_mib: u32,
+        cpu_ticks: u64,
+        log: LogCtx,
+        conn: Arc<ConnectionCtx>,
+    ) -> Self {
+        let stderr = StderrTail::new(STDERR_TAIL_BYTES);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        Self::new(wasi, stderr, memory_mib, cpu_ticks, log, Some(conn))
+    }
+
+    /// State for a mapper call: clocks and randomness are fixed, so that the same input
+    /// always gives the same output.
+    pub(crate) fn mapper(memory_mib: u32, cpu_ticks: u64, log: LogCtx) -> Self {
+        let stderr = StderrTail::new(STDERR_TAIL_BYTES);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(FixedClock)
+            .monotonic_clock(FixedClock)
+            .secure_random(wasmtime_wasi::Deterministic::new(
+                DETERMINISTIC_BYTES.to_vec(),
+            ))
+            .insecure_random(wasmtime_wasi::Deterministic::new(
+                DETERMINISTIC_BYTES.to_vec(),
+            ))
+            .insecure_random_seed(0x7a6e_6465_6d00)
+            .build();
+        Self::new(wasi, stderr, memory_mib, cpu_ticks, log, None)
+    }
+
+    fn new(
+        wasi: WasiCtx,
+        stderr: StderrTail,
+        memory_mib: u32,
+        cpu_ticks: u64,
+        log: LogCtx,
+        conn: Option<Arc<ConnectionCtx>>,
+    ) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(memory_mib),
+            stderr,
+            cpu_ticks_left: cpu_ticks,
+            cpu_exhausted: false,
+            log,
+            conn,
+        }
+    }
+
+    /// The connection services; a trap if called from a mapper (a host bug: mappers
+    /// cannot link these interfaces).
+    pub(crate) fn conn(&self) -> wasmtime::Result<Arc<ConnectionCtx>> {
+        self.conn.clone().ok_or_else(|| {
+            wasmtime::format_err!("connector host interface used outside a connection")
+        })
+    }
+}
+
+const DETERMINISTIC_BYTES: [u8; 16] = *b"tandem-mapper-rn";
+
+/// A clock stopped at 2000-01-01T00:00:00Z (monotonic: 0).
+struct FixedClock;
+
+impl HostWallClock for FixedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::from_secs(946_684_800)
+    }
+}
+
+impl HostMonotonicClock for FixedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for HostState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// Links the harmless WASI interfaces: io, clocks, random, cli environment/exit/std
+/// streams/terminal. No filesystem, sockets or name lookup.
+fn add_harmless_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    type T = HostState;
+    wasmtime_wasi_io::add_to_linker_async(l)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    Ok(())
+}
+
+/// The linker of the connector world.
+pub(crate) fn connector_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    add_harmless_wasi(&mut linker)?;
+    bindings::connector::Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// The linker of the mapper world (only `log` from the contract).
+pub(crate) fn mapper_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    add_harmless_wasi(&mut linker)?;
+    bindings::mapper::Mapper::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
