@@ -1,0 +1,330 @@
+//! `pull`: full and incremental listings, deletions, and container scope.
+//!
+//! Requests (page size 100, the API's maximum):
+//!
+//! | Phase    | Request                                                                 |
+//! |----------|-------------------------------------------------------------------------|
+//! | full     | `GET <entity>/filters` once (the "All …" view id, then kept in the cursor), `GET settings/<entity>/fields` once (field types), then `GET <entity>/view/<id>?page=N&per_page=100&sort=updated_at&sort_type=desc` per page |
+//! | changes  | the same view pages (or `GET contacts/lists/<id>?…` for a list) until a page reaches past `checkpoint − overlap` |
+//! | deleted  | `POST filtered_search/<entity>?page=N&per_page=100` with `deleted is 1` and `updated_at is_after <window>` |
+//!
+//! A listing stops at `meta.total_pages` (or on an empty page when the app sends no
+//! meta), so a full listing of N records costs ⌈N/100⌉ + 2 requests, and an incremental
+//! run with no changes costs 2 (one view page, one deleted search). Sorting by
+//! `updated_at` descending makes offset paging safe against edits during the listing:
+//! an edited record moves to the front, so later pages shift by one towards the end
+//! (duplicates, which the host drops), never towards the start (a skip).
+
+use serde_json::{Value as Json, json};
+use tandem_sdk::{Error, Page, PullRequest, Record};
+
+use crate::api::{Client, encode};
+use crate::cursor::{Cursor, Phase};
+use crate::errors;
+use crate::instant;
+use crate::meta;
+use crate::model::{App, Entity};
+use crate::record::{self, FieldTypes};
+use crate::settings::Settings;
+
+/// The API's largest page.
+pub const MAX_PAGE: u32 = 100;
+
+/// Runs one `pull` call for `app`.
+pub fn pull(app: App, req: PullRequest) -> Result<Page, Error> {
+    let settings = Settings::load()?;
+    let entity = app.entity(&req.entity, settings.edition)?;
+    if req.container.is_some() && !app.has_lists() {
+        return Err(Error::invalid(format!(
+            "{} records have no containers; pull without a container",
+            app.label()
+        )));
+    }
+    let client = Client::new(settings);
+    let per_page = if req.page_size == 0 {
+        MAX_PAGE
+    } else {
+        req.page_size.min(MAX_PAGE)
+    };
+    let list = req.container.clone();
+    let previous = req.cursor.as_deref().map(Cursor::decode).transpose()?;
+    if let Some(cursor) = &previous {
+        cursor.check_scope(entity.plural(), list.as_deref())?;
+    }
+    let cursor = start(
+        previous,
+        req.full,
+        entity,
+        list,
+        per_page,
+        client.settings().overlap_secs,
+    );
+    run(&client, entity, cursor)
+}
+
+/// The cursor to fetch next: a listing in progress continues; a finished one starts the
+/// next incremental run (or a full listing when asked, or when there is no checkpoint).
+pub fn start(
+    previous: Option<Cursor>,
+    full: bool,
+    entity: Entity,
+    list: Option<String>,
+    per_page: u32,
+    overlap_secs: i64,
+) -> Cursor {
+    match previous {
+        Some(cursor) if cursor.phase == Phase::Full => cursor,
+        Some(cursor) if !full && cursor.phase != Phase::Done => cursor,
+        Some(done) if !full && done.checkpoint.is_some() => {
+            let checkpoint = done.checkpoint.clone().unwrap_or_default();
+            Cursor {
+                phase: Phase::Changes,
+                page: 1,
+                per_page,
+                window: Some(
+                    instant::minus_secs(&checkpoint, overlap_secs)
+                        .unwrap_or_else(|| checkpoint.clone()),
+                ),
+                high: None,
+                checkpoint: Some(checkpoint),
+                ..done
+            }
+        }
+        previous => {
+            let mut cursor = Cursor::full(entity.plural(), list, per_page);
+            if let Some(previous) = previous {
+                cursor.view = previous.view;
+                cursor.checkpoint = previous.checkpoint;
+            }
+            cursor
+        }
+    }
+}
+
+/// Fetches pages from `cursor` until a page can be returned.
+fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Error> {
+    let types = if cursor.phase == Phase::Full && cursor.page == 1 {
+        let metadata = meta::fetch(client, entity)?;
+        crate::schema::field_types(entity, &metadata)
+    } else {
+        meta::types(client, entity)?
+    };
+    let mut records = Vec::new();
+    let mut deleted = Vec::new();
+    loop {
+        match cursor.phase {
+            Phase::Full | Phase::Changes => {
+                let listing = fetch_listing(client, entity, &mut cursor)?;
+                let step = listing_step(&mut cursor, &listing, &types)?;
+                records.extend(step.records);
+                deleted.extend(step.deleted);
+                if !step.last {
+                    cursor.page += 1;
+                    return Ok(Page::more(records, cursor.encode()).with_deleted(deleted));
+                }
+                if cursor.phase == Phase::Full {
+                    return Ok(finish(cursor, records, deleted));
+                }
+                cursor.phase = Phase::Deleted;
+                cursor.page = 1;
+            }
+            Phase::Deleted => {
+                let found = fetch_deleted(client, entity, &cursor)?;
+                let last = found.items.is_empty()
+                    || found
+                        .total
+                        .is_some_and(|t| u64::from(cursor.page) * u64::from(cursor.per_page) >= t);
+                deleted.extend(
+                    found
+                        .items
+                        .iter()
+                        .filter_map(|item| item.as_object().and_then(record::id_of)),
+                );
+                if !last {
+                    cursor.page += 1;
+                    return Ok(Page::more(records, cursor.encode()).with_deleted(deleted));
+                }
+                return Ok(finish(cursor, records, deleted));
+            }
+            Phase::Done => return Ok(finish(cursor, records, deleted)),
+        }
+    }
+}
+
+/// The last page of a run: the checkpoint for the next one.
+fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>) -> Page {
+    let checkpoint = instant::later(cursor.high.clone(), cursor.checkpoint.clone());
+    let done = Cursor {
+        phase: Phase::Done,
+        page: 1,
+        window: None,
+        high: None,
+        checkpoint,
+        ..cursor
+    };
+    Page::last(records, Some(done.encode())).with_deleted(deleted)
+}
+
+/// One page of a listing as the app returned it.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// The record objects.
+    pub items: Vec<Json>,
+    /// `meta.total_pages`, when sent.
+    pub total_pages: Option<u64>,
+    /// `meta.total`, when sent.
+    pub total: Option<u64>,
+}
+
+impl Listing {
+    /// Reads `{"<key>": [...], "meta": {...}}`.
+    pub fn parse(body: &Json, key: &str) -> Result<Self, Error> {
+        let items = match body.get(key) {
+            Some(Json::Array(items)) => items.clone(),
+            Some(Json::Null) | None if body.get("meta").is_some() => Vec::new(),
+            _ => {
+                return Err(Error::transient(format!(
+                    "the answer has no `{key}` list; retry later"
+                )));
+            }
+        };
+        let meta = |k: &str| body.pointer(&format!("/meta/{k}")).and_then(Json::as_u64);
+        Ok(Listing {
+            items,
+            total_pages: meta("total_pages"),
+            total: meta("total"),
+        })
+    }
+}
+
+/// What one listing page gives.
+#[derive(Debug, Default)]
+pub struct Step {
+    /// Live records of the page (inside the window for `changes`).
+    pub records: Vec<Record>,
+    /// Soft-deleted records met in the listing.
+    pub deleted: Vec<String>,
+    /// The phase has no more pages.
+    pub last: bool,
+}
+
+/// Maps one listing page and decides whether the phase goes on (pure).
+pub fn listing_step(
+    cursor: &mut Cursor,
+    listing: &Listing,
+    types: &FieldTypes,
+) -> Result<Step, Error> {
+    let window = cursor.window.as_deref().and_then(instant::parse);
+    let mut step = Step::default();
+    let mut page_high: Option<String> = None;
+    let mut past_window = false;
+    for item in &listing.items {
+        let Some(object) = item.as_object() else {
+            continue;
+        };
+        if record::is_deleted(object) {
+            step.deleted.extend(record::id_of(object));
+            continue;
+        }
+        let record = record::to_record(object, types)?;
+        page_high = instant::later(page_high, record.updated_at.clone());
+        let updated = record.updated_at.as_deref().and_then(instant::parse);
+        past_window = matches!((window, updated), (Some(w), Some(u)) if u < w);
+        if cursor.phase == Phase::Changes && past_window {
+            continue;
+        }
+        step.records.push(record);
+    }
+    if cursor.page == 1 {
+        cursor.high = page_high;
+    }
+    // `past_window` is the last record's: the page reached past the window start.
+    step.last = listing.items.is_empty()
+        || listing
+            .total_pages
+            .is_some_and(|t| u64::from(cursor.page) >= t)
+        || (cursor.phase == Phase::Changes && past_window);
+    Ok(step)
+}
+
+/// Fetches the cursor's listing page (view or list), resolving the view id if needed.
+fn fetch_listing(client: &Client, entity: Entity, cursor: &mut Cursor) -> Result<Listing, Error> {
+    let query = format!(
+        "page={}&per_page={}&sort=updated_at&sort_type=desc",
+        cursor.page, cursor.per_page
+    );
+    if let Some(list) = &cursor.list {
+        let body = client.get(&format!("contacts/lists/{}?{query}", encode(list)))?;
+        return Listing::parse(&body, entity.plural());
+    }
+    let fresh = cursor.view.is_none();
+    if fresh {
+        cursor.view = Some(all_view(client, entity)?);
+    }
+    let path = |view: &str| format!("{}/view/{}?{query}", entity.plural(), encode(view));
+    let body = match client.get(&path(cursor.view.as_deref().unwrap_or_default())) {
+        // A view id kept from an earlier run may have gone: look it up once more.
+        Err(Error::NotFound(_)) if !fresh => {
+            cursor.view = Some(all_view(client, entity)?);
+            client.get(&path(cursor.view.as_deref().unwrap_or_default()))?
+        }
+        other => other?,
+    };
+    Listing::parse(&body, entity.plural())
+}
+
+/// The id of the view that holds every record ("All Contacts" / "All Leads").
+pub fn all_view(client: &Client, entity: Entity) -> Result<String, Error> {
+    let body = client.get(&format!("{}/filters", entity.plural()))?;
+    pick_all_view(entity, &body).ok_or_else(|| {
+        Error::fatal(format!(
+            "the account has no \"{}\" view; restore that system view in Freshworks",
+            entity.all_view()
+        ))
+    })
+}
+
+/// Picks the "All …" view: by exact name, else the first name starting with "All".
+pub fn pick_all_view(entity: Entity, body: &Json) -> Option<String> {
+    let filters = body.get("filters")?.as_array()?;
+    let name_of = |f: &Json| {
+        f.get("name")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_lowercase()
+    };
+    let id_of = |f: &Json| match f.get("id")? {
+        Json::Number(n) => Some(n.to_string()),
+        Json::String(s) => Some(s.clone()),
+        _ => None,
+    };
+    let wanted = entity.all_view().to_lowercase();
+    filters
+        .iter()
+        .find(|f| name_of(f) == wanted)
+        .or_else(|| filters.iter().find(|f| name_of(f).starts_with("all ")))
+        .and_then(id_of)
+}
+
+/// The deleted-records search body for a window.
+pub fn deleted_query(window: Option<&str>) -> Json {
+    let mut rules = vec![json!({"attribute": "deleted", "operator": "is", "value": 1})];
+    if let Some(window) = window {
+        rules.push(json!({"attribute": "updated_at", "operator": "is_after", "value": window}));
+    }
+    json!({"filter_rule": rules, "sort": "updated_at", "sort_type": "desc"})
+}
+
+fn fetch_deleted(client: &Client, entity: Entity, cursor: &Cursor) -> Result<Listing, Error> {
+    let path = format!(
+        "filtered_search/{}?page={}&per_page={}",
+        entity.singular(),
+        cursor.page,
+        cursor.per_page
+    );
+    let body = client
+        .post(&path, &deleted_query(cursor.window.as_deref()))
+        .map_err(|e| errors::context("listing deleted records", e))?;
+    Listing::parse(&body, entity.plural())
+}

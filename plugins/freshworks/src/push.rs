@@ -1,0 +1,671 @@
+//! `push`: creates, updates, deletes and list membership, batched where the API allows.
+//!
+//! | Write                          | Requests                                                        |
+//! |--------------------------------|-----------------------------------------------------------------|
+//! | ≥ 4 contact creates with email | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` until the job is done (1 when it finishes at once), `POST filtered_search/contact` (read-back by email) |
+//! | other create with email        | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
+//! | create without email           | `POST <entity>`                                                  |
+//! | create into lists              | + `PUT lists/<id>/add_contacts` per list (once per list for a bulk batch) |
+//! | update                         | `PUT <entity>/<id>` (+ `GET <entity>/<id>` first when `if-version` is set) |
+//! | ≥ 2 deletes                    | per 100: `POST <entity>/bulk_destroy`                            |
+//! | one delete                     | `DELETE <entity>/<id>` (404 counts as done)                      |
+//! | add / remove list members      | per 100 ids: `PUT lists/<id>/add_contacts` / `remove_contacts`   |
+//!
+//! Every create and update returns the stored record (the API's answer, or the bulk
+//! read-back). DND and consent are ordinary field updates (`do_not_disturb`,
+//! `subscription_status`).
+//!
+//! When a request fails for the whole account (429, 401, 403) the writes not yet sent get
+//! that same error without being sent: the host retries them after the wait. When the
+//! bulk endpoints refuse a batch (not found, invalid) the batch falls back to one request
+//! per write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json, json};
+use tandem_sdk::{CreateOp, Error, MembershipOp, Op, Record, UpdateOp, Write, WriteResult};
+
+use crate::api::Client;
+use crate::errors;
+use crate::find;
+use crate::instant;
+use crate::meta;
+use crate::model::{App, Entity};
+use crate::record::{self, FieldTypes};
+use crate::settings::Settings;
+
+/// The most writes one request carries (bulk upsert, bulk destroy, list membership).
+pub const MAX_BATCH: usize = 100;
+
+/// Below this many creates one upsert per record costs no more than a bulk job
+/// (upsert + status + read-back).
+pub const BULK_MIN: usize = 4;
+
+/// Waits before each job-status poll, in milliseconds (about 8 s in all).
+const JOB_WAITS_MS: [u64; 7] = [0, 100, 250, 500, 1000, 2000, 4000];
+
+type Outcome = Result<Option<Record>, Error>;
+
+/// Runs one `push` call for `app`.
+pub fn push(app: App, entity: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
+    let settings = Settings::load()?;
+    let entity = app.entity(entity, settings.edition)?;
+    let client = Client::new(settings);
+    let types = meta::types(&client, entity)?;
+    let writer = Writer {
+        app,
+        entity,
+        client: &client,
+        types: &types,
+    };
+    Ok(writer.apply(writes))
+}
+
+/// Which writes go through the bulk endpoints (pure).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Creates sent through `bulk_upsert`, by position.
+    pub bulk_creates: Vec<usize>,
+    /// Deletes sent through `bulk_destroy`, by position.
+    pub bulk_deletes: Vec<usize>,
+}
+
+/// Plans a push: bulk upsert for contact creates that carry an email (when enabled and
+/// there are at least [`BULK_MIN`]), bulk destroy for two deletes or more.
+pub fn plan(entity: Entity, writes: &[Write], bulk_upsert: bool) -> Plan {
+    let creates: Vec<usize> = writes
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| matches!(&w.op, Op::Create(c) if email_of(&c.fields).is_some()))
+        .map(|(i, _)| i)
+        .collect();
+    let deletes: Vec<usize> = writes
+        .iter()
+        .enumerate()
+        .filter(|(_, w)| matches!(&w.op, Op::Delete(id) if is_id(id)))
+        .map(|(i, _)| i)
+        .collect();
+    Plan {
+        bulk_creates: if bulk_upsert && entity == Entity::Contacts && creates.len() >= BULK_MIN {
+            creates
+        } else {
+            Vec::new()
+        },
+        bulk_deletes: if deletes.len() >= 2 {
+            deletes
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// The `email` field of a write, trimmed, when it is a non-empty text.
+pub fn email_of(fields: &[tandem_sdk::Field]) -> Option<String> {
+    fields
+        .iter()
+        .find(|f| f.name == "email")
+        .and_then(|f| f.value.as_text())
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+}
+
+fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn id_json(id: &str) -> Json {
+    id.parse::<u64>()
+        .map_or_else(|_| Json::String(id.to_owned()), |n| Json::Number(n.into()))
+}
+
+struct Writer<'a> {
+    app: App,
+    entity: Entity,
+    client: &'a Client,
+    types: &'a FieldTypes,
+}
+
+impl Writer<'_> {
+    fn apply(&self, writes: Vec<Write>) -> Vec<WriteResult> {
+        let plan = plan(self.entity, &writes, self.client.settings().bulk_upsert);
+        let mut outcomes: Vec<Option<Outcome>> = writes.iter().map(|_| None).collect();
+        let mut halt: Option<Error> = None;
+
+        for chunk in plan.bulk_creates.chunks(MAX_BATCH) {
+            if halt.is_some() {
+                break;
+            }
+            match self.bulk_create(&writes, chunk) {
+                Ok(done) => {
+                    for (i, outcome) in done {
+                        outcomes[i] = Some(outcome);
+                    }
+                }
+                Err(e) if errors::is_account_wide(&e) => halt = Some(e),
+                Err(e @ Error::Transient(_)) => {
+                    for &i in chunk {
+                        outcomes[i] = Some(Err(e.clone()));
+                    }
+                }
+                // The endpoint or its shape is refused: one request per write instead.
+                Err(e) => tandem_sdk::log::warn(&format!(
+                    "bulk upsert refused ({}); creating one by one",
+                    e.message()
+                )),
+            }
+        }
+
+        let bulk_deletes: BTreeSet<usize> = plan.bulk_deletes.iter().copied().collect();
+        for (i, write) in writes.iter().enumerate() {
+            if halt.is_some() || outcomes[i].is_some() || bulk_deletes.contains(&i) {
+                continue;
+            }
+            let outcome = self.single(&write.op);
+            if let Err(e) = &outcome
+                && errors::is_account_wide(e)
+            {
+                halt = Some(e.clone());
+            }
+            outcomes[i] = Some(outcome);
+        }
+
+        for chunk in plan.bulk_deletes.chunks(MAX_BATCH) {
+            if halt.is_some() {
+                break;
+            }
+            let ids: Vec<&str> = chunk
+                .iter()
+                .filter_map(|&i| match &writes[i].op {
+                    Op::Delete(id) => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            match self.bulk_delete(&ids) {
+                Ok(()) => chunk.iter().for_each(|&i| outcomes[i] = Some(Ok(None))),
+                Err(e) if errors::is_account_wide(&e) => halt = Some(e),
+                Err(e @ Error::Transient(_)) => chunk
+                    .iter()
+                    .for_each(|&i| outcomes[i] = Some(Err(e.clone()))),
+                Err(e) => {
+                    tandem_sdk::log::warn(&format!(
+                        "bulk delete refused ({}); deleting one by one",
+                        e.message()
+                    ));
+                    for &i in chunk {
+                        if halt.is_some() {
+                            break;
+                        }
+                        let outcome = self.single(&writes[i].op);
+                        if let Err(e) = &outcome
+                            && errors::is_account_wide(e)
+                        {
+                            halt = Some(e.clone());
+                        }
+                        outcomes[i] = Some(outcome);
+                    }
+                }
+            }
+        }
+
+        writes
+            .into_iter()
+            .zip(outcomes)
+            .map(|(write, outcome)| WriteResult {
+                ref_: write.ref_,
+                outcome: outcome.unwrap_or_else(|| {
+                    Err(halt
+                        .clone()
+                        .unwrap_or_else(|| Error::transient("the write was not sent; retry")))
+                }),
+            })
+            .collect()
+    }
+
+    /// One write, one (or a few) requests.
+    fn single(&self, op: &Op) -> Outcome {
+        match op {
+            Op::Create(create) => self.create(create),
+            Op::Update(update) => self.update(update),
+            Op::Delete(id) => self.delete(id),
+            Op::AddToContainer(m) => self.membership(m, true),
+            Op::RemoveFromContainer(m) => self.membership(m, false),
+        }
+    }
+
+    fn body(&self, create: &CreateOp) -> Result<Map<String, Json>, Error> {
+        if !create.containers.is_empty() && !self.app.has_lists() {
+            return Err(Error::invalid(format!(
+                "{} records have no containers; create without containers",
+                self.app.label()
+            )));
+        }
+        let mut body = record::to_body(self.entity, &create.fields)?;
+        if let Some(marker) = &create.marker {
+            let field = &self.client.settings().marker_field;
+            if field.starts_with("cf_") {
+                let custom = body
+                    .entry("custom_field".to_owned())
+                    .or_insert_with(|| Json::Object(Map::new()));
+                if let Json::Object(custom) = custom {
+                    custom.insert(field.clone(), Json::String(marker.clone()));
+                }
+            } else {
+                body.insert(field.clone(), Json::String(marker.clone()));
+            }
+        }
+        Ok(body)
+    }
+
+    fn create(&self, create: &CreateOp) -> Outcome {
+        let body = self.body(create)?;
+        let (plural, singular) = (self.entity.plural(), self.entity.singular());
+        let answer = match email_of(&create.fields) {
+            Some(email) => self.client.post(
+                &format!("{plural}/upsert"),
+                &json!({"unique_identifier": {"emails": email}, singular: body}),
+            )?,
+            None => self.client.post(plural, &json!({singular: body}))?,
+        };
+        let record = self.record_of(&answer)?;
+        for list in &create.containers {
+            self.change_members(list, std::slice::from_ref(&record.id), true)?;
+        }
+        Ok(Some(record))
+    }
+
+    fn update(&self, update: &UpdateOp) -> Outcome {
+        let id = update.id.as_str();
+        if !is_id(id) {
+            return Err(Error::not_found(format!(
+                "no {} with id `{id}` (ids are numeric)",
+                self.entity.singular()
+            )));
+        }
+        let missing = || {
+            Error::not_found(format!(
+                "{} {id} does not exist or is deleted",
+                self.entity.singular()
+            ))
+        };
+        if let Some(expected) = &update.if_version {
+            let current =
+                find::by_id(self.client, self.entity, id, self.types)?.ok_or_else(missing)?;
+            if !same_version(current.version.as_deref(), expected) {
+                return Err(Error::conflict(format!(
+                    "{} {id} changed since version {expected} (now {})",
+                    self.entity.singular(),
+                    current.version.as_deref().unwrap_or("unknown")
+                )));
+            }
+            if update.fields.is_empty() {
+                return Ok(Some(current));
+            }
+        }
+        if update.fields.is_empty() {
+            return find::by_id(self.client, self.entity, id, self.types)?
+                .ok_or_else(missing)
+                .map(Some);
+        }
+        let body = record::to_body(self.entity, &update.fields)?;
+        let answer = self.client.put(
+            &format!("{}/{id}", self.entity.plural()),
+            &json!({self.entity.singular(): body}),
+        )?;
+        self.record_of(&answer).map(Some)
+    }
+
+    fn delete(&self, id: &str) -> Outcome {
+        if !is_id(id) {
+            return Ok(None); // Cannot exist, so it is gone.
+        }
+        match self
+            .client
+            .delete(&format!("{}/{id}", self.entity.plural()))
+        {
+            Ok(_) | Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn bulk_delete(&self, ids: &[&str]) -> Result<(), Error> {
+        let selected: Vec<Json> = ids.iter().map(|id| id_json(id)).collect();
+        self.client
+            .post(
+                &format!("{}/bulk_destroy", self.entity.plural()),
+                &json!({"selected_ids": selected}),
+            )
+            .map(|_| ())
+    }
+
+    fn membership(&self, op: &MembershipOp, add: bool) -> Outcome {
+        if !self.app.has_lists() || self.entity != Entity::Contacts {
+            return Err(Error::invalid(format!(
+                "{} {} have no containers",
+                self.app.label(),
+                self.entity.plural()
+            )));
+        }
+        if let Some(bad) = op.ids.iter().find(|id| !is_id(id)) {
+            return Err(Error::invalid(format!(
+                "`{bad}` is not a contact id (ids are numeric)"
+            )));
+        }
+        self.change_members(&op.container, &op.ids, add)?;
+        Ok(None)
+    }
+
+    /// `PUT lists/<id>/add_contacts|remove_contacts` in chunks of [`MAX_BATCH`].
+    fn change_members(&self, list: &str, ids: &[String], add: bool) -> Result<(), Error> {
+        if !is_id(list) {
+            return Err(Error::not_found(format!(
+                "no list with id `{list}` (ids are numeric)"
+            )));
+        }
+        let action = if add {
+            "add_contacts"
+        } else {
+            "remove_contacts"
+        };
+        for chunk in ids.chunks(MAX_BATCH) {
+            let ids: Vec<Json> = chunk.iter().map(|id| id_json(id)).collect();
+            self.client
+                .put(&format!("lists/{list}/{action}"), &json!({"ids": ids}))?;
+        }
+        Ok(())
+    }
+
+    /// The record of a write answer (`{"contact": {...}}`).
+    fn record_of(&self, answer: &Json) -> Result<Record, Error> {
+        let object = answer
+            .get(self.entity.singular())
+            .and_then(Json::as_object)
+            .ok_or_else(|| {
+                Error::transient(format!(
+                    "the write answer has no `{}` object; the write may have happened, retry to read it back",
+                    self.entity.singular()
+                ))
+            })?;
+        record::to_record(object, self.types)
+    }
+
+    /// One bulk upsert batch: job, failures, read-back, list membership. Errors of the
+    /// upsert request itself are returned for the caller to decide (fallback or halt).
+    fn bulk_create(
+        &self,
+        writes: &[Write],
+        chunk: &[usize],
+    ) -> Result<Vec<(usize, Outcome)>, Error> {
+        let mut done: Vec<(usize, Outcome)> = Vec::new();
+        let mut sent: Vec<(usize, String)> = Vec::new();
+        let mut items = Vec::new();
+        for &i in chunk {
+            let Op::Create(create) = &writes[i].op else {
+                continue;
+            };
+            let Some(email) = email_of(&create.fields) else {
+                continue;
+            };
+            match self.body(create) {
+                Ok(body) => {
+                    items.push(json!({"emails": email, "data": body}));
+                    sent.push((i, email.to_lowercase()));
+                }
+                Err(e) => done.push((i, Err(e))),
+            }
+        }
+        if items.is_empty() {
+            return Ok(done);
+        }
+        let answer = self
+            .client
+            .post("contacts/bulk_upsert", &json!({"contacts": items}))?;
+        let status = match job_id(&answer) {
+            Some(job) => self.wait_job(&job)?,
+            None => answer,
+        };
+        let report = JobReport::parse(&status);
+        if report.state != JobState::Done {
+            let error = Error::transient(match report.state {
+                JobState::Failed => format!("the bulk upsert job failed: {}", report.message),
+                _ => {
+                    "the bulk upsert job did not finish in time; retry (creates are keyed by email)"
+                        .to_owned()
+                }
+            });
+            done.extend(sent.iter().map(|(i, _)| (*i, Err(error.clone()))));
+            return Ok(done);
+        }
+        let wanted: Vec<String> = sent
+            .iter()
+            .filter(|(_, email)| !report.failures.contains_key(email))
+            .map(|(_, email)| email.clone())
+            .collect();
+        let found = self.search_emails(&wanted)?;
+        let mut members: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (i, email) in &sent {
+            let outcome = match (report.failures.get(email), found.get(email)) {
+                (Some(reason), _) => {
+                    Err(Error::invalid(format!("bulk upsert of {email}: {reason}")))
+                }
+                (None, Some(record)) => {
+                    if let Op::Create(create) = &writes[*i].op {
+                        for list in &create.containers {
+                            members
+                                .entry(list.as_str())
+                                .or_default()
+                                .push(record.id.clone());
+                        }
+                    }
+                    Ok(Some(record.clone()))
+                }
+                (None, None) => Err(Error::transient(format!(
+                    "the bulk upsert job finished but no contact with {email} was found; retry"
+                ))),
+            };
+            done.push((*i, outcome));
+        }
+        for (list, ids) in members {
+            if let Err(e) = self.change_members(list, &ids, true) {
+                for (i, outcome) in done.iter_mut() {
+                    let in_list = matches!(&writes[*i].op, Op::Create(c) if c.containers.iter().any(|c| c == list));
+                    if in_list && outcome.is_ok() {
+                        *outcome = Err(e.clone());
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Polls `job_statuses/<id>` until the job is done or failed (or the waits run out).
+    fn wait_job(&self, job: &str) -> Result<Json, Error> {
+        let mut last = Json::Null;
+        for wait in JOB_WAITS_MS {
+            if wait > 0 {
+                std::thread::sleep(Duration::from_millis(wait));
+            }
+            last = self.client.get(&format!("job_statuses/{job}"))?;
+            if JobReport::parse(&last).state != JobState::Running {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    /// Live contacts by email (lower-cased), through `filtered_search` with `is_in`; when
+    /// several records share an email the most recently updated wins.
+    fn search_emails(&self, emails: &[String]) -> Result<BTreeMap<String, Record>, Error> {
+        let mut found: BTreeMap<String, Record> = BTreeMap::new();
+        for chunk in emails.chunks(MAX_BATCH) {
+            let query = json!({"filter_rule": [{
+                "attribute": self.entity.email_attribute(), "operator": "is_in", "value": chunk}]});
+            for page in 1..=chunk.len() as u32 {
+                let path = format!(
+                    "filtered_search/{}?page={page}&per_page={MAX_BATCH}",
+                    self.entity.singular()
+                );
+                let answer = self.client.post(&path, &query)?;
+                let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
+                for object in listing.items.iter().filter_map(Json::as_object) {
+                    if record::is_deleted(object) {
+                        continue;
+                    }
+                    let record = record::to_record(object, self.types)?;
+                    for email in record::emails_of(&record) {
+                        if !chunk.contains(&email) {
+                            continue;
+                        }
+                        let newer = found.get(&email).is_none_or(|seen| {
+                            match (
+                                seen.updated_at.as_deref().and_then(instant::parse),
+                                record.updated_at.as_deref().and_then(instant::parse),
+                            ) {
+                                (Some(seen), Some(this)) => this > seen,
+                                (None, Some(_)) => true,
+                                _ => false,
+                            }
+                        });
+                        if newer {
+                            found.insert(email, record.clone());
+                        }
+                    }
+                }
+                let fetched = u64::from(page) * MAX_BATCH as u64;
+                if listing.items.len() < MAX_BATCH || listing.total.is_some_and(|t| fetched >= t) {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Versions are `updated_at` instants: equal when they name the same instant.
+fn same_version(current: Option<&str>, expected: &str) -> bool {
+    match (current.and_then(instant::parse), instant::parse(expected)) {
+        (Some(a), Some(b)) => a == b,
+        _ => current == Some(expected),
+    }
+}
+
+/// The job id of a bulk answer: `job_id`, `id`, `job.id`, or the last segment of
+/// `job_status_url`.
+pub fn job_id(answer: &Json) -> Option<String> {
+    let text = |v: &Json| match v {
+        Json::Number(n) => Some(n.to_string()),
+        Json::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        _ => None,
+    };
+    ["/job_id", "/job/id", "/id", "/job_status_id"]
+        .iter()
+        .find_map(|p| answer.pointer(p).and_then(text))
+        .or_else(|| {
+            let url = answer.get("job_status_url")?.as_str()?;
+            let path = url.split(['?', '#']).next()?;
+            path.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .map(|s| s.trim_end_matches(".json").to_owned())
+                .filter(|s| !s.is_empty())
+        })
+}
+
+/// Where a bulk job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Still queued or running.
+    Running,
+    /// Finished (some records may have failed).
+    Done,
+    /// The whole job failed.
+    Failed,
+}
+
+/// A job status answer, read defensively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobReport {
+    /// The state.
+    pub state: JobState,
+    /// Per-record failures: lower-cased email → reason.
+    pub failures: BTreeMap<String, String>,
+    /// The job's own message, if any.
+    pub message: String,
+}
+
+impl JobReport {
+    /// Reads `{"status": "completed", "progress": 100, "data": {"detailed_failure_report": [...]}}`
+    /// (also wrapped in `job` / `job_status`).
+    pub fn parse(answer: &Json) -> Self {
+        let job = answer
+            .get("job")
+            .or_else(|| answer.get("job_status"))
+            .filter(|j| j.is_object())
+            .unwrap_or(answer);
+        let status = job
+            .get("status")
+            .and_then(Json::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let progress = job.get("progress").and_then(Json::as_f64);
+        let state = match status.as_str() {
+            "completed"
+            | "complete"
+            | "success"
+            | "succeeded"
+            | "done"
+            | "finished"
+            | "partially_completed" => JobState::Done,
+            "failed" | "failure" | "error" => JobState::Failed,
+            "" if progress.is_none() => JobState::Done, // A synchronous answer without a job.
+            _ if progress.is_some_and(|p| p >= 100.0) => JobState::Done,
+            _ => JobState::Running,
+        };
+        let mut failures = BTreeMap::new();
+        let report = job
+            .pointer("/data/detailed_failure_report")
+            .or_else(|| job.get("detailed_failure_report"))
+            .and_then(Json::as_array);
+        for entry in report.into_iter().flatten() {
+            let email = entry
+                .get("emails")
+                .or_else(|| entry.get("email"))
+                .and_then(|e| match e {
+                    Json::String(s) => Some(s.trim().to_lowercase()),
+                    Json::Array(list) => list
+                        .first()
+                        .and_then(Json::as_str)
+                        .map(|s| s.trim().to_lowercase()),
+                    _ => None,
+                });
+            let reason = entry
+                .get("error_message")
+                .or_else(|| entry.get("errors"))
+                .map(|m| match m {
+                    Json::Array(list) => list
+                        .iter()
+                        .filter_map(Json::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_else(|| "rejected".to_owned());
+            if let Some(email) = email {
+                failures.insert(email, reason);
+            }
+        }
+        let message = job
+            .get("message")
+            .or_else(|| job.get("error_message"))
+            .and_then(Json::as_str)
+            .unwrap_or(&status)
+            .to_owned();
+        JobReport {
+            state,
+            failures,
+            message,
+        }
+    }
+}

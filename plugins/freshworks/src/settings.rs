@@ -1,0 +1,369 @@
+//! Connection settings, read from the host's `config` interface (never secrets).
+//!
+//! | Key               | Meaning                                                                 |
+//! |-------------------|-------------------------------------------------------------------------|
+//! | `domain`          | Account domain: `acme`, `acme.myfreshworks.com` or `acme.freshsales.io` |
+//! | `edition`         | `suite` (default; `https://<domain>.myfreshworks.com/crm/sales/api/`) or `classic` (`https://<domain>.freshsales.io/api/`) |
+//! | `base-url`        | API root used instead of `domain` (simulated accounts, proxies)          |
+//! | `marker-field`    | Where the engine marker is stored: `external_id` (default) or a `cf_*` text field |
+//! | `overlap-seconds` | Look-back of incremental listings (default 120)                          |
+//! | `bulk-upsert`     | `true` (default) to create batches through `bulk_upsert`, `false` for one upsert per record |
+//!
+//! Parsing is pure ([`Settings::from_pairs`]) so that it is unit tested natively.
+
+use tandem_sdk::Error;
+use url::Url;
+
+/// Default look-back of an incremental listing, in seconds. The checkpoint is the
+/// server's own `updated_at`, so this covers same-second ties and late index updates,
+/// not clock skew.
+pub const DEFAULT_OVERLAP_SECS: i64 = 120;
+
+/// Which Freshsales product the account is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edition {
+    /// Freshsales Suite / Freshworks CRM (`*.myfreshworks.com`): contacts, no leads.
+    Suite,
+    /// Freshsales Classic (`*.freshsales.io`): contacts and leads.
+    Classic,
+}
+
+impl Edition {
+    /// `suite` or `classic`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Edition::Suite => "suite",
+            Edition::Classic => "classic",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, Error> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "suite" | "crm" | "freshworks" => Ok(Edition::Suite),
+            "classic" => Ok(Edition::Classic),
+            other => Err(Error::fatal(format!(
+                "connection setting `edition` is `{other}`; use `suite` (myfreshworks.com) or `classic` (freshsales.io)"
+            ))),
+        }
+    }
+}
+
+/// The resolved settings of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// API root without trailing slash, e.g. `https://acme.myfreshworks.com/crm/sales/api`.
+    pub base: String,
+    /// Suite or Classic.
+    pub edition: Edition,
+    /// Host (and port) of the API: the account identity shared by every connector of
+    /// the same Freshworks account (one rate budget).
+    pub host: String,
+    /// Field holding the engine marker: `external_id` or a `cf_*` field.
+    pub marker_field: String,
+    /// Look-back of incremental listings, in seconds.
+    pub overlap_secs: i64,
+    /// Use `bulk_upsert` for batches of creates.
+    pub bulk_upsert: bool,
+}
+
+impl Settings {
+    /// Reads the settings of the current connection from the host.
+    pub fn load() -> Result<Self, Error> {
+        Self::from_pairs(&tandem_sdk::config::all())
+    }
+
+    /// Resolves settings from `(key, value)` pairs.
+    pub fn from_pairs(pairs: &[(String, String)]) -> Result<Self, Error> {
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.trim())
+                .filter(|v| !v.is_empty())
+        };
+        let edition = get("edition").map(Edition::parse).transpose()?;
+        let (base, edition) = match (get("base-url"), get("domain")) {
+            (Some(base), _) => from_base_url(base, edition)?,
+            (None, Some(domain)) => from_domain(domain, edition)?,
+            (None, None) => {
+                return Err(Error::fatal(
+                    "connection setting `domain` is not set; set `domain` (and `edition`) or `base-url`",
+                ));
+            }
+        };
+        let host = match base.port() {
+            Some(port) => format!("{}:{port}", base.host_str().unwrap_or_default()),
+            None => base.host_str().unwrap_or_default().to_owned(),
+        };
+        let marker_field = get("marker-field").unwrap_or("external_id").to_owned();
+        if !valid_marker_field(&marker_field) {
+            return Err(Error::fatal(format!(
+                "connection setting `marker-field` is `{marker_field}`; use `external_id` or a custom text field such as `cf_tandem_id`"
+            )));
+        }
+        let overlap_secs = match get("overlap-seconds") {
+            None => DEFAULT_OVERLAP_SECS,
+            Some(text) => text.parse::<i64>().ok().filter(|s| (0..=86_400).contains(s)).ok_or_else(|| {
+                Error::fatal(format!(
+                    "connection setting `overlap-seconds` is `{text}`; use a number of seconds from 0 to 86400"
+                ))
+            })?,
+        };
+        let bulk_upsert = match get("bulk-upsert").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("true" | "yes" | "1" | "on") => true,
+            Some("false" | "no" | "0" | "off") => false,
+            Some(other) => {
+                return Err(Error::fatal(format!(
+                    "connection setting `bulk-upsert` is `{other}`; use `true` or `false`"
+                )));
+            }
+        };
+        Ok(Settings {
+            base: base.as_str().trim_end_matches('/').to_owned(),
+            edition,
+            host,
+            marker_field,
+            overlap_secs,
+            bulk_upsert,
+        })
+    }
+
+    /// The absolute URL of an API path (`contacts/view/1?page=2`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// A human description of the account, e.g. `acme.myfreshworks.com (Suite)`.
+    pub fn display_name(&self) -> String {
+        let edition = match self.edition {
+            Edition::Suite => "Suite",
+            Edition::Classic => "Classic",
+        };
+        format!("{} ({edition})", self.host)
+    }
+}
+
+/// `base-url`: taken as is; the edition comes from the setting, else from the path
+/// (`.../crm/sales/api` is Suite) or the host (`*.freshsales.io` is Classic).
+fn from_base_url(text: &str, edition: Option<Edition>) -> Result<(Url, Edition), Error> {
+    let url = Url::parse(text).map_err(|e| {
+        Error::fatal(format!(
+            "connection setting `base-url` is not a URL ({e}): `{text}`"
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(Error::fatal(format!(
+            "connection setting `base-url` must be an http(s) URL with a host, got `{text}`"
+        )));
+    }
+    let path = url.path().trim_end_matches('/');
+    let host = url.host_str().unwrap_or_default();
+    let edition = edition.unwrap_or(if path.ends_with("/crm/sales/api") {
+        Edition::Suite
+    } else if host.ends_with(".freshsales.io") || path == "/api" {
+        Edition::Classic
+    } else {
+        Edition::Suite
+    });
+    Ok((url, edition))
+}
+
+/// `domain` (+ `edition`): `acme` gets the edition's host suffix; a full host keeps it.
+fn from_domain(text: &str, edition: Option<Edition>) -> Result<(Url, Edition), Error> {
+    let host = text
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && !host.starts_with(['.', '-']);
+    if !valid {
+        return Err(Error::fatal(format!(
+            "connection setting `domain` is `{text}`; use the account name, e.g. `acme` for acme.myfreshworks.com"
+        )));
+    }
+    let edition = edition.unwrap_or(if host.ends_with(".freshsales.io") {
+        Edition::Classic
+    } else {
+        Edition::Suite
+    });
+    let host = if host.contains('.') {
+        host
+    } else {
+        match edition {
+            Edition::Suite => format!("{host}.myfreshworks.com"),
+            Edition::Classic => format!("{host}.freshsales.io"),
+        }
+    };
+    let path = match edition {
+        Edition::Suite => "crm/sales/api",
+        Edition::Classic => "api",
+    };
+    let url = Url::parse(&format!("https://{host}/{path}")).map_err(|e| {
+        Error::fatal(format!(
+            "connection setting `domain` gives an invalid URL ({e}): `{text}`"
+        ))
+    })?;
+    Ok((url, edition))
+}
+
+fn valid_marker_field(name: &str) -> bool {
+    name == "external_id"
+        || name.strip_prefix("cf_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn base_urls_and_editions() {
+        // (settings, base, edition, host)
+        let cases: &[(&[(&str, &str)], &str, Edition, &str)] = &[
+            (
+                &[("domain", "acme")],
+                "https://acme.myfreshworks.com/crm/sales/api",
+                Edition::Suite,
+                "acme.myfreshworks.com",
+            ),
+            (
+                &[("domain", "acme"), ("edition", "suite")],
+                "https://acme.myfreshworks.com/crm/sales/api",
+                Edition::Suite,
+                "acme.myfreshworks.com",
+            ),
+            (
+                &[("domain", "Acme"), ("edition", "Classic")],
+                "https://acme.freshsales.io/api",
+                Edition::Classic,
+                "acme.freshsales.io",
+            ),
+            (
+                &[("domain", "acme.freshsales.io")],
+                "https://acme.freshsales.io/api",
+                Edition::Classic,
+                "acme.freshsales.io",
+            ),
+            (
+                &[("domain", "https://acme.myfreshworks.com/crm/sales")],
+                "https://acme.myfreshworks.com/crm/sales/api",
+                Edition::Suite,
+                "acme.myfreshworks.com",
+            ),
+            (
+                &[("base-url", "http://127.0.0.1:4100/crm/sales/api/")],
+                "http://127.0.0.1:4100/crm/sales/api",
+                Edition::Suite,
+                "127.0.0.1:4100",
+            ),
+            (
+                &[("base-url", "http://127.0.0.1:4101/api")],
+                "http://127.0.0.1:4101/api",
+                Edition::Classic,
+                "127.0.0.1:4101",
+            ),
+            (
+                &[
+                    ("base-url", "http://127.0.0.1:4101/api"),
+                    ("edition", "suite"),
+                ],
+                "http://127.0.0.1:4101/api",
+                Edition::Suite,
+                "127.0.0.1:4101",
+            ),
+            // base-url wins over domain.
+            (
+                &[("base-url", "http://localhost:9/x"), ("domain", "acme")],
+                "http://localhost:9/x",
+                Edition::Suite,
+                "localhost:9",
+            ),
+        ];
+        for (input, base, edition, host) in cases {
+            let s =
+                Settings::from_pairs(&pairs(input)).unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
+            assert_eq!(
+                (s.base.as_str(), s.edition, s.host.as_str()),
+                (*base, *edition, *host),
+                "{input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_and_options() {
+        let s = Settings::from_pairs(&pairs(&[("domain", "acme")])).unwrap();
+        assert_eq!(s.marker_field, "external_id");
+        assert_eq!(s.overlap_secs, DEFAULT_OVERLAP_SECS);
+        assert!(s.bulk_upsert);
+        assert_eq!(
+            s.url("/contacts/5"),
+            "https://acme.myfreshworks.com/crm/sales/api/contacts/5"
+        );
+        assert_eq!(s.display_name(), "acme.myfreshworks.com (Suite)");
+        let s = Settings::from_pairs(&pairs(&[
+            ("domain", "acme"),
+            ("marker-field", "cf_tandem_id"),
+            ("overlap-seconds", "30"),
+            ("bulk-upsert", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.marker_field.as_str(), s.overlap_secs, s.bulk_upsert),
+            ("cf_tandem_id", 30, false)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_fatal_one_line_errors() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "`domain` is not set"),
+            (&[("domain", "  ")], "`domain` is not set"),
+            (&[("domain", "ac me")], "`domain` is `ac me`"),
+            (
+                &[("domain", "acme"), ("edition", "pro")],
+                "`edition` is `pro`",
+            ),
+            (&[("base-url", "ftp://x")], "must be an http(s) URL"),
+            (&[("base-url", "not a url")], "`base-url` is not a URL"),
+            (
+                &[("domain", "acme"), ("marker-field", "email")],
+                "`marker-field` is `email`",
+            ),
+            (
+                &[("domain", "acme"), ("overlap-seconds", "-1")],
+                "`overlap-seconds` is `-1`",
+            ),
+            (
+                &[("domain", "acme"), ("bulk-upsert", "maybe")],
+                "`bulk-upsert` is `maybe`",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = Settings::from_pairs(&pairs(input)).unwrap_err();
+            assert!(matches!(err, Error::Fatal(_)), "{input:?}: {err:?}");
+            assert!(
+                err.message().contains(expected),
+                "{input:?}: {}",
+                err.message()
+            );
+            assert!(!err.message().contains('\n'));
+        }
+    }
+}
