@@ -456,7 +456,11 @@ impl Store {
                 if c.k != 'c' || c.h != page_hash {
                     return Err(ApiError::bad_token());
                 }
-                (c.p, c.o, Some((c.s, c.r)))
+                (
+                    c.p,
+                    c.o,
+                    Some((parse_key_text(&c.s).ok_or_else(ApiError::bad_token)?, c.r)),
+                )
             }
             None => {
                 let origin = since.as_ref().map_or(now.unix_timestamp(), |s| s.o);
@@ -471,7 +475,7 @@ impl Store {
 
         // The result set: live contacts (full listing) or every contact changed in
         // (since, position] (delta, tombstones included).
-        let mut items: Vec<(String, &Contact)> = self
+        let mut items: Vec<((u64, String), &Contact)> = self
             .contacts
             .values()
             .filter(|c| match &since {
@@ -486,7 +490,8 @@ impl Store {
             Some((s, r)) => items.partition_point(|(k, c)| (k, &c.resource_name) <= (s, r)),
             None => 0,
         };
-        let page: Vec<&(String, &Contact)> = items.iter().skip(start).take(page_size).collect();
+        let page: Vec<&((u64, String), &Contact)> =
+            items.iter().skip(start).take(page_size).collect();
         let last_page = start + page.len() >= total;
 
         let mut out = Map::new();
@@ -509,7 +514,7 @@ impl Store {
                 k: 'c',
                 h: page_hash,
                 p: position,
-                s: key.clone(),
+                s: key_text(key),
                 r: c.resource_name.clone(),
                 o: origin,
             };
@@ -1696,8 +1701,9 @@ impl Store {
     }
 }
 
-/// The sort key of a contact for `sortOrder`.
-fn sort_key(c: &Contact, sort: &str) -> String {
+/// The sort key of a contact for `sortOrder`: a number (change sequence, or 0/1 for "has a
+/// name") and a text (the lower-cased name for name orders).
+fn sort_key(c: &Contact, sort: &str) -> (u64, String) {
     let name = |k: &str| {
         c.data
             .first_str("names", k)
@@ -1705,11 +1711,21 @@ fn sort_key(c: &Contact, sort: &str) -> String {
             .filter(|s| !s.is_empty())
     };
     match sort {
-        "LAST_MODIFIED_DESCENDING" => format!("{:020}", u64::MAX - c.seq),
-        "FIRST_NAME_ASCENDING" => name("givenName").map_or_else(|| "1".into(), |n| format!("0{n}")),
-        "LAST_NAME_ASCENDING" => name("familyName").map_or_else(|| "1".into(), |n| format!("0{n}")),
-        _ => format!("{:020}", c.seq),
+        "LAST_MODIFIED_DESCENDING" => (u64::MAX - c.seq, String::new()),
+        "FIRST_NAME_ASCENDING" => name("givenName").map_or((1, String::new()), |n| (0, n)),
+        "LAST_NAME_ASCENDING" => name("familyName").map_or((1, String::new()), |n| (0, n)),
+        _ => (c.seq, String::new()),
     }
+}
+
+/// A contact sort key as stored in a page token (`<number>:<text>`).
+fn key_text(k: &(u64, String)) -> String {
+    format!("{}:{}", k.0, k.1)
+}
+
+fn parse_key_text(s: &str) -> Option<(u64, String)> {
+    let (n, t) = s.split_once(':')?;
+    Some((n.parse().ok()?, t.to_owned()))
 }
 
 /// Resolve `pageSize`: unset or 0 → `default`; negative → 400; above `max` → clamp or 400.
