@@ -754,7 +754,7 @@ mod tests {
         let router = Router::new()
             .route(
                 "/hop",
-                get(|| async { (StatusCode::SEE_OTHER, [("location", "/landing")]) }),
+                post(|| async { (StatusCode::SEE_OTHER, [("location", "/landing")]) }),
             )
             .route("/landing", get(|| async { "ok" }));
         let addr = serve(router).await;
