@@ -48,15 +48,16 @@ fn setup() -> Bench {
         };
         let http = reqwest::Client::new();
         let auth = format!("Token token={api_key}");
-        let filters: Value = http
+        let resp = http
             .get(format!("{}/contacts/filters", info.api_base))
             .header("authorization", &auth)
             .send()
             .await
-            .expect("filters")
-            .json()
-            .await
-            .expect("json");
+            .expect("filters");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let filters: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("filters answered {status} {text:?}: {e}"));
         let view = filters["filters"][0]["id"].as_u64().expect("view id");
         let page: Value = http
             .get(format!("{}/contacts/view/{view}?per_page=1", info.api_base))

@@ -126,7 +126,7 @@ fn one(
     let rec = store
         .records
         .get(&id)
-        .map(|r| render::record(store, sw, &ctx, r, inc.iter().any(|i| i == "lists")));
+        .map(|r| render::record(store, &ctx, r, inc.iter().any(|i| i == "lists")));
     let mut m = Map::new();
     m.insert(entity.singular().into(), rec.unwrap_or(Value::Null));
     with_sideloads(m, store, &[id], inc)
@@ -147,7 +147,7 @@ fn many(
     let recs: Vec<Value> = ids
         .iter()
         .filter_map(|id| store.records.get(id))
-        .map(|r| render::record(store, sw, &ctx, r, lists))
+        .map(|r| render::record(store, &ctx, r, lists))
         .collect();
     let mut m = Map::new();
     m.insert(entity.plural().into(), Value::Array(recs));
@@ -556,7 +556,7 @@ async fn lookup(State(a): St, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
             let recs: Vec<Value> = ids
                 .iter()
                 .filter_map(|id| s.records.get(id))
-                .map(|r| render::record(s, sw, &ctx, r, false))
+                .map(|r| render::record(s, &ctx, r, false))
                 .collect();
             out.insert(e.plural().into(), json!({ e.plural(): recs }));
         }

@@ -94,7 +94,7 @@ fn render_all(a: &Account, s: &Store, sw: &Switches, e: Entity) -> Vec<Value> {
     s.records
         .values()
         .filter(|r| r.entity == e)
-        .map(|r| render::record(s, sw, &ctx, r, true))
+        .map(|r| render::record(s, &ctx, r, true))
         .collect()
 }
 
@@ -180,7 +180,7 @@ async fn records(State(a): St, Path(e): Path<String>) -> CtlResult {
 fn one(a: &Account, s: &Store, sw: &Switches, e: Entity, id: u64) -> CtlResult {
     let ctx = a.ctx(sw);
     let r = s.get(e, id).ok_or_else(ApiError::not_found)?;
-    Ok(Json(json!({ e.singular(): render::record(s, sw, &ctx, r, true) })).into_response())
+    Ok(Json(json!({ e.singular(): render::record(s, &ctx, r, true) })).into_response())
 }
 
 async fn record(State(a): St, Path((e, id)): Path<(String, u64)>) -> CtlResult {

@@ -6,7 +6,6 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::fields::{Entity, FieldType};
 use super::store::{Job, List, Record, Store, View};
-use super::switches::Switches;
 use crate::common::clock::format_seconds;
 
 /// Rendering settings of one request.
@@ -26,7 +25,7 @@ impl Ctx {
 }
 
 /// Render a record as the API returns it. `list_ids` adds the record's lists (`include=lists`).
-pub fn record(store: &Store, sw: &Switches, ctx: &Ctx, r: &Record, list_ids: bool) -> Value {
+pub fn record(store: &Store, ctx: &Ctx, r: &Record, list_ids: bool) -> Value {
     let f = |k: &str| r.fields.get(k).cloned().unwrap_or(Value::Null);
     let lifecycle = store.flavor.lifecycle;
     let mut m = Map::new();
@@ -91,7 +90,7 @@ pub fn record(store: &Store, sw: &Switches, ctx: &Ctx, r: &Record, list_ids: boo
         }),
     );
     m.insert("last_contacted_sales_activity_mode".into(), Value::Null);
-    m.insert("custom_field".into(), custom_fields(store, sw, ctx, r));
+    m.insert("custom_field".into(), custom_fields(store, ctx, r));
     m.insert("created_at".into(), json!(ctx.ts(r.created_at)));
     m.insert("updated_at".into(), json!(ctx.ts(r.updated_at)));
     for k in ["keyword", "medium"] {
@@ -239,10 +238,10 @@ pub fn record(store: &Store, sw: &Switches, ctx: &Ctx, r: &Record, list_ids: boo
     Value::Object(m)
 }
 
-fn custom_fields(store: &Store, sw: &Switches, ctx: &Ctx, r: &Record) -> Value {
+fn custom_fields(store: &Store, ctx: &Ctx, r: &Record) -> Value {
     let mut cf = Map::new();
-    for d in store.defs(r.entity, sw).iter().filter(|d| !d.standard) {
-        let v = match (r.custom.get(&d.name), d.ftype) {
+    for (name, ftype) in store.custom_defs(r.entity) {
+        let v = match (r.custom.get(name), *ftype) {
             (Some(Value::String(s)), FieldType::Date) => {
                 let off =
                     format_seconds(OffsetDateTime::UNIX_EPOCH.to_offset(ctx.offset), ctx.offset);
@@ -253,7 +252,7 @@ fn custom_fields(store: &Store, sw: &Switches, ctx: &Ctx, r: &Record) -> Value {
             (Some(v), _) => v.clone(),
             (None, _) => Value::Null,
         };
-        cf.insert(d.name.clone(), v);
+        cf.insert(name.clone(), v);
     }
     Value::Object(cf)
 }

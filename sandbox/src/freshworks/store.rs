@@ -270,6 +270,8 @@ pub struct Store {
     /// Pending page quirks.
     pub quirks: PageQuirks,
     tie_salt: u64,
+    /// Custom fields per entity (name, type), for rendering.
+    custom_defs: BTreeMap<Entity, Vec<(String, FieldType)>>,
 }
 
 /// Truncate to whole seconds: the API shows seconds, so comparisons use seconds too.
@@ -318,7 +320,16 @@ impl Store {
             list_unsubscribes: BTreeSet::new(),
             quirks: PageQuirks::default(),
             tie_salt: 0,
+            custom_defs: BTreeMap::new(),
         };
+        for e in s.flavor.entities() {
+            let defs = field_defs(&s.flavor, *e, &s.refs, true, &[])
+                .into_iter()
+                .filter(|d| !d.standard)
+                .map(|d| (d.name, d.ftype))
+                .collect();
+            s.custom_defs.insert(*e, defs);
+        }
         for entity in s.flavor.entities() {
             let label = match entity {
                 Entity::Contact => "Contacts",
@@ -531,6 +542,11 @@ impl Store {
             sw.do_not_disturb_field,
             &sw.required_fields,
         )
+    }
+
+    /// Custom fields of `entity` (name, type) in metadata order.
+    pub fn custom_defs(&self, entity: Entity) -> &[(String, FieldType)] {
+        self.custom_defs.get(&entity).map_or(&[], Vec::as_slice)
     }
 
     /// A live or deleted record of `entity`.
@@ -1186,30 +1202,33 @@ impl Store {
         self.tie_salt = self.tie_salt.wrapping_add(1);
         let salt = self.tie_salt;
         let shuffle = sw.shuffle_ties;
-        let key = |id: &u64| {
-            let k = self
-                .records
-                .get(id)
-                .map(|r| sort_key(r, &field))
-                .unwrap_or(SortKey::Null);
-            let tie = if shuffle { mix(*id ^ mix(salt)) } else { *id };
-            (k, tie)
-        };
-        ids.sort_by(|a, b| {
-            let (ka, ta) = key(a);
-            let (kb, tb) = key(b);
-            let ord = match (&ka, &kb) {
+        // Keys computed once per record, not per comparison.
+        let mut keyed: Vec<(SortKey, u64, u64)> = ids
+            .iter()
+            .map(|id| {
+                let k = self
+                    .records
+                    .get(id)
+                    .map(|r| sort_key(r, &field))
+                    .unwrap_or(SortKey::Null);
+                let tie = if shuffle { mix(*id ^ mix(salt)) } else { *id };
+                (k, tie, *id)
+            })
+            .collect();
+        keyed.sort_by(|(ka, ta, _), (kb, tb, _)| {
+            let ord = match (ka, kb) {
                 // Nulls last whatever the direction.
                 (SortKey::Null, SortKey::Null) => std::cmp::Ordering::Equal,
                 (SortKey::Null, _) => return std::cmp::Ordering::Greater,
                 (_, SortKey::Null) => return std::cmp::Ordering::Less,
                 _ => {
-                    let o = ka.partial_cmp(&kb).unwrap_or(std::cmp::Ordering::Equal);
+                    let o = ka.partial_cmp(kb).unwrap_or(std::cmp::Ordering::Equal);
                     if desc { o.reverse() } else { o }
                 }
             };
-            ord.then(ta.cmp(&tb))
+            ord.then(ta.cmp(tb))
         });
+        ids = keyed.into_iter().map(|(_, _, id)| id).collect();
         let total = ids.len();
         let start = (req.page.max(1) - 1).saturating_mul(req.per_page);
         let mut out: Vec<u64> = ids.into_iter().skip(start).take(req.per_page).collect();
