@@ -587,6 +587,29 @@ async fn person_fields_and_read_masks_are_required_and_validated() {
     r.google_error(400, "INVALID_ARGUMENT");
     assert!(r.message().starts_with("readMask is required."));
 
+    // Typed query parameters are checked.
+    let r = env
+        .get(&format!(
+            "/v1/{rn}?personFields=names&sources=READ_SOURCE_TYPE_NOPE"
+        ))
+        .await;
+    r.google_error(400, "INVALID_ARGUMENT");
+    assert!(r.message().contains("ReadSourceType"));
+    let ok = env
+        .get(&format!("/v1/{rn}?personFields=names&sources=READ_SOURCE_TYPE_CONTACT&sources=READ_SOURCE_TYPE_PROFILE"))
+        .await;
+    assert_eq!(ok.status, 200);
+    let r = env
+        .get("/v1/people/me/connections?personFields=names&requestSyncToken=yes")
+        .await;
+    r.google_error(400, "INVALID_ARGUMENT");
+    assert!(r.message().contains("TYPE_BOOL"));
+    let r = env
+        .get("/v1/people/me/connections?personFields=names&pageSize=ten")
+        .await;
+    r.google_error(400, "INVALID_ARGUMENT");
+    assert!(r.message().contains("TYPE_INT32"));
+
     // Unknown query parameters and body fields are refused as by Google's front end.
     let r = env
         .get("/v1/people/me/connections?personFields=names&personfields=names")

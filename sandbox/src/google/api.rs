@@ -38,6 +38,14 @@ const SYSTEM_PARAMS: [&str; 11] = [
     "uploadType",
 ];
 
+/// Valid values of the repeated `sources` parameter.
+const READ_SOURCES: [&str; 4] = [
+    "READ_SOURCE_TYPE_PROFILE",
+    "READ_SOURCE_TYPE_CONTACT",
+    "READ_SOURCE_TYPE_DOMAIN_CONTACT",
+    "READ_SOURCE_TYPE_OTHER_CONTACT",
+];
+
 /// What one RPC needs: its name (quoted in ErrorInfo), scope and accepted query parameters.
 #[derive(Debug, Clone, Copy)]
 struct Spec {
@@ -294,6 +302,13 @@ impl GoogleAccount {
             !SYSTEM_PARAMS.contains(&k.as_str()) && !spec.params.contains(&k.as_str())
         }) {
             return Err(ApiError::unknown_query_param(bad));
+        }
+        for (k, v) in &call.query {
+            if k == "sources" && !READ_SOURCES.contains(&v.as_str()) {
+                return Err(ApiError::invalid_argument(format!(
+                    "Invalid value at 'sources[0]' (type.googleapis.com/google.people.v1.ReadSourceType), \"{v}\""
+                )));
+            }
         }
         if let Some(limits) = store.settings.quotas.clone() {
             store.quota.charge(&limits, costs, now)?;
