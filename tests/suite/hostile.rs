@@ -430,7 +430,7 @@ async fn a_call_after_any_trap_succeeds_on_a_fresh_instance() {
 async fn filesystem_and_socket_imports_are_refused_at_load() {
     for (package, import) in [
         ("tandem-fixture-sneaky-fs", "wasi:filesystem/"),
-        ("tandem-fixture-sneaky-socket", "wasi:sockets/"),
+        ("tandem-fixture-sneaky-socket", "wasi:sockets/tcp@"),
     ] {
         let path = tandem_plugins::wasm_path(package).unwrap();
         let err = runtime()
@@ -438,8 +438,8 @@ async fn filesystem_and_socket_imports_are_refused_at_load() {
             .await
             .unwrap_err();
         match &err.reason {
-            LoadFailure::Interfaces(InterfaceError::ForbiddenImport { import: name, .. }) => {
-                assert!(name.starts_with(import), "{err}")
+            LoadFailure::Interfaces(InterfaceError::ForbiddenImport { imports, .. }) => {
+                assert!(imports.iter().any(|i| i.starts_with(import)), "{err}")
             }
             other => panic!("{package}: expected a forbidden import, got {other}"),
         }
@@ -631,12 +631,14 @@ async fn mapper_fuel_exhaustion_is_deterministic() {
     assert_eq!(out1, out2);
     assert_eq!(out1.len(), 50);
 
-    // ...so a budget one unit short fails every time, and the exact budget passes.
+    // ...so a budget below that fails every time (fuel is checked at loop headers and
+    // calls, so the cut-off is a fixed point of the program, not a moment in time), and
+    // the measured budget passes.
     let short = runtime()
         .mapper(
             &mapper,
             MapperLimits {
-                fuel: used1 - 1,
+                fuel: used1 / 2,
                 ..limits.clone()
             },
             "fuel",

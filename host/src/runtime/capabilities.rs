@@ -33,15 +33,17 @@ pub const CONTRACT_PACKAGE: &str = "tandem:plugin";
 pub enum InterfaceError {
     /// The component imports something outside the allowlist.
     #[error(
-        "imports `{import}`, which {kind} plugins may not use ({why}); remove the dependency that pulls it in"
+        "imports {}, which {kind} plugins may not use ({}); remove the code or dependency that pulls them in",
+        list_imports(.imports),
+        .reasons.join("; ")
     )]
     ForbiddenImport {
-        /// The refused import name.
-        import: String,
+        /// Every refused import name.
+        imports: Vec<String>,
         /// The plugin kind.
         kind: PluginKind,
-        /// Why it is refused.
-        why: &'static str,
+        /// Why they are refused (one entry per distinct reason).
+        reasons: Vec<&'static str>,
     },
     /// The component was built for a contract version this host does not serve.
     #[error(
@@ -63,6 +65,21 @@ pub enum InterfaceError {
     },
 }
 
+/// `a`, `b`, `c` and 4 more.
+fn list_imports(imports: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut out = imports
+        .iter()
+        .take(SHOWN)
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if imports.len() > SHOWN {
+        out.push_str(&format!(" and {} more", imports.len() - SHOWN));
+    }
+    out
+}
+
 /// Checks a component's import and export names for `kind`; returns the contract version.
 pub fn check_interfaces(
     kind: PluginKind,
@@ -70,14 +87,22 @@ pub fn check_interfaces(
     exports: &[String],
 ) -> Result<Version, InterfaceError> {
     let contract = contract_version(imports.iter().chain(exports))?;
+    let mut refused = Vec::new();
+    let mut reasons = Vec::new();
     for import in imports {
         if let Err(why) = import_allowed(kind, import) {
-            return Err(InterfaceError::ForbiddenImport {
-                import: import.clone(),
-                kind,
-                why,
-            });
+            refused.push(import.clone());
+            if !reasons.contains(&why) {
+                reasons.push(why);
+            }
         }
+    }
+    if !refused.is_empty() {
+        return Err(InterfaceError::ForbiddenImport {
+            imports: refused,
+            kind,
+            reasons,
+        });
     }
     let expected = match kind {
         PluginKind::Connector => "connector-api",
@@ -789,7 +814,7 @@ mod tests {
             imports.push(bad.into());
             let err = check_interfaces(PluginKind::Connector, &imports, &exports).unwrap_err();
             assert!(
-                matches!(&err, InterfaceError::ForbiddenImport { import, .. } if import == bad),
+                matches!(&err, InterfaceError::ForbiddenImport { imports, .. } if imports == &[bad.to_owned()]),
                 "{err}"
             );
         }

@@ -81,11 +81,10 @@ impl reqwest::dns::Resolve for CheckedResolver {
             // One blocked answer refuses the name: mixing public and private answers is
             // how DNS rebinding gets in.
             for ip in &ips {
-                policy.check(*ip).map_err(|reason| {
-                    Box::new(BlockedAddress {
-                        host: host.clone(),
-                        reason,
-                    })
+                // Not boxed here: `?` boxes it once, so the error chain can downcast it.
+                policy.check(*ip).map_err(|reason| BlockedAddress {
+                    host: host.clone(),
+                    reason,
                 })?;
             }
             let addrs: reqwest::dns::Addrs =
