@@ -132,10 +132,13 @@ mod tests {
             .collect()
     }
 
+    /// (status, headers, body, expected error).
+    type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Option<Error>);
+
     /// Every status Freshworks answers, with the bodies the reference shows.
     #[test]
     fn status_and_body_to_error() {
-        let cases: &[(u16, &[(&str, &str)], &str, Option<Error>)] = &[
+        let cases: &[Case] = &[
             (200, &[], r#"{"contact":{}}"#, None),
             (204, &[], "", None),
             (

@@ -232,10 +232,12 @@ mod tests {
             .collect()
     }
 
+    /// (settings, base, edition, host).
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Edition, &'a str);
+
     #[test]
     fn base_urls_and_editions() {
-        // (settings, base, edition, host)
-        let cases: &[(&[(&str, &str)], &str, Edition, &str)] = &[
+        let cases: &[Case] = &[
             (
                 &[("domain", "acme")],
                 "https://acme.myfreshworks.com/crm/sales/api",

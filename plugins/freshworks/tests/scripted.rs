@@ -1,0 +1,1079 @@
+//! Connector calls against scripted Freshworks answers (native, through
+//! `tandem_sdk::testing`): each test lists the exact requests the call must send, in
+//! order, with the answers, so the request counts quoted in the docs are checked here.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value as Json, json};
+use tandem_freshworks::App;
+use tandem_sdk::http::{Method, Request, Response};
+use tandem_sdk::{
+    CreateOp, Error, Field, Lookup, MembershipOp, Op, Page, PullRequest, UpdateOp, Value, Write,
+    testing,
+};
+
+const BASE: &str = "http://127.0.0.1:9/crm/sales/api/";
+
+/// One expected request and its answer.
+struct Step {
+    method: Method,
+    /// Path and query after the API root; a trailing `*` matches any rest.
+    path: String,
+    /// When set, the request body must equal this.
+    body: Option<Json>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    answer: Vec<u8>,
+}
+
+fn step(method: Method, path: &str, status: u16, answer: Json) -> Step {
+    Step {
+        method,
+        path: path.to_owned(),
+        body: None,
+        status,
+        headers: vec![],
+        answer: serde_json::to_vec(&answer).unwrap(),
+    }
+}
+
+fn get(path: &str, answer: Json) -> Step {
+    step(Method::Get, path, 200, answer)
+}
+
+fn post(path: &str, body: Json, answer: Json) -> Step {
+    Step {
+        body: Some(body),
+        ..step(Method::Post, path, 200, answer)
+    }
+}
+
+fn put(path: &str, body: Json, answer: Json) -> Step {
+    Step {
+        body: Some(body),
+        ..step(Method::Put, path, 200, answer)
+    }
+}
+
+/// Installs the script; returns a handle that checks it was used up.
+fn script(settings: &[(&str, &str)], steps: Vec<Step>) -> Rc<RefCell<VecDeque<Step>>> {
+    testing::reset();
+    testing::set_config("base-url", BASE);
+    for (k, v) in settings {
+        testing::set_config(k, v);
+    }
+    let steps = Rc::new(RefCell::new(VecDeque::from(steps)));
+    let queue = steps.clone();
+    testing::mock_http(move |req: &Request| {
+        let path = req
+            .url
+            .strip_prefix(BASE)
+            .unwrap_or_else(|| panic!("unexpected URL {}", req.url));
+        let step = queue
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| panic!("unexpected request {:?} {path}", req.method));
+        let matches = match step.path.strip_suffix('*') {
+            Some(prefix) => path.starts_with(prefix),
+            None => path == step.path,
+        };
+        assert!(
+            req.method == step.method && matches,
+            "expected {:?} {}, got {:?} {path}",
+            step.method,
+            step.path,
+            req.method
+        );
+        if let Some(expected) = &step.body {
+            let sent: Json =
+                serde_json::from_slice(req.body.as_deref().unwrap_or_default()).unwrap();
+            assert_eq!(&sent, expected, "body of {path}");
+        }
+        Ok(Response {
+            status: step.status,
+            headers: step.headers,
+            body: step.answer,
+        })
+    });
+    steps
+}
+
+fn done(steps: &Rc<RefCell<VecDeque<Step>>>) {
+    let left: Vec<String> = steps.borrow().iter().map(|s| s.path.clone()).collect();
+    assert!(left.is_empty(), "requests not sent: {left:?}");
+}
+
+fn contact(id: u64, email: &str, updated_at: &str) -> Json {
+    json!({"id": id, "email": email, "first_name": "F", "last_name": "L",
+           "emails": [{"id": 1, "value": email, "is_primary": true, "_destroy": false}],
+           "updated_at": updated_at, "created_at": "2024-01-01T00:00:00Z", "subscription_status": 1,
+           "custom_field": {"cf_days": "Monday;Friday"}})
+}
+
+fn fields_metadata() -> Json {
+    json!({"fields": [
+        {"name": "first_name", "label": "First name", "type": "text", "default": true},
+        {"name": "emails", "label": "Emails", "type": "group_field", "default": true},
+        {"name": "cf_days", "label": "Days", "type": "multi_select_dropdown", "default": false,
+         "choices": [{"id": 1, "value": "Monday"}, {"id": 2, "value": "Friday"}]}
+    ]})
+}
+
+fn filters() -> Json {
+    json!({"filters": [{"id": 11, "name": "My Contacts"}, {"id": 12, "name": "All Contacts"}]})
+}
+
+fn pull_req(cursor: Option<String>, full: bool, container: Option<&str>) -> PullRequest {
+    PullRequest {
+        entity: "contacts".into(),
+        container: container.map(str::to_owned),
+        cursor,
+        full,
+        page_size: 500,
+    }
+}
+
+fn decode(cursor: &Option<String>) -> Json {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(cursor.as_deref().unwrap()).unwrap()).unwrap()
+}
+
+fn view(page: u32) -> String {
+    format!("contacts/view/12?page={page}&per_page=100&sort=updated_at&sort_type=desc")
+}
+
+/// 250 contacts: fields + filters + 3 pages = 5 requests; the checkpoint is the newest
+/// `updated_at` of the first page.
+#[test]
+fn full_listing_pages_and_checkpoints() {
+    let page = |from: u64, n: u64, minute: u64| -> Json {
+        let items: Vec<Json> = (from..from + n)
+            .map(|i| {
+                contact(
+                    17_000_000_000 + i,
+                    &format!("p{i}@example.com"),
+                    &format!("2024-05-01T10:{minute:02}:00+02:00"),
+                )
+            })
+            .collect();
+        json!({"contacts": items, "meta": {"total_pages": 3, "total": 250}})
+    };
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get("contacts/filters", filters()),
+            get(&view(1), page(0, 100, 59)),
+            get(&view(2), page(100, 100, 30)),
+            get(&view(3), page(200, 50, 10)),
+        ],
+    );
+    let mut cursor = None;
+    let mut pages: Vec<Page> = Vec::new();
+    loop {
+        let page =
+            tandem_freshworks::pull(App::Freshsales, pull_req(cursor.clone(), true, None)).unwrap();
+        let more = page.more;
+        cursor = page.next_cursor.clone();
+        pages.push(page);
+        if !more {
+            break;
+        }
+    }
+    done(&steps);
+    assert_eq!(
+        pages.iter().map(|p| p.records.len()).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    let first = &pages[0].records[0];
+    assert_eq!(first.id, "17000000000");
+    assert_eq!(first.updated_at.as_deref(), Some("2024-05-01T08:59:00Z"));
+    assert_eq!(
+        first.get("cf_days"),
+        Some(&Value::texts(["Monday", "Friday"]))
+    );
+    assert_eq!(first.text("subscription_status"), Some("subscribed"));
+    let checkpoint = decode(&cursor);
+    assert_eq!(checkpoint["phase"], "done");
+    assert_eq!(checkpoint["checkpoint"], "2024-05-01T08:59:00Z");
+    assert_eq!(checkpoint["view"], "12");
+    assert!(pages.iter().all(|p| p.deleted.is_empty()));
+}
+
+/// The next run: one view page that reaches past the window, then the deleted search
+/// (2 requests; the view id and field types are remembered).
+#[test]
+fn incremental_run_stops_at_the_window_and_lists_deletions() {
+    // A checkpoint from a previous run, and field types cached by it.
+    let previous = json!({"v": 1, "entity": "contacts", "phase": "done", "page": 1, "per_page": 100,
+                          "view": "12", "checkpoint": "2024-05-01T10:00:00Z"});
+    let cursor = Some(URL_SAFE_NO_PAD.encode(previous.to_string()));
+    let listing = json!({"contacts": [
+        contact(3, "c@example.com", "2024-05-01T12:00:05+02:00"),   // 10:00:05Z: new
+        {"id": 4, "is_deleted": true, "updated_at": "2024-05-01T10:00:03Z"},
+        contact(2, "b@example.com", "2024-05-01T09:59:00Z"),         // inside the 120 s overlap
+        contact(1, "a@example.com", "2024-05-01T09:00:00Z"),         // before the window: the end
+    ], "meta": {"total_pages": 40, "total": 4000}});
+    let deleted_query = json!({"filter_rule": [
+        {"attribute": "deleted", "operator": "is", "value": 1},
+        {"attribute": "updated_at", "operator": "is_after", "value": "2024-05-01T09:58:00Z"}],
+        "sort": "updated_at", "sort_type": "desc"});
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get(&view(1), listing),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                deleted_query,
+                json!({"contacts": [{"id": 9, "is_deleted": true}, {"id": "10"}], "meta": {"total": 2}}),
+            ),
+        ],
+    );
+    let page = tandem_freshworks::pull(App::Freshsales, pull_req(cursor, false, None)).unwrap();
+    done(&steps);
+    assert!(!page.more);
+    assert_eq!(
+        page.records
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        ["3", "2"]
+    );
+    assert_eq!(page.deleted, ["4", "9", "10"]);
+    let next = decode(&page.next_cursor);
+    assert_eq!(next["checkpoint"], "2024-05-01T10:00:05Z");
+
+    // An idle run: nothing new; the checkpoint does not move back by the overlap.
+    let steps = script(
+        &[],
+        vec![
+            get(
+                &view(1),
+                json!({"contacts": [contact(3, "c@example.com", "2024-05-01T10:00:05Z")], "meta": {"total_pages": 1}}),
+            ),
+            step(
+                Method::Post,
+                "filtered_search/contact?page=1&per_page=100",
+                200,
+                json!({"contacts": [], "meta": {"total": 0}}),
+            ),
+        ],
+    );
+    // Field types come from the plugin's storage now: reuse the store of the last run.
+    tandem_sdk::storage::set_json("field-types/contacts", &json!({"multi": ["cf_days"]})).unwrap();
+    let idle = tandem_freshworks::pull(
+        App::Freshsales,
+        pull_req(page.next_cursor.clone(), false, None),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(
+        idle.records.len(),
+        1,
+        "the record at the checkpoint is listed again (overlap)"
+    );
+    assert!(idle.deleted.is_empty());
+    assert_eq!(
+        decode(&idle.next_cursor)["checkpoint"],
+        "2024-05-01T10:00:05Z"
+    );
+}
+
+/// A Freshmarketer list: its own listing path; a cursor of another scope is refused.
+#[test]
+fn list_scope() {
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get(
+                "contacts/lists/70000000123?page=1&per_page=100&sort=updated_at&sort_type=desc",
+                json!({"contacts": [contact(5, "e@example.com", "2024-05-01T10:00:00Z")], "meta": {"total_pages": 1, "total": 1}}),
+            ),
+        ],
+    );
+    let page = tandem_freshworks::pull(
+        App::Freshmarketer,
+        pull_req(None, false, Some("70000000123")),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(page.records.len(), 1);
+    assert_eq!(decode(&page.next_cursor)["list"], "70000000123");
+    let err = tandem_freshworks::pull(
+        App::Freshmarketer,
+        pull_req(page.next_cursor.clone(), false, None),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::CursorExpired(_)), "{err:?}");
+    let err =
+        tandem_freshworks::pull(App::Freshsales, pull_req(None, false, Some("1"))).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err:?}");
+}
+
+/// A remembered view id that is gone is looked up again.
+#[test]
+fn stale_view_is_resolved_again() {
+    let previous = json!({"v": 1, "entity": "contacts", "phase": "done", "page": 1, "per_page": 100,
+                          "view": "99", "checkpoint": "2024-05-01T10:00:00Z"});
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            step(
+                Method::Get,
+                "contacts/view/99?*",
+                404,
+                json!({"errors": {"code": 404, "message": "View not found"}}),
+            ),
+            get("contacts/filters", filters()),
+            get(
+                &view(1),
+                json!({"contacts": [], "meta": {"total_pages": 0, "total": 0}}),
+            ),
+            step(
+                Method::Post,
+                "filtered_search/contact?page=1&per_page=100",
+                200,
+                json!({"contacts": []}),
+            ),
+        ],
+    );
+    let page = tandem_freshworks::pull(
+        App::Freshsales,
+        pull_req(
+            Some(URL_SAFE_NO_PAD.encode(previous.to_string())),
+            false,
+            None,
+        ),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(decode(&page.next_cursor)["view"], "12");
+    assert_eq!(
+        decode(&page.next_cursor)["checkpoint"],
+        "2024-05-01T10:00:00Z"
+    );
+}
+
+/// HTTP failures of a pull become the contract's errors.
+#[test]
+fn pull_errors() {
+    let limited = Step {
+        headers: vec![
+            ("X-RateLimit-Remaining".into(), "0".into()),
+            ("X-RateLimit-Reset".into(), "45".into()),
+        ],
+        ..step(
+            Method::Get,
+            "contacts/filters",
+            429,
+            json!({"errors": {"code": 429, "message": ["Too many requests"]}}),
+        )
+    };
+    let cases: Vec<(Step, Error)> = vec![
+        (
+            limited,
+            Error::rate_limited(
+                Some(45_000),
+                "GET contacts/filters: HTTP 429: Too many requests",
+            ),
+        ),
+        (
+            step(
+                Method::Get,
+                "contacts/filters",
+                401,
+                json!({"login": "failed", "message": "Incorrect or expired API key"}),
+            ),
+            Error::unauthorized("GET contacts/filters: HTTP 401: Incorrect or expired API key"),
+        ),
+        (
+            step(
+                Method::Get,
+                "contacts/filters",
+                503,
+                json!({"errors": {"code": 503, "message": ["Service unavailable"]}}),
+            ),
+            Error::transient("GET contacts/filters: HTTP 503: Service unavailable"),
+        ),
+    ];
+    for (first, expected) in cases {
+        let steps = script(
+            &[],
+            vec![get("settings/contacts/fields", fields_metadata()), first],
+        );
+        let err = tandem_freshworks::pull(App::Freshsales, pull_req(None, true, None)).unwrap_err();
+        done(&steps);
+        assert_eq!(err, expected);
+    }
+    // A truncated page.
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get("contacts/filters", filters()),
+            Step {
+                answer: br#"{"contacts":[{"id":1,"#.to_vec(),
+                ..get(&view(1), json!(null))
+            },
+        ],
+    );
+    let err = tandem_freshworks::pull(App::Freshsales, pull_req(None, true, None)).unwrap_err();
+    done(&steps);
+    assert!(
+        matches!(&err, Error::Transient(m) if m.contains("truncated")),
+        "{err:?}"
+    );
+    // Leads on Suite.
+    let err = tandem_freshworks::pull(
+        App::Freshsales,
+        PullRequest {
+            entity: "leads".into(),
+            ..pull_req(None, true, None)
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)));
+}
+
+#[test]
+fn classic_leads_listing() {
+    testing::reset();
+    testing::set_config("base-url", "http://127.0.0.1:9/api/");
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    testing::mock_http(move |req: &Request| {
+        log.borrow_mut().push(req.url.clone());
+        let path = req.url.strip_prefix("http://127.0.0.1:9/api/").unwrap();
+        let body = if path.starts_with("leads/filters") {
+            json!({"filters": [{"id": 7, "name": "All Leads"}]})
+        } else if path.starts_with("settings/leads/fields") {
+            json!({"fields": []})
+        } else {
+            json!({"leads": [{"id": 100, "email": "l@example.com", "company": {"name": "Acme"}, "do_not_disturb": true,
+                              "updated_at": "2018-03-21T11:45:41+01:00"}], "meta": {"total_pages": 1}})
+        };
+        Ok(testing::json_response(200, &body))
+    });
+    let page = tandem_freshworks::pull(
+        App::Freshsales,
+        PullRequest {
+            entity: "leads".into(),
+            ..pull_req(None, true, None)
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        *seen.borrow(),
+        [
+            "http://127.0.0.1:9/api/settings/leads/fields",
+            "http://127.0.0.1:9/api/leads/filters",
+            "http://127.0.0.1:9/api/leads/view/7?page=1&per_page=100&sort=updated_at&sort_type=desc",
+        ]
+    );
+    let lead = &page.records[0];
+    assert_eq!(lead.text("company.name"), Some("Acme"));
+    assert_eq!(lead.get("do_not_disturb"), Some(&Value::Boolean(true)));
+}
+
+#[test]
+fn find_by_email_marker_and_ids() {
+    let lookup = json!({"contacts": {"contacts": [
+        contact(1, "Ann@Example.com", "2024-05-01T10:00:00Z"),
+        contact(2, "annie@example.com", "2024-05-01T10:00:00Z")]}});
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get(
+                "lookup?q=ann%40example.com&f=email&entities=contact",
+                lookup,
+            ),
+        ],
+    );
+    let found = tandem_freshworks::find(
+        App::Freshsales,
+        "contacts",
+        Lookup::Email("ann@example.com".into()),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(
+        found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["1"]
+    );
+
+    let mut marked = contact(3, "m@example.com", "2024-05-01T10:00:00Z");
+    marked["external_id"] = json!("tandem:42");
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get(
+                "lookup?q=tandem%3A42&f=external_id&entities=contact",
+                json!({"contacts": {"contacts": [marked]}}),
+            ),
+        ],
+    );
+    let found = tandem_freshworks::find(
+        App::Freshmarketer,
+        "contacts",
+        Lookup::Marker("tandem:42".into()),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(found.len(), 1);
+
+    let steps = script(
+        &[("marker-field", "cf_tandem_id")],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            step(
+                Method::Get,
+                "lookup?q=x&f=cf_tandem_id&entities=contact",
+                404,
+                json!({}),
+            ),
+        ],
+    );
+    assert!(
+        tandem_freshworks::find(App::Freshsales, "contacts", Lookup::Marker("x".into()))
+            .unwrap()
+            .is_empty()
+    );
+    done(&steps);
+
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            get(
+                "contacts/1",
+                json!({"contact": contact(1, "a@example.com", "2024-05-01T10:00:00Z")}),
+            ),
+            step(
+                Method::Get,
+                "contacts/2",
+                404,
+                json!({"errors": {"code": 404, "message": "not found"}}),
+            ),
+            get(
+                "contacts/3",
+                json!({"contact": {"id": 3, "is_deleted": true}}),
+            ),
+        ],
+    );
+    let ids = ["1", "2", "3", "abc"].map(str::to_owned).to_vec();
+    let found = tandem_freshworks::find(App::Freshsales, "contacts", Lookup::Ids(ids)).unwrap();
+    done(&steps);
+    assert_eq!(
+        found.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["1"]
+    );
+}
+
+fn create(email: Option<&str>, containers: &[&str]) -> Op {
+    let mut fields = vec![Field::new("first_name", "New")];
+    if let Some(email) = email {
+        fields.push(Field::new("email", email));
+    }
+    Op::Create(CreateOp {
+        fields,
+        marker: Some(format!("m-{}", email.unwrap_or("none"))),
+        containers: containers.iter().map(|c| (*c).to_owned()).collect(),
+    })
+}
+
+fn writes(ops: Vec<Op>) -> Vec<Write> {
+    ops.into_iter()
+        .enumerate()
+        .map(|(i, op)| Write {
+            ref_: format!("w{i}"),
+            op,
+        })
+        .collect()
+}
+
+/// Five creates with email: bulk upsert, one job poll, one read-back search, one list
+/// add: 4 requests for 5 records (and still 4 for 100).
+#[test]
+fn bulk_creates_with_read_back() {
+    let emails = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+        "bad@example.com",
+    ];
+    let items: Vec<Json> = emails
+        .iter()
+        .map(|e| json!({"emails": e, "data": {"first_name": "New", "email": e, "external_id": format!("m-{e}")}}))
+        .collect();
+    let found: Vec<Json> = emails[..4]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            contact(
+                17_000_000_100 + i as u64,
+                &e.to_uppercase(),
+                "2024-05-01T10:00:00Z",
+            )
+        })
+        .collect();
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            post(
+                "contacts/bulk_upsert",
+                json!({"contacts": items}),
+                json!({"job_id": 555}),
+            ),
+            get(
+                "job_statuses/555",
+                json!({"status": "completed", "progress": 100, "data": {
+            "record_status": {"succeeded": 4, "failed": 1},
+            "detailed_failure_report": [{"emails": "bad@example.com", "error_message": ["Email is invalid"]}]}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                json!({"filter_rule": [{"attribute": "contact_email.email", "operator": "is_in", "value": &emails[..4]}]}),
+                json!({"contacts": found, "meta": {"total": 4}}),
+            ),
+            put(
+                "lists/70000000123/add_contacts",
+                json!({"ids": [17_000_000_100_u64, 17_000_000_101_u64]}),
+                json!({"message": "ok"}),
+            ),
+        ],
+    );
+    let ops = vec![
+        create(Some("a@example.com"), &["70000000123"]),
+        create(Some("b@example.com"), &["70000000123"]),
+        create(Some("c@example.com"), &[]),
+        create(Some("d@example.com"), &[]),
+        create(Some("bad@example.com"), &[]),
+    ];
+    let results = tandem_freshworks::push(App::Freshmarketer, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert_eq!(
+        results.iter().map(|r| r.ref_.as_str()).collect::<Vec<_>>(),
+        ["w0", "w1", "w2", "w3", "w4"]
+    );
+    for (i, result) in results[..4].iter().enumerate() {
+        let record = result.outcome.as_ref().unwrap().as_ref().unwrap();
+        assert_eq!(record.id, (17_000_000_100 + i as u64).to_string());
+    }
+    assert_eq!(
+        results[4].outcome,
+        Err(Error::invalid(
+            "bulk upsert of bad@example.com: Email is invalid"
+        ))
+    );
+}
+
+/// A refused bulk endpoint falls back to one upsert per record.
+#[test]
+fn bulk_refused_falls_back_to_upserts() {
+    let mut steps = vec![
+        get("settings/contacts/fields", fields_metadata()),
+        step(
+            Method::Post,
+            "contacts/bulk_upsert",
+            404,
+            json!({"errors": {"code": 404, "message": "Not found"}}),
+        ),
+    ];
+    for (i, e) in ["a@x.io", "b@x.io", "c@x.io", "d@x.io"].iter().enumerate() {
+        steps.push(post(
+            "contacts/upsert",
+            json!({"unique_identifier": {"emails": e}, "contact": {"first_name": "New", "email": e, "external_id": format!("m-{e}")}}),
+            json!({"contact": contact(i as u64 + 1, e, "2024-05-01T10:00:00Z")}),
+        ));
+    }
+    let steps = script(&[], steps);
+    let ops = ["a@x.io", "b@x.io", "c@x.io", "d@x.io"]
+        .map(|e| create(Some(e), &[]))
+        .to_vec();
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert!(results.iter().all(|r| matches!(&r.outcome, Ok(Some(_)))));
+}
+
+/// Bulk upsert can be turned off; a create without email is a plain POST; a create into
+/// a list on Freshsales is refused without a request.
+#[test]
+fn single_creates() {
+    let steps = script(
+        &[("bulk-upsert", "false"), ("marker-field", "cf_tandem_id")],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            post(
+                "contacts/upsert",
+                json!({"unique_identifier": {"emails": "a@x.io"}, "contact": {"first_name": "New", "email": "a@x.io", "custom_field": {"cf_tandem_id": "m-a@x.io"}}}),
+                json!({"contact": contact(1, "a@x.io", "2024-05-01T10:00:00Z")}),
+            ),
+            post(
+                "contacts",
+                json!({"contact": {"first_name": "New", "custom_field": {"cf_tandem_id": "m-none"}}}),
+                json!({"contact": {"id": 2, "first_name": "New"}}),
+            ),
+        ],
+    );
+    let ops = vec![
+        create(Some("a@x.io"), &[]),
+        create(None, &[]),
+        create(Some("l@x.io"), &["5"]),
+    ];
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert_eq!(
+        results[1].outcome.as_ref().unwrap().as_ref().unwrap().id,
+        "2"
+    );
+    assert!(matches!(&results[2].outcome, Err(Error::Invalid(m)) if m.contains("no containers")));
+}
+
+/// Updates (with and without a version check), DND and consent, deletes.
+#[test]
+fn updates_and_deletes() {
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            put(
+                "contacts/1",
+                json!({"contact": {"do_not_disturb": true, "subscription_status": 0}}),
+                json!({"contact": {"id": 1, "do_not_disturb": true, "subscription_status": 0, "updated_at": "2024-05-02T00:00:00Z"}}),
+            ),
+            get(
+                "contacts/2",
+                json!({"contact": {"id": 2, "updated_at": "2024-05-01T12:00:00+02:00"}}),
+            ),
+            put(
+                "contacts/2",
+                json!({"contact": {"last_name": "New"}}),
+                json!({"contact": {"id": 2, "last_name": "New"}}),
+            ),
+            get(
+                "contacts/3",
+                json!({"contact": {"id": 3, "updated_at": "2024-05-01T11:00:00Z"}}),
+            ),
+            step(
+                Method::Put,
+                "contacts/4",
+                400,
+                json!({"errors": {"code": 400, "message": ["Email is invalid"]}}),
+            ),
+            post(
+                "contacts/bulk_destroy",
+                json!({"selected_ids": [10, 11]}),
+                json!({"message": "Deleted"}),
+            ),
+        ],
+    );
+    let update = |id: &str, version: Option<&str>, fields: Vec<Field>| {
+        Op::Update(UpdateOp {
+            id: id.into(),
+            if_version: version.map(str::to_owned),
+            fields,
+        })
+    };
+    let ops = vec![
+        update(
+            "1",
+            None,
+            vec![
+                Field::new("do_not_disturb", true),
+                Field::new("subscription_status", "unsubscribed"),
+            ],
+        ),
+        update(
+            "2",
+            Some("2024-05-01T10:00:00Z"),
+            vec![Field::new("last_name", "New")],
+        ),
+        update(
+            "3",
+            Some("2024-05-01T10:00:00Z"),
+            vec![Field::new("last_name", "New")],
+        ),
+        update("4", None, vec![Field::new("email", "nope")]),
+        update("5", None, vec![Field::new("display_name", "x")]),
+        update("x", None, vec![Field::new("last_name", "New")]),
+        Op::Delete("10".into()),
+        Op::Delete("11".into()),
+    ];
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    let record = results[0].outcome.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(record.text("subscription_status"), Some("unsubscribed"));
+    assert_eq!(record.version.as_deref(), Some("2024-05-02T00:00:00Z"));
+    assert!(results[1].outcome.is_ok());
+    assert!(
+        matches!(&results[2].outcome, Err(Error::Conflict(m)) if m.contains("changed since")),
+        "{:?}",
+        results[2].outcome
+    );
+    assert_eq!(
+        results[3].outcome,
+        Err(Error::invalid("PUT contacts/4: HTTP 400: Email is invalid"))
+    );
+    assert!(matches!(&results[4].outcome, Err(Error::Invalid(m)) if m.contains("read-only")));
+    assert!(matches!(&results[5].outcome, Err(Error::NotFound(_))));
+    assert_eq!(results[6].outcome, Ok(None));
+    assert_eq!(results[7].outcome, Ok(None));
+
+    // One delete: DELETE, and 404 counts as done.
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            step(Method::Delete, "contacts/12", 404, json!({})),
+        ],
+    );
+    let results = tandem_freshworks::push(
+        App::Freshsales,
+        "contacts",
+        writes(vec![Op::Delete("12".into())]),
+    )
+    .unwrap();
+    done(&steps);
+    assert_eq!(results[0].outcome, Ok(None));
+}
+
+/// After a 429 the remaining writes are not sent; they carry the same error.
+#[test]
+fn rate_limit_stops_the_batch() {
+    let limited = Step {
+        headers: vec![("X-RateLimit-Reset".into(), "60".into())],
+        ..step(
+            Method::Put,
+            "contacts/2",
+            429,
+            json!({"errors": {"code": 429, "message": ["Too many requests"]}}),
+        )
+    };
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            put(
+                "contacts/1",
+                json!({"contact": {"last_name": "A"}}),
+                json!({"contact": {"id": 1}}),
+            ),
+            limited,
+        ],
+    );
+    let ops = (1..=4)
+        .map(|i| {
+            Op::Update(UpdateOp {
+                id: i.to_string(),
+                if_version: None,
+                fields: vec![Field::new("last_name", "A")],
+            })
+        })
+        .collect();
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert!(results[0].outcome.is_ok());
+    for result in &results[1..] {
+        assert!(
+            matches!(&result.outcome, Err(Error::RateLimited(info)) if info.retry_after_ms == Some(60_000)),
+            "{:?}",
+            result.outcome
+        );
+    }
+}
+
+/// List membership (Freshmarketer): one request per 100 ids.
+#[test]
+fn list_membership() {
+    let ids: Vec<String> = (1..=150)
+        .map(|i| (17_000_000_000_u64 + i).to_string())
+        .collect();
+    let first: Vec<u64> = (1..=100).map(|i| 17_000_000_000 + i).collect();
+    let rest: Vec<u64> = (101..=150).map(|i| 17_000_000_000 + i).collect();
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            put(
+                "lists/7/add_contacts",
+                json!({"ids": first}),
+                json!({"message": "ok"}),
+            ),
+            put(
+                "lists/7/add_contacts",
+                json!({"ids": rest}),
+                json!({"message": "ok"}),
+            ),
+            put(
+                "lists/7/remove_contacts",
+                json!({"ids": [17_000_000_001_u64]}),
+                json!({"message": "ok"}),
+            ),
+        ],
+    );
+    let ops = vec![
+        Op::AddToContainer(MembershipOp {
+            container: "7".into(),
+            ids,
+        }),
+        Op::RemoveFromContainer(MembershipOp {
+            container: "7".into(),
+            ids: vec!["17000000001".into()],
+        }),
+        Op::AddToContainer(MembershipOp {
+            container: "7".into(),
+            ids: vec!["x".into()],
+        }),
+    ];
+    let results = tandem_freshworks::push(App::Freshmarketer, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert_eq!(results[0].outcome, Ok(None));
+    assert_eq!(results[1].outcome, Ok(None));
+    assert!(matches!(&results[2].outcome, Err(Error::Invalid(_))));
+    // Freshsales has no lists.
+    let steps = script(
+        &[],
+        vec![get("settings/contacts/fields", fields_metadata())],
+    );
+    let results = tandem_freshworks::push(
+        App::Freshsales,
+        "contacts",
+        writes(vec![Op::AddToContainer(MembershipOp {
+            container: "7".into(),
+            ids: vec!["1".into()],
+        })]),
+    )
+    .unwrap();
+    done(&steps);
+    assert!(matches!(&results[0].outcome, Err(Error::Invalid(_))));
+}
+
+#[test]
+fn check_schema_and_containers() {
+    let steps = script(&[], vec![get("contacts/filters", filters())]);
+    let account = tandem_freshworks::check(App::Freshsales).unwrap();
+    done(&steps);
+    assert_eq!(account.account_id, "freshworks:127.0.0.1:9");
+    assert_eq!(account.display_name, "127.0.0.1:9 (Suite)");
+
+    let steps = script(
+        &[("marker-field", "cf_tandem_id")],
+        vec![
+            get("contacts/filters", filters()),
+            get("settings/contacts/fields", fields_metadata()),
+        ],
+    );
+    let err = tandem_freshworks::check(App::Freshsales).unwrap_err();
+    done(&steps);
+    assert!(
+        matches!(&err, Error::Fatal(m) if m.contains("cf_tandem_id")),
+        "{err:?}"
+    );
+
+    let steps = script(
+        &[],
+        vec![step(
+            Method::Get,
+            "contacts/filters",
+            403,
+            json!({"errors": {"code": 403, "message": ["No API access"]}}),
+        )],
+    );
+    assert_eq!(
+        tandem_freshworks::check(App::Freshmarketer).unwrap_err(),
+        Error::forbidden("GET contacts/filters: HTTP 403: No API access")
+    );
+    done(&steps);
+
+    let steps = script(
+        &[],
+        vec![get("settings/contacts/fields", fields_metadata())],
+    );
+    let defs = tandem_freshworks::schema(App::Freshmarketer, "contacts").unwrap();
+    done(&steps);
+    assert!(
+        defs.iter()
+            .any(|d| d.name == "cf_days" && d.multi_value && d.custom)
+    );
+    assert!(
+        defs.iter()
+            .any(|d| d.name == "subscription_status" && d.well_known.as_deref() == Some("consent"))
+    );
+
+    let lists: Vec<Json> = (0..100)
+        .map(|i| json!({"id": 70_000_000_000_u64 + i, "name": format!("L{i}")}))
+        .collect();
+    let steps = script(
+        &[],
+        vec![
+            get(
+                "lists?page=1&per_page=100",
+                json!({"lists": lists, "meta": {"total_pages": 2, "total": 101}}),
+            ),
+            get(
+                "lists?page=2&per_page=100",
+                json!({"lists": [{"id": 5, "name": "Newsletter", "contacts_count": 42}], "meta": {"total_pages": 2}}),
+            ),
+        ],
+    );
+    let containers = tandem_freshworks::containers(App::Freshmarketer, "contacts").unwrap();
+    done(&steps);
+    assert_eq!(containers.len(), 101);
+    assert_eq!(
+        (
+            containers[100].id.as_str(),
+            containers[100].name.as_str(),
+            containers[100].member_count
+        ),
+        ("5", "Newsletter", Some(42))
+    );
+    testing::reset();
+    testing::set_config("base-url", BASE);
+    assert!(
+        tandem_freshworks::containers(App::Freshsales, "contacts")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn describe_declares_capabilities() {
+    let fs = tandem_freshworks::describe(App::Freshsales);
+    assert_eq!(
+        (fs.name.as_str(), fs.app.as_str()),
+        ("freshsales", "Freshsales")
+    );
+    assert_eq!(
+        fs.entities
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>(),
+        ["contacts", "leads"]
+    );
+    let fm = tandem_freshworks::describe(App::Freshmarketer);
+    let contacts = &fm.entities[0];
+    assert!(contacts.incremental && contacts.containers);
+    assert_eq!(contacts.deletes, tandem_sdk::DeleteDetection::Tombstones);
+    assert_eq!(
+        (contacts.max_page_size, contacts.max_batch_size),
+        (100, 100)
+    );
+    assert_eq!(
+        fm.rate_limits
+            .iter()
+            .map(|r| (r.requests, r.per_seconds))
+            .collect::<Vec<_>>(),
+        [(1000, 3600), (400, 60)]
+    );
+    assert!(!fs.entities[0].containers);
+}
