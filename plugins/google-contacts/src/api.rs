@@ -24,6 +24,9 @@ pub const MAX_BATCH_DELETE: usize = 500;
 /// `members:modify` limit, adds and removes together (§4.12).
 pub const MAX_MEMBERS_MODIFY: usize = 1000;
 
+/// Per-item outcomes of a batch read or write: (requested name, person or its error).
+pub type PersonResults = Vec<(String, Result<Json, Error>)>;
+
 /// The API root for this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Api {
@@ -133,7 +136,7 @@ impl Api {
 
     /// `people.getBatchGet` for at most [`MAX_BATCH`] names: `(requested name, person
     /// or error)` for each.
-    pub fn batch_get(&self, names: &[String]) -> Result<Vec<(String, Result<Json, Error>)>, Error> {
+    pub fn batch_get(&self, names: &[String]) -> Result<PersonResults, Error> {
         let mut query: Vec<(&str, &str)> =
             vec![("personFields", PERSON_FIELDS), ("sources", SOURCES)];
         query.extend(names.iter().map(|n| ("resourceNames", n.as_str())));
@@ -143,7 +146,7 @@ impl Api {
 }
 
 /// `[{requestedResourceName, person, status}]` of a batch reply.
-pub fn person_responses(list: Option<&Json>) -> Vec<(String, Result<Json, Error>)> {
+pub fn person_responses(list: Option<&Json>) -> PersonResults {
     list.and_then(Json::as_array)
         .into_iter()
         .flatten()

@@ -602,10 +602,12 @@ mod tests {
         })
     }
 
+    type Segments = Vec<Vec<usize>>;
+
     #[test]
     fn segments_cut_where_a_contact_repeats() {
         // (case, ops, expected segments)
-        let cases: Vec<(&str, Vec<Op>, Vec<Vec<usize>>)> = vec![
+        let cases: Vec<(&str, Vec<Op>, Segments)> = vec![
             ("nothing", vec![], vec![]),
             (
                 "creates never repeat",

@@ -107,10 +107,13 @@ fn the_reference_sample_maps_to_every_field() {
     assert!(!record.has(PREVIOUS_IDS));
 }
 
+/// (case, person, expected fields)
+type ReadCase = (&'static str, Json, Vec<(&'static str, Value)>);
+
 #[test]
 fn read_cases() {
     // (case, person, expected fields; every standard field not listed must be null)
-    let cases: Vec<(&str, Json, Vec<(&str, Value)>)> = vec![
+    let cases: Vec<ReadCase> = vec![
         (
             "an empty contact has every standard field null",
             json!({"resourceName": "people/c1", "etag": "%e"}),
