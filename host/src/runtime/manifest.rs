@@ -225,16 +225,14 @@ impl Manifest {
                     return Err("auth.template must contain `{secret}` exactly once".into());
                 }
             }
-            Some(AuthProfile::OAuth2 { token_url, .. }) => {
-                if !token_url.starts_with("setting:") {
-                    let url = url::Url::parse(token_url)
-                        .map_err(|e| format!("auth.token-url `{token_url}`: {e}"))?;
-                    if !matches!(url.scheme(), "http" | "https") {
-                        return Err(format!("auth.token-url `{token_url}` must be http(s)"));
-                    }
+            Some(AuthProfile::OAuth2 { token_url, .. }) if !token_url.starts_with("setting:") => {
+                let url = url::Url::parse(token_url)
+                    .map_err(|e| format!("auth.token-url `{token_url}`: {e}"))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(format!("auth.token-url `{token_url}` must be http(s)"));
                 }
             }
-            None => {}
+            Some(AuthProfile::OAuth2 { .. }) | None => {}
         }
         if let Some(origins) = self.auth.as_ref().and_then(|a| a.origins()) {
             for origin in origins {
