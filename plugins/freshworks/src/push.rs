@@ -2,7 +2,7 @@
 //!
 //! | Write                          | Requests                                                        |
 //! |--------------------------------|-----------------------------------------------------------------|
-//! | ≥ 4 contact creates with email | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` until the job is done (1 when it finishes at once), `POST filtered_search/contact` (read-back by email) |
+//! | ≥ 4 contact creates with email | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` about every second until the job is done (1 poll when it finishes within a second), `POST filtered_search/contact` (read-back by email) |
 //! | other create with email        | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
 //! | create without email           | `POST <entity>`                                                  |
 //! | create into lists              | + `PUT lists/<id>/add_contacts` per list (once per list for a bulk batch) |
@@ -42,8 +42,10 @@ pub const MAX_BATCH: usize = 100;
 /// (upsert + status + read-back).
 pub const BULK_MIN: usize = 4;
 
-/// Waits before each job-status poll, in milliseconds (about 8 s in all).
-const JOB_WAITS_MS: [u64; 7] = [0, 100, 250, 500, 1000, 2000, 4000];
+/// Waits before each job-status poll, in milliseconds (8 s in all). The job is
+/// asynchronous, so the first poll waits too: a job that finishes within a second costs
+/// one poll.
+const JOB_WAITS_MS: [u64; 5] = [1000, 1000, 2000, 2000, 2000];
 
 type Outcome = Result<Option<Record>, Error>;
 
