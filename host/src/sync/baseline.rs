@@ -1,0 +1,132 @@
+//! The baseline: what the engine knows of every linked pair of records, as of
+//! the last time both sides were known to agree (§2.2 `link`, `link_field`).
+//!
+//! A side's field is *unchanged* when its canonical value equals the base, or
+//! equals that side's alias: a value the side holds that we accepted as
+//! equivalent (the app's read-back form of what we wrote, §2.8; an empty
+//! one-way source; a consent loosening we did not propagate, §2.7).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::model::{Side, SidePair, Value};
+
+/// One linked pair of records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    /// Stable key: `<entity index>/<origin side>/<origin id>`.
+    pub key: String,
+    /// Index of the entity pair in the sync's `entities`.
+    pub entity: usize,
+    /// The record ids; `None` on a side while its create is pending.
+    pub ids: SidePair<Option<String>>,
+    /// Where the pair stands.
+    pub state: LinkState,
+    /// The base of every mapped field, by pair key.
+    pub fields: BTreeMap<String, FieldBase>,
+    /// The version token each side had when last synced.
+    pub versions: SidePair<Option<String>>,
+    /// The normalised e-mail when the link was made (audit only: links use ids).
+    pub match_key: Option<String>,
+    /// How the link was made.
+    pub origin: LinkOrigin,
+}
+
+impl Link {
+    /// The id on one side, if known.
+    pub fn id(&self, side: Side) -> Option<&str> {
+        self.ids.get(side).as_deref()
+    }
+}
+
+/// Where a linked pair stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkState {
+    /// Both records take part.
+    Linked,
+    /// The record of this side left its scope (list): not synced until it returns.
+    Detached(Side),
+    /// The record of this side was deleted by a user; its counterpart was kept.
+    /// A later change of the counterpart re-creates it (modification beats deletion).
+    Deleted(Side),
+    /// The sync removed this side's record (deleted it or took it out of the
+    /// list) on purpose, after an opt-out: never written or re-created again.
+    Removed(Side),
+}
+
+/// How a link was made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkOrigin {
+    /// Matched by normalised e-mail.
+    Email,
+    /// The engine created the record on this side.
+    Created(Side),
+}
+
+/// The base of one mapped field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldBase {
+    /// The canonical value both sides agreed on.
+    pub value: Value,
+    /// Its hash.
+    pub hash: String,
+    /// Per side, another value that counts as unchanged (see the module doc).
+    #[serde(default)]
+    pub alias: SidePair<Option<Value>>,
+    /// Per side, the hash of the canonical value we last wrote there.
+    #[serde(default)]
+    pub written: SidePair<Option<String>>,
+}
+
+impl FieldBase {
+    /// A base both sides agree on, without aliases.
+    pub fn new(value: Value) -> Self {
+        FieldBase {
+            hash: value.hash(),
+            value,
+            alias: SidePair::default(),
+            written: SidePair::default(),
+        }
+    }
+
+    /// The same base with an alias on one side.
+    pub fn with_alias(mut self, side: Side, v: Value) -> Self {
+        *self.alias.get_mut(side) = if v == self.value { None } else { Some(v) };
+        self
+    }
+
+    /// Whether `v`, read from `side`, counts as unchanged.
+    pub fn matches(&self, side: Side, v: &Value) -> bool {
+        *v == self.value || self.alias.get(side).as_ref() == Some(v)
+    }
+}
+
+/// The links the planner needs, plus how many links each entity pair has in
+/// total (the store may hand over only the links touching observed records).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Baseline {
+    /// Links by key.
+    pub links: BTreeMap<String, Link>,
+    /// Number of links per entity pair index, all of them.
+    pub counts: BTreeMap<usize, usize>,
+}
+
+impl Baseline {
+    /// A complete baseline from every link.
+    pub fn from_links(links: impl IntoIterator<Item = Link>) -> Self {
+        let mut b = Baseline::default();
+        for l in links {
+            *b.counts.entry(l.entity).or_default() += 1;
+            b.links.insert(l.key.clone(), l);
+        }
+        b
+    }
+
+    /// Total links of one entity pair.
+    pub fn count(&self, entity: usize) -> usize {
+        self.counts.get(&entity).copied().unwrap_or(0)
+    }
+}

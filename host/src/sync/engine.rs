@@ -1,0 +1,1564 @@
+//! The executor: observe both sides, plan (pure), execute with the crash-safe
+//! ordering of §2.9, and keep the run log.
+//!
+//! Ordering, per run:
+//! 1. recover: ops left `planned`/`sent` by an interrupted run are resolved
+//!    (a sent create is looked up by marker, then by e-mail, before anything
+//!    is created again) or dropped to be re-planned;
+//! 2. observe: pull pages from the saved cursors (a full listing when a cursor
+//!    expired or the mapping changed, compared against the baseline), re-read
+//!    records due for retry, look up unmatched e-mails on the other side;
+//! 3. plan, and check the breakers;
+//! 4. record the plan (links, outbox `planned`, events) in one transaction;
+//! 5. per batch: mark `sent`; push; commit every result with its new baseline
+//!    in one transaction (acked, failed with back-off, or parked);
+//! 6. advance the cursors, only now that every op of the run is acked, failed
+//!    into the retry index or parked.
+//!
+//! A crash anywhere leaves either the old state or acknowledged state; the next
+//! run re-reads from the old cursors and the field table turns the writes
+//! already made into no-ops (§2.9).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::baseline::{Baseline, Link, LinkState};
+use super::mapping::{MappingError, ResolvedMapping, resolve};
+use super::model::{Record, Side, SidePair, normalise_email};
+use super::plan::{
+    EntityInput, LinkEffect, Observation, Observed, OpKind, Plan, PlannedOp, apply_ack, plan,
+};
+use super::policy::{PolicyError, Scope, SyncPolicy};
+use super::source::{
+    EntityInfo, FieldDef, Lookup, MapContext, Mappers, PullRequest, Source, SourceError, Write,
+    WriteOp,
+};
+use super::state::{
+    Counters, Event, OpStatus, OutboxEntry, RetryEntry, RunRecord, StateError, SyncStatus,
+    SyncStore, Tombstone, Txn, direction_to,
+};
+
+/// Largest number of pages one listing may take before the run gives up.
+const MAX_PAGES: usize = 1_000_000;
+/// Ids per lookup by ids.
+const IDS_PER_FIND: usize = 100;
+
+/// A point of a run where a test may abort it, as a crash would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    /// Both sides read, nothing planned.
+    Observed,
+    /// The plan is recorded (links, outbox `planned`).
+    Recorded,
+    /// A batch is marked `sent`, not yet pushed.
+    BeforeSend,
+    /// A batch was pushed; its results are not committed.
+    AfterSend,
+    /// A batch's results are committed.
+    Committed,
+    /// Every batch is done; cursors not yet advanced.
+    BeforeCursors,
+}
+
+/// Crash injection for tests: return `Err` to stop the run at `point`.
+pub trait Hooks: Send + Sync {
+    /// Called at each point of a run.
+    fn at(&self, point: Point) -> Result<(), Aborted>;
+}
+
+/// A run stopped by a hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Aborted;
+
+/// No hooks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHooks;
+
+impl Hooks for NoHooks {
+    fn at(&self, _: Point) -> Result<(), Aborted> {
+        Ok(())
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The settings are inconsistent.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The fields cannot be mapped.
+    #[error("sync `{sync}`: {source}")]
+    Mapping {
+        /// The sync.
+        sync: String,
+        /// The problem.
+        source: MappingError,
+    },
+    /// A connector call failed; nothing after it ran, the next run resumes.
+    #[error(
+        "sync `{sync}`: side {side} ({connection}) {call} failed: {error}; the next run resumes from the last checkpoint"
+    )]
+    Source {
+        /// The sync.
+        sync: String,
+        /// The side.
+        side: Side,
+        /// The connection's name.
+        connection: String,
+        /// The call.
+        call: &'static str,
+        /// The error.
+        error: SourceError,
+    },
+    /// The connector does not serve an entity the sync names.
+    #[error(
+        "sync `{sync}`: side {side} ({connection}) has no entity `{entity}`: fix the sync's entities"
+    )]
+    NoEntity {
+        /// The sync.
+        sync: String,
+        /// The side.
+        side: Side,
+        /// The connection's name.
+        connection: String,
+        /// The entity.
+        entity: String,
+    },
+    /// The scope names a list the app does not have.
+    #[error(
+        "sync `{sync}`: side {side} ({connection}) has no list `{container}` for `{entity}`; available: {available}"
+    )]
+    NoContainer {
+        /// The sync.
+        sync: String,
+        /// The side.
+        side: Side,
+        /// The connection's name.
+        connection: String,
+        /// The entity.
+        entity: String,
+        /// The list asked for.
+        container: String,
+        /// The lists it has.
+        available: String,
+    },
+    /// A listing never ended.
+    #[error(
+        "sync `{sync}`: side {side} ({connection}) kept returning more pages; the connector's cursor is broken"
+    )]
+    Endless {
+        /// The sync.
+        sync: String,
+        /// The side.
+        side: Side,
+        /// The connection's name.
+        connection: String,
+    },
+    /// A hook stopped the run (tests).
+    #[error("run aborted at {0:?}")]
+    Aborted(Point),
+}
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Plan only: read both sides, write nothing anywhere.
+    pub dry_run: bool,
+    /// Run although the breaker halted the sync (or would halt this run).
+    pub force: bool,
+    /// Ignore cursors: list everything and compare it with the baseline.
+    pub full: bool,
+    /// The time (unix seconds) for back-off decisions and the run log.
+    pub now: i64,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunOutcome {
+    /// Everything planned was acknowledged, failed into the retry index or parked.
+    Completed,
+    /// A dry run: nothing was written.
+    DryRun,
+    /// The sync is paused: nothing was read or written.
+    Paused,
+    /// The breaker halted the sync: only consent changes were written.
+    Halted(String),
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    /// The sync.
+    pub sync: String,
+    /// The run's id in the log (none for dry runs and paused syncs).
+    pub run: Option<u64>,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The plan (the dry-run report).
+    pub plan: Plan,
+    /// Per direction (`a-to-b` = writes to B, `b-to-a`, `both`).
+    pub counters: BTreeMap<String, Counters>,
+    /// Writes that failed or were parked: (op id, error).
+    pub failures: Vec<(String, String)>,
+}
+
+impl RunReport {
+    fn new(sync: &str, outcome: RunOutcome) -> Self {
+        RunReport {
+            sync: sync.into(),
+            run: None,
+            outcome,
+            plan: Plan::default(),
+            counters: BTreeMap::new(),
+            failures: Vec::new(),
+        }
+    }
+}
+
+/// One sync between two sources, ready to run.
+pub struct Engine<'a, A, B, M> {
+    policy: &'a SyncPolicy,
+    store: &'a SyncStore,
+    a: &'a A,
+    b: &'a B,
+    mappers: &'a M,
+    names: SidePair<String>,
+    hooks: &'a dyn Hooks,
+}
+
+impl<A, B, M> std::fmt::Debug for Engine<'_, A, B, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Engine({})", self.policy.name)
+    }
+}
+
+/// What observation produced for the planner and the cursor step.
+struct Observed2 {
+    inputs: Vec<EntityInput>,
+    baseline: Baseline,
+    cursors: Vec<SidePair<Option<String>>>,
+    infos: Vec<SidePair<EntityInfo>>,
+    fingerprints: Vec<String>,
+}
+
+/// Per-run bookkeeping while executing.
+struct Exec {
+    run: RunRecord,
+    seq: u64,
+    joint: BTreeSet<(String, Side)>,
+    retries: BTreeMap<(usize, Side, String), RetryEntry>,
+    failures: Vec<(String, String)>,
+}
+
+impl Exec {
+    fn count(&mut self, direction: &str, f: impl FnOnce(&mut Counters)) {
+        f(self.run.counters.entry(direction.to_string()).or_default());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        &mut self,
+        t: &Txn<'_>,
+        direction: &str,
+        action: &str,
+        entity: &str,
+        records: Vec<String>,
+        link: Option<&str>,
+        reason: String,
+    ) -> Result<(), StateError> {
+        self.seq += 1;
+        t.put_event(&Event {
+            run: self.run.id,
+            seq: self.seq,
+            direction: direction.into(),
+            action: action.into(),
+            entity: entity.into(),
+            records,
+            link: link.map(str::to_string),
+            reason,
+        })
+    }
+}
+
+impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
+    /// An engine for `policy` between sources `a` and `b`.
+    pub fn new(
+        policy: &'a SyncPolicy,
+        store: &'a SyncStore,
+        a: &'a A,
+        b: &'a B,
+        mappers: &'a M,
+    ) -> Self {
+        Engine {
+            policy,
+            store,
+            a,
+            b,
+            mappers,
+            names: SidePair::new("a".into(), "b".into()),
+            hooks: &NoHooks,
+        }
+    }
+
+    /// Names the two connections (used in errors and mapper contexts).
+    pub fn with_names(mut self, a: &str, b: &str) -> Self {
+        self.names = SidePair::new(a.into(), b.into());
+        self
+    }
+
+    /// Installs crash-injection hooks.
+    pub fn with_hooks(mut self, hooks: &'a dyn Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    fn sync(&self) -> &str {
+        &self.policy.name
+    }
+
+    fn hook(&self, p: Point) -> Result<(), EngineError> {
+        self.hooks.at(p).map_err(|_| EngineError::Aborted(p))
+    }
+
+    fn source_err(
+        &self,
+        side: Side,
+        call: &'static str,
+    ) -> impl Fn(SourceError) -> EngineError + '_ {
+        move |error| EngineError::Source {
+            sync: self.sync().into(),
+            side,
+            connection: self.names.get(side).clone(),
+            call,
+            error,
+        }
+    }
+
+    // ----- side dispatch -----
+
+    async fn entities(&self, side: Side) -> Result<Vec<EntityInfo>, SourceError> {
+        match side {
+            Side::A => self.a.entities().await,
+            Side::B => self.b.entities().await,
+        }
+    }
+
+    async fn schema(&self, side: Side, entity: &str) -> Result<Vec<FieldDef>, SourceError> {
+        match side {
+            Side::A => self.a.schema(entity).await,
+            Side::B => self.b.schema(entity).await,
+        }
+    }
+
+    async fn containers(
+        &self,
+        side: Side,
+        entity: &str,
+    ) -> Result<Vec<super::source::Container>, SourceError> {
+        match side {
+            Side::A => self.a.containers(entity).await,
+            Side::B => self.b.containers(entity).await,
+        }
+    }
+
+    async fn pull(&self, side: Side, req: PullRequest) -> Result<super::source::Page, SourceError> {
+        match side {
+            Side::A => self.a.pull(req).await,
+            Side::B => self.b.pull(req).await,
+        }
+    }
+
+    async fn find(
+        &self,
+        side: Side,
+        entity: &str,
+        lookup: Lookup,
+    ) -> Result<Vec<Record>, SourceError> {
+        match side {
+            Side::A => self.a.find(entity, lookup).await,
+            Side::B => self.b.find(entity, lookup).await,
+        }
+    }
+
+    async fn push(
+        &self,
+        side: Side,
+        entity: &str,
+        writes: Vec<Write>,
+    ) -> Result<Vec<super::source::WriteResult>, SourceError> {
+        match side {
+            Side::A => self.a.push(entity, writes).await,
+            Side::B => self.b.push(entity, writes).await,
+        }
+    }
+
+    /// Runs the sync once.
+    pub async fn run(&self, opts: RunOptions) -> Result<RunReport, EngineError> {
+        self.policy.validate()?;
+        let sync = self.sync().to_string();
+        match self.store.status(&sync)? {
+            SyncStatus::Paused => return Ok(RunReport::new(&sync, RunOutcome::Paused)),
+            SyncStatus::Halted { reason } if !opts.force && !opts.dry_run => {
+                return Ok(RunReport::new(&sync, RunOutcome::Halted(reason)));
+            }
+            _ => {}
+        }
+        if !opts.dry_run {
+            self.recover(&opts).await?;
+        }
+        let mut obs = self.observe(&opts).await?;
+        self.hook(Point::Observed)?;
+        let mut plan = plan(self.policy, &obs.baseline, &obs.inputs);
+        if !plan.fetch.is_empty() {
+            self.fetch(&mut obs, &plan.fetch).await?;
+            plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
+        }
+        if opts.dry_run {
+            let mut report = RunReport::new(&sync, RunOutcome::DryRun);
+            report.plan = plan;
+            return Ok(report);
+        }
+        let forced = opts.force && plan.halted.is_some();
+        if forced {
+            // The operator reviewed the dry run: plan again without breakers.
+            let mut p = self.policy.clone();
+            p.breaker.side_empty = false;
+            p.breaker.max_deletes = None;
+            p.breaker.max_overwrites = None;
+            p.breaker.min_linked = usize::MAX;
+            plan = super::plan::plan(&p, &obs.baseline, &obs.inputs);
+        }
+        let mut exec = self.record(&plan, &obs, &opts)?;
+        self.hook(Point::Recorded)?;
+        self.execute(&plan, &obs, &mut exec, &opts).await?;
+        self.hook(Point::BeforeCursors)?;
+        let outcome = self.finish(&plan, &obs, &mut exec, &opts)?;
+        Ok(RunReport {
+            sync,
+            run: Some(exec.run.id),
+            outcome,
+            plan,
+            counters: exec.run.counters,
+            failures: exec.failures,
+        })
+    }
+
+    // ----- 1. recovery -----
+
+    /// Resolves ops an interrupted run left `planned` or `sent`.
+    async fn recover(&self, opts: &RunOptions) -> Result<(), EngineError> {
+        let sync = self.sync();
+        let stale: Vec<OutboxEntry> = self
+            .store
+            .outbox(sync)?
+            .into_iter()
+            .filter(|e| match e.status {
+                OpStatus::Planned | OpStatus::Sent => true,
+                // A failed create may have reached the app (a lost response).
+                OpStatus::Failed => matches!(e.op.kind, OpKind::Create { .. }),
+                OpStatus::Acked | OpStatus::Parked => false,
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for e in stale {
+            let op = &e.op;
+            let mut found: Option<Record> = None;
+            if let (OpStatus::Sent | OpStatus::Failed, OpKind::Create { marker, .. }) =
+                (e.status, &op.kind)
+            {
+                let err = self.source_err(op.side, "find");
+                let by_marker = self
+                    .find(op.side, &op.entity_name, Lookup::Marker(marker.clone()))
+                    .await
+                    .map_err(&err)?;
+                found = match by_marker.len() {
+                    1 => by_marker.into_iter().next(),
+                    _ => None,
+                };
+                if found.is_none()
+                    && let Some(link) = self.store.link(sync, &op.link)?
+                    && let Some(email) = &link.match_key
+                {
+                    let hits = self
+                        .find(op.side, &op.entity_name, Lookup::Email(email.clone()))
+                        .await
+                        .map_err(&err)?;
+                    let names = self.entity_names(op.entity);
+                    let linked = self.store.links_for(
+                        sync,
+                        hits.iter()
+                            .map(|r| (op.side, names.get(op.side).as_str(), r.id.as_str())),
+                    )?;
+                    if hits.len() == 1 && linked.is_empty() {
+                        found = hits.into_iter().next();
+                    }
+                }
+            }
+            let mapping = match &found {
+                Some(_) => Some(self.mapping_for(op.entity).await?),
+                None => None,
+            };
+            self.store.write(sync, |t| {
+                match (&found, &mapping) {
+                    (Some(r), Some(m)) => {
+                        if let Some(mut link) = t.link(&op.link)? {
+                            apply_ack(&mut link, op, Some(r), m, op.joint.is_empty());
+                            let names = self.entity_names(op.entity);
+                            t.put_link(&link, (names.a.as_str(), names.b.as_str()))?;
+                        }
+                        t.put_op(&OutboxEntry {
+                            status: OpStatus::Acked,
+                            error: Some("recovered after an interrupted run".into()),
+                            ..e.clone()
+                        })?;
+                    }
+                    // A failed create not found stays failed: its retry entry
+                    // and back-off still apply; it is re-planned when due.
+                    _ if e.status == OpStatus::Failed => {}
+                    _ => t.remove_op(&op.id)?,
+                }
+                let _ = opts;
+                Ok(())
+            })?;
+        }
+        // Runs that never finished are marked interrupted.
+        let runs = self.store.runs(sync)?;
+        self.store.write(sync, |t| {
+            for mut r in runs.into_iter().filter(|r| r.outcome == "running") {
+                r.outcome = "interrupted".into();
+                r.ended_at = Some(opts.now);
+                t.put_run(&r)?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    fn entity_names(&self, ix: usize) -> SidePair<String> {
+        let p = &self.policy.entities[ix];
+        SidePair::new(p.a.clone(), p.b.clone())
+    }
+
+    async fn mapping_for(&self, ix: usize) -> Result<ResolvedMapping, EngineError> {
+        let names = self.entity_names(ix);
+        let sa = self
+            .schema(Side::A, &names.a)
+            .await
+            .map_err(self.source_err(Side::A, "schema"))?;
+        let sb = self
+            .schema(Side::B, &names.b)
+            .await
+            .map_err(self.source_err(Side::B, "schema"))?;
+        resolve(self.policy, SidePair::new(&names.a, &names.b), &sa, &sb).map_err(|source| {
+            EngineError::Mapping {
+                sync: self.sync().into(),
+                source,
+            }
+        })
+    }
+
+    // ----- 2. observation -----
+
+    async fn observe(&self, opts: &RunOptions) -> Result<Observed2, EngineError> {
+        let sync = self.sync();
+        let mut all_infos: SidePair<Option<Vec<EntityInfo>>> = SidePair::default();
+        let mut out = Observed2 {
+            inputs: Vec::new(),
+            baseline: Baseline::default(),
+            cursors: Vec::new(),
+            infos: Vec::new(),
+            fingerprints: Vec::new(),
+        };
+        for (ix, pair) in self.policy.entities.iter().enumerate() {
+            let mut infos: Vec<EntityInfo> = Vec::new();
+            for side in Side::BOTH {
+                if all_infos.get(side).is_none() {
+                    let list = self
+                        .entities(side)
+                        .await
+                        .map_err(self.source_err(side, "describe"))?;
+                    *all_infos.get_mut(side) = Some(list);
+                }
+                let info = all_infos
+                    .get(side)
+                    .iter()
+                    .flatten()
+                    .find(|i| i.name == pair.name(side))
+                    .cloned();
+                let info = info.ok_or_else(|| EngineError::NoEntity {
+                    sync: sync.into(),
+                    side,
+                    connection: self.names.get(side).clone(),
+                    entity: pair.name(side).into(),
+                })?;
+                infos.push(info);
+            }
+            let infos = SidePair::new(infos[0].clone(), infos[1].clone());
+            let mapping = self.mapping_for(ix).await?;
+            let fingerprint = mapping.fingerprint();
+            let full =
+                opts.full || self.store.mapping(sync, ix)?.as_deref() != Some(fingerprint.as_str());
+            let mut containers: SidePair<Option<String>> = SidePair::default();
+            let mut obs: SidePair<Observation> = SidePair::default();
+            let mut cursors: SidePair<Option<String>> = SidePair::default();
+            for side in Side::BOTH {
+                let container = self.container(side, pair.name(side)).await?;
+                let cursor = if full {
+                    None
+                } else {
+                    self.store.cursor(sync, ix, side)?
+                };
+                let (o, next) = self
+                    .listing(side, ix, infos.get(side), container.clone(), cursor)
+                    .await?;
+                *obs.get_mut(side) = o;
+                *cursors.get_mut(side) = next;
+                *containers.get_mut(side) = container;
+            }
+            out.inputs.push(EntityInput {
+                pair: pair.clone(),
+                mapping,
+                containers,
+                obs,
+            });
+            out.cursors.push(cursors);
+            out.infos.push(infos);
+            out.fingerprints.push(fingerprint);
+        }
+        self.reread_retries(&mut out, opts).await?;
+        let mut links = self.load_links(&out)?;
+        self.lookups(&mut out, &mut links).await?;
+        self.missing(&mut out, &links).await?;
+        out.baseline = Baseline {
+            links,
+            counts: self.store.link_counts(sync)?,
+        };
+        Ok(out)
+    }
+
+    /// The container id of a side's scope.
+    async fn container(&self, side: Side, entity: &str) -> Result<Option<String>, EngineError> {
+        let Scope::Container(want) = self.policy.scope.get(side) else {
+            return Ok(None);
+        };
+        let list = self
+            .containers(side, entity)
+            .await
+            .map_err(self.source_err(side, "containers"))?;
+        let hit = list
+            .iter()
+            .find(|c| c.id == *want)
+            .or_else(|| list.iter().find(|c| c.name == *want));
+        match hit {
+            Some(c) => Ok(Some(c.id.clone())),
+            None => Err(EngineError::NoContainer {
+                sync: self.sync().into(),
+                side,
+                connection: self.names.get(side).clone(),
+                entity: entity.into(),
+                container: want.clone(),
+                available: list
+                    .iter()
+                    .map(|c| format!("`{}`", c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    /// Pulls every page from `cursor` (a full listing when `None`, or when the
+    /// cursor expired). Returns the observation and the checkpoint to save.
+    async fn listing(
+        &self,
+        side: Side,
+        ix: usize,
+        info: &EntityInfo,
+        container: Option<String>,
+        cursor: Option<String>,
+    ) -> Result<(Observation, Option<String>), EngineError> {
+        let mut cursor = cursor;
+        'restart: loop {
+            let full = cursor.is_none();
+            let mut obs = Observation {
+                complete: full,
+                ..Observation::default()
+            };
+            let mut next = cursor.clone();
+            for _ in 0..MAX_PAGES {
+                let req = PullRequest {
+                    entity: info.name.clone(),
+                    container: container.clone(),
+                    cursor: next.clone(),
+                    full,
+                    page_size: info.max_page_size.clamp(1, 1000),
+                };
+                let page = match self.pull(side, req).await {
+                    Ok(p) => p,
+                    Err(SourceError::CursorExpired(_)) if cursor.is_some() => {
+                        tracing::info!(sync = self.sync(), %side, entity = %info.name, "cursor expired: full listing compared with the baseline");
+                        cursor = None;
+                        continue 'restart;
+                    }
+                    Err(e) => return Err(self.source_err(side, "pull")(e)),
+                };
+                obs.deleted.extend(page.deleted);
+                let (records, failed) = self.map_records(side, ix, page.records).await;
+                for r in records {
+                    obs.deleted.remove(&r.id);
+                    obs.listed(r);
+                }
+                obs.failed.extend(failed);
+                next = page.next_cursor.or(next);
+                if !page.more {
+                    return Ok((obs, next));
+                }
+            }
+            return Err(EngineError::Endless {
+                sync: self.sync().into(),
+                side,
+                connection: self.names.get(side).clone(),
+            });
+        }
+    }
+
+    /// Runs the sync's mappers over records read from `side`.
+    async fn map_records(
+        &self,
+        side: Side,
+        ix: usize,
+        records: Vec<Record>,
+    ) -> (Vec<Record>, BTreeMap<String, String>) {
+        let mut failed = BTreeMap::new();
+        if self.policy.mappers.is_empty() || records.is_empty() {
+            return (records, failed);
+        }
+        let ctx = MapContext {
+            sync: self.sync().into(),
+            source: self.names.get(side).clone(),
+            target: self.names.get(side.other()).clone(),
+            entity: self.policy.entities[ix].name(side).into(),
+        };
+        let mut current = records;
+        for name in &self.policy.mappers {
+            let ids: Vec<String> = current.iter().map(|r| r.id.clone()).collect();
+            let mut results = self.mappers.map(name, &ctx, current).await.into_iter();
+            let mut next = Vec::new();
+            for id in ids {
+                match results.next() {
+                    Some(Ok(Some(mut r))) => {
+                        r.id = id;
+                        next.push(r);
+                    }
+                    Some(Ok(None)) => {
+                        failed.insert(id, format!("dropped by mapper `{name}`"));
+                    }
+                    Some(Err(e)) => {
+                        failed.insert(id, format!("mapper `{name}` failed: {e}"));
+                    }
+                    None => {
+                        failed.insert(id, format!("mapper `{name}` returned no result"));
+                    }
+                }
+            }
+            current = next;
+        }
+        (current, failed)
+    }
+
+    /// Re-reads records whose writes failed earlier (the retry index), so that
+    /// they are planned again although the cursor moved past them.
+    async fn reread_retries(
+        &self,
+        out: &mut Observed2,
+        opts: &RunOptions,
+    ) -> Result<(), EngineError> {
+        let due: Vec<RetryEntry> = self
+            .store
+            .retries(self.sync())?
+            .into_iter()
+            .filter(|r| r.next_attempt_at <= opts.now)
+            .collect();
+        let mut by: BTreeMap<(usize, Side), Vec<String>> = BTreeMap::new();
+        for r in due {
+            if r.entity < out.inputs.len()
+                && !out.inputs[r.entity]
+                    .obs
+                    .get(r.side)
+                    .records
+                    .contains_key(&r.id)
+            {
+                by.entry((r.entity, r.side)).or_default().push(r.id);
+            }
+        }
+        for ((ix, side), ids) in by {
+            let entity = self.policy.entities[ix].name(side).to_string();
+            for chunk in ids.chunks(IDS_PER_FIND) {
+                let found = self
+                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
+                    .await
+                    .map_err(self.source_err(side, "find"))?;
+                let (records, failed) = self.map_records(side, ix, found).await;
+                let obs = out.inputs[ix].obs.get_mut(side);
+                let seen: BTreeSet<String> = records
+                    .iter()
+                    .map(|r| r.id.clone())
+                    .chain(failed.keys().cloned())
+                    .collect();
+                for r in records {
+                    obs.listed(r);
+                }
+                obs.failed.extend(failed);
+                for id in chunk.iter().filter(|id| !seen.contains(*id)) {
+                    obs.deleted.insert(id.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads linked records the planner asked for (fields without a base).
+    async fn fetch(
+        &self,
+        out: &mut Observed2,
+        wanted: &[(usize, Side, String)],
+    ) -> Result<(), EngineError> {
+        let mut by: BTreeMap<(usize, Side), Vec<String>> = BTreeMap::new();
+        for (ix, side, id) in wanted {
+            by.entry((*ix, *side)).or_default().push(id.clone());
+        }
+        for ((ix, side), ids) in by {
+            let entity = self.policy.entities[ix].name(side).to_string();
+            for chunk in ids.chunks(IDS_PER_FIND) {
+                let found = self
+                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
+                    .await
+                    .map_err(self.source_err(side, "find"))?;
+                let (records, failed) = self.map_records(side, ix, found).await;
+                let obs = out.inputs[ix].obs.get_mut(side);
+                for r in records {
+                    obs.records.entry(r.id.clone()).or_insert(Observed {
+                        record: r,
+                        in_scope: true,
+                    });
+                }
+                obs.failed.extend(failed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The links touching anything observed (all links when a side was listed in full).
+    fn load_links(&self, out: &Observed2) -> Result<BTreeMap<String, Link>, EngineError> {
+        let sync = self.sync();
+        let any_full = out
+            .inputs
+            .iter()
+            .any(|e| e.obs.a.complete || e.obs.b.complete);
+        let links = if any_full {
+            self.store.links(sync)?
+        } else {
+            let mut keys: Vec<(Side, String, String)> = Vec::new();
+            for e in &out.inputs {
+                for side in Side::BOTH {
+                    let o = e.obs.get(side);
+                    let entity = e.pair.name(side).to_string();
+                    for id in o
+                        .records
+                        .keys()
+                        .chain(o.deleted.iter())
+                        .chain(o.left_scope.iter())
+                        .chain(o.failed.keys())
+                    {
+                        keys.push((side, entity.clone(), id.clone()));
+                    }
+                }
+            }
+            self.store.links_for(
+                sync,
+                keys.iter().map(|(s, e, i)| (*s, e.as_str(), i.as_str())),
+            )?
+        };
+        Ok(links.into_iter().map(|l| (l.key.clone(), l)).collect())
+    }
+
+    /// Looks up, on the other side, the e-mails of unlinked records, when that
+    /// side was not listed in full (§2.5: match before create).
+    async fn lookups(
+        &self,
+        out: &mut Observed2,
+        links: &mut BTreeMap<String, Link>,
+    ) -> Result<(), EngineError> {
+        for ix in 0..out.inputs.len() {
+            for side in Side::BOTH {
+                let other = side.other();
+                if out.inputs[ix].obs.get(other).complete || !self.policy.flows(side) {
+                    continue;
+                }
+                let linked: BTreeSet<&str> = links.values().filter_map(|l| l.id(side)).collect();
+                let e = &out.inputs[ix];
+                let emails: BTreeSet<String> = e
+                    .obs
+                    .get(side)
+                    .records
+                    .values()
+                    .filter(|o| o.in_scope && !linked.contains(o.record.id.as_str()))
+                    .filter_map(|o| e.mapping.match_key(side, &o.record))
+                    .collect();
+                // A linked record deleted on `other`: a record with the same
+                // e-mail there may replace it (re-pointed, not re-created).
+                let email_key = e.mapping.email_pair().key.clone();
+                let replaced: Vec<String> = links
+                    .values()
+                    .filter(|l| {
+                        l.entity == ix
+                            && l.id(other)
+                                .is_some_and(|id| e.obs.get(other).deleted.contains(id))
+                    })
+                    .filter_map(|l| match l.fields.get(&email_key).map(|f| &f.value) {
+                        Some(super::model::Value::Text(m)) => Some(m.clone()),
+                        _ => l.match_key.clone(),
+                    })
+                    .collect();
+                let emails: BTreeSet<String> = emails.into_iter().chain(replaced).collect();
+                let entity = e.pair.name(other).to_string();
+                let other_all = *self.policy.scope.get(other) == Scope::All;
+                for email in emails {
+                    if out.inputs[ix].obs.get(other).searched.contains(&email) {
+                        continue;
+                    }
+                    let found = self
+                        .find(other, &entity, Lookup::Email(normalise_email(&email)))
+                        .await
+                        .map_err(self.source_err(other, "find"))?;
+                    let (records, failed) = self.map_records(other, ix, found).await;
+                    let more = self.store.links_for(
+                        self.sync(),
+                        records
+                            .iter()
+                            .map(|r| (other, entity.as_str(), r.id.as_str())),
+                    )?;
+                    for l in more {
+                        links.entry(l.key.clone()).or_insert(l);
+                    }
+                    let obs = out.inputs[ix].obs.get_mut(other);
+                    for r in records {
+                        obs.records.entry(r.id.clone()).or_insert(Observed {
+                            record: r,
+                            in_scope: other_all,
+                        });
+                    }
+                    obs.failed.extend(failed);
+                    obs.searched.insert(email);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Linked records missing from a complete listing: deleted, or out of scope?
+    async fn missing(
+        &self,
+        out: &mut Observed2,
+        links: &BTreeMap<String, Link>,
+    ) -> Result<(), EngineError> {
+        for ix in 0..out.inputs.len() {
+            for side in Side::BOTH {
+                let obs = out.inputs[ix].obs.get(side);
+                if !obs.complete {
+                    continue;
+                }
+                let ids: Vec<String> = links
+                    .values()
+                    .filter(|l| {
+                        l.entity == ix && !matches!(l.state, LinkState::Removed(s) if s == side)
+                    })
+                    .filter_map(|l| l.id(side))
+                    .filter(|id| {
+                        !obs.records.contains_key(*id)
+                            && !obs.deleted.contains(*id)
+                            && !obs.failed.contains_key(*id)
+                    })
+                    .map(str::to_string)
+                    .collect();
+                let entity = self.policy.entities[ix].name(side).to_string();
+                let scoped = *self.policy.scope.get(side) != Scope::All;
+                for chunk in ids.chunks(IDS_PER_FIND) {
+                    let found = self
+                        .find(side, &entity, Lookup::Ids(chunk.to_vec()))
+                        .await
+                        .map_err(self.source_err(side, "find"))?;
+                    let present: BTreeMap<String, Record> =
+                        found.into_iter().map(|r| (r.id.clone(), r)).collect();
+                    let obs = out.inputs[ix].obs.get_mut(side);
+                    for id in chunk {
+                        match present.get(id) {
+                            Some(_) if scoped => {
+                                obs.left_scope.insert(id.clone());
+                            }
+                            Some(r) => obs.listed(r.clone()),
+                            None => {
+                                obs.deleted.insert(id.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- 4. recording -----
+
+    fn record(&self, plan: &Plan, obs: &Observed2, opts: &RunOptions) -> Result<Exec, EngineError> {
+        let sync = self.sync();
+        let retries: BTreeMap<(usize, Side, String), RetryEntry> = self
+            .store
+            .retries(sync)?
+            .into_iter()
+            .map(|r| ((r.entity, r.side, r.id.clone()), r))
+            .collect();
+        let kind = if obs
+            .inputs
+            .iter()
+            .any(|e| e.obs.a.complete || e.obs.b.complete)
+        {
+            "full"
+        } else {
+            "incremental"
+        };
+        let exec = self.store.write(sync, |t| {
+            t.purge_acked()?;
+            for old in self
+                .store
+                .outbox(sync)?
+                .into_iter()
+                .filter(|e| e.status == OpStatus::Failed)
+            {
+                t.remove_op(&old.op.id)?;
+            }
+            let run = t.begin_run(kind, opts.now)?;
+            let mut exec = Exec {
+                run,
+                seq: 0,
+                joint: BTreeSet::new(),
+                retries,
+                failures: Vec::new(),
+            };
+            for (ix, fp) in obs.fingerprints.iter().enumerate() {
+                t.set_mapping(ix, fp)?;
+            }
+            for l in &plan.links {
+                let names = self.entity_names(l.entity);
+                let before = obs.baseline.links.get(&l.key);
+                t.put_link(l, (names.a.as_str(), names.b.as_str()))?;
+                if before.is_none() && l.ids.a.is_some() && l.ids.b.is_some() {
+                    exec.count("both", |c| c.linked += 1);
+                    let records = vec![
+                        format!("a:{}", l.ids.a.as_deref().unwrap_or("")),
+                        format!("b:{}", l.ids.b.as_deref().unwrap_or("")),
+                    ];
+                    exec.event(
+                        t,
+                        "both",
+                        "linked",
+                        &names.a,
+                        records,
+                        Some(&l.key),
+                        format!("matched by e-mail {}", l.match_key.as_deref().unwrap_or("")),
+                    )?;
+                }
+                if let LinkState::Deleted(s) = l.state
+                    && before.map(|b| b.state) != Some(l.state)
+                    && let Some(id) = before.and_then(|b| b.id(s))
+                {
+                    t.put_tombstone(
+                        l.entity,
+                        s,
+                        id,
+                        &Tombstone {
+                            link: l.key.clone(),
+                            detected_at: opts.now,
+                            decision: "kept counterpart".into(),
+                        },
+                    )?;
+                }
+            }
+            for k in &plan.unlink {
+                if let Some(l) = obs.baseline.links.get(k) {
+                    let names = self.entity_names(l.entity);
+                    t.remove_link(k, (names.a.as_str(), names.b.as_str()))?;
+                    for s in Side::BOTH {
+                        if let Some(id) = l.id(s) {
+                            t.put_tombstone(
+                                l.entity,
+                                s,
+                                id,
+                                &Tombstone {
+                                    link: k.clone(),
+                                    detected_at: opts.now,
+                                    decision: "unlinked: deleted on both sides".into(),
+                                },
+                            )?;
+                        }
+                    }
+                }
+            }
+            for s in &plan.skips {
+                let entity = self.policy.entities[s.entity].name(s.side).to_string();
+                exec.count(direction_to(s.side.other()), |c| c.skipped += 1);
+                exec.event(
+                    t,
+                    direction_to(s.side.other()),
+                    "skipped",
+                    &entity,
+                    vec![format!("{}:{}", s.side.as_str(), s.id)],
+                    None,
+                    s.reason.clone(),
+                )?;
+            }
+            for c in &plan.conflicts {
+                exec.count("both", |x| x.conflicts += 1);
+                let reason = format!("{}: A {} / B {}: {}", c.field, c.a, c.b, c.decision);
+                exec.event(
+                    t,
+                    "both",
+                    "conflict",
+                    &self.policy.entities[c.entity].a,
+                    vec![],
+                    Some(&c.link),
+                    reason,
+                )?;
+            }
+            for a in &plan.ambiguous {
+                let records =
+                    a.a.iter()
+                        .map(|i| format!("a:{i}"))
+                        .chain(a.b.iter().map(|i| format!("b:{i}")))
+                        .collect();
+                exec.event(
+                    t,
+                    "both",
+                    "ambiguous",
+                    &self.policy.entities[a.entity].a,
+                    records,
+                    None,
+                    format!("{}: {}", a.email, a.reason),
+                )?;
+            }
+            for n in &plan.notes {
+                exec.event(
+                    t,
+                    "both",
+                    "note",
+                    &self.policy.entities[n.entity].a,
+                    vec![],
+                    Some(&n.link),
+                    n.text.clone(),
+                )?;
+            }
+            if let Some(h) = &plan.halted {
+                exec.event(t, "both", "halted", "", vec![], None, h.message.clone())?;
+            }
+            for op in &plan.ops {
+                let waiting = self.backoff(&exec.retries, op, plan, opts.now);
+                if let Some(until) = waiting {
+                    exec.count(direction_to(op.side), |c| c.skipped += 1);
+                    exec.event(
+                        t,
+                        direction_to(op.side),
+                        "skipped",
+                        &op.entity_name,
+                        vec![],
+                        Some(&op.link),
+                        format!("{}: waiting to retry (not before {until})", op.reason),
+                    )?;
+                    continue;
+                }
+                let attempts = t.op(&op.id)?.map_or(0, |e| e.attempts);
+                t.put_op(&OutboxEntry {
+                    op: op.clone(),
+                    status: OpStatus::Planned,
+                    attempts,
+                    next_attempt_at: None,
+                    error: None,
+                    run: exec.run.id,
+                })?;
+            }
+            Ok(exec)
+        })?;
+        Ok(exec)
+    }
+
+    /// When an op waits for its back-off to end: the latest retry time of its
+    /// link's records, if in the future.
+    fn backoff(
+        &self,
+        retries: &BTreeMap<(usize, Side, String), RetryEntry>,
+        op: &PlannedOp,
+        plan: &Plan,
+        now: i64,
+    ) -> Option<i64> {
+        let link = plan.links.iter().find(|l| l.key == op.link);
+        let ids: Vec<(Side, String)> = match link {
+            Some(l) => Side::BOTH
+                .into_iter()
+                .filter_map(|s| l.id(s).map(|i| (s, i.to_string())))
+                .collect(),
+            None => op_target_id(op)
+                .map(|i| vec![(op.side, i)])
+                .unwrap_or_default(),
+        };
+        ids.into_iter()
+            .filter_map(|(s, id)| retries.get(&(op.entity, s, id)))
+            .map(|r| r.next_attempt_at)
+            .filter(|t| *t > now)
+            .max()
+    }
+
+    // ----- 5. execution -----
+
+    async fn execute(
+        &self,
+        plan: &Plan,
+        obs: &Observed2,
+        exec: &mut Exec,
+        opts: &RunOptions,
+    ) -> Result<(), EngineError> {
+        let sync = self.sync();
+        let queued: BTreeSet<String> = self
+            .store
+            .outbox(sync)?
+            .into_iter()
+            .filter(|e| e.status == OpStatus::Planned && e.run == exec.run.id)
+            .map(|e| e.op.id)
+            .collect();
+        let ops: Vec<&PlannedOp> = plan.ops.iter().filter(|o| queued.contains(&o.id)).collect();
+        for group in ops.chunk_by(|x, y| x.side == y.side && x.entity == y.entity) {
+            let (side, ix) = (group[0].side, group[0].entity);
+            let size = obs.infos[ix].get(side).max_batch_size.max(1) as usize;
+            for batch in group.chunks(size) {
+                self.batch(batch, obs, exec, opts).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch(
+        &self,
+        batch: &[&PlannedOp],
+        obs: &Observed2,
+        exec: &mut Exec,
+        opts: &RunOptions,
+    ) -> Result<(), EngineError> {
+        let sync = self.sync();
+        let (side, ix) = (batch[0].side, batch[0].entity);
+        let entity = batch[0].entity_name.clone();
+        self.store.write(sync, |t| {
+            for op in batch {
+                if let Some(mut e) = t.op(&op.id)? {
+                    e.status = OpStatus::Sent;
+                    t.put_op(&e)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.hook(Point::BeforeSend)?;
+        let writes: Vec<Write> = batch
+            .iter()
+            .map(|op| Write {
+                reference: op.id.clone(),
+                op: write_op(&op.kind),
+            })
+            .collect();
+        let answer = self.push(side, &entity, writes).await;
+        self.hook(Point::AfterSend)?;
+        let mut outcomes: Vec<Result<Option<Record>, SourceError>> = Vec::new();
+        match answer {
+            Ok(results) => {
+                let mut by_ref: BTreeMap<String, Result<Option<Record>, SourceError>> = results
+                    .into_iter()
+                    .map(|r| (r.reference, r.outcome))
+                    .collect();
+                for op in batch {
+                    outcomes.push(by_ref.remove(&op.id).unwrap_or_else(|| {
+                        Err(SourceError::Transient(
+                            "the connector returned no result for this write".into(),
+                        ))
+                    }));
+                }
+            }
+            Err(e) => outcomes.extend(batch.iter().map(|_| Err(e.clone()))),
+        }
+        let mapping = &obs.inputs[ix].mapping;
+        self.store.write(sync, |t| {
+            for (op, outcome) in batch.iter().zip(outcomes) {
+                self.commit(t, op, outcome, mapping, exec, opts)?;
+            }
+            Ok(())
+        })?;
+        self.hook(Point::Committed)?;
+        Ok(())
+    }
+
+    /// Commits one write's result with its new baseline.
+    fn commit(
+        &self,
+        t: &Txn<'_>,
+        op: &PlannedOp,
+        outcome: Result<Option<Record>, SourceError>,
+        mapping: &ResolvedMapping,
+        exec: &mut Exec,
+        opts: &RunOptions,
+    ) -> Result<(), StateError> {
+        let names = self.entity_names(op.entity);
+        let entities = (names.a.as_str(), names.b.as_str());
+        let dir = direction_to(op.side);
+        let outcome = match outcome {
+            // Deleting or un-listing something already gone is done.
+            Err(SourceError::NotFound(_))
+                if matches!(
+                    op.kind,
+                    OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
+                ) =>
+            {
+                Ok(None)
+            }
+            other => other,
+        };
+        let mut entry = t.op(&op.id)?.unwrap_or(OutboxEntry {
+            op: op.clone(),
+            status: OpStatus::Planned,
+            attempts: 0,
+            next_attempt_at: None,
+            error: None,
+            run: exec.run.id,
+        });
+        let link_ids: Vec<(Side, String)> = t
+            .link(&op.link)?
+            .map(|l| {
+                Side::BOTH
+                    .into_iter()
+                    .filter_map(|s| l.id(s).map(|i| (s, i.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match outcome {
+            Ok(readback) => {
+                if let Some(mut link) = t.link(&op.link)? {
+                    let joint_done = op.joint.is_empty()
+                        || exec.joint.contains(&(op.link.clone(), op.side.other()));
+                    if !op.joint.is_empty() {
+                        exec.joint.insert((op.link.clone(), op.side));
+                    }
+                    if apply_ack(&mut link, op, readback.as_ref(), mapping, joint_done) {
+                        t.put_link(&link, entities)?;
+                    } else {
+                        t.remove_link(&op.link, entities)?;
+                        if let Some(id) = link.id(op.side) {
+                            t.put_tombstone(
+                                op.entity,
+                                op.side,
+                                id,
+                                &Tombstone {
+                                    link: op.link.clone(),
+                                    detected_at: opts.now,
+                                    decision: op.reason.clone(),
+                                },
+                            )?;
+                        }
+                    }
+                }
+                for (s, id) in &link_ids {
+                    t.remove_retry(op.entity, *s, id)?;
+                    exec.retries.remove(&(op.entity, *s, id.clone()));
+                }
+                entry.status = OpStatus::Acked;
+                entry.error = None;
+                t.put_op(&entry)?;
+                let (action, counter): (&str, fn(&mut Counters)) = match (&op.kind, op.effect) {
+                    (OpKind::Create { .. }, _) => ("created", |c| c.created += 1),
+                    (OpKind::Update { .. }, _) => ("updated", |c| c.updated += 1),
+                    (OpKind::Delete { .. }, _) => ("deleted", |c| c.removed += 1),
+                    (OpKind::RemoveFromContainer { .. }, _) => ("removed", |c| c.removed += 1),
+                    (OpKind::AddToContainer { .. }, _) => ("updated", |c| c.updated += 1),
+                };
+                exec.count(dir, counter);
+                let mut records: Vec<String> = link_ids
+                    .iter()
+                    .map(|(s, i)| format!("{}:{i}", s.as_str()))
+                    .collect();
+                if let (LinkEffect::SetId, Some(r)) = (op.effect, &readback) {
+                    records.push(format!("{}:{}", op.side.as_str(), r.id));
+                }
+                exec.event(
+                    t,
+                    dir,
+                    action,
+                    &op.entity_name,
+                    records,
+                    Some(&op.link),
+                    op.reason.clone(),
+                )?;
+            }
+            Err(e) => {
+                let before = link_ids
+                    .iter()
+                    .filter_map(|(s, i)| exec.retries.get(&(op.entity, *s, i.clone())))
+                    .map(|r| r.attempts)
+                    .max()
+                    .unwrap_or(0)
+                    .max(entry.attempts);
+                let attempts = before + 1;
+                let retryable = e.is_retryable() || matches!(e, SourceError::NotFound(_));
+                let message = format!("{e}");
+                entry.attempts = attempts;
+                entry.error = Some(message.clone());
+                let records: Vec<String> = link_ids
+                    .iter()
+                    .map(|(s, i)| format!("{}:{i}", s.as_str()))
+                    .collect();
+                if retryable && attempts < self.policy.retry.max_attempts {
+                    let next = opts.now + self.policy.retry.backoff_seconds(attempts) as i64;
+                    entry.status = OpStatus::Failed;
+                    entry.next_attempt_at = Some(next);
+                    for (s, id) in &link_ids {
+                        let r = RetryEntry {
+                            entity: op.entity,
+                            side: *s,
+                            id: id.clone(),
+                            link: Some(op.link.clone()),
+                            attempts,
+                            next_attempt_at: next,
+                            error: message.clone(),
+                        };
+                        t.put_retry(&r)?;
+                        exec.retries.insert((op.entity, *s, id.clone()), r);
+                    }
+                    exec.count(dir, |c| c.failed += 1);
+                    exec.event(
+                        t,
+                        dir,
+                        "failed",
+                        &op.entity_name,
+                        records,
+                        Some(&op.link),
+                        format!(
+                            "{}: {message} (attempt {attempts}, retried later)",
+                            op.reason
+                        ),
+                    )?;
+                } else {
+                    entry.status = OpStatus::Parked;
+                    entry.next_attempt_at = None;
+                    for (s, id) in &link_ids {
+                        t.remove_retry(op.entity, *s, id)?;
+                        exec.retries.remove(&(op.entity, *s, id.clone()));
+                    }
+                    exec.count(dir, |c| c.parked += 1);
+                    exec.event(t, dir, "parked", &op.entity_name, records, Some(&op.link), format!("{}: {message} (after {attempts} attempt(s); fix the record, it is retried when it changes)", op.reason))?;
+                }
+                exec.failures.push((op.id.clone(), message));
+                t.put_op(&entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- 6. cursors -----
+
+    fn finish(
+        &self,
+        plan: &Plan,
+        obs: &Observed2,
+        exec: &mut Exec,
+        opts: &RunOptions,
+    ) -> Result<RunOutcome, EngineError> {
+        let sync = self.sync();
+        let unsettled = self.store.outbox(sync)?.into_iter().any(|e| {
+            e.run == exec.run.id && matches!(e.status, OpStatus::Planned | OpStatus::Sent)
+        });
+        let outcome = match &plan.halted {
+            Some(h) => RunOutcome::Halted(h.message.clone()),
+            None => RunOutcome::Completed,
+        };
+        self.store.write(sync, |t| {
+            if !unsettled {
+                for (ix, c) in obs.cursors.iter().enumerate() {
+                    for side in Side::BOTH {
+                        if let Some(cur) = c.get(side) {
+                            t.set_cursor(ix, side, Some(cur))?;
+                        }
+                    }
+                }
+            }
+            exec.run.ended_at = Some(opts.now);
+            match &outcome {
+                RunOutcome::Halted(m) => {
+                    exec.run.outcome = "halted".into();
+                    exec.run.message = Some(m.clone());
+                    t.set_status(&SyncStatus::Halted { reason: m.clone() })?;
+                }
+                _ => {
+                    exec.run.outcome = "ok".into();
+                    t.set_status(&SyncStatus::Active)?;
+                }
+            }
+            t.put_run(&exec.run)
+        })?;
+        Ok(outcome)
+    }
+}
+
+fn op_target_id(op: &PlannedOp) -> Option<String> {
+    match &op.kind {
+        OpKind::Create { .. } => None,
+        OpKind::Update { id, .. }
+        | OpKind::Delete { id }
+        | OpKind::AddToContainer { id, .. }
+        | OpKind::RemoveFromContainer { id, .. } => Some(id.clone()),
+    }
+}
+
+/// The connector's form of a planned write.
+fn write_op(kind: &OpKind) -> WriteOp {
+    match kind.clone() {
+        OpKind::Create {
+            fields,
+            marker,
+            containers,
+        } => WriteOp::Create {
+            fields,
+            marker: Some(marker),
+            containers,
+        },
+        OpKind::Update {
+            id,
+            if_version,
+            fields,
+        } => WriteOp::Update {
+            id,
+            if_version,
+            fields,
+        },
+        OpKind::Delete { id } => WriteOp::Delete(id),
+        OpKind::AddToContainer { container, id } => WriteOp::AddToContainer {
+            container,
+            ids: vec![id],
+        },
+        OpKind::RemoveFromContainer { container, id } => WriteOp::RemoveFromContainer {
+            container,
+            ids: vec![id],
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,27 @@
+//! The sync engine: observe -> plan (pure) -> execute, with state in redb.
+//!
+//! - [`model`]: values, records, sides, canonical form and hashing.
+//! - [`source`]: what the engine needs from a connector ([`Source`]) and from
+//!   mapper plugins ([`Mappers`]), mirroring the WIT contract.
+//! - [`mapping`]: field pairs, consent translation.
+//! - [`policy`]: a sync's settings; [`rules`]: IF/THEN rules.
+//! - [`baseline`]: links and field bases; [`plan`]: the pure planner.
+//! - [`state`]: the redb store; [`engine`]: the executor.
+
+pub mod baseline;
+pub mod engine;
+pub mod mapping;
+#[cfg(test)]
+pub mod memory;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod rules;
+pub mod source;
+pub mod state;
+
+pub use engine::{Engine, EngineError, RunOptions, RunOutcome, RunReport};
+pub use plan::{Plan, plan};
+pub use policy::SyncPolicy;
+pub use source::{Mappers, Source};
+pub use state::SyncStore;

@@ -1,0 +1,1740 @@
+//! The pure planner: `(baseline, observations of A and B, policy) -> Plan`.
+//!
+//! No I/O and no clock: the same inputs give the same plan, ops in the same
+//! order with the same ids. The plan is what the executor runs and what a dry
+//! run shows. It implements:
+//! - the field-level decision table (§2.4), per mapped field, against the base;
+//! - the existence table (§2.5): match by e-mail, ambiguity, creates, deletes,
+//!   scope exits, modification beats deletion;
+//! - echo suppression by read-back aliases (§2.8);
+//! - consent only tightens (§2.7): only "opted out" is ever written to an
+//!   existing record;
+//! - the breakers: a side that lists nothing, or too many deletes/overwrites.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::baseline::{Baseline, FieldBase, Link, LinkOrigin, LinkState};
+use super::mapping::{FieldPair, ResolvedMapping};
+use super::model::{CanonKind, Consent, Record, Side, SidePair, Value, digest};
+use super::policy::{EntityPair, OneWayEdits, RemoveAction, SyncPolicy, Winner};
+use super::rules;
+
+/// What the planner reads about one entity pair.
+#[derive(Clone, Debug)]
+pub struct EntityInput {
+    /// The entity names.
+    pub pair: EntityPair,
+    /// The resolved field mapping.
+    pub mapping: ResolvedMapping,
+    /// The container id of each side's scope, if scoped to one.
+    pub containers: SidePair<Option<String>>,
+    /// What was read from each side in this run.
+    pub obs: SidePair<Observation>,
+}
+
+/// What was read from one side in this run (after mappers).
+#[derive(Clone, Debug, Default)]
+pub struct Observation {
+    /// Records read: listed by `pull` (in scope) or found by a lookup.
+    pub records: BTreeMap<String, Observed>,
+    /// Ids the app reported deleted (or that a full listing and a lookup by id
+    /// showed to be gone).
+    pub deleted: BTreeSet<String>,
+    /// Ids that exist but are no longer in the scope (left the list).
+    pub left_scope: BTreeSet<String>,
+    /// The listing was complete: every in-scope record is in `records`.
+    pub complete: bool,
+    /// Normalised e-mails looked up on this side in this run.
+    pub searched: BTreeSet<String>,
+    /// Records that could not be read or mapped: left alone, with the reason.
+    pub failed: BTreeMap<String, String>,
+}
+
+impl Observation {
+    /// Adds a record listed by the side's `pull` (in scope).
+    pub fn listed(&mut self, r: Record) {
+        self.records.insert(
+            r.id.clone(),
+            Observed {
+                record: r,
+                in_scope: true,
+            },
+        );
+    }
+}
+
+/// One record read in this run.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    /// The record.
+    pub record: Record,
+    /// It is known to be in the side's scope (listed by `pull`); false for a
+    /// record found by a lookup, whose list membership is unknown.
+    pub in_scope: bool,
+}
+
+/// The planner's output: the dry-run report and the executor's work list.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Plan {
+    /// Link rows to store before executing: new links, new bases without a
+    /// write, state changes.
+    pub links: Vec<Link>,
+    /// Link keys to drop.
+    pub unlink: Vec<String>,
+    /// Writes, consent first, in a deterministic order.
+    pub ops: Vec<PlannedOp>,
+    /// Records left alone, with the reason.
+    pub skips: Vec<Skip>,
+    /// True conflicts and first-sync disagreements, with the decision.
+    pub conflicts: Vec<ConflictNote>,
+    /// Ambiguous matches, reported and left alone.
+    pub ambiguous: Vec<Ambiguity>,
+    /// Other per-record events (linked, detached, consent not propagated...).
+    pub notes: Vec<Note>,
+    /// The breaker tripped: only consent writes are kept.
+    pub halted: Option<Halt>,
+    /// Ops withheld by the breaker.
+    pub withheld: usize,
+    /// Linked records the planner needs to see to decide a field without a
+    /// base (a new mapping, a field that appeared): (entity, side, id). The
+    /// executor reads them and plans again.
+    pub fetch: Vec<(usize, Side, String)>,
+}
+
+/// One write to one side.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct PlannedOp {
+    /// Deterministic id (idempotency key).
+    pub id: String,
+    /// Entity pair index.
+    pub entity: usize,
+    /// The target side.
+    pub side: Side,
+    /// The target entity name.
+    pub entity_name: String,
+    /// The link it belongs to.
+    pub link: String,
+    /// The write.
+    pub kind: OpKind,
+    /// Why, for humans.
+    pub reason: String,
+    /// It carries a consent change (sent first, never held back by the breaker).
+    pub consent: bool,
+    /// Field bases to commit when acknowledged, by pair key.
+    pub base: BTreeMap<String, FieldBase>,
+    /// Keys also written to the other side: committed once both are acknowledged.
+    pub joint: BTreeSet<String>,
+    /// What an acknowledgement does to the link.
+    pub effect: LinkEffect,
+}
+
+/// A write, in the target app's field names and shapes.
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpKind {
+    /// Create a record.
+    Create {
+        /// Fields to set.
+        fields: Vec<(String, Value)>,
+        /// The engine marker.
+        marker: String,
+        /// Containers to add it to.
+        containers: Vec<String>,
+    },
+    /// Update fields.
+    Update {
+        /// The record.
+        id: String,
+        /// Its version when observed.
+        if_version: Option<String>,
+        /// Fields to set.
+        fields: Vec<(String, Value)>,
+    },
+    /// Delete a record.
+    Delete {
+        /// The record.
+        id: String,
+    },
+    /// Add a record to a container.
+    AddToContainer {
+        /// The container.
+        container: String,
+        /// The record.
+        id: String,
+    },
+    /// Remove a record from a container.
+    RemoveFromContainer {
+        /// The container.
+        container: String,
+        /// The record.
+        id: String,
+    },
+}
+
+impl OpKind {
+    /// `create`, `update`, ...
+    pub fn label(&self) -> &'static str {
+        match self {
+            OpKind::Create { .. } => "create",
+            OpKind::Update { .. } => "update",
+            OpKind::Delete { .. } => "delete",
+            OpKind::AddToContainer { .. } => "add-to-list",
+            OpKind::RemoveFromContainer { .. } => "remove-from-list",
+        }
+    }
+
+    fn order(&self) -> u8 {
+        match self {
+            OpKind::Create { .. } => 0,
+            OpKind::Update { .. } => 1,
+            OpKind::AddToContainer { .. } => 2,
+            OpKind::RemoveFromContainer { .. } => 3,
+            OpKind::Delete { .. } => 4,
+        }
+    }
+}
+
+/// What acknowledging an op does to its link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkEffect {
+    /// Only the field bases.
+    None,
+    /// A create: the read-back id becomes the link's id on the target side.
+    SetId,
+    /// The link is dropped.
+    Drop,
+    /// The link takes this state.
+    State(LinkState),
+}
+
+/// A record left alone.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Skip {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The side of the record.
+    pub side: Side,
+    /// The record's id.
+    pub id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A field both sides disagree on, and what was decided.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConflictNote {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The link.
+    pub link: String,
+    /// The pair key.
+    pub field: String,
+    /// A's value.
+    pub a: Value,
+    /// B's value.
+    pub b: Value,
+    /// The base, `None` on a first sync.
+    pub base: Option<Value>,
+    /// The winning side, if one.
+    pub winner: Option<Side>,
+    /// The decision in words.
+    pub decision: String,
+}
+
+/// Several candidates for one e-mail: reported, never guessed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Ambiguity {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The normalised e-mail.
+    pub email: String,
+    /// Candidates on A.
+    pub a: Vec<String>,
+    /// Candidates on B.
+    pub b: Vec<String>,
+    /// Why it is ambiguous.
+    pub reason: String,
+}
+
+/// A per-record event that is not a write.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Note {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The link.
+    pub link: String,
+    /// What happened.
+    pub text: String,
+}
+
+/// Why the breaker halted the run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Halt {
+    /// `side-empty`, `too-many-deletes` or `too-many-overwrites`.
+    pub reason: String,
+    /// One line for the operator.
+    pub message: String,
+}
+
+/// Per-side counts of a plan, for the dry run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SideSummary {
+    /// Records created on this side.
+    pub create: usize,
+    /// Records updated.
+    pub update: usize,
+    /// Records deleted.
+    pub delete: usize,
+    /// Records added to the list.
+    pub add: usize,
+    /// Records removed from the list.
+    pub remove: usize,
+}
+
+impl Plan {
+    /// Counts per target side.
+    pub fn summary(&self) -> SidePair<SideSummary> {
+        let mut s: SidePair<SideSummary> = SidePair::default();
+        for op in &self.ops {
+            let c = s.get_mut(op.side);
+            match op.kind {
+                OpKind::Create { .. } => c.create += 1,
+                OpKind::Update { .. } => c.update += 1,
+                OpKind::Delete { .. } => c.delete += 1,
+                OpKind::AddToContainer { .. } => c.add += 1,
+                OpKind::RemoveFromContainer { .. } => c.remove += 1,
+            }
+        }
+        s
+    }
+
+    /// Whether the plan writes nothing and changes no state.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && self.links.is_empty() && self.unlink.is_empty()
+    }
+}
+
+/// The engine marker written with a record created for `link`.
+pub fn marker(sync: &str, link: &str) -> String {
+    format!("tandem-{}", digest(&[sync, link]))
+}
+
+/// Plans one run. Pure and deterministic.
+pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) -> Plan {
+    let mut p = Planner {
+        policy,
+        entities,
+        plan: Plan::default(),
+        claimed: SidePair::default(),
+        creating: SidePair::default(),
+    };
+    for link in baseline.links.values() {
+        let Some(e) = entities.get(link.entity) else {
+            continue;
+        };
+        for side in Side::BOTH {
+            if let Some(id) = link.id(side) {
+                p.claimed
+                    .get_mut(side)
+                    .insert((e.pair.name(side).to_string(), id.to_string()));
+            }
+        }
+    }
+    for (ix, e) in entities.iter().enumerate() {
+        for link in baseline.links.values().filter(|l| l.entity == ix) {
+            p.link(ix, e, link);
+        }
+        p.unlinked(ix, e);
+    }
+    p.finish(baseline)
+}
+
+struct Planner<'a> {
+    policy: &'a SyncPolicy,
+    entities: &'a [EntityInput],
+    plan: Plan,
+    /// (entity name, id) per side already linked, in the baseline or by this plan.
+    claimed: SidePair<BTreeSet<(String, String)>>,
+    /// (entity name, e-mail) per side of the records this plan creates.
+    creating: SidePair<BTreeSet<(String, String)>>,
+}
+
+/// Where one side of a link stands in this run.
+enum SideState<'a> {
+    /// Read in this run.
+    Present(&'a Observed),
+    /// Not read: unchanged since the cursor.
+    Unseen,
+    /// Deleted.
+    Gone,
+    /// Left the scope.
+    Out,
+    /// Could not be read or mapped.
+    Failed(&'a str),
+    /// Its create is pending.
+    Pending,
+}
+
+/// What the field table decided for one field.
+#[derive(Default)]
+struct FieldDecision {
+    /// Canonical values to write per side.
+    write: SidePair<Option<Value>>,
+    /// The new base (committed with the writes, or stored at once without).
+    base: Option<FieldBase>,
+    /// A conflict to report: winner and decision.
+    conflict: Option<(Option<Side>, String)>,
+    /// A note.
+    note: Option<String>,
+    /// Why a write happens (for the op's reason).
+    why: &'static str,
+}
+
+/// Writes accumulated for one link and side.
+#[derive(Default)]
+struct Pending {
+    fields: Vec<(String, Value)>,
+    base: BTreeMap<String, FieldBase>,
+    joint: BTreeSet<String>,
+    why: Vec<String>,
+    consent: bool,
+}
+
+impl Pending {
+    fn set(&mut self, name: &str, v: Value) {
+        self.fields.retain(|(n, _)| n != name);
+        self.fields.push((name.to_string(), v));
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn side_state<'o>(&self, e: &'o EntityInput, link: &Link, side: Side) -> SideState<'o> {
+        let Some(id) = link.id(side) else {
+            return SideState::Pending;
+        };
+        let obs = e.obs.get(side);
+        if let Some(reason) = obs.failed.get(id) {
+            SideState::Failed(reason)
+        } else if let Some(o) = obs.records.get(id) {
+            SideState::Present(o)
+        } else if obs.deleted.contains(id) {
+            SideState::Gone
+        } else if obs.left_scope.contains(id) {
+            SideState::Out
+        } else {
+            SideState::Unseen
+        }
+    }
+
+    // ----- links (§2.5, rows with a link) -----
+
+    fn link(&mut self, ix: usize, e: &EntityInput, link: &Link) {
+        let sa = self.side_state(e, link, Side::A);
+        let sb = self.side_state(e, link, Side::B);
+        match link.state {
+            LinkState::Linked => self.linked(ix, e, link.clone(), sa, sb),
+            LinkState::Detached(s) => {
+                let st = if s == Side::A { &sa } else { &sb };
+                if matches!(st, SideState::Present(o) if o.in_scope) {
+                    let mut l = link.clone();
+                    l.state = LinkState::Linked;
+                    self.note(
+                        ix,
+                        &l.key,
+                        format!("back in side {s}'s scope: syncing again"),
+                    );
+                    self.linked(ix, e, l, sa, sb);
+                }
+            }
+            LinkState::Deleted(s) => {
+                let (st, other) = if s == Side::A { (&sa, &sb) } else { (&sb, &sa) };
+                if let SideState::Gone = other {
+                    self.note(ix, &link.key, "deleted on both sides: link dropped".into());
+                    self.plan.unlink.push(link.key.clone());
+                } else if let SideState::Present(_) = st {
+                    let mut l = link.clone();
+                    l.state = LinkState::Linked;
+                    self.note(
+                        ix,
+                        &l.key,
+                        format!("record on side {s} is back: syncing again"),
+                    );
+                    self.linked(ix, e, l, sa, sb);
+                } else if let SideState::Present(o) = other
+                    && self.changed_since_base(e, link, s.other(), &o.record)
+                {
+                    self.recreate(
+                        ix,
+                        e,
+                        link,
+                        s,
+                        o,
+                        "modified after its counterpart was deleted",
+                    );
+                }
+            }
+            LinkState::Removed(_) => {}
+        }
+    }
+
+    fn linked(&mut self, ix: usize, e: &EntityInput, link: Link, sa: SideState, sb: SideState) {
+        use SideState::*;
+        match (&sa, &sb) {
+            (Failed(r), _) | (_, Failed(r)) => {
+                let side = if matches!(sa, Failed(_)) {
+                    Side::A
+                } else {
+                    Side::B
+                };
+                let id = link.id(side).unwrap_or_default().to_string();
+                self.skip(ix, side, &id, format!("could not be read: {r}"));
+            }
+            (Gone, Gone) => {
+                self.note(ix, &link.key, "deleted on both sides: link dropped".into());
+                self.plan.unlink.push(link.key.clone());
+            }
+            (Gone, _) => self.deleted(ix, e, link, Side::A, &sb),
+            (_, Gone) => self.deleted(ix, e, link, Side::B, &sa),
+            (Out, _) | (_, Out) => {
+                let side = if matches!(sa, Out) { Side::A } else { Side::B };
+                let mut l = link;
+                l.state = LinkState::Detached(side);
+                self.note(
+                    ix,
+                    &l.key,
+                    format!("left side {side}'s scope: no longer synced"),
+                );
+                self.plan.links.push(l);
+            }
+            (Pending, Present(o)) => self.create(ix, e, &link, Side::A, o, "pending create"),
+            (Present(o), Pending) => self.create(ix, e, &link, Side::B, o, "pending create"),
+            (Pending, _) | (_, Pending) | (Unseen, Unseen) => {}
+            _ => {
+                let ra = if let Present(o) = &sa { Some(*o) } else { None };
+                let rb = if let Present(o) = &sb { Some(*o) } else { None };
+                self.merge(ix, e, link, SidePair::new(ra, rb), false);
+            }
+        }
+    }
+
+    /// A linked record was deleted on side `gone`; `survivor` is the other side.
+    fn deleted(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: Link,
+        gone: Side,
+        survivor: &SideState,
+    ) {
+        let keep = gone.other();
+        let src = if let SideState::Present(o) = survivor {
+            Some(*o)
+        } else {
+            None
+        };
+        if self.repoint(ix, e, &link, gone, src) {
+            return;
+        }
+        let modified = match survivor {
+            SideState::Present(o) => self.changed_since_base(e, &link, keep, &o.record),
+            _ => false,
+        };
+        if modified && let SideState::Present(o) = survivor {
+            if self.policy.flows(keep) && self.may_create(ix, e, gone) {
+                self.recreate(ix, e, &link, gone, o, "modification beats deletion");
+                return;
+            }
+            let mut l = link;
+            l.state = LinkState::Deleted(gone);
+            self.note(ix, &l.key, format!("deleted on side {gone}; its counterpart was modified since the last sync and is kept"));
+            self.plan.links.push(l);
+            return;
+        }
+        let action = if self.policy.flows(gone) {
+            *self.policy.deletes.on_delete.get(gone)
+        } else {
+            RemoveAction::Keep
+        };
+        let target_id = link.id(keep).map(str::to_string);
+        let container = e.containers.get(keep).clone();
+        // With a delete or removal to make, the link changes only when it is
+        // acknowledged: a crash before that re-plans it from the same tombstone.
+        let mut l = link;
+        match (action, target_id, container) {
+            (RemoveAction::Delete, Some(id), _) => {
+                let reason = format!("deleted on side {gone} (deletes.on-delete = delete)");
+                self.push_op(
+                    ix,
+                    e,
+                    &l,
+                    keep,
+                    OpKind::Delete { id },
+                    reason,
+                    Pending::default(),
+                    LinkEffect::Drop,
+                );
+            }
+            (RemoveAction::RemoveFromContainer, Some(id), Some(container)) => {
+                let reason =
+                    format!("deleted on side {gone} (deletes.on-delete = remove-from-list)");
+                let kind = OpKind::RemoveFromContainer { container, id };
+                self.push_op(
+                    ix,
+                    e,
+                    &l,
+                    keep,
+                    kind,
+                    reason,
+                    Pending::default(),
+                    LinkEffect::Drop,
+                );
+            }
+            _ => {
+                let why = if self.policy.flows(gone) {
+                    "counterpart kept (deletes.on-delete = keep)"
+                } else {
+                    "one-way sync: deletions on this side do not flow"
+                };
+                l.state = LinkState::Deleted(gone);
+                self.note(ix, &l.key, format!("deleted on side {gone}; {why}"));
+                self.plan.links.push(l);
+            }
+        }
+    }
+
+    /// Creates the record of side `on` again from the other side's record.
+    fn recreate(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: &Link,
+        on: Side,
+        src: &Observed,
+        why: &str,
+    ) {
+        if self.repoint(ix, e, link, on, Some(src))
+            || !(self.policy.flows(on.other()) && self.may_create(ix, e, on))
+        {
+            return;
+        }
+        let email = e.mapping.match_key(on.other(), &src.record);
+        if email.as_ref().is_some_and(|m| {
+            self.creating
+                .get(on)
+                .contains(&(e.pair.name(on).to_string(), m.clone()))
+        }) {
+            self.skip(
+                ix,
+                on.other(),
+                &src.record.id,
+                format!("a record with this e-mail is already being created on side {on}"),
+            );
+            return;
+        }
+        let obs = e.obs.get(on);
+        if !obs.complete && !email.as_ref().is_some_and(|m| obs.searched.contains(m)) {
+            self.skip(
+                ix,
+                on.other(),
+                &src.record.id,
+                format!("not yet looked up on side {on}: not re-created"),
+            );
+            return;
+        }
+        let mut l = link.clone();
+        *l.ids.get_mut(on) = None;
+        l.state = LinkState::Linked;
+        l.fields.clear();
+        *l.versions.get_mut(on) = None;
+        self.note(ix, &l.key, format!("re-creating on side {on}: {why}"));
+        self.plan.links.push(l.clone());
+        self.create(ix, e, &l, on, src, why);
+    }
+
+    /// The record of side `gone` was deleted, but an unclaimed record with the
+    /// same e-mail exists there (a merge, or a re-entry): re-point the link to
+    /// it instead of deleting or re-creating (§2.6). Returns whether it did.
+    fn repoint(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: &Link,
+        gone: Side,
+        src: Option<&Observed>,
+    ) -> bool {
+        let keep = gone.other();
+        let email = src
+            .and_then(|o| e.mapping.match_key(keep, &o.record))
+            .or_else(|| {
+                match link
+                    .fields
+                    .get(&e.mapping.email_pair().key)
+                    .map(|f| &f.value)
+                {
+                    Some(Value::Text(s)) => Some(s.clone()),
+                    _ => link.match_key.clone(),
+                }
+            });
+        let Some(email) = email else { return false };
+        let entity = e.pair.name(gone).to_string();
+        let candidates: Vec<&Observed> = e
+            .obs
+            .get(gone)
+            .records
+            .values()
+            .filter(|o| {
+                !self
+                    .claimed
+                    .get(gone)
+                    .contains(&(entity.clone(), o.record.id.clone()))
+            })
+            .filter(|o| e.mapping.match_key(gone, &o.record).as_deref() == Some(email.as_str()))
+            .collect();
+        match candidates.as_slice() {
+            [] => false,
+            [one] => {
+                let mut l = link.clone();
+                *l.ids.get_mut(gone) = Some(one.record.id.clone());
+                l.state = LinkState::Linked;
+                l.fields.clear();
+                *l.versions.get_mut(gone) = None;
+                self.claim(e, gone, &one.record.id);
+                self.note(ix, &l.key, format!("side {gone} record was replaced by {} with the same e-mail: link re-pointed", one.record.id));
+                let obs = match gone {
+                    Side::A => SidePair::new(Some(*one), src),
+                    Side::B => SidePair::new(src, Some(*one)),
+                };
+                if src.is_some() {
+                    self.merge(ix, e, l, obs, true);
+                } else {
+                    self.plan.links.push(l);
+                }
+                true
+            }
+            many => {
+                let ids: Vec<String> = many.iter().map(|o| o.record.id.clone()).collect();
+                let (a, b) = match gone {
+                    Side::A => (
+                        ids,
+                        link.id(Side::B).map(str::to_string).into_iter().collect(),
+                    ),
+                    Side::B => (
+                        link.id(Side::A).map(str::to_string).into_iter().collect(),
+                        ids,
+                    ),
+                };
+                self.plan.ambiguous.push(Ambiguity { entity: ix, email, a, b, reason: format!("the linked record on side {gone} is gone and several records there share its e-mail") });
+                false
+            }
+        }
+    }
+
+    fn changed_since_base(&self, e: &EntityInput, link: &Link, side: Side, r: &Record) -> bool {
+        e.mapping
+            .pairs
+            .iter()
+            .any(|p| match (link.fields.get(&p.key), p.read(side, r)) {
+                (Some(fb), Some(v)) => !fb.matches(side, &v),
+                _ => false,
+            })
+    }
+
+    // ----- field merge (§2.4) -----
+
+    fn merge(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        mut link: Link,
+        obs: SidePair<Option<&Observed>>,
+        new_link: bool,
+    ) {
+        let recs = SidePair::new(obs.a.map(|o| &o.record), obs.b.map(|o| &o.record));
+        let mut pending: SidePair<Pending> = SidePair::default();
+        let mut stored = false;
+        let mut opted_out_now: Option<Side> = None;
+        for pair in &e.mapping.pairs {
+            let vals = SidePair::new(
+                recs.a.and_then(|r| pair.read(Side::A, r)),
+                recs.b.and_then(|r| pair.read(Side::B, r)),
+            );
+            let fb = link.fields.get(&pair.key);
+            if fb.is_none() {
+                for side in Side::BOTH {
+                    let unseen = recs.get(side).is_none()
+                        && vals
+                            .get(side.other())
+                            .as_ref()
+                            .is_some_and(|v| !v.is_empty());
+                    if let (true, Some(id)) = (unseen, link.id(side)) {
+                        self.plan.fetch.push((ix, side, id.to_string()));
+                    }
+                }
+            }
+            if pair.is_consent()
+                && let Some(fb) = fb
+            {
+                for side in Side::BOTH {
+                    let v = vals.get(side).as_ref();
+                    if v.is_some_and(|v| {
+                        !fb.matches(side, v) && Consent::of(v) == Some(Consent::OptedOut)
+                    }) {
+                        opted_out_now = Some(side);
+                    }
+                }
+            }
+            let d = self.decide(pair, fb, vals.clone(), recs);
+            if let Some((winner, decision)) = d.conflict {
+                self.plan.conflicts.push(ConflictNote {
+                    entity: ix,
+                    link: link.key.clone(),
+                    field: pair.key.clone(),
+                    a: vals.a.clone().unwrap_or_default(),
+                    b: vals.b.clone().unwrap_or_default(),
+                    base: fb.map(|f| f.value.clone()),
+                    winner,
+                    decision,
+                });
+            }
+            if let Some(n) = d.note {
+                self.note(ix, &link.key, format!("{}: {n}", pair.key));
+            }
+            let writes: Vec<Side> = Side::BOTH
+                .into_iter()
+                .filter(|s| d.write.get(*s).is_some())
+                .collect();
+            match (writes.is_empty(), d.base) {
+                (true, Some(b)) if link.fields.get(&pair.key) != Some(&b) => {
+                    link.fields.insert(pair.key.clone(), b);
+                    stored = true;
+                }
+                (false, Some(b)) => {
+                    for side in &writes {
+                        let v = d.write.get(*side).clone().unwrap_or_default();
+                        let p = pending.get_mut(*side);
+                        p.set(&pair.def(*side).name, pair.from_canonical(*side, &v));
+                        p.base.insert(pair.key.clone(), b.clone());
+                        p.why.push(format!("{} ({})", pair.def(*side).name, d.why));
+                        p.consent |= pair.is_consent();
+                        if writes.len() == 2 {
+                            p.joint.insert(pair.key.clone());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Rules: records flowing from S to T.
+        let mut skipped: SidePair<bool> = SidePair::default();
+        for from in Side::BOTH {
+            let to = from.other();
+            let Some(src) = recs.get(from) else { continue };
+            if !self.policy.flows(from) || self.policy.rules.is_empty() || link.id(to).is_none() {
+                continue;
+            }
+            let out = rules::evaluate(&self.policy.rules, from, src, &e.mapping, false);
+            for n in &out.notes {
+                self.note(ix, &link.key, n.clone());
+            }
+            if let Some(rule) = out.skip {
+                *skipped.get_mut(to) = true;
+                *pending.get_mut(to) = Pending::default();
+                let id = src.id.clone();
+                self.skip(
+                    ix,
+                    from,
+                    &id,
+                    format!("rule `{rule}`: not synced to side {to}"),
+                );
+                continue;
+            }
+            for (name, v) in out.writes {
+                let current = recs.get(to).and_then(|r| r.fields.get(&name));
+                if current == Some(&v)
+                    || current.is_some_and(|c| same_consent(&e.mapping, to, &name, c, &v))
+                {
+                    continue;
+                }
+                let p = pending.get_mut(to);
+                if let Some(pair) = e.mapping.pairs.iter().find(|p| p.def(to).name == name) {
+                    let canon = pair.to_canonical(to, &v);
+                    if pair.is_consent() && Consent::of(&canon) != Some(Consent::OptedOut) {
+                        continue;
+                    }
+                    let b = p.base.remove(&pair.key).unwrap_or_else(|| {
+                        link.fields
+                            .get(&pair.key)
+                            .cloned()
+                            .unwrap_or_else(|| FieldBase::new(canon.clone()))
+                    });
+                    p.base.insert(
+                        pair.key.clone(),
+                        FieldBase {
+                            value: canon.clone(),
+                            hash: canon.hash(),
+                            ..b
+                        },
+                    );
+                    p.consent |= pair.is_consent();
+                }
+                p.set(&name, v);
+                p.why.push(format!("{name} (rule)"));
+            }
+        }
+
+        // Opt-out removal: a record that opted out on S leaves T (seed option).
+        let mut effect: SidePair<LinkEffect> = SidePair::both(LinkEffect::None);
+        let mut extra: Vec<(Side, OpKind, String)> = Vec::new();
+        if let Some(s) = opted_out_now {
+            let t = s.other();
+            let action = *self.policy.opt_out.on_opt_out.get(s);
+            if self.policy.flows(s)
+                && !*skipped.get(t)
+                && let Some(id) = link.id(t).map(str::to_string)
+            {
+                let why = format!(
+                    "opted out on side {s} (opt-out.on-opt-out = {})",
+                    match action {
+                        RemoveAction::Delete => "delete",
+                        RemoveAction::RemoveFromContainer => "remove-from-list",
+                        RemoveAction::Keep => "keep",
+                    }
+                );
+                match (action, e.containers.get(t)) {
+                    (RemoveAction::Delete, _) => {
+                        *pending.get_mut(t) = Pending::default();
+                        extra.push((t, OpKind::Delete { id }, why));
+                    }
+                    (RemoveAction::RemoveFromContainer, Some(c)) => {
+                        extra.push((
+                            t,
+                            OpKind::RemoveFromContainer {
+                                container: c.clone(),
+                                id,
+                            },
+                            why,
+                        ));
+                    }
+                    _ => {}
+                }
+                if !extra.is_empty() {
+                    *effect.get_mut(t) = LinkEffect::State(LinkState::Removed(t));
+                }
+            }
+        }
+
+        // Membership of a record matched by lookup (its list membership unknown).
+        if new_link {
+            for t in Side::BOTH {
+                let (Some(o), Some(c)) = (obs.get(t), e.containers.get(t)) else {
+                    continue;
+                };
+                if !o.in_scope && self.policy.flows(t.other()) && !*skipped.get(t) {
+                    let kind = OpKind::AddToContainer {
+                        container: c.clone(),
+                        id: o.record.id.clone(),
+                    };
+                    extra.push((
+                        t,
+                        kind,
+                        "matched by e-mail: added to the synced list".into(),
+                    ));
+                }
+            }
+        }
+
+        for side in Side::BOTH {
+            if let Some(r) = recs.get(side)
+                && link.versions.get(side) != &r.version
+                && pending.get(side).fields.is_empty()
+            {
+                *link.versions.get_mut(side) = r.version.clone();
+                stored = true;
+            }
+        }
+        if stored || new_link {
+            self.plan.links.push(link.clone());
+        }
+        for side in Side::BOTH {
+            let p = std::mem::take(pending.get_mut(side));
+            if p.fields.is_empty() {
+                continue;
+            }
+            let Some(id) = link.id(side).map(str::to_string) else {
+                continue;
+            };
+            let if_version = recs.get(side).and_then(|r| r.version.clone());
+            let reason = format!("update {}", p.why.join(", "));
+            let kind = OpKind::Update {
+                id,
+                if_version,
+                fields: p.fields.clone(),
+            };
+            self.push_op(ix, e, &link, side, kind, reason, p, LinkEffect::None);
+        }
+        for (side, kind, why) in extra {
+            let fx = *effect.get(side);
+            self.push_op(ix, e, &link, side, kind, why, Pending::default(), fx);
+        }
+    }
+
+    /// The field-level decision table (§2.4) for one field.
+    fn decide(
+        &self,
+        pair: &FieldPair,
+        fb: Option<&FieldBase>,
+        vals: SidePair<Option<Value>>,
+        recs: SidePair<Option<&Record>>,
+    ) -> FieldDecision {
+        let Some(fb) = fb else {
+            return self.first_sync(pair, vals, recs);
+        };
+        let changed = |side: Side| {
+            vals.get(side)
+                .as_ref()
+                .is_some_and(|v| !fb.matches(side, v))
+        };
+        match (changed(Side::A), changed(Side::B), vals.a, vals.b) {
+            // Row 1 (and row 10: ABSENT counts as unchanged).
+            (false, false, _, _) => FieldDecision::default(),
+            // Rows 2 and 3 (and 9 when the flow is not allowed).
+            (true, false, Some(a), b) => self.flow(pair, fb, Side::A, a, b),
+            (false, true, a, Some(b)) => self.flow(pair, fb, Side::B, b, a),
+            (true, true, Some(a), Some(b)) if a == b => FieldDecision {
+                // Row 4: false conflict.
+                base: Some(FieldBase::new(a)),
+                ..FieldDecision::default()
+            },
+            // Row 5: true conflict.
+            (true, true, Some(a), Some(b)) => self.conflict(pair, Some(fb), a, b, recs),
+            _ => FieldDecision::default(),
+        }
+    }
+
+    /// Side `s` changed to `v`; the other side did not (its value is `other`, if read).
+    fn flow(
+        &self,
+        pair: &FieldPair,
+        fb: &FieldBase,
+        s: Side,
+        v: Value,
+        other: Option<Value>,
+    ) -> FieldDecision {
+        let t = s.other();
+        if pair.is_consent() && Consent::of(&v) != Some(Consent::OptedOut) {
+            // Consent only tightens: a re-subscribe or a cleared status stays on its side.
+            let note = (Consent::of(&fb.value) == Some(Consent::OptedOut)).then(|| {
+                format!("side {s} loosened consent to {v}; not propagated (consent only tightens)")
+            });
+            return FieldDecision {
+                base: Some(fb.clone().with_alias(s, v)),
+                note,
+                ..FieldDecision::default()
+            };
+        }
+        if *pair.flows.get(s) {
+            let mut d = FieldDecision {
+                base: Some(FieldBase::new(v.clone())),
+                why: "changed on the other side",
+                ..FieldDecision::default()
+            };
+            if other.as_ref() != Some(&v) {
+                *d.write.get_mut(t) = Some(v);
+            }
+            return d;
+        }
+        // Row 9: the target of a one-way field changed.
+        let revert = self.policy.one_way_edits == OneWayEdits::Revert
+            && !pair.is_consent()
+            && !fb.value.is_empty();
+        if revert {
+            let mut d = FieldDecision {
+                base: Some(FieldBase {
+                    alias: SidePair::default(),
+                    ..fb.clone()
+                }),
+                why: "one-way field reverted",
+                ..FieldDecision::default()
+            };
+            *d.write.get_mut(s) = Some(fb.value.clone());
+            return d;
+        }
+        FieldDecision {
+            base: Some(fb.clone().with_alias(s, v)),
+            ..FieldDecision::default()
+        }
+    }
+
+    /// Rows 6-8: no base yet (first sync of this pair, or a new mapping).
+    fn first_sync(
+        &self,
+        pair: &FieldPair,
+        vals: SidePair<Option<Value>>,
+        recs: SidePair<Option<&Record>>,
+    ) -> FieldDecision {
+        let (Some(a), Some(b)) = (vals.a, vals.b) else {
+            return FieldDecision::default();
+        };
+        if a == b {
+            return FieldDecision {
+                base: Some(FieldBase::new(a)),
+                ..FieldDecision::default()
+            };
+        }
+        let fill = |empty: Side, full: Value, had: Value| {
+            let consent_loosening =
+                pair.is_consent() && Consent::of(&full) != Some(Consent::OptedOut);
+            if *pair.flows.get(empty.other()) && !consent_loosening {
+                let mut d = FieldDecision {
+                    base: Some(FieldBase::new(full.clone())),
+                    why: "filled an empty field",
+                    ..FieldDecision::default()
+                };
+                *d.write.get_mut(empty) = Some(full);
+                d
+            } else {
+                FieldDecision {
+                    base: Some(FieldBase::new(full).with_alias(empty, had)),
+                    ..FieldDecision::default()
+                }
+            }
+        };
+        match (a.is_empty(), b.is_empty()) {
+            (true, _) => fill(Side::A, b, a),
+            (_, true) => fill(Side::B, a, b),
+            _ => self.conflict(pair, None, a, b, recs),
+        }
+    }
+
+    /// Rows 5 and 8: both sides hold different non-equal values.
+    fn conflict(
+        &self,
+        pair: &FieldPair,
+        fb: Option<&FieldBase>,
+        a: Value,
+        b: Value,
+        recs: SidePair<Option<&Record>>,
+    ) -> FieldDecision {
+        let vals = SidePair::new(a, b);
+        if pair.is_consent() {
+            let out = |s: Side| Consent::of(vals.get(s)) == Some(Consent::OptedOut);
+            return match (out(Side::A), out(Side::B)) {
+                (true, _) => self.won(
+                    pair,
+                    Side::A,
+                    vals,
+                    "opted-out wins (consent only tightens)",
+                ),
+                (_, true) => self.won(
+                    pair,
+                    Side::B,
+                    vals,
+                    "opted-out wins (consent only tightens)",
+                ),
+                _ => {
+                    let keep = if vals.a.is_empty() { Side::B } else { Side::A };
+                    FieldDecision {
+                        base: Some(
+                            FieldBase::new(vals.get(keep).clone())
+                                .with_alias(keep.other(), vals.get(keep.other()).clone()),
+                        ),
+                        ..FieldDecision::default()
+                    }
+                }
+            };
+        }
+        if let (Some(fb), CanonKind::Set) = (fb, pair.kind) {
+            return self.merge_sets(pair, fb, vals);
+        }
+        let (winner, why) = self.winner(pair, recs);
+        self.won(pair, winner, vals, &why)
+    }
+
+    fn won(&self, pair: &FieldPair, w: Side, vals: SidePair<Value>, why: &str) -> FieldDecision {
+        let l = w.other();
+        let wv = vals.get(w).clone();
+        let mut d = FieldDecision {
+            why: "conflict won by the other side",
+            ..FieldDecision::default()
+        };
+        if *pair.flows.get(w) {
+            d.base = Some(FieldBase::new(wv.clone()));
+            *d.write.get_mut(l) = Some(wv);
+            d.conflict = Some((Some(w), format!("side {w} wins: {why}")));
+        } else {
+            d.base = Some(FieldBase::new(wv).with_alias(l, vals.get(l).clone()));
+            d.conflict = Some((
+                Some(w),
+                format!("side {w} wins: {why}; side {l} keeps its value (one-way)"),
+            ));
+        }
+        d
+    }
+
+    /// Three-way set merge: additions on either side kept, removals on either side applied.
+    fn merge_sets(&self, pair: &FieldPair, fb: &FieldBase, vals: SidePair<Value>) -> FieldDecision {
+        let set = |v: &Value| -> BTreeSet<String> {
+            match v {
+                Value::Texts(items) => items.iter().cloned().collect(),
+                Value::Null => BTreeSet::new(),
+                other => other.as_text().into_iter().collect(),
+            }
+        };
+        let (base, a, b) = (set(&fb.value), set(&vals.a), set(&vals.b));
+        let removed: BTreeSet<String> = base
+            .difference(&a)
+            .chain(base.difference(&b))
+            .cloned()
+            .collect();
+        let merged: Vec<String> = a
+            .union(&b)
+            .filter(|x| !removed.contains(*x))
+            .cloned()
+            .collect();
+        let m = if merged.is_empty() {
+            Value::Null
+        } else {
+            Value::Texts(merged)
+        };
+        let mut d = FieldDecision {
+            conflict: Some((None, "both sides changed the set: merged".into())),
+            why: "sets merged",
+            ..FieldDecision::default()
+        };
+        let mut base = FieldBase::new(m.clone());
+        for side in Side::BOTH {
+            if *vals.get(side) == m {
+                continue;
+            }
+            if *pair.flows.get(side.other()) {
+                *d.write.get_mut(side) = Some(m.clone());
+            } else {
+                base = base.with_alias(side, vals.get(side).clone());
+            }
+        }
+        d.base = Some(base);
+        d
+    }
+
+    /// Who wins a conflict on `pair`, and why.
+    fn winner(&self, pair: &FieldPair, recs: SidePair<Option<&Record>>) -> (Side, String) {
+        if let Some(owner) = pair.owner {
+            return (owner, format!("side {owner} owns this field"));
+        }
+        let c = &self.policy.conflict;
+        match c.winner {
+            Winner::AWins => (Side::A, "conflict policy a-wins".into()),
+            Winner::BWins => (Side::B, "conflict policy b-wins".into()),
+            Winner::MostRecent => {
+                let ta = recs.a.and_then(Record::updated_at);
+                let tb = recs.b.and_then(Record::updated_at);
+                match (ta, tb) {
+                    (Some(ta), Some(tb))
+                        if (ta - tb).whole_seconds().unsigned_abs() > u64::from(c.skew_seconds) =>
+                    {
+                        let w = if ta > tb { Side::A } else { Side::B };
+                        (w, format!("side {w} changed most recently"))
+                    }
+                    (Some(_), Some(_)) => (
+                        c.fallback,
+                        format!(
+                            "changes within {}s: fallback side {}",
+                            c.skew_seconds, c.fallback
+                        ),
+                    ),
+                    _ => (
+                        c.fallback,
+                        format!("a change time is missing: fallback side {}", c.fallback),
+                    ),
+                }
+            }
+        }
+    }
+
+    // ----- unlinked records: match, create (§2.5, rows without a link) -----
+
+    fn unlinked(&mut self, ix: usize, e: &EntityInput) {
+        let mut free: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
+        let mut taken: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
+        for side in Side::BOTH {
+            let entity = e.pair.name(side).to_string();
+            for (id, o) in &e.obs.get(side).records {
+                let claimed = self
+                    .claimed
+                    .get(side)
+                    .contains(&(entity.clone(), id.clone()));
+                let Some(key) = e.mapping.match_key(side, &o.record) else {
+                    if !claimed && o.in_scope && self.policy.flows(side) {
+                        self.skip(
+                            ix,
+                            side,
+                            id,
+                            "no e-mail: not matched or created (avoids duplicates)".into(),
+                        );
+                    }
+                    continue;
+                };
+                let map = if claimed {
+                    taken.get_mut(side)
+                } else {
+                    free.get_mut(side)
+                };
+                map.entry(key).or_default().push(id.clone());
+            }
+        }
+        let emails: BTreeSet<String> = free.a.keys().chain(free.b.keys()).cloned().collect();
+        for email in emails {
+            let get =
+                |m: &BTreeMap<String, Vec<String>>| m.get(&email).cloned().unwrap_or_default();
+            let (xs, ys) = (get(&free.a), get(&free.b));
+            let (ta, tb) = (get(&taken.a), get(&taken.b));
+            let ambiguous = |reason: String| Ambiguity {
+                entity: ix,
+                email: email.clone(),
+                a: xs.clone(),
+                b: ys.clone(),
+                reason,
+            };
+            if xs.len() == 1 && ys.len() == 1 && ta.is_empty() && tb.is_empty() {
+                self.new_link(ix, e, &email, &xs[0], &ys[0]);
+            } else if xs.is_empty() || ys.is_empty() {
+                let (s, ids, taken_t, taken_s) = if ys.is_empty() {
+                    (Side::A, &xs, &tb, &ta)
+                } else {
+                    (Side::B, &ys, &ta, &tb)
+                };
+                let t = s.other();
+                if ids.len() > 1 {
+                    if self.policy.flows(s) {
+                        self.plan.ambiguous.push(ambiguous(format!(
+                            "{} records on side {s} share this e-mail",
+                            ids.len()
+                        )));
+                    }
+                } else if !taken_t.is_empty() {
+                    if self.policy.flows(s) {
+                        self.plan.ambiguous.push(ambiguous(format!(
+                            "side {t} record {} with this e-mail is already linked to another record",
+                            taken_t.join(", ")
+                        )));
+                    }
+                } else if !taken_s.is_empty() {
+                    if self.policy.flows(s) {
+                        self.plan.ambiguous.push(ambiguous(format!(
+                            "side {s} record {} with this e-mail is already linked: {} looks like a duplicate",
+                            taken_s.join(", "),
+                            ids[0]
+                        )));
+                    }
+                } else if self
+                    .creating
+                    .get(t)
+                    .contains(&(e.pair.name(t).to_string(), email.clone()))
+                {
+                    self.plan.ambiguous.push(ambiguous(format!(
+                        "a record with this e-mail is already being created on side {t}"
+                    )));
+                } else {
+                    self.maybe_create(ix, e, s, &ids[0], &email);
+                }
+            } else {
+                self.plan.ambiguous.push(ambiguous(format!(
+                    "{} candidates on A and {} on B ({} and {} already linked)",
+                    xs.len(),
+                    ys.len(),
+                    ta.len(),
+                    tb.len()
+                )));
+            }
+        }
+    }
+
+    fn new_link(&mut self, ix: usize, e: &EntityInput, email: &str, a: &str, b: &str) {
+        let (oa, ob) = (&e.obs.a.records[a], &e.obs.b.records[b]);
+        let link = Link {
+            key: format!("{ix}/a/{a}"),
+            entity: ix,
+            ids: SidePair::new(Some(a.to_string()), Some(b.to_string())),
+            state: LinkState::Linked,
+            fields: BTreeMap::new(),
+            versions: SidePair::new(oa.record.version.clone(), ob.record.version.clone()),
+            match_key: Some(email.to_string()),
+            origin: LinkOrigin::Email,
+        };
+        self.claim(e, Side::A, a);
+        self.claim(e, Side::B, b);
+        self.note(ix, &link.key, format!("linked A:{a} and B:{b} by e-mail"));
+        self.merge(ix, e, link, SidePair::new(Some(oa), Some(ob)), true);
+    }
+
+    fn claim(&mut self, e: &EntityInput, side: Side, id: &str) {
+        self.claimed
+            .get_mut(side)
+            .insert((e.pair.name(side).to_string(), id.to_string()));
+    }
+
+    /// Whether records are created on `side` for entity pair `ix`.
+    fn may_create(&self, ix: usize, e: &EntityInput, side: Side) -> bool {
+        let explicit = match side {
+            Side::A => e.pair.create_a,
+            Side::B => e.pair.create_b,
+        };
+        explicit.unwrap_or_else(|| {
+            let src = side.other();
+            let first = self
+                .entities
+                .iter()
+                .position(|p| p.pair.name(src) == e.pair.name(src));
+            self.policy.create.on(side) && first == Some(ix)
+        })
+    }
+
+    fn excluded(&self, e: &EntityInput, side: Side, r: &Record) -> bool {
+        let o = &self.policy.opt_out;
+        let default = e
+            .mapping
+            .consent
+            .get(side)
+            .as_ref()
+            .is_some_and(|d| d.is("consent"));
+        let on =
+            o.exclude.get(side).unwrap_or(default) || *o.on_opt_out.get(side) != RemoveAction::Keep;
+        on && e.mapping.consent(side, r) == Some(Consent::OptedOut)
+    }
+
+    /// An unlinked record of side `s` with no candidate on the other side.
+    fn maybe_create(&mut self, ix: usize, e: &EntityInput, s: Side, id: &str, email: &str) {
+        let t = s.other();
+        let o = &e.obs.get(s).records[id];
+        if !o.in_scope || !self.policy.flows(s) {
+            return;
+        }
+        let reason = if !self.may_create(ix, e, t) {
+            Some(format!(
+                "creating records on side {t} is disabled for this entity"
+            ))
+        } else if self.excluded(e, s, &o.record) {
+            Some(format!(
+                "opted out on side {s}: excluded (opt-out settings)"
+            ))
+        } else if !e.obs.get(t).complete && !e.obs.get(t).searched.contains(email) {
+            Some(format!("not yet looked up on side {t}"))
+        } else {
+            None
+        };
+        if let Some(r) = reason {
+            self.skip(ix, s, id, r);
+            return;
+        }
+        let link = Link {
+            key: format!("{ix}/{}/{id}", s.as_str()),
+            entity: ix,
+            ids: match s {
+                Side::A => SidePair::new(Some(id.to_string()), None),
+                Side::B => SidePair::new(None, Some(id.to_string())),
+            },
+            state: LinkState::Linked,
+            fields: BTreeMap::new(),
+            versions: SidePair::default(),
+            match_key: Some(email.to_string()),
+            origin: LinkOrigin::Created(t),
+        };
+        self.create(ix, e, &link, t, o, "no match on the other side");
+    }
+
+    /// Plans the create of `link`'s record on side `t` from `src` (a record of the other side).
+    fn create(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: &Link,
+        t: Side,
+        src: &Observed,
+        why: &str,
+    ) {
+        let s = t.other();
+        let out = rules::evaluate(&self.policy.rules, s, &src.record, &e.mapping, true);
+        if let Some(rule) = out.skip {
+            self.skip(
+                ix,
+                s,
+                &src.record.id,
+                format!("rule `{rule}`: not created on side {t}"),
+            );
+            return;
+        }
+        let mut p = Pending::default();
+        for pair in &e.mapping.pairs {
+            let v = pair.read(s, &src.record).unwrap_or(Value::Null);
+            if *pair.flows.get(s) && !v.is_empty() {
+                p.set(&pair.def(t).name, pair.from_canonical(t, &v));
+                p.consent |= pair.is_consent();
+            }
+            p.base.insert(pair.key.clone(), FieldBase::new(v));
+        }
+        for (name, v) in out.writes {
+            if let Some(pair) = e.mapping.pairs.iter().find(|p| p.def(t).name == name) {
+                let canon = pair.to_canonical(t, &v);
+                p.base.insert(pair.key.clone(), FieldBase::new(canon));
+            }
+            p.set(&name, v);
+        }
+        for n in out.notes {
+            self.note(ix, &link.key, n);
+        }
+        self.claim(e, s, &src.record.id);
+        if let Some(m) = e.mapping.match_key(s, &src.record) {
+            self.creating
+                .get_mut(t)
+                .insert((e.pair.name(t).to_string(), m));
+        }
+        let mut l = link.clone();
+        *l.versions.get_mut(s) = src.record.version.clone();
+        if !self.plan.links.iter().any(|x| x.key == l.key) {
+            self.plan.links.push(l.clone());
+        }
+        let kind = OpKind::Create {
+            fields: p.fields.clone(),
+            marker: marker(&self.policy.name, &l.key),
+            containers: e.containers.get(t).iter().cloned().collect(),
+        };
+        let reason = format!("create from side {s} record {} ({why})", src.record.id);
+        self.push_op(ix, e, &l, t, kind, reason, p, LinkEffect::SetId);
+    }
+
+    // ----- output -----
+
+    #[allow(clippy::too_many_arguments)]
+    fn push_op(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: &Link,
+        side: Side,
+        kind: OpKind,
+        reason: String,
+        p: Pending,
+        effect: LinkEffect,
+    ) {
+        self.plan.ops.push(PlannedOp {
+            id: String::new(),
+            entity: ix,
+            side,
+            entity_name: e.pair.name(side).to_string(),
+            link: link.key.clone(),
+            kind,
+            reason,
+            consent: p.consent,
+            base: p.base,
+            joint: p.joint,
+            effect,
+        });
+    }
+
+    fn skip(&mut self, ix: usize, side: Side, id: &str, reason: String) {
+        self.plan.skips.push(Skip {
+            entity: ix,
+            side,
+            id: id.to_string(),
+            reason,
+        });
+    }
+
+    fn note(&mut self, ix: usize, link: &str, text: String) {
+        self.plan.notes.push(Note {
+            entity: ix,
+            link: link.to_string(),
+            text,
+        });
+    }
+
+    fn finish(mut self, baseline: &Baseline) -> Plan {
+        self.breaker(baseline);
+        let sync = self.policy.name.clone();
+        let links_before: BTreeMap<&str, &Link> = baseline
+            .links
+            .iter()
+            .map(|(k, l)| (k.as_str(), l))
+            .collect();
+        for op in &mut self.plan.ops {
+            let payload = serde_json::to_string(&op.kind).unwrap_or_default();
+            let base = links_before
+                .get(op.link.as_str())
+                .map(|l| serde_json::to_string(&l.fields).unwrap_or_default())
+                .unwrap_or_default();
+            op.id = digest(&[
+                &sync,
+                &op.link,
+                op.side.as_str(),
+                op.kind.label(),
+                &payload,
+                &base,
+            ]);
+        }
+        self.plan.ops.sort_by(|x, y| {
+            (!x.consent, x.side, x.entity, x.kind.order(), &x.link, &x.id).cmp(&(
+                !y.consent,
+                y.side,
+                y.entity,
+                y.kind.order(),
+                &y.link,
+                &y.id,
+            ))
+        });
+        self.plan.links.sort_by(|x, y| x.key.cmp(&y.key));
+        self.plan.links.dedup_by(|x, y| x.key == y.key);
+        self.plan.unlink.sort();
+        self.plan.unlink.dedup();
+        self.plan.fetch.sort();
+        self.plan.fetch.dedup();
+        self.plan
+    }
+
+    /// §2.5 safety breakers, checked before anything is executed.
+    fn breaker(&mut self, baseline: &Baseline) {
+        let b = &self.policy.breaker;
+        let mut halt: Option<Halt> = None;
+        if b.side_empty {
+            for (ix, e) in self.entities.iter().enumerate() {
+                for side in Side::BOTH {
+                    let obs = e.obs.get(side);
+                    let listed = obs.records.values().filter(|o| o.in_scope).count();
+                    if halt.is_none() && obs.complete && listed == 0 && baseline.count(ix) > 0 {
+                        halt = Some(Halt {
+                            reason: "side-empty".into(),
+                            message: format!(
+                                "side {side} lists no `{}` records while {} are linked: halted instead of deleting; check the connection, then run with --force",
+                                e.pair.name(side),
+                                baseline.count(ix)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let linked: usize = baseline.counts.values().sum();
+        for side in Side::BOTH {
+            let ops = self.plan.ops.iter().filter(|o| o.side == side);
+            let deletes = ops
+                .clone()
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
+                    )
+                })
+                .count();
+            let updates = ops
+                .filter(|o| matches!(o.kind, OpKind::Update { .. }))
+                .count();
+            let over = |count: usize, ratio: f64, cap: Option<usize>| {
+                cap.is_some_and(|c| count > c)
+                    || (linked >= b.min_linked && count as f64 > ratio * linked as f64)
+            };
+            if halt.is_none() && over(deletes, b.max_delete_ratio, b.max_deletes) {
+                halt = Some(Halt {
+                    reason: "too-many-deletes".into(),
+                    message: format!(
+                        "{deletes} deletions/removals planned on side {side} for {linked} links: halted; review the dry run, then run with --force"
+                    ),
+                });
+            }
+            if halt.is_none() && over(updates, b.max_overwrite_ratio, b.max_overwrites) {
+                halt = Some(Halt {
+                    reason: "too-many-overwrites".into(),
+                    message: format!(
+                        "{updates} updates planned on side {side} for {linked} links: halted; review the dry run, then run with --force"
+                    ),
+                });
+            }
+        }
+        let Some(halt) = halt else { return };
+        // Consent changes are never held back (§2.7): keep only their fields.
+        let before = self.plan.ops.len();
+        let mut kept = Vec::new();
+        for mut op in std::mem::take(&mut self.plan.ops) {
+            if !op.consent || !baseline.links.contains_key(&op.link) {
+                continue;
+            }
+            let OpKind::Update { fields, .. } = &mut op.kind else {
+                continue;
+            };
+            let e = &self.entities[op.entity];
+            let consent_pair = e.mapping.consent_pair();
+            let Some(pair) = consent_pair else { continue };
+            fields.retain(|(n, _)| *n == pair.def(op.side).name);
+            op.base.retain(|k, _| *k == pair.key);
+            op.joint.clear();
+            op.reason = format!("{} (consent change kept while halted)", op.reason);
+            kept.push(op);
+        }
+        self.plan.withheld = before - kept.len();
+        self.plan.ops = kept;
+        self.plan.links.clear();
+        self.plan.unlink.clear();
+        self.plan.halted = Some(halt);
+    }
+}
+
+/// Applies an acknowledged op to its link: field bases (with the target's
+/// read-back form as alias, §2.8), the new id of a created record, versions and
+/// state. `joint_done` says whether the other side's op sharing `op.joint`
+/// fields was acknowledged too (only then are those fields committed).
+/// Returns false when the link is to be dropped.
+pub fn apply_ack(
+    link: &mut Link,
+    op: &PlannedOp,
+    readback: Option<&Record>,
+    mapping: &ResolvedMapping,
+    joint_done: bool,
+) -> bool {
+    let side = op.side;
+    if let (LinkEffect::SetId, Some(r)) = (op.effect, readback) {
+        *link.ids.get_mut(side) = Some(r.id.clone());
+    }
+    if let Some(r) = readback {
+        *link.versions.get_mut(side) = r.version.clone();
+    }
+    for (key, fb) in &op.base {
+        if op.joint.contains(key) && !joint_done {
+            continue;
+        }
+        let mut fb = fb.clone();
+        *fb.written.get_mut(side) = Some(fb.hash.clone());
+        let echo = mapping
+            .pairs
+            .iter()
+            .find(|p| p.key == *key)
+            .and_then(|p| readback.and_then(|r| p.read(side, r)));
+        if let Some(v) = echo {
+            fb = fb.with_alias(side, v);
+        }
+        link.fields.insert(key.clone(), fb);
+    }
+    match op.effect {
+        LinkEffect::Drop => false,
+        LinkEffect::State(s) => {
+            link.state = s;
+            true
+        }
+        LinkEffect::None | LinkEffect::SetId => true,
+    }
+}
+
+/// Whether a rule's consent write would not change `current` (same opt-out state).
+fn same_consent(m: &ResolvedMapping, side: Side, name: &str, current: &Value, v: &Value) -> bool {
+    match m.consent.get(side) {
+        Some(def) if def.name == name => {
+            let c = super::mapping::decode_consent(def, current);
+            c.is_some() && c == super::mapping::decode_consent(def, v)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

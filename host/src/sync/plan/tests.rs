@@ -1,0 +1,1381 @@
+//! Table tests: one test per row of the field-level (§2.4) and existence
+//! (§2.5) decision tables, the consent rows for every direction, the seed's
+//! opt-out and delete options, and the breakers. Property tests live in
+//! `props.rs`.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::sync::mapping::resolve;
+use crate::sync::policy::{Direction, EntityPair, FieldMapping};
+use crate::sync::source::{FieldDef, FieldType};
+
+mod props;
+
+pub(super) const NAME: &str = "first_name~first_name";
+pub(super) const PHONE: &str = "mobile_number~mobile";
+pub(super) const CONSENT: &str = "do_not_disturb~subscription_status";
+pub(super) const TAGS: &str = "tags~tags";
+pub(super) const EMAIL: &str = "email~emails";
+
+/// Freshsales-like side A.
+pub(super) fn fs_schema() -> Vec<FieldDef> {
+    let mut tags = FieldDef::new("tags", FieldType::MultiChoice, Some("tags"));
+    tags.multi_value = true;
+    vec![
+        FieldDef::new("email", FieldType::Email, Some("email")),
+        FieldDef::new("first_name", FieldType::Text, Some("first-name")),
+        FieldDef::new("mobile_number", FieldType::Phone, Some("mobile")),
+        FieldDef::new("do_not_disturb", FieldType::Boolean, Some("dnd")),
+        tags,
+        FieldDef::new("has_authority", FieldType::Boolean, Some("authority")),
+        FieldDef::new("lead_score", FieldType::Number, None),
+    ]
+}
+
+/// Freshmarketer-like side B.
+pub(super) fn fm_schema() -> Vec<FieldDef> {
+    let mut tags = FieldDef::new("tags", FieldType::MultiChoice, Some("tags"));
+    tags.multi_value = true;
+    vec![
+        FieldDef::new("emails", FieldType::Email, Some("email")),
+        FieldDef::new("first_name", FieldType::Text, Some("first-name")),
+        FieldDef::new("mobile", FieldType::Phone, Some("mobile")),
+        FieldDef::new("subscription_status", FieldType::Number, Some("consent")),
+        tags,
+    ]
+}
+
+/// Table tests list a side "completely" even when it is empty, so the
+/// side-empty breaker is off here (its own test turns it on).
+pub(super) fn policy(dir: Direction) -> SyncPolicy {
+    let mut p = SyncPolicy::new("fs-fm", vec![EntityPair::new("leads", "contacts")], dir);
+    p.breaker.side_empty = false;
+    p
+}
+
+pub(super) fn input(p: &SyncPolicy, a: Vec<Record>, b: Vec<Record>) -> EntityInput {
+    let mapping = resolve(
+        p,
+        SidePair::new("leads", "contacts"),
+        &fs_schema(),
+        &fm_schema(),
+    )
+    .unwrap();
+    let mut obs: SidePair<Observation> = SidePair::default();
+    for r in a {
+        obs.a.listed(r);
+    }
+    for r in b {
+        obs.b.listed(r);
+    }
+    obs.a.complete = true;
+    obs.b.complete = true;
+    EntityInput {
+        pair: p.entities[0].clone(),
+        mapping,
+        containers: SidePair::default(),
+        obs,
+    }
+}
+
+pub(super) fn rec(id: &str, fields: &[(&str, Value)]) -> Record {
+    Record {
+        id: id.into(),
+        version: Some("1".into()),
+        updated_at: None,
+        fields: fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+    }
+}
+
+fn t(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+fn out() -> Value {
+    Consent::OptedOut.value()
+}
+
+fn inn() -> Value {
+    Consent::OptedIn.value()
+}
+
+/// A-side record with e-mail and first name.
+fn fa(id: &str, name: Value) -> Record {
+    rec(id, &[("email", t("jane@x.io")), ("first_name", name)])
+}
+
+fn fb(id: &str, name: Value) -> Record {
+    rec(id, &[("emails", t("jane@x.io")), ("first_name", name)])
+}
+
+/// A link a1<->b1 with the given field bases.
+fn link(bases: &[(&str, FieldBase)]) -> Link {
+    let mut fields: BTreeMap<String, FieldBase> = bases
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    fields
+        .entry(EMAIL.into())
+        .or_insert_with(|| FieldBase::new(t("jane@x.io")));
+    Link {
+        key: "0/a/a1".into(),
+        entity: 0,
+        ids: SidePair::new(Some("a1".into()), Some("b1".into())),
+        state: LinkState::Linked,
+        fields,
+        versions: SidePair::default(),
+        match_key: Some("jane@x.io".into()),
+        origin: LinkOrigin::Email,
+    }
+}
+
+fn base(v: Value) -> FieldBase {
+    FieldBase::new(v)
+}
+
+fn run(p: &SyncPolicy, l: Option<Link>, a: Vec<Record>, b: Vec<Record>) -> Plan {
+    let e = input(p, a, b);
+    plan(p, &Baseline::from_links(l), &[e])
+}
+
+/// The single update op to `side`, as a field map.
+fn update_to(plan: &Plan, side: Side) -> Option<BTreeMap<String, Value>> {
+    let ops: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|o| o.side == side && matches!(o.kind, OpKind::Update { .. }))
+        .collect();
+    assert!(ops.len() <= 1, "several updates to {side}: {ops:#?}");
+    ops.first().map(|o| match &o.kind {
+        OpKind::Update { fields, .. } => fields.iter().cloned().collect(),
+        _ => unreachable!(),
+    })
+}
+
+fn stored_base(plan: &Plan, key: &str) -> Option<FieldBase> {
+    plan.links
+        .iter()
+        .find(|l| l.key == "0/a/a1")
+        .and_then(|l| l.fields.get(key).cloned())
+}
+
+fn op_base(plan: &Plan, side: Side, key: &str) -> Option<Value> {
+    plan.ops
+        .iter()
+        .find(|o| o.side == side)
+        .and_then(|o| o.base.get(key))
+        .map(|b| b.value.clone())
+}
+
+// ---------- §2.4 field-level table ----------
+
+#[test]
+fn row1_both_unchanged_plans_nothing() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    assert!(plan.links.iter().all(|l| l.fields[NAME].value == t("Jane")));
+}
+
+#[test]
+fn row2_a_changed_writes_b_and_rebases() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
+    assert!(update_to(&plan, Side::A).is_none());
+    assert_eq!(op_base(&plan, Side::B, NAME), Some(t("Janet")));
+}
+
+#[test]
+fn row3_b_changed_writes_a_and_rebases() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("Janet"))],
+    );
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Janet"));
+    assert!(update_to(&plan, Side::B).is_none());
+    assert_eq!(op_base(&plan, Side::A, NAME), Some(t("Janet")));
+}
+
+#[test]
+fn row2_when_b_unseen_uses_the_base_for_b() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Janet"))],
+        vec![],
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
+}
+
+#[test]
+fn row4_false_conflict_rebases_without_writing() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b1", t("Janet"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    assert!(plan.conflicts.is_empty());
+    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Janet"));
+}
+
+fn conflict_case(p: &SyncPolicy, ta: Option<&str>, tb: Option<&str>) -> Plan {
+    let mut a = fa("a1", t("Ann"));
+    a.updated_at = ta.map(str::to_string);
+    let mut b = fb("b1", t("Bea"));
+    b.updated_at = tb.map(str::to_string);
+    run(p, Some(link(&[(NAME, base(t("Jane")))])), vec![a], vec![b])
+}
+
+#[test]
+fn row5_true_conflict_a_wins() {
+    let mut p = policy(Direction::TwoWay);
+    p.conflict.winner = Winner::AWins;
+    let plan = conflict_case(&p, None, None);
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
+    assert!(update_to(&plan, Side::A).is_none());
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].winner, Some(Side::A));
+    assert_eq!(plan.conflicts[0].base, Some(t("Jane")));
+}
+
+#[test]
+fn row5_true_conflict_b_wins() {
+    let mut p = policy(Direction::TwoWay);
+    p.conflict.winner = Winner::BWins;
+    let plan = conflict_case(&p, None, None);
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
+    assert!(update_to(&plan, Side::B).is_none());
+}
+
+#[test]
+fn row5_true_conflict_most_recent_wins() {
+    let p = policy(Direction::TwoWay);
+    let plan = conflict_case(
+        &p,
+        Some("2024-05-01T10:00:00Z"),
+        Some("2024-05-01T11:00:00Z"),
+    );
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
+    let plan = conflict_case(
+        &p,
+        Some("2024-05-01T12:00:00Z"),
+        Some("2024-05-01T11:00:00Z"),
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
+}
+
+#[test]
+fn row5_most_recent_within_skew_or_missing_falls_back() {
+    let mut p = policy(Direction::TwoWay);
+    p.conflict.fallback = Side::B;
+    let plan = conflict_case(
+        &p,
+        Some("2024-05-01T10:00:30Z"),
+        Some("2024-05-01T10:00:00Z"),
+    );
+    assert_eq!(
+        update_to(&plan, Side::A).unwrap()["first_name"],
+        t("Bea"),
+        "within 60 s: fallback B"
+    );
+    let plan = conflict_case(&p, Some("2024-05-01T10:00:30Z"), None);
+    assert_eq!(
+        update_to(&plan, Side::A).unwrap()["first_name"],
+        t("Bea"),
+        "missing time: fallback B"
+    );
+}
+
+#[test]
+fn row5_per_field_owner_beats_the_policy() {
+    let mut p = policy(Direction::TwoWay);
+    p.conflict.winner = Winner::AWins;
+    p.conflict.owners.insert("first-name".into(), Side::B);
+    let plan = conflict_case(&p, None, None);
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
+    assert!(plan.conflicts[0].decision.contains("owns"));
+}
+
+#[test]
+fn row5_multi_value_sets_merge_three_way() {
+    let p = policy(Direction::TwoWay);
+    let tags = |v: &[&str]| Value::Texts(v.iter().map(|s| s.to_string()).collect());
+    let l = link(&[(TAGS, base(tags(&["a", "b"])))]);
+    let mut a = fa("a1", t("Jane"));
+    a.fields.insert("tags".into(), tags(&["a", "b", "c"]));
+    let mut b = fb("b1", t("Jane"));
+    b.fields.insert("tags".into(), tags(&["b"]));
+    let plan = run(&p, Some(l), vec![a], vec![b]);
+    let merged = tags(&["b", "c"]);
+    assert_eq!(update_to(&plan, Side::A).unwrap()["tags"], merged);
+    assert_eq!(update_to(&plan, Side::B).unwrap()["tags"], merged);
+    assert!(plan.ops.iter().all(|o| o.joint.contains(TAGS)));
+}
+
+fn first_sync(p: &SyncPolicy, a: Value, b: Value) -> Plan {
+    run(p, None, vec![fa("a1", a)], vec![fb("b1", b)])
+}
+
+#[test]
+fn row6_first_sync_equal_values_take_the_base_without_writes() {
+    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), t(" Jane "));
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    assert_eq!(plan.links.len(), 1);
+    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Jane"));
+}
+
+#[test]
+fn row7_first_sync_fills_the_empty_side() {
+    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), Value::Null);
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
+    let plan = first_sync(&policy(Direction::TwoWay), Value::Null, t("Jane"));
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Jane"));
+}
+
+#[test]
+fn row7_first_sync_never_erases_with_an_empty_value() {
+    for winner in [Winner::AWins, Winner::BWins, Winner::MostRecent] {
+        let mut p = policy(Direction::AToB);
+        p.conflict.winner = winner;
+        let plan = first_sync(&p, t(""), t("Jane"));
+        assert!(plan.ops.is_empty(), "{winner:?}: {:#?}", plan.ops);
+        let b = stored_base(&plan, NAME).unwrap();
+        assert_eq!(b.value, t("Jane"));
+        assert_eq!(
+            b.alias.a,
+            Some(Value::Null),
+            "A's empty value is accepted, not a change"
+        );
+    }
+}
+
+#[test]
+fn row8_first_sync_both_set_decided_by_policy() {
+    let mut p = policy(Direction::TwoWay);
+    p.conflict.winner = Winner::BWins;
+    let plan = first_sync(&p, t("Ann"), t("Bea"));
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
+    assert_eq!(plan.conflicts.len(), 1);
+    assert_eq!(plan.conflicts[0].base, None);
+}
+
+#[test]
+fn row9_one_way_target_edit_is_ignored_by_default() {
+    let p = policy(Direction::AToB);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    assert_eq!(stored_base(&plan, NAME).unwrap().alias.b, Some(t("Bea")));
+    // The source's next change still flows over it.
+    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("Bea")))]);
+    let plan = run(
+        &p,
+        Some(l),
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
+}
+
+#[test]
+fn row9_one_way_target_edit_reverted_when_configured() {
+    let mut p = policy(Direction::AToB);
+    p.one_way_edits = OneWayEdits::Revert;
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
+    assert!(update_to(&plan, Side::A).is_none());
+    // Never reverted to an empty value.
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(Value::Null))])),
+        vec![fa("a1", Value::Null)],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+}
+
+#[test]
+fn row10_absent_field_counts_as_unchanged() {
+    let p = policy(Direction::TwoWay);
+    let a = rec("a1", &[("email", t("jane@x.io"))]);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![a.clone()],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![a],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
+}
+
+#[test]
+fn null_is_a_change_and_clears_the_other_side() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", Value::Null)],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert_eq!(
+        update_to(&plan, Side::B).unwrap()["first_name"],
+        Value::Null
+    );
+}
+
+#[test]
+fn read_back_reformatting_is_not_echoed() {
+    let p = policy(Direction::TwoWay);
+    // We wrote "Jane"; B stores it as "JANE" (its own normalisation).
+    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("JANE")))]);
+    let plan = run(
+        &p,
+        Some(l),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("JANE"))],
+    );
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+}
+
+#[test]
+fn apply_ack_records_the_read_back_form_as_alias() {
+    let p = policy(Direction::TwoWay);
+    let e = input(&p, vec![], vec![]);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b1", t("Jane"))],
+    );
+    let op = &plan.ops[0];
+    let mut l = link(&[(NAME, base(t("Jane")))]);
+    let readback = fb("b1", t("JANET"));
+    assert!(apply_ack(&mut l, op, Some(&readback), &e.mapping, true));
+    let f = &l.fields[NAME];
+    assert_eq!(f.value, t("Janet"));
+    assert_eq!(f.alias.b, Some(t("JANET")));
+    assert_eq!(f.written.b, Some(t("Janet").hash()));
+    // The next run sees B's form as unchanged.
+    let plan = run(&p, Some(l), vec![fa("a1", t("Janet"))], vec![readback]);
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+}
+
+#[test]
+fn phone_formats_compare_equal() {
+    let p = policy(Direction::TwoWay);
+    let l = link(&[(PHONE, base(t("+15550100")))]);
+    let mut a = fa("a1", t("Jane"));
+    a.fields.insert("mobile_number".into(), t("+1 (555) 0100"));
+    let mut b = fb("b1", t("Jane"));
+    b.fields.insert("mobile".into(), t("+1-555-0100"));
+    let plan = run(&p, Some(l), vec![a], vec![b]);
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+}
+
+#[test]
+fn ops_are_deterministic() {
+    let p = policy(Direction::TwoWay);
+    let mk = || {
+        run(
+            &p,
+            Some(link(&[(NAME, base(t("Jane")))])),
+            vec![fa("a1", t("Janet")), fa("a2", t("X"))],
+            vec![fb("b1", t("Jane"))],
+        )
+    };
+    let (x, y) = (mk(), mk());
+    assert_eq!(x.ops, y.ops);
+    assert!(x.ops.iter().all(|o| o.id.len() == 24));
+}
+
+// ---------- §2.5 existence table ----------
+
+#[test]
+fn existence_no_link_one_candidate_links_then_merges() {
+    let p = policy(Direction::TwoWay);
+    let b = rec(
+        "b1",
+        &[("emails", t(" JANE@x.io ")), ("first_name", Value::Null)],
+    );
+    let plan = run(&p, None, vec![fa("a1", t("Jane"))], vec![b]);
+    assert_eq!(plan.links.len(), 1);
+    assert_eq!(plan.links[0].origin, LinkOrigin::Email);
+    assert_eq!(
+        plan.links[0].ids,
+        SidePair::new(Some("a1".into()), Some("b1".into()))
+    );
+    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
+    assert!(
+        plan.ops
+            .iter()
+            .all(|o| !matches!(o.kind, OpKind::Create { .. }))
+    );
+}
+
+#[test]
+fn existence_no_link_several_candidates_is_ambiguous_and_left_alone() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        None,
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("J")), fb("b2", t("K"))],
+    );
+    assert!(plan.ops.is_empty() && plan.links.is_empty());
+    assert_eq!(plan.ambiguous.len(), 1);
+    assert_eq!(
+        plan.ambiguous[0].b,
+        vec!["b1".to_string(), "b2".to_string()]
+    );
+}
+
+#[test]
+fn existence_duplicates_on_one_side_are_not_created() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        None,
+        vec![fa("a1", t("Jane")), fa("a2", t("Jane"))],
+        vec![],
+    );
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.ambiguous.len(), 1);
+}
+
+#[test]
+fn existence_email_linked_elsewhere_is_ambiguous() {
+    let p = policy(Direction::TwoWay);
+    let l = link(&[(NAME, base(t("Jane")))]);
+    let plan = run(
+        &p,
+        Some(l),
+        vec![fa("a1", t("Jane")), fa("a2", t("Jane"))],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert!(
+        plan.ops
+            .iter()
+            .all(|o| !matches!(o.kind, OpKind::Create { .. })),
+        "{:#?}",
+        plan.ops
+    );
+    assert_eq!(plan.ambiguous.len(), 1);
+    assert!(plan.ambiguous[0].reason.contains("already linked"));
+}
+
+#[test]
+fn existence_no_link_no_candidate_creates_with_marker_and_list() {
+    let mut p = policy(Direction::TwoWay);
+    p.scope.b = crate::sync::policy::Scope::Container("Newsletter".into());
+    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
+    e.containers.b = Some("L1".into());
+    let plan = plan(&p, &Baseline::default(), &[e]);
+    assert_eq!(plan.ops.len(), 1);
+    let op = &plan.ops[0];
+    assert_eq!(op.side, Side::B);
+    assert_eq!(op.effect, LinkEffect::SetId);
+    let OpKind::Create {
+        fields,
+        marker: m,
+        containers,
+    } = &op.kind
+    else {
+        panic!("{op:?}")
+    };
+    assert_eq!(m, &marker("fs-fm", "0/a/a1"));
+    assert_eq!(containers, &vec!["L1".to_string()]);
+    let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+    assert_eq!(fields["emails"], t("jane@x.io"));
+    assert_eq!(fields["first_name"], t("Jane"));
+    assert_eq!(plan.links[0].ids, SidePair::new(Some("a1".into()), None));
+}
+
+#[test]
+fn existence_no_email_is_skipped() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        None,
+        vec![rec("a1", &[("first_name", t("Jane"))])],
+        vec![],
+    );
+    assert!(plan.ops.is_empty());
+    assert!(plan.skips[0].reason.contains("no e-mail"));
+}
+
+#[test]
+fn existence_not_looked_up_is_not_created() {
+    let p = policy(Direction::TwoWay);
+    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
+    e.obs.b.complete = false;
+    let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
+    assert!(plan1.ops.is_empty());
+    assert!(plan1.skips[0].reason.contains("looked up"));
+    e.obs.b.searched.insert("jane@x.io".into());
+    assert_eq!(plan(&p, &Baseline::default(), &[e]).ops.len(), 1);
+}
+
+#[test]
+fn existence_create_disabled_or_one_way_source_only() {
+    let mut p = policy(Direction::TwoWay);
+    p.create.b = false;
+    let plan = run(&p, None, vec![fa("a1", t("Jane"))], vec![]);
+    assert!(plan.ops.is_empty());
+    assert!(plan.skips[0].reason.contains("disabled"));
+    // One-way B->A: A's unmatched records are not created on B.
+    let plan = run(
+        &policy(Direction::BToA),
+        None,
+        vec![fa("a1", t("Jane"))],
+        vec![],
+    );
+    assert!(plan.ops.is_empty() && plan.skips.is_empty());
+    let plan = run(
+        &policy(Direction::BToA),
+        None,
+        vec![],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert_eq!(plan.ops[0].side, Side::A);
+}
+
+#[test]
+fn existence_linked_both_present_merges() {
+    let p = policy(Direction::TwoWay);
+    let plan = run(
+        &p,
+        Some(link(&[(NAME, base(t("Jane")))])),
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b1", t("Jane"))],
+    );
+    assert_eq!(plan.ops.len(), 1);
+    assert!(plan.ambiguous.is_empty() && plan.skips.is_empty());
+}
+
+fn deleted_b(p: &SyncPolicy, a: Record) -> Plan {
+    let mut e = input(p, vec![a], vec![]);
+    e.obs.b.deleted.insert("b1".into());
+    e.containers.a = Some("LA".into());
+    plan(
+        p,
+        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
+        &[e],
+    )
+}
+
+#[test]
+fn existence_linked_gone_unchanged_survivor_keep_by_default() {
+    let plan = deleted_b(&policy(Direction::TwoWay), fa("a1", t("Jane")));
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.links[0].state, LinkState::Deleted(Side::B));
+}
+
+#[test]
+fn existence_linked_gone_unchanged_survivor_delete_policy() {
+    let mut p = policy(Direction::TwoWay);
+    p.deletes.on_delete.b = RemoveAction::Delete;
+    let plan = deleted_b(&p, fa("a1", t("Jane")));
+    assert_eq!(plan.ops.len(), 1);
+    assert_eq!(plan.ops[0].kind, OpKind::Delete { id: "a1".into() });
+    assert_eq!(plan.ops[0].effect, LinkEffect::Drop);
+    p.deletes.on_delete.b = RemoveAction::RemoveFromContainer;
+    let plan = deleted_b(&p, fa("a1", t("Jane")));
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::RemoveFromContainer {
+            container: "LA".into(),
+            id: "a1".into()
+        }
+    );
+}
+
+#[test]
+fn existence_linked_gone_changed_survivor_modification_beats_deletion() {
+    let mut p = policy(Direction::TwoWay);
+    p.deletes.on_delete.b = RemoveAction::Delete;
+    let plan = deleted_b(&p, fa("a1", t("Janet")));
+    assert_eq!(plan.ops.len(), 1, "{:#?}", plan.ops);
+    assert!(matches!(plan.ops[0].kind, OpKind::Create { .. }));
+    assert_eq!(plan.ops[0].side, Side::B);
+    assert_eq!(plan.links[0].ids.b, None);
+}
+
+#[test]
+fn existence_deletion_does_not_flow_against_a_one_way_sync() {
+    let mut p = policy(Direction::AToB);
+    p.deletes.on_delete.b = RemoveAction::Delete;
+    let plan = deleted_b(&p, fa("a1", t("Jane")));
+    assert!(plan.ops.is_empty());
+    assert_eq!(plan.links[0].state, LinkState::Deleted(Side::B));
+}
+
+#[test]
+fn existence_linked_both_gone_drops_the_link() {
+    let p = policy(Direction::TwoWay);
+    let mut e = input(&p, vec![], vec![]);
+    e.obs.a.deleted.insert("a1".into());
+    e.obs.b.deleted.insert("b1".into());
+    let plan = plan(&p, &Baseline::from_links([link(&[])]), &[e]);
+    assert_eq!(plan.unlink, vec!["0/a/a1".to_string()]);
+}
+
+#[test]
+fn existence_left_scope_detaches_and_returning_reattaches() {
+    let p = policy(Direction::TwoWay);
+    let mut e = input(&p, vec![], vec![fb("b1", t("Bea"))]);
+    e.obs.a.left_scope.insert("a1".into());
+    let plan1 = plan(
+        &p,
+        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
+        &[e],
+    );
+    assert!(plan1.ops.is_empty());
+    assert_eq!(plan1.links[0].state, LinkState::Detached(Side::A));
+    let detached = plan1.links[0].clone();
+    let plan2 = run(&p, Some(detached.clone()), vec![], vec![fb("b1", t("Bea"))]);
+    assert!(
+        plan2.ops.is_empty(),
+        "detached links are not synced: {:#?}",
+        plan2.ops
+    );
+    let plan3 = run(
+        &p,
+        Some(detached),
+        vec![fa("a1", t("Jane"))],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert_eq!(update_to(&plan3, Side::A).unwrap()["first_name"], t("Bea"));
+    assert_eq!(plan3.links[0].state, LinkState::Linked);
+}
+
+#[test]
+fn existence_deleted_counterpart_is_recreated_when_survivor_changes_later() {
+    let p = policy(Direction::TwoWay);
+    let mut l = link(&[(NAME, base(t("Jane")))]);
+    l.state = LinkState::Deleted(Side::B);
+    let plan = run(&p, Some(l.clone()), vec![fa("a1", t("Jane"))], vec![]);
+    assert!(plan.ops.is_empty());
+    let plan = run(&p, Some(l), vec![fa("a1", t("Janet"))], vec![]);
+    assert!(matches!(plan.ops[0].kind, OpKind::Create { .. }));
+}
+
+#[test]
+fn existence_pending_create_is_planned_again_with_the_same_marker() {
+    let p = policy(Direction::TwoWay);
+    let first = run(&p, None, vec![fa("a1", t("Jane"))], vec![]);
+    let pending = first.links[0].clone();
+    let again = run(&p, Some(pending), vec![fa("a1", t("Jane"))], vec![]);
+    assert_eq!(again.ops.len(), 1);
+    let (OpKind::Create { marker: m1, .. }, OpKind::Create { marker: m2, .. }) =
+        (&first.ops[0].kind, &again.ops[0].kind)
+    else {
+        panic!()
+    };
+    assert_eq!(m1, m2);
+}
+
+#[test]
+fn existence_record_that_failed_to_map_is_left_alone() {
+    let p = policy(Direction::TwoWay);
+    let mut e = input(&p, vec![], vec![fb("b1", t("Bea"))]);
+    e.obs
+        .a
+        .failed
+        .insert("a1".into(), "mapper `x` failed".into());
+    let plan = plan(
+        &p,
+        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
+        &[e],
+    );
+    assert!(plan.ops.is_empty());
+    assert!(plan.skips[0].reason.contains("mapper"));
+}
+
+#[test]
+fn both_leads_and_contacts_create_on_the_shared_side_once() {
+    let mut p = policy(Direction::TwoWay);
+    p.entities = vec![
+        EntityPair::new("leads", "contacts"),
+        EntityPair::new("contacts", "contacts"),
+    ];
+    let mk = |ix: usize| {
+        let mut e = input(&p, vec![], vec![fb("b1", t("Bea"))]);
+        e.pair = p.entities[ix].clone();
+        e
+    };
+    let plan = plan(&p, &Baseline::default(), &[mk(0), mk(1)]);
+    let creates: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpKind::Create { .. }))
+        .collect();
+    assert_eq!(creates.len(), 1, "{:#?}", plan.ops);
+    assert_eq!(creates[0].entity_name, "leads");
+}
+
+#[test]
+fn matched_by_lookup_outside_the_list_is_added_to_it() {
+    let mut p = policy(Direction::TwoWay);
+    p.scope.b = crate::sync::policy::Scope::Container("L".into());
+    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
+    e.containers.b = Some("L1".into());
+    e.obs.b.complete = false;
+    e.obs.b.records.insert(
+        "b9".into(),
+        Observed {
+            record: fb("b9", t("Jane")),
+            in_scope: false,
+        },
+    );
+    let plan = plan(&p, &Baseline::default(), &[e]);
+    assert_eq!(plan.ops.len(), 1);
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::AddToContainer {
+            container: "L1".into(),
+            id: "b9".into()
+        }
+    );
+}
+
+// ---------- consent (§2.7 and the seed's DND section) ----------
+
+fn consent_link(v: Value) -> Link {
+    link(&[(CONSENT, base(v)), (NAME, base(t("Jane")))])
+}
+
+fn with_consent(r: Record, field: &str, v: Value) -> Record {
+    let mut r = r;
+    r.fields.insert(field.into(), v);
+    r
+}
+
+/// A linked pair, both opted in, then `side` opts out: does it flow?
+fn opt_out_on(dir: Direction, side: Side) -> (Option<Value>, Option<Value>) {
+    let p = policy(dir);
+    let l = consent_link(inn());
+    let a = with_consent(
+        fa("a1", t("Jane")),
+        "do_not_disturb",
+        Value::Bool(side == Side::A),
+    );
+    let b = with_consent(
+        fb("b1", t("Jane")),
+        "subscription_status",
+        Value::Number(if side == Side::B { 0.0 } else { 1.0 }),
+    );
+    let plan = run(&p, Some(l), vec![a], vec![b]);
+    (
+        update_to(&plan, Side::A).and_then(|f| f.get("do_not_disturb").cloned()),
+        update_to(&plan, Side::B).and_then(|f| f.get("subscription_status").cloned()),
+    )
+}
+
+#[test]
+fn consent_two_way_dnd_becomes_unsubscribed() {
+    assert_eq!(
+        opt_out_on(Direction::TwoWay, Side::A),
+        (None, Some(Value::Number(0.0)))
+    );
+}
+
+#[test]
+fn consent_two_way_unsubscribe_becomes_dnd() {
+    assert_eq!(
+        opt_out_on(Direction::TwoWay, Side::B),
+        (Some(Value::Bool(true)), None)
+    );
+}
+
+#[test]
+fn consent_one_way_fs_to_fm_dnd_flows() {
+    assert_eq!(
+        opt_out_on(Direction::AToB, Side::A),
+        (None, Some(Value::Number(0.0)))
+    );
+}
+
+#[test]
+fn consent_one_way_fs_to_fm_unsubscribe_does_not_flow_back() {
+    assert_eq!(opt_out_on(Direction::AToB, Side::B), (None, None));
+}
+
+#[test]
+fn consent_one_way_fm_to_fs_unsubscribe_becomes_dnd() {
+    assert_eq!(
+        opt_out_on(Direction::BToA, Side::B),
+        (Some(Value::Bool(true)), None)
+    );
+}
+
+#[test]
+fn consent_one_way_fm_to_fs_dnd_does_not_flow() {
+    assert_eq!(opt_out_on(Direction::BToA, Side::A), (None, None));
+}
+
+#[test]
+fn consent_bounced_and_spam_count_as_opted_out() {
+    for code in [3.0, 4.0] {
+        let p = policy(Direction::TwoWay);
+        let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(false));
+        let b = with_consent(
+            fb("b1", t("Jane")),
+            "subscription_status",
+            Value::Number(code),
+        );
+        let plan = run(&p, Some(consent_link(inn())), vec![a], vec![b]);
+        assert_eq!(
+            update_to(&plan, Side::A).unwrap()["do_not_disturb"],
+            Value::Bool(true),
+            "status {code}"
+        );
+    }
+}
+
+#[test]
+fn consent_resubscribe_is_never_propagated_in_any_direction() {
+    for dir in [Direction::TwoWay, Direction::AToB, Direction::BToA] {
+        for side in Side::BOTH {
+            let p = policy(dir);
+            let l = consent_link(out());
+            let a = with_consent(
+                fa("a1", t("Jane")),
+                "do_not_disturb",
+                Value::Bool(side != Side::A),
+            );
+            let b = with_consent(
+                fb("b1", t("Jane")),
+                "subscription_status",
+                Value::Number(if side == Side::B { 1.0 } else { 0.0 }),
+            );
+            let plan = run(&p, Some(l), vec![a.clone()], vec![b.clone()]);
+            assert!(plan.ops.is_empty(), "{dir:?} {side}: {:#?}", plan.ops);
+            // Stable: the loosened side is accepted as is on the next run too.
+            let next = Baseline::from_links(plan.links.clone());
+            let again = super::plan(&p, &next, &[input(&p, vec![a], vec![b])]);
+            assert!(
+                again.ops.is_empty(),
+                "{dir:?} {side} second run: {:#?}",
+                again.ops
+            );
+        }
+    }
+}
+
+#[test]
+fn consent_true_conflict_opted_out_wins_whatever_the_policy() {
+    for winner in [Winner::AWins, Winner::BWins, Winner::MostRecent] {
+        let mut p = policy(Direction::TwoWay);
+        p.conflict.winner = winner;
+        let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(false));
+        let b = with_consent(
+            fb("b1", t("Jane")),
+            "subscription_status",
+            Value::Number(4.0),
+        );
+        let plan = run(&p, None, vec![a], vec![b]);
+        assert_eq!(
+            update_to(&plan, Side::A).unwrap()["do_not_disturb"],
+            Value::Bool(true),
+            "{winner:?}"
+        );
+        assert!(update_to(&plan, Side::B).is_none());
+    }
+}
+
+#[test]
+fn consent_first_sync_never_writes_opted_in_to_an_existing_record() {
+    let p = policy(Direction::TwoWay);
+    let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(false));
+    let plan = run(&p, None, vec![a], vec![fb("b1", t("Jane"))]);
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+}
+
+#[test]
+fn consent_is_sent_explicitly_on_create() {
+    let p = policy(Direction::TwoWay);
+    let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(true));
+    let plan = run(&p, None, vec![a], vec![]);
+    let OpKind::Create { fields, .. } = &plan.ops[0].kind else {
+        panic!()
+    };
+    assert!(fields.contains(&("subscription_status".into(), Value::Number(0.0))));
+    assert!(plan.ops[0].consent);
+}
+
+// ---------- the seed's opt-out and delete options ----------
+
+#[test]
+fn seed_exclude_freshmarketer_opt_outs_is_on_by_default() {
+    let p = policy(Direction::TwoWay);
+    let b = with_consent(
+        rec("b1", &[("emails", t("u@x.io"))]),
+        "subscription_status",
+        Value::Number(0.0),
+    );
+    let plan = run(&p, None, vec![], vec![b.clone()]);
+    assert!(plan.ops.is_empty());
+    assert!(plan.skips[0].reason.contains("opted out"));
+    let mut p = policy(Direction::TwoWay);
+    p.opt_out.exclude.b = Some(false);
+    assert_eq!(run(&p, None, vec![], vec![b]).ops.len(), 1);
+}
+
+#[test]
+fn seed_excluded_opt_out_still_links_so_the_opt_out_reaches_the_crm() {
+    let p = policy(Direction::TwoWay);
+    let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(false));
+    let b = with_consent(
+        fb("b1", t("Jane")),
+        "subscription_status",
+        Value::Number(0.0),
+    );
+    let plan = run(&p, None, vec![a], vec![b]);
+    assert_eq!(
+        update_to(&plan, Side::A).unwrap()["do_not_disturb"],
+        Value::Bool(true)
+    );
+}
+
+#[test]
+fn seed_freshsales_dnd_records_are_synced_unless_removal_is_enabled() {
+    let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(true));
+    assert_eq!(
+        run(&policy(Direction::AToB), None, vec![a.clone()], vec![])
+            .ops
+            .len(),
+        1
+    );
+    let mut p = policy(Direction::AToB);
+    p.opt_out.on_opt_out.a = RemoveAction::Delete;
+    let plan = run(&p, None, vec![a], vec![]);
+    assert!(plan.ops.is_empty());
+}
+
+fn fs_opts_out(action: RemoveAction) -> Plan {
+    let mut p = policy(Direction::AToB);
+    p.scope.b = crate::sync::policy::Scope::Container("Newsletter".into());
+    p.opt_out.on_opt_out.a = action;
+    let a = with_consent(fa("a1", t("Jane")), "do_not_disturb", Value::Bool(true));
+    let b = with_consent(
+        fb("b1", t("Jane")),
+        "subscription_status",
+        Value::Number(1.0),
+    );
+    let mut e = input(&p, vec![a], vec![b]);
+    e.containers.b = Some("L1".into());
+    plan(&p, &Baseline::from_links([consent_link(inn())]), &[e])
+}
+
+#[test]
+fn seed_remove_opted_out_freshsales_record_from_the_list() {
+    let plan = fs_opts_out(RemoveAction::RemoveFromContainer);
+    let kinds: Vec<_> = plan.ops.iter().map(|o| o.kind.clone()).collect();
+    assert!(
+        kinds.contains(&OpKind::RemoveFromContainer {
+            container: "L1".into(),
+            id: "b1".into()
+        }),
+        "{kinds:#?}"
+    );
+    assert_eq!(
+        update_to(&plan, Side::B).unwrap()["subscription_status"],
+        Value::Number(0.0)
+    );
+    let rm = plan
+        .ops
+        .iter()
+        .find(|o| matches!(o.kind, OpKind::RemoveFromContainer { .. }))
+        .unwrap();
+    assert_eq!(rm.effect, LinkEffect::State(LinkState::Removed(Side::B)));
+}
+
+#[test]
+fn seed_remove_opted_out_freshsales_record_entirely() {
+    let plan = fs_opts_out(RemoveAction::Delete);
+    assert_eq!(plan.ops.len(), 1, "{:#?}", plan.ops);
+    assert_eq!(plan.ops[0].kind, OpKind::Delete { id: "b1".into() });
+}
+
+#[test]
+fn seed_keep_opted_out_freshsales_record_only_unsubscribes() {
+    let plan = fs_opts_out(RemoveAction::Keep);
+    assert_eq!(plan.ops.len(), 1);
+    assert_eq!(
+        update_to(&plan, Side::B).unwrap()["subscription_status"],
+        Value::Number(0.0)
+    );
+}
+
+fn fs_deleted(action: RemoveAction) -> Plan {
+    let mut p = policy(Direction::AToB);
+    p.scope.b = crate::sync::policy::Scope::Container("Newsletter".into());
+    p.deletes.on_delete.a = action;
+    let mut e = input(&p, vec![], vec![fb("b1", t("Jane"))]);
+    e.obs.a.deleted.insert("a1".into());
+    e.containers.b = Some("L1".into());
+    plan(
+        &p,
+        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
+        &[e],
+    )
+}
+
+#[test]
+fn seed_remove_deleted_freshsales_record_from_the_list() {
+    let plan = fs_deleted(RemoveAction::RemoveFromContainer);
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::RemoveFromContainer {
+            container: "L1".into(),
+            id: "b1".into()
+        }
+    );
+}
+
+#[test]
+fn seed_remove_deleted_freshsales_record_entirely() {
+    let plan = fs_deleted(RemoveAction::Delete);
+    assert_eq!(plan.ops[0].kind, OpKind::Delete { id: "b1".into() });
+}
+
+#[test]
+fn seed_deleted_freshsales_record_kept_by_default() {
+    let plan = fs_deleted(RemoveAction::Keep);
+    assert!(plan.ops.is_empty());
+}
+
+// ---------- rules ----------
+
+#[test]
+fn rules_act_on_records_flowing_to_the_other_side() {
+    use crate::sync::rules::{Action, CompareOp, Condition, Predicate, Rule};
+    let mut p = policy(Direction::BToA);
+    p.rules = vec![
+        Rule {
+            name: "vip".into(),
+            from: Side::B,
+            when: Condition::All(vec![Predicate {
+                field: "tags".into(),
+                op: CompareOp::Contains,
+                value: Some(t("vip")),
+            }]),
+            then: vec![
+                Action::GrantAuthority,
+                Action::SetField {
+                    field: "lead_score".into(),
+                    value: Value::Number(90.0),
+                },
+            ],
+        },
+        Rule {
+            name: "no-test".into(),
+            from: Side::B,
+            when: Condition::All(vec![Predicate {
+                field: "first_name".into(),
+                op: CompareOp::Eq,
+                value: Some(t("Test")),
+            }]),
+            then: vec![Action::Skip],
+        },
+    ];
+    let mut b1 = rec("b1", &[("emails", t("v@x.io")), ("first_name", t("Vera"))]);
+    b1.fields
+        .insert("tags".into(), Value::Texts(vec!["vip".into()]));
+    let b2 = rec("b2", &[("emails", t("t@x.io")), ("first_name", t("Test"))]);
+    let plan = run(&p, None, vec![], vec![b1, b2]);
+    assert_eq!(plan.ops.len(), 1, "{:#?}", plan.ops);
+    let OpKind::Create { fields, .. } = &plan.ops[0].kind else {
+        panic!()
+    };
+    assert!(fields.contains(&("has_authority".into(), Value::Bool(true))));
+    assert!(fields.contains(&("lead_score".into(), Value::Number(90.0))));
+    assert!(
+        plan.skips
+            .iter()
+            .any(|s| s.id == "b2" && s.reason.contains("no-test"))
+    );
+}
+
+#[test]
+fn rules_mark_dnd_on_an_existing_record_only_when_it_differs() {
+    use crate::sync::rules::{Action, CompareOp, Condition, Predicate, Rule};
+    let mut p = policy(Direction::TwoWay);
+    p.rules = vec![Rule {
+        name: "bounced".into(),
+        from: Side::B,
+        when: Condition::All(vec![Predicate {
+            field: "first_name".into(),
+            op: CompareOp::Eq,
+            value: Some(t("Spam")),
+        }]),
+        then: vec![Action::MarkDnd],
+    }];
+    let l = link(&[(NAME, base(t("Spam")))]);
+    let a = with_consent(fa("a1", t("Spam")), "do_not_disturb", Value::Bool(false));
+    let plan = run(&p, Some(l.clone()), vec![a], vec![fb("b1", t("Spam"))]);
+    assert_eq!(
+        update_to(&plan, Side::A).unwrap()["do_not_disturb"],
+        Value::Bool(true)
+    );
+    let a = with_consent(fa("a1", t("Spam")), "do_not_disturb", Value::Bool(true));
+    let plan = run(&p, Some(l), vec![a], vec![fb("b1", t("Spam"))]);
+    assert!(update_to(&plan, Side::A).is_none());
+}
+
+// ---------- breakers ----------
+
+fn many_links(n: usize) -> Vec<Link> {
+    (0..n)
+        .map(|i| {
+            let mut l = link(&[(NAME, base(t("Jane")))]);
+            l.key = format!("0/a/a{i}");
+            l.ids = SidePair::new(Some(format!("a{i}")), Some(format!("b{i}")));
+            l.fields
+                .insert(EMAIL.into(), base(t(&format!("p{i}@x.io"))));
+            l
+        })
+        .collect()
+}
+
+fn rec_i(side: Side, i: usize, name: &str) -> Record {
+    match side {
+        Side::A => rec(
+            &format!("a{i}"),
+            &[("email", t(&format!("p{i}@x.io"))), ("first_name", t(name))],
+        ),
+        Side::B => rec(
+            &format!("b{i}"),
+            &[
+                ("emails", t(&format!("p{i}@x.io"))),
+                ("first_name", t(name)),
+            ],
+        ),
+    }
+}
+
+#[test]
+fn breaker_side_listing_nothing_halts() {
+    let mut p = policy(Direction::TwoWay);
+    p.breaker.side_empty = true;
+    let a: Vec<Record> = (0..5).map(|i| rec_i(Side::A, i, "Jane")).collect();
+    let plan = plan(
+        &p,
+        &Baseline::from_links(many_links(5)),
+        &[input(&p, a, vec![])],
+    );
+    let halt = plan.halted.expect("halted");
+    assert_eq!(halt.reason, "side-empty");
+    assert!(halt.message.contains("side B"));
+    assert!(plan.ops.is_empty() && plan.links.is_empty());
+}
+
+#[test]
+fn breaker_too_many_deletes_halts_but_keeps_consent() {
+    let mut p = policy(Direction::TwoWay);
+    p.deletes.on_delete.a = RemoveAction::Delete;
+    let links = many_links(30);
+    let mut e = input(
+        &p,
+        vec![],
+        (0..30).map(|i| rec_i(Side::B, i, "Jane")).collect(),
+    );
+    for i in 0..10 {
+        e.obs.a.deleted.insert(format!("a{i}"));
+    }
+    // One record opts out on A: its consent still flows.
+    let mut a = with_consent(
+        rec_i(Side::A, 20, "Jane"),
+        "do_not_disturb",
+        Value::Bool(true),
+    );
+    a.fields.insert("first_name".into(), t("Changed"));
+    e.obs.a.listed(a);
+    let mut links = links;
+    links[20].fields.insert(CONSENT.into(), base(inn()));
+    let plan = plan(&p, &Baseline::from_links(links), &[e]);
+    assert_eq!(plan.halted.as_ref().unwrap().reason, "too-many-deletes");
+    assert_eq!(plan.ops.len(), 1, "{:#?}", plan.ops);
+    let OpKind::Update { fields, .. } = &plan.ops[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        fields,
+        &vec![("subscription_status".to_string(), Value::Number(0.0))]
+    );
+    assert_eq!(plan.withheld, 10);
+}
+
+#[test]
+fn breaker_too_many_overwrites_halts_and_small_syncs_are_exempt() {
+    let p = policy(Direction::TwoWay);
+    let a: Vec<Record> = (0..30).map(|i| rec_i(Side::A, i, "Changed")).collect();
+    let b: Vec<Record> = (0..30).map(|i| rec_i(Side::B, i, "Jane")).collect();
+    let plan1 = plan(
+        &p,
+        &Baseline::from_links(many_links(30)),
+        &[input(&p, a, b)],
+    );
+    assert_eq!(plan1.halted.unwrap().reason, "too-many-overwrites");
+    let a: Vec<Record> = (0..5).map(|i| rec_i(Side::A, i, "Changed")).collect();
+    let b: Vec<Record> = (0..5).map(|i| rec_i(Side::B, i, "Jane")).collect();
+    let plan2 = plan(&p, &Baseline::from_links(many_links(5)), &[input(&p, a, b)]);
+    assert!(plan2.halted.is_none());
+    assert_eq!(plan2.ops.len(), 5);
+}
+
+#[test]
+fn custom_mapping_one_way_field_inside_two_way_sync() {
+    let mut p = policy(Direction::TwoWay);
+    p.mapping.fields.push(FieldMapping {
+        a: "lead_score".into(),
+        b: "first_name".into(),
+        direction: Some(Direction::AToB),
+        owner: None,
+    });
+    let m = resolve(
+        &p,
+        SidePair::new("leads", "contacts"),
+        &fs_schema(),
+        &fm_schema(),
+    )
+    .unwrap();
+    assert_eq!(m.pairs[0].flows, SidePair::new(true, false));
+}

@@ -1,0 +1,889 @@
+//! The engine's state in redb (§2.2): links (unique per side id), the baseline
+//! of every mapped field, per-side cursors, the outbox, the retry index,
+//! tombstones, runs and per-record events (the run log users read).
+//!
+//! The `Database` is shared with the plugin runtime's storage: every table
+//! here is prefixed `tandem_sync_`, and every key starts with the sync's name
+//! and a NUL, so that one sync's rows form one key range (disconnect wipes it).
+//! The layout is versioned; a database written by a newer layout is refused.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::baseline::Link;
+use super::model::Side;
+use super::plan::PlannedOp;
+
+/// The layout version this build writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+type Table = TableDefinition<'static, &'static str, &'static [u8]>;
+const META: Table = TableDefinition::new("tandem_sync_meta");
+const LINKS: Table = TableDefinition::new("tandem_sync_links");
+const LINK_IDS: Table = TableDefinition::new("tandem_sync_link_ids");
+const CURSORS: Table = TableDefinition::new("tandem_sync_cursors");
+const OUTBOX: Table = TableDefinition::new("tandem_sync_outbox");
+const RETRY: Table = TableDefinition::new("tandem_sync_retry");
+const TOMBSTONES: Table = TableDefinition::new("tandem_sync_tombstones");
+const RUNS: Table = TableDefinition::new("tandem_sync_runs");
+const EVENTS: Table = TableDefinition::new("tandem_sync_events");
+const ALL: [Table; 9] = [
+    META, LINKS, LINK_IDS, CURSORS, OUTBOX, RETRY, TOMBSTONES, RUNS, EVENTS,
+];
+const SCHEMA_KEY: &str = "\0schema";
+
+/// A state store failure.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// The database was written by a newer Tandem.
+    #[error(
+        "the state database uses sync layout v{found}, newer than this build's v{supported}: upgrade tandem (or restore a backup)"
+    )]
+    NewerSchema {
+        /// The version found.
+        found: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// Two links claim the same record.
+    #[error(
+        "record {side}:{entity}/{id} is already linked by `{existing}`; refusing to link it twice"
+    )]
+    DuplicateLink {
+        /// The side.
+        side: Side,
+        /// The entity.
+        entity: String,
+        /// The record id.
+        id: String,
+        /// The link that holds it.
+        existing: String,
+    },
+    /// A stored row does not decode.
+    #[error("corrupt sync state row `{key}`: {message}; disconnect the sync to rebuild it")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// redb failed.
+    #[error("sync state store: {0}")]
+    Store(#[from] redb::Error),
+}
+
+fn db<E: Into<redb::Error>>(e: E) -> StateError {
+    StateError::Store(e.into())
+}
+
+/// Whether a sync runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncStatus {
+    /// Runs on its schedule.
+    #[default]
+    Active,
+    /// Paused by the operator: no reads, no writes.
+    Paused,
+    /// Halted by a breaker, until run with force or resumed.
+    Halted {
+        /// The breaker's message.
+        reason: String,
+    },
+}
+
+/// Where an outbox op stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpStatus {
+    /// Recorded, not yet sent.
+    Planned,
+    /// Sent; no answer recorded yet.
+    Sent,
+    /// Acknowledged and committed.
+    Acked,
+    /// Failed; retried on a later run.
+    Failed,
+    /// Given up; needs a person.
+    Parked,
+}
+
+/// One outbox row.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    /// The op.
+    pub op: PlannedOp,
+    /// Where it stands.
+    pub status: OpStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// Not before (unix seconds), for failed ops.
+    pub next_attempt_at: Option<i64>,
+    /// The last error.
+    pub error: Option<String>,
+    /// The run that last touched it.
+    pub run: u64,
+}
+
+/// A record to fetch again and re-plan on a later run (its write failed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryEntry {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The side of the record to re-read.
+    pub side: Side,
+    /// The record id.
+    pub id: String,
+    /// The link, when there is one.
+    pub link: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Not before (unix seconds).
+    pub next_attempt_at: i64,
+    /// The last error.
+    pub error: String,
+}
+
+/// A deletion seen on one side.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// The link.
+    pub link: String,
+    /// When it was seen (unix seconds).
+    pub detected_at: i64,
+    /// What the engine did.
+    pub decision: String,
+}
+
+/// Per-direction counters of a run. "a-to-b" counts writes to B.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Records created.
+    pub created: usize,
+    /// Records updated.
+    pub updated: usize,
+    /// Records deleted or removed from a list.
+    pub removed: usize,
+    /// Records linked by e-mail.
+    pub linked: usize,
+    /// Records skipped.
+    pub skipped: usize,
+    /// Writes that failed (retried later).
+    pub failed: usize,
+    /// Writes parked.
+    pub parked: usize,
+    /// Conflicts decided.
+    pub conflicts: usize,
+}
+
+/// One run of a sync.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Increasing per sync.
+    pub id: u64,
+    /// `incremental`, `full` or `dry-run`.
+    pub kind: String,
+    /// Unix seconds.
+    pub started_at: i64,
+    /// Unix seconds, when finished.
+    pub ended_at: Option<i64>,
+    /// `running`, `ok`, `halted`, `failed`, `interrupted`.
+    pub outcome: String,
+    /// One line.
+    pub message: Option<String>,
+    /// Counters per direction: `a-to-b` (writes to B) and `b-to-a`.
+    pub counters: BTreeMap<String, Counters>,
+}
+
+/// One per-record event of a run (the log).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The run.
+    pub run: u64,
+    /// Order within the run.
+    pub seq: u64,
+    /// `a-to-b` or `b-to-a` (the direction of the change), or `both`.
+    pub direction: String,
+    /// `created`, `updated`, `deleted`, `removed`, `linked`, `skipped`,
+    /// `conflict`, `ambiguous`, `failed`, `parked`, `note`.
+    pub action: String,
+    /// The entity name on the side the event concerns.
+    pub entity: String,
+    /// The record ids concerned (`a:…`, `b:…`).
+    pub records: Vec<String>,
+    /// The link, if any.
+    pub link: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// The direction label of a write to `target`.
+pub fn direction_to(target: Side) -> &'static str {
+    match target {
+        Side::A => "b-to-a",
+        Side::B => "a-to-b",
+    }
+}
+
+fn key(parts: &[&str]) -> String {
+    parts.join("\0")
+}
+
+fn prefix_range(prefix: &str) -> (String, String) {
+    (format!("{prefix}\0"), format!("{prefix}\u{1}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("sync state types serialise")
+}
+
+fn decode<T: DeserializeOwned>(k: &str, bytes: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+        key: k.replace('\0', "/"),
+        message: e.to_string(),
+    })
+}
+
+/// The sync state of every sync on this host.
+#[derive(Clone)]
+pub struct SyncStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for SyncStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncStore")
+    }
+}
+
+impl SyncStore {
+    /// Opens the sync tables in a shared database, creating them or checking
+    /// their layout version.
+    pub fn open(database: Arc<Database>) -> Result<Self, StateError> {
+        let tx = database.begin_write().map_err(db_err)?;
+        for t in ALL {
+            tx.open_table(t).map_err(db)?;
+        }
+        {
+            let mut meta = tx.open_table(META).map_err(db)?;
+            let found: Option<u32> = match meta.get(SCHEMA_KEY).map_err(db)? {
+                Some(v) => Some(decode(SCHEMA_KEY, v.value())?),
+                None => None,
+            };
+            match found {
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(StateError::NewerSchema {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(SCHEMA_KEY, encode(&SCHEMA_VERSION).as_slice())
+                        .map_err(db)?;
+                }
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(SyncStore { db: database })
+    }
+
+    /// The shared database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+
+    /// Runs `f` in one write transaction, committed when it returns `Ok`.
+    pub fn write<R>(
+        &self,
+        sync: &str,
+        f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        let out = f(&Txn { tx: &tx, sync })?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(table).map_err(db)?;
+        match t.get(k).map_err(db)? {
+            Some(v) => Ok(Some(decode(k, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StateError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(table).map_err(db)?;
+        let (lo, hi) = prefix_range(prefix);
+        let mut out = Vec::new();
+        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let k = k.value().to_string();
+            let v = decode(&k, v.value())?;
+            out.push((k, v));
+        }
+        Ok(out)
+    }
+
+    /// The sync's status.
+    pub fn status(&self, sync: &str) -> Result<SyncStatus, StateError> {
+        Ok(self.get(META, &key(&[sync, "status"]))?.unwrap_or_default())
+    }
+
+    /// Sets the sync's status (pause, resume, halt).
+    pub fn set_status(&self, sync: &str, status: &SyncStatus) -> Result<(), StateError> {
+        self.write(sync, |t| t.put(META, &key(&[sync, "status"]), status))
+    }
+
+    /// The mapping fingerprint last used for an entity pair.
+    pub fn mapping(&self, sync: &str, entity: usize) -> Result<Option<String>, StateError> {
+        self.get(META, &key(&[sync, "mapping", &entity.to_string()]))
+    }
+
+    /// Every link of a sync.
+    pub fn links(&self, sync: &str) -> Result<Vec<Link>, StateError> {
+        Ok(self
+            .scan::<Link>(LINKS, sync)?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect())
+    }
+
+    /// One link by key.
+    pub fn link(&self, sync: &str, link: &str) -> Result<Option<Link>, StateError> {
+        self.get(LINKS, &key(&[sync, link]))
+    }
+
+    /// The links holding any of these records (side, entity name, id).
+    pub fn links_for<'a>(
+        &self,
+        sync: &str,
+        ids: impl IntoIterator<Item = (Side, &'a str, &'a str)>,
+    ) -> Result<Vec<Link>, StateError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let idx = tx.open_table(LINK_IDS).map_err(db)?;
+        let links = tx.open_table(LINKS).map_err(db)?;
+        let mut out: BTreeMap<String, Link> = BTreeMap::new();
+        for (side, entity, id) in ids {
+            let k = key(&[sync, side.as_str(), entity, id]);
+            let Some(lk) = idx.get(k.as_str()).map_err(db)? else {
+                continue;
+            };
+            let lk: String = decode(&k, lk.value())?;
+            if out.contains_key(&lk) {
+                continue;
+            }
+            let full = key(&[sync, &lk]);
+            if let Some(v) = links.get(full.as_str()).map_err(db)? {
+                out.insert(lk, decode(&full, v.value())?);
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Number of links per entity pair.
+    pub fn link_counts(&self, sync: &str) -> Result<BTreeMap<usize, usize>, StateError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let t = tx.open_table(LINKS).map_err(db)?;
+        let (lo, hi) = prefix_range(sync);
+        let mut counts = BTreeMap::new();
+        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+            let (k, _) = row.map_err(db)?;
+            let k = k.value();
+            let entity = k[lo.len()..]
+                .split('/')
+                .next()
+                .and_then(|s| s.parse::<usize>().ok())
+                .unwrap_or(0);
+            *counts.entry(entity).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The saved cursor of one side of an entity pair.
+    pub fn cursor(
+        &self,
+        sync: &str,
+        entity: usize,
+        side: Side,
+    ) -> Result<Option<String>, StateError> {
+        self.get(CURSORS, &key(&[sync, &entity.to_string(), side.as_str()]))
+    }
+
+    /// Outbox rows not acknowledged (planned, sent, failed, parked).
+    pub fn outbox(&self, sync: &str) -> Result<Vec<OutboxEntry>, StateError> {
+        Ok(self
+            .scan::<OutboxEntry>(OUTBOX, sync)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.status != OpStatus::Acked)
+            .collect())
+    }
+
+    /// The retry index.
+    pub fn retries(&self, sync: &str) -> Result<Vec<RetryEntry>, StateError> {
+        Ok(self
+            .scan::<RetryEntry>(RETRY, sync)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// The tombstones.
+    pub fn tombstones(&self, sync: &str) -> Result<Vec<Tombstone>, StateError> {
+        Ok(self
+            .scan::<Tombstone>(TOMBSTONES, sync)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// Runs, oldest first.
+    pub fn runs(&self, sync: &str) -> Result<Vec<RunRecord>, StateError> {
+        Ok(self
+            .scan::<RunRecord>(RUNS, sync)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// Events of one run, in order.
+    pub fn events(&self, sync: &str, run: u64) -> Result<Vec<Event>, StateError> {
+        Ok(self
+            .scan::<Event>(EVENTS, &key(&[sync, &format!("{run:016x}")]))?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// Disconnect: wipes every row of one sync (links, baseline, cursors,
+    /// outbox, retries, tombstones, runs, logs, status). Other syncs and the
+    /// plugins' storage are untouched.
+    pub fn disconnect(&self, sync: &str) -> Result<usize, StateError> {
+        let (lo, hi) = prefix_range(sync);
+        self.write(sync, |t| {
+            let mut n = 0;
+            for table in ALL {
+                let mut tb = t.tx.open_table(table).map_err(db)?;
+                let keys: Vec<String> = tb
+                    .range(lo.as_str()..hi.as_str())
+                    .map_err(db)?
+                    .map(|r| r.map(|(k, _)| k.value().to_string()))
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?;
+                for k in &keys {
+                    tb.remove(k.as_str()).map_err(db)?;
+                }
+                n += keys.len();
+            }
+            Ok(n)
+        })
+    }
+}
+
+fn db_err<E: Into<redb::Error>>(e: E) -> StateError {
+    db(e)
+}
+
+/// A write transaction scoped to one sync.
+pub struct Txn<'a> {
+    tx: &'a WriteTransaction,
+    sync: &'a str,
+}
+
+impl std::fmt::Debug for Txn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Txn({})", self.sync)
+    }
+}
+
+impl Txn<'_> {
+    fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StateError> {
+        let mut t = self.tx.open_table(table).map_err(db)?;
+        t.insert(k, encode(v).as_slice()).map_err(db)?;
+        Ok(())
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
+        let t = self.tx.open_table(table).map_err(db)?;
+        let v = t.get(k).map_err(db)?;
+        match v {
+            Some(v) => Ok(Some(decode(k, v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn remove(&self, table: Table, k: &str) -> Result<(), StateError> {
+        let mut t = self.tx.open_table(table).map_err(db)?;
+        t.remove(k).map_err(db)?;
+        Ok(())
+    }
+
+    /// A link by key, as of this transaction.
+    pub fn link(&self, link: &str) -> Result<Option<Link>, StateError> {
+        self.get(LINKS, &key(&[self.sync, link]))
+    }
+
+    /// Stores a link and its id index. `entities` gives each side's entity
+    /// name of the link's entity pair. A record already held by another link
+    /// is refused (links are unique per side id).
+    pub fn put_link(&self, link: &Link, entities: (&str, &str)) -> Result<(), StateError> {
+        let old: Option<Link> = self.link(&link.key)?;
+        for side in Side::BOTH {
+            let entity = if side == Side::A {
+                entities.0
+            } else {
+                entities.1
+            };
+            let old_id = old.as_ref().and_then(|l| l.id(side).map(str::to_string));
+            let new_id = link.id(side);
+            if old_id.as_deref() == new_id {
+                continue;
+            }
+            if let Some(id) = &old_id {
+                self.remove(LINK_IDS, &key(&[self.sync, side.as_str(), entity, id]))?;
+            }
+            if let Some(id) = new_id {
+                let k = key(&[self.sync, side.as_str(), entity, id]);
+                if let Some(existing) = self.get::<String>(LINK_IDS, &k)?
+                    && existing != link.key
+                {
+                    return Err(StateError::DuplicateLink {
+                        side,
+                        entity: entity.into(),
+                        id: id.into(),
+                        existing,
+                    });
+                }
+                self.put(LINK_IDS, &k, &link.key)?;
+            }
+        }
+        self.put(LINKS, &key(&[self.sync, &link.key]), link)
+    }
+
+    /// Drops a link and its id index.
+    pub fn remove_link(&self, link: &str, entities: (&str, &str)) -> Result<(), StateError> {
+        if let Some(old) = self.link(link)? {
+            for side in Side::BOTH {
+                let entity = if side == Side::A {
+                    entities.0
+                } else {
+                    entities.1
+                };
+                if let Some(id) = old.id(side) {
+                    let k = key(&[self.sync, side.as_str(), entity, id]);
+                    if self.get::<String>(LINK_IDS, &k)?.as_deref() == Some(link) {
+                        self.remove(LINK_IDS, &k)?;
+                    }
+                }
+            }
+        }
+        self.remove(LINKS, &key(&[self.sync, link]))
+    }
+
+    /// Saves a cursor.
+    pub fn set_cursor(
+        &self,
+        entity: usize,
+        side: Side,
+        cursor: Option<&str>,
+    ) -> Result<(), StateError> {
+        let k = key(&[self.sync, &entity.to_string(), side.as_str()]);
+        match cursor {
+            Some(c) => self.put(CURSORS, &k, &c),
+            None => self.remove(CURSORS, &k),
+        }
+    }
+
+    /// Saves the mapping fingerprint of an entity pair.
+    pub fn set_mapping(&self, entity: usize, fingerprint: &str) -> Result<(), StateError> {
+        self.put(
+            META,
+            &key(&[self.sync, "mapping", &entity.to_string()]),
+            &fingerprint,
+        )
+    }
+
+    /// An outbox row.
+    pub fn op(&self, id: &str) -> Result<Option<OutboxEntry>, StateError> {
+        self.get(OUTBOX, &key(&[self.sync, id]))
+    }
+
+    /// Stores an outbox row.
+    pub fn put_op(&self, e: &OutboxEntry) -> Result<(), StateError> {
+        self.put(OUTBOX, &key(&[self.sync, &e.op.id]), e)
+    }
+
+    /// Drops an outbox row.
+    pub fn remove_op(&self, id: &str) -> Result<(), StateError> {
+        self.remove(OUTBOX, &key(&[self.sync, id]))
+    }
+
+    /// Drops acknowledged outbox rows (their events stay in the log).
+    pub fn purge_acked(&self) -> Result<usize, StateError> {
+        let (lo, hi) = prefix_range(self.sync);
+        let mut t = self.tx.open_table(OUTBOX).map_err(db)?;
+        let mut acked = Vec::new();
+        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            let k = k.value().to_string();
+            let e: OutboxEntry = decode(&k, v.value())?;
+            if e.status == OpStatus::Acked {
+                acked.push(k);
+            }
+        }
+        for k in &acked {
+            t.remove(k.as_str()).map_err(db)?;
+        }
+        Ok(acked.len())
+    }
+
+    /// Stores a retry entry.
+    pub fn put_retry(&self, e: &RetryEntry) -> Result<(), StateError> {
+        self.put(
+            RETRY,
+            &key(&[self.sync, &e.entity.to_string(), e.side.as_str(), &e.id]),
+            e,
+        )
+    }
+
+    /// A retry entry.
+    pub fn retry(
+        &self,
+        entity: usize,
+        side: Side,
+        id: &str,
+    ) -> Result<Option<RetryEntry>, StateError> {
+        self.get(
+            RETRY,
+            &key(&[self.sync, &entity.to_string(), side.as_str(), id]),
+        )
+    }
+
+    /// Drops a retry entry.
+    pub fn remove_retry(&self, entity: usize, side: Side, id: &str) -> Result<(), StateError> {
+        self.remove(
+            RETRY,
+            &key(&[self.sync, &entity.to_string(), side.as_str(), id]),
+        )
+    }
+
+    /// Records a deletion.
+    pub fn put_tombstone(
+        &self,
+        entity: usize,
+        side: Side,
+        id: &str,
+        t: &Tombstone,
+    ) -> Result<(), StateError> {
+        self.put(
+            TOMBSTONES,
+            &key(&[self.sync, &entity.to_string(), side.as_str(), id]),
+            t,
+        )
+    }
+
+    /// Starts a run: allocates its id.
+    pub fn begin_run(&self, kind: &str, now: i64) -> Result<RunRecord, StateError> {
+        let k = key(&[self.sync, "next-run"]);
+        let id: u64 = self.get(META, &k)?.unwrap_or(1);
+        self.put(META, &k, &(id + 1))?;
+        let run = RunRecord {
+            id,
+            kind: kind.into(),
+            started_at: now,
+            ended_at: None,
+            outcome: "running".into(),
+            message: None,
+            counters: BTreeMap::new(),
+        };
+        self.put_run(&run)?;
+        Ok(run)
+    }
+
+    /// Stores a run row.
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.put(RUNS, &key(&[self.sync, &format!("{:016x}", run.id)]), run)
+    }
+
+    /// Appends an event to the run log.
+    pub fn put_event(&self, e: &Event) -> Result<(), StateError> {
+        self.put(
+            EVENTS,
+            &key(&[
+                self.sync,
+                &format!("{:016x}", e.run),
+                &format!("{:012x}", e.seq),
+            ]),
+            e,
+        )
+    }
+
+    /// Sets the sync's status.
+    pub fn set_status(&self, status: &SyncStatus) -> Result<(), StateError> {
+        self.put(META, &key(&[self.sync, "status"]), status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::baseline::{FieldBase, LinkOrigin, LinkState};
+    use crate::sync::model::{SidePair, Value};
+    use redb::backends::InMemoryBackend;
+
+    pub(crate) fn memory_db() -> Arc<Database> {
+        Arc::new(
+            Database::builder()
+                .create_with_backend(InMemoryBackend::new())
+                .unwrap(),
+        )
+    }
+
+    fn link(key: &str, a: Option<&str>, b: Option<&str>) -> Link {
+        Link {
+            key: key.into(),
+            entity: 0,
+            ids: SidePair::new(a.map(Into::into), b.map(Into::into)),
+            state: LinkState::Linked,
+            fields: [("f".to_string(), FieldBase::new(Value::Text("x".into())))].into(),
+            versions: SidePair::default(),
+            match_key: None,
+            origin: LinkOrigin::Email,
+        }
+    }
+
+    #[test]
+    fn links_are_unique_per_side_id() {
+        let s = SyncStore::open(memory_db()).unwrap();
+        s.write("s", |t| {
+            t.put_link(&link("0/a/1", Some("1"), Some("9")), ("leads", "contacts"))
+        })
+        .unwrap();
+        let err = s
+            .write("s", |t| {
+                t.put_link(&link("0/a/2", Some("2"), Some("9")), ("leads", "contacts"))
+            })
+            .unwrap_err();
+        assert!(
+            matches!(err, StateError::DuplicateLink { side: Side::B, .. }),
+            "{err}"
+        );
+        // The failed transaction left nothing behind.
+        assert_eq!(s.links("s").unwrap().len(), 1);
+        // Re-pointing a link frees its old id.
+        s.write("s", |t| {
+            t.put_link(&link("0/a/1", Some("1"), Some("8")), ("leads", "contacts"))
+        })
+        .unwrap();
+        s.write("s", |t| {
+            t.put_link(&link("0/a/2", Some("2"), Some("9")), ("leads", "contacts"))
+        })
+        .unwrap();
+        let found = s
+            .links_for("s", [(Side::B, "contacts", "9"), (Side::A, "leads", "1")])
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|l| l.key.as_str()).collect::<Vec<_>>(),
+            ["0/a/1", "0/a/2"]
+        );
+        assert_eq!(s.link_counts("s").unwrap()[&0], 2);
+    }
+
+    #[test]
+    fn newer_schema_is_refused_with_a_clear_error() {
+        let d = memory_db();
+        SyncStore::open(d.clone()).unwrap();
+        let tx = d.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_KEY, encode(&(SCHEMA_VERSION + 1)).as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        let err = SyncStore::open(d).unwrap_err().to_string();
+        assert!(
+            err.contains("newer than this build") && err.contains("upgrade tandem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn disconnect_wipes_one_sync_only() {
+        let d = memory_db();
+        let s = SyncStore::open(d.clone()).unwrap();
+        for sync in ["one", "one-more"] {
+            s.write(sync, |t| {
+                t.put_link(&link("0/a/1", Some("1"), Some("2")), ("c", "c"))?;
+                t.set_cursor(0, Side::A, Some("cur"))?;
+                let run = t.begin_run("full", 0)?;
+                t.put_event(&Event {
+                    run: run.id,
+                    seq: 1,
+                    direction: "a-to-b".into(),
+                    action: "created".into(),
+                    entity: "c".into(),
+                    records: vec![],
+                    link: None,
+                    reason: "r".into(),
+                })?;
+                t.set_status(&SyncStatus::Paused)
+            })
+            .unwrap();
+        }
+        // Another component's table in the same database.
+        let tx = d.begin_write().unwrap();
+        tx.open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
+            .unwrap()
+            .insert("one\0k", "v")
+            .unwrap();
+        tx.commit().unwrap();
+
+        assert!(s.disconnect("one").unwrap() >= 6);
+        assert!(s.links("one").unwrap().is_empty());
+        assert_eq!(s.cursor("one", 0, Side::A).unwrap(), None);
+        assert!(s.runs("one").unwrap().is_empty());
+        assert!(s.events("one", 1).unwrap().is_empty());
+        assert_eq!(s.status("one").unwrap(), SyncStatus::Active);
+        assert_eq!(s.links("one-more").unwrap().len(), 1);
+        assert_eq!(s.status("one-more").unwrap(), SyncStatus::Paused);
+        assert_eq!(s.events("one-more", 1).unwrap().len(), 1);
+        let tx = d.begin_read().unwrap();
+        let t = tx
+            .open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
+            .unwrap();
+        assert_eq!(t.get("one\0k").unwrap().unwrap().value(), "v");
+    }
+
+    #[test]
+    fn runs_get_increasing_ids_and_retries_round_trip() {
+        let s = SyncStore::open(memory_db()).unwrap();
+        let r1 = s.write("s", |t| t.begin_run("full", 1)).unwrap();
+        let r2 = s.write("s", |t| t.begin_run("incremental", 2)).unwrap();
+        assert_eq!((r1.id, r2.id), (1, 2));
+        let e = RetryEntry {
+            entity: 0,
+            side: Side::B,
+            id: "7".into(),
+            link: None,
+            attempts: 1,
+            next_attempt_at: 10,
+            error: "x".into(),
+        };
+        s.write("s", |t| t.put_retry(&e)).unwrap();
+        assert_eq!(s.retries("s").unwrap(), vec![e]);
+        s.write("s", |t| t.remove_retry(0, Side::B, "7")).unwrap();
+        assert!(s.retries("s").unwrap().is_empty());
+    }
+}
