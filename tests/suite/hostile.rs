@@ -464,7 +464,8 @@ async fn wrong_contract_major_is_refused_with_the_supported_range() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains("tandem:plugin@9.0.0") && msg.contains(">=0.1.0, <0.2.0"),
+        msg.starts_with("plugin wrong-major 0.1.0: was built for contract tandem:plugin@9.0.0")
+            && msg.contains(">=0.1.0, <0.2.0"),
         "{msg}"
     );
 }

@@ -392,12 +392,12 @@ fn resolve_specs(
                         }
                     },
                     Some(Err(e)) => {
-                        tracing::warn!(setting = %key, error = %e, "setting is not a URL; origin not granted")
+                        tracing::debug!(setting = %key, error = %e, "setting is not a URL; origin not granted")
                     }
-                    None => tracing::warn!(setting = %key, "setting missing; origin not granted"),
+                    None => tracing::debug!(setting = %key, "setting missing; origin not granted"),
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "origin entry ignored"),
+            Err(e) => tracing::debug!(error = %e, "origin entry ignored"),
         }
     }
     (any, out)

@@ -319,6 +319,21 @@ pub fn sidecar_path(wasm: &Path) -> PathBuf {
     wasm.with_file_name(format!("{stem}.tandem.toml"))
 }
 
+/// `name version` from the first manifest that has them, without validating the rest
+/// (for messages about plugins refused before their manifest is checked).
+pub fn peek_label(embedded: &[String], sidecar: Option<(&str, &str)>) -> Option<String> {
+    embedded
+        .iter()
+        .map(String::as_str)
+        .chain(sidecar.map(|(_, text)| text))
+        .find_map(|text| {
+            let table: toml::Table = toml::from_str(text).ok()?;
+            let name = table.get("name")?.as_str()?;
+            let version = table.get("version")?.as_str()?;
+            Some(format!("{name} {version}"))
+        })
+}
+
 /// Picks the manifest: embedded section(s) and/or sidecar text; they must agree.
 pub fn resolve_manifest(
     embedded: &[String],
@@ -504,6 +519,11 @@ timeout-ms = 30000
             Err(ManifestError::Conflict(_))
         ));
         assert_eq!(resolve_manifest(&[], None), Err(ManifestError::Missing));
+        let wrong = FULL.replace("contract = \"0.1.0\"", "contract = \"9.0.0\"");
+        assert_eq!(
+            peek_label(&[wrong], None).as_deref(),
+            Some("freshsales 0.1.0")
+        );
         let err = resolve_manifest(&["name = 3".into()], None)
             .unwrap_err()
             .to_string();

@@ -129,7 +129,7 @@ pub struct LoadError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadFailure {
     /// The file could not be read.
-    #[error("cannot read {0}")]
+    #[error("cannot read it: {0}")]
     Read(String),
     /// The sha256 differs from the pinned one.
     #[error(
@@ -348,13 +348,13 @@ impl Runtime {
         }
         let scan = manifest::scan_component(&wasm)
             .map_err(|e| fail(&label, LoadFailure::NotComponent(e)))?;
-        capabilities::check_contract(&scan.imports, &scan.exports)
+        let sidecar_ref = sidecar.as_ref().map(|(p, t)| (p.as_str(), t.as_str()));
+        if let Err(e) = capabilities::check_contract(&scan.imports, &scan.exports) {
+            let label = manifest::peek_label(&scan.manifests, sidecar_ref).unwrap_or(label);
+            return Err(fail(&label, e.into()));
+        }
+        let manifest = manifest::resolve_manifest(&scan.manifests, sidecar_ref)
             .map_err(|e| fail(&label, e.into()))?;
-        let manifest = manifest::resolve_manifest(
-            &scan.manifests,
-            sidecar.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
-        )
-        .map_err(|e| fail(&label, e.into()))?;
         let label = format!("{} {}", manifest.name, manifest.version);
         let kind = manifest.kind;
         let contract = capabilities::check_interfaces(kind, &scan.imports, &scan.exports)
@@ -520,7 +520,7 @@ async fn read_source(
             let label = path.display().to_string();
             let wasm = tokio::fs::read(&path).await.map_err(|e| LoadError {
                 plugin: label.clone(),
-                reason: LoadFailure::Read(format!("{}: {e}", path.display())),
+                reason: LoadFailure::Read(e.to_string()),
             })?;
             let sidecar_path = manifest::sidecar_path(&path);
             let sidecar = match tokio::fs::read_to_string(&sidecar_path).await {
