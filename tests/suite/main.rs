@@ -1,3 +1,4 @@
 //! End-to-end suites: one test binary, one module per area.
 
+mod connectors_google;
 mod hostile;
