@@ -1,11 +1,11 @@
 //! `tandem config validate`: check a config file and report every problem.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::bail;
 use clap::Subcommand;
 
-use crate::config::{self, DEFAULT_CONFIG_FILE};
+use crate::config;
 
 /// Config commands.
 #[derive(Debug, Subcommand)]
@@ -17,17 +17,13 @@ pub enum ConfigCommand {
     #[command(after_help = "Examples:\n  \
         tandem config validate\n  \
         tandem config validate --config examples/production.toml")]
-    Validate {
-        /// The config file.
-        #[arg(long, short, value_name = "FILE", default_value = DEFAULT_CONFIG_FILE)]
-        config: PathBuf,
-    },
+    Validate,
 }
 
-/// Runs a config command.
-pub fn run(cmd: ConfigCommand) -> anyhow::Result<()> {
+/// Runs a config command on `file` (the global `--config`).
+pub fn run(cmd: ConfigCommand, file: &Path) -> anyhow::Result<()> {
     match cmd {
-        ConfigCommand::Validate { config } => validate(&config),
+        ConfigCommand::Validate => validate(file),
     }
 }
 
@@ -55,5 +51,28 @@ fn validate(file: &Path) -> anyhow::Result<()> {
                 if n == 1 { "it" } else { "them" }
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_fails_with_a_count_and_passes_a_good_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "[sate]\n[connections.x]\nplugin = \"nope\"\n").unwrap();
+        let err = run(ConfigCommand::Validate, &bad).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} has 2 problems; fix them and run `tandem config validate` again",
+                bad.display()
+            )
+        );
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, "[plugins.n]\nbuiltin = \"normalize\"\n").unwrap();
+        run(ConfigCommand::Validate, &good).unwrap();
     }
 }

@@ -42,8 +42,8 @@ pub enum CredentialsConfig {
         client_secret: SecretRef,
         /// The long-lived refresh token.
         refresh_token: SecretRef,
-        /// The token endpoint.
-        token_url: String,
+        /// The token endpoint; `None`: the one in the plugin's manifest.
+        token_url: Option<String>,
     },
 }
 
@@ -179,11 +179,7 @@ fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> 
         "refresh-token",
         "add refresh-token = { file = \"path\" }",
     );
-    let token_url = t.require(
-        cx,
-        "token-url",
-        "add token-url = \"https://oauth2.googleapis.com/token\" (the app's token endpoint)",
-    );
+    let token_url = t.get("token-url");
     t.finish(cx);
     let client_id = client_id.and_then(|i| i.interpolated(cx));
     let client_secret = client_secret.and_then(|i| read_secret(cx, &i));
@@ -195,12 +191,12 @@ fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> 
             _ => i.invalid(cx, format!("{url:?} is not an http(s) URL")),
         }
     });
-    // A failed client-id or token-url has been reported; keep the secrets for pass 2.
+    // A failed client-id has been reported; keep the secrets for pass 2.
     Some(CredentialsConfig::OAuth2 {
         client_id: client_id.unwrap_or_default(),
         client_secret: client_secret?,
         refresh_token: refresh_token?,
-        token_url: token_url.unwrap_or_default(),
+        token_url,
     })
 }
 

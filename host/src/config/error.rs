@@ -226,9 +226,9 @@ pub enum ConfigError {
         /// The plugin name.
         name: String,
         /// The kind this position takes.
-        expected: &'static str,
+        expected: crate::runtime::PluginKind,
         /// The plugin's kind.
-        actual: &'static str,
+        actual: crate::runtime::PluginKind,
     },
 
     /// An environment variable the config references is not set.
@@ -309,7 +309,10 @@ pub(crate) fn closest<'a>(
     candidates
         .into_iter()
         .map(|c| (levenshtein(&word_l, &c.to_ascii_lowercase()), c))
-        .filter(|(d, c)| *d <= (c.chars().count().max(word.chars().count()) / 3).max(1))
+        .filter(|(d, c)| {
+            let len = word.chars().count();
+            *d < len && *d <= (c.chars().count().max(len) / 3).max(1)
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c.to_owned())
 }

@@ -4,14 +4,17 @@
 //! `[syncs.NAME]`; `examples/demo.toml` documents every key. Reading happens in two
 //! passes, and both collect every problem instead of stopping at the first:
 //!
-//! 1. [`parse_str`] reads the document ([`reader`] walks `toml`'s spanned tree): unknown
+//! 1. [`parse_str`] reads the document (`reader` walks `toml`'s spanned tree): unknown
 //!    keys, wrong types and bad values, each with file, line, column and key path.
 //! 2. [`check`] looks outside the document: names referring to each other (connection ->
 //!    plugin, sync -> connections, mappers -> mapper plugins), built-in plugin names,
 //!    plugin files and their sha256 pins, and whether every referenced secret exists
 //!    (without ever printing it).
 //!
-//! [`load`] runs both.
+//! [`load`] runs both; [`validate_file`] is `load` with the process environment and the
+//! plugins built into this binary, which is what `tandem config validate` runs. The
+//! `resolve` module turns a checked config into the runtime's types
+//! ([`Config::connection`], [`PluginConfig::runtime_source`], [`GrantConfig::to_grant`]).
 //!
 //! Secrets are never read into a [`Config`]: credentials stay [`SecretRef`]s (a variable
 //! name or a file) until a connection is opened. Non-secret settings may be taken from the
@@ -23,6 +26,7 @@ mod env;
 mod error;
 mod plugins;
 mod reader;
+mod resolve;
 mod syncs;
 mod validate;
 
@@ -37,12 +41,11 @@ pub use daemon::{DEFAULT_LISTEN, DEFAULT_STATE_PATH, DaemonConfig, StateConfig};
 pub use env::{Env, SecretRef, SecretSource};
 pub use error::{ConfigError, KeyPath, Location};
 pub use plugins::{GrantConfig, LimitOverrides, PluginConfig, PluginSource};
-pub use syncs::{
-    Action, Breaker, Condition, ConflictConfig, ConflictPolicy, DEFAULT_INTERVAL, Direction,
-    Entities, FieldsConfig, Op, OptOuts, RemoveAction, Rule, RuleValue, Scope, SideName, SidePair,
-    SyncConfig, SyncSettings,
-};
-pub use validate::{Catalog, PluginKind, check};
+pub use resolve::{BuiltinPlugin, builtin_plugins, validate_file};
+pub use syncs::{DEFAULT_INTERVAL, SyncConfig};
+pub use validate::{Catalog, Inspect, check};
+
+pub use crate::runtime::PluginKind;
 
 use reader::{Cx, Table};
 

@@ -57,17 +57,46 @@ pub struct GrantConfig {
     pub limits: LimitOverrides,
 }
 
-/// Per-call limits an operator may override (`[plugins.NAME.grant.limits]`).
+/// Per-call limits an operator may override (`[plugins.NAME.grant.limits]`); `None`
+/// keeps the runtime's default. A plugin's manifest may lower memory and timeout further.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LimitOverrides {
-    /// Linear memory, summed over all memories of an instance, in bytes.
+    /// Linear memory, summed over all memories of an instance, in bytes (rounded up to MiB).
     pub memory: Option<u64>,
     /// Wall-clock time of one call.
     pub timeout: Option<Duration>,
-    /// Fuel (instructions, roughly) of one mapper call.
+    /// Time a connector may spend running its own code in one call.
+    pub cpu: Option<Duration>,
+    /// Fuel (roughly, instructions) of one mapper call.
     pub fuel: Option<u64>,
-    /// Largest HTTP response body the host accepts for the plugin, in bytes.
+    /// Largest HTTP request body a connector may send, in bytes.
+    pub request_size: Option<u64>,
+    /// Largest HTTP response body the host accepts for a connector, in bytes.
     pub response_size: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// The keys set that do not apply to `kind` (fuel is for mappers; network for connectors).
+    pub(crate) fn misplaced(&self, kind: crate::runtime::PluginKind) -> Vec<&'static str> {
+        use crate::runtime::PluginKind::{Connector, Mapper};
+        let mut out = Vec::new();
+        match kind {
+            Connector if self.fuel.is_some() => out.push("fuel"),
+            Mapper => {
+                for (key, set) in [
+                    ("cpu", self.cpu.is_some()),
+                    ("request-size", self.request_size.is_some()),
+                    ("response-size", self.response_size.is_some()),
+                ] {
+                    if set {
+                        out.push(key);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out
+    }
 }
 
 const PLUGIN_KEYS: &[&str] = &["builtin", "path", "sha256", "grant"];
@@ -78,7 +107,14 @@ const GRANT_KEYS: &[&str] = &[
     "storage-quota",
     "limits",
 ];
-const LIMIT_KEYS: &[&str] = &["memory", "timeout", "fuel", "response-size"];
+const LIMIT_KEYS: &[&str] = &[
+    "memory",
+    "timeout",
+    "cpu",
+    "fuel",
+    "request-size",
+    "response-size",
+];
 
 /// Reads `[plugins]`.
 pub(crate) fn read_plugins(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<PluginConfig> {
@@ -219,24 +255,30 @@ fn read_limits(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
     let mut t = item.table(cx, LIMIT_KEYS)?;
     let mut l = LimitOverrides::default();
     let mut ok = true;
-    if let Some(i) = t.get("memory") {
-        let v = i.size(cx);
-        l.memory = positive(cx, &i, v);
-        ok &= l.memory.is_some();
+    for (key, slot) in [
+        ("memory", &mut l.memory),
+        ("request-size", &mut l.request_size),
+        ("response-size", &mut l.response_size),
+    ] {
+        if let Some(i) = t.get(key) {
+            let v = i.size(cx);
+            *slot = positive(cx, &i, v);
+            ok &= slot.is_some();
+        }
     }
-    if let Some(i) = t.get("timeout") {
-        l.timeout = i.duration(cx).filter(|d| !d.is_zero());
-        ok &= l.timeout.is_some();
+    for (key, slot) in [("timeout", &mut l.timeout), ("cpu", &mut l.cpu)] {
+        if let Some(i) = t.get(key) {
+            *slot = match i.duration(cx) {
+                Some(d) if d.is_zero() => i.invalid(cx, "must be longer than 0s"),
+                d => d,
+            };
+            ok &= slot.is_some();
+        }
     }
     if let Some(i) = t.get("fuel") {
         let v = i.u64(cx);
         l.fuel = positive(cx, &i, v);
         ok &= l.fuel.is_some();
-    }
-    if let Some(i) = t.get("response-size") {
-        let v = i.size(cx);
-        l.response_size = positive(cx, &i, v);
-        ok &= l.response_size.is_some();
     }
     t.finish(cx);
     ok.then_some(l)

@@ -1,288 +1,76 @@
-//! `[syncs.NAME]`: a sync between two connections and everything the engine takes.
+//! `[syncs.NAME]`: a sync between two connections, read into the engine's
+//! [`SyncPolicy`](crate::sync::policy::SyncPolicy).
 //!
-//! This module only reads the operator's file; the meaning of each setting (how
-//! conflicts are decided, what a rule does) belongs to the sync engine.
+//! The table mirrors the policy's own shape (same kebab-case names), so the engine's
+//! documentation of each setting applies here word for word; the config adds the two
+//! connection names, the poll `interval`, an `entities` shorthand and human durations.
+//! Fixed sets of values (directions, winners, actions...) are read with the engine's own
+//! `serde` impls, so they are written once, in `sync::policy` and `sync::rules`.
+//! After reading, [`SyncPolicy::validate`] checks what only the whole policy can tell.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use toml::de::DeValue;
 
-use super::error::Location;
+use super::error::{ConfigError, KeyPath, Location};
 use super::reader::{Cx, Item, Table};
+use crate::sync::model::{Side, SidePair, Value};
+use crate::sync::policy::{
+    BreakerThresholds, ConflictPolicy, CreateOptions, DeleteOptions, Direction, EntityPair,
+    FieldMapping, MappingConfig, OptOutOptions, RemoveAction, RetryPolicy, Scope, SyncPolicy,
+};
+use crate::sync::rules::{Action, CompareOp, Condition, Predicate, Rule};
 
 /// One `[syncs.NAME]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncConfig {
-    /// The sync's name (used by `tandem sync ... NAME`, in logs and in the state file).
+    /// The sync's name (`tandem sync ... NAME`, logs, the state file's keys).
     pub name: String,
     /// The connection on side A.
     pub a: String,
     /// The connection on side B.
     pub b: String,
-    /// Mapper plugins applied in order to records on their way from one side to the other.
-    pub mappers: Vec<String>,
     /// How often the daemon polls both sides.
     pub interval: Duration,
-    /// Everything the engine's planner and executor take.
-    pub settings: SyncSettings,
+    /// What the engine plans and executes by (`policy.mappers` names mapper plugins).
+    pub policy: SyncPolicy,
     /// Where the entry is.
     pub at: Location,
     pub(crate) refs: SyncRefs,
 }
 
-/// Where the references of a sync are written (for reference errors).
+/// Where the references of a sync are written (for reference errors in pass 2).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct SyncRefs {
-    pub a: Option<(Location, super::KeyPath)>,
-    pub b: Option<(Location, super::KeyPath)>,
-    pub mappers: Vec<(Location, super::KeyPath)>,
+    pub a: Option<(Location, KeyPath)>,
+    pub b: Option<(Location, KeyPath)>,
+    pub mappers: Vec<(Location, KeyPath)>,
 }
 
-/// The settings of a sync, as written by the operator.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyncSettings {
-    /// Which entities are synced.
-    pub entities: Entities,
-    /// Which way changes flow.
-    pub direction: Direction,
-    /// Which records of each side take part.
-    pub scope: SidePair<Scope>,
-    /// Create records that enter the scope after the initial sync.
-    pub create_new: bool,
-    /// How true conflicts are decided.
-    pub conflict: ConflictConfig,
-    /// Which fields are synced.
-    pub fields: FieldsConfig,
-    /// IF/THEN rules, in order.
-    pub rules: Vec<Rule>,
-    /// What happens to opted-out records.
-    pub opt_outs: OptOuts,
-    /// What happens to deleted records.
-    pub deletes: SidePair<RemoveAction>,
-    /// When a run halts instead of writing.
-    pub breaker: Breaker,
-}
-
-/// A value per side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SidePair<T> {
-    /// Side A.
-    pub a: T,
-    /// Side B.
-    pub b: T,
-}
-
-/// Entities of the sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Entities {
-    /// Leads only (Freshsales Classic).
-    Leads,
-    /// Contacts only.
-    Contacts,
-    /// Leads and contacts.
-    Both,
-}
-
-/// Which way changes flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Direction {
-    /// A to B only.
-    AToB,
-    /// B to A only.
-    BToA,
-    /// Both ways.
-    TwoWay,
-}
-
-/// The records of one side that take part.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Scope {
-    /// Every record of the entities.
-    #[default]
-    All,
-    /// Members of one list or group, by id or name.
-    Container(String),
-}
-
-/// A side of the sync.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SideName {
-    /// Side A.
-    A,
-    /// Side B.
-    B,
-}
-
-/// The conflict policy for true conflicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConflictPolicy {
-    /// A's value wins.
-    AWins,
-    /// B's value wins.
-    BWins,
-    /// The most recently updated record wins.
-    MostRecent,
-}
-
-/// `[syncs.NAME.conflict]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConflictConfig {
-    /// The default policy.
-    pub policy: ConflictPolicy,
-    /// Fields whose owner side always wins, keyed by A-side field name or well-known meaning.
-    pub owners: BTreeMap<String, SideName>,
-}
-
-/// `[syncs.NAME.fields]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldsConfig {
-    /// Pair fields of both sides by well-known meaning (email is always paired).
-    pub defaults: bool,
-    /// Custom pairs: A field name to B field name.
-    pub map: BTreeMap<String, String>,
-    /// Fields never synced (A-side names or well-known meanings).
-    pub exclude: Vec<String>,
-}
-
-/// What happens on the other side to a synced record that opts out or is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RemoveAction {
-    /// Leave it.
-    #[default]
-    Keep,
-    /// Take it out of the synced list or group only.
-    RemoveFromList,
-    /// Delete it.
-    Delete,
-}
-
-/// `[syncs.NAME.opt-outs]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptOuts {
-    /// Leave records opted out on that side out of the sync.
-    pub skip: SidePair<bool>,
-    /// What the other side does when a synced record opts out on this side.
-    pub on_opt_out: SidePair<RemoveAction>,
-}
-
-/// `[syncs.NAME.breaker]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Breaker {
-    /// Halt when a side lists nothing while the baseline has records.
-    pub halt_on_empty_side: bool,
-    /// Halt when planned deletes on a side exceed this share of linked records.
-    pub max_delete_ratio: f64,
-    /// Halt when planned overwrites on a side exceed this share of linked records.
-    pub max_overwrite_ratio: f64,
-    /// Halt when planned deletes on a side exceed this many records.
-    pub max_deletes: u64,
-}
-
-/// One `[[syncs.NAME.rules]]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    /// A label for logs.
-    pub name: Option<String>,
-    /// The flow it applies to; `None`: every flow of the sync.
-    pub direction: Option<Direction>,
-    /// Conditions that must all hold.
-    pub conditions: Vec<Condition>,
-    /// Actions applied to matching records on the target side.
-    pub actions: Vec<Action>,
-}
-
-/// A condition on a field of the source record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    /// Field name or well-known meaning (`dnd`, `lead-score`, `owner`, `medium`, `cf_region`).
-    pub field: String,
-    /// The comparison.
-    pub op: Op,
-    /// The operand (none for `is-empty` / `is-set`).
-    pub value: Option<RuleValue>,
-}
-
-/// Comparisons of a condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Op {
-    /// Equal.
-    Eq,
-    /// Not equal.
-    Ne,
-    /// Greater than.
-    Gt,
-    /// Greater than or equal.
-    Gte,
-    /// Less than.
-    Lt,
-    /// Less than or equal.
-    Lte,
-    /// Text contains, or list has.
-    Contains,
-    /// Equal to one of a list.
-    In,
-    /// Empty or absent.
-    IsEmpty,
-    /// Not empty.
-    IsSet,
-}
-
-/// A literal in a rule.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RuleValue {
-    /// Text.
-    Text(String),
-    /// A number.
-    Number(f64),
-    /// A flag.
-    Bool(bool),
-    /// A list of texts.
-    Texts(Vec<String>),
-}
-
-/// An action of a rule.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Action {
-    /// Mark as Do Not Disturb.
-    MarkDnd,
-    /// Grant authority.
-    GrantAuthority,
-    /// Revoke authority.
-    RevokeAuthority,
-    /// Set the medium.
-    SetMedium(String),
-    /// Set a field.
-    SetField(String, RuleValue),
-    /// Do not sync the record.
-    Skip,
-}
-
-/// Default poll interval.
+/// The default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 const SYNC_KEYS: &[&str] = &[
     "a",
     "b",
+    "interval",
     "entities",
     "direction",
     "scope",
-    "create-new",
-    "interval",
-    "mappers",
     "conflict",
-    "fields",
+    "mapping",
+    "mappers",
     "rules",
-    "opt-outs",
+    "opt-out",
     "deletes",
+    "create",
+    "one-way-edits",
     "breaker",
+    "retry",
 ];
+
+/// `entities` shorthands: the CRM side's entities, each paired with B's `contacts`.
+const ENTITY_SHORTHANDS: &[&str] = &["contacts", "leads", "both"];
 
 pub(crate) fn read_syncs(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<SyncConfig> {
     let Some(mut t) = section.table(cx, &[]) else {
@@ -294,71 +82,32 @@ pub(crate) fn read_syncs(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<SyncConf
         .collect()
 }
 
+/// Reads one sync. Settings that fail are reported and keep their defaults (the load
+/// fails anyway); the sync is still returned so pass 2 checks its references.
 fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConfig> {
     let mut t = item.table(cx, SYNC_KEYS)?;
     let at = t.loc(cx);
+    let errors_before = cx.errors.len();
     let mut refs = SyncRefs::default();
-    let side = |cx: &mut Cx<'_>, t: &mut Table<'_, '_>, key: &str| {
-        let i = t.require(
+    let a = read_side_ref(cx, &mut t, "a");
+    let b = read_side_ref(cx, &mut t, "b");
+    let entities = match t.require(
+        cx,
+        "entities",
+        "say what is synced: entities = \"contacts\", \"leads\" or \"both\"",
+    ) {
+        Some(i) => read_entities(cx, &i).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let direction = t
+        .require(
             cx,
-            key,
-            &format!(
-                "name the connection on side {}: {key} = \"NAME\"",
-                key.to_uppercase()
-            ),
-        )?;
-        let conn = i.name(cx)?;
-        Some((conn, (i.loc(cx), i.path.clone())))
-    };
-    let a = side(cx, &mut t, "a");
-    let b = side(cx, &mut t, "b");
-    let mut s = SyncSettings {
-        entities: Entities::Contacts,
-        direction: Direction::TwoWay,
-        scope: SidePair::default(),
-        create_new: true,
-        conflict: ConflictConfig {
-            policy: ConflictPolicy::MostRecent,
-            owners: BTreeMap::new(),
-        },
-        fields: FieldsConfig {
-            defaults: true,
-            map: BTreeMap::new(),
-            exclude: Vec::new(),
-        },
-        rules: Vec::new(),
-        opt_outs: OptOuts {
-            skip: SidePair { a: false, b: true },
-            on_opt_out: SidePair::default(),
-        },
-        deletes: SidePair::default(),
-        breaker: Breaker {
-            halt_on_empty_side: true,
-            max_delete_ratio: 0.1,
-            max_overwrite_ratio: 0.5,
-            max_deletes: 100,
-        },
-    };
-    if let Some(i) = t.get("entities")
-        && let Some(v) = i.choice(cx)
-    {
-        s.entities = v;
-    }
-    if let Some(i) = t.get("direction")
-        && let Some(v) = i.choice(cx)
-    {
-        s.direction = v;
-    }
-    if let Some(i) = t.get("create-new")
-        && let Some(v) = i.bool(cx)
-    {
-        s.create_new = v;
-    }
-    if let Some(i) = t.get("scope")
-        && let Some(v) = read_scope(cx, &i)
-    {
-        s.scope = v;
-    }
+            "direction",
+            "say which way changes flow: direction = \"two-way\", \"a-to-b\" or \"b-to-a\"",
+        )
+        .and_then(|i| i.choice(cx))
+        .unwrap_or(Direction::TwoWay);
+    let mut p = SyncPolicy::new(name, entities, direction);
     let mut interval = DEFAULT_INTERVAL;
     if let Some(i) = t.get("interval") {
         match i.duration(cx) {
@@ -369,231 +118,303 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
             None => {}
         }
     }
-    let mut mappers = Vec::new();
+    if let Some(i) = t.get("scope")
+        && let Some(v) = read_scope(cx, &i)
+    {
+        p.scope = v;
+    }
+    if let Some(i) = t.get("conflict")
+        && let Some(v) = read_conflict(cx, &i)
+    {
+        p.conflict = v;
+    }
+    if let Some(i) = t.get("mapping")
+        && let Some(v) = read_mapping(cx, &i)
+    {
+        p.mapping = v;
+    }
     if let Some(i) = t.get("mappers") {
         for (m, item) in i.strings(cx).unwrap_or_default() {
             refs.mappers.push((item.loc(cx), item.path.clone()));
-            mappers.push(m);
+            p.mappers.push(m);
         }
     }
-    if let Some(i) = t.get("conflict")
-        && let Some(v) = read_conflict(cx, i)
-    {
-        s.conflict = v;
+    if let Some(i) = t.get("rules") {
+        p.rules = read_rules(cx, &i);
     }
-    if let Some(i) = t.get("fields")
-        && let Some(v) = read_fields(cx, i)
+    if let Some(i) = t.get("opt-out")
+        && let Some(v) = read_opt_out(cx, &i)
     {
-        s.fields = v;
-    }
-    if let Some(i) = t.get("rules")
-        && let Some(v) = read_rules(cx, i)
-    {
-        s.rules = v;
-    }
-    if let Some(i) = t.get("opt-outs")
-        && let Some(v) = read_opt_outs(cx, i, s.opt_outs)
-    {
-        s.opt_outs = v;
+        p.opt_out = v;
     }
     if let Some(i) = t.get("deletes")
-        && let Some(v) = read_deletes(cx, i)
+        && let Some(v) = read_deletes(cx, &i)
     {
-        s.deletes = v;
+        p.deletes = v;
+    }
+    if let Some(i) = t.get("create")
+        && let Some(v) = read_create(cx, &i)
+    {
+        p.create = v;
+    }
+    if let Some(i) = t.get("one-way-edits")
+        && let Some(v) = i.choice(cx)
+    {
+        p.one_way_edits = v;
     }
     if let Some(i) = t.get("breaker")
-        && let Some(v) = read_breaker(cx, i, s.breaker)
+        && let Some(v) = read_breaker(cx, &i)
     {
-        s.breaker = v;
+        p.breaker = v;
+    }
+    if let Some(i) = t.get("retry")
+        && let Some(v) = read_retry(cx, &i)
+    {
+        p.retry = v;
     }
     t.finish(cx);
+    // Whole-policy checks only make sense once every setting read cleanly.
+    if cx.errors.len() == errors_before
+        && let Err(e) = p.validate()
+    {
+        cx.push(ConfigError::Invalid {
+            at: at.clone(),
+            key: item.path.clone(),
+            problem: e.to_string(),
+        });
+    }
     let (a, a_ref) = a?;
     let (b, b_ref) = b?;
     refs.a = Some(a_ref);
     refs.b = Some(b_ref);
-    // Settings that failed have been reported (so `load` fails) and keep their defaults;
-    // the references are still checked in pass 2.
     Some(SyncConfig {
         name: name.to_owned(),
         a,
         b,
-        mappers,
         interval,
-        settings: s,
+        policy: p,
         at,
         refs,
     })
 }
 
-/// `scope = "all"`, or `scope = { a = "all", b = "Newsletter" }`.
+fn read_side_ref(
+    cx: &mut Cx<'_>,
+    t: &mut Table<'_, '_>,
+    key: &str,
+) -> Option<(String, (Location, KeyPath))> {
+    let hint = format!(
+        "name the connection on side {}: {key} = \"NAME\"",
+        key.to_uppercase()
+    );
+    let i = t.require(cx, key, &hint)?;
+    let conn = i.name(cx)?;
+    Some((conn, (i.loc(cx), i.path.clone())))
+}
+
+/// `"contacts"`, `"leads"`, `"both"`, or `[{ a = "leads", b = "contacts" }, ...]`.
+fn read_entities(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<EntityPair>> {
+    if let DeValue::String(_) = item.value.get_ref() {
+        return Some(match item.one_of(cx, ENTITY_SHORTHANDS)? {
+            "leads" => vec![EntityPair::new("leads", "contacts")],
+            "both" => vec![
+                EntityPair::new("leads", "contacts"),
+                EntityPair::new("contacts", "contacts"),
+            ],
+            _ => vec![EntityPair::new("contacts", "contacts")],
+        });
+    }
+    let mut out = Vec::new();
+    for e in item.array(cx)? {
+        let Some(mut t) = e.table(cx, &["a", "b", "create-a", "create-b"]) else {
+            continue;
+        };
+        let a = t.require(cx, "a", "the entity on side A: a = \"leads\"");
+        let b = t.require(cx, "b", "the entity on side B: b = \"contacts\"");
+        let create_a = t.get("create-a");
+        let create_b = t.get("create-b");
+        t.finish(cx);
+        let (Some(a), Some(b)) = (a.and_then(|i| i.name(cx)), b.and_then(|i| i.name(cx))) else {
+            continue;
+        };
+        let mut pair = EntityPair::new(&a, &b);
+        pair.create_a = create_a.and_then(|i| i.bool(cx));
+        pair.create_b = create_b.and_then(|i| i.bool(cx));
+        out.push(pair);
+    }
+    Some(out)
+}
+
+/// `scope = "all"`, or per side: `scope = { b = "Newsletter" }` (`"all"` or a container).
 fn read_scope(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<SidePair<Scope>> {
-    let one = |cx: &mut Cx<'_>, i: &Item<'_, '_>| {
+    if let DeValue::String(s) = item.value.get_ref() {
+        if s == "all" {
+            return Some(SidePair::default());
+        }
+        return item.invalid(
+            cx,
+            format!("write scope = \"all\", or name the side: scope = {{ b = {s:?} }}"),
+        );
+    }
+    let pair = read_side_pair(cx, item, |cx, i| {
         let s = i.name(cx)?;
         Some(if s == "all" {
             Scope::All
         } else {
             Scope::Container(s)
         })
-    };
-    match item.value.get_ref() {
-        DeValue::String(_) => {
-            let s = item.str(cx)?;
-            if s == "all" {
-                Some(SidePair::default())
-            } else {
-                item.invalid(
-                    cx,
-                    format!("write scope = \"all\", or name the side: scope = {{ b = {s:?} }}"),
-                )
-            }
-        }
-        _ => {
-            let mut t = item.table(cx, &["a", "b"])?;
-            let a = t.get("a");
-            let b = t.get("b");
-            t.finish(cx);
-            let a = a.map_or(Some(Scope::All), |i| one(cx, &i));
-            let b = b.map_or(Some(Scope::All), |i| one(cx, &i));
-            Some(SidePair { a: a?, b: b? })
-        }
-    }
+    })?;
+    Some(SidePair::new(
+        pair.a.unwrap_or_default(),
+        pair.b.unwrap_or_default(),
+    ))
 }
 
-fn read_conflict(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<ConflictConfig> {
-    let mut t = item.table(cx, &["policy", "owners"])?;
-    let policy = t.get("policy");
-    let owners = t.get("owners");
+/// A `{ a = ..., b = ... }` table, either key optional.
+fn read_side_pair<T>(
+    cx: &mut Cx<'_>,
+    item: &Item<'_, '_>,
+    read: impl Fn(&mut Cx<'_>, &Item<'_, '_>) -> Option<T>,
+) -> Option<SidePair<Option<T>>> {
+    let mut t = item.table(cx, &["a", "b"])?;
+    let a = t.get("a");
+    let b = t.get("b");
     t.finish(cx);
-    let policy = match policy {
-        Some(p) => p.choice(cx),
-        None => Some(ConflictPolicy::MostRecent),
-    };
-    let mut map = BTreeMap::new();
-    let mut ok = true;
-    if let Some(o) = owners {
-        match o.table(cx, &[]) {
-            Some(mut ot) => {
-                for (field, side) in ot.entries() {
-                    match side.choice(cx) {
-                        Some(s) => {
-                            map.insert(field.to_owned(), s);
-                        }
-                        None => ok = false,
-                    }
-                }
-            }
-            None => ok = false,
-        }
-    }
-    ok.then_some(ConflictConfig {
-        policy: policy?,
-        owners: map,
-    })
+    Some(SidePair::new(
+        a.and_then(|i| read(cx, &i)),
+        b.and_then(|i| read(cx, &i)),
+    ))
 }
 
-fn read_fields(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<FieldsConfig> {
-    let mut t = item.table(cx, &["defaults", "map", "exclude"])?;
-    let defaults = t.get("defaults");
-    let map = t.get("map");
-    let exclude = t.get("exclude");
-    t.finish(cx);
-    let defaults = defaults.map_or(Some(true), |d| d.bool(cx));
-    let mut pairs = BTreeMap::new();
-    let mut ok = true;
-    if let Some(m) = map {
-        match m.table(cx, &[]) {
-            Some(mut mt) => {
-                for (a, b) in mt.entries() {
-                    match b.name(cx) {
-                        Some(b) => {
-                            pairs.insert(a.to_owned(), b);
-                        }
-                        None => ok = false,
-                    }
-                }
-            }
-            None => ok = false,
-        }
+fn read_conflict(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy> {
+    let mut t = item.table(cx, &["winner", "owners", "skew", "fallback"])?;
+    let mut c = ConflictPolicy::default();
+    if let Some(v) = t.get("winner").and_then(|i| i.choice(cx)) {
+        c.winner = v;
     }
-    let exclude = match exclude {
-        Some(e) => e
-            .strings(cx)
-            .map(|v| v.into_iter().map(|(s, _)| s).collect()),
-        None => Some(Vec::new()),
-    };
-    if let Some(ex) = &exclude
-        && ex.iter().any(|f| f == "email")
+    if let Some(i) = t.get("skew")
+        && let Some(d) = i.duration(cx)
     {
-        // Email is the match key: excluding it would make every record unmatchable.
-        ok = false;
-        cx.push(super::ConfigError::Invalid {
-            at: item.loc(cx),
-            key: item.path.key("exclude"),
-            problem: "email is always synced (it is the match key); remove it from exclude".into(),
-        });
+        c.skew_seconds = u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
     }
-    ok.then_some(FieldsConfig {
-        defaults: defaults?,
-        map: pairs,
-        exclude: exclude?,
+    if let Some(v) = t.get("fallback").and_then(|i| i.choice::<Side>(cx)) {
+        c.fallback = v;
+    }
+    if let Some(i) = t.get("owners")
+        && let Some(mut owners) = i.table(cx, &[])
+    {
+        for (field, side) in owners.entries() {
+            if let Some(s) = side.choice::<Side>(cx) {
+                c.owners.insert(field.to_owned(), s);
+            }
+        }
+    }
+    t.finish(cx);
+    Some(c)
+}
+
+fn read_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<MappingConfig> {
+    let mut t = item.table(cx, &["defaults", "exclude", "fields"])?;
+    let mut m = MappingConfig::default();
+    if let Some(v) = t.get("defaults").and_then(|i| i.bool(cx)) {
+        m.defaults = v;
+    }
+    if let Some(i) = t.get("exclude") {
+        for (field, f) in i.strings(cx).unwrap_or_default() {
+            if field == "email" {
+                // Email is the match key: without it nothing could be linked.
+                f.invalid::<()>(
+                    cx,
+                    "email is always synced (it is the match key); remove it from exclude",
+                );
+            } else {
+                m.exclude.push(field);
+            }
+        }
+    }
+    if let Some(i) = t.get("fields") {
+        for f in i.array(cx).unwrap_or_default() {
+            if let Some(pair) = read_field_mapping(cx, &f) {
+                m.fields.push(pair);
+            }
+        }
+    }
+    t.finish(cx);
+    Some(m)
+}
+
+fn read_field_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<FieldMapping> {
+    let mut t = item.table(cx, &["a", "b", "direction", "owner"])?;
+    let a = t.require(cx, "a", "the field on side A: a = \"cf_plan\"");
+    let b = t.require(cx, "b", "the field on side B: b = \"plan\"");
+    let direction = t.get("direction");
+    let owner = t.get("owner");
+    t.finish(cx);
+    let a = a.and_then(|i| i.name(cx));
+    let b = b.and_then(|i| i.name(cx));
+    let direction = direction.and_then(|i| i.choice(cx));
+    let owner = owner.and_then(|i| i.choice(cx));
+    Some(FieldMapping {
+        a: a?,
+        b: b?,
+        direction,
+        owner,
     })
 }
 
-fn read_opt_outs(cx: &mut Cx<'_>, item: Item<'_, '_>, mut o: OptOuts) -> Option<OptOuts> {
-    let mut t = item.table(cx, &["skip-a", "skip-b", "a-opted-out", "b-opted-out"])?;
-    let mut ok = true;
-    for (key, slot) in [("skip-a", &mut o.skip.a), ("skip-b", &mut o.skip.b)] {
-        if let Some(i) = t.get(key) {
-            match i.bool(cx) {
-                Some(v) => *slot = v,
-                None => ok = false,
-            }
-        }
+fn read_opt_out(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<OptOutOptions> {
+    let mut t = item.table(cx, &["exclude", "on-opt-out"])?;
+    let mut o = OptOutOptions::default();
+    if let Some(i) = t.get("exclude")
+        && let Some(pair) = read_side_pair(cx, &i, |cx, i| i.bool(cx))
+    {
+        o.exclude = pair;
     }
-    for (key, slot) in [
-        ("a-opted-out", &mut o.on_opt_out.a),
-        ("b-opted-out", &mut o.on_opt_out.b),
-    ] {
-        if let Some(i) = t.get(key) {
-            match i.choice(cx) {
-                Some(v) => *slot = v,
-                None => ok = false,
-            }
-        }
+    if let Some(i) = t.get("on-opt-out")
+        && let Some(pair) = read_side_pair(cx, &i, |cx, i| i.choice::<RemoveAction>(cx))
+    {
+        o.on_opt_out = SidePair::new(pair.a.unwrap_or_default(), pair.b.unwrap_or_default());
     }
     t.finish(cx);
-    ok.then_some(o)
+    Some(o)
 }
 
-fn read_deletes(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<SidePair<RemoveAction>> {
-    let mut t = item.table(cx, &["a-deleted", "b-deleted"])?;
-    let mut d = SidePair::<RemoveAction>::default();
-    let mut ok = true;
-    for (key, slot) in [("a-deleted", &mut d.a), ("b-deleted", &mut d.b)] {
-        if let Some(i) = t.get(key) {
-            match i.choice(cx) {
-                Some(v) => *slot = v,
-                None => ok = false,
-            }
-        }
+fn read_deletes(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<DeleteOptions> {
+    let mut t = item.table(cx, &["on-delete"])?;
+    let mut d = DeleteOptions::default();
+    if let Some(i) = t.get("on-delete")
+        && let Some(pair) = read_side_pair(cx, &i, |cx, i| i.choice::<RemoveAction>(cx))
+    {
+        d.on_delete = SidePair::new(pair.a.unwrap_or_default(), pair.b.unwrap_or_default());
     }
     t.finish(cx);
-    ok.then_some(d)
+    Some(d)
 }
 
-fn read_breaker(cx: &mut Cx<'_>, item: Item<'_, '_>, mut b: Breaker) -> Option<Breaker> {
+fn read_create(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<CreateOptions> {
+    let pair = read_side_pair(cx, item, |cx, i| i.bool(cx))?;
+    let d = CreateOptions::default();
+    Some(CreateOptions {
+        a: pair.a.unwrap_or(d.a),
+        b: pair.b.unwrap_or(d.b),
+    })
+}
+
+fn read_breaker(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<BreakerThresholds> {
     let mut t = item.table(
         cx,
         &[
-            "halt-on-empty-side",
+            "side-empty",
             "max-delete-ratio",
             "max-overwrite-ratio",
+            "min-linked",
             "max-deletes",
+            "max-overwrites",
         ],
     )?;
-    let mut ok = true;
-    if let Some(i) = t.get("halt-on-empty-side") {
-        ok &= i.bool(cx).map(|v| b.halt_on_empty_side = v).is_some();
+    let mut b = BreakerThresholds::default();
+    if let Some(v) = t.get("side-empty").and_then(|i| i.bool(cx)) {
+        b.side_empty = v;
     }
     for (key, slot) in [
         ("max-delete-ratio", &mut b.max_delete_ratio),
@@ -603,164 +424,203 @@ fn read_breaker(cx: &mut Cx<'_>, item: Item<'_, '_>, mut b: Breaker) -> Option<B
             match i.f64(cx) {
                 Some(v) if (0.0..=1.0).contains(&v) => *slot = v,
                 Some(_) => {
-                    ok &= i
-                        .invalid::<()>(cx, "a share between 0 and 1, e.g. 0.1 for 10%")
-                        .is_some()
+                    i.invalid::<()>(cx, "a share between 0 and 1, e.g. 0.1 for 10%");
                 }
-                None => ok = false,
+                None => {}
             }
         }
     }
-    if let Some(i) = t.get("max-deletes") {
-        ok &= i.u64(cx).map(|v| b.max_deletes = v).is_some();
+    if let Some(v) = t.get("min-linked").and_then(|i| i.u64(cx)) {
+        b.min_linked = usize::try_from(v).unwrap_or(usize::MAX);
+    }
+    if let Some(v) = t.get("max-deletes").and_then(|i| i.u64(cx)) {
+        b.max_deletes = Some(usize::try_from(v).unwrap_or(usize::MAX));
+    }
+    if let Some(v) = t.get("max-overwrites").and_then(|i| i.u64(cx)) {
+        b.max_overwrites = Some(usize::try_from(v).unwrap_or(usize::MAX));
     }
     t.finish(cx);
-    ok.then_some(b)
+    Some(b)
 }
 
-fn read_rules(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<Vec<Rule>> {
-    let items = item.array(cx)?;
-    let mut out = Vec::new();
-    let mut ok = true;
-    for r in items {
-        match read_rule(cx, r) {
-            Some(rule) => out.push(rule),
-            None => ok = false,
+fn read_retry(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
+    let mut t = item.table(cx, &["max-attempts", "base-delay", "max-delay"])?;
+    let mut r = RetryPolicy::default();
+    if let Some(i) = t.get("max-attempts")
+        && let Some(v) = i.u64(cx)
+    {
+        match u32::try_from(v) {
+            Ok(n) if n > 0 => r.max_attempts = n,
+            _ => {
+                i.invalid::<()>(cx, "a whole number from 1 up");
+            }
         }
     }
-    ok.then_some(out)
-}
-
-fn read_rule(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<Rule> {
-    let mut t = item.table(cx, &["name", "direction", "if", "then"])?;
-    let name = t.get("name");
-    let direction = t.get("direction");
-    let conditions = t.get("if");
-    let actions = t.get("then");
+    if let Some(d) = t.get("base-delay").and_then(|i| i.duration(cx)) {
+        r.base_delay_seconds = d.as_secs();
+    }
+    if let Some(d) = t.get("max-delay").and_then(|i| i.duration(cx)) {
+        r.max_delay_seconds = d.as_secs();
+    }
     t.finish(cx);
-    if conditions.is_none() && actions.is_none() {
-        return item.invalid(cx, "a rule needs `if` conditions, `then` actions, or both");
-    }
-    let name = match name {
-        Some(n) => Some(n.name(cx)?),
-        None => None,
+    Some(r)
+}
+
+fn read_rules(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Vec<Rule> {
+    item.array(cx)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| read_rule(cx, &r))
+        .collect()
+}
+
+/// `{ name, from = "a" | "b", when = { all | any = [predicates] }, then = [actions] }`.
+fn read_rule(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Rule> {
+    let mut t = item.table(cx, &["name", "from", "when", "then"])?;
+    let name = t.require(
+        cx,
+        "name",
+        "name the rule for the logs: name = \"hot leads\"",
+    );
+    let from = t.require(
+        cx,
+        "from",
+        "say whose records the rule reads: from = \"a\" or \"b\"",
+    );
+    let when = t.get("when");
+    let then = t.require(
+        cx,
+        "then",
+        "give at least one action: then = [\"mark-dnd\"] or then = [{ set-medium = \"Google\" }]",
+    );
+    t.finish(cx);
+    let name = name.and_then(|i| i.name(cx));
+    let from = from.and_then(|i| i.choice::<Side>(cx));
+    let when = match when {
+        Some(w) => read_condition(cx, &w),
+        None => Some(Condition::default()),
     };
-    let direction = match direction {
-        Some(d) => Some(d.choice(cx)?),
-        None => None,
-    };
-    let mut ok = true;
-    let mut conds = Vec::new();
-    for c in conditions.and_then(|c| c.array(cx)).unwrap_or_default() {
-        match read_condition(cx, c) {
-            Some(c) => conds.push(c),
-            None => ok = false,
+    let then = then.and_then(|i| {
+        let items = i.array(cx)?;
+        if items.is_empty() {
+            return i.invalid(cx, "give at least one action");
         }
-    }
-    let mut acts = Vec::new();
-    for a in actions.and_then(|a| a.array(cx)).unwrap_or_default() {
-        match read_action(cx, a) {
-            Some(a) => acts.push(a),
-            None => ok = false,
-        }
-    }
-    ok.then_some(Rule {
-        name,
-        direction,
-        conditions: conds,
-        actions: acts,
+        let actions: Vec<Action> = items.iter().filter_map(|a| read_action(cx, a)).collect();
+        (actions.len() == items.len()).then_some(actions)
+    });
+    Some(Rule {
+        name: name?,
+        from: from?,
+        when: when?,
+        then: then?,
     })
 }
 
-fn read_condition(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<Condition> {
+/// `{ all = [...] }` or `{ any = [...] }`.
+fn read_condition(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Condition> {
+    let mut t = item.table(cx, &["all", "any"])?;
+    let all = t.get("all");
+    let any = t.get("any");
+    t.finish(cx);
+    let (list, make): (Item<'_, '_>, fn(Vec<Predicate>) -> Condition) = match (all, any) {
+        (Some(a), None) => (a, Condition::All),
+        (None, Some(a)) => (a, Condition::Any),
+        (Some(_), Some(a)) => {
+            return a.invalid(cx, "all and any are exclusive; nest them in two rules");
+        }
+        (None, None) => {
+            return item.invalid(cx, "write when = { all = [...] } or when = { any = [...] }");
+        }
+    };
+    let items = list.array(cx)?;
+    let preds: Vec<Predicate> = items.iter().filter_map(|p| read_predicate(cx, p)).collect();
+    (preds.len() == items.len()).then(|| make(preds))
+}
+
+fn read_predicate(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Predicate> {
     let mut t = item.table(cx, &["field", "op", "value"])?;
     let field = t.require(cx, "field", "name the field: field = \"lead-score\"");
     let op = t.get("op");
     let value = t.get("value");
     t.finish(cx);
-    let field = field?.name(cx);
+    let field = field.and_then(|i| i.name(cx))?;
     let op = match op {
-        Some(o) => o.choice(cx)?,
-        None => Op::Eq,
+        Some(o) => o.choice::<CompareOp>(cx)?,
+        None => CompareOp::Eq,
     };
-    let needs_value = !matches!(op, Op::IsEmpty | Op::IsSet);
-    let value = match (&value, needs_value) {
-        (Some(v), true) => Some(read_rule_value(cx, v)?),
+    let needs_value = !matches!(op, CompareOp::IsEmpty | CompareOp::NotEmpty);
+    let value = match (value, needs_value) {
+        (Some(v), true) => Some(read_value(cx, &v)?),
         (None, true) => {
-            cx.push(super::ConfigError::Missing {
+            cx.push(ConfigError::Missing {
                 at: item.loc(cx),
                 key: item.path.key("value"),
                 hint: "this comparison needs a value: value = ...".into(),
             });
             return None;
         }
-        (Some(v), false) => return v.invalid(cx, "is-empty and is-set take no value; remove it"),
+        (Some(v), false) => {
+            return v.invalid(cx, "is-empty and not-empty take no value; remove it");
+        }
         (None, false) => None,
     };
-    Some(Condition {
-        field: field?,
-        op,
-        value,
-    })
+    if op == CompareOp::InList && !matches!(value, Some(Value::Texts(_))) {
+        return item.invalid(
+            cx,
+            "in-list needs a list: value = [\"Pro\", \"Enterprise\"]",
+        );
+    }
+    Some(Predicate { field, op, value })
 }
 
-const ACTIONS: &[&str] = &[
-    "mark-dnd",
-    "grant-authority",
-    "revoke-authority",
-    "set-medium",
-    "set-field",
-    "skip",
-];
-
-fn read_action(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<Action> {
-    let mut t = item.table(cx, &["action", "field", "value"])?;
-    let action = t.require(cx, "action", "name the action: action = \"set-field\"");
-    let field = t.get("field");
-    let value = t.get("value");
+/// An action: `"mark-dnd"`, or a one-key table: `{ set-medium = "Google" }`,
+/// `{ set-field = { field = "cf_x", value = 1 } }`. The names come from the engine's
+/// [`Action`] (`serde`), so an unknown one lists them all.
+fn read_action(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Action> {
+    if let DeValue::String(_) = item.value.get_ref() {
+        let name = item.str(cx)?;
+        return match name {
+            "set-medium" | "set-field" => item.invalid(
+                cx,
+                format!("{name} takes a value: write {{ {name} = ... }} (see examples/demo.toml)"),
+            ),
+            _ => item.choice::<Action>(cx),
+        };
+    }
+    let mut t = item.table(cx, &["set-medium", "set-field"])?;
+    let medium = t.get("set-medium");
+    let field = t.get("set-field");
     t.finish(cx);
-    let action = action?.one_of(cx, ACTIONS)?;
-    let takes_field = action == "set-field";
-    let takes_value = matches!(action, "set-field" | "set-medium");
-    if let (Some(f), false) = (&field, takes_field) {
-        return f.invalid(cx, format!("{action} takes no field; remove it"));
-    }
-    if let (Some(v), false) = (&value, takes_value) {
-        return v.invalid(cx, format!("{action} takes no value; remove it"));
-    }
-    let need = |cx: &mut Cx<'_>, key: &str, i: &Option<Item<'_, '_>>| {
-        if i.is_none() {
-            cx.push(super::ConfigError::Missing {
-                at: item.loc(cx),
-                key: item.path.key(key),
-                hint: format!("{action} needs {key} = ..."),
-            });
+    match (medium, field) {
+        (Some(m), None) => m.name(cx).map(Action::SetMedium),
+        (None, Some(f)) => {
+            let mut ft = f.table(cx, &["field", "value"])?;
+            let name = ft.require(cx, "field", "name the target field: field = \"cf_source\"");
+            let value = ft.require(cx, "value", "give the value: value = \"...\"");
+            ft.finish(cx);
+            let name = name.and_then(|i| i.name(cx));
+            let value = value.and_then(|i| read_value(cx, &i));
+            Some(Action::SetField {
+                field: name?,
+                value: value?,
+            })
         }
-    };
-    if takes_field {
-        need(cx, "field", &field);
+        _ => item.invalid(
+            cx,
+            "an action table holds exactly one of set-medium or set-field",
+        ),
     }
-    if takes_value {
-        need(cx, "value", &value);
-    }
-    Some(match action {
-        "mark-dnd" => Action::MarkDnd,
-        "grant-authority" => Action::GrantAuthority,
-        "revoke-authority" => Action::RevokeAuthority,
-        "skip" => Action::Skip,
-        "set-medium" => Action::SetMedium(value?.name(cx)?),
-        _ => Action::SetField(field?.name(cx)?, read_rule_value(cx, &value?)?),
-    })
 }
 
-fn read_rule_value(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RuleValue> {
+/// A rule literal: text, number, boolean or a list of texts.
+fn read_value(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Value> {
     match item.value.get_ref() {
-        DeValue::String(s) => Some(RuleValue::Text(s.to_string())),
-        DeValue::Boolean(b) => Some(RuleValue::Bool(*b)),
-        DeValue::Integer(_) | DeValue::Float(_) => item.f64(cx).map(RuleValue::Number),
+        DeValue::String(s) => Some(Value::Text(s.to_string())),
+        DeValue::Boolean(b) => Some(Value::Bool(*b)),
+        DeValue::Integer(_) | DeValue::Float(_) => item.f64(cx).map(Value::Number),
         DeValue::Array(_) => item
             .strings(cx)
-            .map(|v| RuleValue::Texts(v.into_iter().map(|(s, _)| s).collect())),
+            .map(|v| Value::Texts(v.into_iter().map(|(s, _)| s).collect())),
         _ => item.wrong_type(cx, "text, a number, true/false or a list of texts"),
     }
 }

@@ -3,6 +3,20 @@
 use std::path::Path;
 
 use super::*;
+use crate::sync::model::{Side, SidePair, Value};
+use crate::sync::policy::{Direction, RemoveAction, Scope, Winner};
+use crate::sync::rules::{Action, CompareOp, Condition};
+
+/// `BASE` plus a sync `crm` between `sales` and `marketing`, then `extra` lines.
+fn with_sync(extra: &str) -> String {
+    format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\nentities = \"contacts\"\ndirection = \"two-way\"\n{extra}"
+    )
+}
+
+fn line_of(src: &str, prefix: &str) -> usize {
+    src.lines().position(|l| l.starts_with(prefix)).unwrap() + 1
+}
 
 fn catalog() -> Catalog {
     Catalog::new(
@@ -70,21 +84,18 @@ credentials.api-key = { env = "FM_KEY" }
 
 #[test]
 fn minimal_config_gets_defaults() {
-    let c = ok(&format!(
-        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\n"
-    ));
+    let c = ok(&with_sync(""));
     assert_eq!(c.state.path, Path::new("./.tandem/state.redb"));
     assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:7380");
     let s = &c.syncs["crm"];
-    assert_eq!(s.settings.direction, Direction::TwoWay);
-    assert_eq!(s.settings.conflict.policy, ConflictPolicy::MostRecent);
-    assert!(
-        s.settings.opt_outs.skip.b,
-        "seed: exclude Freshmarketer opt-outs is on by default"
-    );
-    assert!(!s.settings.opt_outs.skip.a);
-    assert!(s.settings.create_new);
     assert_eq!(s.interval, DEFAULT_INTERVAL);
+    assert_eq!(s.policy.name, "crm");
+    assert_eq!(s.policy.direction, Direction::TwoWay);
+    assert_eq!(s.policy.entities[0].a, "contacts");
+    assert_eq!(s.policy.conflict.winner, Winner::MostRecent);
+    assert!(s.policy.create.a && s.policy.create.b);
+    // The engine picks the seed's opt-out default per side from the schema.
+    assert_eq!(s.policy.opt_out.exclude, SidePair::new(None, None));
     assert_eq!(
         c.connections["sales"].credentials,
         CredentialsConfig::ApiKey(SecretRef {
@@ -130,13 +141,8 @@ fn unknown_key_has_path_line_column_and_suggestion() {
 
 #[test]
 fn bad_enum_value_lists_the_choices() {
-    let src =
-        format!("{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ndirection = \"twoway\"\n");
-    let line = src
-        .lines()
-        .position(|l| l.starts_with("direction"))
-        .unwrap()
-        + 1;
+    let src = with_sync("").replace("direction = \"two-way\"", "direction = \"twoway\"");
+    let line = line_of(&src, "direction");
     assert_eq!(
         errors(&src),
         [format!(
@@ -147,37 +153,32 @@ fn bad_enum_value_lists_the_choices() {
 
 #[test]
 fn wrong_type_names_both_types() {
-    let src =
-        format!("{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ncreate-new = \"yes\"\n");
-    let line = src
-        .lines()
-        .position(|l| l.starts_with("create-new"))
-        .unwrap()
-        + 1;
+    let src = with_sync("create = { a = \"yes\" }\n");
+    let line = line_of(&src, "create");
     assert_eq!(
         errors(&src),
         [format!(
-            "config.toml:{line}:14: syncs.crm.create-new: expected true or false, found a string"
+            "config.toml:{line}:16: syncs.crm.create.a: expected true or false, found a string"
         )]
     );
 }
 
 #[test]
 fn every_error_is_reported_not_just_the_first() {
-    let src = format!(
-        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\ndirection = \"sideways\"\nentities = \"accounts\"\ncolour = \"blue\"\ninterval = \"often\"\n"
-    );
+    let src = with_sync("colour = \"blue\"\ninterval = \"often\"\n")
+        .replace("\"two-way\"", "\"sideways\"")
+        .replace("entities = \"contacts\"", "entities = \"accounts\"");
     let e = errors(&src);
     assert_eq!(e.len(), 4, "{e:#?}");
     assert!(
-        e[0].contains("syncs.crm.direction: unknown value \"sideways\""),
+        e[0].contains(
+            "syncs.crm.entities: unknown value \"accounts\"; expected one of contacts, leads, both"
+        ),
         "{}",
         e[0]
     );
     assert!(
-        e[1].contains(
-            "syncs.crm.entities: unknown value \"accounts\"; expected one of leads, contacts, both"
-        ),
+        e[1].contains("syncs.crm.direction: unknown value \"sideways\""),
         "{}",
         e[1]
     );
@@ -191,9 +192,8 @@ fn every_error_is_reported_not_just_the_first() {
 
 #[test]
 fn missing_reference_names_what_is_defined() {
-    let src = format!(
-        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketin\"\nmappers = [\"normalise\"]\n"
-    );
+    let src =
+        with_sync("mappers = [\"normalise\"]\n").replace("b = \"marketing\"", "b = \"marketin\"");
     let b_line = src
         .lines()
         .position(|l| l.starts_with("b = \"marketin\""))
@@ -207,7 +207,7 @@ fn missing_reference_names_what_is_defined() {
             ),
             format!(
                 r#"config.toml:{}:12: syncs.crm.mappers[0]: no plugin named "normalise" (did you mean "normalize"?); defined: freshmarketer, freshsales, normalize"#,
-                b_line + 1
+                b_line + 3
             ),
         ]
     );
@@ -220,9 +220,7 @@ fn missing_reference_names_what_is_defined() {
 
 #[test]
 fn plugin_kinds_are_checked() {
-    let src = format!(
-        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\nmappers = \"freshsales\"\n"
-    );
+    let src = with_sync("mappers = \"freshsales\"\n");
     let line = src.lines().position(|l| l.starts_with("mappers")).unwrap() + 1;
     assert_eq!(
         errors(&src),
@@ -367,7 +365,9 @@ fn sha256_pin_is_checked() {
 
 #[test]
 fn missing_required_key_points_at_its_table() {
-    let src = format!("{BASE}\n[syncs.crm]\na = \"sales\"\n");
+    let src = format!(
+        "{BASE}\n[syncs.crm]\na = \"sales\"\nentities = \"both\"\ndirection = \"a-to-b\"\n"
+    );
     let line = src.lines().position(|l| l == "[syncs.crm]").unwrap() + 1;
     assert_eq!(
         errors(&src),
@@ -430,41 +430,84 @@ fn daemon_stays_on_loopback_unless_told() {
 }
 
 #[test]
-fn rules_are_read_and_checked() {
-    let src = format!(
-        r#"{BASE}
-[syncs.crm]
-a = "sales"
-b = "marketing"
-
+fn rules_are_read_into_the_engine_types() {
+    let src = with_sync(
+        r#"
 [[syncs.crm.rules]]
 name = "hot leads"
-direction = "a-to-b"
-if = [{{ field = "lead-score", op = "gte", value = 50 }}, {{ field = "dnd", value = false }}]
-then = [{{ action = "set-medium", value = "Google" }}, {{ action = "grant-authority" }}]
-"#
+from = "a"
+when = { all = [{ field = "lead-score", op = "gt", value = 50 }, { field = "dnd", value = false }] }
+then = [{ set-medium = "Google" }, "grant-authority", { set-field = { field = "cf_source", value = "tandem" } }]
+"#,
     );
     let c = ok(&src);
-    let r = &c.syncs["crm"].settings.rules[0];
-    assert_eq!(r.direction, Some(Direction::AToB));
-    assert_eq!(r.conditions[0].op, Op::Gte);
-    assert_eq!(r.conditions[0].value, Some(RuleValue::Number(50.0)));
-    assert_eq!(r.conditions[1].op, Op::Eq);
+    let r = &c.syncs["crm"].policy.rules[0];
+    assert_eq!(r.from, Side::A);
+    let Condition::All(preds) = &r.when else {
+        panic!("all expected")
+    };
+    assert_eq!(preds[0].op, CompareOp::Gt);
+    assert_eq!(preds[0].value, Some(Value::Number(50.0)));
+    assert_eq!(preds[1].op, CompareOp::Eq);
     assert_eq!(
-        r.actions,
-        [Action::SetMedium("Google".into()), Action::GrantAuthority]
+        r.then,
+        [
+            Action::SetMedium("Google".into()),
+            Action::GrantAuthority,
+            Action::SetField {
+                field: "cf_source".into(),
+                value: Value::Text("tandem".into())
+            }
+        ]
     );
+}
 
-    let bad = format!(
-        "{BASE}\n[syncs.crm]\na = \"sales\"\nb = \"marketing\"\n[[syncs.crm.rules]]\nif = [{{ field = \"dnd\", op = \"equals\", value = true }}]\nthen = [{{ action = \"set-field\", field = \"medium\" }}]\n"
+#[test]
+fn rule_errors_are_all_reported() {
+    let src = with_sync(
+        r#"
+[[syncs.crm.rules]]
+name = "bad"
+from = "c"
+when = { any = [{ field = "dnd", op = "equals", value = true }, { field = "cf_plan", op = "in-list", value = "Pro" }] }
+then = ["set-medium", "unsubscribe"]
+"#,
     );
-    let e = errors(&bad);
-    assert_eq!(e.len(), 2, "{e:#?}");
-    assert!(e[0].ends_with(r#"syncs.crm.rules[0].if[0].op: unknown value "equals"; expected one of eq, ne, gt, gte, lt, lte, contains, in, is-empty, is-set"#), "{}", e[0]);
+    let e = errors(&src);
+    let tails: Vec<&str> = e.iter().map(|m| m.split_once(": ").unwrap().1).collect();
+    assert_eq!(
+        tails,
+        [
+            r#"syncs.crm.rules[0].from: unknown value "c"; expected one of a, b"#,
+            r#"syncs.crm.rules[0].when.any[0].op: unknown value "equals"; expected one of eq, ne, gt, lt, contains, is-empty, not-empty, in-list"#,
+            r#"syncs.crm.rules[0].when.any[1]: in-list needs a list: value = ["Pro", "Enterprise"]"#,
+            r#"syncs.crm.rules[0].then[0]: set-medium takes a value: write { set-medium = ... } (see examples/demo.toml)"#,
+            r#"syncs.crm.rules[0].then[1]: unknown value "unsubscribe"; expected one of mark-dnd, unmark-dnd, grant-authority, revoke-authority, set-medium, set-field, skip"#,
+        ]
+    );
+}
+
+#[test]
+fn whole_policy_checks_come_from_the_engine() {
+    // remove-from-list on A's opt-outs needs a list on side B.
+    let src = with_sync("opt-out = { on-opt-out = { a = \"remove-from-list\" } }\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 1, "{e:#?}");
     assert!(
-        e[1].ends_with("syncs.crm.rules[0].then[0].value: missing; set-field needs value = ..."),
+        e[0].contains(": syncs.crm: sync `crm`: `opt-out.on-opt-out.a` is `remove-from-list`"),
         "{}",
-        e[1]
+        e[0]
+    );
+    let c = ok(&with_sync(
+        "scope = { b = \"Newsletter\" }\nopt-out = { on-opt-out = { a = \"remove-from-list\" } }\n",
+    ));
+    assert_eq!(
+        c.syncs["crm"].policy.opt_out.on_opt_out.a,
+        RemoveAction::RemoveFromContainer
+    );
+    assert_eq!(
+        c.syncs["crm"].policy.scope.b,
+        Scope::Container("Newsletter".into())
     );
 }
 
@@ -524,20 +567,38 @@ fn demo_example_validates() {
         (fm.a.as_str(), fm.b.as_str()),
         ("freshsales", "freshmarketer")
     );
-    assert_eq!(fm.settings.direction, Direction::TwoWay);
-    assert_eq!(fm.settings.scope.b, Scope::Container("Newsletter".into()));
-    assert_eq!(fm.mappers, ["normalize"]);
+    assert_eq!(fm.policy.direction, Direction::TwoWay);
+    assert_eq!(fm.policy.scope.b, Scope::Container("Newsletter".into()));
+    assert_eq!(fm.policy.mappers, ["normalize"]);
     assert_eq!(
-        fm.settings.opt_outs.on_opt_out.a,
-        RemoveAction::RemoveFromList
+        fm.policy.opt_out.on_opt_out.a,
+        RemoveAction::RemoveFromContainer
     );
     let g = &c.syncs["sales-google"];
-    assert_eq!(g.settings.rules.len(), 3);
-    assert_eq!(g.settings.conflict.policy, ConflictPolicy::AWins);
+    assert_eq!(g.policy.rules.len(), 3);
+    assert_eq!(g.policy.conflict.winner, Winner::AWins);
     assert!(matches!(
         c.connections["google"].credentials,
-        CredentialsConfig::OAuth2 { ref token_url, .. } if token_url == "http://127.0.0.1:41003/token"
+        CredentialsConfig::OAuth2 { ref token_url, .. } if token_url.as_deref() == Some("http://127.0.0.1:41003/token")
     ));
+}
+
+#[test]
+fn examples_validate_against_the_builtin_plugins() {
+    // The real catalog: the plugins embedded in this binary, kinds from their manifests.
+    let catalog = Catalog::builtin();
+    if let Err(e) = load(&example("demo.toml"), &demo_env(), &catalog) {
+        panic!(
+            "{:#?}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        );
+    }
+    let e = load(&example("production.toml"), &Env::empty(), &catalog).unwrap_err();
+    assert!(
+        e.iter()
+            .all(|e| matches!(e, ConfigError::MissingEnv { .. })),
+        "only the unset secrets: {e:#?}"
+    );
 }
 
 #[test]
@@ -578,5 +639,73 @@ fn production_example_validates() {
     );
     assert_eq!(c.state.path, Path::new("/var/lib/tandem/state.redb"));
     assert!(!c.plugins["freshsales"].grant.loopback);
-    assert_eq!(c.syncs["sales-google"].settings.direction, Direction::AToB);
+    assert_eq!(c.syncs["sales-google"].policy.direction, Direction::AToB);
+}
+
+#[test]
+fn limits_that_do_not_apply_are_refused() {
+    let src = "[plugins.n]\nbuiltin = \"normalize\"\ngrant.limits = { cpu = \"1s\", fuel = 1000 }\n[plugins.fs]\nbuiltin = \"freshsales\"\ngrant.limits = { fuel = 1000 }\n";
+    assert_eq!(
+        errors(src),
+        [
+            "config.toml:1:1: plugins.n.grant.limits.cpu: does not apply to a mapper plugin; remove it",
+            "config.toml:4:1: plugins.fs.grant.limits.fuel: does not apply to a connector plugin; remove it",
+        ]
+    );
+}
+
+#[test]
+fn grants_and_limits_convert_to_the_runtime_types() {
+    let c = ok(
+        "[plugins.fs]\nbuiltin = \"freshsales\"\n[plugins.fs.grant]\nhttp = [\"setting:base-url\"]\nloopback = true\nstorage-quota = \"2MiB\"\nlimits = { memory = \"100MB\", timeout = \"5s\", response-size = \"1MiB\" }\n[plugins.n]\nbuiltin = \"normalize\"\ngrant.limits = { fuel = 1000, memory = \"8MiB\" }\n",
+    );
+    let g = c.plugins["fs"].grant.to_grant();
+    assert_eq!(g.http, ["setting:base-url"]);
+    assert!(g.allow_loopback && !g.allow_private);
+    assert_eq!(g.storage.map(|s| s.quota_bytes), Some(2 << 20));
+    assert_eq!(g.limits.memory_mib, 96, "100 MB rounds up to 96 MiB");
+    assert_eq!(g.limits.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(g.limits.http_response_bytes, 1 << 20);
+    let m = c.plugins["n"].mapper_limits();
+    assert_eq!((m.fuel, m.memory_mib), (1000, 8));
+    assert_eq!(
+        GrantConfig::default().to_grant(),
+        crate::runtime::Grant::default(),
+        "nothing granted by default"
+    );
+}
+
+#[test]
+fn connections_resolve_with_redacted_secrets() {
+    let c = ok(BASE);
+    let conn = c.connection("sales", &env()).unwrap();
+    assert_eq!(conn.id, "sales");
+    assert_eq!(
+        conn.credentials,
+        crate::runtime::Credentials::ApiKey(crate::runtime::Secret::new("k-123"))
+    );
+    assert!(
+        !format!("{conn:?}").contains("k-123"),
+        "secrets are redacted in Debug"
+    );
+    let err = c
+        .connection("sales", &Env::empty())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "config.toml:13:23: connections.sales.credentials.api-key: environment variable FS_KEY is not set; export it before running tandem"
+    );
+}
+
+#[test]
+fn the_builtin_catalog_reads_manifests() {
+    let normalize = builtin_plugins()
+        .into_iter()
+        .find(|b| b.name == "normalize");
+    assert_eq!(
+        normalize.map(|b| b.kind),
+        Some(PluginKind::Mapper),
+        "the normalize mapper is built in"
+    );
 }

@@ -6,6 +6,7 @@
 //! and are dropped at once; messages name the variable or file, never the value.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
@@ -13,27 +14,10 @@ use super::env::{Env, io_reason};
 use super::error::{ConfigError, KeyPath, Location, closest};
 use super::reader::join;
 use super::{Config, PluginSource};
+use crate::runtime::PluginKind;
 
-/// The kind of a plugin, which decides where a config may use it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PluginKind {
-    /// Talks to one app (`connector` world); used by connections.
-    Connector,
-    /// A field transform (`mapper` world); used in a sync's `mappers`.
-    Mapper,
-}
-
-impl PluginKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            PluginKind::Connector => "connector",
-            PluginKind::Mapper => "mapper",
-        }
-    }
-}
-
-/// How a component file's kind is found (reads its manifest).
-pub type Inspect = fn(&[u8]) -> Result<PluginKind, String>;
+/// How a component file's kind is found: its path (for a sidecar manifest) and bytes.
+pub type Inspect = fn(&Path, &[u8]) -> Result<PluginKind, String>;
 
 /// What the checks know about plugins outside the config: the built-in ones and how to
 /// tell a component file's kind.
@@ -88,7 +72,22 @@ pub(crate) fn check_defined(
     let mut kinds: BTreeMap<&str, Option<PluginKind>> =
         defined.plugins.iter().map(|n| (n.as_str(), None)).collect();
     for (name, plugin) in &config.plugins {
-        kinds.insert(name, check_plugin(plugin, catalog, &mut errors));
+        let kind = check_plugin(plugin, catalog, &mut errors);
+        if let Some(kind) = kind {
+            for key in plugin.grant.limits.misplaced(kind) {
+                errors.push(ConfigError::Invalid {
+                    at: plugin.at.clone(),
+                    key: KeyPath::root()
+                        .key("plugins")
+                        .key(name)
+                        .key("grant")
+                        .key("limits")
+                        .key(key),
+                    problem: format!("does not apply to a {kind} plugin; remove it"),
+                });
+            }
+        }
+        kinds.insert(name, kind);
     }
     for conn in config.connections.values() {
         check_ref(
@@ -133,7 +132,7 @@ pub(crate) fn check_defined(
                 ),
             });
         }
-        for (name, (loc, key)) in sync.mappers.iter().zip(&sync.refs.mappers) {
+        for (name, (loc, key)) in sync.policy.mappers.iter().zip(&sync.refs.mappers) {
             check_ref(
                 &mut errors,
                 (loc, key),
@@ -205,7 +204,7 @@ fn check_plugin(
                 return None;
             }
             let inspect = catalog.inspect?;
-            match inspect(&bytes) {
+            match inspect(path, &bytes) {
                 Ok(kind) => Some(kind),
                 Err(reason) => {
                     errors.push(ConfigError::File {
@@ -240,8 +239,8 @@ fn check_ref(
             at: at.clone(),
             key: key.clone(),
             name: name.to_owned(),
-            expected: want.as_str(),
-            actual: actual.as_str(),
+            expected: want,
+            actual: *actual,
         });
     }
 }
