@@ -4,33 +4,63 @@
 //! (`plugin.rs` is the pattern). Handlers return `anyhow::Result`; [`main`] prints any
 //! error as one line and exits non-zero.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod config;
 pub mod plugin;
+pub mod run;
+pub mod sync;
 
 /// Keeps contacts in step between SaaS apps, through sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
 #[command(name = "tandem", version, propagate_version = true)]
 pub struct Cli {
+    /// The config file.
+    #[arg(long, short, global = true, value_name = "FILE", default_value = crate::config::DEFAULT_CONFIG_FILE)]
+    pub config: PathBuf,
+    /// How log lines are written to stderr (`RUST_LOG` sets the level).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check the operator's config file.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// List, inspect and check plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Plan, run, inspect, pause, resume and disconnect syncs.
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
+    /// Run the daemon: poll every sync on its interval and serve the control API.
+    #[command(after_help = "Example:\n  tandem run --config examples/demo.toml")]
+    Run(run::RunArgs),
 }
 
 /// Parses the arguments, runs the command, and turns any error into one line + exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // The daemon reports each run at `info`; one-shot commands print their own output.
+    let level = if matches!(cli.command, Command::Run(_)) { "warn,tandem=info" } else { "warn" };
+    init_tracing(cli.log_format, level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -46,19 +76,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Config(cmd) => config::run(cmd, &cli.config),
             Command::Plugin(cmd) => plugin::run(cmd).await,
+            Command::Sync(cmd) => sync::run(cmd, &cli.config).await,
+            Command::Run(args) => run::run(args, &cli.config).await,
         }
     })
 }
 
-/// `RUST_LOG` controls logging (default: warnings), to stderr.
-fn init_tracing() {
+/// `RUST_LOG` controls logging (default: `default_level`), to stderr, as readable lines
+/// or JSON.
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// The error chain joined on one line, without repeating causes already in the message.

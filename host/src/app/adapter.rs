@@ -1,0 +1,448 @@
+//! The sync engine's [`Source`] over a connector plugin, and [`Mappers`] over mapper
+//! plugins. Types are converted in [`super::convert`]; this module adds what only the
+//! host knows: the account's request budget (each call is made at a priority — consent
+//! first, then incremental changes, retries, initial loads), waiting out 429s and
+//! retrying idempotent reads on passing failures, and progress counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::budget::{Priority, RequestGate};
+use super::convert;
+use crate::runtime::{ConnectorClient, MapperClient};
+use crate::sync::model::{Record, Side};
+use crate::sync::source::{
+    Container, EntityInfo, FieldDef, Lookup, MapContext, Mappers, Page, PullRequest, Source,
+    SourceError, Write, WriteOp, WriteResult,
+};
+
+/// How a source retries on its own before giving an error to the engine.
+#[derive(Clone, Copy, Debug)]
+pub struct RetrySettings {
+    /// The longest total 429 back-off one call may wait before giving up (the engine
+    /// then retries on a later run).
+    pub max_rate_wait: Duration,
+    /// Extra attempts of an idempotent read after a transient failure.
+    pub transient_attempts: u32,
+    /// The first pause before such an attempt (doubled each time).
+    pub transient_delay: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_rate_wait: Duration::from_secs(15 * 60),
+            transient_attempts: 3,
+            transient_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Counts of one run, read by progress displays.
+#[derive(Debug, Default)]
+pub struct RunProgress {
+    read: [AtomicU64; 2],
+    written: AtomicU64,
+    planned: AtomicU64,
+    writing: AtomicBool,
+}
+
+impl RunProgress {
+    /// Records read from `side` so far.
+    pub fn read(&self, side: Side) -> u64 {
+        self.read[side as usize].load(Ordering::Relaxed)
+    }
+    /// Writes answered so far.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+    /// Writes planned (known once the plan is recorded).
+    pub fn planned(&self) -> u64 {
+        self.planned.load(Ordering::Relaxed)
+    }
+    /// Whether the run is past reading and planning.
+    pub fn writing(&self) -> bool {
+        self.writing.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_planned(&self, n: u64) {
+        self.planned.store(n, Ordering::Relaxed);
+        self.writing.store(true, Ordering::Relaxed);
+    }
+    fn add_read(&self, side: Side, n: usize) {
+        self.read[side as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+    fn add_written(&self, n: usize) {
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// One side of a sync: a connector client for one connection.
+#[derive(Debug)]
+pub struct ConnectorSource {
+    client: ConnectorClient,
+    side: Side,
+    entities: Vec<EntityInfo>,
+    gate: Arc<RequestGate>,
+    retry: RetrySettings,
+    /// The phase of the run: initial loads spend the budget last.
+    initial: AtomicBool,
+    /// Per entity, the fields whose writes are consent changes (well-known `consent`, `dnd`).
+    consent_fields: Mutex<BTreeMap<String, BTreeSet<String>>>,
+    progress: Arc<RunProgress>,
+}
+
+impl ConnectorSource {
+    /// A source over `client`, whose requests go through `gate`. `entities` is what the
+    /// connector's `describe` returned (it is not called again).
+    pub fn new(
+        client: ConnectorClient,
+        side: Side,
+        entities: &[crate::runtime::types::EntityInfo],
+        gate: Arc<RequestGate>,
+        retry: RetrySettings,
+    ) -> Self {
+        ConnectorSource {
+            client,
+            side,
+            entities: entities.iter().map(convert::entity_from_wit).collect(),
+            gate,
+            retry,
+            initial: AtomicBool::new(false),
+            consent_fields: Mutex::new(BTreeMap::new()),
+            progress: Arc::new(RunProgress::default()),
+        }
+    }
+
+    /// Counts into `progress` from now on.
+    pub fn with_progress(mut self, progress: Arc<RunProgress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Marks the run as an initial load (lowest budget priority) or not.
+    pub fn set_initial(&self, initial: bool) {
+        self.initial.store(initial, Ordering::Relaxed);
+    }
+
+    /// The gate of this source's requests.
+    pub fn gate(&self) -> &Arc<RequestGate> {
+        &self.gate
+    }
+
+    fn phase(&self) -> Priority {
+        if self.initial.load(Ordering::Relaxed) {
+            Priority::Initial
+        } else {
+            Priority::Incremental
+        }
+    }
+
+    /// Runs an idempotent call: waits out 429s (blocking the whole account, not the
+    /// other accounts), retries transient failures a few times.
+    async fn call<T, F, Fut>(&self, what: &str, priority: Priority, f: F) -> Result<T, SourceError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, crate::runtime::CallError>>,
+    {
+        let mut waited = Duration::ZERO;
+        let mut transient = 0;
+        loop {
+            self.gate.set_priority(priority);
+            self.gate.ready().await;
+            match f().await.map_err(convert::call_error) {
+                Ok(v) => {
+                    if let Some(b) = self.gate.budget() {
+                        b.succeeded();
+                    }
+                    return Ok(v);
+                }
+                Err(SourceError::RateLimited {
+                    retry_after_ms,
+                    message,
+                }) => {
+                    let wait = self.back_off(retry_after_ms);
+                    waited += wait;
+                    if waited > self.retry.max_rate_wait {
+                        return Err(SourceError::RateLimited {
+                            retry_after_ms,
+                            message,
+                        });
+                    }
+                    tracing::info!(side = %self.side, call = what, wait_ms = wait.as_millis() as u64, "rate limited; waiting, then trying again");
+                }
+                Err(SourceError::Transient(m)) if transient < self.retry.transient_attempts => {
+                    let delay = self.retry.transient_delay * 2u32.pow(transient);
+                    transient += 1;
+                    tracing::info!(side = %self.side, call = what, attempt = transient, error = %m, "transient failure; trying again");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Records a 429 on the account (every sync of it waits) and returns the wait.
+    fn back_off(&self, retry_after_ms: Option<u64>) -> Duration {
+        let after = retry_after_ms.map(Duration::from_millis);
+        match self.gate.budget() {
+            Some(b) => b.rate_limited(after),
+            None => after.unwrap_or(Duration::from_secs(1)),
+        }
+    }
+
+    fn is_consent(&self, entity: &str, w: &Write) -> bool {
+        let fields = match &w.op {
+            WriteOp::Create { fields, .. } | WriteOp::Update { fields, .. } => fields,
+            _ => return false,
+        };
+        let consent = self
+            .consent_fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        consent
+            .get(entity)
+            .is_some_and(|names| fields.iter().any(|(n, _)| names.contains(n)))
+    }
+
+    /// Pushes `writes` once (the budget decides how many go per call).
+    async fn push_once(
+        &self,
+        entity: &str,
+        writes: Vec<Write>,
+    ) -> Result<Vec<WriteResult>, SourceError> {
+        let mut out = Vec::with_capacity(writes.len());
+        let mut rest = writes.into_iter().peekable();
+        while rest.peek().is_some() {
+            // Consent changes first: a batch carrying one goes at consent priority.
+            let room = self.gate.ready().await;
+            // About two requests per write (write + read-back): never start a call the
+            // budget cannot finish, so no call waits for the budget inside its time limit.
+            let n = (room / 2).max(1);
+            let chunk: Vec<Write> = rest.by_ref().take(n).collect();
+            let wit: Vec<_> = chunk.into_iter().map(convert::write_to_wit).collect();
+            let results = self
+                .client
+                .push(entity, &wit)
+                .await
+                .map_err(convert::call_error)?;
+            out.extend(results.into_iter().map(convert::write_result_from_wit));
+        }
+        Ok(out)
+    }
+}
+
+impl Source for ConnectorSource {
+    async fn entities(&self) -> Result<Vec<EntityInfo>, SourceError> {
+        Ok(self.entities.clone())
+    }
+
+    async fn schema(&self, entity: &str) -> Result<Vec<FieldDef>, SourceError> {
+        let defs = self
+            .call("schema", self.phase(), || self.client.schema(entity))
+            .await?;
+        let defs: Vec<FieldDef> = defs.into_iter().map(convert::field_def_from_wit).collect();
+        let consent: BTreeSet<String> = defs
+            .iter()
+            .filter(|d| d.is("consent") || d.is("dnd"))
+            .map(|d| d.name.clone())
+            .collect();
+        self.consent_fields
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entity.to_string(), consent);
+        Ok(defs)
+    }
+
+    async fn containers(&self, entity: &str) -> Result<Vec<Container>, SourceError> {
+        let list = self
+            .call("containers", self.phase(), || {
+                self.client.containers(entity)
+            })
+            .await?;
+        Ok(list.into_iter().map(convert::container_from_wit).collect())
+    }
+
+    async fn pull(&self, req: PullRequest) -> Result<Page, SourceError> {
+        // Full listings (first loads, expired cursors) spend the budget last.
+        let priority = if req.cursor.is_none() || req.full {
+            Priority::Initial
+        } else {
+            self.phase()
+        };
+        let wit = convert::pull_to_wit(req);
+        let page = self
+            .call("pull", priority, || self.client.pull(&wit))
+            .await?;
+        let page = convert::page_from_wit(page);
+        self.progress.add_read(self.side, page.records.len());
+        Ok(page)
+    }
+
+    async fn find(&self, entity: &str, lookup: Lookup) -> Result<Vec<Record>, SourceError> {
+        let priority = match lookup {
+            // Re-reads of failed records and of records missing from a listing.
+            Lookup::Ids(_) => Priority::Retry,
+            _ => self.phase(),
+        };
+        let wit = convert::lookup_to_wit(lookup);
+        let found = self
+            .call("find", priority, || self.client.find(entity, &wit))
+            .await?;
+        Ok(found.into_iter().map(convert::record_from_wit).collect())
+    }
+
+    /// Pushes; writes refused with a 429 (the connector stops at the first one and
+    /// reports the rest as not sent) are pushed again once the account's back-off ends.
+    async fn push(
+        &self,
+        entity: &str,
+        writes: Vec<Write>,
+    ) -> Result<Vec<WriteResult>, SourceError> {
+        let consent = writes.iter().any(|w| self.is_consent(entity, w));
+        self.gate.set_priority(if consent {
+            Priority::Consent
+        } else {
+            self.phase()
+        });
+        let mut by_ref: BTreeMap<String, WriteResult> = BTreeMap::new();
+        let order: Vec<String> = writes.iter().map(|w| w.reference.clone()).collect();
+        let mut pending = writes;
+        let mut waited = Duration::ZERO;
+        loop {
+            let results = match self.push_once(entity, pending.clone()).await {
+                Ok(r) => r,
+                Err(SourceError::RateLimited {
+                    retry_after_ms,
+                    message,
+                }) => {
+                    // The whole call was refused: nothing of it was applied.
+                    let wait = self.back_off(retry_after_ms);
+                    waited += wait;
+                    if waited > self.retry.max_rate_wait {
+                        return Err(SourceError::RateLimited {
+                            retry_after_ms,
+                            message,
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut limited: Option<Option<u64>> = None;
+            let mut again = Vec::new();
+            let mut results: BTreeMap<String, WriteResult> = results
+                .into_iter()
+                .map(|r| (r.reference.clone(), r))
+                .collect();
+            let decided = by_ref.len();
+            for w in pending {
+                match results.remove(&w.reference) {
+                    Some(WriteResult {
+                        outcome: Err(SourceError::RateLimited { retry_after_ms, .. }),
+                        ..
+                    }) if waited <= self.retry.max_rate_wait => {
+                        limited = Some(limited.flatten().max(retry_after_ms));
+                        again.push(w);
+                    }
+                    Some(r) => {
+                        by_ref.insert(r.reference.clone(), r);
+                    }
+                    None => {}
+                }
+            }
+            self.progress.add_written(by_ref.len() - decided);
+            match limited {
+                Some(after) if !again.is_empty() => {
+                    waited += self.back_off(after);
+                    if waited > self.retry.max_rate_wait {
+                        for w in again {
+                            by_ref.insert(
+                                w.reference.clone(),
+                                WriteResult {
+                                    reference: w.reference,
+                                    outcome: Err(SourceError::RateLimited {
+                                        retry_after_ms: after,
+                                        message:
+                                            "rate limited for too long; retried on a later run"
+                                                .into(),
+                                    }),
+                                },
+                            );
+                        }
+                        break;
+                    }
+                    pending = again;
+                }
+                _ => {
+                    if let Some(b) = self.gate.budget() {
+                        b.succeeded();
+                    }
+                    break;
+                }
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|r| by_ref.remove(&r))
+            .collect())
+    }
+}
+
+/// The tenant's mapper plugins of one sync, by plugin name.
+#[derive(Debug, Default)]
+pub struct PluginMappers {
+    clients: BTreeMap<String, MapperClient>,
+}
+
+impl PluginMappers {
+    /// Mappers by the names the sync lists them under.
+    pub fn new(clients: BTreeMap<String, MapperClient>) -> Self {
+        PluginMappers { clients }
+    }
+}
+
+impl Mappers for PluginMappers {
+    async fn map(
+        &self,
+        mapper: &str,
+        ctx: &MapContext,
+        records: Vec<Record>,
+    ) -> Vec<Result<Option<Record>, SourceError>> {
+        let n = records.len();
+        let Some(client) = self.clients.get(mapper) else {
+            return (0..n)
+                .map(|_| {
+                    Err(SourceError::Fatal(format!(
+                        "mapper `{mapper}` is not loaded: add it to [plugins] or remove it from the sync"
+                    )))
+                })
+                .collect();
+        };
+        let wit: Vec<_> = records.into_iter().map(convert::record_to_wit).collect();
+        match client.map(&convert::map_context_to_wit(ctx), &wit).await {
+            Ok(results) => {
+                let mut out: Vec<_> = results
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|o| o.map(convert::record_from_wit))
+                            .map_err(convert::error_from_wit)
+                    })
+                    .collect();
+                // A mapper answering for fewer records fails the rest, never shifts them.
+                out.resize_with(n, || {
+                    Err(SourceError::Fatal(format!(
+                        "mapper `{mapper}` returned no result"
+                    )))
+                });
+                out.truncate(n);
+                out
+            }
+            Err(e) => {
+                let e = convert::call_error(e);
+                (0..n).map(|_| Err(e.clone())).collect()
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `tandem run`: every sync polled on its interval, in its own task.
+//!
+//! - A sync's runs never overlap (one lock per sync); different syncs run concurrently
+//!   and only meet in their accounts' shared budgets, where waiting is asynchronous.
+//! - Pause takes effect at once: the sync's status is stored, and its requests — even
+//!   those of a run in progress — wait until it is resumed.
+//! - Disconnect cancels a run in progress (safe: the engine converges after any
+//!   interruption), then wipes the sync's state and logs.
+//! - Shutdown is graceful: no new runs start, runs in progress may finish within a grace
+//!   period, then they are cancelled.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::report::{RunLog, SyncSummary};
+use super::{Host, HostError, unix_now};
+use crate::sync::state::SyncStatus;
+use crate::sync::{RunOptions, RunOutcome, RunReport};
+
+#[derive(Debug, Default)]
+struct WorkerState {
+    running: bool,
+    last_error: Option<String>,
+    next_run_at: Option<i64>,
+    current: Option<AbortHandle>,
+}
+
+#[derive(Debug)]
+struct Worker {
+    name: String,
+    interval: Duration,
+    paused: watch::Sender<bool>,
+    trigger: Notify,
+    state: Mutex<WorkerState>,
+    run_lock: tokio::sync::Mutex<()>,
+}
+
+impl Worker {
+    fn state(&self) -> std::sync::MutexGuard<'_, WorkerState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    host: Arc<Host>,
+    workers: BTreeMap<String, Arc<Worker>>,
+    /// Stop scheduling.
+    soft: watch::Sender<bool>,
+    /// Cancel runs in progress.
+    hard: watch::Sender<bool>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The running daemon. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+/// A run the daemon could not make.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// No such sync.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The run was cancelled (shutdown or disconnect).
+    #[error("sync `{0}`: the run was cancelled")]
+    Cancelled(String),
+}
+
+impl Daemon {
+    /// Starts one worker per sync of the host's config. The first runs start at once.
+    pub fn start(host: Arc<Host>) -> Result<Daemon, HostError> {
+        let mut workers = BTreeMap::new();
+        for (name, cfg) in &host.config().syncs {
+            let paused = host.store().status(name)? == SyncStatus::Paused;
+            workers.insert(
+                name.clone(),
+                Arc::new(Worker {
+                    name: name.clone(),
+                    interval: cfg.interval,
+                    paused: watch::channel(paused).0,
+                    trigger: Notify::new(),
+                    state: Mutex::new(WorkerState::default()),
+                    run_lock: tokio::sync::Mutex::new(()),
+                }),
+            );
+        }
+        let daemon = Daemon {
+            inner: Arc::new(Inner {
+                host,
+                workers,
+                soft: watch::channel(false).0,
+                hard: watch::channel(false).0,
+                tasks: Mutex::new(Vec::new()),
+            }),
+        };
+        let mut tasks = Vec::new();
+        for w in daemon.inner.workers.values() {
+            tasks.push(tokio::spawn(schedule(daemon.clone(), w.clone())));
+        }
+        *daemon.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+        tracing::info!(syncs = daemon.inner.workers.len(), "daemon started");
+        Ok(daemon)
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Arc<Host> {
+        &self.inner.host
+    }
+
+    /// A receiver that turns true when the daemon stops scheduling.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.soft.subscribe()
+    }
+
+    fn worker(&self, name: &str) -> Result<&Arc<Worker>, HostError> {
+        self.inner.host.sync_config(name)?;
+        Ok(&self.inner.workers[name])
+    }
+
+    /// Every sync with the daemon's view (running, last error, next run).
+    pub fn summaries(&self, only: Option<&str>) -> Result<Vec<SyncSummary>, HostError> {
+        let mut list = self.inner.host.status(only)?;
+        for s in &mut list {
+            if let Some(w) = self.inner.workers.get(&s.name) {
+                let st = w.state();
+                s.running = st.running;
+                s.last_error = st.last_error.clone();
+                s.next_run_at = st.next_run_at;
+            }
+        }
+        Ok(list)
+    }
+
+    /// The logs of a sync.
+    pub fn logs(
+        &self,
+        name: &str,
+        run: Option<u64>,
+        runs: usize,
+    ) -> Result<Vec<RunLog>, HostError> {
+        self.inner.host.logs(name, run, runs)
+    }
+
+    /// Pauses a sync: its requests, even those of a run in progress, wait until resumed.
+    pub fn pause(&self, name: &str) -> Result<(), HostError> {
+        let w = self.worker(name)?;
+        self.inner.host.pause(name)?;
+        w.paused.send_replace(true);
+        tracing::info!(sync = name, "paused");
+        Ok(())
+    }
+
+    /// Resumes a sync and runs it soon.
+    pub fn resume(&self, name: &str) -> Result<(), HostError> {
+        let w = self.worker(name)?;
+        self.inner.host.resume(name)?;
+        w.paused.send_replace(false);
+        w.trigger.notify_one();
+        tracing::info!(sync = name, "resumed");
+        Ok(())
+    }
+
+    /// Asks for a run now (returns at once; the run is scheduled).
+    pub fn trigger(&self, name: &str) -> Result<(), HostError> {
+        self.worker(name)?.trigger.notify_one();
+        Ok(())
+    }
+
+    /// Runs a sync now and waits for its report (after any run in progress).
+    pub async fn run_now(&self, name: &str, opts: RunOptions) -> Result<RunReport, DaemonError> {
+        let w = self.worker(name)?.clone();
+        run_once(self, &w, opts).await
+    }
+
+    /// Cancels a run in progress, then wipes the sync's state and logs; the sync stays
+    /// paused until resumed. Returns the rows wiped.
+    pub async fn disconnect(&self, name: &str) -> Result<usize, HostError> {
+        let w = self.worker(name)?.clone();
+        w.paused.send_replace(true);
+        if let Some(h) = w.state().current.take() {
+            h.abort();
+        }
+        let _idle = w.run_lock.lock().await;
+        let n = self.inner.host.disconnect(name)?;
+        w.state().last_error = None;
+        tracing::info!(sync = name, rows = n, "disconnected: state and logs wiped");
+        Ok(n)
+    }
+
+    /// Stops scheduling, lets runs in progress finish within `grace`, then cancels them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.soft.send_replace(true);
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures::future::join_all(tasks);
+        tokio::pin!(all);
+        if tokio::time::timeout(grace, &mut all).await.is_err() {
+            tracing::warn!(
+                "runs still in progress after {grace:?}: cancelling them (they resume from their checkpoints)"
+            );
+            self.inner.hard.send_replace(true);
+            all.await;
+        }
+        tracing::info!("daemon stopped");
+    }
+
+    /// Cancels everything now.
+    pub async fn abort(&self) {
+        self.inner.hard.send_replace(true);
+        self.shutdown(Duration::ZERO).await;
+    }
+}
+
+/// One sync's schedule: a run at start, then every interval, or when triggered.
+async fn schedule(d: Daemon, w: Arc<Worker>) {
+    let mut soft = d.inner.soft.subscribe();
+    let mut next = Instant::now();
+    loop {
+        w.state().next_run_at =
+            Some(unix_now() + next.saturating_duration_since(Instant::now()).as_secs() as i64);
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = w.trigger.notified() => {}
+            () = flag(&mut soft) => break,
+        }
+        if *soft.borrow() {
+            break;
+        }
+        next = Instant::now() + w.interval;
+        let paused = match d.inner.host.store().status(&w.name) {
+            Ok(s) => s == SyncStatus::Paused,
+            Err(e) => {
+                tracing::error!(sync = %w.name, error = %e, "cannot read the sync's status");
+                continue;
+            }
+        };
+        if paused {
+            continue;
+        }
+        // Errors are logged and kept for status; the schedule goes on.
+        let _ = run_once(&d, &w, RunOptions::default()).await;
+        next = Instant::now() + w.interval;
+    }
+    w.state().next_run_at = None;
+}
+
+/// One run in its own task, so that disconnect and shutdown can cancel it.
+async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunReport, DaemonError> {
+    let _one_at_a_time = w.run_lock.lock().await;
+    let host = d.inner.host.clone();
+    let name = w.name.clone();
+    let paused = w.paused.subscribe();
+    let mut handle = tokio::spawn(async move {
+        let p = host.prepare(&name, paused).await?;
+        host.run_prepared(&p, opts).await
+    });
+    {
+        let mut st = w.state();
+        st.running = true;
+        st.current = Some(handle.abort_handle());
+    }
+    let mut hard = d.inner.hard.subscribe();
+    let joined = tokio::select! {
+        r = &mut handle => r,
+        () = flag(&mut hard) => {
+            handle.abort();
+            handle.await
+        }
+    };
+    let mut st = w.state();
+    st.running = false;
+    st.current = None;
+    match joined {
+        Ok(Ok(report)) => {
+            st.last_error = None;
+            log_report(&report);
+            Ok(report)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(sync = %w.name, error = %e, "run failed; the next run resumes from the last checkpoint");
+            st.last_error = Some(e.to_string());
+            if matches!(e, HostError::Check { .. }) {
+                // Credentials may be fixed by the next run: check again then.
+                let host = d.inner.host.clone();
+                tokio::spawn(async move { host.forget_connections().await });
+            }
+            Err(e.into())
+        }
+        Err(_) => {
+            tracing::warn!(sync = %w.name, "run cancelled; it resumes from its checkpoint");
+            st.last_error = Some("cancelled".into());
+            Err(DaemonError::Cancelled(w.name.clone()))
+        }
+    }
+}
+
+/// Resolves when a flag turns true (or its sender is gone).
+async fn flag(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+fn log_report(r: &RunReport) {
+    let mut parts = Vec::new();
+    for (dir, c) in &r.counters {
+        parts.push(format!(
+            "{dir}: {} created, {} updated, {} removed, {} skipped, {} failed",
+            c.created,
+            c.updated,
+            c.removed,
+            c.skipped,
+            c.failed + c.parked
+        ));
+    }
+    match &r.outcome {
+        RunOutcome::Halted(m) => tracing::warn!(sync = %r.sync, run = r.run, "halted: {m}"),
+        RunOutcome::Paused => tracing::info!(sync = %r.sync, "paused: nothing read or written"),
+        _ => {
+            tracing::info!(sync = %r.sync, run = r.run, "run done: {}", if parts.is_empty() { "nothing to do".into() } else { parts.join("; ") })
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The assembled product: from a validated [`Config`] to syncs that run.
+//!
+//! [`Host`] opens the state file (one `Arc<redb::Database>` shared by the plugins' storage
+//! and the sync state), starts the plugin runtime, loads plugins (built in or from a file
+//! pinned by sha256) when a sync first needs them, opens connections with their
+//! credentials read from the referenced variables or files, and runs `check` on each
+//! connection before any sync may use it. Every app account gets one request budget
+//! ([`budget`]), shared by all the syncs that use it.
+//!
+//! - [`convert`]: WIT types <-> the engine's types (the only place they meet);
+//! - [`adapter`]: the engine's `Source` over a connector, `Mappers` over mapper plugins;
+//! - [`budget`]: per-account rate budgets with priorities and 429 back-off;
+//! - [`daemon`]: `tandem run` — the scheduler and its control API ([`control`]);
+//! - [`state_file`]: opening the state file, with a clear message when it is locked;
+//! - [`report`]: status and logs as serialisable summaries (CLI and control API).
+
+pub mod adapter;
+pub mod budget;
+pub mod control;
+pub mod convert;
+pub mod daemon;
+pub mod report;
+pub mod state_file;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError, Env, PluginConfig};
+use crate::runtime::types::{AccountInfo, PluginInfo};
+use crate::runtime::{
+    CallError, ConnectError, LoadError, MapperClient, Plugin, Resolve, Runtime, RuntimeOptions,
+    SystemResolver,
+};
+use crate::sync::engine::{Aborted, Hooks, Point};
+use crate::sync::model::Side;
+use crate::sync::state::{OpStatus, StateError, SyncStatus};
+use crate::sync::{Engine, EngineError, RunOptions, RunReport, SyncPolicy, SyncStore};
+
+pub use adapter::{ConnectorSource, PluginMappers, RetrySettings, RunProgress};
+pub use budget::{AccountBudget, BudgetSnapshot, Budgets, Priority, RequestGate, Window};
+pub use state_file::{StateFile, StateFileError};
+
+/// Why the host could not do what was asked. One line each, saying what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The state file is locked or cannot be opened.
+    #[error(transparent)]
+    StateFile(#[from] StateFileError),
+    /// The sync state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The plugin runtime could not start.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    /// A config reference could not be resolved (a missing secret...).
+    #[error(transparent)]
+    Config(Box<ConfigError>),
+    /// A plugin was refused.
+    #[error(transparent)]
+    Load(Box<LoadError>),
+    /// A client could not be made for a plugin.
+    #[error(transparent)]
+    Connect(Box<ConnectError>),
+    /// A name the config does not define.
+    #[error("there is no {kind} `{name}` in {file}; defined: {defined}")]
+    Unknown {
+        /// `sync`, `connection`, `plugin`.
+        kind: &'static str,
+        /// The name asked for.
+        name: String,
+        /// The config file.
+        file: String,
+        /// The names defined.
+        defined: String,
+    },
+    /// A connection's `check` failed: no sync may use it.
+    #[error("connection `{connection}` ({plugin}) failed its check: {message}; {hint}")]
+    Check {
+        /// The connection.
+        connection: String,
+        /// The plugin label.
+        plugin: String,
+        /// What the plugin said.
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
+    /// A connection's `describe` failed.
+    #[error("connection `{connection}`: {source}")]
+    Describe {
+        /// The connection.
+        connection: String,
+        /// The cause.
+        source: Box<CallError>,
+    },
+    /// A run failed.
+    #[error(transparent)]
+    Engine(Box<EngineError>),
+}
+
+impl From<ConfigError> for HostError {
+    fn from(e: ConfigError) -> Self {
+        HostError::Config(Box::new(e))
+    }
+}
+
+impl From<LoadError> for HostError {
+    fn from(e: LoadError) -> Self {
+        HostError::Load(Box::new(e))
+    }
+}
+
+impl From<ConnectError> for HostError {
+    fn from(e: ConnectError) -> Self {
+        HostError::Connect(Box::new(e))
+    }
+}
+
+impl From<EngineError> for HostError {
+    fn from(e: EngineError) -> Self {
+        HostError::Engine(Box::new(e))
+    }
+}
+
+/// How to open a [`Host`].
+#[derive(Clone)]
+pub struct HostOptions {
+    /// Where `{ env = ... }` references are read.
+    pub env: Env,
+    /// The compile cache; default: `cache/` beside the state file.
+    pub cache_dir: Option<PathBuf>,
+    /// Resolves plugin request host names (tests may inject one).
+    pub resolver: Arc<dyn Resolve>,
+    /// How sources retry on their own.
+    pub retry: RetrySettings,
+    /// Names this process in the state file's owner note (`tandem run`...).
+    pub command: String,
+}
+
+impl std::fmt::Debug for HostOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostOptions {
+    /// The process environment, the system resolver, default retries.
+    pub fn new(command: &str) -> Self {
+        HostOptions {
+            env: Env::process(),
+            cache_dir: None,
+            resolver: Arc::new(SystemResolver),
+            retry: RetrySettings::default(),
+            command: command.into(),
+        }
+    }
+}
+
+/// A connection that passed its check.
+#[derive(Debug)]
+pub struct CheckedConnection {
+    /// The connection's name.
+    pub name: String,
+    /// Its plugin.
+    pub plugin: Arc<Plugin>,
+    /// What `check` returned.
+    pub account: AccountInfo,
+    /// What `describe` returned.
+    pub info: PluginInfo,
+    /// The account's request budget.
+    pub budget: Arc<AccountBudget>,
+}
+
+/// A sync ready to run: its policy and both sides.
+#[derive(Debug)]
+pub struct PreparedSync {
+    /// The sync's name.
+    pub name: String,
+    /// What the engine runs by.
+    pub policy: SyncPolicy,
+    /// Side A.
+    pub a: ConnectorSource,
+    /// Side B.
+    pub b: ConnectorSource,
+    /// The sync's mapper plugins.
+    pub mappers: PluginMappers,
+    /// The connection names (A, B).
+    pub names: (String, String),
+    /// Counts of the run, for progress displays.
+    pub progress: Arc<RunProgress>,
+}
+
+/// The assembled product. See the module documentation.
+pub struct Host {
+    config: Config,
+    env: Env,
+    retry: RetrySettings,
+    // Dropped last: the runtime and the store hold the database.
+    store: SyncStore,
+    runtime: Runtime,
+    plugins: tokio::sync::Mutex<BTreeMap<String, Arc<Plugin>>>,
+    connections: tokio::sync::Mutex<BTreeMap<String, Arc<CheckedConnection>>>,
+    budgets: Budgets,
+    _state: StateFile,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("config", &self.config.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+impl Host {
+    /// Opens the state file and starts the runtime. Nothing is loaded or contacted yet.
+    pub fn open(config: Config, options: HostOptions) -> Result<Self, HostError> {
+        let state = StateFile::open(&config.state.path, &options.command)?;
+        let db = state.database().clone();
+        let store = SyncStore::open(db.clone())?;
+        let cache_dir = options
+            .cache_dir
+            .clone()
+            .or_else(|| config.state.path.parent().map(|d| d.join("cache")));
+        let runtime = Runtime::new(RuntimeOptions {
+            cache_dir,
+            db,
+            resolver: options.resolver.clone(),
+        })?;
+        Ok(Host {
+            config,
+            env: options.env,
+            retry: options.retry,
+            store,
+            runtime,
+            plugins: Default::default(),
+            connections: Default::default(),
+            budgets: Budgets::default(),
+            _state: state,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Where `{ env = ... }` references are read.
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    /// The sync state store.
+    pub fn store(&self) -> &SyncStore {
+        &self.store
+    }
+
+    /// The plugin runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Every account budget.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    fn unknown(&self, kind: &'static str, name: &str, defined: Vec<&String>) -> HostError {
+        HostError::Unknown {
+            kind,
+            name: name.into(),
+            file: self.config.file.display().to_string(),
+            defined: if defined.is_empty() {
+                "none".into()
+            } else {
+                defined
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        }
+    }
+
+    /// The config of sync `name`.
+    pub fn sync_config(&self, name: &str) -> Result<&crate::config::SyncConfig, HostError> {
+        self.config
+            .syncs
+            .get(name)
+            .ok_or_else(|| self.unknown("sync", name, self.config.syncs.keys().collect()))
+    }
+
+    /// Loads plugin `name` (once): built in, or a file checked against its sha256 pin.
+    pub async fn plugin(&self, name: &str) -> Result<Arc<Plugin>, HostError> {
+        let mut plugins = self.plugins.lock().await;
+        if let Some(p) = plugins.get(name) {
+            return Ok(p.clone());
+        }
+        let cfg: &PluginConfig =
+            self.config.plugins.get(name).ok_or_else(|| {
+                self.unknown("plugin", name, self.config.plugins.keys().collect())
+            })?;
+        let (source, pin) = cfg.runtime_source()?;
+        let plugin = self.runtime.load(source, pin.as_deref()).await?;
+        plugins.insert(name.into(), plugin.clone());
+        Ok(plugin)
+    }
+
+    /// Connection `name`, checked once: credentials read, `describe` and `check` called,
+    /// and the account's budget found or created from the connector's rate limits.
+    pub async fn connection(&self, name: &str) -> Result<Arc<CheckedConnection>, HostError> {
+        if let Some(c) = self.connections.lock().await.get(name) {
+            return Ok(c.clone());
+        }
+        let conn_cfg = self.config.connections.get(name).ok_or_else(|| {
+            self.unknown("connection", name, self.config.connections.keys().collect())
+        })?;
+        let plugin = self.plugin(&conn_cfg.plugin).await?;
+        let mut connection = self.config.connection(name, &self.env)?;
+        let gate = Arc::new(RequestGate::unpaused());
+        connection.budget = Some(gate.clone());
+        let client = self.runtime.connector(&plugin, connection)?;
+        let info = client
+            .describe()
+            .await
+            .map_err(|source| HostError::Describe {
+                connection: name.into(),
+                source: Box::new(source),
+            })?;
+        let account = client
+            .check()
+            .await
+            .map_err(|e| check_error(name, &plugin, e))?;
+        let windows: Vec<Window> = info
+            .rate_limits
+            .iter()
+            .map(|r| Window {
+                requests: r.requests,
+                period: Duration::from_secs(u64::from(r.per_seconds)),
+            })
+            .collect();
+        let budget = self.budgets.account(&account.account_id, &windows);
+        tracing::info!(connection = name, account = %account.display_name, "connection checked");
+        let checked = Arc::new(CheckedConnection {
+            name: name.into(),
+            plugin,
+            account,
+            info,
+            budget,
+        });
+        self.connections
+            .lock()
+            .await
+            .insert(name.into(), checked.clone());
+        Ok(checked)
+    }
+
+    /// Forgets checked connections, so that the next use checks them again (after an
+    /// authentication failure, for instance).
+    pub async fn forget_connections(&self) {
+        self.connections.lock().await.clear();
+    }
+
+    async fn source(
+        &self,
+        name: &str,
+        side: Side,
+        paused: &watch::Receiver<bool>,
+        progress: &Arc<RunProgress>,
+    ) -> Result<ConnectorSource, HostError> {
+        let checked = self.connection(name).await?;
+        let mut connection = self.config.connection(name, &self.env)?;
+        let gate = Arc::new(RequestGate::new(paused.clone()));
+        gate.bind(checked.budget.clone());
+        connection.budget = Some(gate.clone());
+        let client = self.runtime.connector(&checked.plugin, connection)?;
+        Ok(
+            ConnectorSource::new(client, side, &checked.info.entities, gate, self.retry)
+                .with_progress(progress.clone()),
+        )
+    }
+
+    /// Sync `name` ready to run: both connections checked, mappers loaded. Requests of
+    /// the run wait while `paused` is true.
+    pub async fn prepare(
+        &self,
+        name: &str,
+        paused: watch::Receiver<bool>,
+    ) -> Result<PreparedSync, HostError> {
+        let cfg = self.sync_config(name)?;
+        let progress = Arc::new(RunProgress::default());
+        let a = self.source(&cfg.a, Side::A, &paused, &progress).await?;
+        let b = self.source(&cfg.b, Side::B, &paused, &progress).await?;
+        let mut mappers = BTreeMap::new();
+        for m in &cfg.policy.mappers {
+            let plugin = self.plugin(m).await?;
+            let limits = self
+                .config
+                .plugins
+                .get(m)
+                .map(PluginConfig::mapper_limits)
+                .unwrap_or_default();
+            let client: MapperClient = self.runtime.mapper(&plugin, limits, name)?;
+            mappers.insert(m.clone(), client);
+        }
+        Ok(PreparedSync {
+            name: name.into(),
+            policy: cfg.policy.clone(),
+            a,
+            b,
+            mappers: PluginMappers::new(mappers),
+            names: (cfg.a.clone(), cfg.b.clone()),
+            progress,
+        })
+    }
+
+    /// Runs a prepared sync once (a dry run with `opts.dry_run`).
+    pub async fn run_prepared(
+        &self,
+        p: &PreparedSync,
+        mut opts: RunOptions,
+    ) -> Result<RunReport, HostError> {
+        if opts.now == 0 {
+            opts.now = unix_now();
+        }
+        let initial = self.store.cursor(&p.name, 0, Side::A)?.is_none()
+            || self.store.cursor(&p.name, 0, Side::B)?.is_none();
+        p.a.set_initial(initial || opts.full);
+        p.b.set_initial(initial || opts.full);
+        let hooks = ProgressHooks {
+            store: &self.store,
+            sync: &p.name,
+            progress: &p.progress,
+        };
+        let engine = Engine::new(&p.policy, &self.store, &p.a, &p.b, &p.mappers)
+            .with_names(&p.names.0, &p.names.1)
+            .with_hooks(&hooks);
+        let report = engine.run(opts).await?;
+        Ok(report)
+    }
+
+    /// Prepares and runs sync `name` once.
+    pub async fn run_sync(&self, name: &str, opts: RunOptions) -> Result<RunReport, HostError> {
+        let (_tx, rx) = watch::channel(false);
+        let p = self.prepare(name, rx).await?;
+        self.run_prepared(&p, opts).await
+    }
+
+    /// Pauses sync `name`: its runs read and write nothing until resumed.
+    pub fn pause(&self, name: &str) -> Result<(), HostError> {
+        self.sync_config(name)?;
+        self.store.set_status(name, &SyncStatus::Paused)?;
+        Ok(())
+    }
+
+    /// Resumes sync `name` (also clears a breaker halt).
+    pub fn resume(&self, name: &str) -> Result<(), HostError> {
+        self.sync_config(name)?;
+        self.store.set_status(name, &SyncStatus::Active)?;
+        Ok(())
+    }
+
+    /// Disconnects sync `name`: wipes its state and logs, and leaves it paused so that
+    /// nothing runs until the operator resumes it (which starts a fresh initial sync).
+    /// Returns the number of rows wiped.
+    pub fn disconnect(&self, name: &str) -> Result<usize, HostError> {
+        self.sync_config(name)?;
+        let n = self.store.disconnect(name)?;
+        self.store.set_status(name, &SyncStatus::Paused)?;
+        Ok(n)
+    }
+
+    /// Status of every sync (or one).
+    pub fn status(&self, only: Option<&str>) -> Result<Vec<report::SyncSummary>, HostError> {
+        if let Some(name) = only {
+            self.sync_config(name)?;
+        }
+        let mut out = Vec::new();
+        for (name, cfg) in &self.config.syncs {
+            if only.is_some_and(|o| o != name) {
+                continue;
+            }
+            out.push(report::summary(&self.store, cfg)?);
+        }
+        Ok(out)
+    }
+
+    /// The logs of sync `name`: the last `runs` runs, or run `run`.
+    pub fn logs(
+        &self,
+        name: &str,
+        run: Option<u64>,
+        runs: usize,
+    ) -> Result<Vec<report::RunLog>, HostError> {
+        let cfg = self.sync_config(name)?;
+        Ok(report::logs(&self.store, cfg, run, runs)?)
+    }
+}
+
+/// A check failure as one line with a hint.
+fn check_error(connection: &str, plugin: &Plugin, e: CallError) -> HostError {
+    use crate::runtime::types::Error as E;
+    let hint = match e.plugin_error() {
+        Some(E::Unauthorized(_)) => {
+            "the credentials were refused: check the API key or token its [connections] entry references"
+        }
+        Some(E::Forbidden(_)) => "the credentials lack a permission: use an administrator's key",
+        Some(E::Transient(_)) => {
+            "the account did not answer: check its domain or base-url setting and the network"
+        }
+        Some(E::RateLimited(_)) => "the account is rate limited: try again later",
+        Some(E::Invalid(_) | E::NotFound(_) | E::Fatal(_)) => {
+            "check the connection's settings (domain, base-url, edition)"
+        }
+        _ => "run `tandem plugin check` on the plugin and report the message to its author",
+    };
+    let message = match &e {
+        CallError::Plugin { error, .. } => crate::runtime::client::describe_plugin_error(error),
+        other => other.to_string(),
+    };
+    HostError::Check {
+        connection: connection.into(),
+        plugin: plugin.label().into(),
+        message,
+        hint,
+    }
+}
+
+/// Sets the progress total once the plan is recorded.
+struct ProgressHooks<'a> {
+    store: &'a SyncStore,
+    sync: &'a str,
+    progress: &'a RunProgress,
+}
+
+impl Hooks for ProgressHooks<'_> {
+    fn at(&self, point: Point) -> Result<(), Aborted> {
+        if point == Point::Recorded {
+            let planned = self
+                .store
+                .outbox(self.sync)
+                .map(|o| o.iter().filter(|e| e.status == OpStatus::Planned).count())
+                .unwrap_or(0);
+            self.progress.set_planned(planned as u64);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! Status and logs of syncs as plain serialisable data: what `tandem sync status` and
+//! `tandem sync logs` print (as tables or `--json`) and what the control API returns.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SyncConfig;
+use crate::sync::SyncStore;
+use crate::sync::state::{Event, OpStatus, RunRecord, StateError, SyncStatus};
+
+/// One sync at a glance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncSummary {
+    /// The sync's name.
+    pub name: String,
+    /// Connection on side A.
+    pub a: String,
+    /// Connection on side B.
+    pub b: String,
+    /// `two-way`, `a-to-b`, `b-to-a`.
+    pub direction: String,
+    /// Poll interval in seconds.
+    pub interval_secs: u64,
+    /// `active`, `paused` or `halted`.
+    pub status: String,
+    /// Why it is halted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The last run, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<RunRecord>,
+    /// Linked record pairs.
+    pub links: usize,
+    /// Records waiting for a retry.
+    pub retrying: usize,
+    /// Writes given up on (they need a person).
+    pub parked: usize,
+    /// The daemon's view: a run is in progress.
+    #[serde(default)]
+    pub running: bool,
+    /// The daemon's view: the last run's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// The daemon's view: the next scheduled run (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<i64>,
+}
+
+/// One run and its per-record events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLog {
+    /// The run, with counters per direction.
+    pub run: RunRecord,
+    /// Its events, in order.
+    pub events: Vec<Event>,
+}
+
+/// `active`, `paused` or `halted` and the halt reason.
+pub fn status_label(s: &SyncStatus) -> (String, Option<String>) {
+    match s {
+        SyncStatus::Active => ("active".into(), None),
+        SyncStatus::Paused => ("paused".into(), None),
+        SyncStatus::Halted { reason } => ("halted".into(), Some(reason.clone())),
+    }
+}
+
+/// The summary of one sync from the store.
+pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, StateError> {
+    let (status, reason) = status_label(&store.status(&cfg.name)?);
+    let last_run = store.runs(&cfg.name)?.into_iter().max_by_key(|r| r.id);
+    let links = store.link_counts(&cfg.name)?.values().sum();
+    let parked = store
+        .outbox(&cfg.name)?
+        .iter()
+        .filter(|e| e.status == OpStatus::Parked)
+        .count();
+    Ok(SyncSummary {
+        name: cfg.name.clone(),
+        a: cfg.a.clone(),
+        b: cfg.b.clone(),
+        direction: cfg.policy.direction.label().into(),
+        interval_secs: cfg.interval.as_secs(),
+        status,
+        reason,
+        last_run,
+        links,
+        retrying: store.retries(&cfg.name)?.len(),
+        parked,
+        running: false,
+        last_error: None,
+        next_run_at: None,
+    })
+}
+
+/// Run `run`, or the last `runs` runs (newest last), with their events.
+pub fn logs(
+    store: &SyncStore,
+    cfg: &SyncConfig,
+    run: Option<u64>,
+    runs: usize,
+) -> Result<Vec<RunLog>, StateError> {
+    let mut all = store.runs(&cfg.name)?;
+    all.sort_by_key(|r| r.id);
+    let chosen: Vec<RunRecord> = match run {
+        Some(id) => all.into_iter().filter(|r| r.id == id).collect(),
+        None => {
+            let skip = all.len().saturating_sub(runs.max(1));
+            all.into_iter().skip(skip).collect()
+        }
+    };
+    chosen
+        .into_iter()
+        .map(|r| {
+            let events = store.events(&cfg.name, r.id)?;
+            Ok(RunLog { run: r, events })
+        })
+        .collect()
+}
+
+/// What a run did, without its plan (the control API's answer to a run).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The sync.
+    pub sync: String,
+    /// The run's id in the log.
+    pub run: Option<u64>,
+    /// `completed`, `dry-run`, `paused`, or `halted: reason`.
+    pub outcome: String,
+    /// Counters per direction.
+    pub counters: std::collections::BTreeMap<String, crate::sync::state::Counters>,
+    /// Writes that failed or were parked: (op id, error).
+    pub failures: Vec<(String, String)>,
+}
+
+impl From<&crate::sync::RunReport> for RunSummary {
+    fn from(r: &crate::sync::RunReport) -> Self {
+        use crate::sync::RunOutcome;
+        RunSummary {
+            sync: r.sync.clone(),
+            run: r.run,
+            outcome: match &r.outcome {
+                RunOutcome::Completed => "completed".into(),
+                RunOutcome::DryRun => "dry-run".into(),
+                RunOutcome::Paused => "paused".into(),
+                RunOutcome::Halted(m) => format!("halted: {m}"),
+            },
+            counters: r.counters.clone(),
+            failures: r.failures.clone(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Opening the redb state file: one `Arc<redb::Database>` for the whole process, shared
+//! by the plugins' storage and the sync state, with a note of who holds it.
+//!
+//! redb locks the file for one process. When another process holds it, the error names
+//! that process (from the `<state>.owner` note it wrote when it opened the file) and says
+//! what to do, in one line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError};
+
+/// Why the state file could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StateFileError {
+    /// Another process has the file open.
+    #[error(
+        "the state file {} is in use by {owner}; stop that process first, or, if it is the daemon, use its control API (tandem sync status|logs|pause|resume talk to it when [daemon] has a token)",
+        path.display()
+    )]
+    Locked {
+        /// The state file.
+        path: PathBuf,
+        /// Who holds it, as far as known.
+        owner: String,
+    },
+    /// The file or its directory could not be created or read.
+    #[error("cannot open the state file {}: {message}; check [state] path and its permissions", path.display())]
+    Open {
+        /// The state file.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// The open state file; removes its owner note when dropped.
+#[derive(Debug)]
+pub struct StateFile {
+    db: Arc<Database>,
+    owner_note: PathBuf,
+    note: String,
+}
+
+impl StateFile {
+    /// Opens (or creates) the file at `path`; `command` names this process in the note.
+    pub fn open(path: &Path, command: &str) -> Result<Self, StateFileError> {
+        let open_err = |message: String| StateFileError::Open {
+            path: path.to_path_buf(),
+            message,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let owner_note = owner_path(path);
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StateFileError::Locked {
+                    path: path.to_path_buf(),
+                    owner: describe_owner(&owner_note),
+                });
+            }
+            Err(e) => return Err(open_err(e.to_string())),
+        };
+        let note = format!(
+            "pid {} (`{command}`) since {}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        );
+        // Best effort: the note only improves the message another process shows.
+        let _ = std::fs::write(&owner_note, &note);
+        Ok(StateFile {
+            db: Arc::new(db),
+            owner_note,
+            note,
+        })
+    }
+
+    /// The shared database.
+    pub fn database(&self) -> &Arc<Database> {
+        &self.db
+    }
+}
+
+impl Drop for StateFile {
+    fn drop(&mut self) {
+        // Only our own note: another process may have taken the file over since.
+        if std::fs::read_to_string(&self.owner_note).is_ok_and(|n| n == self.note) {
+            let _ = std::fs::remove_file(&self.owner_note);
+        }
+    }
+}
+
+fn owner_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".owner");
+    path.with_file_name(name)
+}
+
+fn describe_owner(note: &Path) -> String {
+    match std::fs::read_to_string(note) {
+        Ok(text) if !text.trim().is_empty() => {
+            format!("another tandem process, {}", text.trim().replace('\n', " "))
+        }
+        _ => "another process".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_names_the_first_owner_and_the_note_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.redb");
+        let first = StateFile::open(&path, "tandem run").unwrap();
+        let err = StateFile::open(&path, "tandem sync status")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        assert!(err.contains("`tandem run`"), "{err}");
+        assert!(err.contains("control API"), "{err}");
+        assert!(!err.contains('\n'));
+        drop(first);
+        assert!(!owner_path(&path).exists());
+        StateFile::open(&path, "again").unwrap();
+    }
+}

@@ -1,0 +1,87 @@
+//! `tandem run`: the daemon. Polls every sync of the config on its interval, serves the
+//! control API (when `[daemon]` has a token), and stops gracefully on Ctrl-C or SIGTERM:
+//! runs in progress get a grace period, a second Ctrl-C cancels them at once (safe: every
+//! sync resumes from its last checkpoint).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::app::control;
+use crate::app::daemon::Daemon;
+use crate::app::{Host, HostOptions};
+
+/// `tandem run` options.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How long runs in progress may take to finish after Ctrl-C.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub grace: u64,
+}
+
+/// Runs the daemon until Ctrl-C or SIGTERM.
+pub async fn run(args: RunArgs, file: &Path) -> anyhow::Result<()> {
+    let config = super::sync::load_config(file)?;
+    let syncs = config.syncs.len();
+    if syncs == 0 {
+        anyhow::bail!(
+            "{} declares no [syncs]; add one (see examples/demo.toml)",
+            file.display()
+        );
+    }
+    let host = Arc::new(Host::open(config, HostOptions::new("tandem run"))?);
+    let daemon = Daemon::start(host)?;
+    let api = match control::serve(&daemon).await {
+        Ok(a) => a,
+        Err(e) => {
+            daemon.abort().await;
+            return Err(e.into());
+        }
+    };
+    match api {
+        Some(addr) => eprintln!(
+            "tandem: running {syncs} sync(s); control API on http://{addr}; Ctrl-C to stop"
+        ),
+        None => eprintln!(
+            "tandem: running {syncs} sync(s); control API off (set [daemon] token); Ctrl-C to stop"
+        ),
+    }
+    stop_signal().await;
+    eprintln!(
+        "tandem: stopping; runs in progress may finish within {}s (Ctrl-C again to stop now)",
+        args.grace
+    );
+    tokio::select! {
+        () = daemon.shutdown(Duration::from_secs(args.grace)) => {}
+        () = stop_signal() => {
+            eprintln!("tandem: cancelling runs in progress; they resume from their checkpoints");
+            daemon.abort().await;
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
