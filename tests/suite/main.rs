@@ -1,4 +1,5 @@
 //! End-to-end suites: one test binary, one module per area.
 
+mod connectors_freshworks;
 mod connectors_google;
 mod hostile;

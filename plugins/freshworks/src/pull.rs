@@ -13,7 +13,9 @@
 //! run with no changes costs 2 (one view page, one deleted search). Sorting by
 //! `updated_at` descending makes offset paging safe against edits during the listing:
 //! an edited record moves to the front, so later pages shift by one towards the end
-//! (duplicates, which the host drops), never towards the start (a skip).
+//! (duplicates, which the host drops), never towards the start (a skip). A page shorter
+//! than asked for while more pages follow (Freshworks does this now and then) is asked
+//! for once more before the listing goes on.
 
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
@@ -115,7 +117,22 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
         match cursor.phase {
             Phase::Full | Phase::Changes => {
                 let listing = fetch_listing(client, entity, &mut cursor)?;
-                let step = listing_step(&mut cursor, &listing, &types)?;
+                let mut step = listing_step(&mut cursor, &listing, &types)?;
+                if !step.last && listing.is_short(cursor.page, cursor.per_page) {
+                    // Freshworks sometimes answers a short page mid-listing; asking again
+                    // usually gives the whole page, and a record left out would be lost.
+                    let again = fetch_listing(client, entity, &mut cursor)?;
+                    if again.items.len() > listing.items.len() {
+                        step = listing_step(&mut cursor, &again, &types)?;
+                    } else {
+                        tandem_sdk::log::warn(&format!(
+                            "page {} has {} records of {} although more pages follow; going on",
+                            cursor.page,
+                            listing.items.len(),
+                            cursor.per_page
+                        ));
+                    }
+                }
                 records.extend(step.records);
                 deleted.extend(step.deleted);
                 if !step.last {
@@ -194,6 +211,13 @@ impl Listing {
             total_pages: meta("total_pages"),
             total: meta("total"),
         })
+    }
+
+    /// A page with fewer records than asked for although more pages follow.
+    pub fn is_short(&self, page: u32, per_page: u32) -> bool {
+        !self.items.is_empty()
+            && self.items.len() < per_page as usize
+            && self.total_pages.is_some_and(|t| u64::from(page) < t)
     }
 }
 

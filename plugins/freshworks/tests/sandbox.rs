@@ -371,6 +371,33 @@ fn suite_full_then_incremental() {
     );
 }
 
+/// Short and slightly unordered pages (what Syncari saw) lose nothing: a short page is
+/// asked for again.
+#[test]
+fn short_and_unordered_pages() {
+    let sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 250, json!({}));
+    let expected: BTreeSet<String> = sandbox
+        .live("contacts")
+        .iter()
+        .map(|r| r["id"].to_string())
+        .collect();
+    sandbox.control(
+        "POST",
+        "/page_quirks",
+        Some(json!({"short_pages": 1, "unordered_pages": 2})),
+    );
+    sandbox.take_count();
+    let (pages, _) = pull_all(App::Freshsales, "contacts", None, None, true);
+    assert_eq!(ids(&pages), expected);
+    let requests = sandbox.take_count();
+    eprintln!("full listing with one short page: {requests} requests");
+    assert_eq!(
+        requests,
+        expected.len().div_ceil(100) as u64 + 2 + 1,
+        "one page asked for twice"
+    );
+}
+
 /// Records sharing the checkpoint's second (ties) are not lost.
 #[test]
 fn ties_at_the_checkpoint_are_listed_again() {
