@@ -18,9 +18,11 @@
 //! §11 #9) is retried one write at a time so that each write gets its own outcome; any
 //! other failure of a batch request is the outcome of every write in it. After a
 //! rate-limit, authorization or permission refusal nothing more is sent: the remaining
-//! writes get the same error, for the host to retry later. A stale etag is `conflict`,
-//! checked against the contact just read before any write is sent. A delete of a contact
-//! that is already gone succeeds (retried deletes stay idempotent).
+//! writes get the same error, for the host to retry later. Google checks the etag (the
+//! update's `if-version`, else the one just read) and refuses a stale one: `conflict`.
+//! An update whose `if-version` already differs from the contact just read is sent on its
+//! own, so that its likely refusal fails no batch. A delete of a contact that is already
+//! gone succeeds (retried deletes stay idempotent).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -282,18 +284,24 @@ impl Pusher<'_> {
                 return;
             }
         };
-        // Pending writes grouped by update mask: (index, name, body).
-        let mut by_mask: BTreeMap<String, Vec<(usize, String, Json)>> = BTreeMap::new();
+        // Pending writes grouped by update mask (a write sent alone is its own group):
+        // (index, name, body).
+        let mut by_mask: BTreeMap<(String, (bool, usize)), Vec<(usize, String, Json)>> =
+            BTreeMap::new();
         for (index, name, op) in named {
             match plan_update(&name, op, current.get(&name)) {
                 Ok(Planned::Unchanged(record)) => self.set(index, Ok(Some(record))),
-                Ok(Planned::Write { mask, body }) => {
-                    by_mask.entry(mask).or_default().push((index, name, body));
+                Ok(Planned::Write { mask, body, alone }) => {
+                    let key = if alone { (true, index) } else { (false, 0) };
+                    by_mask
+                        .entry((mask, key))
+                        .or_default()
+                        .push((index, name, body));
                 }
                 Err(error) => self.set(index, Err(error)),
             }
         }
-        for (mask, group) in by_mask {
+        for ((mask, _), group) in by_mask {
             if group.len() > 1 {
                 let contacts: serde_json::Map<String, Json> = group
                     .iter()
@@ -525,8 +533,11 @@ pub enum Planned {
     Write {
         /// `updatePersonFields`.
         mask: String,
-        /// The Person body, with the etag.
+        /// The Person body, with the etag to check (`if-version`, else the one just read).
         body: Json,
+        /// `if-version` differs from the etag just read: most likely a conflict, which
+        /// Google decides. Sent on its own, so that its refusal fails no batch.
+        alone: bool,
     },
 }
 
@@ -547,13 +558,7 @@ pub fn plan_update(
         .get("etag")
         .and_then(Json::as_str)
         .unwrap_or_default();
-    if let Some(version) = &op.if_version
-        && version != etag
-    {
-        return Err(Error::conflict(format!(
-            "contact {name} changed since version {version} (now {etag}); read it again"
-        )));
-    }
+    let version = op.if_version.as_deref().unwrap_or(etag);
     let mut draft = Draft::from_person(person);
     draft.apply_all(&op.fields).map_err(Error::invalid)?;
     let changed = draft.changed();
@@ -564,7 +569,8 @@ pub fn plan_update(
     }
     Ok(Planned::Write {
         mask: mapping::update_mask(&changed),
-        body: draft.update_body(etag),
+        body: draft.update_body(version),
+        alone: version != etag,
     })
 }
 
@@ -684,7 +690,8 @@ mod tests {
             planned,
             Planned::Write {
                 mask: "names".into(),
-                body: json!({"etag": "%E1", "names": [{"givenName": "Augusta", "familyName": "Lovelace"}]})
+                body: json!({"etag": "%E1", "names": [{"givenName": "Augusta", "familyName": "Lovelace"}]}),
+                alone: false,
             }
         );
         // No version given: the etag just read is sent.
@@ -695,7 +702,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(planned, Planned::Write { ref mask, ref body } if mask == "biographies" && body["etag"] == "%E1")
+            matches!(planned, Planned::Write { ref mask, ref body, alone: false } if mask == "biographies" && body["etag"] == "%E1")
         );
         // Nothing to change: no write, the record as it is.
         let planned = plan_update(
@@ -707,11 +714,17 @@ mod tests {
         assert!(
             matches!(planned, Planned::Unchanged(ref r) if r.version.as_deref() == Some("%E1"))
         );
-        // A stale version is a conflict, before anything is sent.
-        let err = plan_update("people/c1", &op(Some("%E0"), vec![]), Some(&current)).unwrap_err();
+        // A version other than the one just read is sent as is, on its own: Google
+        // decides (etags are compared by the server, whatever their form).
+        let planned = plan_update(
+            "people/c1",
+            &op(Some("%E0"), vec![Field::new(mapping::NOTES, "x")]),
+            Some(&current),
+        )
+        .unwrap();
         assert!(
-            matches!(err, Error::Conflict(ref m) if m.contains("%E0")),
-            "{err:?}"
+            matches!(planned, Planned::Write { ref body, alone: true, .. } if body["etag"] == "%E0"),
+            "{planned:?}"
         );
         // Gone, or a bad field.
         let gone = Err(Error::not_found("x"));

@@ -451,7 +451,8 @@ fn push_batches_creates_updates_and_deletes() {
     );
     assert_ne!(updated[3].version, created[3].version, "a new etag");
 
-    // A stale etag is a conflict; the other writes of the push go through.
+    // A stale etag is a conflict (Google says so); the other writes of the push go through.
+    sandbox.clear_counts();
     let ops = vec![
         Op::Update(UpdateOp {
             id: created[0].id.clone(),
@@ -471,6 +472,12 @@ fn push_batches_creates_updates_and_deletes() {
         results[0]
     );
     assert_eq!(stored(&results[1]).text(mapping::JOB_TITLE), Some("Fresh"));
+    assert_eq!(sandbox.count("GET", "/v1/people:batchGet"), 1);
+    assert_eq!(
+        sandbox.count("PATCH", "/v1/people/{id}"),
+        2,
+        "the stale one alone"
+    );
 
     // 450 deletes: one batchDeleteContacts; again: still success (already gone).
     sandbox.clear_counts();
