@@ -537,6 +537,7 @@ fn demo_env() -> Env {
         ("TANDEM_DEMO_FRESHMARKETER_URL", "http://127.0.0.1:41002"),
         ("TANDEM_DEMO_FRESHMARKETER_KEY", "k2"),
         ("TANDEM_DEMO_GOOGLE_URL", "http://127.0.0.1:41003"),
+        ("TANDEM_DEMO_GOOGLE_CLIENT_ID", "c"),
         ("TANDEM_DEMO_GOOGLE_CLIENT_SECRET", "s"),
         ("TANDEM_DEMO_GOOGLE_REFRESH_TOKEN", "r"),
         (
@@ -611,7 +612,7 @@ fn demo_example_names_each_missing_variable() {
             _ => None,
         })
         .collect();
-    assert_eq!(missing.len(), 9, "{e:#?}");
+    assert_eq!(missing.len(), 10, "{e:#?}");
     assert_eq!(missing.len(), e.len(), "only missing variables: {e:#?}");
 }
 
