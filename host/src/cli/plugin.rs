@@ -1,4 +1,6 @@
-//! `tandem plugin list | inspect | check`.
+//! `tandem plugin list | inspect | check | test`.
+
+pub mod kit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,9 @@ pub enum PluginCommand {
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
     },
+    /// Run the conformance kit: the plugin through the whole contract against a simulated
+    /// account or a base URL, with a pass/fail table.
+    Test(kit::TestArgs),
 }
 
 /// Runs a plugin command.
@@ -53,6 +58,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::List => list(),
         PluginCommand::Inspect { file, json } => inspect(&file, json),
         PluginCommand::Check { file, sha256 } => check(file, sha256.as_deref()).await,
+        PluginCommand::Test(args) => kit::run(args).await,
     }
 }
 
@@ -283,5 +289,65 @@ fn human_size(bytes: usize) -> String {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn parses_the_plugin_commands() {
+        let cli = Cli::try_parse_from(["tandem", "plugin", "inspect", "x.wasm", "--json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin(PluginCommand::Inspect { json: true, .. })
+        ));
+        let cli =
+            Cli::try_parse_from(["tandem", "plugin", "check", "x.wasm", "--sha256", "ab"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Plugin(PluginCommand::Check { sha256: Some(ref h), .. }) if h == "ab"
+        ));
+        assert!(Cli::try_parse_from(["tandem", "plugin", "inspect"]).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inspect_and_check_a_fixture_and_refuse_a_bad_one() {
+        let hostile = tandem_plugins::wasm_path("tandem-fixture-hostile").unwrap();
+        run(PluginCommand::Inspect {
+            file: hostile.clone(),
+            json: true,
+        })
+        .await
+        .unwrap();
+        run(PluginCommand::Check {
+            file: hostile,
+            sha256: None,
+        })
+        .await
+        .unwrap();
+        let wrong = tandem_plugins::wasm_path("tandem-fixture-wrong-major").unwrap();
+        let err = run(PluginCommand::Check {
+            file: wrong,
+            sha256: None,
+        })
+        .await
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("tandem:plugin@9.0.0") && !msg.contains('\n'),
+            "{msg}"
+        );
+        let err = run(PluginCommand::Inspect {
+            file: "/nonexistent/plugin.wasm".into(),
+            json: false,
+        })
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").starts_with("cannot read /nonexistent/plugin.wasm"));
     }
 }
