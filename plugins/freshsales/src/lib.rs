@@ -62,3 +62,44 @@ impl Connector for Freshsales {
 }
 
 tandem_sdk::export_connector!(Freshsales);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded manifest and `describe` name the same plugin, and the manifest asks
+    /// for exactly the Freshworks origins and the API-key profile.
+    #[test]
+    fn manifest_matches_describe() {
+        let manifest: toml::Table = include_str!("../tandem.toml").parse().unwrap();
+        let info = Freshsales::describe();
+        assert_eq!(manifest["name"].as_str(), Some(info.name.as_str()));
+        assert_eq!(
+            manifest["version"].as_str(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+        assert_eq!(
+            manifest["contract"].as_str(),
+            Some(tandem_sdk::CONTRACT_VERSION)
+        );
+        let origins: Vec<&str> = manifest["http"]["origins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o.as_str())
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                "https://*.myfreshworks.com",
+                "https://*.freshsales.io",
+                "setting:base-url"
+            ]
+        );
+        assert_eq!(manifest["auth"]["kind"].as_str(), Some("api-key"));
+        assert_eq!(
+            manifest["auth"]["template"].as_str(),
+            Some("Token token={secret}")
+        );
+    }
+}

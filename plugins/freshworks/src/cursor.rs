@@ -22,6 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use tandem_sdk::Error;
 
+use crate::record::FieldTypes;
+
 /// Cursor format version; a cursor of another version asks for a full listing.
 const VERSION: u8 = 1;
 
@@ -67,6 +69,10 @@ pub struct Cursor {
     /// The checkpoint this run started from (kept when nothing changed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Field types learned at the start of the last full listing (used when the plugin's
+    /// storage has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<FieldTypes>,
 }
 
 impl Cursor {
@@ -83,6 +89,7 @@ impl Cursor {
             window: None,
             high: None,
             checkpoint: None,
+            types: None,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Field metadata requests, and the small cache of field types kept in the plugin's
 //! storage so that pulls, finds and pushes need not fetch the metadata every call.
 //!
-//! The cache is refreshed by `schema` and at the start of every full listing. When the
-//! host grants no storage the metadata is simply fetched when needed.
+//! The cache is refreshed by `schema` and at the start of every full listing. Listings
+//! also carry the types in their cursor, so they need no storage; when the host grants
+//! none, finds and pushes fetch the metadata once per call.
 
 use serde_json::Value as Json;
 use tandem_sdk::{Error, storage};
@@ -25,15 +26,19 @@ pub fn fetch(client: &Client, entity: Entity) -> Result<Json, Error> {
 
 /// The field types: from the cache, else from the metadata.
 pub fn types(client: &Client, entity: Entity) -> Result<FieldTypes, Error> {
+    match cached(entity) {
+        Some(types) => Ok(types),
+        None => fetch(client, entity).map(|m| schema::field_types(entity, &m)),
+    }
+}
+
+/// The cached field types, if the storage has them.
+pub fn cached(entity: Entity) -> Option<FieldTypes> {
     match storage::get_json::<FieldTypes>(&key(entity)) {
-        Ok(Some(types)) => Ok(types),
-        Ok(None) => fetch(client, entity).map(|m| schema::field_types(entity, &m)),
+        Ok(types) => types,
         Err(e) => {
-            tandem_sdk::log::debug(&format!(
-                "no field-type cache ({}); fetching the metadata",
-                e.message()
-            ));
-            fetch(client, entity).map(|m| schema::field_types(entity, &m))
+            tandem_sdk::log::debug(&format!("no field-type cache: {}", e.message()));
+            None
         }
     }
 }

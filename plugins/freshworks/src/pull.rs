@@ -97,6 +97,7 @@ pub fn start(
             if let Some(previous) = previous {
                 cursor.view = previous.view;
                 cursor.checkpoint = previous.checkpoint;
+                cursor.types = previous.types;
             }
             cursor
         }
@@ -109,8 +110,12 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
         let metadata = meta::fetch(client, entity)?;
         crate::schema::field_types(entity, &metadata)
     } else {
-        meta::types(client, entity)?
+        match meta::cached(entity).or_else(|| cursor.types.clone()) {
+            Some(types) => types,
+            None => meta::types(client, entity)?,
+        }
     };
+    cursor.types = Some(types.clone());
     let mut records = Vec::new();
     let mut deleted = Vec::new();
     loop {
