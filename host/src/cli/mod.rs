@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub mod config;
 pub mod plugin;
 pub mod run;
+pub mod sandbox;
 pub mod sync;
 
 /// Keeps contacts in step between SaaS apps, through sandboxed WebAssembly plugins.
@@ -53,6 +54,8 @@ pub enum Command {
     /// Run the daemon: poll every sync on its interval and serve the control API.
     #[command(after_help = "Example:\n  tandem run --config examples/demo.toml")]
     Run(run::RunArgs),
+    /// Start the simulated Freshsales, Freshmarketer and Google accounts until Ctrl-C.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// Parses the arguments, runs the command, and turns any error into one line + exit 1.
@@ -80,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Sync(cmd) => sync::run(cmd, &cli.config).await,
             Command::Run(args) => run::run(args, &cli.config).await,
+            Command::Sandbox(args) => sandbox::run(args).await,
         }
     })
 }

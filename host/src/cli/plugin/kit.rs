@@ -1,0 +1,272 @@
+//! `tandem plugin test FILE`: the conformance kit ([`crate::conformance`]) from the
+//! command line, against a simulated account (`--sandbox`) or a base URL.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+
+use crate::conformance::{self, KitOptions, Target};
+use crate::runtime::manifest::AuthProfile;
+use crate::runtime::{Credentials, PluginKind, PluginSource, Runtime, RuntimeOptions, Secret};
+
+/// A simulated account the kit can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxAccount {
+    /// Freshsales Suite (contacts).
+    Freshsales,
+    /// Freshsales Classic (leads and contacts).
+    FreshsalesClassic,
+    /// Freshmarketer (contacts, lists).
+    Freshmarketer,
+    /// Google People (contacts, groups).
+    Google,
+}
+
+impl SandboxAccount {
+    fn kind(self) -> tandem_sandbox::AccountKind {
+        use tandem_sandbox::AccountKind as K;
+        match self {
+            Self::Freshsales => K::FreshsalesSuite,
+            Self::FreshsalesClassic => K::FreshsalesClassic,
+            Self::Freshmarketer => K::Freshmarketer,
+            Self::Google => K::GooglePeople,
+        }
+    }
+}
+
+/// `tandem plugin test` options.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    tandem plugin test freshsales.wasm --sandbox freshsales\n  \
+    tandem plugin test google_contacts.wasm --sandbox google --json\n  \
+    TANDEM_API_KEY=... tandem plugin test my_connector.wasm --base-url https://sandbox.myapp.example/api\n\n\
+    Checks: describe; check with good and wrong credentials; per entity: schema\n\
+    (well-known email, custom fields), containers, pull of every page, push\n\
+    create/update/delete, find by email/marker/ids, pull again (incremental: new versions,\n\
+    tombstones), container membership, and with --sandbox: the listing against the\n\
+    account's records, a user's edit and deletion, 429/503/truncated replies and revoked\n\
+    credentials mapped to the contract's errors. Against a base URL the checks that need\n\
+    the simulated account's control API are listed as skipped. The records the kit creates\n\
+    are deleted again. Exit status 1 when any check fails.")]
+pub struct TestArgs {
+    /// The connector's `.wasm`.
+    pub file: PathBuf,
+    /// Start this simulated account in-process and test against it (loopback granted).
+    #[arg(
+        long,
+        value_enum,
+        conflicts_with = "base_url",
+        required_unless_present = "base_url"
+    )]
+    pub sandbox: Option<SandboxAccount>,
+    /// Test against this API root (the plugin's `base-url` setting).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Another connection setting the plugin reads (repeatable), e.g. `--setting edition=classic`.
+    #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// API key for a plugin with an `api-key` auth profile.
+    #[arg(
+        long,
+        env = "TANDEM_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub api_key: Option<String>,
+    /// OAuth2 client id (plugins with an `oauth2` auth profile).
+    #[arg(long, env = "TANDEM_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+    /// OAuth2 client secret.
+    #[arg(
+        long,
+        env = "TANDEM_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub client_secret: Option<String>,
+    /// OAuth2 refresh token.
+    #[arg(
+        long,
+        env = "TANDEM_REFRESH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub refresh_token: Option<String>,
+    /// OAuth2 token endpoint instead of the manifest's.
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// Allow private network addresses (10/8, 192.168/16…) for the base URL.
+    #[arg(long)]
+    pub allow_private: bool,
+    /// Test only this entity (repeatable); default: every entity the plugin describes.
+    #[arg(long = "entity", value_name = "NAME")]
+    pub entities: Vec<String>,
+    /// Seed of the simulated account's data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+/// Runs the kit and prints the report; an error when a check failed.
+pub async fn run(args: TestArgs) -> anyhow::Result<()> {
+    let db = redb::Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .context("cannot create an in-memory database")?;
+    let runtime = Runtime::new(RuntimeOptions::new(Arc::new(db)))?;
+    let plugin = runtime
+        .load(PluginSource::Path(args.file.clone()), None)
+        .await?;
+    if plugin.kind() != PluginKind::Connector {
+        bail!(
+            "{} is a {}; the conformance kit tests connectors",
+            plugin.label(),
+            plugin.kind()
+        );
+    }
+    let options = KitOptions {
+        entities: args.entities.clone(),
+        ..KitOptions::default()
+    };
+    let (sandbox, mut target) = match args.sandbox {
+        Some(account) => {
+            let (sandbox, target) = conformance::start_sandbox(
+                account.kind(),
+                tandem_sandbox::SandboxOptions {
+                    seed: args.seed,
+                    ..conformance::kit_sandbox_options()
+                },
+            )
+            .await
+            .context("cannot start the simulated account")?;
+            (Some(sandbox), target)
+        }
+        None => {
+            let url = args.base_url.as_deref().unwrap_or_default();
+            let credentials = credentials(&args, plugin.manifest().auth.as_ref())?;
+            let mut target = Target::base_url(url, credentials);
+            target.allow_private = args.allow_private;
+            (None, target)
+        }
+    };
+    target.settings.extend(args.settings.iter().cloned());
+    eprintln!("testing {} against {} …", plugin.label(), target.label);
+    let report = conformance::run(&runtime, &plugin, &target, &options).await;
+    if let Some(sandbox) = sandbox {
+        sandbox.shutdown().await;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", report.table(std::io::stdout().is_terminal()));
+        println!("{}", report.summary());
+    }
+    let (_, failed, _) = report.counts();
+    if failed > 0 {
+        bail!(
+            "{failed} conformance check{} failed for {}",
+            if failed == 1 { "" } else { "s" },
+            report.plugin
+        );
+    }
+    Ok(())
+}
+
+/// The credentials for a base URL, as the plugin's auth profile needs them.
+fn credentials(args: &TestArgs, auth: Option<&AuthProfile>) -> anyhow::Result<Credentials> {
+    Ok(match auth {
+        None => Credentials::None,
+        Some(AuthProfile::ApiKey { .. }) => match &args.api_key {
+            Some(key) => Credentials::ApiKey(Secret::new(key.clone())),
+            None => bail!(
+                "the plugin authenticates with an API key: set TANDEM_API_KEY (or pass --api-key)"
+            ),
+        },
+        Some(AuthProfile::OAuth2 { .. }) => {
+            match (&args.client_id, &args.client_secret, &args.refresh_token) {
+                (Some(id), Some(secret), Some(refresh)) => Credentials::OAuth2 {
+                    client_id: id.clone(),
+                    client_secret: Secret::new(secret.clone()),
+                    refresh_token: Secret::new(refresh.clone()),
+                    token_url: args.token_url.clone(),
+                },
+                _ => bail!(
+                    "the plugin authenticates with OAuth2: set TANDEM_CLIENT_ID, TANDEM_CLIENT_SECRET and TANDEM_REFRESH_TOKEN (or pass --client-id, --client-secret, --refresh-token)"
+                ),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::plugin::PluginCommand;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<TestArgs, clap::Error> {
+        let mut argv = vec!["tandem", "plugin", "test"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Plugin(PluginCommand::Test(args)) => Ok(args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_targets_settings_and_credentials() {
+        let args = parse(&["x.wasm", "--sandbox", "freshsales-classic", "--json"]).unwrap();
+        assert_eq!(args.sandbox, Some(SandboxAccount::FreshsalesClassic));
+        assert!(args.json && args.base_url.is_none());
+        let args = parse(&[
+            "x.wasm",
+            "--base-url",
+            "http://127.0.0.1:9/api",
+            "--setting",
+            "edition=classic",
+            "--api-key",
+            "k",
+            "--entity",
+            "leads",
+        ])
+        .unwrap();
+        assert_eq!(args.settings, vec![("edition".into(), "classic".into())]);
+        assert_eq!(args.entities, vec!["leads".to_owned()]);
+        let auth = AuthProfile::ApiKey {
+            header: "Authorization".into(),
+            template: "Token token={secret}".into(),
+            origins: None,
+        };
+        assert_eq!(
+            credentials(&args, Some(&auth)).unwrap(),
+            Credentials::ApiKey(Secret::new("k"))
+        );
+        assert_eq!(credentials(&args, None).unwrap(), Credentials::None);
+        let oauth = AuthProfile::OAuth2 {
+            token_url: "https://oauth.example/token".into(),
+            scopes: Vec::new(),
+            origins: None,
+        };
+        let err = credentials(&args, Some(&oauth)).unwrap_err().to_string();
+        assert!(err.contains("TANDEM_REFRESH_TOKEN"), "{err}");
+
+        // One target, exactly.
+        assert!(parse(&["x.wasm"]).is_err());
+        assert!(parse(&["x.wasm", "--sandbox", "google", "--base-url", "http://x"]).is_err());
+        assert!(parse(&["x.wasm", "--sandbox", "hubspot"]).is_err());
+        assert!(parse(&["x.wasm", "--base-url", "http://x", "--setting", "novalue"]).is_err());
+    }
+}

@@ -1,0 +1,250 @@
+//! The conformance kit behind `tandem plugin test`: runs a connector plugin through the
+//! contract end to end, in the real sandbox, against an app account, and reports a pass,
+//! fail or skip per check.
+//!
+//! Two kinds of target:
+//!
+//! * a **simulated account** ([`start_sandbox`]): the kit also drives the account's
+//!   control API ([`control`]) to edit and delete records as a user would, inject 429s,
+//!   5xx and truncated bodies, and revoke credentials; and it compares a full listing
+//!   with the account's own record ids;
+//! * a **base URL** with credentials ([`Target::base_url`]), e.g. a third party's test
+//!   account: the checks that need the control API are listed as skipped ("needs
+//!   --sandbox"), never silently dropped.
+//!
+//! The checks (see `plugins/README.md` §9 for the table authors read):
+//! `describe`, `check` with good, wrong and (simulated Freshworks) restricted
+//! credentials; per entity `schema` (well-known email, custom fields), `containers`,
+//! `pull full` (every page, page sizes, cursors; complete against the simulated account),
+//! `push create` / `find` (email in another case, marker, ids) / `push update` (new
+//! version, stale `if-version` → `conflict`) / `push delete` (idempotent), `pull after
+//! push` (incremental: the writes with their new versions, the deletion as a tombstone),
+//! container membership, `pull after user edit` (simulated accounts); then error
+//! mapping (429 → `rate-limited`, 503 → `transient`, truncated JSON → `transient`,
+//! revoked credentials → `unauthorized`). The records the kit creates are deleted again.
+//!
+//! ```no_run
+//! # async fn demo(runtime: tandem::runtime::Runtime, plugin: std::sync::Arc<tandem::runtime::Plugin>)
+//! # -> anyhow::Result<()> {
+//! use tandem::conformance::{self, KitOptions};
+//! let (sandbox, target) = conformance::start_sandbox(
+//!     tandem_sandbox::AccountKind::FreshsalesSuite,
+//!     conformance::kit_sandbox_options(),
+//! ).await?;
+//! let report = conformance::run(&runtime, &plugin, &target, &KitOptions::default()).await;
+//! println!("{}", report.table(false));
+//! sandbox.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod control;
+mod kit;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tandem_sandbox::{AccountInfo, AccountKind, Sandbox, SandboxError, SandboxOptions};
+
+pub use control::{ControlError, Fault, Flavor, SandboxControl};
+pub use report::{Check, Outcome, Report};
+
+use crate::runtime::{
+    ConnectError, Connection, ConnectorClient, Credentials, Grant, Plugin, Runtime, Secret,
+    StorageGrant,
+};
+
+/// The note on checks that need a simulated account.
+pub const NEEDS_SANDBOX: &str =
+    "needs --sandbox (the simulated account's control API); not run against a plain base URL";
+
+/// What the kit runs a plugin against.
+#[derive(Clone)]
+pub struct Target {
+    /// For the report: `simulated freshsales account at http://…` or the base URL.
+    pub label: String,
+    /// The connection's settings (`base-url`, and whatever else the plugin reads).
+    pub settings: BTreeMap<String, String>,
+    /// Working credentials.
+    pub credentials: Credentials,
+    /// Credentials of a user without API permission (simulated Freshworks accounts).
+    pub restricted_credentials: Option<Credentials>,
+    /// Allow loopback addresses (simulated accounts, local test servers).
+    pub allow_loopback: bool,
+    /// Allow private network addresses.
+    pub allow_private: bool,
+    /// The simulated account's control API, when there is one.
+    pub control: Option<SandboxControl>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("label", &self.label)
+            .field("settings", &self.settings)
+            .field("credentials", &self.credentials)
+            .field("allow_loopback", &self.allow_loopback)
+            .field("control", &self.control.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// A plain base URL (the plugin's `base-url` setting) with credentials. Loopback is
+    /// allowed when the URL's host is a loopback address or `localhost`.
+    pub fn base_url(url: &str, credentials: Credentials) -> Self {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        let loopback = host == "localhost"
+            || host
+                .trim_matches(['[', ']'])
+                .parse::<IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        Self {
+            label: url.to_owned(),
+            settings: [("base-url".to_owned(), url.to_owned())].into(),
+            credentials,
+            restricted_credentials: None,
+            allow_loopback: loopback,
+            allow_private: false,
+            control: None,
+        }
+    }
+
+    /// A running simulated account: its API base as `base-url`, its credentials, its
+    /// control API.
+    pub fn simulated(info: &AccountInfo) -> Self {
+        let (credentials, restricted) = match &info.credentials {
+            tandem_sandbox::Credentials::ApiKey {
+                api_key,
+                restricted_api_key,
+            } => (
+                Credentials::ApiKey(Secret::new(api_key.clone())),
+                Some(Credentials::ApiKey(Secret::new(restricted_api_key.clone()))),
+            ),
+            tandem_sandbox::Credentials::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                refresh_token,
+            } => (
+                Credentials::OAuth2 {
+                    client_id: client_id.clone(),
+                    client_secret: Secret::new(client_secret.clone()),
+                    refresh_token: Secret::new(refresh_token.clone()),
+                    token_url: Some(token_url.clone()),
+                },
+                None,
+            ),
+        };
+        Self {
+            label: format!("simulated {} account at {}", info.name, info.base_url),
+            settings: [("base-url".to_owned(), info.api_base.clone())].into(),
+            credentials,
+            restricted_credentials: restricted,
+            allow_loopback: true,
+            allow_private: false,
+            control: Some(SandboxControl::for_account(info)),
+        }
+    }
+
+    /// A connector client for this target with `credentials`.
+    pub fn connect(
+        &self,
+        runtime: &Runtime,
+        plugin: &Arc<Plugin>,
+        id: &str,
+        credentials: Credentials,
+    ) -> Result<ConnectorClient, ConnectError> {
+        runtime.connector(
+            plugin,
+            Connection {
+                id: id.to_owned(),
+                settings: self.settings.clone(),
+                grant: Grant {
+                    http: vec!["*".to_owned()],
+                    allow_loopback: self.allow_loopback,
+                    allow_private: self.allow_private,
+                    storage: Some(StorageGrant::default()),
+                    ..Grant::default()
+                },
+                credentials,
+                budget: None,
+            },
+        )
+    }
+}
+
+/// Options of one kit run.
+#[derive(Debug, Clone)]
+pub struct KitOptions {
+    /// Entities to test; empty = every entity the plugin describes (on a simulated
+    /// account: those the account serves, the others listed as skipped).
+    pub entities: Vec<String>,
+    /// Records the kit creates per entity (at least 3: one is updated, one edited by the
+    /// user, one deleted).
+    pub creates: usize,
+}
+
+impl Default for KitOptions {
+    fn default() -> Self {
+        Self {
+            entities: Vec::new(),
+            // Four, so that connectors that batch creates from a few records up (the
+            // Freshworks bulk upsert) run that path too.
+            creates: 4,
+        }
+    }
+}
+
+/// Options for a simulated account the kit runs against: a small seed, rate limits off
+/// (the kit injects its own 429s), the system clock (bulk jobs complete in real time).
+pub fn kit_sandbox_options() -> SandboxOptions {
+    SandboxOptions {
+        sizes: tandem_sandbox::Sizes {
+            freshsales: 150,
+            freshsales_classic: 120,
+            freshmarketer: 150,
+            google: 150,
+        },
+        rate_limits_enabled: false,
+        ..SandboxOptions::default()
+    }
+}
+
+/// Starts the simulated account `kind` (only that one) and the kit's target for it.
+pub async fn start_sandbox(
+    kind: AccountKind,
+    options: SandboxOptions,
+) -> Result<(Sandbox, Target), SandboxError> {
+    let sandbox = Sandbox::start(SandboxOptions {
+        kinds: vec![kind],
+        ..options
+    })
+    .await?;
+    let info = sandbox
+        .account(kind)
+        .ok_or_else(|| SandboxError::InvalidOption(format!("account {kind} did not start")))?;
+    let target = Target::simulated(info);
+    Ok((sandbox, target))
+}
+
+/// Parses a simulated account name (`freshsales`, `freshsales-classic`, `freshmarketer`,
+/// `google`).
+pub fn account_kind(name: &str) -> Option<AccountKind> {
+    AccountKind::ALL.into_iter().find(|k| k.name() == name)
+}
+
+/// Runs every check of the kit. Never fails as a whole: problems are rows of the report.
+pub async fn run(
+    runtime: &Runtime,
+    plugin: &Arc<Plugin>,
+    target: &Target,
+    options: &KitOptions,
+) -> Report {
+    kit::Kit::new(runtime, plugin, target, options).run().await
+}
