@@ -35,6 +35,8 @@ use crate::mapping::{self, Draft, PERSON_FIELDS};
 
 /// The outcome of one write.
 type Outcome = Result<Option<Record>, Error>;
+/// Updates waiting to be sent: (write index, resource name, body).
+type Pending = Vec<(usize, String, Json)>;
 
 /// The contacts a write touches (normalized ids; unparsable ids as given).
 fn touched(op: &Op) -> Vec<String> {
@@ -284,15 +286,13 @@ impl Pusher<'_> {
                 return;
             }
         };
-        // Pending writes grouped by update mask (a write sent alone is its own group):
-        // (index, name, body).
-        let mut by_mask: BTreeMap<(String, (bool, usize)), Vec<(usize, String, Json)>> =
-            BTreeMap::new();
+        // Pending writes grouped by update mask; a write sent alone is its own group.
+        let mut by_mask: BTreeMap<(String, Option<usize>), Pending> = BTreeMap::new();
         for (index, name, op) in named {
             match plan_update(&name, op, current.get(&name)) {
                 Ok(Planned::Unchanged(record)) => self.set(index, Ok(Some(record))),
                 Ok(Planned::Write { mask, body, alone }) => {
-                    let key = if alone { (true, index) } else { (false, 0) };
+                    let key = alone.then_some(index);
                     by_mask
                         .entry((mask, key))
                         .or_default()
