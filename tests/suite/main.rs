@@ -2,4 +2,5 @@
 
 mod connectors_freshworks;
 mod connectors_google;
+mod conformance;
 mod hostile;

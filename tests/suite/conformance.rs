@@ -1,0 +1,471 @@
+//! The conformance kit (`tandem plugin test`): the first-party connectors pass it against
+//! the simulated accounts (Freshsales Suite, Freshsales Classic with leads, Freshmarketer,
+//! Google); wrong credentials are reported as such; the template connector passes it
+//! against a plain base URL (a small fake of the API it speaks) with the checks that need
+//! a simulated account listed as skipped; and a contract violation (an `if-version` that
+//! is not honoured) fails exactly the check that covers it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Map, Value as Json, json};
+use tandem::conformance::{self, KitOptions, NEEDS_SANDBOX, Outcome, Report, Target};
+use tandem::runtime::{Credentials, Secret};
+use tandem_sandbox::AccountKind;
+use tandem_tests::host::{TestServer, plugin, runtime};
+
+const FRESHSALES: &str = "tandem-plugin-freshsales";
+const FRESHMARKETER: &str = "tandem-plugin-freshmarketer";
+const GOOGLE: &str = "tandem-plugin-google-contacts";
+const TEMPLATE: &str = "tandem-plugin-template";
+
+/// Runs the kit on `package` against a fresh simulated account of `kind`, after `tweak`
+/// has had its way with the target.
+async fn kit_on_sandbox(
+    package: &str,
+    kind: AccountKind,
+    tweak: impl FnOnce(&mut Target),
+) -> Report {
+    let plugin = plugin(package).await;
+    let (sandbox, mut target) =
+        conformance::start_sandbox(kind, conformance::kit_sandbox_options())
+            .await
+            .unwrap();
+    tweak(&mut target);
+    let report = conformance::run(runtime(), &plugin, &target, &KitOptions::default()).await;
+    sandbox.shutdown().await;
+    report
+}
+
+fn outcome<'a>(report: &'a Report, scope: &str, name: &str) -> &'a Outcome {
+    &report
+        .check(scope, name)
+        .unwrap_or_else(|| panic!("no check {scope} / {name} in\n{}", report.table(false)))
+        .outcome
+}
+
+/// The report has no failure, and these checks passed (not skipped).
+fn assert_passed(report: &Report, rows: &[(&str, &str)]) {
+    assert!(report.passed(), "{}", report.table(false));
+    for (scope, name) in rows {
+        assert_eq!(
+            outcome(report, scope, name),
+            &Outcome::Pass,
+            "{scope} / {name}\n{}",
+            report.table(false)
+        );
+    }
+}
+
+/// What every connector must pass on every entity it serves in a simulated account.
+const ENTITY_CHECKS: &[&str] = &[
+    "schema",
+    "schema: well-known email",
+    "schema: custom fields",
+    "containers",
+    "pull full",
+    "pull full: complete",
+    "push create",
+    "find by email",
+    "find by marker",
+    "find by ids",
+    "push update",
+    "push update: stale version -> conflict",
+    "push delete",
+    "pull after push",
+    "pull after user edit",
+];
+
+const PLUGIN_CHECKS: &[&str] = &[
+    "describe",
+    "check",
+    "check: wrong credentials -> unauthorized",
+    "error: 429 -> rate-limited",
+    "error: 503 -> transient",
+    "error: truncated JSON -> transient",
+    "error: revoked credentials -> unauthorized",
+];
+
+fn rows<'a>(entities: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+    let mut rows: Vec<(&str, &str)> = PLUGIN_CHECKS.iter().map(|c| ("plugin", *c)).collect();
+    for entity in entities {
+        rows.extend(ENTITY_CHECKS.iter().map(|c| (*entity, *c)));
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshsales_suite_passes_the_kit() {
+    let report = kit_on_sandbox(FRESHSALES, AccountKind::FreshsalesSuite, |_| ()).await;
+    let mut expected = rows(&["contacts"]);
+    expected.push(("plugin", "check: restricted credentials -> forbidden"));
+    assert_passed(&report, &expected);
+    // Suite has no leads: said so, not silently dropped.
+    assert_eq!(
+        outcome(&report, "leads", "all checks"),
+        &Outcome::Skip("the simulated freshsales account has no leads".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshsales_classic_passes_the_kit_with_leads() {
+    let report = kit_on_sandbox(FRESHSALES, AccountKind::FreshsalesClassic, |_| ()).await;
+    let mut expected = rows(&["contacts", "leads"]);
+    expected.push(("plugin", "check: restricted credentials -> forbidden"));
+    assert_passed(&report, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshmarketer_passes_the_kit_with_lists() {
+    let report = kit_on_sandbox(FRESHMARKETER, AccountKind::Freshmarketer, |_| ()).await;
+    let mut expected = rows(&["contacts"]);
+    expected.push(("contacts", "containers: add, list, remove"));
+    expected.push(("plugin", "check: restricted credentials -> forbidden"));
+    assert_passed(&report, &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_contacts_passes_the_kit_with_groups() {
+    let report = kit_on_sandbox(GOOGLE, AccountKind::GooglePeople, |_| ()).await;
+    let mut expected = rows(&["contacts"]);
+    expected.push(("contacts", "containers: add, list, remove"));
+    assert_passed(&report, &expected);
+    assert!(matches!(
+        outcome(&report, "plugin", "check: restricted credentials -> forbidden"),
+        Outcome::Skip(reason) if reason.contains("no restricted credentials")
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_reported_as_such() {
+    // A made-up API key; a refresh token the account never issued.
+    let wrong_key =
+        |t: &mut Target| t.credentials = Credentials::ApiKey(Secret::new("not-the-key"));
+    let wrong_refresh = |t: &mut Target| {
+        if let Credentials::OAuth2 { refresh_token, .. } = &mut t.credentials {
+            *refresh_token = Secret::new("1//never-issued");
+        }
+    };
+    let cases: [(&str, AccountKind, &dyn Fn(&mut Target)); 2] = [
+        (FRESHSALES, AccountKind::FreshsalesSuite, &wrong_key),
+        (GOOGLE, AccountKind::GooglePeople, &wrong_refresh),
+    ];
+    for (package, kind, wrong) in cases {
+        let report = kit_on_sandbox(package, kind, wrong).await;
+        assert!(!report.passed(), "{}", report.table(false));
+        match outcome(&report, "plugin", "check") {
+            Outcome::Fail(reason) => assert!(
+                reason.starts_with("unauthorized:")
+                    && reason.ends_with("the credentials given to the kit are wrong or expired"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Nothing else is blamed on the plugin: the rest is skipped with the reason.
+        assert_eq!(report.failures().count(), 1, "{}", report.table(false));
+        assert_eq!(
+            outcome(&report, "contacts", "all checks"),
+            &Outcome::Skip("`check` failed with the kit's credentials".into())
+        );
+        assert_eq!(
+            outcome(
+                &report,
+                "plugin",
+                "check: wrong credentials -> unauthorized"
+            ),
+            &Outcome::Pass
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_template_passes_against_a_plain_base_url_and_lists_what_it_skipped() {
+    let api = FakeApi::start(true).await;
+    let target = Target::base_url(
+        &api.server.origin(),
+        Credentials::ApiKey(Secret::new(FakeApi::KEY)),
+    );
+    let report = conformance::run(
+        runtime(),
+        &plugin(TEMPLATE).await,
+        &target,
+        &KitOptions::default(),
+    )
+    .await;
+    assert_passed(
+        &report,
+        &[
+            ("plugin", "describe"),
+            ("plugin", "check"),
+            ("plugin", "check: wrong credentials -> unauthorized"),
+            ("contacts", "schema"),
+            ("contacts", "schema: custom fields"),
+            ("contacts", "pull full"),
+            ("contacts", "push create"),
+            ("contacts", "find by email"),
+            ("contacts", "find by marker"),
+            ("contacts", "find by ids"),
+            ("contacts", "push update"),
+            ("contacts", "push update: stale version -> conflict"),
+            ("contacts", "push delete"),
+            ("contacts", "pull after push"),
+        ],
+    );
+    for (scope, name) in [
+        ("plugin", "check: restricted credentials -> forbidden"),
+        ("contacts", "pull full: complete"),
+        ("contacts", "pull after user edit"),
+        ("plugin", "error: 429 -> rate-limited"),
+        ("plugin", "error: 503 -> transient"),
+        ("plugin", "error: truncated JSON -> transient"),
+        ("plugin", "error: revoked credentials -> unauthorized"),
+    ] {
+        assert_eq!(
+            outcome(&report, scope, name),
+            &Outcome::Skip(NEEDS_SANDBOX.into()),
+            "{scope} / {name}"
+        );
+    }
+    assert!(report.table(false).contains("needs --sandbox"));
+    // The kit cleaned up after itself: only the seeded contact is left.
+    assert_eq!(api.live_emails(), vec!["seeded@example.com".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_if_version_that_is_not_honoured_fails_the_conflict_check() {
+    let api = FakeApi::start(false).await;
+    let target = Target::base_url(
+        &api.server.origin(),
+        Credentials::ApiKey(Secret::new(FakeApi::KEY)),
+    );
+    let report = conformance::run(
+        runtime(),
+        &plugin(TEMPLATE).await,
+        &target,
+        &KitOptions::default(),
+    )
+    .await;
+    let failures: Vec<(&str, &str)> = report
+        .failures()
+        .map(|c| (c.scope.as_str(), c.name.as_str()))
+        .collect();
+    assert_eq!(
+        failures,
+        vec![("contacts", "push update: stale version -> conflict")],
+        "{}",
+        report.table(false)
+    );
+    match outcome(
+        &report,
+        "contacts",
+        "push update: stale version -> conflict",
+    ) {
+        Outcome::Fail(reason) => assert!(reason.contains("honour if-version"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // Later checks expect what the app really holds after the stale write.
+    assert_eq!(
+        outcome(&report, "contacts", "pull after push"),
+        &Outcome::Pass
+    );
+}
+
+/// An in-memory version of the API the template connector speaks (see
+/// `plugins/template/src/lib.rs`), with `Authorization: Bearer <KEY>`.
+struct FakeApi {
+    server: TestServer,
+    state: Arc<Mutex<FakeState>>,
+}
+
+#[derive(Default)]
+struct FakeState {
+    contacts: BTreeMap<u64, Map<String, Json>>,
+    next_id: u64,
+    tick: u64,
+    honour_if_match: bool,
+}
+
+impl FakeState {
+    /// Writes get increasing `updated_at`s, one second apart.
+    fn stamp(&mut self, contact: &mut Map<String, Json>) {
+        self.tick += 1;
+        let (m, s) = (self.tick / 60, self.tick % 60);
+        contact.insert(
+            "updated_at".into(),
+            json!(format!("2024-05-01T12:{m:02}:{s:02}Z")),
+        );
+        contact.insert("version".into(), json!(format!("v{}", self.tick)));
+    }
+
+    fn insert(&mut self, mut contact: Map<String, Json>) -> Map<String, Json> {
+        self.next_id += 1;
+        contact.insert("id".into(), json!(self.next_id.to_string()));
+        self.stamp(&mut contact);
+        self.contacts.insert(self.next_id, contact.clone());
+        contact
+    }
+}
+
+type Shared = Arc<Mutex<FakeState>>;
+
+impl FakeApi {
+    const KEY: &str = "fake-api-key";
+
+    async fn start(honour_if_match: bool) -> Self {
+        let state: Shared = Arc::new(Mutex::new(FakeState {
+            honour_if_match,
+            ..FakeState::default()
+        }));
+        let seeded = json!({"email": "seeded@example.com", "first_name": "Seeded",
+                            "custom_fields": {"region": "EU"}});
+        state
+            .lock()
+            .unwrap()
+            .insert(seeded.as_object().unwrap().clone());
+        let router = Router::new()
+            .route("/me", get(me))
+            .route("/fields", get(fields))
+            .route("/contacts", get(list).post(create))
+            .route("/contacts/{id}", get(show).patch(update).delete(remove))
+            .with_state(state.clone());
+        Self {
+            server: TestServer::start(router).await,
+            state,
+        }
+    }
+
+    fn live_emails(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .filter_map(|c| c["email"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+fn authorized(headers: &HeaderMap) -> Result<(), Response> {
+    let wanted = format!("Bearer {}", FakeApi::KEY);
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some(value) if value == wanted => Ok(()),
+        _ => Err((StatusCode::UNAUTHORIZED, "{\"error\":\"bad key\"}").into_response()),
+    }
+}
+
+async fn me(headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    axum::Json(json!({"account_id": "acct-1", "name": "Fake API"})).into_response()
+}
+
+async fn fields(headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    axum::Json(json!([{"name": "region", "label": "Region", "type": "text"}])).into_response()
+}
+
+async fn list(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let state = state.lock().unwrap();
+    let matches = |c: &Map<String, Json>| {
+        let text = |k: &str| c.get(k).and_then(Json::as_str).unwrap_or_default();
+        q.get("email")
+            .is_none_or(|e| text("email").eq_ignore_ascii_case(e))
+            && q.get("external_id")
+                .is_none_or(|m| text("external_id") == m)
+            && q.get("updated_since")
+                .is_none_or(|t| text("updated_at") >= t.as_str())
+    };
+    let all: Vec<&Map<String, Json>> = state.contacts.values().filter(|c| matches(c)).collect();
+    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
+    let offset: usize = q.get("cursor").and_then(|c| c.parse().ok()).unwrap_or(0);
+    let page: Vec<&Map<String, Json>> = all.iter().skip(offset).take(limit).copied().collect();
+    let next = (offset + limit < all.len()).then(|| (offset + limit).to_string());
+    axum::Json(json!({"contacts": page, "next_cursor": next})).into_response()
+}
+
+fn parse_id(id: &str) -> Option<u64> {
+    id.parse().ok()
+}
+
+async fn show(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let state = state.lock().unwrap();
+    match parse_id(&id).and_then(|id| state.contacts.get(&id)) {
+        Some(c) => axum::Json(c.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn create(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Map<String, Json>>,
+) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let contact = state.lock().unwrap().insert(body);
+    (StatusCode::CREATED, axum::Json(contact)).into_response()
+}
+
+async fn update(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::Json(body): axum::Json<Map<String, Json>>,
+) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let mut state = state.lock().unwrap();
+    let honour = state.honour_if_match;
+    let Some(mut contact) = parse_id(&id).and_then(|id| state.contacts.get(&id).cloned()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let if_match = headers.get("if-match").and_then(|v| v.to_str().ok());
+    if honour && if_match.is_some_and(|v| Some(v) != contact["version"].as_str()) {
+        return (
+            StatusCode::PRECONDITION_FAILED,
+            "{\"error\":\"version mismatch\"}",
+        )
+            .into_response();
+    }
+    contact.extend(body);
+    state.stamp(&mut contact);
+    state
+        .contacts
+        .insert(parse_id(&id).unwrap_or_default(), contact.clone());
+    axum::Json(contact).into_response()
+}
+
+async fn remove(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = authorized(&headers) {
+        return r;
+    }
+    let removed = parse_id(&id).and_then(|id| state.lock().unwrap().contacts.remove(&id));
+    match removed {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
