@@ -253,7 +253,7 @@ fn describe_declares_the_capabilities() {
     assert_eq!(contacts.deletes, tandem_sdk::DeleteDetection::Tombstones);
     assert_eq!(
         (contacts.max_page_size, contacts.max_batch_size),
-        (1000, 200)
+        (1000, 400)
     );
     assert_eq!(info.rate_limits[0].requests, 60);
     assert_eq!(info.rate_limits[0].per_seconds, 60);
@@ -905,4 +905,56 @@ fn the_real_api_is_the_default() {
         ))
     });
     assert_eq!(GoogleContacts::check().unwrap().account_id, "people/1");
+}
+
+/// Requests for 10,000 contacts, in pushes of the declared batch size, against the lower
+/// bound (pages of 1000, batches of 200 creates/updates and 500 deletes).
+#[test]
+fn request_economy_for_10000_contacts() {
+    let sandbox = Sandbox::start(10_000, GoogleSettings::default());
+    let push_size = GoogleContacts::describe().entities[0].max_batch_size as usize;
+    let run = |ops: Vec<Op>| -> Vec<WriteResult> {
+        let mut results = Vec::new();
+        let mut ops = ops.into_iter().peekable();
+        while ops.peek().is_some() {
+            let chunk: Vec<Op> = ops.by_ref().take(push_size).collect();
+            results.extend(GoogleContacts::push(ENTITY, writes(chunk)).unwrap());
+        }
+        results
+    };
+
+    let (records, _, _, _) = pull_all(request(None, true, 1000)).unwrap();
+    assert_eq!(records.len(), 10_000);
+    let pull = sandbox.total();
+
+    sandbox.clear_counts();
+    let results = run((0..10_000)
+        .map(|i| create(&format!("e-{i}"), &format!("e{i}@x.io"), &[]))
+        .collect());
+    let created: Vec<Record> = results.iter().map(|r| stored(r).clone()).collect();
+    let creates = sandbox.total();
+
+    sandbox.clear_counts();
+    let results = run(created
+        .iter()
+        .map(|r| {
+            Op::Update(UpdateOp {
+                id: r.id.clone(),
+                if_version: r.version.clone(),
+                fields: vec![Field::new(mapping::JOB_TITLE, "Economist")],
+            })
+        })
+        .collect());
+    assert!(results.iter().all(|r| r.outcome.is_ok()));
+    let updates = sandbox.total();
+
+    sandbox.clear_counts();
+    let results = run(created.iter().map(|r| Op::Delete(r.id.clone())).collect());
+    assert!(results.iter().all(|r| r.outcome == Ok(None)));
+    let deletes = sandbox.total();
+
+    eprintln!(
+        "10,000 contacts: pull {pull} requests (bound 10), create {creates} (bound 50), update {updates} (bound 50 writes), delete {deletes} (bound 20)"
+    );
+    assert_eq!((pull, creates, updates, deletes), (10, 50, 100, 25));
 }
