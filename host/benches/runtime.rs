@@ -4,7 +4,8 @@
 //!   one near-empty export call (goal: <= 25 µs).
 //! * `map-1000/*`: a mapper normalising 1,000 contact records, in wasm vs the same code
 //!   compiled natively (goal: wasm/native <= 1.5x). The ratio of one run is printed at
-//!   the end.
+//!   the end. `wasm-identity` / `native-clone` split the wasm figure into the fixed cost
+//!   of crossing the boundary and the transform itself.
 //!
 //! Run: `cargo bench -p tandem --bench runtime`.
 
@@ -155,11 +156,16 @@ fn map_native(records: &[Record]) -> Vec<Result<Option<Record>, tandem::runtime:
 }
 
 fn ctx() -> MapContext {
+    ctx_for("contacts")
+}
+
+/// The hostile-mapper fixture passes records through unchanged for any other entity.
+fn ctx_for(entity: &str) -> MapContext {
     MapContext {
         sync: "bench".into(),
         source: "a".into(),
         target: "b".into(),
-        entity: "contacts".into(),
+        entity: entity.into(),
     }
 }
 
@@ -187,6 +193,18 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap()))
     });
     group.bench_function("native", |b| b.iter(|| black_box(map_native(&input))));
+    // Breakdown: the same records through an identity mapper (instance + crossing the
+    // boundary both ways + fuel metering, no transform) vs a native clone.
+    let identity = ctx_for("identity");
+    group.bench_function("wasm-identity", |b| {
+        b.iter(|| {
+            black_box(
+                s.rt.block_on(s.empty_mapper.map(&identity, &input))
+                    .unwrap(),
+            )
+        })
+    });
+    group.bench_function("native-clone", |b| b.iter(|| black_box(input.clone())));
     group.finish();
 
     // One run, both sides interleaved, medians compared.
