@@ -23,6 +23,8 @@ pub struct PluginConfig {
     pub at: Location,
     /// Where `sha256` is, when the plugin is a file.
     pub(crate) pin_at: Option<(Location, KeyPath)>,
+    /// Where `builtin` or `path` is.
+    pub(crate) source_at: Location,
 }
 
 /// Where a plugin's component comes from.
@@ -138,6 +140,10 @@ fn read_plugin(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Plugin
     let grant = t.get("grant");
     let at = t.loc(cx);
     let mut pin_at = None;
+    let source_at = builtin
+        .as_ref()
+        .or(path.as_ref())
+        .map_or_else(|| at.clone(), |i| i.loc(cx));
     let source = match (builtin, path) {
         (Some(b), None) => {
             if let Some(sha) = &sha {
@@ -193,6 +199,7 @@ fn read_plugin(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Plugin
         grant: grant.unwrap_or_default(),
         at,
         pin_at,
+        source_at,
     })
 }
 

@@ -106,7 +106,7 @@ impl PluginConfig {
                         None,
                     )),
                     None => Err(ConfigError::UnknownValue {
-                        at: self.at.clone(),
+                        at: self.source_at.clone(),
                         key: KeyPath::root()
                             .key("plugins")
                             .key(&self.name)

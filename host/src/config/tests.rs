@@ -242,7 +242,7 @@ fn unknown_builtin_lists_the_builtins() {
     assert_eq!(
         errors("[plugins.fs]\nbuiltin = \"freshsale\"\n"),
         [
-            r#"config.toml:1:1: plugins.fs.builtin: unknown value "freshsale" (did you mean "freshsales"?); expected one of freshmarketer, freshsales, google-contacts, normalize"#
+            r#"config.toml:2:11: plugins.fs.builtin: unknown value "freshsale" (did you mean "freshsales"?); expected one of freshmarketer, freshsales, google-contacts, normalize"#
         ]
     );
 }
@@ -356,7 +356,7 @@ fn sha256_pin_is_checked() {
             &format!("[plugins.m]\npath = \"gone.wasm\"\nsha256 = \"{zero}\"\n")
         ),
         [format!(
-            "{}:1:1: plugins.m.path: cannot use {}/gone.wasm: no such file; build the plugin or fix the path",
+            "{}:2:8: plugins.m.path: cannot use {}/gone.wasm: no such file; build the plugin or fix the path",
             file.display(),
             dir.path().display()
         )]

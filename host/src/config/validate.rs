@@ -161,7 +161,7 @@ fn check_plugin(
             let kind = catalog.builtins.get(name).copied();
             if kind.is_none() {
                 errors.push(ConfigError::UnknownValue {
-                    at: plugin.at.clone(),
+                    at: plugin.source_at.clone(),
                     key: KeyPath::root()
                         .key("plugins")
                         .key(&plugin.name)
@@ -185,7 +185,7 @@ fn check_plugin(
                 Ok(b) => b,
                 Err(e) => {
                     errors.push(ConfigError::File {
-                        at: plugin.at.clone(),
+                        at: plugin.source_at.clone(),
                         key: path_key,
                         path: path.clone(),
                         reason: format!("{}; build the plugin or fix the path", io_reason(&e)),
@@ -208,7 +208,7 @@ fn check_plugin(
                 Ok(kind) => Some(kind),
                 Err(reason) => {
                     errors.push(ConfigError::File {
-                        at: plugin.at.clone(),
+                        at: plugin.source_at.clone(),
                         key: path_key,
                         path: path.clone(),
                         reason,
