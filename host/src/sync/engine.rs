@@ -254,6 +254,21 @@ struct Exec {
     joint: BTreeSet<(String, Side)>,
     retries: BTreeMap<(usize, Side, String), RetryEntry>,
     failures: Vec<(String, String)>,
+    /// Ops recorded for this run and not yet settled, with their attempts so far.
+    queued: BTreeMap<String, u32>,
+}
+
+impl Exec {
+    fn entry(&self, op: &PlannedOp, status: OpStatus) -> OutboxEntry {
+        OutboxEntry {
+            op: op.clone(),
+            status,
+            attempts: self.queued.get(&op.id).copied().unwrap_or(0),
+            next_attempt_at: None,
+            error: None,
+            run: self.run.id,
+        }
+    }
 }
 
 impl Exec {
@@ -471,8 +486,12 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         for e in stale {
             let op = &e.op;
             let mut found: Option<Record> = None;
-            if let (OpStatus::Sent | OpStatus::Failed, OpKind::Create { marker, .. }) =
-                (e.status, &op.kind)
+            // A `planned` create too: its `sent` mark is flushed with the run's
+            // final commit, so after a crash it may have been sent all the same.
+            if let (
+                OpStatus::Planned | OpStatus::Sent | OpStatus::Failed,
+                OpKind::Create { marker, .. },
+            ) = (e.status, &op.kind)
             {
                 let err = self.source_err(op.side, "find");
                 let by_marker = self
@@ -514,11 +533,8 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                             let names = self.entity_names(op.entity);
                             t.put_link(&link, (names.a.as_str(), names.b.as_str()))?;
                         }
-                        t.put_op(&OutboxEntry {
-                            status: OpStatus::Acked,
-                            error: Some("recovered after an interrupted run".into()),
-                            ..e.clone()
-                        })?;
+                        // Found: acknowledged; the outbox row goes.
+                        t.remove_op(&op.id)?;
                     }
                     // A failed create not found stays failed: its retry entry
                     // and back-off still apply; it is re-planned when due.
@@ -1051,6 +1067,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 joint: BTreeSet::new(),
                 retries,
                 failures: Vec::new(),
+                queued: BTreeMap::new(),
             };
             for (ix, fp) in obs.fingerprints.iter().enumerate() {
                 t.set_mapping(ix, fp)?;
@@ -1167,8 +1184,15 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             if let Some(h) = &plan.halted {
                 exec.event(t, "both", "halted", "", vec![], None, h.message.clone())?;
             }
+            let links: BTreeMap<&str, &Link> = obs
+                .baseline
+                .links
+                .iter()
+                .map(|(k, l)| (k.as_str(), l))
+                .chain(plan.links.iter().map(|l| (l.key.as_str(), l)))
+                .collect();
             for op in &plan.ops {
-                let waiting = self.backoff(&exec.retries, op, plan, opts.now);
+                let waiting = self.backoff(&exec.retries, op, &links, opts.now);
                 if let Some(until) = waiting {
                     exec.count(direction_to(op.side), |c| c.skipped += 1);
                     exec.event(
@@ -1183,14 +1207,8 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     continue;
                 }
                 let attempts = t.op(&op.id)?.map_or(0, |e| e.attempts);
-                t.put_op(&OutboxEntry {
-                    op: op.clone(),
-                    status: OpStatus::Planned,
-                    attempts,
-                    next_attempt_at: None,
-                    error: None,
-                    run: exec.run.id,
-                })?;
+                exec.queued.insert(op.id.clone(), attempts);
+                t.put_op(&exec.entry(op, OpStatus::Planned))?;
             }
             Ok(exec)
         })?;
@@ -1203,10 +1221,13 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         &self,
         retries: &BTreeMap<(usize, Side, String), RetryEntry>,
         op: &PlannedOp,
-        plan: &Plan,
+        links: &BTreeMap<&str, &Link>,
         now: i64,
     ) -> Option<i64> {
-        let link = plan.links.iter().find(|l| l.key == op.link);
+        if retries.is_empty() {
+            return None;
+        }
+        let link = links.get(op.link.as_str());
         let ids: Vec<(Side, String)> = match link {
             Some(l) => Side::BOTH
                 .into_iter()
@@ -1232,15 +1253,11 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         exec: &mut Exec,
         opts: &RunOptions,
     ) -> Result<(), EngineError> {
-        let sync = self.sync();
-        let queued: BTreeSet<String> = self
-            .store
-            .outbox(sync)?
-            .into_iter()
-            .filter(|e| e.status == OpStatus::Planned && e.run == exec.run.id)
-            .map(|e| e.op.id)
+        let ops: Vec<&PlannedOp> = plan
+            .ops
+            .iter()
+            .filter(|o| exec.queued.contains_key(&o.id))
             .collect();
-        let ops: Vec<&PlannedOp> = plan.ops.iter().filter(|o| queued.contains(&o.id)).collect();
         for group in ops.chunk_by(|x, y| x.side == y.side && x.entity == y.entity) {
             let (side, ix) = (group[0].side, group[0].entity);
             let size = obs.infos[ix].get(side).max_batch_size.max(1) as usize;
@@ -1261,12 +1278,9 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         let sync = self.sync();
         let (side, ix) = (batch[0].side, batch[0].entity);
         let entity = batch[0].entity_name.clone();
-        self.store.write(sync, |t| {
+        self.store.write_unflushed(sync, |t| {
             for op in batch {
-                if let Some(mut e) = t.op(&op.id)? {
-                    e.status = OpStatus::Sent;
-                    t.put_op(&e)?;
-                }
+                t.put_op(&exec.entry(op, OpStatus::Sent))?;
             }
             Ok(())
         })?;
@@ -1298,7 +1312,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             Err(e) => outcomes.extend(batch.iter().map(|_| Err(e.clone()))),
         }
         let mapping = &obs.inputs[ix].mapping;
-        self.store.write(sync, |t| {
+        self.store.write_unflushed(sync, |t| {
             for (op, outcome) in batch.iter().zip(outcomes) {
                 self.commit(t, op, outcome, mapping, exec, opts)?;
             }
@@ -1331,16 +1345,28 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             {
                 Ok(None)
             }
+            // The app answered a create with a record another link already holds
+            // (an upsert matched it by a secondary e-mail): linking it twice would
+            // corrupt the baseline, so the write is reported for a person to merge.
+            Ok(Some(r)) if op.effect == LinkEffect::SetId => {
+                let entity = if op.side == Side::A {
+                    entities.0
+                } else {
+                    entities.1
+                };
+                match t.link_of(op.side, entity, &r.id)? {
+                    Some(other) if other != op.link => Err(SourceError::Invalid(format!(
+                        "the app matched the create to its existing record {}:{}, already linked by `{other}` (a shared e-mail address): merge the two records in the app",
+                        op.side.as_str(),
+                        r.id
+                    ))),
+                    _ => Ok(Some(r)),
+                }
+            }
             other => other,
         };
-        let mut entry = t.op(&op.id)?.unwrap_or(OutboxEntry {
-            op: op.clone(),
-            status: OpStatus::Planned,
-            attempts: 0,
-            next_attempt_at: None,
-            error: None,
-            run: exec.run.id,
-        });
+        let mut entry = exec.entry(op, OpStatus::Sent);
+        exec.queued.remove(&op.id);
         let link_ids: Vec<(Side, String)> = t
             .link(&op.link)?
             .map(|l| {
@@ -1380,9 +1406,8 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     t.remove_retry(op.entity, *s, id)?;
                     exec.retries.remove(&(op.entity, *s, id.clone()));
                 }
-                entry.status = OpStatus::Acked;
-                entry.error = None;
-                t.put_op(&entry)?;
+                // Acknowledged: the outbox row goes; the event log keeps it.
+                t.remove_op(&op.id)?;
                 let (action, counter): (&str, fn(&mut Counters)) = match (&op.kind, op.effect) {
                     (OpKind::Create { .. }, _) => ("created", |c| c.created += 1),
                     (OpKind::Update { .. }, _) => ("updated", |c| c.updated += 1),
@@ -1482,9 +1507,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         opts: &RunOptions,
     ) -> Result<RunOutcome, EngineError> {
         let sync = self.sync();
-        let unsettled = self.store.outbox(sync)?.into_iter().any(|e| {
-            e.run == exec.run.id && matches!(e.status, OpStatus::Planned | OpStatus::Sent)
-        });
+        let unsettled = !exec.queued.is_empty();
         let outcome = match &plan.halted {
             Some(h) => RunOutcome::Halted(h.message.clone()),
             None => RunOutcome::Completed,

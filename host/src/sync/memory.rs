@@ -22,6 +22,7 @@ pub struct MemoryApp {
     prefix: String,
     normalise: Normaliser,
     batch: u32,
+    page: u32,
     state: Mutex<State>,
 }
 
@@ -76,6 +77,7 @@ impl MemoryApp {
             prefix: prefix.into(),
             normalise: no_normalise,
             batch: 50,
+            page: 25,
             state: Mutex::new(State::default()),
         }
     }
@@ -89,6 +91,12 @@ impl MemoryApp {
     /// Sets the push batch size it reports.
     pub fn with_batch(mut self, n: u32) -> Self {
         self.batch = n;
+        self
+    }
+
+    /// Sets the largest page it returns.
+    pub fn with_page_size(mut self, n: u32) -> Self {
+        self.page = n;
         self
     }
 
@@ -372,7 +380,7 @@ impl Source for MemoryApp {
             incremental: true,
             tombstones: true,
             containers: true,
-            max_page_size: 25,
+            max_page_size: self.page,
             max_batch_size: self.batch,
         }])
     }
@@ -434,7 +442,7 @@ impl Source for MemoryApp {
             .filter(|st| members.as_ref().is_none_or(|m| m.contains(&st.record.id)))
             .collect();
         hits.sort_by(|x, y| (x.seq, &x.record.id).cmp(&(y.seq, &y.record.id)));
-        let size = req.page_size.clamp(1, 25) as usize;
+        let size = req.page_size.clamp(1, self.page) as usize;
         let page: Vec<Record> = hits
             .iter()
             .skip(offset)

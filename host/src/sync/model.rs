@@ -17,8 +17,10 @@ use time::format_description::well_known::Rfc3339;
 /// One field value, as in the WIT `value` variant.
 ///
 /// Serialised untagged (`null`, `true`, `1.5`, `"text"`, `["a", "b"]`) so that
-/// the operator config can write rule values naturally and the store stays readable.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+/// the operator config can write rule values naturally and the store stays
+/// readable. Deserialised by a visitor, not `#[serde(untagged)]`, which would
+/// build an error for every variant it tries (baselines decode many values).
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
 #[serde(untagged)]
 pub enum Value {
     /// Present and empty: the user cleared the field.
@@ -85,6 +87,66 @@ impl Value {
         let bytes = serde_json::to_vec(self).unwrap_or_default();
         let digest = Sha256::digest(&bytes);
         hex::encode(&digest[..16])
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("null, a flag, a number, a string or a list of strings")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v as f64))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v as f64))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Number(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::Text(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::Text(v))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(s) = seq.next_element::<String>()? {
+            items.push(s);
+        }
+        Ok(Value::Texts(items))
     }
 }
 

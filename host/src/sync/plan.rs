@@ -1494,9 +1494,11 @@ impl<'a> Planner<'a> {
         }
         let mut l = link.clone();
         *l.versions.get_mut(s) = src.record.version.clone();
-        if !self.plan.links.iter().any(|x| x.key == l.key) {
-            self.plan.links.push(l.clone());
+        // `recreate` pushed this link just before: replace it, don't scan.
+        if self.plan.links.last().is_some_and(|x| x.key == l.key) {
+            self.plan.links.pop();
         }
+        self.plan.links.push(l.clone());
         let kind = OpKind::Create {
             fields: p.fields.clone(),
             marker: marker(&self.policy.name, &l.key),

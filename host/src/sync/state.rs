@@ -10,7 +10,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use std::cell::RefCell;
+
+use redb::{
+    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -298,14 +302,32 @@ impl SyncStore {
         &self.db
     }
 
-    /// Runs `f` in one write transaction, committed when it returns `Ok`.
+    /// Like [`SyncStore::write`], but the commit is not flushed to disk until
+    /// the next durable commit (redb `Durability::None`). The engine uses it
+    /// for per-batch commits inside a run; the run's final commit, which moves
+    /// the cursors, is durable and persists them all at once. A crash loses at
+    /// most those unflushed commits of the current run, which recovery
+    /// re-derives (marker and e-mail lookups, the field table's row 4).
+    pub fn write_unflushed<R>(
+        &self,
+        sync: &str,
+        f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let mut tx = self.db.begin_write().map_err(db_err)?;
+        tx.set_durability(redb::Durability::None).map_err(db)?;
+        let out = f(&Txn::new(&tx, sync))?;
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one write transaction, committed (durably) when it returns `Ok`.
     pub fn write<R>(
         &self,
         sync: &str,
         f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
         let tx = self.db.begin_write().map_err(db_err)?;
-        let out = f(&Txn { tx: &tx, sync })?;
+        let out = f(&Txn::new(&tx, sync))?;
         tx.commit().map_err(db)?;
         Ok(out)
     }
@@ -476,17 +498,18 @@ impl SyncStore {
         self.write(sync, |t| {
             let mut n = 0;
             for table in ALL {
-                let mut tb = t.tx.open_table(table).map_err(db)?;
-                let keys: Vec<String> = tb
-                    .range(lo.as_str()..hi.as_str())
-                    .map_err(db)?
-                    .map(|r| r.map(|(k, _)| k.value().to_string()))
-                    .collect::<Result<_, _>>()
-                    .map_err(db)?;
-                for k in &keys {
-                    tb.remove(k.as_str()).map_err(db)?;
-                }
-                n += keys.len();
+                n += t.with(table, |tb| {
+                    let keys: Vec<String> = tb
+                        .range(lo.as_str()..hi.as_str())
+                        .map_err(db)?
+                        .map(|r| r.map(|(k, _)| k.value().to_string()))
+                        .collect::<Result<_, _>>()
+                        .map_err(db)?;
+                    for k in &keys {
+                        tb.remove(k.as_str()).map_err(db)?;
+                    }
+                    Ok(keys.len())
+                })?;
             }
             Ok(n)
         })
@@ -497,10 +520,15 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StateError {
     db(e)
 }
 
-/// A write transaction scoped to one sync.
+type OpenTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
+
+/// A write transaction scoped to one sync. Tables are opened once per
+/// transaction and kept open until it ends.
 pub struct Txn<'a> {
     tx: &'a WriteTransaction,
     sync: &'a str,
+    /// Open tables, by position in `ALL`.
+    open: RefCell<Vec<Option<OpenTable<'a>>>>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -509,31 +537,69 @@ impl std::fmt::Debug for Txn<'_> {
     }
 }
 
-impl Txn<'_> {
-    fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StateError> {
-        let mut t = self.tx.open_table(table).map_err(db)?;
-        t.insert(k, encode(v).as_slice()).map_err(db)?;
-        Ok(())
-    }
-
-    fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
-        let t = self.tx.open_table(table).map_err(db)?;
-        let v = t.get(k).map_err(db)?;
-        match v {
-            Some(v) => Ok(Some(decode(k, v.value())?)),
-            None => Ok(None),
+impl<'a> Txn<'a> {
+    fn new(tx: &'a WriteTransaction, sync: &'a str) -> Self {
+        Txn {
+            tx,
+            sync,
+            open: RefCell::new((0..ALL.len()).map(|_| None).collect()),
         }
     }
 
+    /// Runs `f` on an open table (opened on first use). `f` must not call
+    /// back into the transaction.
+    fn with<R>(
+        &self,
+        table: Table,
+        f: impl FnOnce(&mut OpenTable<'a>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let slot = ALL
+            .iter()
+            .position(|t| t.name() == table.name())
+            .expect("a sync table");
+        let mut open = self.open.borrow_mut();
+        if open[slot].is_none() {
+            open[slot] = Some(self.tx.open_table(table).map_err(db)?);
+        }
+        f(open[slot].as_mut().expect("opened above"))
+    }
+
+    fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StateError> {
+        let bytes = encode(v);
+        self.with(table, |t| {
+            t.insert(k, bytes.as_slice()).map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
+        self.with(table, |t| match t.get(k).map_err(db)? {
+            Some(v) => Ok(Some(decode(k, v.value())?)),
+            None => Ok(None),
+        })
+    }
+
     fn remove(&self, table: Table, k: &str) -> Result<(), StateError> {
-        let mut t = self.tx.open_table(table).map_err(db)?;
-        t.remove(k).map_err(db)?;
-        Ok(())
+        self.with(table, |t| {
+            t.remove(k).map_err(db)?;
+            Ok(())
+        })
     }
 
     /// A link by key, as of this transaction.
     pub fn link(&self, link: &str) -> Result<Option<Link>, StateError> {
         self.get(LINKS, &key(&[self.sync, link]))
+    }
+
+    /// The key of the link holding record `id` of `entity` on `side`, as of this
+    /// transaction.
+    pub fn link_of(
+        &self,
+        side: Side,
+        entity: &str,
+        id: &str,
+    ) -> Result<Option<String>, StateError> {
+        self.get(LINK_IDS, &key(&[self.sync, side.as_str(), entity, id]))
     }
 
     /// Stores a link and its id index. `entities` gives each side's entity
@@ -634,20 +700,21 @@ impl Txn<'_> {
     /// Drops acknowledged outbox rows (their events stay in the log).
     pub fn purge_acked(&self) -> Result<usize, StateError> {
         let (lo, hi) = prefix_range(self.sync);
-        let mut t = self.tx.open_table(OUTBOX).map_err(db)?;
-        let mut acked = Vec::new();
-        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            let k = k.value().to_string();
-            let e: OutboxEntry = decode(&k, v.value())?;
-            if e.status == OpStatus::Acked {
-                acked.push(k);
+        self.with(OUTBOX, |t| {
+            let mut acked = Vec::new();
+            for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+                let (k, v) = row.map_err(db)?;
+                let k = k.value().to_string();
+                let e: OutboxEntry = decode(&k, v.value())?;
+                if e.status == OpStatus::Acked {
+                    acked.push(k);
+                }
             }
-        }
-        for k in &acked {
-            t.remove(k.as_str()).map_err(db)?;
-        }
-        Ok(acked.len())
+            for k in &acked {
+                t.remove(k.as_str()).map_err(db)?;
+            }
+            Ok(acked.len())
+        })
     }
 
     /// Stores a retry entry.
