@@ -42,6 +42,9 @@ pub const MAX_BATCH: usize = 100;
 /// (upsert + status + read-back).
 pub const BULK_MIN: usize = 4;
 
+/// Most pages of one read-back search (100 emails).
+const READ_BACK_PAGES: u32 = 5;
+
 /// Waits before each job-status poll, in milliseconds (8 s in all). The job is
 /// asynchronous, so the first poll waits too: a job that finishes within a second costs
 /// one poll.
@@ -503,7 +506,8 @@ impl Writer<'_> {
         for chunk in emails.chunks(MAX_BATCH) {
             let query = json!({"filter_rule": [{
                 "attribute": self.entity.email_attribute(), "operator": "is_in", "value": chunk}]});
-            for page in 1..=chunk.len() as u32 {
+            // Each email matches a few records at most: a handful of pages is plenty.
+            for page in 1..=READ_BACK_PAGES {
                 let path = format!(
                     "filtered_search/{}?page={page}&per_page={MAX_BATCH}",
                     self.entity.singular()

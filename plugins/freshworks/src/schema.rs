@@ -21,6 +21,14 @@
 //! | `subscription_status`     | `consent`         | `lifecycle_stage_id`   | `lifecycle-stage` |
 //! | `tags`                    | `tags`            | `created_at`           | `created-at`      |
 //! | marker field (`external_id` or the `marker-field` setting) | `marker` |   |                   |
+//!
+//! Each app has ONE consent field, so that the host pairs them the way the Freshmarketer
+//! integration does (DND in Freshsales <-> Unsubscribed in Freshmarketer): in Freshsales
+//! it is `do_not_disturb` (`dnd`), and `subscription_status` is described without a tag;
+//! in Freshmarketer it is `subscription_status` (`consent`, which already reads DND as
+//! unsubscribed), and `do_not_disturb` is described without a tag. With both tags on
+//! both sides the host would pair DND with DND and status with status, and an
+//! unsubscribe in Freshmarketer would never become DND in Freshsales.
 
 use serde_json::Value as Json;
 use tandem_sdk::{FieldDef, FieldType};
@@ -217,6 +225,14 @@ pub fn field_defs(app: App, entity: Entity, metadata: &Json, marker_field: &str)
             consent = consent.required();
         }
         defs.push(consent);
+    }
+    // One consent field per app (see the module documentation).
+    let untagged = match app {
+        App::Freshsales => "subscription_status",
+        App::Freshmarketer => "do_not_disturb",
+    };
+    if let Some(def) = defs.iter_mut().find(|d| d.name == untagged) {
+        def.well_known = None;
     }
     if !has(&defs, "created_at") {
         defs.push(
@@ -419,7 +435,7 @@ mod tests {
             (
                 "subscription_status",
                 FieldType::Choice,
-                Some("consent"),
+                None,
                 true,
                 false,
                 false,
@@ -582,6 +598,18 @@ mod tests {
         let count = names.len();
         names.dedup();
         assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn each_app_has_one_consent_field() {
+        let tag = |app: App, name: &str| {
+            let defs = field_defs(app, Entity::Contacts, &contact_metadata(), "external_id");
+            def(&defs, name).well_known.clone()
+        };
+        assert_eq!(tag(App::Freshsales, "do_not_disturb").as_deref(), Some("dnd"));
+        assert_eq!(tag(App::Freshsales, "subscription_status"), None);
+        assert_eq!(tag(App::Freshmarketer, "subscription_status").as_deref(), Some("consent"));
+        assert_eq!(tag(App::Freshmarketer, "do_not_disturb"), None);
     }
 
     #[test]
