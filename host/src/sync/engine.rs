@@ -1513,7 +1513,9 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             None => RunOutcome::Completed,
         };
         self.store.write(sync, |t| {
-            if !unsettled {
+            // A halted run withheld changes: the cursors stay, so that the run
+            // after review (forced) plans them again.
+            if !unsettled && plan.halted.is_none() {
                 for (ix, c) in obs.cursors.iter().enumerate() {
                     for side in Side::BOTH {
                         if let Some(cur) = c.get(side) {

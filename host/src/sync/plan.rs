@@ -10,6 +10,14 @@
 //! - consent only tightens (§2.7): only "opted out" is ever written to an
 //!   existing record;
 //! - the breakers: a side that lists nothing, or too many deletes/overwrites.
+//!
+//! Drift (§2.4's cross-check) cannot hide here: change is measured against the
+//! one shared base (or a side's recorded alias), never against a per-side
+//! "seen" hash, so a side that silently differs from the base counts as
+//! changed and is repaired by rows 2, 3 or 5; two sides that agree with each
+//! other but not with a stale base take row 4.
+//!
+//! Failure handling, retries and cursors are the executor's ([`super::engine`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -520,6 +520,50 @@ fn breaker_halts_when_the_list_is_emptied_and_force_resumes() {
 }
 
 #[test]
+fn halted_run_keeps_its_cursors_so_a_forced_run_applies_the_withheld_changes() {
+    rt().block_on(async {
+        let w = world(Direction::TwoWay, 50);
+        let ids: Vec<String> = (0..25)
+            .map(|i| w.fs_lead(&format!("p{i}@x.io"), "Old"))
+            .collect();
+        w.run(1000).await;
+        for id in &ids[..20] {
+            w.fs.edit(id, &[("first_name", t("New"))]);
+        }
+        let r = w.run(2000).await;
+        assert!(
+            matches!(r.outcome, RunOutcome::Halted(ref m) if m.contains("20 updates")),
+            "{:?}",
+            r.outcome
+        );
+        let fm = World::by_email(&w.fm, "emails");
+        assert!(
+            fm.values().all(|v| v[0].fields["first_name"] == t("Old")),
+            "nothing written while halted"
+        );
+        let r = w
+            .run_with(
+                RunOptions {
+                    force: true,
+                    now: 3000,
+                    ..RunOptions::default()
+                },
+                &NoHooks,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.counters["a-to-b"].updated, 20);
+        let fm = World::by_email(&w.fm, "emails");
+        assert_eq!(
+            fm.values()
+                .filter(|v| v[0].fields["first_name"] == t("New"))
+                .count(),
+            20
+        );
+    });
+}
+
+#[test]
 fn seed_dnd_in_freshsales_unsubscribes_and_removes_from_the_list() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
