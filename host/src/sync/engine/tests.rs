@@ -372,6 +372,37 @@ fn failed_writes_are_retried_with_backoff_then_parked() {
 }
 
 #[test]
+fn a_failing_pull_stops_the_run_without_state_changes() {
+    rt().block_on(async {
+        let w = world(Direction::TwoWay, 50);
+        let jane = w.fs_lead("jane@x.io", "Jane");
+        w.run(1000).await;
+        let cursor = w.store.cursor("fs-fm", 0, Side::A).unwrap();
+        w.fs.edit(&jane, &[("first_name", t("Janet"))]);
+        w.fm.fail_next_pull(SourceError::Unauthorized("API key revoked".into()));
+        let err = w
+            .run_with(
+                RunOptions {
+                    now: 2000,
+                    ..RunOptions::default()
+                },
+                &NoHooks,
+            )
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("side B (freshmarketer) pull failed: unauthorized: API key revoked"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+        assert_eq!(w.store.cursor("fs-fm", 0, Side::A).unwrap(), cursor);
+        let r = w.run(3000).await;
+        assert_eq!(r.counters["a-to-b"].updated, 1);
+    });
+}
+
+#[test]
 fn invalid_writes_are_parked_at_once() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
