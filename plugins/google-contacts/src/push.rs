@@ -56,8 +56,7 @@ pub fn segments(writes: &[Write]) -> Vec<Vec<usize>> {
     let mut seen: BTreeSet<String> = BTreeSet::new();
     for (index, write) in writes.iter().enumerate() {
         let ids = touched(&write.op);
-        let mut unique = BTreeSet::new();
-        let repeats = ids.iter().any(|id| seen.contains(id) || !unique.insert(id));
+        let repeats = ids.iter().any(|id| seen.contains(id));
         if repeats && !current.is_empty() {
             out.push(std::mem::take(&mut current));
             seen.clear();
