@@ -86,10 +86,9 @@ impl Listing {
     fn summary(&self) -> String {
         let distinct = self.ids().len();
         let mut text = format!(
-            "{} records in {} page{}",
-            distinct,
-            self.pages,
-            if self.pages == 1 { "" } else { "s" }
+            "{} in {}",
+            plural(distinct, "record"),
+            plural(self.pages, "page")
         );
         if self.records.len() > distinct {
             text.push_str(&format!(", {} listed twice", self.records.len() - distinct));
@@ -821,12 +820,14 @@ impl<'a> Kit<'a> {
             } else {
                 "without versions"
             };
+            let ids: Vec<&str> = ids.into_iter().collect();
             self.row(
                 scope,
                 "push create",
                 Ok(format!(
-                    "{n} records {versions}: {}",
-                    abbreviate(&ids.into_iter().collect::<Vec<_>>(), 4)
+                    "{} {versions} ({})",
+                    plural(n, "record"),
+                    abbreviate(&ids, 4)
                 )),
             );
             Some(created)
@@ -1486,6 +1487,15 @@ fn text_of(record: &Record, name: &str) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         Value::Boolean(b) => Some(b.to_string()),
         Value::Null => None,
+    }
+}
+
+/// `1 record`, `2 records`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -117,7 +117,8 @@ impl Report {
             .set_content_arrangement(ContentArrangement::Dynamic)
             .set_header(["SCOPE", "CHECK", "RESULT", "DETAIL / REASON"]);
         if !color {
-            table.force_no_tty();
+            // Not a terminal (a pipe, a CI log): wrap at a width that still reads well.
+            table.force_no_tty().set_width(160);
         }
         for check in &self.checks {
             let (result, colour, text) = match &check.outcome {

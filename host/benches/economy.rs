@@ -1,0 +1,410 @@
+//! Request economy of the first-party connectors (issue 4, item 6).
+//!
+//! For each connector, against its simulated account (rate limits off, system clock so
+//! that bulk jobs complete in real time), through the real runtime: a full `pull` of
+//! N seeded records, `push` of N updates (one field each, with `if-version` as the sync
+//! engine sends them), N creates and N deletes, in `push` calls of the entity's
+//! `max-batch-size`. Requests are read from the account's request counters (the OAuth
+//! token endpoint left out) and compared with the lower bound: pages of the API's largest
+//! page, writes in bulk requests of the API's largest batch.
+//!
+//! Run: `cargo bench -p tandem --bench economy` (N = 10,000), or with
+//! `-- --records 2000 --only google` for a quicker look. Prints a table.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use comfy_table::{ContentArrangement, Table, presets};
+use tandem::conformance::{SandboxControl, Target};
+use tandem::runtime::types::{
+    CreateOp, Field, FieldDef, Op, PullRequest, Record, UpdateOp, Value, Write,
+};
+use tandem::runtime::{ConnectorClient, PluginSource, Runtime, RuntimeOptions};
+use tandem_sandbox::{AccountKind, Sandbox, SandboxOptions, Sizes};
+
+/// One connector and the account it runs against.
+struct Case {
+    label: &'static str,
+    package: &'static str,
+    kind: AccountKind,
+    entity: &'static str,
+    /// The API's largest page.
+    page: u64,
+    /// The API's largest bulk create / update / delete.
+    bulk_create: u64,
+    bulk_update: u64,
+    bulk_delete: u64,
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        label: "freshsales (Suite)",
+        package: "tandem-plugin-freshsales",
+        kind: AccountKind::FreshsalesSuite,
+        entity: "contacts",
+        page: 100,
+        bulk_create: 100,
+        bulk_update: 100,
+        bulk_delete: 100,
+    },
+    Case {
+        label: "freshsales (Classic)",
+        package: "tandem-plugin-freshsales",
+        kind: AccountKind::FreshsalesClassic,
+        entity: "leads",
+        page: 100,
+        bulk_create: 100,
+        bulk_update: 100,
+        bulk_delete: 100,
+    },
+    Case {
+        label: "freshmarketer",
+        package: "tandem-plugin-freshmarketer",
+        kind: AccountKind::Freshmarketer,
+        entity: "contacts",
+        page: 100,
+        bulk_create: 100,
+        bulk_update: 100,
+        bulk_delete: 100,
+    },
+    Case {
+        label: "google-contacts",
+        package: "tandem-plugin-google-contacts",
+        kind: AccountKind::GooglePeople,
+        entity: "contacts",
+        page: 1000,
+        bulk_create: 200,
+        bulk_update: 200,
+        bulk_delete: 500,
+    },
+];
+
+/// One measured operation.
+struct Row {
+    app: &'static str,
+    op: &'static str,
+    records: u64,
+    requests: u64,
+    bound: u64,
+    errors: usize,
+    time: Duration,
+    endpoints: BTreeMap<String, u64>,
+}
+
+fn main() {
+    let mut records: u64 = 10_000;
+    let mut only: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--records" => records = args.next().and_then(|n| n.parse().ok()).unwrap_or(records),
+            "--only" => only = args.next(),
+            _ => {} // `--bench` and filters from cargo
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let rows = rt.block_on(async {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .expect("in-memory database");
+        let runtime = Runtime::new(RuntimeOptions::new(Arc::new(db))).expect("runtime");
+        let mut rows = Vec::new();
+        for case in &CASES {
+            if only.as_deref().is_some_and(|o| !case.label.contains(o)) {
+                continue;
+            }
+            eprintln!("{}: seeding {records} records …", case.label);
+            rows.extend(measure(&runtime, case, records as usize).await);
+        }
+        rows
+    });
+    print(&rows, records);
+}
+
+async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
+    let sizes = Sizes {
+        freshsales: n,
+        freshsales_classic: n,
+        freshmarketer: n,
+        google: n,
+    };
+    let sandbox = Sandbox::start(SandboxOptions {
+        sizes,
+        rate_limits_enabled: false,
+        kinds: vec![case.kind],
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox");
+    let info = sandbox.account(case.kind).expect("account").clone();
+    let target = Target::simulated(&info);
+    let control = SandboxControl::for_account(&info);
+    let path = tandem_plugins::wasm_path(case.package).expect("plugin built");
+    let plugin = runtime
+        .load(PluginSource::Path(path), None)
+        .await
+        .expect("plugin loads");
+    let client = target
+        .connect(runtime, &plugin, "economy", target.credentials.clone())
+        .expect("client");
+    let described = client.describe().await.expect("describe");
+    let entity = described
+        .entities
+        .iter()
+        .find(|e| e.name == case.entity)
+        .expect("entity")
+        .clone();
+    let schema = client.schema(case.entity).await.expect("schema");
+    let tagged = |tag: &str| field_name(&schema, tag);
+    let (email, first, last) = (tagged("email"), tagged("first-name"), tagged("last-name"));
+    // Warm up: the first call fetches an OAuth token or field metadata into storage.
+    client.check().await.expect("check");
+    let batch = entity.max_batch_size as usize;
+    let mut rows = Vec::new();
+
+    // Full pull.
+    control.clear_counters().await.expect("counters");
+    let started = Instant::now();
+    let mut pulled: Vec<Record> = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .pull(&PullRequest {
+                entity: case.entity.to_owned(),
+                container: None,
+                cursor,
+                full: true,
+                page_size: entity.max_page_size,
+            })
+            .await
+            .expect("pull");
+        pulled.extend(page.records);
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    rows.push(
+        row(
+            &control,
+            case.label,
+            "pull (full)",
+            pulled.len(),
+            case.page,
+            0,
+            started,
+        )
+        .await,
+    );
+
+    // Updates: one field of each pulled record, with its version.
+    let writes: Vec<Write> = pulled
+        .iter()
+        .take(n)
+        .enumerate()
+        .map(|(i, r)| Write {
+            ref_: format!("u{i}"),
+            op: Op::Update(UpdateOp {
+                id: r.id.clone(),
+                if_version: r.version.clone(),
+                fields: vec![text(&first, format!("Economy{i}"))],
+            }),
+        })
+        .collect();
+    let (errors, time) = push_all(&client, &control, case.entity, &writes, batch).await;
+    rows.push(
+        row(
+            &control,
+            case.label,
+            "push updates",
+            writes.len(),
+            case.bulk_update,
+            errors,
+            time,
+        )
+        .await,
+    );
+
+    // Creates.
+    let writes: Vec<Write> = (0..n)
+        .map(|i| Write {
+            ref_: format!("c{i}"),
+            op: Op::Create(CreateOp {
+                fields: vec![
+                    text(&email, format!("economy-{i}@bench.example")),
+                    text(&first, format!("Bench{i}")),
+                    text(&last, "Economy".to_owned()),
+                ],
+                marker: Some(format!("tandem-economy-{i}")),
+                containers: Vec::new(),
+            }),
+        })
+        .collect();
+    control.clear_counters().await.expect("counters");
+    let started = Instant::now();
+    let mut created = Vec::new();
+    let mut errors = 0;
+    for chunk in writes.chunks(batch) {
+        let results = client.push(case.entity, chunk).await.expect("push");
+        for r in results {
+            match r.outcome {
+                Ok(Some(record)) => created.push(record.id),
+                _ => errors += 1,
+            }
+        }
+    }
+    rows.push(
+        row(
+            &control,
+            case.label,
+            "push creates",
+            writes.len(),
+            case.bulk_create,
+            errors,
+            started,
+        )
+        .await,
+    );
+
+    // Deletes of what was created.
+    let writes: Vec<Write> = created
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Write {
+            ref_: format!("d{i}"),
+            op: Op::Delete(id.clone()),
+        })
+        .collect();
+    let (errors, time) = push_all(&client, &control, case.entity, &writes, batch).await;
+    rows.push(
+        row(
+            &control,
+            case.label,
+            "push deletes",
+            writes.len(),
+            case.bulk_delete,
+            errors,
+            time,
+        )
+        .await,
+    );
+
+    sandbox.shutdown().await;
+    rows
+}
+
+/// Pushes `writes` in calls of `batch`; counters cleared first. (errors, elapsed).
+async fn push_all(
+    client: &ConnectorClient,
+    control: &SandboxControl,
+    entity: &str,
+    writes: &[Write],
+    batch: usize,
+) -> (usize, Duration) {
+    control.clear_counters().await.expect("counters");
+    let started = Instant::now();
+    let mut errors = 0;
+    for chunk in writes.chunks(batch) {
+        let results = client.push(entity, chunk).await.expect("push");
+        errors += results.iter().filter(|r| r.outcome.is_err()).count();
+    }
+    (errors, started.elapsed())
+}
+
+/// The row for the requests counted since the counters were cleared.
+async fn row(
+    control: &SandboxControl,
+    app: &'static str,
+    op: &'static str,
+    records: usize,
+    per_request: u64,
+    errors: usize,
+    time: impl Into<Elapsed>,
+) -> Row {
+    let endpoints = control.api_requests().await.expect("counters");
+    let records = records as u64;
+    Row {
+        app,
+        op,
+        records,
+        requests: endpoints.values().sum(),
+        bound: records.div_ceil(per_request).max(1),
+        errors,
+        time: time.into().0,
+        endpoints,
+    }
+}
+
+/// A duration, or the time since an instant.
+struct Elapsed(Duration);
+
+impl From<Duration> for Elapsed {
+    fn from(d: Duration) -> Self {
+        Elapsed(d)
+    }
+}
+
+impl From<Instant> for Elapsed {
+    fn from(i: Instant) -> Self {
+        Elapsed(i.elapsed())
+    }
+}
+
+fn field_name(schema: &[FieldDef], tag: &str) -> String {
+    schema
+        .iter()
+        .find(|f| f.writable && f.well_known.as_deref() == Some(tag))
+        .map(|f| f.name.clone())
+        .unwrap_or_else(|| panic!("no writable field tagged {tag}"))
+}
+
+fn text(name: &str, value: String) -> Field {
+    Field {
+        name: name.to_owned(),
+        value: Value::Text(value),
+    }
+}
+
+fn print(rows: &[Row], records: u64) {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::ASCII_MARKDOWN)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "connector",
+            "operation",
+            "records",
+            "requests",
+            "lower bound",
+            "over bound",
+            "errors",
+            "time",
+            "requests by endpoint",
+        ]);
+    for r in rows {
+        let over = (r.requests as f64 / r.bound as f64 - 1.0) * 100.0;
+        let endpoints: Vec<String> = r
+            .endpoints
+            .iter()
+            .map(|(e, c)| format!("{e} ×{c}"))
+            .collect();
+        table.add_row(vec![
+            r.app.to_owned(),
+            r.op.to_owned(),
+            r.records.to_string(),
+            r.requests.to_string(),
+            r.bound.to_string(),
+            format!("{over:+.1}%"),
+            r.errors.to_string(),
+            format!("{:.1} s", r.time.as_secs_f64()),
+            endpoints.join(", "),
+        ]);
+    }
+    println!("\nRequest economy, {records} records per operation (goal: within 5% of the bound)\n");
+    println!("{table}");
+}
