@@ -19,6 +19,9 @@ use tandem::runtime::{Credentials, Secret};
 use tandem_sandbox::AccountKind;
 use tandem_tests::host::{TestServer, plugin, runtime};
 
+/// A change to a kit target.
+type Tweak<'a> = &'a dyn Fn(&mut Target);
+
 const FRESHSALES: &str = "tandem-plugin-freshsales";
 const FRESHMARKETER: &str = "tandem-plugin-freshmarketer";
 const GOOGLE: &str = "tandem-plugin-google-contacts";
@@ -151,7 +154,7 @@ async fn wrong_credentials_are_reported_as_such() {
             *refresh_token = Secret::new("1//never-issued");
         }
     };
-    let cases: [(&str, AccountKind, &dyn Fn(&mut Target)); 2] = [
+    let cases: [(&str, AccountKind, Tweak); 2] = [
         (FRESHSALES, AccountKind::FreshsalesSuite, &wrong_key),
         (GOOGLE, AccountKind::GooglePeople, &wrong_refresh),
     ];
@@ -350,23 +353,24 @@ impl FakeApi {
     }
 }
 
-fn authorized(headers: &HeaderMap) -> Result<(), Response> {
+/// `None` when the request carries the key, else the 401 to answer.
+fn refused(headers: &HeaderMap) -> Option<Response> {
     let wanted = format!("Bearer {}", FakeApi::KEY);
     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        Some(value) if value == wanted => Ok(()),
-        _ => Err((StatusCode::UNAUTHORIZED, "{\"error\":\"bad key\"}").into_response()),
+        Some(value) if value == wanted => None,
+        _ => Some((StatusCode::UNAUTHORIZED, "{\"error\":\"bad key\"}").into_response()),
     }
 }
 
 async fn me(headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     axum::Json(json!({"account_id": "acct-1", "name": "Fake API"})).into_response()
 }
 
 async fn fields(headers: HeaderMap) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     axum::Json(json!([{"name": "region", "label": "Region", "type": "text"}])).into_response()
@@ -377,7 +381,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     let state = state.lock().unwrap();
@@ -403,7 +407,7 @@ fn parse_id(id: &str) -> Option<u64> {
 }
 
 async fn show(State(state): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     let state = state.lock().unwrap();
@@ -418,7 +422,7 @@ async fn create(
     headers: HeaderMap,
     axum::Json(body): axum::Json<Map<String, Json>>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     let contact = state.lock().unwrap().insert(body);
@@ -431,7 +435,7 @@ async fn update(
     Path(id): Path<String>,
     axum::Json(body): axum::Json<Map<String, Json>>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     let mut state = state.lock().unwrap();
@@ -460,7 +464,7 @@ async fn remove(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = authorized(&headers) {
+    if let Some(r) = refused(&headers) {
         return r;
     }
     let removed = parse_id(&id).and_then(|id| state.lock().unwrap().contacts.remove(&id));
