@@ -202,7 +202,6 @@ async fn freshsales_pull_push_and_errors() {
         ("email", "email"),
         ("first_name", "first-name"),
         ("do_not_disturb", "dnd"),
-        ("subscription_status", "consent"),
         ("external_id", "marker"),
     ] {
         let def = schema
@@ -211,6 +210,9 @@ async fn freshsales_pull_push_and_errors() {
             .unwrap_or_else(|| panic!("no {name}"));
         assert_eq!(def.well_known.as_deref(), Some(tag), "{name}");
     }
+    // One consent field per app: in Freshsales it is DND; the status is described untagged.
+    let status = schema.iter().find(|d| d.name == "subscription_status").expect("described");
+    assert_eq!(status.well_known, None);
     assert!(
         schema
             .iter()

@@ -33,8 +33,12 @@
 //!
 //! A record with `do_not_disturb: true` reads as `unsubscribed` when its status is
 //! `subscribed` or `not-subscribed` (DND forbids marketing email); `spam` and `bounced`
-//! stay. `do_not_disturb` is also its own field (well-known `dnd`). Writing consent sets
+//! stay. `do_not_disturb` is also its own field. Writing consent sets
 //! `subscription_status` to the code; writing DND sets `do_not_disturb`.
+//!
+//! Each app tags ONE consent field for the host: Freshsales `do_not_disturb` (`dnd`),
+//! Freshmarketer `subscription_status` (`consent`); the other field is described untagged
+//! (see [`schema`]). So DND in Freshsales pairs with Unsubscribed in Freshmarketer.
 
 pub mod api;
 pub mod cursor;
