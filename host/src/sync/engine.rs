@@ -915,9 +915,25 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         for ix in 0..out.inputs.len() {
             for side in Side::BOTH {
                 let other = side.other();
-                if out.inputs[ix].obs.get(other).complete || !self.policy.flows(side) {
+                // A complete listing of a list (not of the whole app) can still miss a
+                // record the app holds outside the list: creating it there would
+                // overwrite that record (an upsert), consent included.
+                let scoped = *self.policy.scope.get(other) != Scope::All;
+                if (out.inputs[ix].obs.get(other).complete && !scoped) || !self.policy.flows(side)
+                {
                     continue;
                 }
+                let listed: BTreeSet<String> = if out.inputs[ix].obs.get(other).complete {
+                    let e = &out.inputs[ix];
+                    e.obs
+                        .get(other)
+                        .records
+                        .values()
+                        .filter_map(|o| e.mapping.match_key(other, &o.record))
+                        .collect()
+                } else {
+                    BTreeSet::new()
+                };
                 let linked: BTreeSet<&str> = links.values().filter_map(|l| l.id(side)).collect();
                 let e = &out.inputs[ix];
                 let emails: BTreeSet<String> = e
@@ -927,6 +943,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     .values()
                     .filter(|o| o.in_scope && !linked.contains(o.record.id.as_str()))
                     .filter_map(|o| e.mapping.match_key(side, &o.record))
+                    .filter(|m| !listed.contains(m))
                     .collect();
                 // A linked record deleted on `other`: a record with the same
                 // e-mail there may replace it (re-pointed, not re-created).
