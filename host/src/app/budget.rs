@@ -215,8 +215,12 @@ impl AccountBudget {
     /// with jitter when the app gave none. Returns the wait.
     pub fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
         let mut s = lock(&self.state);
-        s.strikes = s.strikes.saturating_add(1);
         s.rate_limited += 1;
+        // Only refusals without a Retry-After escalate the back-off: when the app says
+        // how long to wait, that wait is exact and says nothing about the next one.
+        if retry_after.is_none() {
+            s.strikes = s.strikes.saturating_add(1);
+        }
         let wait = retry_after.unwrap_or_else(|| {
             let exp = FIRST_BACKOFF.saturating_mul(1 << (s.strikes - 1).min(10));
             let base = exp.min(MAX_BACKOFF);
