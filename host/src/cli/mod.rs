@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod config;
+pub mod demo;
 pub mod plugin;
 pub mod run;
 pub mod sandbox;
@@ -54,6 +55,8 @@ pub enum Command {
     /// Run the daemon: poll every sync on its interval and serve the control API.
     #[command(after_help = "Example:\n  tandem run --config examples/demo.toml")]
     Run(run::RunArgs),
+    /// Show Tandem at work: simulated accounts, two syncs, edits, explained decisions.
+    Demo(demo::DemoArgs),
     /// Start the simulated Freshsales, Freshmarketer and Google accounts until Ctrl-C.
     Sandbox(sandbox::SandboxArgs),
 }
@@ -83,6 +86,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Sync(cmd) => sync::run(cmd, &cli.config).await,
             Command::Run(args) => run::run(args, &cli.config).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     })

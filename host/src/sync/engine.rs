@@ -942,6 +942,19 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     .records
                     .values()
                     .filter(|o| o.in_scope && !linked.contains(o.record.id.as_str()))
+                    // A record the rules keep from the other side needs no counterpart
+                    // there: looking it up would only spend the other app's budget.
+                    .filter(|o| {
+                        super::rules::evaluate(
+                            &self.policy.rules,
+                            side,
+                            &o.record,
+                            &e.mapping,
+                            true,
+                        )
+                        .skip
+                        .is_none()
+                    })
                     .filter_map(|o| e.mapping.match_key(side, &o.record))
                     .filter(|m| !listed.contains(m))
                     .collect();

@@ -1429,6 +1429,11 @@ impl<'a> Planner<'a> {
             Some(format!(
                 "opted out on side {s}: excluded (opt-out settings)"
             ))
+        } else if let Some(rule) =
+            rules::evaluate(&self.policy.rules, s, &o.record, &e.mapping, true).skip
+        {
+            // Checked before the lookup: the engine does not look up what a rule skips.
+            Some(format!("rule `{rule}`: not created on side {t}"))
         } else if !e.obs.get(t).complete && !e.obs.get(t).searched.contains(email) {
             Some(format!("not yet looked up on side {t}"))
         } else {
