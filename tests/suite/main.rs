@@ -2,5 +2,8 @@
 
 mod connectors_freshworks;
 mod connectors_google;
+mod control_api;
 mod conformance;
 mod hostile;
+mod sync_e2e;
+mod sync_faults;

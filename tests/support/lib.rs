@@ -1,3 +1,4 @@
 //! Shared helpers for the end-to-end suites.
 
+pub mod e2e;
 pub mod host;

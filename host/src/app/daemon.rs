@@ -261,6 +261,9 @@ async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunRe
     let name = w.name.clone();
     let paused = w.paused.subscribe();
     let mut handle = tokio::spawn(async move {
+        if let Some(r) = host.paused_report(&name)? {
+            return Ok(r);
+        }
         let p = host.prepare(&name, paused).await?;
         host.run_prepared(&p, opts).await
     });

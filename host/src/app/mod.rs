@@ -38,7 +38,7 @@ use crate::runtime::{
 use crate::sync::engine::{Aborted, Hooks, Point};
 use crate::sync::model::Side;
 use crate::sync::state::{OpStatus, StateError, SyncStatus};
-use crate::sync::{Engine, EngineError, RunOptions, RunReport, SyncPolicy, SyncStore};
+use crate::sync::{Engine, EngineError, RunOptions, RunOutcome, RunReport, SyncPolicy, SyncStore};
 
 pub use adapter::{ConnectorSource, PluginMappers, RetrySettings, RunProgress};
 pub use budget::{AccountBudget, BudgetSnapshot, Budgets, Priority, RequestGate, Window};
@@ -139,6 +139,9 @@ pub struct HostOptions {
     pub retry: RetrySettings,
     /// Names this process in the state file's owner note (`tandem run`...).
     pub command: String,
+    /// Pace requests by the rate limits connectors declare (`describe`). Off only for
+    /// simulated accounts that enforce none (the demo); 429s are honoured either way.
+    pub rate_limits: bool,
 }
 
 impl std::fmt::Debug for HostOptions {
@@ -159,6 +162,7 @@ impl HostOptions {
             resolver: Arc::new(SystemResolver),
             retry: RetrySettings::default(),
             command: command.into(),
+            rate_limits: true,
         }
     }
 }
@@ -202,6 +206,7 @@ pub struct Host {
     config: Config,
     env: Env,
     retry: RetrySettings,
+    rate_limits: bool,
     // Dropped last: the runtime and the store hold the database.
     store: SyncStore,
     runtime: Runtime,
@@ -243,6 +248,7 @@ impl Host {
             config,
             env: options.env,
             retry: options.retry,
+            rate_limits: options.rate_limits,
             store,
             runtime,
             plugins: Default::default(),
@@ -339,13 +345,13 @@ impl Host {
                 connection: name.into(),
                 source: Box::new(source),
             })?;
-        let account = client
-            .check()
+        let account = check_with_retries(&client)
             .await
             .map_err(|e| check_error(name, &plugin, e))?;
         let windows: Vec<Window> = info
             .rate_limits
             .iter()
+            .filter(|_| self.rate_limits)
             .map(|r| Window {
                 requests: r.requests,
                 period: Duration::from_secs(u64::from(r.per_seconds)),
@@ -451,11 +457,31 @@ impl Host {
         Ok(report)
     }
 
-    /// Prepares and runs sync `name` once.
+    /// Prepares and runs sync `name` once. A paused sync is not even prepared: no
+    /// request goes out (connections are checked only when a sync may run).
     pub async fn run_sync(&self, name: &str, opts: RunOptions) -> Result<RunReport, HostError> {
+        if let Some(r) = self.paused_report(name)? {
+            return Ok(r);
+        }
         let (_tx, rx) = watch::channel(false);
         let p = self.prepare(name, rx).await?;
         self.run_prepared(&p, opts).await
+    }
+
+    /// The report of a run of a paused sync, if `name` is paused.
+    pub fn paused_report(&self, name: &str) -> Result<Option<RunReport>, HostError> {
+        self.sync_config(name)?;
+        if self.store.status(name)? != SyncStatus::Paused {
+            return Ok(None);
+        }
+        Ok(Some(RunReport {
+            sync: name.into(),
+            run: None,
+            outcome: RunOutcome::Paused,
+            plan: Default::default(),
+            counters: Default::default(),
+            failures: Vec::new(),
+        }))
     }
 
     /// Pauses sync `name`: its runs read and write nothing until resumed.
@@ -506,6 +532,35 @@ impl Host {
     ) -> Result<Vec<report::RunLog>, HostError> {
         let cfg = self.sync_config(name)?;
         Ok(report::logs(&self.store, cfg, run, runs)?)
+    }
+}
+
+/// `check`, tried again (a few times, briefly) when the app is rate limited or a failure
+/// may pass, so that one 429 or 503 at start-up does not stop a sync.
+async fn check_with_retries(
+    client: &crate::runtime::ConnectorClient,
+) -> Result<AccountInfo, CallError> {
+    use crate::runtime::types::Error as E;
+    const ATTEMPTS: u32 = 4;
+    let mut attempt = 0;
+    loop {
+        let err = match client.check().await {
+            Ok(a) => return Ok(a),
+            Err(e) => e,
+        };
+        attempt += 1;
+        let wait = match err.plugin_error() {
+            _ if attempt >= ATTEMPTS => return Err(err),
+            Some(E::RateLimited(info)) => info
+                .retry_after_ms
+                .map(Duration::from_millis)
+                .unwrap_or(Duration::from_secs(1) * 2u32.pow(attempt - 1))
+                .min(Duration::from_secs(30)),
+            Some(E::Transient(_)) => Duration::from_millis(250) * 2u32.pow(attempt - 1),
+            _ => return Err(err),
+        };
+        tracing::info!(wait_ms = wait.as_millis() as u64, error = %err, "check failed; trying again");
+        tokio::time::sleep(wait).await;
     }
 }
 

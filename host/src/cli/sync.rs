@@ -536,6 +536,11 @@ async fn run_once(
     force: bool,
     json: bool,
 ) -> anyhow::Result<()> {
+    if host.paused_report(name)?.is_some() {
+        bail!(
+            "sync `{name}` is paused: nothing was read or written; `tandem sync resume {name}` first"
+        );
+    }
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let p = host.prepare(name, rx).await?;
     let progress = Progress::start(&p, json);

@@ -1,0 +1,557 @@
+//! The `tandem` binary as operators meet it, against simulated accounts: crash safety of
+//! `tandem sync run` killed at many points (nothing lost, nothing duplicated), the errors
+//! a user meets (one line, non-zero exit, what to do), the state file locked by a running
+//! daemon (and `sync status` reaching it through its control API), and JSON output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tandem_sandbox::{AccountKind, Sandbox, SandboxOptions, Sizes};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tandem");
+const TOKEN: &str = "cli-test-token-0123456789abcdef";
+
+const CONFIG: &str = r#"
+[state]
+path = "state/tandem.redb"
+
+[daemon]
+listen = "127.0.0.1:0"
+token = { env = "CONTROL_TOKEN" }
+
+[plugins.freshsales]
+builtin = "freshsales"
+[plugins.freshsales.grant]
+http = ["setting:base-url"]
+loopback = true
+storage-quota = "1MiB"
+
+[plugins.freshmarketer]
+builtin = "freshmarketer"
+[plugins.freshmarketer.grant]
+http = ["setting:base-url"]
+loopback = true
+storage-quota = "1MiB"
+
+[connections.freshsales]
+plugin = "freshsales"
+[connections.freshsales.settings]
+base-url = { env = "FS_URL" }
+[connections.freshsales.credentials]
+api-key = { env = "FS_KEY" }
+
+[connections.freshmarketer]
+plugin = "freshmarketer"
+[connections.freshmarketer.settings]
+base-url = { env = "FM_URL" }
+# One request per create (no bulk job): many points to crash between writes.
+bulk-upsert = { env = "FM_BULK", default = "true" }
+[connections.freshmarketer.credentials]
+api-key = { env = "FM_KEY" }
+
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter" }
+
+# Decisions that do not depend on when the apps last changed a record: a crashed run's
+# partial writes move those times, and the outcome must not depend on where it crashed.
+[syncs.s.conflict]
+winner = "a-wins"
+"#;
+
+struct World {
+    sandbox: Sandbox,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    http: reqwest::Client,
+}
+
+fn key(a: &tandem_sandbox::AccountInfo) -> String {
+    match &a.credentials {
+        tandem_sandbox::Credentials::ApiKey { api_key, .. } => api_key.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+impl World {
+    async fn start(seed: u64, fs: usize, fm: usize) -> World {
+        Self::start_with(seed, fs, fm, CONFIG).await
+    }
+
+    async fn start_with(seed: u64, fs: usize, fm: usize, config: &str) -> World {
+        let mut o = SandboxOptions {
+            seed,
+            sizes: Sizes {
+                freshsales: fs,
+                freshmarketer: fm,
+                ..Sizes::default()
+            },
+            kinds: vec![AccountKind::FreshsalesSuite, AccountKind::Freshmarketer],
+            rate_limits_enabled: false,
+            start_time: Some(time::macros::datetime!(2024-05-01 12:00 UTC)),
+            ..SandboxOptions::default()
+        };
+        o.freshworks.bulk_job_delay_secs = 0;
+        let sandbox = Sandbox::start(o).await.expect("sandbox");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tandem.toml"), config).unwrap();
+        let fs = sandbox.account(AccountKind::FreshsalesSuite).unwrap();
+        let fm = sandbox.account(AccountKind::Freshmarketer).unwrap();
+        let env = vec![
+            ("FS_URL".into(), fs.api_base.clone()),
+            ("FS_KEY".into(), key(fs)),
+            ("FM_URL".into(), fm.api_base.clone()),
+            ("FM_KEY".into(), key(fm)),
+            ("CONTROL_TOKEN".into(), TOKEN.into()),
+        ];
+        World {
+            sandbox,
+            dir,
+            env,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("tandem.toml")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_with(&self.config(), args)
+    }
+
+    fn command_with(&self, config: &std::path::Path, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config").arg(config).args(args);
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "error");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// Runs the binary to completion off the async runtime.
+    async fn tandem(&self, args: &[&str]) -> Output {
+        let mut c = self.command(args);
+        tokio::task::spawn_blocking(move || c.output().expect("tandem runs"))
+            .await
+            .unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tandem starts")
+    }
+
+    async fn control(
+        &self,
+        kind: AccountKind,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let url = format!("{}{path}", self.sandbox.account(kind).unwrap().control_url);
+        let mut r = self.http.request(method, &url);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        assert!(resp.status().is_success(), "{url}: {}", resp.status());
+        resp.json().await.unwrap_or(Value::Null)
+    }
+
+    /// Per lower-cased e-mail: the live records' (job title, list ids, consent) — what
+    /// the apps hold, without their ids.
+    async fn snapshot(&self, kind: AccountKind) -> BTreeMap<String, Vec<String>> {
+        let v = self
+            .control(kind, reqwest::Method::GET, "/records/contacts", None)
+            .await;
+        let fm_lists = if kind == AccountKind::Freshmarketer {
+            self.lists().await
+        } else {
+            BTreeMap::new()
+        };
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in v["contacts"].as_array().unwrap() {
+            if r["is_deleted"] == json!(true) {
+                continue;
+            }
+            let Some(e) = r["email"].as_str() else {
+                continue;
+            };
+            let lists: BTreeSet<String> = r["list_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|l| fm_lists.get(&l.as_u64().unwrap_or(0)).cloned())
+                .collect();
+            out.entry(e.to_lowercase()).or_default().push(format!(
+                "{}|{}|{}|{}|{:?}",
+                r["first_name"],
+                r["job_title"],
+                r["do_not_disturb"],
+                r["subscription_status"],
+                lists
+            ));
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+
+    async fn lists(&self) -> BTreeMap<u64, String> {
+        let s = self
+            .control(
+                AccountKind::Freshmarketer,
+                reqwest::Method::GET,
+                "/state",
+                None,
+            )
+            .await;
+        s["lists"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["id"].as_u64().unwrap(),
+                    l["name"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    async fn fault_pending(&self, kind: AccountKind) -> bool {
+        let f = self
+            .control(kind, reqwest::Method::GET, "/faults", None)
+            .await;
+        f["faults"].as_array().is_some_and(|a| !a.is_empty())
+    }
+}
+
+/// The e-mails whose records differ: `email: got / want`.
+fn diff(got: &BTreeMap<String, Vec<String>>, want: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    let keys: BTreeSet<&String> = got.keys().chain(want.keys()).collect();
+    keys.into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|k| format!("{k}: {:?} / {:?}", got.get(k), want.get(k)))
+        .collect()
+}
+
+fn stderr_line(o: &Output) -> String {
+    let s = String::from_utf8_lossy(&o.stderr).trim().to_owned();
+    let errors: Vec<&str> = s.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line, got: {s}");
+    errors[0].to_owned()
+}
+
+async fn run_to_completion(w: &World) {
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    assert!(
+        o.status.success(),
+        "sync run: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Kills `tandem sync run` at many points of its work — while a write is in flight to
+/// either app, after a write committed but before its answer arrived, between batches —
+/// restarts it each time, and finally runs it to completion. The apps must end exactly
+/// as a run that was never interrupted leaves them, and a further run writes nothing.
+async fn crash_and_restart(config: &str) {
+    let (seed, fs, fm) = (7, 120, 120);
+    let mut reference = World::start_with(seed, fs, fm, config).await;
+    reference.env.push(("FM_BULK".into(), "false".into()));
+    run_to_completion(&reference).await;
+    run_to_completion(&reference).await;
+    let want = (
+        reference.snapshot(AccountKind::FreshsalesSuite).await,
+        reference.snapshot(AccountKind::Freshmarketer).await,
+    );
+
+    let mut w = World::start_with(seed, fs, fm, config).await;
+    w.env.push(("FM_BULK".into(), "false".into()));
+    let mut kills = 0;
+    // (account, requests to let through before the one that stalls, method filter)
+    let (fs_, fm_) = (AccountKind::FreshsalesSuite, AccountKind::Freshmarketer);
+    // Each restart reads both sides again, then writes what is left (creates one request
+    // each here). Stall the k-th write of a kind and kill the process there: the writes
+    // before it committed but none of the batch is acknowledged, or nothing went out.
+    let points: &[(AccountKind, u32, Option<&str>)] = &[
+        (fm_, 0, Some("POST")),
+        (fm_, 2, Some("POST")),
+        (fm_, 4, Some("POST")),
+        (fm_, 7, Some("POST")),
+        (fm_, 11, Some("POST")),
+        (fs_, 0, Some("PUT")),
+        (fm_, 0, Some("PUT")),
+        (fs_, 1, Some("PUT")),
+    ];
+    for &(kind, skip, method) in points {
+        let mut rule = json!({"path_prefix": "/crm", "skip": skip, "count": 1, "fault": {"kind": "latency", "ms": 60_000}});
+        if let Some(m) = method {
+            rule["method"] = json!(m);
+        }
+        w.control(kind, reqwest::Method::POST, "/faults", Some(rule))
+            .await;
+        let mut child = w.spawn(&["sync", "run", "s"]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if !w.fault_pending(kind).await {
+                // The stalled request is in flight: kill the process there.
+                child.kill().unwrap();
+                child.wait().unwrap();
+                kills += 1;
+                eprintln!("point {kind:?} skip {skip} {method:?}: killed");
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut out = String::new();
+                if let Some(mut e) = child.stdout.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut out);
+                }
+                eprintln!("point {kind:?} skip {skip} {method:?}: the run finished first: {out}");
+                // The run finished before reaching this point.
+                assert!(status.success(), "an uninterrupted run succeeds");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the run neither stalled nor finished"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w.control(kind, reqwest::Method::DELETE, "/faults", None)
+            .await;
+    }
+    assert!(kills >= 5, "the process was killed mid-run {kills} times");
+    // A lost answer: the write commits, the connection drops before the reply.
+    w.control(AccountKind::Freshmarketer, reqwest::Method::POST, "/faults",
+        Some(json!({"method": "POST", "path_prefix": "/crm", "count": 1, "fault": {"kind": "after_commit"}}))).await;
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for _ in 0..3 {
+        run_to_completion(&w).await;
+    }
+    let got = (
+        w.snapshot(AccountKind::FreshsalesSuite).await,
+        w.snapshot(AccountKind::Freshmarketer).await,
+    );
+    assert_eq!(
+        diff(&got.0, &want.0),
+        Vec::<String>::new(),
+        "Freshsales ends as after an uninterrupted run"
+    );
+    assert_eq!(
+        diff(&got.1, &want.1),
+        Vec::<String>::new(),
+        "Freshmarketer ends as after an uninterrupted run"
+    );
+    let o = w.tandem(&["sync", "run", "s", "--json"]).await;
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let writes: u64 = summary["counters"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| {
+            c["created"].as_u64().unwrap()
+                + c["updated"].as_u64().unwrap()
+                + c["removed"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(writes, 0, "a settled sync writes nothing: {summary}");
+}
+
+/// Both apps' whole contact bases kept in step (no list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sync_run_converges_with_nothing_lost_or_duplicated() {
+    crash_and_restart(&CONFIG.replace("scope = { b = \"Newsletter\" }\n", "")).await;
+}
+
+/// Freshsales and one Freshmarketer list: records matched outside the list are added to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_list_sync_run_converges_with_nothing_lost_or_duplicated() {
+    crash_and_restart(CONFIG).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_with_what_to_do() {
+    let w = World::start(3, 10, 10).await;
+    // Unknown sync.
+    let o = w.tandem(&["sync", "plan", "nope"]).await;
+    assert!(!o.status.success());
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("no sync `nope`") && line.contains("defined: s"),
+        "{line}"
+    );
+    // Bad config: every problem with line and column, then one summary line.
+    let bad = w.dir.path().join("bad.toml");
+    std::fs::write(&bad, "[syncs.x]\na = \"nowhere\"\nb = 3\n").unwrap();
+    let mut c = w.command_with(&bad, &["sync", "status"]);
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    assert!(!o.status.success());
+    let text = String::from_utf8_lossy(&o.stderr);
+    assert!(text.contains("bad.toml:3:"), "{text}");
+    assert!(
+        text.lines().last().unwrap().contains("config validate"),
+        "{text}"
+    );
+    // A missing secret.
+    let mut c = w.command(&["sync", "run", "s"]);
+    c.env_remove("FM_KEY");
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let line = stderr_line(&o);
+    assert!(line.contains("FM_KEY"), "{line}");
+    // A wrong API key.
+    let mut c = w.command(&["sync", "run", "s"]);
+    c.env("FS_KEY", "wrong-key-wrong-key-12");
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("connection `freshsales`")
+            && line.contains("unauthorized")
+            && line.contains("API key"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("wrong-key-wrong-key-12"),
+        "the key is never printed: {line}"
+    );
+    // An unreachable account.
+    let mut c = w.command(&["sync", "run", "s"]);
+    c.env("FM_URL", "http://127.0.0.1:9/crm/sales/api");
+    let o = tokio::task::spawn_blocking(move || c.output().unwrap())
+        .await
+        .unwrap();
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("connection `freshmarketer`") && line.contains("base-url"),
+        "{line}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_daemon_holds_the_state_file_and_answers_for_it() {
+    let w = World::start(5, 12, 12).await;
+    run_to_completion(&w).await;
+    // Bind the control API on a known free port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = std::fs::read_to_string(w.config())
+        .unwrap()
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    std::fs::write(w.config(), config).unwrap();
+    let mut daemon = w.spawn(&["run"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(daemon.try_wait().unwrap().is_none(), "the daemon exited");
+        assert!(Instant::now() < deadline, "the control API never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A plan needs the state file itself: one line naming the holder.
+    let o = w.tandem(&["sync", "plan", "s"]).await;
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("in use by")
+            && line.contains("tandem run")
+            && line.contains(&format!("pid {}", daemon.id())),
+        "{line}"
+    );
+    // Status, pause and logs go through the daemon.
+    let o = w.tandem(&["sync", "status", "--json"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["name"], json!("s"));
+    let o = w.tandem(&["sync", "pause", "s"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["status"], json!("paused"));
+    let o = w.tandem(&["sync", "logs", "s", "--json"]).await;
+    let logs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!logs["runs"].as_array().unwrap().is_empty());
+    // Ctrl-C (SIGTERM here) stops it gracefully and frees the file.
+    let pid = daemon.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "graceful stop: {status:?}");
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["status"], json!("paused"), "the pause was stored");
+    let o = w.tandem(&["sync", "resume", "s"]).await;
+    assert!(o.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_status_and_logs_print_tables_and_json() {
+    let w = World::start(9, 14, 14).await;
+    let o = w.tandem(&["sync", "plan", "s", "--json"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        plan["summary"]["a-to-b"]["create"].as_u64().unwrap() > 0,
+        "{}",
+        plan["summary"]
+    );
+    assert!(plan["summary"]["b-to-a"]["create"].as_u64().is_some());
+    let o = w.tandem(&["sync", "plan", "s"]).await;
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Dry run")
+            && text.contains("freshsales → freshmarketer")
+            && text.contains("Create"),
+        "{text}"
+    );
+    let o = w.tandem(&["sync", "status"]).await;
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("never"),
+        "not run yet"
+    );
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("run #1") && text.contains("Created"),
+        "{text}"
+    );
+    let o = w.tandem(&["sync", "logs", "s"]).await;
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("Run #1") && text.contains("created") && text.contains("Reason"),
+        "{text}"
+    );
+    let o = w.tandem(&["sync", "disconnect", "s"]).await;
+    assert!(!o.status.success());
+    assert!(stderr_line(&o).contains("--yes"));
+    let o = w.tandem(&["sync", "disconnect", "s", "--yes"]).await;
+    assert!(o.status.success());
+    let o = w.tandem(&["sync", "logs", "s", "--json"]).await;
+    let logs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        logs["runs"].as_array().unwrap().is_empty(),
+        "disconnect wiped the logs"
+    );
+}

@@ -1,0 +1,304 @@
+//! The daemon's HTTP control API (docs/control-api.md): bearer token, list syncs with
+//! status and last run counts, pause/resume (a pause holds even a run in progress),
+//! trigger a run, read logs, disconnect, budgets, and errors as one-line JSON.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tandem::app::Host;
+use tandem::app::control;
+use tandem::app::daemon::Daemon;
+use tandem_sandbox::AccountKind::{Freshmarketer, FreshsalesSuite};
+use tandem_tests::e2e::{self, App, CONTROL_TOKEN, World};
+
+const SYNCS: &str = r#"
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter" }
+interval = "1h"
+
+[syncs.t]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "a-to-b"
+scope = { b = "Customers" }
+interval = "1h"
+"#;
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("control API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self
+            .call(reqwest::Method::GET, path, Some(CONTROL_TOKEN))
+            .await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(CONTROL_TOKEN))
+            .await
+    }
+}
+
+/// The accounts, a daemon over [`SYNCS`] and its API. The world's own host is closed so
+/// that the daemon's host owns the state file.
+async fn start() -> (World, Daemon, Api) {
+    let mut w = World::start(&[FreshsalesSuite, Freshmarketer], e2e::small(), SYNCS).await;
+    w.close();
+    let config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    let host = Arc::new(Host::open(config, e2e::host_options(&w.env)).unwrap());
+    let daemon = Daemon::start(host).unwrap();
+    let addr: SocketAddr = control::serve(&daemon)
+        .await
+        .unwrap()
+        .expect("a token is configured");
+    assert!(addr.ip().is_loopback());
+    let api = Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+    (w, daemon, api)
+}
+
+async fn wait_idle(api: &Api, sync: &str) -> Value {
+    for _ in 0..600 {
+        let s = api.get(&format!("/v1/syncs/{sync}")).await;
+        if s["running"] == json!(false) && s.get("last_run").is_some() {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sync {sync} did not finish a run");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_required_and_errors_are_one_line_json() {
+    let (_w, daemon, api) = start().await;
+    let (status, body) = api.call(reqwest::Method::GET, "/v1/syncs", None).await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"].as_str().unwrap().contains("bearer token"),
+        "{body}"
+    );
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/v1/syncs", Some("wrong"))
+        .await;
+    assert_eq!(status, 401);
+    let resp = api
+        .http
+        .get(format!("{}/v1/syncs", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    let (status, body) = api.post("/v1/syncs/nope/pause").await;
+    assert_eq!(status, 404);
+    let msg = body["error"].as_str().unwrap();
+    assert!(
+        msg.contains("no sync `nope`") && msg.contains("s, t") && !msg.contains('\n'),
+        "{msg}"
+    );
+    let (status, body) = api
+        .call(reqwest::Method::GET, "/v1/nothing", Some(CONTROL_TOKEN))
+        .await;
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().unwrap().contains("control-api.md"));
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_trigger_logs_pause_resume_and_disconnect() {
+    let (w, daemon, api) = start().await;
+    // The daemon runs every sync once at start.
+    let s = wait_idle(&api, "s").await;
+    wait_idle(&api, "t").await;
+    let list = api.get("/v1/syncs").await;
+    let names: Vec<&str> = list["syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["s", "t"]);
+    assert_eq!(s["status"], json!("active"));
+    assert_eq!(s["last_run"]["outcome"], json!("ok"), "{s}");
+    assert!(
+        s["last_run"]["counters"]["a-to-b"]["created"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{s}"
+    );
+    assert!(s["links"].as_u64().unwrap() > 0);
+    assert!(s["next_run_at"].as_i64().is_some());
+
+    // A run on demand, waiting for its report.
+    let (status, run) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["outcome"], json!("completed"));
+    let logs = api.get("/v1/syncs/s/logs?runs=5").await;
+    let runs = logs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs[0]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == json!("created"))
+    );
+    let one = api
+        .get(&format!("/v1/syncs/s/logs?run={}", runs[0]["run"]["id"]))
+        .await;
+    assert_eq!(one["runs"].as_array().unwrap().len(), 1);
+
+    // Paused: a run reads and writes nothing.
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let fm = w.by_email(App::Fm, "contacts").await;
+    let (email, fs_id) = fs
+        .iter()
+        .find(|(e, r)| {
+            r.len() == 1
+                && fm.get(*e).is_some_and(|m| m.len() == 1)
+                && r[0]["do_not_disturb"] != json!(true)
+        })
+        .map(|(e, r)| (e.clone(), r[0]["id"].as_u64().unwrap()))
+        .unwrap();
+    let (status, body) = api.post("/v1/syncs/s/pause").await;
+    assert_eq!((status, &body["status"]), (200, &json!("paused")));
+    w.advance(60).await;
+    w.edit(
+        App::Fs,
+        "contacts",
+        fs_id,
+        json!({"job_title": "Controlled"}),
+    )
+    .await;
+    let before = (w.requests(App::Fs).await, w.requests(App::Fm).await);
+    let (_, run) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(run["outcome"], json!("paused"));
+    assert_eq!(
+        (w.requests(App::Fs).await, w.requests(App::Fm).await),
+        before
+    );
+    assert_eq!(api.get("/v1/syncs/s").await["status"], json!("paused"));
+    let (status, _) = api.post("/v1/syncs/s/resume").await;
+    assert_eq!(status, 200);
+    let (_, run) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(run["outcome"], json!("completed"), "{run}");
+    assert_eq!(
+        w.by_email(App::Fm, "contacts").await[&email][0]["job_title"],
+        json!("Controlled")
+    );
+
+    // Triggered runs are scheduled, not awaited.
+    let (status, body) = api.post("/v1/syncs/t/run").await;
+    assert_eq!((status, &body["triggered"]), (202, &json!(true)));
+
+    let budgets = api.get("/v1/budgets").await;
+    let accounts: Vec<&str> = budgets["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["account"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        accounts.len(),
+        2,
+        "one budget per app account, shared by both syncs: {budgets}"
+    );
+    assert!(
+        budgets["budgets"][0]["windows"]
+            .as_array()
+            .is_some_and(|w| !w.is_empty()),
+        "{budgets}"
+    );
+
+    let (status, body) = api.post("/v1/syncs/s/disconnect").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["wiped"].as_u64().unwrap() > 0);
+    let s = api.get("/v1/syncs/s").await;
+    assert_eq!(
+        (s["status"].clone(), s["links"].clone()),
+        (json!("paused"), json!(0))
+    );
+    assert!(s.get("last_run").is_none(), "logs are wiped: {s}");
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_holds_the_requests_of_a_run_in_progress() {
+    let (w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    wait_idle(&api, "t").await;
+    let (_, fm_id) = {
+        let fm = w.by_email(App::Fm, "contacts").await;
+        let (e, r) = fm.iter().find(|(_, r)| r.len() == 1).unwrap();
+        (e.clone(), r[0]["id"].as_u64().unwrap())
+    };
+    w.advance(60).await;
+    w.edit(App::Fm, "contacts", fm_id, json!({"city": "Held"}))
+        .await;
+    // Slow down the next Freshsales listing so the run is caught in the middle.
+    w.fault(
+        App::Fs,
+        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts", "count": 1,
+        "fault": {"kind": "latency", "ms": 1000}}),
+    )
+    .await;
+    let (status, _) = api.post("/v1/syncs/s/run").await;
+    assert_eq!(status, 202);
+    let mut fired = false;
+    for _ in 0..100 {
+        let f = w
+            .control(App::Fs, reqwest::Method::GET, "/faults", None)
+            .await;
+        if f["faults"].as_array().is_some_and(Vec::is_empty) {
+            fired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fired, "the slowed request started");
+    api.post("/v1/syncs/s/pause").await;
+    // The slowed request was already let through; nothing after it is.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let held = (w.requests(App::Fs).await, w.requests(App::Fm).await);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        (w.requests(App::Fs).await, w.requests(App::Fm).await),
+        held,
+        "no request while paused"
+    );
+    assert_eq!(
+        api.get("/v1/syncs/s").await["running"],
+        json!(true),
+        "the run waits, paused"
+    );
+    api.post("/v1/syncs/s/resume").await;
+    let s = wait_idle(&api, "s").await;
+    assert!(s.get("last_error").is_none(), "{s}");
+    assert!(w.requests(App::Fs).await + w.requests(App::Fm).await > held.0 + held.1);
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
