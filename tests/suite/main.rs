@@ -4,6 +4,8 @@ mod connectors_freshworks;
 mod connectors_google;
 mod control_api;
 mod conformance;
+mod demo;
 mod hostile;
 mod sync_e2e;
 mod sync_faults;
+mod user_errors;

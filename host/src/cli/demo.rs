@@ -132,7 +132,6 @@ pub struct DemoRun {
 
 /// Runs `tandem demo`.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let started = Instant::now();
     let opts = DemoOptions {
         seed: args.seed,
         fixed_ports: args.serve,
@@ -140,7 +139,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout();
     let demo = run_demo(opts, &mut out).await?;
-    story::epilogue(&mut out, &demo, started.elapsed(), args.serve)?;
     if args.serve {
         out.flush()?;
         tokio::signal::ctrl_c()
@@ -153,6 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 /// The demo's story, written to `out`. Returns with the accounts still running.
 pub async fn run_demo(opts: DemoOptions, out: &mut dyn Write) -> anyhow::Result<DemoRun> {
+    let started = Instant::now();
     let file = config_file(opts.config.as_deref())?;
     story::title(out, opts.seed)?;
     let sandbox = Sandbox::start(SandboxOptions {
@@ -220,7 +219,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut dyn Write) -> anyhow::Result<
     }
     story::decisions(out, &host, &apps, &edits, &incremental).await?;
     drop(host);
-    Ok(DemoRun {
+    let demo = DemoRun {
         sandbox,
         apps,
         config: file,
@@ -229,7 +228,9 @@ pub async fn run_demo(opts: DemoOptions, out: &mut dyn Write) -> anyhow::Result<
         initial,
         incremental,
         env: vars,
-    })
+    };
+    story::epilogue(out, &demo, started.elapsed(), opts.fixed_ports)?;
+    Ok(demo)
 }
 
 /// `examples/demo.toml` here or in the source tree, else the embedded copy written to

@@ -820,7 +820,7 @@ pub(super) fn epilogue(
     out: &mut dyn Write,
     demo: &super::DemoRun,
     elapsed: Duration,
-    serve: bool,
+    serving: bool,
 ) -> anyhow::Result<()> {
     let config = demo.config.display();
     writeln!(
@@ -829,22 +829,20 @@ pub(super) fn epilogue(
         elapsed.as_secs_f64(),
         demo.state.display()
     )?;
-    writeln!(
-        out,
-        "\nExplore further (the demo's state stays until the next `tandem demo`):"
-    )?;
-    if serve {
+    if serving {
         writeln!(
             out,
-            "  The simulated apps keep running until Ctrl-C. In another terminal, first:"
+            "\nThe simulated apps keep running until Ctrl-C, on the ports the config's defaults name\n\
+             (Freshsales {}, Freshmarketer {}, Google {}). In another terminal:",
+            demo.apps.freshsales.base_url,
+            demo.apps.freshmarketer.base_url,
+            demo.apps.google.base_url
         )?;
-        for (k, v) in &demo.env {
-            writeln!(out, "    export {k}={v}")?;
-        }
     } else {
         writeln!(
             out,
-            "  (`tandem demo --serve` keeps the simulated apps running and prints the variables\n  that point the config at them; `plan` needs them, the other commands only read the state.)"
+            "\nExplore further (the state stays until the next `tandem demo`; `sync plan` and `tandem run`\n\
+             need the apps running: start the demo with `tandem demo --serve` and use another terminal):"
         )?;
     }
     for cmd in [
@@ -852,7 +850,7 @@ pub(super) fn epilogue(
         format!("tandem sync logs sales-marketing --config {config}"),
         format!("tandem sync plan sales-google --config {config}"),
         format!("tandem config validate --config {config}"),
-        "tandem sandbox              # the simulated apps on their own".to_string(),
+        "tandem sandbox".to_string(),
     ] {
         writeln!(out, "  {cmd}")?;
     }
