@@ -64,7 +64,11 @@ impl Api {
 /// The accounts, a daemon over [`SYNCS`] and its API. The world's own host is closed so
 /// that the daemon's host owns the state file.
 async fn start() -> (World, Daemon, Api) {
-    let mut w = World::start(&[FreshsalesSuite, Freshmarketer], e2e::small(), SYNCS).await;
+    start_with(&[FreshsalesSuite, Freshmarketer], SYNCS).await
+}
+
+async fn start_with(kinds: &[tandem_sandbox::AccountKind], syncs: &str) -> (World, Daemon, Api) {
+    let mut w = World::start(kinds, e2e::small(), syncs).await;
     w.close();
     let config =
         tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
@@ -300,5 +304,86 @@ async fn a_pause_holds_the_requests_of_a_run_in_progress() {
     let s = wait_idle(&api, "s").await;
     assert!(s.get("last_error").is_none(), "{s}");
     assert!(w.requests(App::Fs).await + w.requests(App::Fm).await > held.0 + held.1);
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_account_does_not_hold_up_syncs_of_other_accounts() {
+    let syncs = r#"
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter" }
+interval = "1h"
+
+[syncs.g]
+a = "classic"
+b = "google"
+entities = "contacts"
+direction = "two-way"
+interval = "1h"
+
+[syncs.g.breaker]
+max-overwrite-ratio = 1.0
+"#;
+    use tandem_sandbox::AccountKind::{FreshsalesClassic, GooglePeople};
+    let w = World::start(
+        &[
+            FreshsalesSuite,
+            Freshmarketer,
+            FreshsalesClassic,
+            GooglePeople,
+        ],
+        e2e::small(),
+        syncs,
+    )
+    .await;
+    // Freshmarketer answers every list listing with a 429 until told otherwise.
+    w.fault(
+        App::Fm,
+        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts/lists", "count": null,
+        "fault": {"kind": "status", "status": 429, "headers": {"Retry-After": "2"},
+                  "body": "{\"errors\":{\"code\":429,\"message\":[\"Too many requests\"]}}"}}),
+    )
+    .await;
+    let mut w = w;
+    w.close();
+    let config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    // However long the other sync takes, this one keeps waiting for the account.
+    let mut options = e2e::host_options(&w.env);
+    options.retry.max_rate_wait = Duration::from_secs(3600);
+    let host = Arc::new(Host::open(config, options).unwrap());
+    let daemon = Daemon::start(host).unwrap();
+    let addr = control::serve(&daemon).await.unwrap().unwrap();
+    let api = Api {
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+    };
+    // The other accounts' sync finishes while the rate-limited one waits.
+    let g = wait_idle(&api, "g").await;
+    assert_eq!(g["last_run"]["outcome"], json!("ok"), "{g}");
+    let s = api.get("/v1/syncs/s").await;
+    assert_eq!(
+        s["running"],
+        json!(true),
+        "sync s is still backing off: {s}"
+    );
+    let budgets = api.get("/v1/budgets").await;
+    let limited: u64 = budgets["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rate_limited"].as_u64().unwrap())
+        .sum();
+    assert!(limited >= 1, "{budgets}");
+    // The account recovers: the waiting sync carries on and completes.
+    w.control(App::Fm, reqwest::Method::DELETE, "/faults", None)
+        .await;
+    let s = wait_idle(&api, "s").await;
+    assert_eq!(s["last_run"]["outcome"], json!("ok"), "{s}");
+    assert!(s.get("last_error").is_none(), "{s}");
     daemon.shutdown(Duration::from_secs(30)).await;
 }
