@@ -738,38 +738,3 @@ async fn logs_report_each_direction_and_each_record_with_its_reason() {
     let counted: usize = log.run.counters.values().map(|c| c.created).sum();
     assert_eq!(created, counted);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_known_by_a_second_address_on_the_other_side_is_not_duplicated() {
-    let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
-    let list = w.list_id(App::Fm, "Newsletter").await;
-    // The same person: work address in Freshsales, home address first in Freshmarketer.
-    w.create(
-        App::Fs,
-        "contacts",
-        json!({"first_name": "Sam", "last_name": "Second", "emails": "sam.work@second.example"}),
-    )
-    .await;
-    let fm = w.create(App::Fm, "contacts", json!({"first_name": "Sam", "last_name": "Second", "subscription_status": 1,
-        "emails": [{"value": "sam.home@second.example", "is_primary": true}, {"value": "sam.work@second.example", "is_primary": false}]})).await;
-    w.add_to_list(App::Fm, list, &[fm]).await;
-    w.settle("s", 3).await;
-    let fs = w.by_email(App::Fs, "contacts").await;
-    let sams = fs.keys().filter(|e| e.ends_with("@second.example")).count();
-    assert_eq!(
-        sams,
-        1,
-        "one Sam in Freshsales: {:?}",
-        fs.keys()
-            .filter(|e| e.ends_with("@second.example"))
-            .collect::<Vec<_>>()
-    );
-    let fm_sams: usize = w
-        .by_email(App::Fm, "contacts")
-        .await
-        .iter()
-        .filter(|(e, _)| e.ends_with("@second.example"))
-        .map(|(_, r)| r.len())
-        .sum();
-    assert_eq!(fm_sams, 1, "one Sam in Freshmarketer");
-}
