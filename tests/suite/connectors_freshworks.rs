@@ -211,7 +211,10 @@ async fn freshsales_pull_push_and_errors() {
         assert_eq!(def.well_known.as_deref(), Some(tag), "{name}");
     }
     // One consent field per app: in Freshsales it is DND; the status is described untagged.
-    let status = schema.iter().find(|d| d.name == "subscription_status").expect("described");
+    let status = schema
+        .iter()
+        .find(|d| d.name == "subscription_status")
+        .expect("described");
     assert_eq!(status.well_known, None);
     assert!(
         schema

@@ -1,9 +1,9 @@
 //! End-to-end suites: one test binary, one module per area.
 
+mod conformance;
 mod connectors_freshworks;
 mod connectors_google;
 mod control_api;
-mod conformance;
 mod demo;
 mod hostile;
 mod sync_e2e;

@@ -65,7 +65,11 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon reports each run at `info`; one-shot commands print their own output.
-    let level = if matches!(cli.command, Command::Run(_)) { "warn,tandem=info" } else { "warn" };
+    let level = if matches!(cli.command, Command::Run(_)) {
+        "warn,tandem=info"
+    } else {
+        "warn"
+    };
     init_tracing(cli.log_format, level);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

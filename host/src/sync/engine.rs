@@ -919,8 +919,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 // record the app holds outside the list: creating it there would
                 // overwrite that record (an upsert), consent included.
                 let scoped = *self.policy.scope.get(other) != Scope::All;
-                if (out.inputs[ix].obs.get(other).complete && !scoped) || !self.policy.flows(side)
-                {
+                if (out.inputs[ix].obs.get(other).complete && !scoped) || !self.policy.flows(side) {
                     continue;
                 }
                 let listed: BTreeSet<String> = if out.inputs[ix].obs.get(other).complete {

@@ -606,9 +606,15 @@ mod tests {
             let defs = field_defs(app, Entity::Contacts, &contact_metadata(), "external_id");
             def(&defs, name).well_known.clone()
         };
-        assert_eq!(tag(App::Freshsales, "do_not_disturb").as_deref(), Some("dnd"));
+        assert_eq!(
+            tag(App::Freshsales, "do_not_disturb").as_deref(),
+            Some("dnd")
+        );
         assert_eq!(tag(App::Freshsales, "subscription_status"), None);
-        assert_eq!(tag(App::Freshmarketer, "subscription_status").as_deref(), Some("consent"));
+        assert_eq!(
+            tag(App::Freshmarketer, "subscription_status").as_deref(),
+            Some("consent")
+        );
         assert_eq!(tag(App::Freshmarketer, "do_not_disturb"), None);
     }
 
