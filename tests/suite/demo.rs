@@ -132,7 +132,7 @@ async fn the_demo_brings_the_apps_in_step_and_handles_every_edit_per_policy() {
     for needle in [
         "sales-marketing",
         "sales-google",
-        "side B changed most recently",
+        "Freshmarketer wins: Freshmarketer changed most recently",
         "remove-from-list",
         "demo.toml",
         "tandem sync status",

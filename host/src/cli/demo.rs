@@ -55,9 +55,12 @@ const EMBEDDED_CONFIG: &str = include_str!("../../../examples/demo.toml");
 
 /// `tandem demo` options.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    after_help = "It always runs examples/demo.toml (`--config` does not apply) and keeps its \
+    state in examples/.tandem/demo/.\n\nExamples:\n  \
     tandem demo\n  \
-    tandem demo --serve        # keep the simulated apps up afterwards, on fixed ports")]
+    tandem demo --serve        # keep the simulated apps up afterwards, on fixed ports"
+)]
 pub struct DemoArgs {
     /// Seed of the generated people: the same seed tells the same story.
     #[arg(long, default_value_t = 7)]

@@ -298,8 +298,7 @@ pub(super) async fn run_sync(
     if std::env::var_os("TANDEM_DEMO_PROFILE").is_some() {
         eprintln!("{}", apps.endpoint_counts());
     }
-    let labels = labels(apps, host, name).await?;
-    let events = match report.run {
+    let mut events: Vec<Event> = match report.run {
         Some(id) => host
             .logs(name, Some(id), 1)?
             .into_iter()
@@ -307,8 +306,27 @@ pub(super) async fn run_sync(
             .collect(),
         None => Vec::new(),
     };
+    // Conflicts name their link only: its records make the examples.
+    for e in events.iter_mut().filter(|e| e.records.is_empty()) {
+        if let Some(l) = e
+            .link
+            .as_deref()
+            .and_then(|k| host.store().link(name, k).ok().flatten())
+        {
+            e.records = Side::BOTH
+                .into_iter()
+                .filter_map(|s| l.id(s).map(|i| format!("{}:{i}", s.as_str())))
+                .collect();
+        }
+    }
+    let groups = group_events(&events);
+    let wanted: BTreeSet<&String> = groups
+        .iter()
+        .flat_map(|g| g.examples.iter().flatten())
+        .collect();
+    let labels = labels(apps, host, name, &wanted).await?;
     print_counts(out, &report, a, b)?;
-    print_reasons(out, &events, &labels, a, b)?;
+    print_reasons(out, groups, &labels, a, b)?;
     Ok(report)
 }
 
@@ -365,11 +383,16 @@ fn print_counts(out: &mut dyn Write, r: &RunReport, a: &str, b: &str) -> anyhow:
 fn reason_key(e: &Event) -> String {
     if e.action == "conflict" {
         // "field: A x / B y: decision" -> "field: decision"
-        let field = e.reason.split(": A ").next().unwrap_or_default();
+        let pair = e.reason.split(": A ").next().unwrap_or_default();
         let decision = e.reason.rsplit(": ").next().unwrap_or_default();
-        return format!("{field}: {decision}");
+        return format!("{}: {decision}", pair_label(pair));
     }
-    e.reason
+    // "email: why" -> "why": the example column names the person.
+    let reason = match (e.action.as_str(), e.reason.split_once(": ")) {
+        ("ambiguous", Some((_, why))) => why,
+        _ => e.reason.as_str(),
+    };
+    reason
         .split_whitespace()
         .map(|w| {
             let digits = w.chars().filter(char::is_ascii_digit).count();
@@ -383,66 +406,145 @@ fn reason_key(e: &Event) -> String {
         .join(" ")
 }
 
-/// Per direction and action, the reasons with counts and a few example records.
+/// The engine's "side A" / "side B" in the apps' names.
+fn name_sides(text: &str, a: &str, b: &str) -> String {
+    text.replace("side A", a).replace("side B", b)
+}
+
+/// `job_title~job_title` -> `job_title`, `cf_plan~cf_plan_tier` -> `cf_plan ↔ cf_plan_tier`.
+fn pair_label(pair: &str) -> String {
+    match pair.split_once('~') {
+        Some((a, b)) if a == b => a.to_string(),
+        Some((a, b)) => format!("{a} ↔ {b}"),
+        None => pair.to_string(),
+    }
+}
+
+/// Events of one direction, action and reason.
+struct Group {
+    direction: String,
+    action: String,
+    why: String,
+    count: usize,
+    /// The record references of the first few events (`a:ID`, `b:ID`).
+    examples: Vec<Vec<String>>,
+}
+
+/// Example records shown per reason.
+const EXAMPLES: usize = 2;
+
+/// The reasons of one event: an update counts once per field it writes
+/// ("update a (why), b (why)" -> "a: why", "b: why"), so that the table is per field.
+fn reasons_of(e: &Event) -> Vec<String> {
+    let key = reason_key(e);
+    match key.strip_prefix("update ") {
+        Some(fields) if e.action == "updated" => fields
+            .split("), ")
+            .map(|f| match f.trim_end_matches(')').split_once(" (") {
+                Some((field, why)) => format!("{field}: {why}"),
+                None => f.to_string(),
+            })
+            .collect(),
+        _ => vec![key],
+    }
+}
+
+/// Events grouped by direction, action and reason, most frequent first within a
+/// direction (notes, which repeat other events, left out).
+fn group_events(events: &[Event]) -> Vec<Group> {
+    let mut groups: BTreeMap<(String, String, String), Group> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.action != "note") {
+        for why in reasons_of(e) {
+            let key = (e.direction.clone(), e.action.clone(), why);
+            let g = groups.entry(key.clone()).or_insert_with(|| Group {
+                direction: key.0,
+                action: key.1,
+                why: key.2,
+                count: 0,
+                examples: Vec::new(),
+            });
+            g.count += 1;
+            if g.examples.len() < EXAMPLES && !e.records.is_empty() {
+                g.examples.push(e.records.clone());
+            }
+        }
+    }
+    let mut out: Vec<Group> = groups.into_values().collect();
+    out.sort_by(|x, y| (&x.direction, y.count).cmp(&(&y.direction, x.count)));
+    out
+}
+
+/// The reasons with counts and a few example people, the rarest folded into one line.
 fn print_reasons(
     out: &mut dyn Write,
-    events: &[Event],
+    groups: Vec<Group>,
     labels: &Labels,
     a: &str,
     b: &str,
 ) -> anyhow::Result<()> {
-    const ROWS: usize = 14;
-    const EXAMPLES: usize = 2;
-    let mut groups: BTreeMap<(String, String, String), (usize, Vec<String>)> = BTreeMap::new();
-    for e in events.iter().filter(|e| e.action != "note") {
-        let g = groups
-            .entry((e.direction.clone(), e.action.clone(), reason_key(e)))
-            .or_default();
-        g.0 += 1;
-        if g.1.len() < EXAMPLES
-            && let Some(l) = e.records.iter().find_map(|r| labels.get(r))
-            && !g.1.contains(l)
-        {
-            g.1.push(l.clone());
-        }
-    }
+    // Rows per direction; failures are always shown.
+    const ROWS: usize = 6;
     if groups.is_empty() {
         return Ok(());
     }
-    let mut rows: Vec<_> = groups.into_iter().collect();
-    // Most frequent first within a direction; failures always shown.
-    rows.sort_by(|x, y| (x.0.0.clone(), y.1.0).cmp(&(y.0.0.clone(), x.1.0)));
-    let (mut shown, mut hidden) = (Vec::new(), 0usize);
-    for (i, r) in rows.into_iter().enumerate() {
-        let failure = matches!(r.0.1.as_str(), "failed" | "parked" | "ambiguous");
-        if i < ROWS || failure {
-            shown.push(r);
-        } else {
-            hidden += r.1.0;
-        }
-    }
     let mut t = table(vec!["Direction", "What", "Why", "Records", "For example"]);
-    for ((dir, action, why), (n, examples)) in shown {
+    let (mut hidden, mut shown) = (0usize, BTreeMap::<String, usize>::new());
+    for g in groups {
+        let failure = matches!(g.action.as_str(), "failed" | "parked" | "ambiguous");
+        let n = shown.entry(g.direction.clone()).or_default();
+        if *n >= ROWS && !failure {
+            hidden += g.count;
+            continue;
+        }
+        *n += 1;
+        let mut examples: Vec<&String> = Vec::new();
+        for refs in &g.examples {
+            if let Some(l) = refs.iter().find_map(|r| labels.get(r))
+                && !examples.contains(&l)
+            {
+                examples.push(l);
+            }
+        }
         t.add_row(vec![
-            direction(&dir, a, b),
-            action,
-            why,
-            n.to_string(),
-            examples.join("; "),
+            direction(&g.direction, a, b),
+            g.action,
+            name_sides(&g.why, a, b),
+            g.count.to_string(),
+            examples
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
         ]);
     }
     writeln!(out, "{t}")?;
     if hidden > 0 {
-        writeln!(out, "… and {hidden} more record(s) for rarer reasons.")?;
+        writeln!(
+            out,
+            "… and {hidden} more for rarer reasons (an update counts once per field it writes)."
+        )?;
     }
     Ok(())
 }
 
-/// Labels of every record of sync `name`'s two apps.
-async fn labels(apps: &Apps, host: &Host, name: &str) -> anyhow::Result<Labels> {
+/// Labels of the records `wanted` (`a:ID`, `b:ID`) of sync `name`'s two apps.
+async fn labels(
+    apps: &Apps,
+    host: &Host,
+    name: &str,
+    wanted: &BTreeSet<&String>,
+) -> anyhow::Result<Labels> {
     let cfg = host.sync_config(name)?;
     let mut out = Labels::new();
     for (side, conn) in [("a", &cfg.a), ("b", &cfg.b)] {
+        let prefix = format!("{side}:");
+        let ids: Vec<&str> = wanted
+            .iter()
+            .filter_map(|r| r.strip_prefix(prefix.as_str()))
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
         match conn.as_str() {
             "freshsales" | "freshmarketer" => {
                 let account = if conn == "freshsales" {
@@ -450,15 +552,21 @@ async fn labels(apps: &Apps, host: &Host, name: &str) -> anyhow::Result<Labels> 
                 } else {
                     &apps.freshmarketer
                 };
-                for (id, c) in apps.contacts(account).await? {
-                    out.insert(format!("{side}:{id}"), apps::label(&c));
+                for id in ids {
+                    if let Ok(n) = id.parse::<u64>()
+                        && let Ok(c) = apps.contact(account, n).await
+                    {
+                        out.insert(format!("{prefix}{id}"), apps::label(&c));
+                    }
                 }
             }
             "google" => {
                 let state = apps.google_state().await?;
                 for p in state["people"].as_array().into_iter().flatten() {
-                    if let Some(rn) = p["resourceName"].as_str() {
-                        out.insert(format!("{side}:{rn}"), google_label(&p["person"]));
+                    if let Some(rn) = p["resourceName"].as_str()
+                        && ids.contains(&rn)
+                    {
+                        out.insert(format!("{prefix}{rn}"), google_label(&p["person"]));
                     }
                 }
             }
@@ -688,10 +796,10 @@ pub(super) async fn decisions(
             writeln!(
                 out,
                 "    {}: Freshsales {} vs Freshmarketer {} → {}",
-                c.field.split('~').next().unwrap_or(&c.field),
+                pair_label(&c.field),
                 c.a,
                 c.b,
-                c.decision
+                name_sides(&c.decision, "Freshsales", "Freshmarketer")
             )?;
         }
         for op in sm.plan.ops.iter().filter(|o| o.link == pair.link) {
@@ -709,10 +817,19 @@ pub(super) async fn decisions(
                 OpKind::AddToContainer { .. } => format!("added to the {NEWSLETTER} list"),
                 OpKind::Create { .. } => "created".into(),
             };
-            writeln!(out, "    {} ← {what}  ({})", side_name(op.side), op.reason)?;
+            writeln!(
+                out,
+                "    {} ← {what}  ({})",
+                side_name(op.side),
+                name_sides(&op.reason, "Freshsales", "Freshmarketer")
+            )?;
         }
         for n in sm.plan.notes.iter().filter(|n| n.link == pair.link) {
-            writeln!(out, "    note: {}", n.text)?;
+            writeln!(
+                out,
+                "    note: {}",
+                name_sides(&n.text, "Freshsales", "Freshmarketer")
+            )?;
         }
         Ok(())
     };
@@ -723,10 +840,18 @@ pub(super) async fn decisions(
     writeln!(out, "• New contact — Maya Lindqvist <{NEW_EMAIL}>")?;
     let creates_maya = |o: &&crate::sync::plan::PlannedOp| matches!(&o.kind, OpKind::Create { fields, .. } if fields.iter().any(|(_, v)| v.to_string().contains(NEW_EMAIL)));
     for op in sm.plan.ops.iter().filter(creates_maya) {
-        writeln!(out, "    Freshsales ← created  ({})", op.reason)?;
+        writeln!(
+            out,
+            "    Freshsales ← created  ({})",
+            name_sides(&op.reason, "Freshsales", "Freshmarketer")
+        )?;
     }
     for op in sg.plan.ops.iter().filter(creates_maya) {
-        writeln!(out, "    Google ← created  ({})", op.reason)?;
+        writeln!(
+            out,
+            "    Google ← created  ({})",
+            name_sides(&op.reason, "Freshsales", "Google")
+        )?;
     }
     check_apps(out, host, apps, edits).await
 }
@@ -789,11 +914,12 @@ async fn check_apps(
                     .flatten()
                     .any(|m| m["value"].as_str() == Some(NEW_EMAIL))
         });
+    let yes = |b: bool| if b { "yes" } else { "no" };
     writeln!(
         out,
         "• Maya Lindqvist: in Freshsales: {}, in Google Contacts: {}.",
-        found(&apps.contacts(fs).await?),
-        in_google
+        yes(found(&apps.contacts(fs).await?)),
+        yes(in_google)
     )?;
     Ok(())
 }
