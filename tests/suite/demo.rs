@@ -9,7 +9,7 @@ use tandem::cli::demo::{
     self, Apps, CITY_IN_FRESHMARKETER, DemoOptions, MOBILE_IN_FRESHSALES, NEW_EMAIL,
     TITLE_IN_FRESHMARKETER,
 };
-use tandem::sync::RunOutcome;
+use tandem::sync::{RunOptions, RunOutcome};
 
 fn in_list(c: &Value, list: u64) -> bool {
     c["list_ids"]
@@ -144,5 +144,23 @@ async fn the_demo_brings_the_apps_in_step_and_handles_every_edit_per_policy() {
         assert!(text.contains(needle), "`{needle}` missing from:\n{text}");
     }
     assert!(run.state.starts_with(dir.path()));
+
+    // In step: one more run of each sync, without edits, writes nothing.
+    let host = run.host().unwrap();
+    for name in [demo::SALES_MARKETING, demo::SALES_GOOGLE] {
+        let r = host
+            .run_sync(name, RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.outcome, RunOutcome::Completed);
+        for (dir, c) in &r.counters {
+            assert_eq!(
+                (c.created, c.updated, c.removed, c.failed + c.parked),
+                (0, 0, 0, 0),
+                "{name} {dir} wrote again: {c:?}"
+            );
+        }
+    }
+    drop(host);
     run.sandbox.shutdown().await;
 }

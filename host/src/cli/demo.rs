@@ -131,6 +131,21 @@ pub struct DemoRun {
     pub incremental: Vec<RunReport>,
     /// The variables that point the config at the accounts.
     pub env: Vec<(String, String)>,
+    /// The config as the demo ran it (state and credential files relocated in tests).
+    pub resolved: Config,
+}
+
+impl DemoRun {
+    /// The host over the demo's state again, pointed at its still running accounts (the
+    /// demo closes its own before returning).
+    pub fn host(&self) -> anyhow::Result<Host> {
+        let mut opts = HostOptions::new("tandem demo");
+        opts.env = self
+            .env
+            .iter()
+            .fold(Env::process(), |env, (k, v)| env.with(k.clone(), v.clone()));
+        Ok(Host::open(self.resolved.clone(), opts)?)
+    }
 }
 
 /// Runs `tandem demo`.
@@ -196,7 +211,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut dyn Write) -> anyhow::Result<
     fresh_state(&state)?;
     let mut host_opts = HostOptions::new("tandem demo");
     host_opts.env = env;
-    let host = Host::open(config, host_opts)?;
+    let host = Host::open(config.clone(), host_opts)?;
     story::config(out, &file, &host).await?;
 
     let mut initial = Vec::new();
@@ -231,6 +246,7 @@ pub async fn run_demo(opts: DemoOptions, out: &mut dyn Write) -> anyhow::Result<
         initial,
         incremental,
         env: vars,
+        resolved: config,
     };
     story::epilogue(out, &demo, started.elapsed(), opts.fixed_ports)?;
     Ok(demo)
