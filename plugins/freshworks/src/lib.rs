@@ -3,8 +3,8 @@
 //!
 //! Both apps speak the same API (Freshmarketer in the Freshworks bundle *is* the CRM
 //! contact API, with marketing lists and subscription states), so the two plugin crates
-//! are thin: each implements `tandem_sdk::Connector` by calling the functions here with
-//! its [`App`]. The connectors translate the API to and from the contract and nothing
+//! are one line each: [`connector!`] implements `tandem_sdk::Connector` by calling the
+//! functions here with the crate's [`App`], and exports it. The connectors translate the API to and from the contract and nothing
 //! else: the host owns state, scheduling, merging and credentials (it adds
 //! `Authorization: Token token=<key>` to each request; this code never sees the key).
 //!
@@ -63,6 +63,112 @@ pub use push::push;
 pub use settings::{Edition, Settings};
 
 use api::Client;
+
+#[doc(hidden)]
+pub use tandem_sdk as __sdk;
+
+/// Defines a first-party Freshworks connector: a unit struct `$name` whose
+/// `tandem_sdk::Connector` implementation calls this crate's functions with `$app`, exported
+/// as the plugin's `connector-api` (with the crate's `tandem.toml` embedded).
+///
+/// Each connector crate is one line over this crate:
+///
+/// ```
+/// tandem_freshworks::connector!(
+///     /// The Freshsales connector.
+///     pub Freshsales,
+///     tandem_freshworks::App::Freshsales
+/// );
+/// # fn main() {}
+/// ```
+///
+/// Under `cfg(test)` it also defines a unit test that the crate's `tandem.toml` names the
+/// same plugin and version as `describe`, the contract version of the SDK, exactly the
+/// Freshworks origins and the API-key profile (the crate needs `toml` as a
+/// dev-dependency).
+#[macro_export]
+macro_rules! connector {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $app:expr $(,)?) => {
+        $(#[$meta])*
+        $vis struct $name;
+
+        impl $crate::__sdk::Connector for $name {
+            fn describe() -> $crate::__sdk::PluginInfo {
+                $crate::describe($app)
+            }
+
+            fn check() -> ::core::result::Result<$crate::__sdk::AccountInfo, $crate::__sdk::Error> {
+                $crate::check($app)
+            }
+
+            fn schema(
+                entity: &str,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::__sdk::FieldDef>, $crate::__sdk::Error> {
+                $crate::schema($app, entity)
+            }
+
+            fn containers(
+                entity: &str,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::__sdk::Container>, $crate::__sdk::Error> {
+                $crate::containers($app, entity)
+            }
+
+            fn pull(
+                req: $crate::__sdk::PullRequest,
+            ) -> ::core::result::Result<$crate::__sdk::Page, $crate::__sdk::Error> {
+                $crate::pull($app, req)
+            }
+
+            fn find(
+                entity: &str,
+                query: $crate::__sdk::Lookup,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::__sdk::Record>, $crate::__sdk::Error> {
+                $crate::find($app, entity, query)
+            }
+
+            fn push(
+                entity: &str,
+                writes: ::std::vec::Vec<$crate::__sdk::Write>,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::__sdk::WriteResult>, $crate::__sdk::Error> {
+                $crate::push($app, entity, writes)
+            }
+        }
+
+        $crate::__sdk::export_connector!($name);
+
+        #[cfg(test)]
+        mod __tandem_freshworks_manifest {
+            /// The embedded manifest and `describe` name the same plugin, and the manifest
+            /// asks for exactly the Freshworks origins and the API-key profile.
+            #[test]
+            fn manifest_matches_describe() {
+                let text = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml"));
+                let manifest: ::toml::Table = text.parse().unwrap();
+                let info = <super::$name as $crate::__sdk::Connector>::describe();
+                assert_eq!(manifest["name"].as_str(), Some(info.name.as_str()));
+                assert_eq!(manifest["version"].as_str(), Some(env!("CARGO_PKG_VERSION")));
+                assert_eq!(manifest["contract"].as_str(), Some($crate::__sdk::CONTRACT_VERSION));
+                let origins: ::std::vec::Vec<&str> = manifest["http"]["origins"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|o| o.as_str())
+                    .collect();
+                assert_eq!(origins, $crate::ORIGINS);
+                assert_eq!(manifest["auth"]["kind"].as_str(), Some("api-key"));
+                assert_eq!(manifest["auth"]["template"].as_str(), Some("Token token={secret}"));
+            }
+        }
+    };
+}
+
+/// The origins a Freshworks connector's manifest asks for: Suite and Classic accounts,
+/// and the `base-url` setting (a simulated account, a proxy).
+pub const ORIGINS: [&str; 3] = [
+    "https://*.myfreshworks.com",
+    "https://*.freshsales.io",
+    "setting:base-url",
+];
 
 /// Requests per hour of the smallest paid plan (Blossom / Growth); larger plans allow
 /// 2,000 or 5,000. The budget is per account, shared by every key and connector.

@@ -6,10 +6,11 @@
 //! | other create with email        | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
 //! | create without email           | `POST <entity>`                                                  |
 //! | create into lists              | + `PUT lists/<id>/add_contacts` per list (once per list for a bulk batch) |
-//! | update                         | `PUT <entity>/<id>` (+ `GET <entity>/<id>` first when `if-version` is set) |
+//! | ≥ 2 updates with `if-version`  | per 100: `POST filtered_search/<entity>` (`id is_in [...]`) for the versions, then `PUT <entity>/<id>` each |
+//! | other update                   | `PUT <entity>/<id>` (+ `GET <entity>/<id>` first when `if-version` is set) |
 //! | ≥ 2 deletes                    | per 100: `POST <entity>/bulk_destroy`                            |
 //! | one delete                     | `DELETE <entity>/<id>` (404 counts as done)                      |
-//! | add / remove list members      | per 100 ids: `PUT lists/<id>/add_contacts` / `remove_contacts`   |
+//! | add / remove list members      | per list and direction, the ids of all such writes of the call together: `PUT lists/<id>/add_contacts` / `remove_contacts` per `list-batch-size` ids (default 100) |
 //!
 //! Every create and update returns the stored record (the API's answer, or the bulk
 //! read-back). DND and consent are ordinary field updates (`do_not_disturb`,
@@ -19,6 +20,16 @@
 //! that same error without being sent: the host retries them after the wait. When the
 //! bulk endpoints refuse a batch (not found, invalid) the batch falls back to one request
 //! per write.
+//!
+//! # Stale writes
+//!
+//! Freshworks has no conditional update, so an update with `if-version` compares the
+//! record's current `updated_at` with the version first and answers `conflict` without
+//! writing when they differ (`not-found` when the record is gone). The current versions
+//! of a call's updates are read together: one filtered search on `id` per 100 ids. An id
+//! the search does not return (deleted, or not yet in the search index) is read with
+//! `GET <entity>/<id>` as before, and when the account refuses the search the updates
+//! fall back to one `GET` each; so the answer is the same as with one `GET` per update.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -42,7 +53,12 @@ pub const MAX_BATCH: usize = 100;
 /// (upsert + status + read-back).
 pub const BULK_MIN: usize = 4;
 
-/// Most pages of one read-back search (100 emails).
+/// From this many updates with `if-version` in one call, their versions are read with
+/// one search per [`MAX_BATCH`] instead of one `GET` each (for one update, both cost one
+/// request; the `GET` reads the record itself, not a search index).
+pub const VERSION_SEARCH_MIN: usize = 2;
+
+/// Most pages of one search (100 emails or ids).
 const READ_BACK_PAGES: u32 = 5;
 
 /// Waits before each job-status poll, in milliseconds (8 s in all). The job is
@@ -163,17 +179,60 @@ impl Writer<'_> {
         }
 
         let bulk_deletes: BTreeSet<usize> = plan.bulk_deletes.iter().copied().collect();
+        let mut current = if halt.is_none() {
+            self.read_versions(&writes, &mut outcomes, &mut halt)
+        } else {
+            BTreeMap::new()
+        };
         for (i, write) in writes.iter().enumerate() {
+            // Membership writes go together below (after the updates, which were read
+            // before this call changed anything).
+            if matches!(write.op, Op::AddToContainer(_) | Op::RemoveFromContainer(_)) {
+                continue;
+            }
             if halt.is_some() || outcomes[i].is_some() || bulk_deletes.contains(&i) {
                 continue;
             }
-            let outcome = self.single(&write.op);
+            let outcome = match &write.op {
+                Op::Update(update) => self.update(update, current.get(&update.id)),
+                op => self.single(op),
+            };
+            // What this call wrote is newer than what was read before it: a later update
+            // of the same record checks its version against this write.
+            match (&write.op, &outcome) {
+                (_, Ok(Some(record))) => {
+                    current.insert(record.id.clone(), record.clone());
+                }
+                (Op::Update(UpdateOp { id, .. }) | Op::Delete(id), _) => {
+                    current.remove(id);
+                }
+                _ => {}
+            }
             if let Err(e) = &outcome
                 && errors::is_account_wide(e)
             {
                 halt = Some(e.clone());
             }
             outcomes[i] = Some(outcome);
+        }
+
+        if halt.is_none() {
+            self.memberships(&writes, &mut outcomes, &mut halt);
+        }
+        // Lists where one id is both added and removed: one write at a time, in order.
+        for (i, write) in writes.iter().enumerate() {
+            if halt.is_some() || outcomes[i].is_some() {
+                continue;
+            }
+            if matches!(write.op, Op::AddToContainer(_) | Op::RemoveFromContainer(_)) {
+                let outcome = self.single(&write.op);
+                if let Err(e) = &outcome
+                    && errors::is_account_wide(e)
+                {
+                    halt = Some(e.clone());
+                }
+                outcomes[i] = Some(outcome);
+            }
         }
 
         for chunk in plan.bulk_deletes.chunks(MAX_BATCH) {
@@ -232,7 +291,7 @@ impl Writer<'_> {
     fn single(&self, op: &Op) -> Outcome {
         match op {
             Op::Create(create) => self.create(create),
-            Op::Update(update) => self.update(update),
+            Op::Update(update) => self.update(update, None),
             Op::Delete(id) => self.delete(id),
             Op::AddToContainer(m) => self.membership(m, true),
             Op::RemoveFromContainer(m) => self.membership(m, false),
@@ -280,7 +339,9 @@ impl Writer<'_> {
         Ok(Some(record))
     }
 
-    fn update(&self, update: &UpdateOp) -> Outcome {
+    /// One update; `current` is the record as just read by [`Self::read_versions`], if it
+    /// was.
+    fn update(&self, update: &UpdateOp, current: Option<&Record>) -> Outcome {
         let id = update.id.as_str();
         if !is_id(id) {
             return Err(Error::not_found(format!(
@@ -295,8 +356,12 @@ impl Writer<'_> {
             ))
         };
         if let Some(expected) = &update.if_version {
-            let current =
-                find::by_id(self.client, self.entity, id, self.types)?.ok_or_else(missing)?;
+            let current = match current {
+                Some(record) => record.clone(),
+                None => {
+                    find::by_id(self.client, self.entity, id, self.types)?.ok_or_else(missing)?
+                }
+            };
             if !same_version(current.version.as_deref(), expected) {
                 return Err(Error::conflict(format!(
                     "{} {id} changed since version {expected} (now {})",
@@ -345,6 +410,14 @@ impl Writer<'_> {
     }
 
     fn membership(&self, op: &MembershipOp, add: bool) -> Outcome {
+        self.check_membership(op)?;
+        self.change_members(&op.container, &op.ids, add)?;
+        Ok(None)
+    }
+
+    /// Refuses a membership write that cannot be sent (no lists, or an id that is not
+    /// numeric).
+    fn check_membership(&self, op: &MembershipOp) -> Result<(), Error> {
         if !self.app.has_lists() || self.entity != Entity::Contacts {
             return Err(Error::invalid(format!(
                 "{} {} have no containers",
@@ -357,11 +430,11 @@ impl Writer<'_> {
                 "`{bad}` is not a contact id (ids are numeric)"
             )));
         }
-        self.change_members(&op.container, &op.ids, add)?;
-        Ok(None)
+        Ok(())
     }
 
-    /// `PUT lists/<id>/add_contacts|remove_contacts` in chunks of [`MAX_BATCH`].
+    /// `PUT lists/<id>/add_contacts|remove_contacts` in chunks of the `list-batch-size`
+    /// setting.
     fn change_members(&self, list: &str, ids: &[String], add: bool) -> Result<(), Error> {
         if !is_id(list) {
             return Err(Error::not_found(format!(
@@ -373,7 +446,7 @@ impl Writer<'_> {
         } else {
             "remove_contacts"
         };
-        for chunk in ids.chunks(MAX_BATCH) {
+        for chunk in ids.chunks(self.client.settings().list_batch) {
             let ids: Vec<Json> = chunk.iter().map(|id| id_json(id)).collect();
             self.client
                 .put(&format!("lists/{list}/{action}"), &json!({"ids": ids}))?;
@@ -504,47 +577,213 @@ impl Writer<'_> {
     fn search_emails(&self, emails: &[String]) -> Result<BTreeMap<String, Record>, Error> {
         let mut found: BTreeMap<String, Record> = BTreeMap::new();
         for chunk in emails.chunks(MAX_BATCH) {
-            let query = json!({"filter_rule": [{
-                "attribute": self.entity.email_attribute(), "operator": "is_in", "value": chunk}]});
-            // Each email matches a few records at most: a handful of pages is plenty.
-            for page in 1..=READ_BACK_PAGES {
-                let path = format!(
-                    "filtered_search/{}?page={page}&per_page={MAX_BATCH}",
-                    self.entity.singular()
-                );
-                let answer = self.client.post(&path, &query)?;
-                let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
-                for object in listing.items.iter().filter_map(Json::as_object) {
-                    if record::is_deleted(object) {
+            let values: Vec<Json> = chunk.iter().map(|e| Json::String(e.clone())).collect();
+            for record in self.search(self.entity.email_attribute(), values)? {
+                for email in record::emails_of(&record) {
+                    if !chunk.contains(&email) {
                         continue;
                     }
-                    let record = record::to_record(object, self.types)?;
-                    for email in record::emails_of(&record) {
-                        if !chunk.contains(&email) {
-                            continue;
+                    let newer = found.get(&email).is_none_or(|seen| {
+                        match (
+                            seen.updated_at.as_deref().and_then(instant::parse),
+                            record.updated_at.as_deref().and_then(instant::parse),
+                        ) {
+                            (Some(seen), Some(this)) => this > seen,
+                            (None, Some(_)) => true,
+                            _ => false,
                         }
-                        let newer = found.get(&email).is_none_or(|seen| {
-                            match (
-                                seen.updated_at.as_deref().and_then(instant::parse),
-                                record.updated_at.as_deref().and_then(instant::parse),
-                            ) {
-                                (Some(seen), Some(this)) => this > seen,
-                                (None, Some(_)) => true,
-                                _ => false,
-                            }
-                        });
-                        if newer {
-                            found.insert(email, record.clone());
-                        }
+                    });
+                    if newer {
+                        found.insert(email, record.clone());
                     }
-                }
-                let fetched = u64::from(page) * MAX_BATCH as u64;
-                if listing.items.len() < MAX_BATCH || listing.total.is_some_and(|t| fetched >= t) {
-                    break;
                 }
             }
         }
         Ok(found)
+    }
+
+    /// Live records whose `attribute` is one of `values` (at most [`MAX_BATCH`]), through
+    /// `POST filtered_search/<entity>` with `is_in`, a few pages at most.
+    fn search(&self, attribute: &str, values: Vec<Json>) -> Result<Vec<Record>, Error> {
+        let query = json!({"filter_rule": [{
+            "attribute": attribute, "operator": "is_in", "value": values}]});
+        let mut records = Vec::new();
+        // Each value matches a few records at most: a handful of pages is plenty.
+        for page in 1..=READ_BACK_PAGES {
+            let path = format!(
+                "filtered_search/{}?page={page}&per_page={MAX_BATCH}",
+                self.entity.singular()
+            );
+            let answer = self.client.post(&path, &query)?;
+            let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
+            for object in listing.items.iter().filter_map(Json::as_object) {
+                if !record::is_deleted(object) {
+                    records.push(record::to_record(object, self.types)?);
+                }
+            }
+            let fetched = u64::from(page) * MAX_BATCH as u64;
+            if listing.items.len() < MAX_BATCH || listing.total.is_some_and(|t| fetched >= t) {
+                break;
+            }
+        }
+        Ok(records)
+    }
+
+    /// The current records of the updates that carry `if-version` (at least
+    /// [`VERSION_SEARCH_MIN`] distinct ids), by id: one filtered search on `id` per
+    /// [`MAX_BATCH`] ids instead of one `GET` each. Ids it does not return are left to
+    /// `update` (a `GET`). An account-wide error halts the call; a transient one fails
+    /// those updates; any other (the account refuses the search) leaves them all to one
+    /// `GET` each.
+    fn read_versions(
+        &self,
+        writes: &[Write],
+        outcomes: &mut [Option<Outcome>],
+        halt: &mut Option<Error>,
+    ) -> BTreeMap<String, Record> {
+        // Each id once, in the order of its first update.
+        let mut ids: Vec<&str> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, write) in writes.iter().enumerate() {
+            if let Op::Update(u) = &write.op
+                && outcomes[i].is_none()
+                && u.if_version.is_some()
+                && is_id(&u.id)
+                && seen.insert(u.id.as_str())
+            {
+                ids.push(u.id.as_str());
+            }
+        }
+        let mut current = BTreeMap::new();
+        if ids.len() < VERSION_SEARCH_MIN {
+            return current;
+        }
+        for chunk in ids.chunks(MAX_BATCH) {
+            let values: Vec<Json> = chunk.iter().map(|id| id_json(id)).collect();
+            match self.search("id", values) {
+                Ok(found) => {
+                    for record in found {
+                        if chunk.contains(&record.id.as_str()) {
+                            current.insert(record.id.clone(), record);
+                        }
+                    }
+                }
+                Err(e) if errors::is_account_wide(&e) => {
+                    *halt = Some(e);
+                    break;
+                }
+                Err(e @ Error::Transient(_)) => {
+                    for (i, write) in writes.iter().enumerate() {
+                        if let Op::Update(u) = &write.op
+                            && u.if_version.is_some()
+                            && chunk.contains(&u.id.as_str())
+                            && outcomes[i].is_none()
+                        {
+                            outcomes[i] = Some(Err(e.clone()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tandem_sdk::log::warn(&format!(
+                        "reading versions by id refused ({}); reading one by one",
+                        e.message()
+                    ));
+                    break;
+                }
+            }
+        }
+        current
+    }
+
+    /// The membership writes of the call, grouped by list and direction so that the ids
+    /// of many writes share a request (`list-batch-size` ids each). A list where one id is
+    /// both added and removed is left to the writes one by one, in their order. Each
+    /// write gets the outcome of the request that carried its ids.
+    fn memberships(
+        &self,
+        writes: &[Write],
+        outcomes: &mut [Option<Outcome>],
+        halt: &mut Option<Error>,
+    ) {
+        let mut groups: BTreeMap<(&str, bool), Vec<usize>> = BTreeMap::new();
+        for (i, write) in writes.iter().enumerate() {
+            let (op, add) = match &write.op {
+                Op::AddToContainer(op) => (op, true),
+                Op::RemoveFromContainer(op) => (op, false),
+                _ => continue,
+            };
+            if outcomes[i].is_some() {
+                continue;
+            }
+            match self.check_membership(op).and_then(|()| {
+                is_id(&op.container).then_some(()).ok_or_else(|| {
+                    Error::not_found(format!(
+                        "no list with id `{}` (ids are numeric)",
+                        op.container
+                    ))
+                })
+            }) {
+                Ok(()) => groups
+                    .entry((op.container.as_str(), add))
+                    .or_default()
+                    .push(i),
+                Err(e) => outcomes[i] = Some(Err(e)),
+            }
+        }
+        let ids_of = |i: usize| match &writes[i].op {
+            Op::AddToContainer(op) | Op::RemoveFromContainer(op) => op.ids.as_slice(),
+            _ => &[],
+        };
+        let both: BTreeSet<&str> = groups
+            .keys()
+            .filter(|(list, add)| {
+                *add && groups.get(&(*list, false)).is_some_and(|removes| {
+                    let added: BTreeSet<&String> = groups[&(*list, true)]
+                        .iter()
+                        .flat_map(|&i| ids_of(i))
+                        .collect();
+                    removes
+                        .iter()
+                        .flat_map(|&i| ids_of(i))
+                        .any(|id| added.contains(id))
+                })
+            })
+            .map(|(list, _)| *list)
+            .collect();
+        let batch = self.client.settings().list_batch;
+        for ((list, add), members) in groups {
+            if both.contains(list) {
+                continue;
+            }
+            // Writes packed in order while their ids fit one request (a write with more
+            // ids than that goes alone, in several requests).
+            let mut packs: Vec<Vec<usize>> = Vec::new();
+            let mut size = 0;
+            for i in members {
+                let n = ids_of(i).len();
+                match packs.last_mut() {
+                    Some(pack) if size + n <= batch => pack.push(i),
+                    _ => {
+                        packs.push(vec![i]);
+                        size = 0;
+                    }
+                }
+                size += n;
+            }
+            for pack in packs {
+                if halt.is_some() {
+                    return;
+                }
+                let ids: Vec<String> = pack.iter().flat_map(|&i| ids_of(i)).cloned().collect();
+                match self.change_members(list, &ids, add) {
+                    Ok(()) => pack.iter().for_each(|&i| outcomes[i] = Some(Ok(None))),
+                    Err(e) if errors::is_account_wide(&e) => *halt = Some(e),
+                    Err(e) => pack
+                        .iter()
+                        .for_each(|&i| outcomes[i] = Some(Err(e.clone()))),
+                }
+            }
+        }
     }
 }
 

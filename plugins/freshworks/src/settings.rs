@@ -8,6 +8,7 @@
 //! | `marker-field`    | Where the engine marker is stored: `external_id` (default) or a `cf_*` text field |
 //! | `overlap-seconds` | Look-back of incremental listings (default 120)                          |
 //! | `bulk-upsert`     | `true` (default) to create batches through `bulk_upsert`, `false` for one upsert per record |
+//! | `list-batch-size` | Most contact ids per `PUT lists/<id>/add_contacts` / `remove_contacts` (default 100, 1–1000); the API does not document its maximum |
 //!
 //! Parsing is pure ([`Settings::from_pairs`]) so that it is unit tested natively.
 
@@ -18,6 +19,16 @@ use url::Url;
 /// server's own `updated_at`, so this covers same-second ties and late index updates,
 /// not clock skew.
 pub const DEFAULT_OVERLAP_SECS: i64 = 120;
+
+/// Default number of contact ids per list-membership request
+/// (`PUT lists/<id>/add_contacts` / `remove_contacts`). The reference documents the body
+/// `{"ids": [...]}` (freshworks-api.md §3.10) but no maximum, so this is the API's batch size
+/// elsewhere (bulk upsert in batches of 100, §3.7; `per_page` ≤ 100, §7.3), and the
+/// `list-batch-size` setting overrides it (up to [`MAX_LIST_BATCH`]).
+pub const DEFAULT_LIST_BATCH: usize = 100;
+
+/// The largest `list-batch-size` accepted.
+pub const MAX_LIST_BATCH: usize = 1000;
 
 /// Which Freshsales product the account is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +75,8 @@ pub struct Settings {
     pub overlap_secs: i64,
     /// Use `bulk_upsert` for batches of creates.
     pub bulk_upsert: bool,
+    /// Most contact ids per list-membership request.
+    pub list_batch: usize,
 }
 
 impl Settings {
@@ -118,6 +131,18 @@ impl Settings {
                 )));
             }
         };
+        let list_batch = match get("list-batch-size") {
+            None => DEFAULT_LIST_BATCH,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIST_BATCH).contains(n))
+                .ok_or_else(|| {
+                    Error::fatal(format!(
+                        "connection setting `list-batch-size` is `{text}`; use a number of contact ids from 1 to {MAX_LIST_BATCH}"
+                    ))
+                })?,
+        };
         Ok(Settings {
             base: base.as_str().trim_end_matches('/').to_owned(),
             edition,
@@ -125,6 +150,7 @@ impl Settings {
             marker_field,
             overlap_secs,
             bulk_upsert,
+            list_batch,
         })
     }
 
@@ -314,6 +340,7 @@ mod tests {
         assert_eq!(s.marker_field, "external_id");
         assert_eq!(s.overlap_secs, DEFAULT_OVERLAP_SECS);
         assert!(s.bulk_upsert);
+        assert_eq!(s.list_batch, DEFAULT_LIST_BATCH);
         assert_eq!(
             s.url("/contacts/5"),
             "https://acme.myfreshworks.com/crm/sales/api/contacts/5"
@@ -324,11 +351,17 @@ mod tests {
             ("marker-field", "cf_tandem_id"),
             ("overlap-seconds", "30"),
             ("bulk-upsert", "false"),
+            ("list-batch-size", "250"),
         ]))
         .unwrap();
         assert_eq!(
-            (s.marker_field.as_str(), s.overlap_secs, s.bulk_upsert),
-            ("cf_tandem_id", 30, false)
+            (
+                s.marker_field.as_str(),
+                s.overlap_secs,
+                s.bulk_upsert,
+                s.list_batch
+            ),
+            ("cf_tandem_id", 30, false, 250)
         );
     }
 
@@ -355,6 +388,14 @@ mod tests {
             (
                 &[("domain", "acme"), ("bulk-upsert", "maybe")],
                 "`bulk-upsert` is `maybe`",
+            ),
+            (
+                &[("domain", "acme"), ("list-batch-size", "0")],
+                "`list-batch-size` is `0`",
+            ),
+            (
+                &[("domain", "acme"), ("list-batch-size", "5000")],
+                "from 1 to 1000",
             ),
         ];
         for (input, expected) in cases {

@@ -530,8 +530,8 @@ fn suite_push_round_trip() {
     eprintln!("2 updates with version checks, 1 update, 2 deletes: {requests} requests");
     assert_eq!(
         requests,
-        2 + 1 + 1 + 1,
-        "GET+PUT, GET (conflict), PUT, one bulk destroy"
+        2 + 1 + 1,
+        "GET+PUT, conflict with the first PUT's answer (no request), PUT, one bulk destroy"
     );
     let updated = stored(&out[0]);
     assert_eq!(updated.get("do_not_disturb"), Some(&Value::Boolean(true)));
@@ -651,6 +651,123 @@ fn freshmarketer_lists_and_consent() {
     assert!(now.contains(&new_id) && outside.iter().all(|id| now.contains(id)));
     let raw = sandbox.control("GET", &format!("/records/contacts/{}", outside[0]), None);
     assert_eq!(raw["contact"]["subscription_status"], json!(4));
+}
+
+/// Updates with `if-version` read their versions with one search by id per 100, and the
+/// stale-write protection holds: a record a user edited meanwhile is `conflict` (the
+/// user's edit stays), a deleted one `not-found`; on Suite contacts and Classic leads.
+#[test]
+fn batched_version_checks() {
+    for (kind, entity) in [
+        (AccountKind::FreshsalesSuite, "contacts"),
+        (AccountKind::FreshsalesClassic, "leads"),
+    ] {
+        let sandbox = Sandbox::start(kind, 30, json!({}));
+        let (pages, _) = pull_all(App::Freshsales, entity, None, None, true);
+        let records: Vec<Record> = pages
+            .iter()
+            .flat_map(|p| p.records.clone())
+            .take(5)
+            .collect();
+        sandbox.advance(5);
+        let edited = &records[1].id;
+        sandbox.control(
+            "PATCH",
+            &format!("/records/{entity}/{edited}"),
+            Some(json!({"last_name": "Edited by a user"})),
+        );
+        sandbox.control(
+            "DELETE",
+            &format!("/records/{entity}/{}", records[2].id),
+            None,
+        );
+        sandbox.advance(5);
+        sandbox.take_count();
+        let ops = records
+            .iter()
+            .map(|r| {
+                Op::Update(UpdateOp {
+                    id: r.id.clone(),
+                    if_version: r.version.clone(),
+                    fields: vec![Field::new("last_name", "Synced")],
+                })
+            })
+            .collect();
+        let out = tandem_freshworks::push(App::Freshsales, entity, writes(ops)).unwrap();
+        let requests = sandbox.take_count();
+        eprintln!("{entity}: 5 checked updates (1 stale, 1 deleted): {requests} requests");
+        assert_eq!(
+            requests,
+            1 + 3 + 1,
+            "{entity}: search, 3 PUTs, GET of the deleted one"
+        );
+        for i in [0, 3, 4] {
+            let record = stored(&out[i]);
+            assert_eq!(record.text("last_name"), Some("Synced"));
+            assert_ne!(record.version, records[i].version);
+        }
+        assert!(
+            matches!(&out[1].outcome, Err(Error::Conflict(m)) if m.contains("changed since")),
+            "{entity}: {:?}",
+            out[1].outcome
+        );
+        assert!(
+            matches!(&out[2].outcome, Err(Error::NotFound(_))),
+            "{entity}: {:?}",
+            out[2].outcome
+        );
+        let singular = &entity[..entity.len() - 1];
+        let raw = sandbox.control("GET", &format!("/records/{entity}/{edited}"), None);
+        assert_eq!(
+            raw[singular]["last_name"],
+            json!("Edited by a user"),
+            "{entity}"
+        );
+    }
+}
+
+/// Membership writes of one contact each (as the sync engine sends them) share requests:
+/// 120 adds to one list are two requests (100 ids, then 20), or three with
+/// `list-batch-size = 50`.
+#[test]
+fn list_adds_share_requests() {
+    for (settings, expected) in [(&[][..], 2), (&[("list-batch-size", "50")][..], 3)] {
+        let sandbox = Sandbox::start(AccountKind::Freshmarketer, 200, json!({}));
+        sandbox.install(settings);
+        let lists = tandem_freshworks::containers(App::Freshmarketer, "contacts").unwrap();
+        let list = lists
+            .iter()
+            .find(|l| l.name == "Webinar attendees")
+            .unwrap();
+        let (members, _) = pull_all(App::Freshmarketer, "contacts", Some(&list.id), None, true);
+        let members = ids(&members);
+        let outside: Vec<String> = sandbox
+            .live("contacts")
+            .iter()
+            .map(|r| r["id"].to_string())
+            .filter(|id| !members.contains(id))
+            .take(120)
+            .collect();
+        assert_eq!(outside.len(), 120);
+        sandbox.take_count();
+        let ops = outside
+            .iter()
+            .map(|id| {
+                Op::AddToContainer(MembershipOp {
+                    container: list.id.clone(),
+                    ids: vec![id.clone()],
+                })
+            })
+            .collect();
+        let out = tandem_freshworks::push(App::Freshmarketer, "contacts", writes(ops)).unwrap();
+        // The field metadata is cached after the first call.
+        assert_eq!(sandbox.take_count(), expected, "{settings:?}");
+        assert!(out.iter().all(|r| r.outcome == Ok(None)));
+        let (now, _) = pull_all(App::Freshmarketer, "contacts", Some(&list.id), None, true);
+        let now = ids(&now);
+        assert_eq!(now.len(), members.len() + 120);
+        assert!(outside.iter().all(|id| now.contains(id)));
+    }
 }
 
 /// Classic: leads with their nested company; schema tags.

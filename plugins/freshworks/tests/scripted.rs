@@ -742,21 +742,24 @@ fn single_creates() {
     assert!(matches!(&results[2].outcome, Err(Error::Invalid(m)) if m.contains("no containers")));
 }
 
-/// Updates (with and without a version check), DND and consent, deletes.
+/// Updates (with and without a version check), DND and consent, deletes. The versions
+/// of the two checked updates are read with one search by id; the one it does not
+/// return is read with a `GET`.
 #[test]
 fn updates_and_deletes() {
     let steps = script(
         &[],
         vec![
             get("settings/contacts/fields", fields_metadata()),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                json!({"filter_rule": [{"attribute": "id", "operator": "is_in", "value": [2, 3]}]}),
+                json!({"contacts": [{"id": 2, "updated_at": "2024-05-01T12:00:00+02:00"}], "meta": {"total": 1}}),
+            ),
             put(
                 "contacts/1",
                 json!({"contact": {"do_not_disturb": true, "subscription_status": 0}}),
                 json!({"contact": {"id": 1, "do_not_disturb": true, "subscription_status": 0, "updated_at": "2024-05-02T00:00:00Z"}}),
-            ),
-            get(
-                "contacts/2",
-                json!({"contact": {"id": 2, "updated_at": "2024-05-01T12:00:00+02:00"}}),
             ),
             put(
                 "contacts/2",
@@ -848,6 +851,82 @@ fn updates_and_deletes() {
     .unwrap();
     done(&steps);
     assert_eq!(results[0].outcome, Ok(None));
+}
+
+/// When the account refuses the search by id, each checked update reads its record with
+/// a `GET` (a version that matches is written, a record that is gone is `not-found`); a
+/// transient failure of the search fails the checked updates without writing them.
+#[test]
+fn version_search_refused_falls_back_to_gets() {
+    let search = |status: u16, answer: Json| Step {
+        body: Some(
+            json!({"filter_rule": [{"attribute": "id", "operator": "is_in", "value": [5, 6]}]}),
+        ),
+        ..step(
+            Method::Post,
+            "filtered_search/contact?page=1&per_page=100",
+            status,
+            answer,
+        )
+    };
+    let ops = || {
+        ["5", "6"]
+            .into_iter()
+            .map(|id| {
+                Op::Update(UpdateOp {
+                    id: id.into(),
+                    if_version: Some("2024-05-01T10:00:00Z".into()),
+                    fields: vec![Field::new("last_name", "New")],
+                })
+            })
+            .collect()
+    };
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            search(
+                400,
+                json!({"errors": {"code": 400, "message": ["Invalid filter attribute id"]}}),
+            ),
+            get(
+                "contacts/5",
+                json!({"contact": {"id": 5, "updated_at": "2024-05-01T10:00:00Z"}}),
+            ),
+            put(
+                "contacts/5",
+                json!({"contact": {"last_name": "New"}}),
+                json!({"contact": {"id": 5, "last_name": "New", "updated_at": "2024-05-01T10:05:00Z"}}),
+            ),
+            step(Method::Get, "contacts/6", 404, json!({})),
+        ],
+    );
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops())).unwrap();
+    done(&steps);
+    let record = results[0].outcome.as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(record.version.as_deref(), Some("2024-05-01T10:05:00Z"));
+    assert!(
+        matches!(&results[1].outcome, Err(Error::NotFound(m)) if m.contains("does not exist")),
+        "{:?}",
+        results[1].outcome
+    );
+
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            search(503, json!({"errors": {"code": 503, "message": ["busy"]}})),
+        ],
+    );
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops())).unwrap();
+    done(&steps);
+    for result in &results {
+        assert!(
+            matches!(&result.outcome, Err(Error::Transient(_))),
+            "{:?}",
+            result.outcome
+        );
+    }
 }
 
 /// After a 429 the remaining writes are not sent; they carry the same error.
@@ -959,6 +1038,69 @@ fn list_membership() {
     .unwrap();
     done(&steps);
     assert!(matches!(&results[0].outcome, Err(Error::Invalid(_))));
+}
+
+/// Membership writes of one id each (as the engine sends them) share requests: per list
+/// and direction, `list-batch-size` ids per request, in the order of the writes; a bad
+/// id fails its own write only, an unknown list the writes of that list.
+#[test]
+fn list_membership_writes_share_requests() {
+    let add = |list: &str, id: String| {
+        Op::AddToContainer(MembershipOp {
+            container: list.into(),
+            ids: vec![id],
+        })
+    };
+    let id = |i: u64| 17_000_000_000 + i;
+    let mut ops: Vec<Op> = (1..=90).map(|i| add("7", id(i).to_string())).collect();
+    ops.push(Op::RemoveFromContainer(MembershipOp {
+        container: "8".into(),
+        ids: vec![id(1).to_string(), id(2).to_string()],
+    }));
+    ops.push(add("7", "x".into()));
+    ops.push(add("9", id(1).to_string()));
+    let batch =
+        |range: std::ops::RangeInclusive<u64>| json!({"ids": range.map(id).collect::<Vec<_>>()});
+    let steps = script(
+        &[("list-batch-size", "40")],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            put(
+                "lists/7/add_contacts",
+                batch(1..=40),
+                json!({"message": "ok"}),
+            ),
+            put(
+                "lists/7/add_contacts",
+                batch(41..=80),
+                json!({"message": "ok"}),
+            ),
+            put(
+                "lists/7/add_contacts",
+                batch(81..=90),
+                json!({"message": "ok"}),
+            ),
+            put(
+                "lists/8/remove_contacts",
+                batch(1..=2),
+                json!({"message": "ok"}),
+            ),
+            step(
+                Method::Put,
+                "lists/9/add_contacts",
+                404,
+                json!({"errors": {"code": 404, "message": ["List not found"]}}),
+            ),
+        ],
+    );
+    let results = tandem_freshworks::push(App::Freshmarketer, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    assert_eq!(results.len(), 93);
+    for result in &results[..91] {
+        assert_eq!(result.outcome, Ok(None), "{}", result.ref_);
+    }
+    assert!(matches!(&results[91].outcome, Err(Error::Invalid(_))));
+    assert!(matches!(&results[92].outcome, Err(Error::NotFound(_))));
 }
 
 #[test]
