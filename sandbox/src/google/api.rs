@@ -20,8 +20,9 @@ use super::error::{ApiError, json_response};
 use super::person::{self, FieldMask, PERSON_FIELDS, PersonInput};
 use super::quota::Bucket;
 use super::settings::Concurrency;
-use super::store::{GroupListParams, ListParams, check_keys};
+use super::store::{GroupListParams, ListParams, Store, check_keys};
 use super::{GoogleAccount, Shared};
+use time::OffsetDateTime;
 
 /// Standard system parameters every method accepts (§2.1).
 const SYSTEM_PARAMS: [&str; 11] = [
@@ -316,6 +317,26 @@ impl GoogleAccount {
         Ok(())
     }
 
+    /// Runs a mutation whose checks passed (`prepared`: auth, query, quota, body), one at
+    /// a time ([`Self::enter_mutation`]): `apply` gets the store, the checked input and
+    /// the clock's time, and its result is the answer.
+    async fn mutate<P>(
+        &self,
+        prepared: Result<P, ApiError>,
+        apply: impl FnOnce(&mut Store, P, OffsetDateTime) -> Result<Value, ApiError>,
+    ) -> Response {
+        let input = match prepared {
+            Ok(input) => input,
+            Err(e) => return e.into_response(),
+        };
+        let _guard = match self.enter_mutation().await {
+            Ok(guard) => guard,
+            Err(e) => return e.into_response(),
+        };
+        let now = self.clock.now();
+        reply(apply(&mut self.store(), input, now))
+    }
+
     /// Enter a mutation: refuse it if another one is in flight and the switch says so
     /// (§9 #19), then wait while mutations are held by the control API.
     async fn enter_mutation(&self) -> Result<MutationGuard, ApiError> {
@@ -459,34 +480,12 @@ async fn create_contact(
     body: Bytes,
 ) -> Response {
     let call = Call::new(&uri, &headers);
-    let prepared = (|| {
-        a.begin(
-            &CREATE,
-            &call,
-            &[
-                (Bucket::CriticalRead, 1),
-                (Bucket::CriticalWrite, 1),
-                (Bucket::DailyWrites, 1),
-            ],
-        )?;
-        let input = person::parse_person(&json_body(&body)?, "person")?;
-        let mask = optional_mask(person_fields(&call), "personFields", "people/createContact")?;
-        Ok::<_, ApiError>((input, mask))
-    })();
-    let (input, mask) = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    let mut store = a.store();
-    reply(store.create_contact(&input, now).and_then(|rn| {
-        let c = store.live(&rn).ok_or_else(ApiError::not_found)?;
-        Ok(store.render(c, &mask, person::RenderOpts::default()))
-    }))
+    let prepared = person_write(&a, &CREATE, &call, &body, "people/createContact");
+    a.mutate(prepared, |store, (input, mask), now| {
+        let rn = store.create_contact(&input, now)?;
+        rendered(store, &rn, &mask)
+    })
+    .await
 }
 
 async fn patch_person(
@@ -501,39 +500,42 @@ async fn patch_person(
         return not_found_html(uri).await;
     }
     let call = Call::new(&uri, &headers);
-    let prepared = (|| {
-        a.begin(
-            &UPDATE,
-            &call,
-            &[
-                (Bucket::CriticalRead, 1),
-                (Bucket::CriticalWrite, 1),
-                (Bucket::DailyWrites, 1),
-            ],
-        )?;
-        let input = person::parse_person(&json_body(&body)?, "person")?;
-        let mask = optional_mask(person_fields(&call), "personFields", "people/updateContact")?;
-        Ok::<_, ApiError>((input, mask))
-    })();
-    let (input, mask) = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    let mut store = a.store();
+    let prepared = person_write(&a, &UPDATE, &call, &body, "people/updateContact");
     let update_fields = call.mask("updatePersonFields");
-    reply(
-        store
-            .update_contact(&rn, &input, update_fields.as_deref(), now)
-            .and_then(|()| {
-                let c = store.live(&rn).ok_or_else(ApiError::not_found)?;
-                Ok(store.render(c, &mask, person::RenderOpts::default()))
-            }),
-    )
+    a.mutate(prepared, |store, (input, mask), now| {
+        store.update_contact(&rn, &input, update_fields.as_deref(), now)?;
+        rendered(store, &rn, &mask)
+    })
+    .await
+}
+
+/// Auth, quota and body of a one-contact write (create or update): the person, and the
+/// fields of the answer.
+fn person_write(
+    a: &GoogleAccount,
+    spec: &Spec,
+    call: &Call,
+    body: &Bytes,
+    doc: &str,
+) -> Result<(PersonInput, FieldMask), ApiError> {
+    a.begin(
+        spec,
+        call,
+        &[
+            (Bucket::CriticalRead, 1),
+            (Bucket::CriticalWrite, 1),
+            (Bucket::DailyWrites, 1),
+        ],
+    )?;
+    let input = person::parse_person(&json_body(body)?, "person")?;
+    let mask = optional_mask(person_fields(call), "personFields", doc)?;
+    Ok((input, mask))
+}
+
+/// The live contact `rn` as the answer of a write.
+fn rendered(store: &Store, rn: &str, mask: &FieldMask) -> Result<Value, ApiError> {
+    let c = store.live(rn).ok_or_else(ApiError::not_found)?;
+    Ok(store.render(c, mask, person::RenderOpts::default()))
 }
 
 async fn delete_person(
@@ -547,15 +549,11 @@ async fn delete_person(
         return not_found_html(uri).await;
     }
     let call = Call::new(&uri, &headers);
-    if let Err(e) = a.begin(&DELETE, &call, &[(Bucket::Write, 1)]) {
-        return e.into_response();
-    }
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(a.store().delete_contact(&rn, now).map(|()| json!({})))
+    let prepared = a.begin(&DELETE, &call, &[(Bucket::Write, 1)]);
+    a.mutate(prepared, |store, (), now| {
+        store.delete_contact(&rn, now).map(|()| json!({}))
+    })
+    .await
 }
 
 /// Resolve the `readMask` of a batch write: 400 when empty unless the switch says the read
@@ -604,16 +602,10 @@ async fn batch_create(
         charge_batch(&a, inputs.len())?;
         Ok::<_, ApiError>((inputs, mask))
     })();
-    let (inputs, mask) = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(a.store().batch_create(&inputs, mask.as_ref(), now))
+    a.mutate(prepared, |store, (inputs, mask), now| {
+        store.batch_create(&inputs, mask.as_ref(), now)
+    })
+    .await
 }
 
 fn charge_batch(a: &GoogleAccount, n: usize) -> Result<(), ApiError> {
@@ -671,19 +663,10 @@ async fn batch_update(
         charge_batch(&a, inputs.len())?;
         Ok::<_, ApiError>((inputs, update_mask, mask))
     })();
-    let (inputs, update_mask, mask) = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(
-        a.store()
-            .batch_update(&inputs, update_mask.as_deref(), mask.as_ref(), now),
-    )
+    a.mutate(prepared, |store, (inputs, update_mask, mask), now| {
+        store.batch_update(&inputs, update_mask.as_deref(), mask.as_ref(), now)
+    })
+    .await
 }
 
 fn string_list(body: &Value, key: &str) -> Result<Vec<String>, ApiError> {
@@ -716,16 +699,10 @@ async fn batch_delete(
         check_keys(&body, &["resourceNames"], "")?;
         string_list(&body, "resourceNames")
     })();
-    let names = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(a.store().batch_delete(&names, now))
+    a.mutate(prepared, |store, names, now| {
+        store.batch_delete(&names, now)
+    })
+    .await
 }
 
 // ----- contact groups ----------------------------------------------------------------
@@ -787,20 +764,11 @@ async fn create_group(
     body: Bytes,
 ) -> Response {
     let call = Call::new(&uri, &headers);
-    let prepared = (|| {
-        a.begin(&GROUP_CREATE, &call, &[(Bucket::Write, 1)])?;
-        json_body(&body)
-    })();
-    let body = match prepared {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(a.store().create_group(&body, now))
+    let prepared = a
+        .begin(&GROUP_CREATE, &call, &[(Bucket::Write, 1)])
+        .and_then(|()| json_body(&body));
+    a.mutate(prepared, |store, body, now| store.create_group(&body, now))
+        .await
 }
 
 async fn update_group(
@@ -811,23 +779,13 @@ async fn update_group(
     body: Bytes,
 ) -> Response {
     let call = Call::new(&uri, &headers);
-    let prepared = (|| {
-        a.begin(&GROUP_UPDATE, &call, &[(Bucket::Write, 1)])?;
-        json_body(&body)
-    })();
-    let body = match prepared {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(
-        a.store()
-            .update_group(&format!("contactGroups/{id}"), &body, now),
-    )
+    let prepared = a
+        .begin(&GROUP_UPDATE, &call, &[(Bucket::Write, 1)])
+        .and_then(|()| json_body(&body));
+    a.mutate(prepared, |store, body, now| {
+        store.update_group(&format!("contactGroups/{id}"), &body, now)
+    })
+    .await
 }
 
 async fn delete_group(
@@ -837,24 +795,15 @@ async fn delete_group(
     headers: HeaderMap,
 ) -> Response {
     let call = Call::new(&uri, &headers);
-    let prepared = (|| {
-        a.begin(&GROUP_DELETE, &call, &[(Bucket::Write, 1)])?;
-        call.bool("deleteContacts", "delete_contacts")
-    })();
-    let delete_contacts = match prepared {
-        Ok(b) => b,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(
-        a.store()
+    let prepared = a
+        .begin(&GROUP_DELETE, &call, &[(Bucket::Write, 1)])
+        .and_then(|()| call.bool("deleteContacts", "delete_contacts"));
+    a.mutate(prepared, |store, delete_contacts, now| {
+        store
             .delete_group(&format!("contactGroups/{id}"), delete_contacts, now)
-            .map(|()| json!({})),
-    )
+            .map(|()| json!({}))
+    })
+    .await
 }
 
 async fn modify_members(
@@ -874,19 +823,10 @@ async fn modify_members(
             string_list(&body, "resourceNamesToRemove")?,
         ))
     })();
-    let (add, remove) = match prepared {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    let _guard = match a.enter_mutation().await {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = a.clock.now();
-    reply(
-        a.store()
-            .modify_members(&format!("contactGroups/{id}"), &add, &remove, now),
-    )
+    a.mutate(prepared, |store, (add, remove), now| {
+        store.modify_members(&format!("contactGroups/{id}"), &add, &remove, now)
+    })
+    .await
 }
 
 // ----- OAuth -------------------------------------------------------------------------
