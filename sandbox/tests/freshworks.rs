@@ -845,6 +845,58 @@ async fn filtered_search_email_window_and_deleted() {
     assert_eq!(r.body["leads"].as_array().unwrap().len(), 1);
 }
 
+// §11.16: filtered search on `id` with `is_in` (numbers or strings, up to a page of 100),
+// as the connectors use it to read the versions of many records at once: the records as
+// `GET /contacts/{id}` shows them, deleted ones left out; Classic leads alike.
+#[tokio::test]
+async fn filtered_search_by_id() {
+    let e = env().await;
+    for (kind, plural, singular) in [(SUITE, "contacts", "contact"), (CLASSIC, "leads", "lead")] {
+        let view = e.all_view(kind, plural).await;
+        let page = e
+            .get(kind, &format!("/{plural}/view/{view}?per_page=100"))
+            .await;
+        let all = ids(&page.body, plural);
+        assert!(all.len() >= 10, "{plural}: {}", all.len());
+        let gone = all[1];
+        assert_eq!(
+            e.api(kind, Method::DELETE, &format!("/{plural}/{gone}"), None)
+                .await
+                .status,
+            200
+        );
+        let path = format!("/filtered_search/{singular}?page=1&per_page=100");
+        let rule = |value: Value| json!({"filter_rule": [{"attribute": "id", "operator": "is_in", "value": value}]});
+        let r = e
+            .api(kind, Method::POST, &path, Some(rule(json!(all))))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut found = ids(&r.body, plural);
+        found.sort_unstable();
+        let mut live: Vec<u64> = all.iter().copied().filter(|id| *id != gone).collect();
+        live.sort_unstable();
+        assert_eq!(found, live, "{plural}");
+        assert_eq!(r.body["meta"]["total"], live.len());
+        // Ids as text, and a record as `GET` shows it (its version is `updated_at`).
+        let one = all[0];
+        let r = e
+            .api(
+                kind,
+                Method::POST,
+                &path,
+                Some(rule(json!([one.to_string(), "1"]))),
+            )
+            .await;
+        assert_eq!(ids(&r.body, plural), vec![one]);
+        let shown = e.get(kind, &format!("/{plural}/{one}")).await;
+        assert_eq!(
+            r.body[plural][0]["updated_at"],
+            shown.body[singular]["updated_at"]
+        );
+        assert_eq!(r.body[plural][0]["email"], shown.body[singular]["email"]);
+    }
+}
+
 // §11.17: lookup and search.
 #[tokio::test]
 async fn lookup_and_search_shapes() {
