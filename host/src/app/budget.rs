@@ -6,9 +6,18 @@
 //!   the alignment of the app's own fixed windows, the budget never causes a 429.
 //! - Requests are granted by priority: consent changes, then incremental changes,
 //!   then retries, then initial loads. A lower priority waits while a higher one waits.
-//! - A 429 blocks the whole account until its `Retry-After` (or an exponential back-off
-//!   with jitter when the app sends none); other accounts are untouched, and waiting is
-//!   an async sleep, so no other sync is ever blocked by one that waits.
+//! - A 429 blocks the whole account until its `Retry-After` (or, when the app sends none,
+//!   an exponential back-off with jitter, or until the next clock hour as Syncari does
+//!   for Freshworks — [`NoWaitPolicy`]); other accounts are untouched, and waiting is an
+//!   async sleep, so no other sync is ever blocked by one that waits.
+//! - The app's own count is read from every response (`X-RateLimit-Remaining`,
+//!   `X-RateLimit-Limit`, `X-RateLimit-Reset`, or the IETF `RateLimit-*` names): other
+//!   integrations spend the same account quota, so the app's count is the truth. Below
+//!   `slow-below` requests left, requests are spread evenly until the reset; at `reserve`
+//!   left, the account pauses until the reset — before the app answers 429 ([`RatePolicy`]).
+//!   The reset's meaning (seconds from now, or a Unix time) is not documented for
+//!   Freshworks, so it is a setting ([`ResetMeaning`]); `auto` reads small numbers as
+//!   seconds and large ones as Unix seconds or milliseconds.
 //!
 //! [`RequestGate`] is what a connector client holds: it plugs the account's budget into
 //! the runtime's [`RequestBudget`] hook, at the priority its adapter sets per call, and
@@ -20,7 +29,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Serialize;
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use url::Url;
@@ -71,6 +81,172 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(d.as_secs())
 }
 
+/// How `X-RateLimit-Reset` is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResetMeaning {
+    /// Up to 10^9: seconds from now; above: Unix seconds; above 10^12: Unix milliseconds.
+    #[default]
+    Auto,
+    /// Seconds from now.
+    Seconds,
+    /// A Unix time in seconds.
+    Epoch,
+}
+
+/// What a 429 without `Retry-After` (and a count at the reserve without a reset) waits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoWaitPolicy {
+    /// Exponential back-off with jitter: 1 s, 2 s, 4 s … up to 2 minutes.
+    #[default]
+    Backoff,
+    /// Until the next clock hour (UTC), as Syncari does for Freshworks' hourly quota.
+    NextHour,
+}
+
+/// A number of requests, absolute or as a share of the limit the app reports.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Share {
+    /// This many requests.
+    Requests(u32),
+    /// This share (0..1) of `X-RateLimit-Limit` (nothing when the app sends no limit).
+    Of(f64),
+}
+
+impl Share {
+    fn of(self, limit: Option<u32>) -> u32 {
+        match self {
+            Share::Requests(n) => n,
+            Share::Of(f) => limit.map_or(0, |l| (f64::from(l) * f).ceil() as u32),
+        }
+    }
+}
+
+/// How one account's budget reads the app's rate-limit headers and waits without them.
+/// Per connection: `[connections.NAME.rate-limit]`; connections of one account merge
+/// (the stricter setting wins).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RatePolicy {
+    /// Read `X-RateLimit-*` from responses.
+    pub headers: bool,
+    /// What `X-RateLimit-Reset` means.
+    pub reset: ResetMeaning,
+    /// Requests left to the app's other users: the account pauses until the reset when
+    /// the app's count falls to this.
+    pub reserve: Share,
+    /// Below this many requests left, requests are spread evenly until the reset.
+    pub slow_below: Share,
+    /// The wait after a 429 without `Retry-After`.
+    pub no_wait: NoWaitPolicy,
+}
+
+impl Default for RatePolicy {
+    fn default() -> Self {
+        RatePolicy {
+            headers: true,
+            reset: ResetMeaning::Auto,
+            reserve: Share::Requests(0),
+            slow_below: Share::Of(0.1),
+            no_wait: NoWaitPolicy::Backoff,
+        }
+    }
+}
+
+impl RatePolicy {
+    /// The stricter of two policies, setting by setting (the reset's meaning: `self`'s
+    /// unless it is `auto`).
+    pub fn stricter(self, other: RatePolicy) -> RatePolicy {
+        let max = |a: Share, b: Share| match (a, b) {
+            (Share::Requests(x), Share::Requests(y)) => Share::Requests(x.max(y)),
+            (Share::Of(x), Share::Of(y)) => Share::Of(x.max(y)),
+            // Mixed kinds cannot be compared without the limit: keep the share.
+            (s @ Share::Of(_), _) | (_, s @ Share::Of(_)) => s,
+        };
+        RatePolicy {
+            headers: self.headers || other.headers,
+            reset: if self.reset == ResetMeaning::Auto {
+                other.reset
+            } else {
+                self.reset
+            },
+            reserve: max(self.reserve, other.reserve),
+            slow_below: max(self.slow_below, other.slow_below),
+            no_wait: if self.no_wait == NoWaitPolicy::NextHour {
+                self.no_wait
+            } else {
+                other.no_wait
+            },
+        }
+    }
+}
+
+/// Wall time that moves with tokio's clock (so a paused test clock moves it too): the
+/// Unix time at an anchor instant plus the monotonic time since.
+#[derive(Clone, Copy, Debug)]
+struct WallClock {
+    unix_at: f64,
+    at: Instant,
+}
+
+impl WallClock {
+    fn system() -> Self {
+        let unix_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        WallClock {
+            unix_at,
+            at: Instant::now(),
+        }
+    }
+
+    fn unix(&self, now: Instant) -> f64 {
+        self.unix_at + now.saturating_duration_since(self.at).as_secs_f64()
+    }
+
+    /// How long from `now` until the next clock hour.
+    fn until_next_hour(&self, now: Instant) -> Duration {
+        let t = self.unix(now);
+        let next = ((t / 3600.0).floor() + 1.0) * 3600.0;
+        Duration::from_secs_f64((next - t).max(0.0))
+    }
+}
+
+/// What the app said about its own count, in the last response that carried it.
+#[derive(Clone, Copy, Debug)]
+struct Observed {
+    remaining: u32,
+    limit: Option<u32>,
+    /// When the app's window resets (`None`: it did not say).
+    reset_at: Option<Instant>,
+    /// Requests granted since (the app had not counted them yet).
+    granted_since: u32,
+}
+
+/// The rate-limit headers of a response: (remaining, limit, reset).
+fn rate_headers(headers: &HeaderMap) -> Option<(u32, Option<u32>, Option<f64>)> {
+    let get = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| headers.get(*n))
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let remaining = get(["x-ratelimit-remaining", "ratelimit-remaining"])?
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)? as u32;
+    let limit = get(["x-ratelimit-limit", "ratelimit-limit"])
+        // `RateLimit-Limit` may carry a policy after the number (`100, 100;w=60`).
+        .and_then(|v| v.split([',', ';']).next())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let reset = get(["x-ratelimit-reset", "ratelimit-reset"])
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0);
+    Some((remaining, limit, reset))
+}
+
 /// The longest wait without a `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(120);
 /// The first wait without a `Retry-After`.
@@ -86,6 +262,12 @@ struct State {
     strikes: u32,
     requests: u64,
     rate_limited: u64,
+    /// The app's own count, from the last response that carried it.
+    observed: Option<Observed>,
+    /// When the last request was granted (for pacing below `slow-below`).
+    last_grant: Option<Instant>,
+    /// Requests held back by the app's count (not by a 429), since start.
+    held: u64,
 }
 
 /// The budget of one app account.
@@ -93,6 +275,8 @@ struct State {
 pub struct AccountBudget {
     account: String,
     windows: Mutex<Vec<Window>>,
+    policy: Mutex<RatePolicy>,
+    clock: WallClock,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -112,6 +296,27 @@ pub struct BudgetSnapshot {
     pub requests: u64,
     /// 429s seen since start.
     pub rate_limited: u64,
+    /// What the app last said about its own count (`X-RateLimit-*`), if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppCount>,
+    /// Times a request waited because the app's count was low (pacing or pause), since
+    /// start.
+    pub held: u64,
+}
+
+/// The app's own count, as its last rate-limit headers said.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppCount {
+    /// Requests left, less the ones sent since.
+    pub remaining: u32,
+    /// The limit, when the app says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Milliseconds until the app's window resets, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reset_ms: Option<u64>,
+    /// Whether the account is paused until then (the count is at the reserve).
+    pub paused: bool,
 }
 
 /// One window's use.
@@ -142,17 +347,82 @@ impl Drop for Waiter<'_> {
 impl AccountBudget {
     /// A budget for `account` under `windows` (none: unlimited, 429s still back off).
     pub fn new(account: &str, windows: Vec<Window>) -> Self {
+        Self::with_policy(account, windows, RatePolicy::default())
+    }
+
+    /// A budget with a [`RatePolicy`].
+    pub fn with_policy(account: &str, windows: Vec<Window>, policy: RatePolicy) -> Self {
         AccountBudget {
             account: account.into(),
             windows: Mutex::new(normalise(windows)),
+            policy: Mutex::new(policy),
+            clock: WallClock::system(),
             state: Mutex::new(State::default()),
             notify: Notify::new(),
         }
     }
 
+    /// The same budget on a wall clock that reads `unix_secs` now (tests: with tokio's
+    /// paused clock, a fake clock for Unix times, reset epochs and clock hours).
+    pub fn at_unix_time(mut self, unix_secs: f64) -> Self {
+        self.clock = WallClock {
+            unix_at: unix_secs,
+            at: Instant::now(),
+        };
+        self
+    }
+
     /// The account id.
     pub fn account(&self) -> &str {
         &self.account
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> RatePolicy {
+        *lock(&self.policy)
+    }
+
+    /// Merges the policy another connection of the same account sets (the stricter wins).
+    pub fn merge_policy(&self, more: RatePolicy) {
+        let mut p = lock(&self.policy);
+        *p = p.stricter(more);
+    }
+
+    /// Reads the app's rate-limit headers from a response (any status): the account
+    /// slows down or pauses by them before the app refuses anything.
+    pub fn observe(&self, headers: &HeaderMap) {
+        let policy = self.policy();
+        if !policy.headers {
+            return;
+        }
+        let Some((remaining, limit, reset)) = rate_headers(headers) else {
+            return;
+        };
+        let now = Instant::now();
+        let reset_at = reset.and_then(|r| {
+            let secs = match policy.reset {
+                ResetMeaning::Seconds => r,
+                ResetMeaning::Epoch => r - self.clock.unix(now),
+                ResetMeaning::Auto if r > 1e12 => r / 1000.0 - self.clock.unix(now),
+                ResetMeaning::Auto if r > 1e9 => r - self.clock.unix(now),
+                ResetMeaning::Auto => r,
+            };
+            // A reset in the past says the window is over: the count no longer holds.
+            (secs > 0.0).then(|| now + Duration::from_secs_f64(secs.min(86_400.0)))
+        });
+        let mut s = lock(&self.state);
+        if reset.is_some() && reset_at.is_none() {
+            s.observed = None;
+        } else {
+            s.observed = Some(Observed {
+                remaining,
+                limit,
+                reset_at,
+                granted_since: 0,
+            });
+        }
+        drop(s);
+        self.notify.notify_waiters();
     }
 
     /// Adds windows another connector of the same account reports (the stricter wins).
@@ -187,12 +457,17 @@ impl AccountBudget {
             let now = Instant::now();
             let wait = {
                 let windows = lock(&self.windows).clone();
+                let policy = self.policy();
                 let mut s = lock(&self.state);
-                match s.check(now, priority, &windows) {
+                match s.check(now, priority, &windows, &policy, &self.clock) {
                     Ok(free) => {
                         if take {
                             s.sent.push_back(now);
                             s.requests += 1;
+                            s.last_grant = Some(now);
+                            if let Some(o) = &mut s.observed {
+                                o.granted_since = o.granted_since.saturating_add(1);
+                            }
                         }
                         return free.max(1);
                     }
@@ -211,23 +486,18 @@ impl AccountBudget {
         }
     }
 
-    /// Records a 429: the account is blocked for `retry_after`, or an exponential back-off
-    /// with jitter when the app gave none. Returns the wait.
+    /// Records a 429: the account is blocked for `retry_after`, or, when the app gave
+    /// none, by the policy's [`NoWaitPolicy`]. Returns the wait.
     pub fn rate_limited(&self, retry_after: Option<Duration>) -> Duration {
+        let policy = self.policy();
+        let now = Instant::now();
         let mut s = lock(&self.state);
         s.rate_limited += 1;
-        // Only refusals without a Retry-After escalate the back-off: when the app says
-        // how long to wait, that wait is exact and says nothing about the next one.
-        if retry_after.is_none() {
-            s.strikes = s.strikes.saturating_add(1);
-        }
-        let wait = retry_after.unwrap_or_else(|| {
-            let exp = FIRST_BACKOFF.saturating_mul(1 << (s.strikes - 1).min(10));
-            let base = exp.min(MAX_BACKOFF);
-            // Up to 25 % jitter, so that syncs do not come back in lockstep.
-            base + base.mul_f64(jitter() * 0.25)
-        });
-        let until = Instant::now() + wait;
+        let wait = match retry_after {
+            Some(w) => w,
+            None => s.no_wait(now, &policy, &self.clock),
+        };
+        let until = now + wait;
         s.blocked_until = Some(s.blocked_until.map_or(until, |b| b.max(until)));
         drop(s);
         self.notify.notify_waiters();
@@ -263,6 +533,19 @@ impl AccountBudget {
                 .collect(),
             requests: s.requests,
             rate_limited: s.rate_limited,
+            app: s.observed.map(|o| {
+                let reserve = self.policy().reserve.of(o.limit);
+                let remaining = o.remaining.saturating_sub(o.granted_since);
+                AppCount {
+                    remaining,
+                    limit: o.limit,
+                    reset_ms: o
+                        .reset_at
+                        .map(|r| r.saturating_duration_since(now).as_millis() as u64),
+                    paused: remaining <= reserve,
+                }
+            }),
+            held: s.held,
         }
     }
 }
@@ -276,6 +559,68 @@ impl State {
             .count()
     }
 
+    /// The wait when the app gives none: only these escalate the back-off (when the app
+    /// says how long to wait, that wait is exact and says nothing about the next one).
+    fn no_wait(&mut self, now: Instant, policy: &RatePolicy, clock: &WallClock) -> Duration {
+        self.strikes = self.strikes.saturating_add(1);
+        match policy.no_wait {
+            NoWaitPolicy::Backoff => {
+                let exp = FIRST_BACKOFF.saturating_mul(1 << (self.strikes - 1).min(10));
+                let base = exp.min(MAX_BACKOFF);
+                // Up to 25 % jitter, so that syncs do not come back in lockstep.
+                base + base.mul_f64(jitter() * 0.25)
+            }
+            // Up to a second late, so the first request lands in the new hour.
+            NoWaitPolicy::NextHour => {
+                clock.until_next_hour(now) + Duration::from_millis(100 + (jitter() * 900.0) as u64)
+            }
+        }
+    }
+
+    /// What the app's own count allows now: `Ok(free)` or how long to wait.
+    fn by_app_count(
+        &mut self,
+        now: Instant,
+        policy: &RatePolicy,
+        clock: &WallClock,
+    ) -> Result<usize, Duration> {
+        let Some(o) = self.observed else {
+            return Ok(usize::MAX);
+        };
+        if o.reset_at.is_some_and(|r| r <= now) {
+            // The app's window is over: its count no longer holds.
+            self.observed = None;
+            return Ok(usize::MAX);
+        }
+        let reserve = policy.reserve.of(o.limit);
+        let left = o.remaining.saturating_sub(o.granted_since);
+        if left <= reserve {
+            let reset_at = match o.reset_at {
+                Some(r) => r,
+                None => {
+                    // No reset said: wait as after a 429 without Retry-After, then try.
+                    let r = now + self.no_wait(now, policy, clock);
+                    if let Some(obs) = &mut self.observed {
+                        obs.reset_at = Some(r);
+                    }
+                    r
+                }
+            };
+            return Err(reset_at - now);
+        }
+        let spare = left - reserve;
+        if let (Some(reset_at), Some(last)) = (o.reset_at, self.last_grant)
+            && spare <= policy.slow_below.of(o.limit)
+        {
+            // Spread what is left evenly over the time until the reset.
+            let gap = (reset_at - now) / (spare + 1);
+            if last + gap > now {
+                return Err(last + gap - now);
+            }
+        }
+        Ok(spare as usize)
+    }
+
     /// `Ok(free slots)` when a request at `p` may go now, else how long to wait
     /// (`None`: until notified, a higher priority is waiting).
     fn check(
@@ -283,6 +628,8 @@ impl State {
         now: Instant,
         p: Priority,
         windows: &[Window],
+        policy: &RatePolicy,
+        clock: &WallClock,
     ) -> Result<usize, Option<Duration>> {
         if let Some(b) = self.blocked_until {
             if b > now {
@@ -293,6 +640,13 @@ impl State {
         if self.waiting[..p as usize].iter().any(|n| *n > 0) {
             return Err(None);
         }
+        let by_app = match self.by_app_count(now, policy, clock) {
+            Ok(free) => free,
+            Err(wait) => {
+                self.held += 1;
+                return Err(Some(wait.max(Duration::from_millis(1))));
+            }
+        };
         let longest = windows.iter().map(|w| w.period).max().unwrap_or_default();
         while self
             .sent
@@ -317,7 +671,7 @@ impl State {
         }
         match wait {
             Some(d) => Err(Some(d)),
-            None => Ok(free),
+            None => Ok(free.min(by_app)),
         }
     }
 }
@@ -359,14 +713,31 @@ pub struct Budgets {
 impl Budgets {
     /// The budget of `account`, created with `windows` or merged with them.
     pub fn account(&self, account: &str, windows: &[Window]) -> Arc<AccountBudget> {
+        self.account_with(account, windows, None)
+    }
+
+    /// [`Budgets::account`] with a connection's [`RatePolicy`] (merged, stricter wins).
+    pub fn account_with(
+        &self,
+        account: &str,
+        windows: &[Window],
+        policy: Option<RatePolicy>,
+    ) -> Arc<AccountBudget> {
         let mut map = lock(&self.map);
         match map.get(account) {
             Some(b) => {
                 b.merge(windows);
+                if let Some(p) = policy {
+                    b.merge_policy(p);
+                }
                 b.clone()
             }
             None => {
-                let b = Arc::new(AccountBudget::new(account, windows.to_vec()));
+                let b = Arc::new(AccountBudget::with_policy(
+                    account,
+                    windows.to_vec(),
+                    policy.unwrap_or_default(),
+                ));
                 map.insert(account.into(), b.clone());
                 b
             }
@@ -454,6 +825,12 @@ impl RequestBudget for RequestGate {
                 b.acquire(self.priority()).await;
             }
         })
+    }
+
+    fn observe(&self, _url: &Url, _status: u16, headers: &HeaderMap) {
+        if let Some(b) = self.budget.get() {
+            b.observe(headers);
+        }
     }
 }
 
@@ -596,5 +973,204 @@ mod tests {
         tx.send(false).unwrap();
         task.await.unwrap();
         assert_eq!(gate.budget().unwrap().snapshot().requests, 1);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    /// Acquires `n` requests one after the other; returns when each was granted.
+    async fn times(b: &AccountBudget, n: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            b.acquire(Priority::Incremental).await;
+            out.push(Instant::now() - start);
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_count_at_the_reserve_pauses_the_account_until_the_reset() {
+        let policy = RatePolicy {
+            slow_below: Share::Requests(0),
+            reserve: Share::Requests(1),
+            ..RatePolicy::default()
+        };
+        let b = AccountBudget::with_policy("acct", vec![w(1000, 3600)], policy);
+        b.observe(&headers(&[
+            ("x-ratelimit-limit", "1000"),
+            ("x-ratelimit-remaining", "4"),
+            ("x-ratelimit-reset", "60"),
+        ]));
+        // Three go at once (one is left to the app's other users); the fourth waits for
+        // the app's window to reset, although the connector's own limit has room.
+        let t = times(&b, 4).await;
+        assert_eq!(t[..3], [Duration::ZERO; 3]);
+        assert_eq!(t[3], Duration::from_secs(60));
+        let snap = b.snapshot();
+        assert!(snap.held >= 1, "{snap:?}");
+        assert_eq!(snap.rate_limited, 0, "paused before any 429");
+        assert!(snap.app.is_none(), "the count expired with its window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_low_count_spreads_the_rest_evenly_until_the_reset() {
+        let b = AccountBudget::new("acct", vec![]);
+        b.observe(&headers(&[
+            ("X-RateLimit-Limit", "1000"),
+            ("X-RateLimit-Remaining", "4"),
+            ("X-RateLimit-Reset", "100"),
+        ]));
+        let snap = b.snapshot();
+        let app = snap.app.as_ref().unwrap();
+        assert_eq!(
+            (app.remaining, app.limit, app.paused),
+            (4, Some(1000), false)
+        );
+        // 4 left of 1000 is below the default slow-below (10 %): one every 25 s, then
+        // the pause at 0 until the reset.
+        let t = times(&b, 5).await;
+        let secs: Vec<u64> = t.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [0, 25, 50, 75, 100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_plentiful_count_does_not_slow_anything() {
+        let b = AccountBudget::new("acct", vec![]);
+        b.observe(&headers(&[
+            ("x-ratelimit-limit", "1000"),
+            ("x-ratelimit-remaining", "900"),
+            ("x-ratelimit-reset", "3000"),
+        ]));
+        assert_eq!(times(&b, 50).await.last(), Some(&Duration::ZERO));
+        assert_eq!(b.ready(Priority::Incremental).await, 850);
+        assert_eq!(b.snapshot().held, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_reset_is_read_as_configured_on_a_fake_wall_clock() {
+        const NOW: f64 = 1_700_000_000.0;
+        let zero =
+            |reset: &str| headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", reset)]);
+        let paused_for = |meaning: ResetMeaning, reset: &str| {
+            let policy = RatePolicy {
+                reset: meaning,
+                ..RatePolicy::default()
+            };
+            let b = AccountBudget::with_policy("acct", vec![], policy).at_unix_time(NOW);
+            b.observe(&zero(reset));
+            b.snapshot().app.and_then(|a| a.reset_ms)
+        };
+        // Auto: small numbers are seconds from now; large ones Unix seconds or ms.
+        assert_eq!(paused_for(ResetMeaning::Auto, "30"), Some(30_000));
+        assert_eq!(paused_for(ResetMeaning::Auto, "1700000010"), Some(10_000));
+        assert_eq!(
+            paused_for(ResetMeaning::Auto, "1700000010000"),
+            Some(10_000)
+        );
+        assert_eq!(paused_for(ResetMeaning::Epoch, "1700000045"), Some(45_000));
+        assert_eq!(paused_for(ResetMeaning::Seconds, "45"), Some(45_000));
+        // A reset in the past: the window is over, the count does not hold.
+        assert_eq!(paused_for(ResetMeaning::Epoch, "1699999990"), None);
+        assert_eq!(paused_for(ResetMeaning::Epoch, "30"), None);
+
+        let b = AccountBudget::with_policy(
+            "acct",
+            vec![],
+            RatePolicy {
+                reset: ResetMeaning::Epoch,
+                ..RatePolicy::default()
+            },
+        )
+        .at_unix_time(NOW);
+        b.observe(&zero("1700000020"));
+        assert_eq!(times(&b, 1).await, [Duration::from_secs(20)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_are_ignored_when_switched_off() {
+        let b = AccountBudget::with_policy(
+            "acct",
+            vec![],
+            RatePolicy {
+                headers: false,
+                ..RatePolicy::default()
+            },
+        );
+        b.observe(&headers(&[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "600"),
+        ]));
+        assert_eq!(times(&b, 3).await, [Duration::ZERO; 3]);
+        assert!(b.snapshot().app.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_without_retry_after_can_wait_until_the_next_clock_hour() {
+        // 50 minutes past the hour on the fake wall clock.
+        let hour = 1_699_999_200.0; // a multiple of 3600
+        let b = AccountBudget::with_policy(
+            "acct",
+            vec![],
+            RatePolicy {
+                no_wait: NoWaitPolicy::NextHour,
+                ..RatePolicy::default()
+            },
+        )
+        .at_unix_time(hour + 3000.0);
+        let wait = b.rate_limited(None);
+        assert!(
+            wait >= Duration::from_secs(600) && wait <= Duration::from_secs(601),
+            "{wait:?}"
+        );
+        // A Retry-After is still exact.
+        assert_eq!(
+            b.rate_limited(Some(Duration::from_secs(5))),
+            Duration::from_secs(5)
+        );
+        let t = times(&b, 1).await;
+        assert!(t[0] >= Duration::from_secs(600), "{t:?}");
+        // A count at 0 with no reset said waits the same way, then lets one through.
+        let b = AccountBudget::with_policy(
+            "acct",
+            vec![],
+            RatePolicy {
+                no_wait: NoWaitPolicy::NextHour,
+                ..RatePolicy::default()
+            },
+        )
+        .at_unix_time(hour + 3590.0);
+        b.observe(&headers(&[("x-ratelimit-remaining", "0")]));
+        let t = times(&b, 2).await;
+        assert!(
+            t[0] >= Duration::from_secs(10) && t[0] <= Duration::from_secs(11),
+            "{t:?}"
+        );
+        assert_eq!(t[1], t[0], "the count no longer holds after the wait");
+    }
+
+    #[test]
+    fn connections_of_one_account_merge_to_the_stricter_policy() {
+        let a = RatePolicy {
+            reserve: Share::Requests(10),
+            ..RatePolicy::default()
+        };
+        let b = RatePolicy {
+            reserve: Share::Requests(50),
+            reset: ResetMeaning::Epoch,
+            no_wait: NoWaitPolicy::NextHour,
+            ..RatePolicy::default()
+        };
+        let m = a.stricter(b);
+        assert_eq!(m.reserve, Share::Requests(50));
+        assert_eq!(m.reset, ResetMeaning::Epoch);
+        assert_eq!(m.no_wait, NoWaitPolicy::NextHour);
+        assert_eq!(Share::Of(0.05).of(Some(1000)), 50);
+        assert_eq!(Share::Of(0.05).of(None), 0);
     }
 }

@@ -2,6 +2,11 @@
 //!
 //! - A sync's runs never overlap (one lock per sync); different syncs run concurrently
 //!   and only meet in their accounts' shared budgets, where waiting is asynchronous.
+//! - A webhook ([`Daemon::hint`], from [`super::webhook`]) is a hint, not data: every
+//!   sync using the connection runs early, `[daemon.webhooks] debounce` after the first
+//!   webhook of a burst; the rest of the burst joins that run, and webhooks arriving during
+//!   a run make one more run after it. The run reads changes through the connector as
+//!   usual, so echo suppression and the baselines apply as for a polled run.
 //! - Pause takes effect at once: the sync's status is stored, and its requests — even
 //!   those of a run in progress — wait until it is resumed.
 //! - Disconnect cancels a run in progress (safe: the engine converges after any
@@ -36,6 +41,10 @@ struct Worker {
     interval: Duration,
     paused: watch::Sender<bool>,
     trigger: Notify,
+    /// Webhooks: a run `debounce` from now, unless one is due sooner.
+    hint: Notify,
+    /// The connections of the sync (A, B).
+    connections: (String, String),
     state: Mutex<WorkerState>,
     run_lock: tokio::sync::Mutex<()>,
 }
@@ -89,6 +98,8 @@ impl Daemon {
                     interval: cfg.interval,
                     paused: watch::channel(paused).0,
                     trigger: Notify::new(),
+                    hint: Notify::new(),
+                    connections: (cfg.a.clone(), cfg.b.clone()),
                     state: Mutex::new(WorkerState::default()),
                     run_lock: tokio::sync::Mutex::new(()),
                 }),
@@ -176,6 +187,34 @@ impl Daemon {
         Ok(())
     }
 
+    /// A webhook for `connection` came in: every sync using it runs soon (debounced; see
+    /// the module documentation). Returns the names of those syncs.
+    pub fn hint(&self, connection: &str) -> Result<Vec<String>, HostError> {
+        let cfg = self.inner.host.config();
+        if !cfg.connections.contains_key(connection) {
+            return Err(HostError::Unknown {
+                kind: "connection",
+                name: connection.into(),
+                file: cfg.file.display().to_string(),
+                defined: cfg
+                    .connections
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let mut syncs = Vec::new();
+        for w in self.inner.workers.values() {
+            if w.connections.0 == connection || w.connections.1 == connection {
+                w.hint.notify_one();
+                syncs.push(w.name.clone());
+            }
+        }
+        tracing::info!(connection, syncs = ?syncs, "webhook: runs scheduled");
+        Ok(syncs)
+    }
+
     /// Runs a sync now and waits for its report (after any run in progress).
     pub async fn run_now(&self, name: &str, opts: RunOptions) -> Result<RunReport, DaemonError> {
         let w = self.worker(name)?.clone();
@@ -221,9 +260,11 @@ impl Daemon {
     }
 }
 
-/// One sync's schedule: a run at start, then every interval, or when triggered.
+/// One sync's schedule: a run at start, then every interval, or when triggered, or soon
+/// after a webhook.
 async fn schedule(d: Daemon, w: Arc<Worker>) {
     let mut soft = d.inner.soft.subscribe();
+    let debounce = d.inner.host.config().daemon.webhooks.debounce;
     let mut next = Instant::now();
     loop {
         w.state().next_run_at =
@@ -231,6 +272,11 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
             () = w.trigger.notified() => {}
+            () = w.hint.notified() => {
+                // Webhooks of a burst (one per record) join the run due first.
+                next = next.min(Instant::now() + debounce);
+                continue;
+            }
             () = flag(&mut soft) => break,
         }
         if *soft.borrow() {

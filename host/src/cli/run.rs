@@ -1,5 +1,6 @@
 //! `tandem run`: the daemon. Polls every sync of the config on its interval, serves the
-//! control API (when `[daemon]` has a token), and stops gracefully on Ctrl-C or SIGTERM:
+//! control API (when `[daemon]` has a token) and the webhook receiver (when a connection
+//! has a `webhook` table), and stops gracefully on Ctrl-C or SIGTERM:
 //! runs in progress get a grace period, a second Ctrl-C cancels them at once (safe: every
 //! sync resumes from its last checkpoint).
 
@@ -9,9 +10,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::app::control;
 use crate::app::daemon::Daemon;
 use crate::app::{Host, HostOptions};
+use crate::app::{control, webhook};
 
 /// `tandem run` options.
 #[derive(Debug, Args)]
@@ -40,6 +41,14 @@ pub async fn run(args: RunArgs, file: &Path) -> anyhow::Result<()> {
             return Err(e.into());
         }
     };
+    match webhook::serve(&daemon).await {
+        Ok(Some(addr)) => eprintln!("tandem: webhooks on http://{addr}/v1/webhooks/<connection>"),
+        Ok(None) => {}
+        Err(e) => {
+            daemon.abort().await;
+            return Err(e.into());
+        }
+    }
     match api {
         Some(addr) => eprintln!(
             "tandem: running {syncs} sync(s); control API on http://{addr}; Ctrl-C to stop"

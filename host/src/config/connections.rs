@@ -3,15 +3,33 @@
 //! Settings are non-secret and readable by the plugin (WIT `config` interface); they may
 //! be interpolated from the environment. Credentials are references only and are handed
 //! to the host's HTTP layer, never to the plugin.
+//!
+//! Two optional sub-tables belong to the host, not the plugin: `rate-limit` (how the
+//! account's budget reads the app's rate-limit headers, [`RatePolicy`]) and `webhook`
+//! (the secret the app's webhooks must carry to trigger early runs, [`WebhookConfig`]).
 
 use std::collections::BTreeMap;
 
 use super::env::{SecretRef, SecretSource, resolve_path};
 use super::error::{ConfigError, Location};
 use super::reader::{Cx, Item};
+use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
+
+/// The header a webhook carries its secret in, unless `header` says otherwise.
+pub const DEFAULT_WEBHOOK_HEADER: &str = "x-tandem-webhook-secret";
+
+/// `[connections.NAME.webhook]`: the app may call the daemon's webhook receiver for this
+/// connection, and every sync using it then runs early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The shared secret the app sends (a reference; read when the receiver starts).
+    pub secret: SecretRef,
+    /// The request header that carries it (lower case).
+    pub header: String,
+}
 
 /// One `[connections.NAME]` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     /// The name syncs use to refer to it.
     pub name: String,
@@ -21,6 +39,10 @@ pub struct ConnectionConfig {
     pub settings: BTreeMap<String, String>,
     /// How the host authenticates the plugin's requests.
     pub credentials: CredentialsConfig,
+    /// How the account's budget reads rate-limit headers (`None`: the defaults).
+    pub rate_limit: Option<RatePolicy>,
+    /// Webhooks from the app that trigger early runs (`None`: polls only).
+    pub webhook: Option<WebhookConfig>,
     /// Where the entry is.
     pub at: Location,
     /// Where `plugin` is.
@@ -62,7 +84,15 @@ impl CredentialsConfig {
     }
 }
 
-const CONNECTION_KEYS: &[&str] = &["plugin", "settings", "credentials"];
+const CONNECTION_KEYS: &[&str] = &["plugin", "settings", "credentials", "rate-limit", "webhook"];
+const RATE_KEYS: &[&str] = &[
+    "headers",
+    "reset",
+    "reserve",
+    "slow-below",
+    "without-retry-after",
+];
+const WEBHOOK_KEYS: &[&str] = &["secret", "header"];
 const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2"];
 const OAUTH_KEYS: &[&str] = &["client-id", "client-secret", "refresh-token", "token-url"];
 
@@ -95,6 +125,8 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         Some(c) => read_credentials(cx, c),
         None => Some(CredentialsConfig::None),
     };
+    let rate_limit = t.get("rate-limit").and_then(|r| read_rate_limit(cx, r));
+    let webhook = t.get("webhook").and_then(|w| read_webhook(cx, w));
     t.finish(cx);
     // A part that failed has been reported; the rest is kept so pass 2 can check it too.
     Some(ConnectionConfig {
@@ -102,10 +134,108 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         plugin: plugin?,
         settings: settings.unwrap_or_default(),
         credentials: credentials.unwrap_or(CredentialsConfig::None),
+        rate_limit,
+        webhook,
         at,
         plugin_at,
     })
 }
+
+fn read_rate_limit(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<RatePolicy> {
+    let mut t = item.table(cx, RATE_KEYS)?;
+    let mut p = RatePolicy::default();
+    let mut ok = true;
+    if let Some(i) = t.get("headers") {
+        ok &= i.bool(cx).map(|v| p.headers = v).is_some();
+    }
+    if let Some(i) = t.get("reset") {
+        ok &= i.choice::<ResetMeaning>(cx).map(|v| p.reset = v).is_some();
+    }
+    if let Some(i) = t.get("without-retry-after") {
+        ok &= i
+            .choice::<NoWaitPolicy>(cx)
+            .map(|v| p.no_wait = v)
+            .is_some();
+    }
+    for (key, slot) in [
+        ("reserve", &mut p.reserve),
+        ("slow-below", &mut p.slow_below),
+    ] {
+        if let Some(i) = t.get(key) {
+            match read_share(cx, &i) {
+                Some(v) => *slot = v,
+                None => ok = false,
+            }
+        }
+    }
+    t.finish(cx);
+    ok.then_some(p)
+}
+
+/// A number of requests (a whole number) or a share of the app's limit (0 to 1).
+fn read_share(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Share> {
+    const HINT: &str =
+        "a number of requests (e.g. 50) or a share of the app's limit between 0 and 1 (e.g. 0.1)";
+    match item.value.get_ref() {
+        toml::de::DeValue::Integer(_) => match item.u64(cx)? {
+            n if n <= u64::from(u32::MAX) => Some(Share::Requests(n as u32)),
+            _ => item.invalid(cx, HINT),
+        },
+        toml::de::DeValue::Float(_) => match item.f64(cx)? {
+            f if (0.0..=1.0).contains(&f) => Some(Share::Of(f)),
+            _ => item.invalid(cx, HINT),
+        },
+        _ => item.wrong_type(cx, HINT),
+    }
+}
+
+fn read_webhook(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<WebhookConfig> {
+    let mut t = item.table(cx, WEBHOOK_KEYS)?;
+    let secret = t.require(
+        cx,
+        "secret",
+        "add secret = { env = \"VAR\" } (the value the app sends in the header)",
+    );
+    let header = t.get("header");
+    t.finish(cx);
+    // Both parts are read before giving up, so that both report their errors.
+    let header = match header {
+        None => Some(DEFAULT_WEBHOOK_HEADER.to_owned()),
+        Some(h) => read_header_name(cx, &h),
+    };
+    let secret = read_secret(cx, &secret?);
+    Some(WebhookConfig {
+        secret: secret?,
+        header: header?,
+    })
+}
+
+/// A custom request header's name, lower-cased.
+fn read_header_name(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<String> {
+    let name = item.name(cx)?;
+    match reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()) {
+        Ok(n) if !FRAMING_HEADERS.contains(&n.as_str()) => Some(n.as_str().to_owned()),
+        Ok(_) => item.invalid(
+            cx,
+            format!("{name:?} is an HTTP framing header; name a custom header such as \"X-Tandem-Webhook-Secret\""),
+        ),
+        Err(_) => item.invalid(
+            cx,
+            format!("{name:?} is not a valid HTTP header name; use letters, digits and dashes"),
+        ),
+    }
+}
+
+/// Headers proxies and HTTP itself own: a secret cannot travel in them.
+const FRAMING_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
 
 fn read_settings(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<BTreeMap<String, String>> {
     let mut t = item.table(cx, &[])?;

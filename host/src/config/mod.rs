@@ -36,8 +36,11 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use connections::{ConnectionConfig, CredentialsConfig};
-pub use daemon::{DEFAULT_LISTEN, DEFAULT_STATE_PATH, DaemonConfig, StateConfig};
+pub use connections::{ConnectionConfig, CredentialsConfig, DEFAULT_WEBHOOK_HEADER, WebhookConfig};
+pub use daemon::{
+    DEFAULT_LISTEN, DEFAULT_STATE_PATH, DEFAULT_WEBHOOK_LISTEN, DaemonConfig, StateConfig,
+    WebhooksConfig,
+};
 pub use env::{Env, SecretRef, SecretSource};
 pub use error::{ConfigError, KeyPath, Location};
 pub use plugins::{GrantConfig, LimitOverrides, PluginConfig, PluginSource};

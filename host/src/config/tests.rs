@@ -739,3 +739,127 @@ fn the_builtin_catalog_reads_manifests() {
         "the normalize mapper is built in"
     );
 }
+
+#[test]
+fn webhooks_and_rate_limit_settings_are_read() {
+    use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
+    let src = BASE.replace(
+        "[connections.marketing]",
+        "[connections.sales.rate-limit]\nreset = \"epoch\"\nreserve = 50\nslow-below = 0.2\nwithout-retry-after = \"next-hour\"\n\n[connections.sales.webhook]\nsecret = { env = \"FS_HOOK\" }\nheader = \"X-Hook-Secret\"\n\n[connections.marketing]",
+    ) + "\n[daemon.webhooks]\nlisten = \"127.0.0.1:0\"\ndebounce = \"5s\"\nmax-body = \"8KiB\"\n";
+    let env = env().with("FS_HOOK", "s3cret-value");
+    let c = load_str(Path::new("config.toml"), &src, &env, &catalog()).unwrap_or_else(|e| {
+        panic!(
+            "{:#?}",
+            e.iter().map(ToString::to_string).collect::<Vec<_>>()
+        )
+    });
+    let sales = &c.connections["sales"];
+    assert_eq!(
+        sales.rate_limit,
+        Some(RatePolicy {
+            headers: true,
+            reset: ResetMeaning::Epoch,
+            reserve: Share::Requests(50),
+            slow_below: Share::Of(0.2),
+            no_wait: NoWaitPolicy::NextHour,
+        })
+    );
+    let hook = sales.webhook.as_ref().unwrap();
+    assert_eq!(hook.header, "x-hook-secret");
+    assert_eq!(hook.secret.source, SecretSource::Env("FS_HOOK".into()));
+    assert!(c.connections["marketing"].webhook.is_none());
+    assert_eq!(c.connections["marketing"].rate_limit, None);
+    assert_eq!(c.daemon.webhooks.listen.to_string(), "127.0.0.1:0");
+    assert_eq!(
+        c.daemon.webhooks.debounce,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(c.daemon.webhooks.max_body, 8192);
+    // Defaults.
+    let c = ok(&with_sync(""));
+    assert_eq!(c.daemon.webhooks.listen.to_string(), DEFAULT_WEBHOOK_LISTEN);
+    assert_eq!(
+        c.daemon.webhooks.debounce,
+        std::time::Duration::from_secs(2)
+    );
+    // The secret is checked like credentials: named, never valued.
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("config.toml:")
+            && errs[0].contains(
+                "connections.sales.webhook.secret: environment variable FS_HOOK is not set"
+            ),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn webhook_and_rate_limit_errors_have_key_line_and_column() {
+    let src = BASE.replace(
+        "[connections.marketing]",
+        "[connections.sales.rate-limit]\nreset = \"minutes\"\nreserve = -3\nslow-below = 1.5\nwithout-retry-after = \"never\"\nheaders = \"yes\"\n\n[connections.sales.webhook]\nsecret = \"inline\"\nheader = \"Content-Length\"\n\n[connections.marketing]",
+    ) + "\n[daemon.webhooks]\nport = 1\n";
+    let line = |p: &str| line_of(&src, p);
+    assert_eq!(
+        errors(&src),
+        [
+            format!(
+                r#"config.toml:{}:9: connections.sales.rate-limit.reset: unknown value "minutes"; expected one of auto, seconds, epoch"#,
+                line("reset =")
+            ),
+            format!(
+                r#"config.toml:{}:11: connections.sales.rate-limit.reserve: expected a whole number of 0 or more"#,
+                line("reserve =")
+            ),
+            format!(
+                r#"config.toml:{}:14: connections.sales.rate-limit.slow-below: a number of requests (e.g. 50) or a share of the app's limit between 0 and 1 (e.g. 0.1)"#,
+                line("slow-below =")
+            ),
+            format!(
+                r#"config.toml:{}:23: connections.sales.rate-limit.without-retry-after: unknown value "never"; expected one of backoff, next-hour"#,
+                line("without-retry-after =")
+            ),
+            format!(
+                r#"config.toml:{}:11: connections.sales.rate-limit.headers: expected true or false, found a string"#,
+                line("headers =")
+            ),
+            format!(
+                r#"config.toml:{}:10: connections.sales.webhook.secret: inline secrets are refused; reference it instead: {{ env = "VAR" }} or {{ file = "path" }}"#,
+                line("secret =")
+            ),
+            format!(
+                r#"config.toml:{}:10: connections.sales.webhook.header: "Content-Length" is an HTTP framing header; name a custom header such as "X-Tandem-Webhook-Secret""#,
+                line("header =")
+            ),
+            format!(
+                r#"config.toml:{}:1: daemon.webhooks.port: unknown key; expected one of listen, allow-remote, debounce, max-body"#,
+                line("port =")
+            ),
+        ]
+    );
+    let src2 = "[daemon.webhooks]\nlisten = \"0.0.0.0:7381\"\n";
+    assert_eq!(
+        errors(src2),
+        [
+            r#"config.toml:2:10: daemon.webhooks.listen: 0.0.0.0:7381 is reachable from other machines; use a loopback address behind a TLS proxy, or set allow-remote = true"#
+        ]
+    );
+    assert!(
+        ok("[daemon.webhooks]\nlisten = \"0.0.0.0:7381\"\nallow-remote = true\n")
+            .daemon
+            .webhooks
+            .allow_remote
+    );
+    assert_eq!(
+        errors("[daemon.webhooks]\ndebounce = \"soon\"\n"),
+        [
+            r#"config.toml:2:12: daemon.webhooks.debounce: cannot read "soon" as a duration; write a duration such as "30s", "5m" or "1h""#
+        ]
+    );
+    assert_eq!(
+        errors("[daemon.webhooks]\nmax-body = 10\n"),
+        [r#"config.toml:2:12: daemon.webhooks.max-body: between 1KiB and 16MiB"#]
+    );
+}

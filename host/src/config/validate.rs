@@ -98,7 +98,8 @@ pub(crate) fn check_defined(
             &kinds,
             PluginKind::Connector,
         );
-        for secret in conn.credentials.secrets() {
+        let webhook = conn.webhook.as_ref().map(|w| &w.secret);
+        for secret in conn.credentials.secrets().into_iter().chain(webhook) {
             if let Err(e) = secret.check(env) {
                 errors.push(e);
             }

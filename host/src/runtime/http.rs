@@ -3,7 +3,8 @@
 //! For every request and every redirect hop, in order:
 //! 1. the URL must be `http(s)` and match both the manifest's and the operator's origins;
 //! 2. an IP literal must not be in a blocked range;
-//! 3. the optional [`RequestBudget`] is awaited;
+//! 3. the optional [`RequestBudget`] is awaited (and sees every response's status and
+//!    headers, so that it can read the app's rate-limit headers);
 //! 4. names are resolved through the injected [`Resolve`]r and **every** resolved address
 //!    must pass the same range check; the connection dials exactly those addresses;
 //! 5. credentials are attached if the URL matches the auth profile (guest-set
@@ -52,6 +53,10 @@ impl Resolve for SystemResolver {
 pub trait RequestBudget: Send + Sync + 'static {
     /// Resolves when the request to `url` may go out.
     fn acquire<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, ()>;
+
+    /// Sees the status and headers of every response to a request it let out (before the
+    /// plugin does, credential headers included: they must not be kept). Default: nothing.
+    fn observe(&self, _url: &Url, _status: u16, _headers: &HeaderMap) {}
 }
 
 /// Resolver error raised when a name resolves to a blocked address.
@@ -350,11 +355,15 @@ impl HttpCtx {
         if remaining.is_zero() {
             return Err(HttpError::Timeout);
         }
-        request
+        let response = request
             .timeout(remaining)
             .send()
             .await
-            .map_err(map_reqwest_error)
+            .map_err(map_reqwest_error)?;
+        if let Some(budget) = &self.budget {
+            budget.observe(url, response.status().as_u16(), response.headers());
+        }
+        Ok(response)
     }
 
     /// A valid bearer header, refreshing through the token endpoint when needed.
@@ -739,12 +748,20 @@ mod tests {
         );
     }
 
-    struct CountingBudget(AtomicUsize);
+    struct CountingBudget(AtomicUsize, std::sync::Mutex<Vec<(u16, Option<String>)>>);
 
     impl RequestBudget for CountingBudget {
         fn acquire<'a>(&'a self, _url: &'a Url) -> BoxFuture<'a, ()> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Box::pin(async {})
+        }
+
+        fn observe(&self, _url: &Url, status: u16, headers: &HeaderMap) {
+            let remaining = headers
+                .get("x-ratelimit-remaining")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            self.1.lock().unwrap().push((status, remaining));
         }
     }
 
@@ -755,9 +772,12 @@ mod tests {
                 "/hop",
                 post(|| async { (StatusCode::SEE_OTHER, [("location", "/landing")]) }),
             )
-            .route("/landing", get(|| async { "ok" }));
+            .route(
+                "/landing",
+                get(|| async { ([("x-ratelimit-remaining", "41")], "ok") }),
+            );
         let addr = serve(router).await;
-        let budget = Arc::new(CountingBudget(AtomicUsize::new(0)));
+        let budget = Arc::new(CountingBudget(AtomicUsize::new(0), Default::default()));
         let http = ctx(
             &manifest(""),
             addr,
@@ -771,6 +791,11 @@ mod tests {
         let resp = http.send(req).await.unwrap();
         assert_eq!((resp.status, resp.body.as_slice()), (200, b"ok".as_slice()));
         assert_eq!(budget.0.load(Ordering::SeqCst), 2);
+        // Every hop's answer is shown to the budget (it reads rate-limit headers).
+        assert_eq!(
+            *budget.1.lock().unwrap(),
+            vec![(303, None), (200, Some("41".to_owned()))]
+        );
     }
 
     #[tokio::test]

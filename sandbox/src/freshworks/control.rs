@@ -21,6 +21,9 @@
 //! | `POST /auth/restore` | — | original keys back |
 //! | `GET` / `POST /page_quirks` | `{"short_pages"?:N,"unordered_pages"?:N}` | next N pages short / unordered |
 //! | `GET` / `DELETE /rate_limit` | — | read / clear the rate-limit windows |
+//! | `GET /workflows` | — | `{"workflows":[..],"deliveries":[..]}`: workflow webhooks and the last calls made |
+//! | `POST /workflows` | `{"url","entity"?,"on"?,"method"?,"headers"?,"fields"?,"skip_api_user"?}` | add a workflow "on create/update → Trigger Webhook" ([`super::workflows`]) |
+//! | `DELETE /workflows` / `DELETE /workflows/{id}` | — | remove all / one |
 
 use std::sync::Arc;
 
@@ -356,6 +359,30 @@ async fn clear_rate(State(a): St) -> Json<Value> {
     Json(json!({"cleared": true}))
 }
 
+async fn get_workflows(State(a): St) -> Json<Value> {
+    Json(a.workflows.describe())
+}
+
+async fn add_workflow(State(a): St, body: Bytes) -> CtlResult {
+    let w: super::workflows::Workflow =
+        serde_json::from_value(body_json(&body)?).map_err(|e| bad(e.to_string()))?;
+    let w = a.workflows.add(&a, w).map_err(bad)?;
+    Ok((StatusCode::CREATED, Json(json!(w))).into_response())
+}
+
+async fn clear_workflows(State(a): St) -> Json<Value> {
+    a.workflows.clear();
+    Json(json!({"cleared": true}))
+}
+
+async fn remove_workflow(State(a): St, Path(id): Path<u64>) -> CtlResult {
+    if a.workflows.remove(id) {
+        Ok(Json(json!({"removed": id})).into_response())
+    } else {
+        Err(Ctl(StatusCode::NOT_FOUND, format!("no workflow {id}")))
+    }
+}
+
 /// The Freshworks control routes (relative; mounted under `/_sandbox`).
 pub fn router(acct: Arc<Account>) -> Router {
     Router::new()
@@ -377,5 +404,12 @@ pub fn router(acct: Arc<Account>) -> Router {
         .route("/auth/restore", post(restore_keys))
         .route("/page_quirks", get(get_quirks).post(set_quirks))
         .route("/rate_limit", get(rate).delete(clear_rate))
+        .route(
+            "/workflows",
+            get(get_workflows)
+                .post(add_workflow)
+                .delete(clear_workflows),
+        )
+        .route("/workflows/{id}", axum::routing::delete(remove_workflow))
         .with_state(acct)
 }

@@ -8,7 +8,8 @@
 //! * Classic: the CRM API under `/api/...` with leads (and contacts);
 //! * Freshmarketer also: marketing calls under `/crm/marketer/mas/api/v1/...` and the legacy
 //!   standalone tree `/mas/api/v1/...` authenticated with `fm-token` ([`marketer`]);
-//! * every account: its control API under `/_sandbox/...` ([`control`]).
+//! * every account: its control API under `/_sandbox/...` ([`control`]), including
+//!   workflow webhooks on record create/update ([`workflows`]).
 //!
 //! Every API path also accepts a `.json` suffix. Layout: [`store`] holds the state and all
 //! operations; [`api`] parses and renders HTTP; [`gate`] does auth and rate limits;
@@ -23,6 +24,7 @@ pub mod marketer;
 pub mod render;
 pub mod store;
 pub mod switches;
+pub mod workflows;
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -92,6 +94,8 @@ pub struct Account {
     original_keys: Keys,
     rate: Mutex<RateWindows>,
     key_counter: Mutex<u64>,
+    /// Workflow webhooks (control API).
+    pub workflows: workflows::Workflows,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +134,7 @@ impl Account {
             keys: Mutex::new(keys),
             rate: Mutex::new(RateWindows::default()),
             key_counter: Mutex::new(0),
+            workflows: workflows::Workflows::default(),
         }
     }
 
@@ -270,6 +275,7 @@ impl Account {
         self.reseed(params);
         self.restore_keys();
         self.reset_rate();
+        self.workflows.clear();
     }
 
     /// The app: API trees (instrumented, `.json`-tolerant) plus the control API.
@@ -281,7 +287,9 @@ impl Account {
         let api = common::instrument(api.fallback(api::not_found), plane);
         let strip = axum::middleware::map_request(strip_json_suffix);
         let api = Router::new().fallback_service(strip.layer(api));
-        common::mount(api, plane.clone(), control::router(self.clone()))
+        common::mount(api, plane.clone(), control::router(self.clone())).layer(
+            axum::middleware::from_fn_with_state(self.clone(), workflows::after_request),
+        )
     }
 
     /// Public description.
