@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SyncConfig;
 use crate::sync::SyncStore;
-use crate::sync::state::{Event, OpStatus, RunRecord, StateError, SyncStatus};
+use crate::sync::state::{Event, OpStatus, PendingAmbiguity, RunRecord, StateError, SyncStatus};
 
 /// One sync at a glance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,6 +34,9 @@ pub struct SyncSummary {
     pub retrying: usize,
     /// Writes given up on (they need a person).
     pub parked: usize,
+    /// Ambiguous matches waiting for an operator decision (`tandem sync resolve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ambiguous: Vec<PendingAmbiguity>,
     /// The daemon's view: a run is in progress.
     #[serde(default)]
     pub running: bool,
@@ -85,6 +88,7 @@ pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, State
         links,
         retrying: store.retries(&cfg.name)?.len(),
         parked,
+        ambiguous: store.pending_ambiguities(&cfg.name)?,
         running: false,
         last_error: None,
         next_run_at: None,

@@ -1,4 +1,4 @@
-//! `tandem sync plan | run | status | logs | pause | resume | disconnect`.
+//! `tandem sync plan | run | status | logs | resolve | pause | resume | disconnect`.
 //!
 //! Every command opens the state file itself. When the daemon holds it (`tandem run`),
 //! `status`, `logs`, `pause`, `resume`, `disconnect` and `run` talk to the daemon's
@@ -92,6 +92,21 @@ pub enum SyncCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decide an ambiguous match (shown by `status` and `logs`): link two records as the
+    /// same person, or keep them apart for good. The next run applies it.
+    #[command(
+        after_help = "Examples:\n  tandem sync resolve sales-marketing --link 1701 880123     # A record 1701 is B record 880123\n  tandem sync resolve sales-marketing --keep-apart 1701 880124   # never match these two"
+    )]
+    Resolve {
+        /// The sync.
+        name: String,
+        /// Link these two records (A id, then B id); the next run merges their fields.
+        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"], conflicts_with = "keep_apart", required_unless_present = "keep_apart")]
+        link: Option<Vec<String>>,
+        /// Never match these two records (A id, then B id); they are not reported again.
+        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"])]
+        keep_apart: Option<Vec<String>>,
+    },
     /// Pause a sync: nothing is read or written until it is resumed.
     Pause {
         /// The sync.
@@ -159,6 +174,29 @@ pub async fn run(cmd: SyncCommand, file: &Path) -> anyhow::Result<()> {
             print_logs(&host.sync_config(&name)?.clone(), &logs, limit, json);
             Ok(())
         }
+        SyncCommand::Resolve {
+            name,
+            link,
+            keep_apart,
+        } => {
+            use crate::sync::baseline::Decision;
+            let (ids, decision) = match (link, keep_apart) {
+                (Some(ids), _) => (ids, Decision::Link),
+                (None, Some(ids)) => (ids, Decision::KeepApart),
+                (None, None) => bail!("say --link A-ID B-ID or --keep-apart A-ID B-ID"),
+            };
+            let (a, b) = (&ids[0], &ids[1]);
+            host.resolve(&name, a, b, decision)?;
+            match decision {
+                Decision::Link => println!(
+                    "sync `{name}`: A:{a} and B:{b} will be linked and their fields merged on the next run (`tandem sync run {name}`)"
+                ),
+                Decision::KeepApart => println!(
+                    "sync `{name}`: A:{a} and B:{b} are kept apart: never matched again; the next run applies it"
+                ),
+            }
+            Ok(())
+        }
         SyncCommand::Pause { name } => {
             host.pause(&name)?;
             println!(
@@ -191,6 +229,7 @@ fn command_label(cmd: &SyncCommand) -> String {
         SyncCommand::Run { name, .. } => ("run", Some(name)),
         SyncCommand::Status { name, .. } => ("status", name.as_ref()),
         SyncCommand::Logs { name, .. } => ("logs", Some(name)),
+        SyncCommand::Resolve { name, .. } => ("resolve", Some(name)),
         SyncCommand::Pause { name } => ("pause", Some(name)),
         SyncCommand::Resume { name } => ("resume", Some(name)),
         SyncCommand::Disconnect { name, .. } => ("disconnect", Some(name)),
@@ -703,6 +742,31 @@ fn print_status(list: &[SyncSummary], json: bool) {
         ]);
     }
     println!("{t}");
+    for s in list.iter().filter(|s| !s.ambiguous.is_empty()) {
+        println!(
+            "\nSync `{}`: {} ambiguous match(es) wait for a decision:",
+            s.name,
+            s.ambiguous.len()
+        );
+        for p in &s.ambiguous {
+            println!(
+                "  A: {} / B: {} ({}: {}): {}",
+                if p.a.is_empty() {
+                    "-".into()
+                } else {
+                    p.a.join(", ")
+                },
+                if p.b.is_empty() {
+                    "-".into()
+                } else {
+                    p.b.join(", ")
+                },
+                p.email,
+                p.reason,
+                crate::sync::engine::resolve_hint(&s.name, &p.a, &p.b)
+            );
+        }
+    }
 }
 
 fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, json: bool) {
@@ -914,7 +978,7 @@ async fn remote(cmd: SyncCommand, config: &Config, locked: StateFileError) -> an
                 println!("{}", counters_table(&s.counters, &c.a, &c.b));
             }
         }
-        SyncCommand::Plan { .. } => bail!("{locked}"),
+        SyncCommand::Plan { .. } | SyncCommand::Resolve { .. } => bail!("{locked}"),
     }
     Ok(())
 }

@@ -112,7 +112,23 @@ pub struct Baseline {
     pub links: BTreeMap<String, Link>,
     /// Number of links per entity pair index, all of them.
     pub counts: BTreeMap<usize, usize>,
+    /// The operator's decisions about ambiguous matches (§2.6).
+    pub decisions: Decisions,
 }
+
+/// An operator's decision about two records an ambiguous match named (§2.6),
+/// stored with the sync's state and given to the planner as input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decision {
+    /// Link these two records (then merge their fields), whatever the e-mails say.
+    Link,
+    /// Never match these two records: not reported as ambiguous again.
+    KeepApart,
+}
+
+/// Operator decisions by (entity pair index, A id, B id).
+pub type Decisions = BTreeMap<(usize, String, String), Decision>;
 
 impl Baseline {
     /// A complete baseline from every link.

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::baseline::{Baseline, Link, LinkState};
+use super::baseline::{Baseline, Decision, Link, LinkState};
 use super::mapping::{MappingError, ResolvedMapping, resolve};
 use super::model::{Record, Side, SidePair, normalise_email};
 use super::plan::{
@@ -36,8 +36,8 @@ use super::source::{
     WriteOp,
 };
 use super::state::{
-    Counters, Event, OpStatus, OutboxEntry, RetryEntry, RunRecord, StateError, SyncStatus,
-    SyncStore, Tombstone, Txn, direction_to,
+    Counters, Event, OpStatus, OutboxEntry, PendingAmbiguity, RetryEntry, RunRecord, StateError,
+    SyncStatus, SyncStore, Tombstone, Txn, direction_to,
 };
 
 /// Largest number of pages one listing may take before the run gives up.
@@ -483,6 +483,17 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         if stale.is_empty() {
             return Ok(());
         }
+        // List membership is not re-derived by the next plan (a link matched
+        // outside the list is stored before its add is acked): replay it.
+        let (membership, stale): (Vec<OutboxEntry>, Vec<OutboxEntry>) =
+            stale.into_iter().partition(|e| {
+                matches!(e.status, OpStatus::Planned | OpStatus::Sent)
+                    && matches!(
+                        e.op.kind,
+                        OpKind::AddToContainer { .. } | OpKind::RemoveFromContainer { .. }
+                    )
+            });
+        self.replay_membership(membership, opts).await?;
         for e in stale {
             let op = &e.op;
             let mut found: Option<Record> = None;
@@ -558,6 +569,94 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         Ok(())
     }
 
+    /// Sends again the add/remove-membership ops an interrupted run left
+    /// `planned` or `sent` (both are idempotent) and commits each result as
+    /// the run would have: the link takes the op's effect, the row goes. A
+    /// retryable failure stops here (rows kept, replayed by the next run); a
+    /// permanent one drops the row, as the app refused it.
+    async fn replay_membership(
+        &self,
+        ops: Vec<OutboxEntry>,
+        opts: &RunOptions,
+    ) -> Result<(), EngineError> {
+        let sync = self.sync();
+        let mut groups: BTreeMap<(usize, Side), Vec<PlannedOp>> = BTreeMap::new();
+        for e in ops {
+            groups
+                .entry((e.op.entity, e.op.side))
+                .or_default()
+                .push(e.op);
+        }
+        for ((ix, side), ops) in groups {
+            let mapping = self.mapping_for(ix).await?;
+            let names = self.entity_names(ix);
+            let writes: Vec<Write> = ops
+                .iter()
+                .map(|op| Write {
+                    reference: op.id.clone(),
+                    op: write_op(&op.kind),
+                })
+                .collect();
+            let results = self
+                .push(side, names.get(side), writes)
+                .await
+                .map_err(self.source_err(side, "push"))?;
+            let mut by_ref: BTreeMap<String, Result<Option<Record>, SourceError>> = results
+                .into_iter()
+                .map(|r| (r.reference, r.outcome))
+                .collect();
+            let mut retry: Option<SourceError> = None;
+            self.store.write(sync, |t| {
+                for op in &ops {
+                    let outcome = by_ref.remove(&op.id).unwrap_or_else(|| {
+                        Err(SourceError::Transient(
+                            "the connector returned no result for this write".into(),
+                        ))
+                    });
+                    match outcome {
+                        Ok(_) | Err(SourceError::NotFound(_)) => {}
+                        Err(e) if e.is_retryable() => {
+                            retry.get_or_insert(e);
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(sync, op = %op.id, error = %e, "replayed {} refused: dropped", op.kind.label());
+                            t.remove_op(&op.id)?;
+                            continue;
+                        }
+                    }
+                    if let Some(mut link) = t.link(&op.link)? {
+                        let entities = (names.a.as_str(), names.b.as_str());
+                        if apply_ack(&mut link, op, None, &mapping, true) {
+                            t.put_link(&link, entities)?;
+                        } else {
+                            t.remove_link(&op.link, entities)?;
+                            if let Some(id) = link.id(op.side) {
+                                t.put_tombstone(
+                                    op.entity,
+                                    op.side,
+                                    id,
+                                    &Tombstone {
+                                        link: op.link.clone(),
+                                        detected_at: opts.now,
+                                        decision: op.reason.clone(),
+                                    },
+                                )?;
+                            }
+                        }
+                    }
+                    tracing::info!(sync, op = %op.id, "replayed {} of an interrupted run", op.kind.label());
+                    t.remove_op(&op.id)?;
+                }
+                Ok(())
+            })?;
+            if let Some(e) = retry {
+                return Err(self.source_err(side, "push")(e));
+            }
+        }
+        Ok(())
+    }
+
     fn entity_names(&self, ix: usize) -> SidePair<String> {
         let p = &self.policy.entities[ix];
         SidePair::new(p.a.clone(), p.b.clone())
@@ -593,6 +692,9 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             infos: Vec::new(),
             fingerprints: Vec::new(),
         };
+        // A new operator decision: read everything once, so that the records
+        // it names are planned again although they did not change.
+        let rescan = self.store.rescan(sync)?;
         for (ix, pair) in self.policy.entities.iter().enumerate() {
             let mut infos: Vec<EntityInfo> = Vec::new();
             for side in Side::BOTH {
@@ -620,8 +722,9 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             let infos = SidePair::new(infos[0].clone(), infos[1].clone());
             let mapping = self.mapping_for(ix).await?;
             let fingerprint = mapping.fingerprint();
-            let full =
-                opts.full || self.store.mapping(sync, ix)?.as_deref() != Some(fingerprint.as_str());
+            let full = opts.full
+                || rescan
+                || self.store.mapping(sync, ix)?.as_deref() != Some(fingerprint.as_str());
             let mut containers: SidePair<Option<String>> = SidePair::default();
             let mut obs: SidePair<Observation> = SidePair::default();
             let mut cursors: SidePair<Option<String>> = SidePair::default();
@@ -656,6 +759,8 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         out.baseline = Baseline {
             links,
             counts: self.store.link_counts(sync)?,
+            decisions: self.store.decisions(sync)?,
+            ..Baseline::default()
         };
         Ok(out)
     }
@@ -928,7 +1033,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         .get(other)
                         .records
                         .values()
-                        .filter_map(|o| e.mapping.match_key(other, &o.record))
+                        .flat_map(|o| e.mapping.emails(other, &o.record))
                         .collect()
                 } else {
                     BTreeSet::new()
@@ -954,7 +1059,9 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         .skip
                         .is_none()
                     })
-                    .filter_map(|o| e.mapping.match_key(side, &o.record))
+                    // Every address, secondary ones too: the other side may know
+                    // the person by any of them.
+                    .flat_map(|o| e.mapping.emails(side, &o.record))
                     .filter(|m| !listed.contains(m))
                     .collect();
                 // A linked record deleted on `other`: a record with the same
@@ -1137,6 +1244,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     )?;
                 }
             }
+            self.record_ambiguities(t, plan, obs, exec.run.id)?;
             for k in &plan.unlink {
                 if let Some(l) = obs.baseline.links.get(k) {
                     let names = self.entity_names(l.entity);
@@ -1189,6 +1297,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         .map(|i| format!("a:{i}"))
                         .chain(a.b.iter().map(|i| format!("b:{i}")))
                         .collect();
+                let hint = resolve_hint(sync, &a.a, &a.b);
                 exec.event(
                     t,
                     "both",
@@ -1196,7 +1305,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     &self.policy.entities[a.entity].a,
                     records,
                     None,
-                    format!("{}: {}", a.email, a.reason),
+                    format!("{}: {}; {hint}", a.email, a.reason),
                 )?;
             }
             for n in &plan.notes {
@@ -1242,6 +1351,47 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             Ok(exec)
         })?;
         Ok(exec)
+    }
+
+    /// Keeps the list of unresolved ambiguities (`tandem sync status`): an
+    /// earlier one stays until a run reads one of its records again (then
+    /// this plan says whether it still is); operator links now made are done.
+    fn record_ambiguities(
+        &self,
+        t: &Txn<'_>,
+        plan: &Plan,
+        obs: &Observed2,
+        run: u64,
+    ) -> Result<(), StateError> {
+        for ((ix, a, b), d) in &obs.baseline.decisions {
+            let made = plan.links.iter().any(|l| {
+                l.entity == *ix
+                    && l.id(Side::A) == Some(a.as_str())
+                    && l.id(Side::B) == Some(b.as_str())
+            });
+            if *d == Decision::Link && made {
+                t.remove_decision(*ix, a, b)?;
+            }
+        }
+        let seen = |ix: usize, side: Side, ids: &[String]| {
+            obs.inputs
+                .get(ix)
+                .is_some_and(|e| ids.iter().any(|i| e.obs.get(side).records.contains_key(i)))
+        };
+        let mut pending: Vec<PendingAmbiguity> = t
+            .pending_ambiguities()?
+            .into_iter()
+            .filter(|p| !seen(p.entity, Side::A, &p.a) && !seen(p.entity, Side::B, &p.b))
+            .collect();
+        pending.extend(plan.ambiguous.iter().map(|a| PendingAmbiguity {
+            entity: a.entity,
+            email: a.email.clone(),
+            a: a.a.clone(),
+            b: a.b.clone(),
+            reason: a.reason.clone(),
+            run,
+        }));
+        t.set_pending_ambiguities(&pending)
     }
 
     /// When an op waits for its back-off to end: the latest retry time of its
@@ -1545,6 +1695,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             // A halted run withheld changes: the cursors stay, so that the run
             // after review (forced) plans them again.
             if !unsettled && plan.halted.is_none() {
+                t.set_rescan(false)?;
                 for (ix, c) in obs.cursors.iter().enumerate() {
                     for side in Side::BOTH {
                         if let Some(cur) = c.get(side) {
@@ -1568,6 +1719,16 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             t.put_run(&exec.run)
         })?;
         Ok(outcome)
+    }
+}
+
+/// What the operator can do about an ambiguous match with these candidates.
+pub fn resolve_hint(sync: &str, a: &[String], b: &[String]) -> String {
+    match (a.first(), b.first()) {
+        (Some(x), Some(y)) => format!(
+            "to decide, run `tandem sync resolve {sync} --link {x} {y}` (the same person) or `tandem sync resolve {sync} --keep-apart {x} {y}` (different people)"
+        ),
+        _ => "several records of one app share the address: merge them in the app".into(),
     }
 }
 

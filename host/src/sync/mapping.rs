@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use super::model::{
     CanonKind, Consent, Record, Side, SidePair, Value, collapse_ws, digest, normalise,
+    normalise_email,
 };
 use super::policy::{Direction, SyncPolicy};
 use super::source::{FieldDef, FieldType};
@@ -124,6 +125,35 @@ impl ResolvedMapping {
             Value::Text(s) if !s.is_empty() => Some(s),
             _ => None,
         }
+    }
+
+    /// Every normalised e-mail of a record of `side`, the match key first: the
+    /// e-mail pair's value and the values of fields tagged `emails` (an app's
+    /// secondary addresses). Matching uses all of them, so a person whose
+    /// address is a secondary one on the other side is not duplicated.
+    pub fn emails(&self, side: Side, record: &Record) -> Vec<String> {
+        let mut out: Vec<String> = self.match_key(side, record).into_iter().collect();
+        let primary = &self.email_pair().def(side).name;
+        let more = self
+            .schema
+            .get(side)
+            .iter()
+            .filter(|d| d.is("emails") || (d.name == *primary))
+            .filter_map(|d| record.fields.get(&d.name));
+        for v in more {
+            let items: Vec<&str> = match v {
+                Value::Text(s) => vec![s.as_str()],
+                Value::Texts(list) => list.iter().map(String::as_str).collect(),
+                _ => Vec::new(),
+            };
+            for s in items {
+                let m = normalise_email(s);
+                if !m.is_empty() && !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+        out
     }
 
     /// Whether a record of `side` is opted out of e-mail (DND, unsubscribed,

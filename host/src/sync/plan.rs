@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::baseline::{Baseline, FieldBase, Link, LinkOrigin, LinkState};
+use super::baseline::{Baseline, Decision, Decisions, FieldBase, Link, LinkOrigin, LinkState};
 use super::mapping::{FieldPair, ResolvedMapping};
 use super::model::{CanonKind, Consent, Record, Side, SidePair, Value, digest};
 use super::policy::{EntityPair, OneWayEdits, RemoveAction, SyncPolicy, Winner};
@@ -355,7 +355,7 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
         for link in baseline.links.values().filter(|l| l.entity == ix) {
             p.link(ix, e, link);
         }
-        p.unlinked(ix, e);
+        p.unlinked(ix, e, &baseline.decisions);
     }
     p.finish(baseline)
 }
@@ -368,6 +368,28 @@ struct Planner<'a> {
     claimed: SidePair<BTreeSet<(String, String)>>,
     /// (entity name, e-mail) per side of the records this plan creates.
     creating: SidePair<BTreeSet<(String, String)>>,
+}
+
+/// The records sharing an e-mail with one unlinked record of side `s`.
+#[derive(Default)]
+struct Candidates {
+    /// Unlinked records of the other side.
+    free_t: BTreeSet<String>,
+    /// Linked records of the other side.
+    taken_t: BTreeSet<String>,
+    /// Other unlinked records of side `s`.
+    free_s: BTreeSet<String>,
+    /// Linked records of side `s`.
+    taken_s: BTreeSet<String>,
+}
+
+/// The first e-mail of `x` (primary first) that `y` also has.
+fn shared(x: &[String], y: &[String]) -> Option<String> {
+    x.iter().find(|m| y.contains(m)).cloned()
+}
+
+fn join(ids: &BTreeSet<String>) -> String {
+    ids.iter().cloned().collect::<Vec<_>>().join(", ")
 }
 
 /// Where one side of a link stands in this run.
@@ -628,8 +650,8 @@ impl<'a> Planner<'a> {
         {
             return;
         }
-        let email = e.mapping.match_key(on.other(), &src.record);
-        if email.as_ref().is_some_and(|m| {
+        let emails = e.mapping.emails(on.other(), &src.record);
+        if emails.iter().any(|m| {
             self.creating
                 .get(on)
                 .contains(&(e.pair.name(on).to_string(), m.clone()))
@@ -643,7 +665,8 @@ impl<'a> Planner<'a> {
             return;
         }
         let obs = e.obs.get(on);
-        if !obs.complete && !email.as_ref().is_some_and(|m| obs.searched.contains(m)) {
+        if !obs.complete && (emails.is_empty() || !emails.iter().all(|m| obs.searched.contains(m)))
+        {
             self.skip(
                 ix,
                 on.other(),
@@ -699,7 +722,7 @@ impl<'a> Planner<'a> {
                     .get(gone)
                     .contains(&(entity.clone(), o.record.id.clone()))
             })
-            .filter(|o| e.mapping.match_key(gone, &o.record).as_deref() == Some(email.as_str()))
+            .filter(|o| e.mapping.emails(gone, &o.record).contains(&email))
             .collect();
         match candidates.as_slice() {
             [] => false,
@@ -1265,18 +1288,16 @@ impl<'a> Planner<'a> {
 
     // ----- unlinked records: match, create (§2.5, rows without a link) -----
 
-    fn unlinked(&mut self, ix: usize, e: &EntityInput) {
-        let mut free: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
-        let mut taken: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
+    fn unlinked(&mut self, ix: usize, e: &EntityInput, decisions: &Decisions) {
+        // Every e-mail of every record (primary and secondary addresses), and
+        // the records holding each e-mail, per side.
+        let mut emails: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
+        let mut holders: SidePair<BTreeMap<String, BTreeSet<String>>> = SidePair::default();
         for side in Side::BOTH {
-            let entity = e.pair.name(side).to_string();
             for (id, o) in &e.obs.get(side).records {
-                let claimed = self
-                    .claimed
-                    .get(side)
-                    .contains(&(entity.clone(), id.clone()));
-                let Some(key) = e.mapping.match_key(side, &o.record) else {
-                    if !claimed && o.in_scope && self.policy.flows(side) {
+                let ms = e.mapping.emails(side, &o.record);
+                if ms.is_empty() {
+                    if !self.is_claimed(e, side, id) && o.in_scope && self.policy.flows(side) {
                         self.skip(
                             ix,
                             side,
@@ -1285,80 +1306,197 @@ impl<'a> Planner<'a> {
                         );
                     }
                     continue;
-                };
-                let map = if claimed {
-                    taken.get_mut(side)
-                } else {
-                    free.get_mut(side)
-                };
-                map.entry(key).or_default().push(id.clone());
-            }
-        }
-        let emails: BTreeSet<String> = free.a.keys().chain(free.b.keys()).cloned().collect();
-        for email in emails {
-            let get =
-                |m: &BTreeMap<String, Vec<String>>| m.get(&email).cloned().unwrap_or_default();
-            let (xs, ys) = (get(&free.a), get(&free.b));
-            let (ta, tb) = (get(&taken.a), get(&taken.b));
-            let ambiguous = |reason: String| Ambiguity {
-                entity: ix,
-                email: email.clone(),
-                a: xs.clone(),
-                b: ys.clone(),
-                reason,
-            };
-            if xs.len() == 1 && ys.len() == 1 && ta.is_empty() && tb.is_empty() {
-                self.new_link(ix, e, &email, &xs[0], &ys[0]);
-            } else if xs.is_empty() || ys.is_empty() {
-                let (s, ids, taken_t, taken_s) = if ys.is_empty() {
-                    (Side::A, &xs, &tb, &ta)
-                } else {
-                    (Side::B, &ys, &ta, &tb)
-                };
-                let t = s.other();
-                if ids.len() > 1 {
-                    if self.policy.flows(s) {
-                        self.plan.ambiguous.push(ambiguous(format!(
-                            "{} records on side {s} share this e-mail",
-                            ids.len()
-                        )));
-                    }
-                } else if !taken_t.is_empty() {
-                    if self.policy.flows(s) {
-                        self.plan.ambiguous.push(ambiguous(format!(
-                            "side {t} record {} with this e-mail is already linked to another record",
-                            taken_t.join(", ")
-                        )));
-                    }
-                } else if !taken_s.is_empty() {
-                    if self.policy.flows(s) {
-                        self.plan.ambiguous.push(ambiguous(format!(
-                            "side {s} record {} with this e-mail is already linked: {} looks like a duplicate",
-                            taken_s.join(", "),
-                            ids[0]
-                        )));
-                    }
-                } else if self
-                    .creating
-                    .get(t)
-                    .contains(&(e.pair.name(t).to_string(), email.clone()))
-                {
-                    self.plan.ambiguous.push(ambiguous(format!(
-                        "a record with this e-mail is already being created on side {t}"
-                    )));
-                } else {
-                    self.maybe_create(ix, e, s, &ids[0], &email);
                 }
-            } else {
-                self.plan.ambiguous.push(ambiguous(format!(
-                    "{} candidates on A and {} on B ({} and {} already linked)",
-                    xs.len(),
-                    ys.len(),
-                    ta.len(),
-                    tb.len()
-                )));
+                for m in &ms {
+                    holders
+                        .get_mut(side)
+                        .entry(m.clone())
+                        .or_default()
+                        .insert(id.clone());
+                }
+                emails.get_mut(side).insert(id.clone(), ms);
             }
         }
+        // The operator's links first (§2.6): they win over any e-mail match.
+        for ((dix, a, b), d) in decisions {
+            if *dix != ix || *d != Decision::Link {
+                continue;
+            }
+            let seen = emails.a.contains_key(a) && emails.b.contains_key(b);
+            if seen && !self.is_claimed(e, Side::A, a) && !self.is_claimed(e, Side::B, b) {
+                let key =
+                    shared(&emails.a[a], &emails.b[b]).unwrap_or_else(|| emails.a[a][0].clone());
+                self.new_link(ix, e, &key, a, b);
+                self.note(
+                    ix,
+                    &format!("{ix}/a/{a}"),
+                    "linked by the operator (tandem sync resolve --link)".into(),
+                );
+            }
+        }
+        // Candidates are decided against the records free now, so that the
+        // links made below are disjoint and the result does not depend on order.
+        let free: SidePair<BTreeSet<String>> = SidePair::new(
+            self.free_ids(e, Side::A, emails.a.keys()),
+            self.free_ids(e, Side::B, emails.b.keys()),
+        );
+        let cands = |side: Side, id: &str| -> Candidates {
+            let t = side.other();
+            let mut c = Candidates::default();
+            for m in &emails.get(side)[id] {
+                for other in holders.get(t).get(m).into_iter().flatten() {
+                    let (a, b) = match side {
+                        Side::A => (id, other.as_str()),
+                        Side::B => (other.as_str(), id),
+                    };
+                    let key = (ix, a.to_string(), b.to_string());
+                    if decisions.get(&key) == Some(&Decision::KeepApart) {
+                        continue;
+                    }
+                    if free.get(t).contains(other) {
+                        c.free_t.insert(other.clone());
+                    } else {
+                        c.taken_t.insert(other.clone());
+                    }
+                }
+                for other in holders.get(side).get(m).into_iter().flatten() {
+                    if other == id {
+                        continue;
+                    }
+                    if free.get(side).contains(other) {
+                        c.free_s.insert(other.clone());
+                    } else {
+                        c.taken_s.insert(other.clone());
+                    }
+                }
+            }
+            c
+        };
+        let mut reported: SidePair<BTreeSet<String>> = SidePair::default();
+        for s in Side::BOTH {
+            let t = s.other();
+            for id in free.get(s) {
+                if self.is_claimed(e, s, id) || reported.get(s).contains(id) {
+                    continue;
+                }
+                let mine = &emails.get(s)[id];
+                let c = cands(s, id);
+                let mut ambiguous = |this: &mut Self, reason: String| {
+                    let ids_s: Vec<String> = std::iter::once(id.clone())
+                        .chain(c.free_s.iter().cloned())
+                        .collect::<BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    let ids_t: Vec<String> = c.free_t.union(&c.taken_t).cloned().collect();
+                    reported.get_mut(s).extend(ids_s.iter().cloned());
+                    reported.get_mut(t).extend(c.free_t.iter().cloned());
+                    let (a, b) = match s {
+                        Side::A => (ids_s, ids_t),
+                        Side::B => (ids_t, ids_s),
+                    };
+                    this.plan.ambiguous.push(Ambiguity {
+                        entity: ix,
+                        email: mine[0].clone(),
+                        a,
+                        b,
+                        reason,
+                    });
+                };
+                if c.free_t.len() == 1 && c.taken_t.is_empty() {
+                    let y = c.free_t.iter().next().cloned().unwrap_or_default();
+                    let back = cands(t, &y);
+                    if back.free_t.len() == 1 && back.taken_t.is_empty() {
+                        let key =
+                            shared(mine, &emails.get(t)[&y]).unwrap_or_else(|| mine[0].clone());
+                        let (a, b) = match s {
+                            Side::A => (id.as_str(), y.as_str()),
+                            Side::B => (y.as_str(), id.as_str()),
+                        };
+                        self.new_link(ix, e, &key, a, b);
+                    } else {
+                        let n = back.free_t.len() + back.taken_t.len();
+                        ambiguous(
+                            self,
+                            format!(
+                                "side {t} record {y} matches {n} records on side {s} by e-mail"
+                            ),
+                        );
+                    }
+                } else if c.free_t.is_empty() {
+                    if !c.free_s.is_empty() {
+                        if self.policy.flows(s) {
+                            ambiguous(
+                                self,
+                                format!(
+                                    "{} records on side {s} share an e-mail",
+                                    c.free_s.len() + 1
+                                ),
+                            );
+                        }
+                    } else if !c.taken_t.is_empty() {
+                        if self.policy.flows(s) {
+                            ambiguous(
+                                self,
+                                format!(
+                                    "side {t} record {} with this e-mail is already linked to another record",
+                                    join(&c.taken_t)
+                                ),
+                            );
+                        }
+                    } else if !c.taken_s.is_empty() {
+                        if self.policy.flows(s) {
+                            ambiguous(
+                                self,
+                                format!(
+                                    "side {s} record {} with this e-mail is already linked: {id} looks like a duplicate",
+                                    join(&c.taken_s)
+                                ),
+                            );
+                        }
+                    } else if mine.iter().any(|m| {
+                        self.creating
+                            .get(t)
+                            .contains(&(e.pair.name(t).to_string(), m.clone()))
+                    }) {
+                        ambiguous(
+                            self,
+                            format!(
+                                "a record with this e-mail is already being created on side {t}"
+                            ),
+                        );
+                    } else {
+                        self.maybe_create(ix, e, s, id, mine);
+                    }
+                } else {
+                    ambiguous(
+                        self,
+                        format!(
+                            "{} candidates on side {t} ({} already linked) and {} other records on side {s} share its e-mails",
+                            c.free_t.len() + c.taken_t.len(),
+                            c.taken_t.len(),
+                            c.free_s.len() + c.taken_s.len(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn is_claimed(&self, e: &EntityInput, side: Side, id: &str) -> bool {
+        self.claimed
+            .get(side)
+            .contains(&(e.pair.name(side).to_string(), id.to_string()))
+    }
+
+    fn free_ids<'i>(
+        &self,
+        e: &EntityInput,
+        side: Side,
+        ids: impl Iterator<Item = &'i String>,
+    ) -> BTreeSet<String> {
+        ids.filter(|id| !self.is_claimed(e, side, id))
+            .cloned()
+            .collect()
     }
 
     fn new_link(&mut self, ix: usize, e: &EntityInput, email: &str, a: &str, b: &str) {
@@ -1415,8 +1553,9 @@ impl<'a> Planner<'a> {
     }
 
     /// An unlinked record of side `s` with no candidate on the other side.
-    fn maybe_create(&mut self, ix: usize, e: &EntityInput, s: Side, id: &str, email: &str) {
+    fn maybe_create(&mut self, ix: usize, e: &EntityInput, s: Side, id: &str, emails: &[String]) {
         let t = s.other();
+        let email = emails[0].as_str();
         let o = &e.obs.get(s).records[id];
         if !o.in_scope || !self.policy.flows(s) {
             return;
@@ -1434,7 +1573,9 @@ impl<'a> Planner<'a> {
         {
             // Checked before the lookup: the engine does not look up what a rule skips.
             Some(format!("rule `{rule}`: not created on side {t}"))
-        } else if !e.obs.get(t).complete && !e.obs.get(t).searched.contains(email) {
+        } else if !e.obs.get(t).complete
+            && !emails.iter().all(|m| e.obs.get(t).searched.contains(m))
+        {
             Some(format!("not yet looked up on side {t}"))
         } else {
             None
@@ -1500,7 +1641,7 @@ impl<'a> Planner<'a> {
             self.note(ix, &link.key, n);
         }
         self.claim(e, s, &src.record.id);
-        if let Some(m) = e.mapping.match_key(s, &src.record) {
+        for m in e.mapping.emails(s, &src.record) {
             self.creating
                 .get_mut(t)
                 .insert((e.pair.name(t).to_string(), m));

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::baseline::Link;
+use super::baseline::{Decision, Decisions, Link};
 use super::model::Side;
 use super::plan::PlannedOp;
 
@@ -801,6 +801,107 @@ impl<'a> Txn<'a> {
     /// Sets the sync's status.
     pub fn set_status(&self, status: &SyncStatus) -> Result<(), StateError> {
         self.put(META, &key(&[self.sync, "status"]), status)
+    }
+}
+
+/// `META` keys `sync NUL decision NUL entity NUL a-id NUL b-id`: the operator's
+/// decisions about ambiguous matches.
+const DECISION: &str = "decision";
+
+/// An ambiguous match reported by a run and not resolved yet (`tandem sync status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAmbiguity {
+    /// Entity pair index.
+    pub entity: usize,
+    /// The e-mail the candidates share.
+    pub email: String,
+    /// Candidates on A.
+    pub a: Vec<String>,
+    /// Candidates on B.
+    pub b: Vec<String>,
+    /// Why it is ambiguous.
+    pub reason: String,
+    /// The run that last reported it.
+    pub run: u64,
+}
+
+impl SyncStore {
+    /// The operator's decisions about ambiguous matches (`tandem sync resolve`).
+    pub fn decisions(&self, sync: &str) -> Result<Decisions, StateError> {
+        let prefix = key(&[sync, DECISION]);
+        let (lo, _) = prefix_range(&prefix);
+        let mut out = Decisions::new();
+        for (k, d) in self.scan::<Decision>(META, &prefix)? {
+            let mut parts = k[lo.len()..].splitn(3, '\0');
+            let (Some(ix), Some(a), Some(b)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let Ok(ix) = ix.parse::<usize>() else {
+                continue;
+            };
+            out.insert((ix, a.to_string(), b.to_string()), d);
+        }
+        Ok(out)
+    }
+
+    /// Ambiguous matches reported by runs and not resolved since.
+    pub fn pending_ambiguities(&self, sync: &str) -> Result<Vec<PendingAmbiguity>, StateError> {
+        Ok(self
+            .get(META, &key(&[sync, "ambiguous"]))?
+            .unwrap_or_default())
+    }
+
+    /// Whether the next run lists everything again (set by a new decision, so
+    /// that the records it names are read although they did not change).
+    pub fn rescan(&self, sync: &str) -> Result<bool, StateError> {
+        Ok(self.get(META, &key(&[sync, "rescan"]))?.unwrap_or(false))
+    }
+}
+
+impl Txn<'_> {
+    /// Stores an operator decision about records `a` and `b` of entity pair `entity`.
+    pub fn put_decision(
+        &self,
+        entity: usize,
+        a: &str,
+        b: &str,
+        d: Decision,
+    ) -> Result<(), StateError> {
+        self.put(
+            META,
+            &key(&[self.sync, DECISION, &entity.to_string(), a, b]),
+            &d,
+        )
+    }
+
+    /// Drops an operator decision (a `link` decision once the link exists).
+    pub fn remove_decision(&self, entity: usize, a: &str, b: &str) -> Result<(), StateError> {
+        self.remove(
+            META,
+            &key(&[self.sync, DECISION, &entity.to_string(), a, b]),
+        )
+    }
+
+    /// Replaces the pending ambiguities.
+    pub fn set_pending_ambiguities(&self, list: &[PendingAmbiguity]) -> Result<(), StateError> {
+        self.put(META, &key(&[self.sync, "ambiguous"]), &list)
+    }
+
+    /// The pending ambiguities, as of this transaction.
+    pub fn pending_ambiguities(&self) -> Result<Vec<PendingAmbiguity>, StateError> {
+        Ok(self
+            .get(META, &key(&[self.sync, "ambiguous"]))?
+            .unwrap_or_default())
+    }
+
+    /// Asks the next run to list everything again (or clears the request).
+    pub fn set_rescan(&self, on: bool) -> Result<(), StateError> {
+        let k = key(&[self.sync, "rescan"]);
+        if on {
+            self.put(META, &k, &true)
+        } else {
+            self.remove(META, &k)
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::sync::mapping::resolve;
 use crate::sync::policy::{Direction, EntityPair, FieldMapping};
 use crate::sync::source::{FieldDef, FieldType};
 
+mod matching;
 mod props;
 
 pub(super) const NAME: &str = "first_name~first_name";
