@@ -105,6 +105,9 @@ pub enum HostError {
     /// A run failed.
     #[error(transparent)]
     Engine(Box<EngineError>),
+    /// An operator decision cannot be applied.
+    #[error("{0}")]
+    Resolve(String),
 }
 
 impl From<ConfigError> for HostError {
@@ -513,6 +516,64 @@ impl Host {
         let n = self.store.disconnect(name)?;
         self.store.set_status(name, &SyncStatus::Paused)?;
         Ok(n)
+    }
+
+    /// Records the operator's decision about records `a` (side A) and `b`
+    /// (side B) of sync `name` (`tandem sync resolve`): link them, or keep
+    /// them apart. The entity pair is the one of the pending ambiguity naming
+    /// both (or the sync's only one). The next run lists everything again so
+    /// that the decision applies at once. Returns the entity pair index.
+    pub fn resolve(
+        &self,
+        name: &str,
+        a: &str,
+        b: &str,
+        decision: crate::sync::baseline::Decision,
+    ) -> Result<usize, HostError> {
+        use crate::sync::baseline::Decision;
+        use crate::sync::model::Side;
+        let cfg = self.sync_config(name)?;
+        let pending = self.store.pending_ambiguities(name)?;
+        let names = |p: &crate::sync::state::PendingAmbiguity| {
+            p.a.iter().any(|x| x == a) && p.b.iter().any(|y| y == b)
+        };
+        let entity = match pending.iter().find(|p| names(p)) {
+            Some(p) => p.entity,
+            None if cfg.policy.entities.len() == 1 => 0,
+            None => {
+                return Err(HostError::Resolve(format!(
+                    "no pending ambiguity of sync `{name}` names A:{a} and B:{b}, and the sync has several entity pairs; `tandem sync status {name}` lists the ambiguities to resolve"
+                )));
+            }
+        };
+        let pair = &cfg.policy.entities[entity];
+        if decision == Decision::Link {
+            for (side, id, entity_name) in [(Side::A, a, &pair.a), (Side::B, b, &pair.b)] {
+                if let Some(l) = self
+                    .store
+                    .links_for(name, [(side, entity_name.as_str(), id)])?
+                    .first()
+                {
+                    let ids = |s: Side| l.id(s).unwrap_or("-").to_string();
+                    return Err(HostError::Resolve(format!(
+                        "{side}:{id} is already linked (A:{} with B:{}); only unlinked records can be linked by hand",
+                        ids(Side::A),
+                        ids(Side::B)
+                    )));
+                }
+            }
+        }
+        self.store.write(name, |t| {
+            t.put_decision(entity, a, b, decision)?;
+            let rest: Vec<_> = t
+                .pending_ambiguities()?
+                .into_iter()
+                .filter(|p| !(p.entity == entity && names(p)))
+                .collect();
+            t.set_pending_ambiguities(&rest)?;
+            t.set_rescan(true)
+        })?;
+        Ok(entity)
     }
 
     /// Status of every sync (or one).
