@@ -131,7 +131,7 @@ async fn google_contacts_pulls_and_pushes_through_the_host() {
     assert!(contacts.incremental && contacts.containers);
     assert_eq!(
         (contacts.max_page_size, contacts.max_batch_size),
-        (1000, 400)
+        (1000, 1000)
     );
     let account = client.check().await.unwrap();
     assert_eq!(

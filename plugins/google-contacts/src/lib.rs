@@ -45,11 +45,12 @@ use crate::mapping::{MAX_PAGE, PERSON_FIELDS};
 /// The only entity.
 pub const ENTITY: &str = "contacts";
 /// Largest number of writes per `push` call. A push is split into requests within the
-/// API's limits (200 creates or updates, 500 deletes per batch, §4.7–4.9); 400 makes two
-/// full create or update batches, or one delete batch, per call, so hosts that send
-/// full pushes reach the lower bound of requests for creates and updates and come close
-/// for deletes, while a call stays a few requests long (the host's call timeout).
-pub const MAX_PUSH: u32 = 400;
+/// API's limits (200 creates or updates, 500 deletes per batch, §4.7–4.9); 1000 is the
+/// least common multiple of the two, so a full call is five full create or update
+/// batches or two full delete batches, and hosts that send full pushes reach the lower
+/// bound of requests for creates, updates and deletes alike. A call of 1000 updates is
+/// ten requests (a read and a write per 200), within the manifest's 60 s call limit.
+pub const MAX_PUSH: u32 = 1000;
 /// Critical read requests per minute per user, the most reported console default
 /// (§6.1; unpublished and varying, §11 #4). Writes also spend read quota.
 pub const READS_PER_MINUTE: u32 = 60;

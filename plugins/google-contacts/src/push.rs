@@ -9,7 +9,7 @@
 //! | creates                  | one `batchCreateContacts` per 200 (`createContact` for one) |
 //! | updates                  | one `getBatchGet` per 200 (the current contact: `updateContact` replaces fields wholesale, and the etag), then one `batchUpdateContacts` per 200 with the same `updateMask` (`updateContact` for one) |
 //! | deletes                  | one `batchDeleteContacts` per 500 (`deleteContact` for one) |
-//! | add/remove to container  | one `contactGroups/{id}/members:modify` per write and 1000 ids |
+//! | add/remove to container  | one `contactGroups/{id}/members:modify` per group and direction and 1000 ids (the ids of many writes together) |
 //!
 //! Order is kept where it matters: a write that touches a contact already touched
 //! earlier in the push starts a new segment, which runs after the previous one.
@@ -136,12 +136,25 @@ pub fn push(api: &Api, writes: Vec<Write>) -> Vec<WriteResult> {
                 .collect();
             pusher.deletes(&ops);
         }
+        // The contacts of a segment are distinct, so the writes of one group and direction
+        // commute and share requests.
+        let mut groups: BTreeMap<(&str, bool), Vec<(usize, &MembershipOp)>> = BTreeMap::new();
         for &i in &members {
             match &writes[i].op {
-                Op::AddToContainer(m) => pusher.membership(i, m, true),
-                Op::RemoveFromContainer(m) => pusher.membership(i, m, false),
+                Op::AddToContainer(m) => {
+                    groups.entry((&m.container, true)).or_default().push((i, m))
+                }
+                Op::RemoveFromContainer(m) => {
+                    groups
+                        .entry((&m.container, false))
+                        .or_default()
+                        .push((i, m));
+                }
                 _ => {}
             }
+        }
+        for ((container, add), ops) in groups {
+            pusher.memberships(container, &ops, add);
         }
     }
     tandem_sdk::debug!(
@@ -455,19 +468,74 @@ impl Pusher<'_> {
 
     // ----- memberships ----------------------------------------------------------------
 
-    fn membership(&mut self, index: usize, op: &MembershipOp, add: bool) {
-        let outcome = self.modify_members(op, add);
-        self.set(index, outcome);
+    /// Membership writes of one group and direction: the names of as many writes as fit
+    /// in one `members:modify` (1000) go together; each write gets the outcome of its own
+    /// names (a write with more names than that goes alone, in several requests).
+    fn memberships(&mut self, container: &str, ops: &[(usize, &MembershipOp)], add: bool) {
+        let group = match mapping::group_name(container) {
+            Ok(group) => group,
+            Err(e) => {
+                for (index, _) in ops {
+                    self.set(*index, Err(Error::invalid(e.clone())));
+                }
+                return;
+            }
+        };
+        let mut packs: Vec<Vec<(usize, Vec<String>)>> = Vec::new();
+        let mut size = 0;
+        for (index, op) in ops {
+            let names = match op
+                .ids
+                .iter()
+                .map(|id| mapping::person_name(id))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(names) => names,
+                Err(e) => {
+                    self.set(*index, Err(Error::invalid(e)));
+                    continue;
+                }
+            };
+            let n = names.len();
+            match packs.last_mut() {
+                Some(pack) if size + n <= MAX_MEMBERS_MODIFY => pack.push((*index, names)),
+                _ => {
+                    packs.push(vec![(*index, names)]);
+                    size = 0;
+                }
+            }
+            size += n;
+        }
+        for pack in packs {
+            let names: Vec<String> = pack.iter().flat_map(|(_, n)| n.iter().cloned()).collect();
+            match self.modify_members(&group, &names, add) {
+                Ok((missing, last_group)) => {
+                    for (index, names) in pack {
+                        let mine = |list: &[String]| -> Vec<String> {
+                            list.iter().filter(|n| names.contains(n)).cloned().collect()
+                        };
+                        let outcome =
+                            membership_outcome(&group, add, &mine(&missing), &mine(&last_group));
+                        self.set(index, outcome);
+                    }
+                }
+                Err(e) => {
+                    for (index, _) in pack {
+                        self.set(index, Err(e.clone()));
+                    }
+                }
+            }
+        }
     }
 
-    fn modify_members(&mut self, op: &MembershipOp, add: bool) -> Outcome {
-        let group = mapping::group_name(&op.container).map_err(Error::invalid)?;
-        let names: Vec<String> = op
-            .ids
-            .iter()
-            .map(|id| mapping::person_name(id))
-            .collect::<Result<_, _>>()
-            .map_err(Error::invalid)?;
+    /// `members:modify` of `names` in requests of 1000: the names Google did not find and
+    /// those it would not remove from their last group.
+    fn modify_members(
+        &mut self,
+        group: &str,
+        names: &[String],
+        add: bool,
+    ) -> Result<(Vec<String>, Vec<String>), Error> {
         let key = if add {
             "resourceNamesToAdd"
         } else {
@@ -494,21 +562,31 @@ impl Pusher<'_> {
             missing.extend(list("notFoundResourceNames"));
             last_group.extend(list("canNotRemoveLastContactGroupResourceNames"));
         }
-        // Removing a contact that no longer exists leaves it out of the group: done.
-        if add && !missing.is_empty() {
-            return Err(Error::not_found(format!(
-                "cannot add to {group}: no such contacts: {}",
-                missing.join(", ")
-            )));
-        }
-        if !last_group.is_empty() {
-            return Err(Error::invalid(format!(
-                "cannot remove from {group}: a contact must keep at least one contact group ({}); add it to another group first",
-                last_group.join(", ")
-            )));
-        }
-        Ok(None)
+        Ok((missing, last_group))
     }
+}
+
+/// The outcome of a membership write from what `members:modify` reported of its names.
+fn membership_outcome(
+    group: &str,
+    add: bool,
+    missing: &[String],
+    last_group: &[String],
+) -> Outcome {
+    // Removing a contact that no longer exists leaves it out of the group: done.
+    if add && !missing.is_empty() {
+        return Err(Error::not_found(format!(
+            "cannot add to {group}: no such contacts: {}",
+            missing.join(", ")
+        )));
+    }
+    if !last_group.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot remove from {group}: a contact must keep at least one contact group ({}); add it to another group first",
+            last_group.join(", ")
+        )));
+    }
+    Ok(None)
 }
 
 /// The body of a create.
