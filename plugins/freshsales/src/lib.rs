@@ -18,7 +18,9 @@
 //!   the recycle bin (`deleted` filter) as tombstones.
 //! - **Push:** upserts keyed by email (bulk upsert for batches of contacts), updates,
 //!   deletes (bulk destroy), DND (`do_not_disturb`) and consent (`subscription_status`)
-//!   as field updates; every write returns the stored record.
+//!   as field updates; every write returns the stored record. The current versions of
+//!   the updates of one call (`if-version`) are read with one filtered search by id per
+//!   100, not one `GET` each.
 
 tandem_freshworks::connector!(
     /// The Freshsales connector.
