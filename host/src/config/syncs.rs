@@ -17,7 +17,8 @@ use super::reader::{Cx, Item, Table};
 use crate::sync::model::{Side, SidePair, Value};
 use crate::sync::policy::{
     BreakerThresholds, ConflictPolicy, CreateOptions, DeleteOptions, Direction, EntityPair,
-    FieldMapping, MappingConfig, OptOutOptions, RemoveAction, RetryPolicy, Scope, SyncPolicy,
+    FieldMapping, LeaveAction, LoopDetector, MappingConfig, OptOutOptions, RemoveAction,
+    RetryPolicy, Scope, SyncPolicy,
 };
 use crate::sync::rules::{Action, CompareOp, Condition, Predicate, Rule};
 
@@ -67,6 +68,7 @@ const SYNC_KEYS: &[&str] = &[
     "one-way-edits",
     "breaker",
     "retry",
+    "loops",
 ];
 
 /// `entities` shorthands: the CRM side's entities, each paired with B's `contacts`.
@@ -119,9 +121,10 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
         }
     }
     if let Some(i) = t.get("scope")
-        && let Some(v) = read_scope(cx, &i)
+        && let Some((v, leave)) = read_scope(cx, &i)
     {
         p.scope = v;
+        p.on_leave = leave;
     }
     if let Some(i) = t.get("conflict")
         && let Some(v) = read_conflict(cx, &i)
@@ -171,6 +174,11 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
         && let Some(v) = read_retry(cx, &i)
     {
         p.retry = v;
+    }
+    if let Some(i) = t.get("loops")
+        && let Some(v) = read_loops(cx, &i)
+    {
+        p.loops = v;
     }
     t.finish(cx);
     // Whole-policy checks only make sense once every setting read cleanly.
@@ -245,29 +253,51 @@ fn read_entities(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<EntityPair>
     Some(out)
 }
 
-/// `scope = "all"`, or per side: `scope = { b = "Newsletter" }` (`"all"` or a container).
-fn read_scope(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<SidePair<Scope>> {
+/// `scope = "all"`, or per side: `scope = { b = "Newsletter" }` (`"all"` or a container),
+/// with what happens when a record leaves a side's list: `on-leave = "remove-from-list"`
+/// (both sides) or `on-leave = { b = "unsubscribe" }`.
+fn read_scope(
+    cx: &mut Cx<'_>,
+    item: &Item<'_, '_>,
+) -> Option<(SidePair<Scope>, SidePair<LeaveAction>)> {
     if let DeValue::String(s) = item.value.get_ref() {
         if s == "all" {
-            return Some(SidePair::default());
+            return Some((SidePair::default(), SidePair::default()));
         }
         return item.invalid(
             cx,
             format!("write scope = \"all\", or name the side: scope = {{ b = {s:?} }}"),
         );
     }
-    let pair = read_side_pair(cx, item, |cx, i| {
-        let s = i.name(cx)?;
-        Some(if s == "all" {
-            Scope::All
-        } else {
-            Scope::Container(s)
-        })
-    })?;
-    Some(SidePair::new(
-        pair.a.unwrap_or_default(),
-        pair.b.unwrap_or_default(),
-    ))
+    let mut t = item.table(cx, &["a", "b", "on-leave"])?;
+    let a = t.get("a");
+    let b = t.get("b");
+    let leave = t.get("on-leave");
+    t.finish(cx);
+    let scope = |cx: &mut Cx<'_>, i: Option<Item<'_, '_>>| {
+        i.and_then(|i| i.name(cx))
+            .map(|s| {
+                if s == "all" {
+                    Scope::All
+                } else {
+                    Scope::Container(s)
+                }
+            })
+            .unwrap_or_default()
+    };
+    let scopes = SidePair::new(scope(cx, a), scope(cx, b));
+    let leave = match leave {
+        None => SidePair::default(),
+        Some(i) => match i.value.get_ref() {
+            DeValue::String(_) => SidePair::both(i.choice::<LeaveAction>(cx).unwrap_or_default()),
+            _ => {
+                let pair = read_side_pair(cx, &i, |cx, i| i.choice::<LeaveAction>(cx))
+                    .unwrap_or_else(|| SidePair::new(None, None));
+                SidePair::new(pair.a.unwrap_or_default(), pair.b.unwrap_or_default())
+            }
+        },
+    };
+    Some((scopes, leave))
 }
 
 /// A `{ a = ..., b = ... }` table, either key optional.
@@ -287,7 +317,7 @@ fn read_side_pair<T>(
 }
 
 fn read_conflict(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy> {
-    let mut t = item.table(cx, &["winner", "owners", "skew", "fallback"])?;
+    let mut t = item.table(cx, &["winner", "owners", "fields", "skew", "fallback"])?;
     let mut c = ConflictPolicy::default();
     if let Some(v) = t.get("winner").and_then(|i| i.choice(cx)) {
         c.winner = v;
@@ -306,6 +336,22 @@ fn read_conflict(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy>
         for (field, side) in owners.entries() {
             if let Some(s) = side.choice::<Side>(cx) {
                 c.owners.insert(field.to_owned(), s);
+            }
+        }
+    }
+    if let Some(i) = t.get("fields")
+        && let Some(mut rules) = i.table(cx, &[])
+    {
+        for (field, rule) in rules.entries() {
+            if c.owners.contains_key(field) {
+                rule.invalid::<()>(
+                    cx,
+                    format!(
+                        "`{field}` has an owner in conflict.owners already; keep one of the two"
+                    ),
+                );
+            } else if let Some(r) = rule.choice(cx) {
+                c.fields.insert(field.to_owned(), r);
             }
         }
     }
@@ -464,6 +510,37 @@ fn read_retry(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
     }
     t.finish(cx);
     Some(r)
+}
+
+fn read_loops(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<LoopDetector> {
+    let mut t = item.table(cx, &["max-writes", "window", "alternation"])?;
+    let mut l = LoopDetector::default();
+    let max = crate::sync::baseline::Review::MAX_WRITES as u64 - 1;
+    if let Some(i) = t.get("max-writes")
+        && let Some(v) = i.u64(cx)
+    {
+        match v {
+            1.. if v <= max => l.max_writes = v as u32,
+            _ => {
+                i.invalid::<()>(cx, format!("a whole number from 1 to {max}"));
+            }
+        }
+    }
+    if let Some(i) = t.get("window")
+        && let Some(v) = i.u64(cx)
+    {
+        match u32::try_from(v) {
+            Ok(n) if n > 0 => l.window = n,
+            _ => {
+                i.invalid::<()>(cx, "a number of runs, from 1 up");
+            }
+        }
+    }
+    if let Some(v) = t.get("alternation").and_then(|i| i.bool(cx)) {
+        l.alternation = v;
+    }
+    t.finish(cx);
+    Some(l)
 }
 
 fn read_rules(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Vec<Rule> {

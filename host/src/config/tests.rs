@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::*;
 use crate::sync::model::{Side, SidePair, Value};
-use crate::sync::policy::{Direction, RemoveAction, Scope, Winner};
+use crate::sync::policy::{Direction, LeaveAction, RemoveAction, Scope, Winner};
 use crate::sync::rules::{Action, CompareOp, Condition};
 
 /// `BASE` plus a sync `crm` between `sales` and `marketing`, then `extra` lines.
@@ -861,5 +861,108 @@ fn webhook_and_rate_limit_errors_have_key_line_and_column() {
     assert_eq!(
         errors("[daemon.webhooks]\nmax-body = 10\n"),
         [r#"config.toml:2:12: daemon.webhooks.max-body: between 1KiB and 16MiB"#]
+    );
+}
+
+// ---------- conflict rules per field, scope.on-leave, loops (issue 5) ----------
+
+#[test]
+fn per_field_rules_on_leave_and_loops_are_read() {
+    let src = with_sync(
+        "scope = { a = \"VIP\", b = \"Newsletter\", on-leave = { b = \"unsubscribe\" } }\n\
+         [syncs.crm.conflict]\nwinner = \"prefer-a-unless-blank\"\n\
+         fields = { job-title = \"manual\", mobile = \"prefer-b-unless-blank\" }\n\
+         [syncs.crm.loops]\nmax-writes = 5\nwindow = 20\nalternation = false\n",
+    );
+    let c = ok(&src);
+    let p = &c.syncs["crm"].policy;
+    assert_eq!(p.conflict.winner, Winner::PreferAUnlessBlank);
+    assert_eq!(p.conflict.fields["job-title"], Winner::Manual);
+    assert_eq!(p.conflict.fields["mobile"], Winner::PreferBUnlessBlank);
+    assert_eq!(p.scope.b, Scope::Container("Newsletter".into()));
+    assert_eq!(
+        p.on_leave,
+        SidePair::new(LeaveAction::Keep, LeaveAction::Unsubscribe)
+    );
+    assert_eq!(
+        (p.loops.max_writes, p.loops.window, p.loops.alternation),
+        (5, 20, false)
+    );
+    // One string applies to both sides.
+    let src =
+        with_sync("scope = { a = \"VIP\", b = \"Newsletter\", on-leave = \"remove-from-list\" }\n");
+    let p = &ok(&src).syncs["crm"].policy;
+    assert_eq!(p.on_leave, SidePair::both(LeaveAction::RemoveFromContainer));
+    // Defaults: keep, 8 writes in 10 runs, alternation on.
+    let p = &ok(&with_sync("")).syncs["crm"].policy;
+    assert_eq!(p.on_leave, SidePair::both(LeaveAction::Keep));
+    assert_eq!((p.loops.max_writes, p.loops.window), (8, 10));
+}
+
+#[test]
+fn bad_per_field_rule_names_key_line_and_column() {
+    let src = with_sync("[syncs.crm.conflict]\nfields = { job-title = \"manuel\" }\n");
+    let line = line_of(&src, "fields");
+    assert_eq!(
+        errors(&src),
+        [format!(
+            r#"config.toml:{line}:24: syncs.crm.conflict.fields.job-title: unknown value "manuel" (did you mean "manual"?); expected one of a-wins, b-wins, most-recent, prefer-a-unless-blank, prefer-b-unless-blank, manual"#
+        )]
+    );
+    let src = with_sync(
+        "[syncs.crm.conflict]\nowners = { mobile = \"a\" }\nfields = { mobile = \"manual\" }\n",
+    );
+    let e = errors(&src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("syncs.crm.conflict.fields.mobile") && e[0].contains("conflict.owners"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn bad_on_leave_and_loops_name_their_keys() {
+    let src = with_sync("scope = { b = \"Newsletter\", on-leave = { b = \"unsub\" } }\n");
+    let line = line_of(&src, "scope");
+    let e = errors(&src);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with(&format!("config.toml:{line}:")),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[0].contains("syncs.crm.scope.on-leave.b: unknown value \"unsub\"")
+            && e[0].contains("keep, remove-from-list, unsubscribe"),
+        "{}",
+        e[0]
+    );
+    // Leaving a side that syncs everything cannot happen: said so.
+    let e = errors(&with_sync(
+        "scope = { b = \"Newsletter\", on-leave = { a = \"unsubscribe\" } }\n",
+    ));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("scope.on-leave.a") && e[0].contains("scope.a"),
+        "{}",
+        e[0]
+    );
+    let src = with_sync("[syncs.crm.loops]\nmax-writes = 0\nwindow = 0\nspeed = 1\n");
+    let e = errors(&src);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    let line = line_of(&src, "max-writes");
+    assert!(
+        e[0].starts_with(&format!(
+            "config.toml:{line}:14: syncs.crm.loops.max-writes:"
+        )) && e[0].contains("from 1 to 63"),
+        "{}",
+        e[0]
+    );
+    assert!(e[1].contains("syncs.crm.loops.window:"), "{}", e[1]);
+    assert!(
+        e[2].contains("syncs.crm.loops.speed: unknown key"),
+        "{}",
+        e[2]
     );
 }

@@ -31,6 +31,9 @@ pub struct Link {
     pub match_key: Option<String>,
     /// How the link was made.
     pub origin: LinkOrigin,
+    /// Open `manual` conflicts, the loop detector's memory, the operator's requests.
+    #[serde(default, skip_serializing_if = "Review::is_empty")]
+    pub review: Review,
 }
 
 impl Link {
@@ -54,6 +57,11 @@ pub enum LinkState {
     /// The sync removed this side's record (deleted it or took it out of the
     /// list) on purpose, after an opt-out: never written or re-created again.
     Removed(Side),
+    /// The loop detector stopped writing this pair (§2.8): only consent
+    /// tightening still flows, until the operator releases it
+    /// (`tandem sync resolve NAME --release ID`). The reason is in
+    /// [`Review::quarantine`].
+    Quarantined,
 }
 
 /// How a link was made.
@@ -64,6 +72,71 @@ pub enum LinkOrigin {
     Email,
     /// The engine created the record on this side.
     Created(Side),
+}
+
+/// What a link carries besides its bases: the operator's business (open
+/// `manual` conflicts, a quarantine) and the loop detector's memory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Review {
+    /// Fields whose true conflict waits for the operator (`manual` policy), by
+    /// pair key: both candidates as last read. Nothing is written to the field
+    /// until `tandem sync resolve NAME --field F --take a|b ID`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub open: BTreeMap<String, OpenConflict>,
+    /// Why the loop detector quarantined the link (state [`LinkState::Quarantined`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
+    /// Recent acknowledged writes, oldest first (bounded: [`Review::MAX_WRITES`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<WriteMark>,
+    /// The operator acted on the link: the next run reads both records and
+    /// plans it, whether or not they changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recheck: bool,
+    /// When this side's record left its scope, the sync took the other side's
+    /// record out of its list (`scope.on-leave = remove-from-list`): put it
+    /// back when the record returns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlisted: Option<Side>,
+}
+
+impl Review {
+    /// Write marks kept per link: more than any `loops.max-writes` allowed.
+    pub const MAX_WRITES: usize = 64;
+
+    /// Whether there is nothing to keep.
+    pub fn is_empty(&self) -> bool {
+        *self == Review::default()
+    }
+
+    /// Remembers an acknowledged write, dropping the oldest beyond the bound.
+    pub fn remember(&mut self, mark: WriteMark) {
+        self.writes.push(mark);
+        let extra = self.writes.len().saturating_sub(Self::MAX_WRITES);
+        self.writes.drain(..extra);
+    }
+}
+
+/// A true conflict left to the operator (`manual`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenConflict {
+    /// Side A's value.
+    pub a: Value,
+    /// Side B's value.
+    pub b: Value,
+    /// The base both sides moved away from (`None` on a first sync).
+    pub base: Option<Value>,
+}
+
+/// One acknowledged write to one side of a link, for the loop detector.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WriteMark {
+    /// The run that planned it.
+    pub run: u64,
+    /// The side written.
+    pub side: Side,
+    /// The hash of each field's canonical value written, by pair key.
+    pub fields: BTreeMap<String, String>,
 }
 
 /// The base of one mapped field.
@@ -114,6 +187,9 @@ pub struct Baseline {
     pub counts: BTreeMap<usize, usize>,
     /// The operator's decisions about ambiguous matches (§2.6).
     pub decisions: Decisions,
+    /// The number the run being planned will have: the loop detector's clock
+    /// (0 when unknown).
+    pub run: u64,
 }
 
 /// An operator's decision about two records an ambiguous match named (§2.6),

@@ -759,6 +759,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         out.baseline = Baseline {
             links,
             counts: self.store.link_counts(sync)?,
+            run: self.store.next_run(sync)?,
             decisions: self.store.decisions(sync)?,
             ..Baseline::default()
         };
@@ -1007,7 +1008,14 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 keys.iter().map(|(s, e, i)| (*s, e.as_str(), i.as_str())),
             )?
         };
-        Ok(links.into_iter().map(|l| (l.key.clone(), l)).collect())
+        // Links the operator acted on (`tandem sync resolve`) are planned
+        // although their records did not change.
+        let rechecks = self.store.rechecks(sync)?;
+        Ok(links
+            .into_iter()
+            .chain(rechecks)
+            .map(|l| (l.key.clone(), l))
+            .collect())
     }
 
     /// Looks up, on the other side, the e-mails of unlinked records, when that

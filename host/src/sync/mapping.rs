@@ -15,7 +15,7 @@ use super::model::{
     CanonKind, Consent, Record, Side, SidePair, Value, collapse_ws, digest, normalise,
     normalise_email,
 };
-use super::policy::{Direction, SyncPolicy};
+use super::policy::{Direction, SyncPolicy, Winner};
 use super::source::{FieldDef, FieldType};
 
 /// Well-known tags never paired automatically: engine bookkeeping and ids
@@ -46,6 +46,9 @@ pub struct FieldPair {
     pub flows: SidePair<bool>,
     /// This side always wins the field's conflicts.
     pub owner: Option<Side>,
+    /// The field's own conflict rule (`conflict.fields`), replacing the
+    /// sync's `winner` (the owner still comes first).
+    pub rule: Option<Winner>,
 }
 
 impl FieldPair {
@@ -361,6 +364,16 @@ fn owner_of(policy: &SyncPolicy, a: &str, b: &str, tag: Option<&str>) -> Option<
         .find_map(|k| owners.get(k).copied())
 }
 
+/// The per-field rule of a pair, by the same keys as [`owner_of`].
+fn rule_of(policy: &SyncPolicy, a: &str, b: &str, tag: Option<&str>) -> Option<Winner> {
+    let rules = &policy.conflict.fields;
+    let key = format!("{a}~{b}");
+    [Some(key.as_str()), Some(a), Some(b), tag]
+        .into_iter()
+        .flatten()
+        .find_map(|k| rules.get(k).copied())
+}
+
 fn make_pair(
     policy: &SyncPolicy,
     a: FieldDef,
@@ -374,6 +387,7 @@ fn make_pair(
         dir.allows(Side::B) && a.writable,
     );
     let owner = owner.or_else(|| owner_of(policy, &a.name, &b.name, a.well_known.as_deref()));
+    let rule = rule_of(policy, &a.name, &b.name, a.well_known.as_deref());
     FieldPair {
         key: format!("{}~{}", a.name, b.name),
         a,
@@ -381,6 +395,7 @@ fn make_pair(
         kind,
         flows,
         owner,
+        rule,
     }
 }
 

@@ -23,7 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::baseline::{Baseline, Decision, Decisions, FieldBase, Link, LinkOrigin, LinkState};
+use super::baseline::{
+    Baseline, Decision, Decisions, FieldBase, Link, LinkOrigin, LinkState, WriteMark,
+};
 use super::mapping::{FieldPair, ResolvedMapping};
 use super::model::{CanonKind, Consent, Record, Side, SidePair, Value, digest};
 use super::policy::{EntityPair, OneWayEdits, RemoveAction, SyncPolicy, Winner};
@@ -136,6 +138,9 @@ pub struct PlannedOp {
     pub joint: BTreeSet<String>,
     /// What an acknowledgement does to the link.
     pub effect: LinkEffect,
+    /// The run that planned it (the loop detector counts acknowledged writes per run).
+    #[serde(default)]
+    pub run: u64,
 }
 
 /// A write, in the target app's field names and shapes.
@@ -216,6 +221,10 @@ pub enum LinkEffect {
     Drop,
     /// The link takes this state.
     State(LinkState),
+    /// The record of this side left its scope and the other side's record was
+    /// taken out of its list: the link is `Detached(side)` and remembers it
+    /// ([`Review::unlisted`](super::baseline::Review::unlisted)).
+    Unlisted(Side),
 }
 
 /// A record left alone.
@@ -338,6 +347,7 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
         plan: Plan::default(),
         claimed: SidePair::default(),
         creating: SidePair::default(),
+        baseline,
     };
     for link in baseline.links.values() {
         let Some(e) = entities.get(link.entity) else {
@@ -368,6 +378,9 @@ struct Planner<'a> {
     claimed: SidePair<BTreeSet<(String, String)>>,
     /// (entity name, e-mail) per side of the records this plan creates.
     creating: SidePair<BTreeSet<(String, String)>>,
+    /// The input links (a link is stored again only when it changed), and
+    /// the run's number for the loop detector.
+    baseline: &'a Baseline,
 }
 
 /// The records sharing an e-mail with one unlinked record of side `s`.
@@ -421,6 +434,8 @@ struct FieldDecision {
     note: Option<String>,
     /// Why a write happens (for the op's reason).
     why: &'static str,
+    /// A `manual` true conflict: nothing written, both values kept on the link.
+    manual: bool,
 }
 
 /// Writes accumulated for one link and side.
@@ -465,7 +480,7 @@ impl<'a> Planner<'a> {
         let sa = self.side_state(e, link, Side::A);
         let sb = self.side_state(e, link, Side::B);
         match link.state {
-            LinkState::Linked => self.linked(ix, e, link.clone(), sa, sb),
+            LinkState::Linked | LinkState::Quarantined => self.linked(ix, e, link.clone(), sa, sb),
             LinkState::Detached(s) => {
                 let st = if s == Side::A { &sa } else { &sb };
                 if matches!(st, SideState::Present(o) if o.in_scope) {
@@ -476,6 +491,7 @@ impl<'a> Planner<'a> {
                         &l.key,
                         format!("back in side {s}'s scope: syncing again"),
                     );
+                    let (sa, sb) = self.rejoin(ix, e, &mut l, s, sa, sb);
                     self.linked(ix, e, l, sa, sb);
                 }
             }
@@ -529,18 +545,23 @@ impl<'a> Planner<'a> {
             (Gone, _) => self.deleted(ix, e, link, Side::A, &sb),
             (_, Gone) => self.deleted(ix, e, link, Side::B, &sa),
             (Out, _) | (_, Out) => {
-                let side = if matches!(sa, Out) { Side::A } else { Side::B };
-                let mut l = link;
-                l.state = LinkState::Detached(side);
-                self.note(
-                    ix,
-                    &l.key,
-                    format!("left side {side}'s scope: no longer synced"),
-                );
-                self.plan.links.push(l);
+                let (side, other) = if matches!(sa, Out) {
+                    (Side::A, &sb)
+                } else {
+                    (Side::B, &sa)
+                };
+                let other = if let Present(o) = other {
+                    Some(*o)
+                } else {
+                    None
+                };
+                self.left_scope(ix, e, link, side, other);
             }
             (Pending, Present(o)) => self.create(ix, e, &link, Side::A, o, "pending create"),
             (Present(o), Pending) => self.create(ix, e, &link, Side::B, o, "pending create"),
+            (Unseen, Unseen) if link.review.recheck => {
+                self.fetch_unseen(ix, &link, SidePair::default())
+            }
             (Pending, _) | (_, Pending) | (Unseen, Unseen) => {}
             _ => {
                 let ra = if let Present(o) = &sa { Some(*o) } else { None };
@@ -787,11 +808,17 @@ impl<'a> Planner<'a> {
         let mut pending: SidePair<Pending> = SidePair::default();
         let mut stored = false;
         let mut opted_out_now: Option<Side> = None;
+        if link.review.recheck {
+            // The operator asked for this link: read both records, then plan it.
+            self.fetch_unseen(ix, &link, recs);
+            link.review.recheck = recs.a.is_none() || recs.b.is_none();
+        }
         for pair in &e.mapping.pairs {
-            let vals = SidePair::new(
+            let mut vals = SidePair::new(
                 recs.a.and_then(|r| pair.read(Side::A, r)),
                 recs.b.and_then(|r| pair.read(Side::B, r)),
             );
+            review::fill_open(&link, pair, &mut vals);
             let fb = link.fields.get(&pair.key);
             if fb.is_none() {
                 for side in Side::BOTH {
@@ -833,6 +860,7 @@ impl<'a> Planner<'a> {
             if let Some(n) = d.note {
                 self.note(ix, &link.key, format!("{}: {n}", pair.key));
             }
+            review::track_open(&mut link, pair, &vals, d.manual);
             let writes: Vec<Side> = Side::BOTH
                 .into_iter()
                 .filter(|s| d.write.get(*s).is_some())
@@ -978,6 +1006,8 @@ impl<'a> Planner<'a> {
             }
         }
 
+        self.guard_loops(ix, e, &mut link, &mut pending, &mut extra);
+
         for side in Side::BOTH {
             if let Some(r) = recs.get(side)
                 && link.versions.get(side) != &r.version
@@ -987,7 +1017,7 @@ impl<'a> Planner<'a> {
                 stored = true;
             }
         }
-        if stored || new_link {
+        if stored || new_link || self.baseline.links.get(&link.key) != Some(&link) {
             self.plan.links.push(link.clone());
         }
         for side in Side::BOTH {
@@ -1181,8 +1211,17 @@ impl<'a> Planner<'a> {
         if let (Some(fb), CanonKind::Set) = (fb, pair.kind) {
             return self.merge_sets(pair, fb, vals);
         }
-        let (winner, why) = self.winner(pair, recs);
-        self.won(pair, winner, vals, &why)
+        match self.winner(pair, recs, &vals) {
+            Some((winner, why)) => self.won(pair, winner, vals, &why),
+            None => FieldDecision {
+                manual: true,
+                conflict: Some((
+                    None,
+                    "manual: nothing written; both values kept until `tandem sync resolve`".into(),
+                )),
+                ..FieldDecision::default()
+            },
+        }
     }
 
     fn won(&self, pair: &FieldPair, w: Side, vals: SidePair<Value>, why: &str) -> FieldDecision {
@@ -1251,13 +1290,36 @@ impl<'a> Planner<'a> {
         d
     }
 
-    /// Who wins a conflict on `pair`, and why.
-    fn winner(&self, pair: &FieldPair, recs: SidePair<Option<&Record>>) -> (Side, String) {
+    /// Who wins a conflict on `pair`, and why; `None` when the rule is `manual`.
+    fn winner(
+        &self,
+        pair: &FieldPair,
+        recs: SidePair<Option<&Record>>,
+        vals: &SidePair<Value>,
+    ) -> Option<(Side, String)> {
         if let Some(owner) = pair.owner {
-            return (owner, format!("side {owner} owns this field"));
+            return Some((owner, format!("side {owner} owns this field")));
         }
         let c = &self.policy.conflict;
-        match c.winner {
+        let rule = pair.rule.unwrap_or(c.winner);
+        Some(match rule {
+            Winner::Manual => return None,
+            Winner::PreferAUnlessBlank | Winner::PreferBUnlessBlank => {
+                let (w, label) = if rule == Winner::PreferAUnlessBlank {
+                    (Side::A, "prefer-a-unless-blank")
+                } else {
+                    (Side::B, "prefer-b-unless-blank")
+                };
+                if vals.get(w).is_empty() {
+                    let l = w.other();
+                    (
+                        l,
+                        format!("side {w}'s value is blank, so side {l}'s wins ({label})"),
+                    )
+                } else {
+                    (w, format!("conflict policy {label}"))
+                }
+            }
             Winner::AWins => (Side::A, "conflict policy a-wins".into()),
             Winner::BWins => (Side::B, "conflict policy b-wins".into()),
             Winner::MostRecent => {
@@ -1283,7 +1345,7 @@ impl<'a> Planner<'a> {
                     ),
                 }
             }
-        }
+        })
     }
 
     // ----- unlinked records: match, create (§2.5, rows without a link) -----
@@ -1510,6 +1572,7 @@ impl<'a> Planner<'a> {
             versions: SidePair::new(oa.record.version.clone(), ob.record.version.clone()),
             match_key: Some(email.to_string()),
             origin: LinkOrigin::Email,
+            review: Default::default(),
         };
         self.claim(e, Side::A, a);
         self.claim(e, Side::B, b);
@@ -1596,6 +1659,7 @@ impl<'a> Planner<'a> {
             versions: SidePair::default(),
             match_key: Some(email.to_string()),
             origin: LinkOrigin::Created(t),
+            review: Default::default(),
         };
         self.create(ix, e, &link, t, o, "no match on the other side");
     }
@@ -1688,6 +1752,7 @@ impl<'a> Planner<'a> {
             base: p.base,
             joint: p.joint,
             effect,
+            run: self.baseline.run,
         });
     }
 
@@ -1871,10 +1936,26 @@ pub fn apply_ack(
         }
         link.fields.insert(key.clone(), fb);
     }
+    if matches!(op.kind, OpKind::Create { .. } | OpKind::Update { .. }) && !op.base.is_empty() {
+        link.review.remember(WriteMark {
+            run: op.run,
+            side,
+            fields: op
+                .base
+                .iter()
+                .map(|(k, fb)| (k.clone(), fb.hash.clone()))
+                .collect(),
+        });
+    }
     match op.effect {
         LinkEffect::Drop => false,
         LinkEffect::State(s) => {
             link.state = s;
+            true
+        }
+        LinkEffect::Unlisted(s) => {
+            link.state = LinkState::Detached(s);
+            link.review.unlisted = Some(s.other());
             true
         }
         LinkEffect::None | LinkEffect::SetId => true,
@@ -1891,6 +1972,9 @@ fn same_consent(m: &ResolvedMapping, side: Side, name: &str, current: &Value, v:
         _ => false,
     }
 }
+
+mod review;
+pub use review::{ReviewError, release, take};
 
 #[cfg(test)]
 mod tests;

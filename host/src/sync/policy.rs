@@ -42,6 +42,14 @@ pub struct SyncPolicy {
     /// What deletions do.
     #[serde(default)]
     pub deletes: DeleteOptions,
+    /// When a linked record of this side leaves its scope (list), what
+    /// happens to its counterpart (§2.5 "stop matching"). The link is kept,
+    /// `detached`, whatever the action.
+    #[serde(default)]
+    pub on_leave: SidePair<LeaveAction>,
+    /// The loop detector (§2.8): when a link is quarantined.
+    #[serde(default)]
+    pub loops: LoopDetector,
     /// Whether records missing on a side are created there.
     #[serde(default)]
     pub create: CreateOptions,
@@ -70,6 +78,8 @@ impl SyncPolicy {
             rules: Vec::new(),
             opt_out: OptOutOptions::default(),
             deletes: DeleteOptions::default(),
+            on_leave: SidePair::default(),
+            loops: LoopDetector::default(),
             create: CreateOptions::default(),
             one_way_edits: OneWayEdits::default(),
             breaker: BreakerThresholds::default(),
@@ -100,10 +110,24 @@ impl SyncPolicy {
                     side.as_str()
                 ));
             }
+            let leave = match self.on_leave.get(side) {
+                LeaveAction::RemoveFromContainer => RemoveAction::RemoveFromContainer,
+                LeaveAction::Keep | LeaveAction::Unsubscribe => RemoveAction::Keep,
+            };
             let removal = [
                 ("opt-out.on-opt-out", *self.opt_out.on_opt_out.get(side)),
                 ("deletes.on-delete", *self.deletes.on_delete.get(side)),
+                ("scope.on-leave", leave),
             ];
+            if *self.on_leave.get(side) != LeaveAction::Keep && *self.scope.get(side) == Scope::All
+            {
+                return bad(format!(
+                    "`scope.on-leave.{}` acts when a record leaves side {side}'s list, but side {side} \
+                     syncs all records: set `scope.{}` to a list or remove the setting",
+                    side.as_str(),
+                    side.as_str()
+                ));
+            }
             for (key, action) in removal {
                 if action == RemoveAction::RemoveFromContainer
                     && *self.scope.get(side.other()) == Scope::All
@@ -130,6 +154,16 @@ impl SyncPolicy {
                     self.direction.label()
                 ));
             }
+        }
+        let l = &self.loops;
+        if l.max_writes == 0 || l.max_writes as usize >= super::baseline::Review::MAX_WRITES {
+            return bad(format!(
+                "`loops.max-writes` must be between 1 and {}",
+                super::baseline::Review::MAX_WRITES - 1
+            ));
+        }
+        if l.window == 0 {
+            return bad("`loops.window` must be at least 1 run".into());
         }
         let b = &self.breaker;
         if !(0.0..=1.0).contains(&b.max_delete_ratio)
@@ -265,6 +299,10 @@ pub struct ConflictPolicy {
     /// field name: the owner always wins that field.
     #[serde(default)]
     pub owners: BTreeMap<String, Side>,
+    /// Per-field rules, by the same keys as `owners`: replace `winner` for that
+    /// field (an owner, if any, still comes first).
+    #[serde(default)]
+    pub fields: BTreeMap<String, Winner>,
 }
 
 impl Default for ConflictPolicy {
@@ -274,6 +312,7 @@ impl Default for ConflictPolicy {
             skew_seconds: default_skew(),
             fallback: Side::A,
             owners: BTreeMap::new(),
+            fields: BTreeMap::new(),
         }
     }
 }
@@ -297,6 +336,77 @@ pub enum Winner {
     /// The record changed most recently wins (ties go to the fallback side).
     #[default]
     MostRecent,
+    /// Side A's value wins, unless it is blank: then side B's value wins.
+    PreferAUnlessBlank,
+    /// Side B's value wins, unless it is blank: then side A's value wins.
+    PreferBUnlessBlank,
+    /// Nobody wins: nothing is written to the field, both values are kept on
+    /// the link and shown until the operator picks one
+    /// (`tandem sync resolve NAME --field F --take a|b ID`).
+    Manual,
+}
+
+/// What happens to the counterpart of a record that left its side's scope.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LeaveAction {
+    /// Nothing: the pair is no longer synced until the record returns.
+    #[default]
+    Keep,
+    /// Take the counterpart out of the other side's synced list (it is put
+    /// back when the record returns).
+    #[serde(rename = "remove-from-list")]
+    RemoveFromContainer,
+    /// Mark the counterpart opted out of e-mail (DND / unsubscribed): consent
+    /// only tightens, so it is never re-subscribed when the record returns.
+    Unsubscribe,
+}
+
+impl LeaveAction {
+    /// The config spelling.
+    pub fn label(self) -> &'static str {
+        match self {
+            LeaveAction::Keep => "keep",
+            LeaveAction::RemoveFromContainer => "remove-from-list",
+            LeaveAction::Unsubscribe => "unsubscribe",
+        }
+    }
+}
+
+/// The loop detector (§2.8 item 3): a link written too often, or a field
+/// flipping between two values run after run, is quarantined: not written
+/// again until the operator releases it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LoopDetector {
+    /// More writes than this to one link (both sides counted) within `window`
+    /// runs quarantine it.
+    #[serde(default = "default_loop_writes")]
+    pub max_writes: u32,
+    /// The window, in runs (the current one included).
+    #[serde(default = "default_loop_window")]
+    pub window: u32,
+    /// Quarantine a link when a field's written value goes back and forth
+    /// between two values (x, y, x, y) within the window.
+    #[serde(default = "yes")]
+    pub alternation: bool,
+}
+
+impl Default for LoopDetector {
+    fn default() -> Self {
+        LoopDetector {
+            max_writes: default_loop_writes(),
+            window: default_loop_window(),
+            alternation: true,
+        }
+    }
+}
+
+fn default_loop_writes() -> u32 {
+    8
+}
+fn default_loop_window() -> u32 {
+    10
 }
 
 /// Which fields are paired.

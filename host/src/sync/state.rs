@@ -40,6 +40,8 @@ const ALL: [Table; 9] = [
     META, LINKS, LINK_IDS, CURSORS, OUTBOX, RETRY, TOMBSTONES, RUNS, EVENTS,
 ];
 const SCHEMA_KEY: &str = "\0schema";
+/// `META` keys `sync NUL recheck NUL link`: links to re-plan on the next run.
+const RECHECK: &str = "recheck";
 
 /// A state store failure.
 #[derive(Debug, Error)]
@@ -415,6 +417,34 @@ impl SyncStore {
         Ok(out.into_values().collect())
     }
 
+    /// The number the next run of a sync will get.
+    pub fn next_run(&self, sync: &str) -> Result<u64, StateError> {
+        Ok(self.get(META, &key(&[sync, "next-run"]))?.unwrap_or(1))
+    }
+
+    /// The links the operator asked to re-plan (`Review::recheck`), read on
+    /// the next run whether or not their records changed.
+    pub fn rechecks(&self, sync: &str) -> Result<Vec<Link>, StateError> {
+        let prefix = key(&[sync, RECHECK]);
+        let keys: Vec<String> = {
+            let tx = self.db.begin_read().map_err(db_err)?;
+            let t = tx.open_table(META).map_err(db)?;
+            let (lo, hi) = prefix_range(&prefix);
+            t.range(lo.as_str()..hi.as_str())
+                .map_err(db)?
+                .map(|r| r.map(|(k, _)| k.value()[lo.len()..].to_string()))
+                .collect::<Result<_, _>>()
+                .map_err(db)?
+        };
+        let mut out = Vec::new();
+        for k in keys {
+            if let Some(l) = self.link(sync, &k)? {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of links per entity pair.
     pub fn link_counts(&self, sync: &str) -> Result<BTreeMap<usize, usize>, StateError> {
         let tx = self.db.begin_read().map_err(db_err)?;
@@ -636,6 +666,12 @@ impl<'a> Txn<'a> {
                 self.put(LINK_IDS, &k, &link.key)?;
             }
         }
+        let recheck = key(&[self.sync, RECHECK, &link.key]);
+        if link.review.recheck {
+            self.put(META, &recheck, &true)?;
+        } else if old.is_some_and(|o| o.review.recheck) {
+            self.remove(META, &recheck)?;
+        }
         self.put(LINKS, &key(&[self.sync, &link.key]), link)
     }
 
@@ -656,6 +692,7 @@ impl<'a> Txn<'a> {
                 }
             }
         }
+        self.remove(META, &key(&[self.sync, RECHECK, link]))?;
         self.remove(LINKS, &key(&[self.sync, link]))
     }
 
@@ -930,6 +967,7 @@ mod tests {
             versions: SidePair::default(),
             match_key: None,
             origin: LinkOrigin::Email,
+            review: Default::default(),
         }
     }
 

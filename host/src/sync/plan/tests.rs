@@ -12,6 +12,7 @@ use crate::sync::source::{FieldDef, FieldType};
 
 mod matching;
 mod props;
+mod review;
 
 pub(super) const NAME: &str = "first_name~first_name";
 pub(super) const PHONE: &str = "mobile_number~mobile";
@@ -131,6 +132,7 @@ fn link(bases: &[(&str, FieldBase)]) -> Link {
         versions: SidePair::default(),
         match_key: Some("jane@x.io".into()),
         origin: LinkOrigin::Email,
+        review: Default::default(),
     }
 }
 

@@ -37,6 +37,8 @@ struct World {
     next: u64,
     /// Every consent value the engine wrote to an existing record.
     consent_writes: Vec<Value>,
+    /// Runs so far (the loop detector's clock).
+    runs: u64,
 }
 
 impl World {
@@ -80,11 +82,10 @@ impl World {
     /// One run: plan, then apply every op as the executor would.
     fn sync(&mut self, p: &SyncPolicy) -> Plan {
         let e = self.input(p);
-        let plan = plan(
-            p,
-            &Baseline::from_links(self.links.values().cloned()),
-            std::slice::from_ref(&e),
-        );
+        self.runs += 1;
+        let mut baseline = Baseline::from_links(self.links.values().cloned());
+        baseline.run = self.runs;
+        let plan = plan(p, &baseline, std::slice::from_ref(&e));
         for l in &plan.links {
             self.links.insert(l.key.clone(), l.clone());
         }
@@ -334,7 +335,10 @@ fn policy_strategy() -> impl Strategy<Value = SyncPolicy> {
     let win = prop_oneof![
         Just(Winner::AWins),
         Just(Winner::BWins),
-        Just(Winner::MostRecent)
+        Just(Winner::MostRecent),
+        Just(Winner::PreferAUnlessBlank),
+        Just(Winner::PreferBUnlessBlank),
+        Just(Winner::Manual)
     ];
     let edits = prop_oneof![Just(OneWayEdits::Ignore), Just(OneWayEdits::Revert)];
     let del = prop_oneof![Just(RemoveAction::Keep), Just(RemoveAction::Delete)];
@@ -366,6 +370,10 @@ fn check(
             continue;
         };
         for pair in &e.mapping.pairs {
+            if l.review.open.contains_key(&pair.key) {
+                // A `manual` conflict waits for the operator: both values stay.
+                continue;
+            }
             let (va, vb) = (pair.read(Side::A, a), pair.read(Side::B, b));
             let fb = l.fields.get(&pair.key);
             if let (Some(fb), Some(va), Some(vb)) = (fb, &va, &vb) {
