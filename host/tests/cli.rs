@@ -382,6 +382,12 @@ async fn a_killed_sync_run_converges_with_nothing_lost_or_duplicated() {
     crash_and_restart(&CONFIG.replace("scope = { b = \"Newsletter\" }\n", "")).await;
 }
 
+/// Freshsales and one Freshmarketer list: records matched outside the list are added to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_list_sync_run_converges_with_nothing_lost_or_duplicated() {
+    crash_and_restart(CONFIG).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_one_line_with_what_to_do() {
     let w = World::start(3, 10, 10).await;

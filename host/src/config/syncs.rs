@@ -426,12 +426,22 @@ fn read_opt_out(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<OptOutOptions> {
 }
 
 fn read_deletes(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<DeleteOptions> {
-    let mut t = item.table(cx, &["on-delete"])?;
+    let mut t = item.table(cx, &["on-delete", "tombstone-retention-days"])?;
     let mut d = DeleteOptions::default();
     if let Some(i) = t.get("on-delete")
         && let Some(pair) = read_side_pair(cx, &i, |cx, i| i.choice::<RemoveAction>(cx))
     {
         d.on_delete = SidePair::new(pair.a.unwrap_or_default(), pair.b.unwrap_or_default());
+    }
+    if let Some(i) = t.get("tombstone-retention-days")
+        && let Some(v) = i.u64(cx)
+    {
+        match u32::try_from(v) {
+            Ok(n @ 1..=3650) => d.tombstone_retention_days = n,
+            _ => {
+                i.invalid::<()>(cx, "a number of days from 1 to 3650, e.g. 30");
+            }
+        }
     }
     t.finish(cx);
     Some(d)

@@ -966,3 +966,34 @@ fn bad_on_leave_and_loops_name_their_keys() {
         e[2]
     );
 }
+
+#[test]
+fn tombstone_retention_is_read_with_a_default_and_checked() {
+    let days = |c: &Config| c.syncs["crm"].policy.deletes.tombstone_retention_days;
+    assert_eq!(days(&ok(&with_sync(""))), 30);
+    assert_eq!(
+        days(&ok(&with_sync(
+            "deletes = { tombstone-retention-days = 7 }\n"
+        ))),
+        7
+    );
+    for bad in ["0", "5000"] {
+        let src = with_sync(&format!(
+            "deletes = {{ tombstone-retention-days = {bad} }}\n"
+        ));
+        let line = line_of(&src, "deletes");
+        let col = src.lines().nth(line - 1).unwrap().find(bad).unwrap() + 1;
+        assert_eq!(
+            errors(&src),
+            [format!(
+                "config.toml:{line}:{col}: syncs.crm.deletes.tombstone-retention-days: a number of days from 1 to 3650, e.g. 30"
+            )]
+        );
+    }
+    let src = with_sync("deletes = { tombstone-retention-days = \"30d\" }\n");
+    assert!(
+        errors(&src)[0].contains("deletes.tombstone-retention-days: expected a whole number"),
+        "{:?}",
+        errors(&src)
+    );
+}

@@ -6,7 +6,7 @@
 //! equivalent (the app's read-back form of what we wrote, §2.8; an empty
 //! one-way source; a consent loosening we did not propagate, §2.7).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +187,8 @@ pub struct Baseline {
     pub counts: BTreeMap<usize, usize>,
     /// The operator's decisions about ambiguous matches (§2.6).
     pub decisions: Decisions,
+    /// Links deleted on both sides, kept until their tombstones expire.
+    pub gone: BTreeSet<String>,
     /// The number the run being planned will have: the loop detector's clock
     /// (0 when unknown).
     pub run: u64,

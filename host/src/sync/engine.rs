@@ -426,6 +426,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         }
         if !opts.dry_run {
             self.recover(&opts).await?;
+            self.purge_tombstones(opts.now)?;
         }
         let mut obs = self.observe(&opts).await?;
         self.hook(Point::Observed)?;
@@ -636,11 +637,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                                     op.entity,
                                     op.side,
                                     id,
-                                    &Tombstone {
-                                        link: op.link.clone(),
-                                        detected_at: opts.now,
-                                        decision: op.reason.clone(),
-                                    },
+                                    &self.tombstone(op.link.clone(), opts.now, op.reason.clone()),
                                 )?;
                             }
                         }
@@ -655,6 +652,95 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             }
         }
         Ok(())
+    }
+
+    /// A tombstone seen `now`, expiring after the sync's retention.
+    fn tombstone(&self, link: String, now: i64, decision: String) -> Tombstone {
+        Tombstone {
+            link,
+            detected_at: now,
+            decision,
+            expires_at: Some(now.saturating_add(self.policy.deletes.retention_seconds())),
+        }
+    }
+
+    /// Purges expired tombstones (§2.6), at the start of a run. A link deleted
+    /// on both sides is dropped with them once every one of its tombstones
+    /// has expired (until then they all stay, so the link is not re-examined).
+    fn purge_tombstones(&self, now: i64) -> Result<(), EngineError> {
+        let sync = self.sync();
+        let rows = self.store.tombstone_rows(sync)?;
+        let expired = |t: &Tombstone| t.expires_at.is_some_and(|e| e <= now);
+        if !rows.iter().any(|(_, t)| expired(t)) {
+            return Ok(());
+        }
+        let mut by_link: BTreeMap<&str, Vec<&((usize, Side, String), Tombstone)>> = BTreeMap::new();
+        for row in &rows {
+            by_link.entry(row.1.link.as_str()).or_default().push(row);
+        }
+        self.store.write(sync, |t| {
+            for (key, rows) in by_link {
+                if !rows.iter().any(|(_, tb)| expired(tb)) {
+                    continue;
+                }
+                let link = t.link(key)?;
+                let gone = link.as_ref().is_some_and(|l| {
+                    let ids: Vec<(Side, &str)> = Side::BOTH
+                        .into_iter()
+                        .filter_map(|s| l.id(s).map(|i| (s, i)))
+                        .collect();
+                    !ids.is_empty()
+                        && ids.iter().all(|(s, i)| {
+                            rows.iter()
+                                .any(|((e, rs, ri), _)| *e == l.entity && rs == s && ri == i)
+                        })
+                });
+                let all_expired = rows.iter().all(|(_, tb)| expired(tb));
+                if gone && !all_expired {
+                    continue;
+                }
+                if let (true, Some(l)) = (gone, &link) {
+                    let names = self.entity_names(l.entity);
+                    t.remove_link(key, (names.a.as_str(), names.b.as_str()))?;
+                    tracing::info!(
+                        sync,
+                        link = key,
+                        "deleted on both sides: tombstones expired, link dropped"
+                    );
+                }
+                for ((e, s, id), tb) in rows {
+                    if expired(tb) {
+                        t.remove_tombstone(*e, *s, id)?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Links deleted on both sides, waiting for their tombstones to expire.
+    fn gone_links(&self, links: &BTreeMap<String, Link>) -> Result<BTreeSet<String>, EngineError> {
+        let tomb: BTreeSet<(usize, Side, String)> = self
+            .store
+            .tombstone_rows(self.sync())?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        Ok(links
+            .values()
+            .filter(|l| {
+                let ids: Vec<(Side, &str)> = Side::BOTH
+                    .into_iter()
+                    .filter_map(|s| l.id(s).map(|i| (s, i)))
+                    .collect();
+                !ids.is_empty()
+                    && ids
+                        .iter()
+                        .all(|(s, i)| tomb.contains(&(l.entity, *s, i.to_string())))
+            })
+            .map(|l| l.key.clone())
+            .collect())
     }
 
     fn entity_names(&self, ix: usize) -> SidePair<String> {
@@ -756,11 +842,13 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         let mut links = self.load_links(&out)?;
         self.lookups(&mut out, &mut links).await?;
         self.missing(&mut out, &links).await?;
+        let gone = self.gone_links(&links)?;
         out.baseline = Baseline {
             links,
             counts: self.store.link_counts(sync)?,
             run: self.store.next_run(sync)?,
             decisions: self.store.decisions(sync)?,
+            gone,
             ..Baseline::default()
         };
         Ok(out)
@@ -1244,30 +1332,27 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         l.entity,
                         s,
                         id,
-                        &Tombstone {
-                            link: l.key.clone(),
-                            detected_at: opts.now,
-                            decision: "kept counterpart".into(),
-                        },
+                        &self.tombstone(l.key.clone(), opts.now, "kept counterpart".into()),
                     )?;
                 }
             }
             self.record_ambiguities(t, plan, obs, exec.run.id)?;
             for k in &plan.unlink {
+                // Deleted on both sides: the link is kept until its tombstones
+                // expire (§2.5), so a record restored meanwhile syncs again;
+                // a tombstone already there keeps its expiry.
                 if let Some(l) = obs.baseline.links.get(k) {
-                    let names = self.entity_names(l.entity);
-                    t.remove_link(k, (names.a.as_str(), names.b.as_str()))?;
                     for s in Side::BOTH {
-                        if let Some(id) = l.id(s) {
+                        if let Some(id) = l.id(s)
+                            && t.tombstone(l.entity, s, id)?.is_none()
+                        {
+                            let why =
+                                "deleted on both sides: the link is dropped when this expires";
                             t.put_tombstone(
                                 l.entity,
                                 s,
                                 id,
-                                &Tombstone {
-                                    link: k.clone(),
-                                    detected_at: opts.now,
-                                    decision: "unlinked: deleted on both sides".into(),
-                                },
+                                &self.tombstone(k.clone(), opts.now, why.into()),
                             )?;
                         }
                     }
@@ -1580,11 +1665,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                                 op.entity,
                                 op.side,
                                 id,
-                                &Tombstone {
-                                    link: op.link.clone(),
-                                    detected_at: opts.now,
-                                    decision: op.reason.clone(),
-                                },
+                                &self.tombstone(op.link.clone(), opts.now, op.reason.clone()),
                             )?;
                         }
                     }

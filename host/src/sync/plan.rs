@@ -363,6 +363,15 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
     }
     for (ix, e) in entities.iter().enumerate() {
         for link in baseline.links.values().filter(|l| l.entity == ix) {
+            // Deleted on both sides: nothing to do until the tombstones expire,
+            // unless a record came back (restored from the app's bin).
+            let back = Side::BOTH.into_iter().any(|s| {
+                link.id(s)
+                    .is_some_and(|id| e.obs.get(s).records.contains_key(id))
+            });
+            if baseline.gone.contains(&link.key) && !back {
+                continue;
+            }
             p.link(ix, e, link);
         }
         p.unlinked(ix, e, &baseline.decisions);
@@ -498,7 +507,11 @@ impl<'a> Planner<'a> {
             LinkState::Deleted(s) => {
                 let (st, other) = if s == Side::A { (&sa, &sb) } else { (&sb, &sa) };
                 if let SideState::Gone = other {
-                    self.note(ix, &link.key, "deleted on both sides: link dropped".into());
+                    self.note(
+                        ix,
+                        &link.key,
+                        "deleted on both sides: link dropped when its tombstones expire".into(),
+                    );
                     self.plan.unlink.push(link.key.clone());
                 } else if let SideState::Present(_) = st {
                     let mut l = link.clone();
@@ -539,7 +552,11 @@ impl<'a> Planner<'a> {
                 self.skip(ix, side, &id, format!("could not be read: {r}"));
             }
             (Gone, Gone) => {
-                self.note(ix, &link.key, "deleted on both sides: link dropped".into());
+                self.note(
+                    ix,
+                    &link.key,
+                    "deleted on both sides: link dropped when its tombstones expire".into(),
+                );
                 self.plan.unlink.push(link.key.clone());
             }
             (Gone, _) => self.deleted(ix, e, link, Side::A, &sb),

@@ -491,7 +491,7 @@ pub struct OptOutOptions {
 }
 
 /// Deletion handling (seed: "Remove deleted Freshsales leads/contacts").
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DeleteOptions {
     /// When a linked record of this side is deleted, what happens to its
@@ -500,6 +500,33 @@ pub struct DeleteOptions {
     /// (modification beats deletion).
     #[serde(default)]
     pub on_delete: SidePair<RemoveAction>,
+    /// Days a deletion's tombstone is kept (§2.6); a link deleted on both
+    /// sides is dropped only when its tombstones expire. Default 30.
+    #[serde(default = "DeleteOptions::default_retention")]
+    pub tombstone_retention_days: u32,
+}
+
+impl DeleteOptions {
+    /// The default tombstone retention, in days.
+    pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+    fn default_retention() -> u32 {
+        Self::DEFAULT_RETENTION_DAYS
+    }
+
+    /// How long a tombstone is kept, in seconds.
+    pub fn retention_seconds(&self) -> i64 {
+        i64::from(self.tombstone_retention_days) * 86_400
+    }
+}
+
+impl Default for DeleteOptions {
+    fn default() -> Self {
+        DeleteOptions {
+            on_delete: SidePair::default(),
+            tombstone_retention_days: Self::DEFAULT_RETENTION_DAYS,
+        }
+    }
 }
 
 /// Whether unmatched records are created on the other side.

@@ -164,6 +164,11 @@ pub struct Tombstone {
     pub detected_at: i64,
     /// What the engine did.
     pub decision: String,
+    /// When it is purged (unix seconds, `deletes.tombstone-retention-days`
+    /// after detection); `None` for rows written before expiry existed, which
+    /// never expire.
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// Per-direction counters of a run. "a-to-b" counts writes to B.
@@ -888,6 +893,32 @@ impl SyncStore {
             .unwrap_or_default())
     }
 
+    /// The tombstones with what they are about: (entity pair, side, record id).
+    pub fn tombstone_rows(
+        &self,
+        sync: &str,
+    ) -> Result<Vec<((usize, Side, String), Tombstone)>, StateError> {
+        let (lo, _) = prefix_range(sync);
+        let mut out = Vec::new();
+        for (k, t) in self.scan::<Tombstone>(TOMBSTONES, sync)? {
+            let mut parts = k[lo.len()..].splitn(3, '\0');
+            let (Some(ix), Some(side), Some(id)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let side = if side == Side::A.as_str() {
+                Side::A
+            } else {
+                Side::B
+            };
+            let Ok(ix) = ix.parse::<usize>() else {
+                continue;
+            };
+            out.push(((ix, side, id.to_string()), t));
+        }
+        Ok(out)
+    }
+
     /// Whether the next run lists everything again (set by a new decision, so
     /// that the records it names are read although they did not change).
     pub fn rescan(&self, sync: &str) -> Result<bool, StateError> {
@@ -929,6 +960,27 @@ impl Txn<'_> {
         Ok(self
             .get(META, &key(&[self.sync, "ambiguous"]))?
             .unwrap_or_default())
+    }
+
+    /// A tombstone, as of this transaction.
+    pub fn tombstone(
+        &self,
+        entity: usize,
+        side: Side,
+        id: &str,
+    ) -> Result<Option<Tombstone>, StateError> {
+        self.get(
+            TOMBSTONES,
+            &key(&[self.sync, &entity.to_string(), side.as_str(), id]),
+        )
+    }
+
+    /// Drops a tombstone.
+    pub fn remove_tombstone(&self, entity: usize, side: Side, id: &str) -> Result<(), StateError> {
+        self.remove(
+            TOMBSTONES,
+            &key(&[self.sync, &entity.to_string(), side.as_str(), id]),
+        )
     }
 
     /// Asks the next run to list everything again (or clears the request).

@@ -878,3 +878,61 @@ fn crash_at_any_point_converges_without_loss_or_duplicates() {
         );
     });
 }
+
+#[test]
+fn tombstones_expire_after_the_retention_and_drop_a_link_deleted_on_both_sides() {
+    rt().block_on(async {
+        const DAY: i64 = 86_400;
+        let mut w = world(Direction::TwoWay, 50);
+        w.policy.deletes.tombstone_retention_days = 7;
+        let jane_fs = w.fs_lead("jane@x.io", "Jane");
+        let jane_fm = w.fm_contact("jane@x.io", "Jane");
+        w.fs_lead("bob@x.io", "Bob");
+        w.fm_contact("carol@x.io", "Carol");
+        let t0 = 100 * DAY;
+        w.run(t0).await;
+        assert_eq!(w.store.links("fs-fm").unwrap().len(), 3);
+        let bob_fm = World::by_email(&w.fm, "emails")["bob@x.io"][0].id.clone();
+        // Jane is deleted in both apps; Bob only in Freshmarketer (kept in Freshsales).
+        w.fs.delete(&jane_fs);
+        w.fm.delete(&jane_fm);
+        w.fm.delete(&bob_fm);
+        w.run(t0 + DAY).await;
+        let expiry = t0 + 8 * DAY;
+        let rows = w.store.tombstone_rows("fs-fm").unwrap();
+        assert_eq!(rows.len(), 3, "{rows:#?}");
+        assert!(
+            rows.iter().all(|(_, t)| t.expires_at == Some(expiry)),
+            "{rows:#?}"
+        );
+        assert_eq!(
+            w.store.links("fs-fm").unwrap().len(),
+            3,
+            "a link deleted on both sides is kept until its tombstones expire"
+        );
+        // Before the expiry, a full run leaves the dead link alone and keeps the expiry.
+        let full = |now| RunOptions {
+            now,
+            full: true,
+            ..RunOptions::default()
+        };
+        let r = w.run_with(full(expiry - 1), &NoHooks).await.unwrap();
+        assert!(r.plan.ops.is_empty() && r.plan.unlink.is_empty(), "{r:#?}");
+        let rows = w.store.tombstone_rows("fs-fm").unwrap();
+        assert!(rows.iter().all(|(_, t)| t.expires_at == Some(expiry)));
+        // At the expiry: purged at the start of the run; Jane's link goes, Bob's stays
+        // (deleted on one side only), and nothing is re-created.
+        let r = w.run_with(full(expiry), &NoHooks).await.unwrap();
+        assert!(r.plan.ops.is_empty(), "{:#?}", r.plan.ops);
+        assert!(w.store.tombstone_rows("fs-fm").unwrap().is_empty());
+        let links = w.store.links("fs-fm").unwrap();
+        assert_eq!(links.len(), 2, "{links:#?}");
+        assert!(
+            links
+                .iter()
+                .all(|l| l.id(Side::A) != Some(jane_fs.as_str()))
+        );
+        assert_eq!(w.fs.records().len(), 2, "Bob and Carol");
+        assert_eq!(w.fm.records().len(), 1, "Carol");
+    });
+}
