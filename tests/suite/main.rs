@@ -6,6 +6,8 @@ mod connectors_google;
 mod control_api;
 mod demo;
 mod hostile;
+mod rate_headers;
 mod sync_e2e;
 mod sync_faults;
 mod user_errors;
+mod webhooks;

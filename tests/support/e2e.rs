@@ -244,9 +244,20 @@ impl World {
 
     /// Like [`World::start`] with full sandbox options.
     pub async fn start_with(opts: SandboxOptions, syncs: &str) -> World {
+        Self::start_with_env(opts, syncs, &[]).await
+    }
+
+    /// Like [`World::start_with`], with more variables for the config to reference.
+    pub async fn start_with_env(
+        opts: SandboxOptions,
+        syncs: &str,
+        extra_env: &[(&str, &str)],
+    ) -> World {
         let sandbox = Sandbox::start(opts).await.expect("sandbox starts");
         let dir = tempfile::tempdir().expect("temp dir");
-        let env = env_for(&sandbox);
+        let env = extra_env
+            .iter()
+            .fold(env_for(&sandbox), |env, (k, v)| env.with(*k, *v));
         let (config_path, config) = write_config(dir.path(), syncs, &env);
         let host = Host::open(config, host_options(&env)).expect("host opens");
         World {

@@ -1,4 +1,4 @@
-//! The daemon's webhook receiver: `POST /v1/webhooks/{connection}`.
+//! The daemon's webhook receiver: `POST /v1/webhooks/{connection}` (or `PUT`).
 //!
 //! Apps that offer webhooks (Freshworks: a workflow's "Trigger Webhook" action on record
 //! create/update) call it so that the syncs using that connection run now instead of at
@@ -125,7 +125,8 @@ pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, WebhookError> 
 
 fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route("/v1/webhooks/{connection}", post(receive))
+        // Freshworks lets the admin pick the method: POST and PUT both count.
+        .route("/v1/webhooks/{connection}", post(receive).put(receive))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
