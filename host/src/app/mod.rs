@@ -576,6 +576,69 @@ impl Host {
         Ok(entity)
     }
 
+    /// Settles the open `manual` conflict on `field` of the link holding
+    /// `record` (`ID`, `a:ID` or `b:ID`) with `side`'s value: the next run
+    /// writes it to the other side. Returns the pair key.
+    pub fn take(
+        &self,
+        name: &str,
+        record: &str,
+        field: &str,
+        side: crate::sync::model::Side,
+    ) -> Result<String, HostError> {
+        self.review_link(name, record, |l| crate::sync::plan::take(l, field, side))
+    }
+
+    /// Releases the quarantined link holding `record`; returns why it was quarantined.
+    pub fn release(&self, name: &str, record: &str) -> Result<String, HostError> {
+        self.review_link(name, record, crate::sync::plan::release)
+    }
+
+    /// Finds the link holding `record`, edits it with `f` and stores it.
+    fn review_link<T>(
+        &self,
+        name: &str,
+        record: &str,
+        f: impl FnOnce(&mut crate::sync::baseline::Link) -> Result<T, crate::sync::plan::ReviewError>,
+    ) -> Result<T, HostError> {
+        use crate::sync::model::Side;
+        let cfg = self.sync_config(name)?;
+        let (only, id) = match record.split_once(':') {
+            Some(("a", id)) => (Some(Side::A), id),
+            Some(("b", id)) => (Some(Side::B), id),
+            _ => (None, record),
+        };
+        let hits: Vec<_> = self
+            .store
+            .links(name)?
+            .into_iter()
+            .filter(|l| {
+                Side::BOTH
+                    .into_iter()
+                    .any(|s| only.is_none_or(|o| o == s) && l.id(s) == Some(id))
+            })
+            .collect();
+        let mut link = match hits.len() {
+            1 => hits.into_iter().next().expect("one"),
+            0 => {
+                return Err(HostError::Resolve(format!(
+                    "sync `{name}` has no link holding record {record}; `tandem sync status {name}` lists what waits for you"
+                )));
+            }
+            _ => {
+                return Err(HostError::Resolve(format!(
+                    "record id {record} is linked on both sides of sync `{name}`: write a:{id} or b:{id}"
+                )));
+            }
+        };
+        let out = f(&mut link).map_err(|e| HostError::Resolve(format!("sync `{name}`: {e}")))?;
+        let pair = &cfg.policy.entities[link.entity];
+        self.store.write(name, |t| {
+            t.put_link(&link, (pair.a.as_str(), pair.b.as_str()))
+        })?;
+        Ok(out)
+    }
+
     /// Status of every sync (or one).
     pub fn status(&self, only: Option<&str>) -> Result<Vec<report::SyncSummary>, HostError> {
         if let Some(name) = only {

@@ -37,6 +37,9 @@ pub struct SyncSummary {
     /// Ambiguous matches waiting for an operator decision (`tandem sync resolve`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ambiguous: Vec<PendingAmbiguity>,
+    /// Links waiting for the operator: open `manual` conflicts and quarantines.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attention: Vec<Attention>,
     /// The daemon's view: a run is in progress.
     #[serde(default)]
     pub running: bool,
@@ -46,6 +49,67 @@ pub struct SyncSummary {
     /// The daemon's view: the next scheduled run (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_at: Option<i64>,
+}
+
+/// A link waiting for the operator, with the command that settles it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Attention {
+    /// The link.
+    pub link: String,
+    /// Its records (`a:ID`, `b:ID`).
+    pub records: Vec<String>,
+    /// What waits: `conflict` (a `manual` field) or `quarantined`.
+    pub kind: String,
+    /// The field (pair key) of a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What happened, in words (both values, or the loop detector's reason).
+    pub detail: String,
+    /// The command that settles it.
+    pub hint: String,
+}
+
+/// The links of a sync that wait for the operator (a scan of its links).
+pub fn attention(store: &SyncStore, sync: &str) -> Result<Vec<Attention>, StateError> {
+    use crate::sync::baseline::LinkState;
+    use crate::sync::model::Side;
+    let mut out = Vec::new();
+    for l in store.links(sync)? {
+        if l.review.open.is_empty() && l.state != LinkState::Quarantined {
+            continue;
+        }
+        let records: Vec<String> = Side::BOTH
+            .into_iter()
+            .filter_map(|s| l.id(s).map(|id| format!("{}:{id}", s.as_str())))
+            .collect();
+        let id = records.first().cloned().unwrap_or_default();
+        for (field, c) in &l.review.open {
+            out.push(Attention {
+                link: l.key.clone(),
+                records: records.clone(),
+                kind: "conflict".into(),
+                field: Some(field.clone()),
+                detail: format!(
+                    "A {} / B {} (was {})",
+                    c.a,
+                    c.b,
+                    c.base.as_ref().map_or("unset".into(), |v| v.to_string())
+                ),
+                hint: format!("tandem sync resolve {sync} --field {field} --take a|b {id}"),
+            });
+        }
+        if l.state == LinkState::Quarantined {
+            out.push(Attention {
+                link: l.key.clone(),
+                records,
+                kind: "quarantined".into(),
+                field: None,
+                detail: l.review.quarantine.clone().unwrap_or_default(),
+                hint: format!("tandem sync resolve {sync} --release {id}"),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// One run and its per-record events.
@@ -89,6 +153,7 @@ pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, State
         retrying: store.retries(&cfg.name)?.len(),
         parked,
         ambiguous: store.pending_ambiguities(&cfg.name)?,
+        attention: attention(store, &cfg.name)?,
         running: false,
         last_error: None,
         next_run_at: None,

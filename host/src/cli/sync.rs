@@ -92,20 +92,37 @@ pub enum SyncCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Decide an ambiguous match (shown by `status` and `logs`): link two records as the
-    /// same person, or keep them apart for good. The next run applies it.
+    /// Settle what waits for a person (shown by `status` and `logs`): an ambiguous match
+    /// (link two records as the same person, or keep them apart for good), a `manual`
+    /// conflict (take one side's value), a quarantined link (release it). The next run
+    /// applies it.
     #[command(
-        after_help = "Examples:\n  tandem sync resolve sales-marketing --link 1701 880123     # A record 1701 is B record 880123\n  tandem sync resolve sales-marketing --keep-apart 1701 880124   # never match these two"
+        after_help = "Examples:\n  tandem sync resolve sales-marketing --link 1701 880123     # A record 1701 is B record 880123\n  tandem sync resolve sales-marketing --keep-apart 1701 880124   # never match these two\n  tandem sync resolve sales-marketing --field job_title --take b 1701   # B's job title wins\n  tandem sync resolve sales-marketing --release 1701   # sync a quarantined pair again"
     )]
     Resolve {
         /// The sync.
         name: String,
         /// Link these two records (A id, then B id); the next run merges their fields.
-        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"], conflicts_with = "keep_apart", required_unless_present = "keep_apart")]
+        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"], conflicts_with_all = ["keep_apart", "take", "release"], required_unless_present_any = ["keep_apart", "take", "release"])]
         link: Option<Vec<String>>,
         /// Never match these two records (A id, then B id); they are not reported again.
-        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"])]
+        #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"], conflicts_with_all = ["take", "release"])]
         keep_apart: Option<Vec<String>>,
+        /// With --take: the field of an open `manual` conflict (either app's field name,
+        /// or the pair `a-field~b-field` as `status` shows it).
+        #[arg(long, value_name = "FIELD", requires = "take")]
+        field: Option<String>,
+        /// Settle the `manual` conflict on --field of RECORD with side a's or side b's
+        /// value; the next run writes it to the other side.
+        #[arg(long, value_parser = ["a", "b"], requires_all = ["field", "record"], conflicts_with = "release")]
+        take: Option<String>,
+        /// Release the quarantined link of RECORD (the loop detector's): it is synced
+        /// again from the next run.
+        #[arg(long, requires = "record")]
+        release: bool,
+        /// The record, by its id on either side (`a:ID` or `b:ID` when both sides use
+        /// the same ids), for --take and --release.
+        record: Option<String>,
     },
     /// Pause a sync: nothing is read or written until it is resumed.
     Pause {
@@ -176,8 +193,35 @@ pub async fn run(cmd: SyncCommand, file: &Path) -> anyhow::Result<()> {
         }
         SyncCommand::Resolve {
             name,
+            take: Some(side),
+            field: Some(field),
+            record: Some(record),
+            ..
+        } => {
+            let side = if side == "a" { Side::A } else { Side::B };
+            let key = host.take(&name, &record, &field, side)?;
+            println!(
+                "sync `{name}`: `{key}` of {record} takes side {side}'s value; the next run writes it to the other side (`tandem sync run {name}`)"
+            );
+            Ok(())
+        }
+        SyncCommand::Resolve {
+            name,
+            release: true,
+            record: Some(record),
+            ..
+        } => {
+            let why = host.release(&name, &record)?;
+            println!(
+                "sync `{name}`: {record} released from quarantine ({why}); the next run syncs it again"
+            );
+            Ok(())
+        }
+        SyncCommand::Resolve {
+            name,
             link,
             keep_apart,
+            ..
         } => {
             use crate::sync::baseline::Decision;
             let (ids, decision) = match (link, keep_apart) {
@@ -742,6 +786,20 @@ fn print_status(list: &[SyncSummary], json: bool) {
         ]);
     }
     println!("{t}");
+    for s in list.iter().filter(|s| !s.attention.is_empty()) {
+        println!(
+            "\nSync `{}`: {} link(s) wait for the operator:",
+            s.name,
+            s.attention.len()
+        );
+        for a in &s.attention {
+            let what = match &a.field {
+                Some(f) => format!("{} conflict on {f}", a.records.join(" / ")),
+                None => format!("{} {}", a.records.join(" / "), a.kind),
+            };
+            println!("  {what}: {}\n    settle: {}", a.detail, a.hint);
+        }
+    }
     for s in list.iter().filter(|s| !s.ambiguous.is_empty()) {
         println!(
             "\nSync `{}`: {} ambiguous match(es) wait for a decision:",

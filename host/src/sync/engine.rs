@@ -849,7 +849,6 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             run: self.store.next_run(sync)?,
             decisions: self.store.decisions(sync)?,
             gone,
-            ..Baseline::default()
         };
         Ok(out)
     }

@@ -15,6 +15,8 @@ use crate::sync::model::Value;
 use crate::sync::policy::{Direction, EntityPair, RemoveAction};
 use crate::sync::source::{FieldType, NoMappers};
 
+mod loops;
+
 fn fs_schema() -> Vec<FieldDef> {
     vec![
         FieldDef::new("email", FieldType::Email, Some("email")),
