@@ -3,8 +3,9 @@
 //! For each connector, against its simulated account (rate limits off, system clock so
 //! that bulk jobs complete in real time), through the real runtime: a full `pull` of
 //! N seeded records, `push` of N updates (one field each, with `if-version` as the sync
-//! engine sends them), N creates and N deletes, in `push` calls of the entity's
-//! `max-batch-size`. Requests are read from the account's request counters (the OAuth
+//! engine sends them), N adds to a list or group (one contact per write, as the engine
+//! sends them; entities with containers only), N creates and N deletes, in `push` calls of
+//! the entity's `max-batch-size`. Requests are read from the account's request counters (the OAuth
 //! token endpoint left out) and compared with two bounds:
 //!
 //! * **lower bound**: pages of the API's largest page, writes in bulk requests of the
@@ -23,7 +24,7 @@ use std::time::{Duration, Instant};
 use comfy_table::{ContentArrangement, Table, presets};
 use tandem::conformance::{SandboxControl, Target};
 use tandem::runtime::types::{
-    CreateOp, Field, FieldDef, Op, PullRequest, Record, UpdateOp, Value, Write,
+    CreateOp, Field, FieldDef, MembershipOp, Op, PullRequest, Record, UpdateOp, Value, Write,
 };
 use tandem::runtime::{ConnectorClient, PluginSource, Runtime, RuntimeOptions};
 use tandem_sandbox::{AccountKind, Sandbox, SandboxOptions, Sizes};
@@ -40,6 +41,8 @@ struct Case {
     bulk_create: u64,
     bulk_update: u64,
     bulk_delete: u64,
+    /// The API's largest list-membership change (entities with containers).
+    bulk_members: u64,
 }
 
 const CASES: [Case; 4] = [
@@ -52,6 +55,7 @@ const CASES: [Case; 4] = [
         bulk_create: 100,
         bulk_update: 100,
         bulk_delete: 100,
+        bulk_members: 100,
     },
     Case {
         label: "freshsales (Classic)",
@@ -62,6 +66,7 @@ const CASES: [Case; 4] = [
         bulk_create: 100,
         bulk_update: 100,
         bulk_delete: 100,
+        bulk_members: 100,
     },
     Case {
         label: "freshmarketer",
@@ -72,6 +77,8 @@ const CASES: [Case; 4] = [
         bulk_create: 100,
         bulk_update: 100,
         bulk_delete: 100,
+        // Undocumented maximum (freshworks-api.md §3.10); the connector's default.
+        bulk_members: 100,
     },
     Case {
         label: "google-contacts",
@@ -82,6 +89,7 @@ const CASES: [Case; 4] = [
         bulk_create: 200,
         bulk_update: 200,
         bulk_delete: 500,
+        bulk_members: 1000,
     },
 ];
 
@@ -222,19 +230,51 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
             }),
         })
         .collect();
-    let (errors, time) = push_all(&client, &control, case.entity, &writes, batch).await;
     rows.push(
-        row(
+        push_row(
+            &client,
             &control,
             case,
             "push updates",
-            writes.len(),
+            &writes,
+            batch,
             case.bulk_update,
-            errors,
-            time,
         )
         .await,
     );
+
+    // Adds to the container with the fewest members, one contact per write.
+    if entity.containers {
+        let containers = client.containers(case.entity).await.expect("containers");
+        let target = containers
+            .iter()
+            .min_by_key(|c| c.member_count.unwrap_or(u64::MAX))
+            .expect("a container");
+        let writes: Vec<Write> = pulled
+            .iter()
+            .take(n)
+            .enumerate()
+            .map(|(i, r)| Write {
+                ref_: format!("m{i}"),
+                op: Op::AddToContainer(MembershipOp {
+                    container: target.id.clone(),
+                    ids: vec![r.id.clone()],
+                }),
+            })
+            .collect();
+        rows.push(
+            push_row(
+                &client,
+                &control,
+                case,
+                "push adds to list",
+                &writes,
+                batch,
+                case.bulk_members,
+            )
+            .await,
+        );
+    }
 
     // Creates.
     let writes: Vec<Write> = (0..n)
@@ -286,22 +326,35 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
             op: Op::Delete(id.clone()),
         })
         .collect();
-    let (errors, time) = push_all(&client, &control, case.entity, &writes, batch).await;
     rows.push(
-        row(
+        push_row(
+            &client,
             &control,
             case,
             "push deletes",
-            writes.len(),
+            &writes,
+            batch,
             case.bulk_delete,
-            errors,
-            time,
         )
         .await,
     );
 
     sandbox.shutdown().await;
     rows
+}
+
+/// The row of `writes` pushed in calls of `batch`, against `per_request` writes per request.
+async fn push_row(
+    client: &ConnectorClient,
+    control: &SandboxControl,
+    case: &Case,
+    op: &'static str,
+    writes: &[Write],
+    batch: usize,
+    per_request: u64,
+) -> Row {
+    let (errors, time) = push_all(client, control, case.entity, writes, batch).await;
+    row(control, case, op, writes.len(), per_request, errors, time).await
 }
 
 /// Pushes `writes` in calls of `batch`; counters cleared first. (errors, elapsed).
@@ -421,11 +474,14 @@ fn print(rows: &[Row], records: u64) {
     println!("\nRequest economy, {records} records per operation (goal: within 5% of the bound)\n");
     println!("{table}");
     println!(
-        "\nAPI bound: Freshworks has no bulk update by id (one PUT per update) and no bulk \
-         upsert of leads (one upsert per lead); its contact bulk upsert is an asynchronous job: \
-         bulk_upsert + job status + a read-back search per 100 (the contract returns the stored \
-         record). Google's updateContact replaces whole fields and needs the etag: a batchGet \
-         and a batchUpdateContacts per 200; batchDeleteContacts takes 500."
+        "\nAPI bound: Freshworks has no bulk update by id (one PUT per update, plus one search \
+         by id per 100 for the versions that `if-version` is checked against: the API has no \
+         conditional update) and no bulk upsert of leads (one upsert per lead); its contact \
+         bulk upsert is an asynchronous job: bulk_upsert + job status + a read-back search per \
+         100 (the contract returns the stored record); list membership takes an array of ids \
+         (100 per request: no documented maximum). Google's updateContact replaces whole \
+         fields and needs the etag: a batchGet and a batchUpdateContacts per 200; \
+         batchDeleteContacts takes 500, members:modify 1000."
     );
 }
 
@@ -438,7 +494,8 @@ fn api_bound(kind: AccountKind, op: &str, records: u64) -> u64 {
         (AccountKind::GooglePeople, "push updates") => 2 * per(200),
         (AccountKind::GooglePeople, "push creates") => per(200),
         (AccountKind::GooglePeople, "push deletes") => per(500),
-        (_, "push updates") => records,
+        (AccountKind::GooglePeople, "push adds to list") => per(1000),
+        (_, "push updates") => records + per(100),
         (AccountKind::FreshsalesClassic, "push creates") => records,
         (_, "push creates") => 3 * per(100),
         _ => per(100),

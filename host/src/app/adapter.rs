@@ -214,19 +214,29 @@ impl ConnectorSource {
     ) -> Result<Vec<WriteResult>, SourceError> {
         let mut out = Vec::with_capacity(writes.len());
         let mut rest = writes.into_iter().peekable();
+        // Requests per write: two (write + read-back) until a call has shown what a write
+        // costs with this connector (batching connectors send one request for many).
+        let mut per_write = 2.0;
         while rest.peek().is_some() {
             // Consent changes first: a batch carrying one goes at consent priority.
             let room = self.gate.ready().await;
-            // About two requests per write (write + read-back): never start a call the
-            // budget cannot finish, so no call waits for the budget inside its time limit.
-            let n = (room / 2).max(1);
+            // Never start a call the budget cannot finish, so no call waits for the budget
+            // inside its time limit.
+            let n = writes_within(room, per_write);
             let chunk: Vec<Write> = rest.by_ref().take(n).collect();
+            let sent = chunk.len();
+            let before = self.gate.budget().map(|b| b.snapshot().requests);
             let wit: Vec<_> = chunk.into_iter().map(convert::write_to_wit).collect();
             let results = self
                 .client
                 .push(entity, &wit)
                 .await
                 .map_err(convert::call_error)?;
+            if let (Some(before), Some(budget)) = (before, self.gate.budget()) {
+                // The account's count: other syncs' requests meanwhile only overestimate.
+                let spent = budget.snapshot().requests.saturating_sub(before);
+                per_write = spent as f64 / sent as f64;
+            }
             out.extend(results.into_iter().map(convert::write_result_from_wit));
         }
         Ok(out)
@@ -444,5 +454,34 @@ impl Mappers for PluginMappers {
                 (0..n).map(|_| Err(e.clone())).collect()
             }
         }
+    }
+}
+
+/// How many writes one push call may carry with `room` requests left in the budget at
+/// `per_write` requests each (at least one; a write is never cheaper than
+/// [`MIN_REQUESTS_PER_WRITE`]).
+fn writes_within(room: usize, per_write: f64) -> usize {
+    let per_write = per_write.max(MIN_REQUESTS_PER_WRITE);
+    ((room as f64 / per_write) as usize).max(1)
+}
+
+/// The least a write is taken to cost: one request per 1000 writes (the largest batch of
+/// the first-party connectors).
+const MIN_REQUESTS_PER_WRITE: f64 = 0.001;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two requests per write until measured; a batching connector's measured cost lets the
+    /// next call carry many more writes; at least one write, and never a free write.
+    #[test]
+    fn writes_per_call_follow_the_measured_cost() {
+        assert_eq!(writes_within(60, 2.0), 30);
+        assert_eq!(writes_within(60, 1.0 / 500.0), 30_000);
+        assert_eq!(writes_within(60, 0.0), 60_000);
+        assert_eq!(writes_within(1, 2.0), 1);
+        assert_eq!(writes_within(0, 2.0), 1);
+        assert!(writes_within(usize::MAX, 2.0) >= usize::MAX / 2);
     }
 }

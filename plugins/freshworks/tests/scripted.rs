@@ -1059,32 +1059,18 @@ fn list_membership_writes_share_requests() {
     }));
     ops.push(add("7", "x".into()));
     ops.push(add("9", id(1).to_string()));
-    let batch =
-        |range: std::ops::RangeInclusive<u64>| json!({"ids": range.map(id).collect::<Vec<_>>()});
+    let ok = |path: &str, range: std::ops::RangeInclusive<u64>| {
+        let ids: Vec<u64> = range.map(id).collect();
+        put(path, json!({ "ids": ids }), json!({"message": "ok"}))
+    };
     let steps = script(
         &[("list-batch-size", "40")],
         vec![
             get("settings/contacts/fields", fields_metadata()),
-            put(
-                "lists/7/add_contacts",
-                batch(1..=40),
-                json!({"message": "ok"}),
-            ),
-            put(
-                "lists/7/add_contacts",
-                batch(41..=80),
-                json!({"message": "ok"}),
-            ),
-            put(
-                "lists/7/add_contacts",
-                batch(81..=90),
-                json!({"message": "ok"}),
-            ),
-            put(
-                "lists/8/remove_contacts",
-                batch(1..=2),
-                json!({"message": "ok"}),
-            ),
+            ok("lists/7/add_contacts", 1..=40),
+            ok("lists/7/add_contacts", 41..=80),
+            ok("lists/7/add_contacts", 81..=90),
+            ok("lists/8/remove_contacts", 1..=2),
             step(
                 Method::Put,
                 "lists/9/add_contacts",
