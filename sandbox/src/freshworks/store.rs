@@ -1287,20 +1287,23 @@ impl Store {
                 )));
             }
         }
+        // Attributes resolved and wanted values normalised once per search, not per
+        // record: a search of 100 emails over 40,000 records was quadratic in allocations.
+        let mut prepared = Vec::with_capacity(checks.len());
+        for r in &checks {
+            let attr = resolve_attr(entity, &r.attribute, &defs)?;
+            let wanted = wanted_values(&attr, &r.value, sw);
+            prepared.push((attr, r, wanted));
+        }
         let mut out = Vec::new();
         for rec in self
             .records
             .values()
             .filter(|r| r.entity == entity && r.deleted == want_deleted)
         {
-            let mut ok = true;
-            for r in &checks {
-                let attr = resolve_attr(entity, &r.attribute, &defs)?;
-                if !rule_matches(rec, &attr, &r.operator, &r.value, sw, offset) {
-                    ok = false;
-                    break;
-                }
-            }
+            let ok = prepared.iter().all(|(attr, r, wanted)| {
+                rule_matches(rec, attr, &r.operator, &r.value, wanted, sw, offset)
+            });
             if ok {
                 out.push(rec.id);
             }
@@ -1672,11 +1675,24 @@ fn parse_time(v: &Value, offset: time::UtcOffset) -> Option<OffsetDateTime> {
     }
 }
 
+/// The values a rule compares with, normalised as [`rule_matches`] compares them (lower
+/// case for emails when the account matches them case-insensitively).
+fn wanted_values(attr: &Attr, value: &Value, sw: &Switches) -> Vec<String> {
+    let ci = sw.email_case_insensitive && matches!(attr, Attr::Emails);
+    let norm = |s: &str| if ci { s.to_lowercase() } else { s.to_owned() };
+    match value {
+        Value::Array(a) => a.iter().filter_map(value_str).map(|s| norm(&s)).collect(),
+        v => value_str(v).map(|s| norm(&s)).into_iter().collect(),
+    }
+}
+
+/// Whether `rec` passes one filter rule; `wanted` is [`wanted_values`] of the rule.
 fn rule_matches(
     rec: &Record,
     attr: &Attr,
     op: &str,
     value: &Value,
+    wanted: &[String],
     sw: &Switches,
     offset: time::UtcOffset,
 ) -> bool {
@@ -1707,10 +1723,6 @@ fn rule_matches(
         Attr::Time(_) => Vec::new(),
     };
     let norm = |s: &str| if ci { s.to_lowercase() } else { s.to_owned() };
-    let wanted: Vec<String> = match value {
-        Value::Array(a) => a.iter().filter_map(value_str).map(|s| norm(&s)).collect(),
-        v => value_str(v).map(|s| norm(&s)).into_iter().collect(),
-    };
     let have: Vec<String> = values.iter().map(|s| norm(s)).collect();
     match op {
         "is" | "is_in" => have.iter().any(|h| wanted.contains(h)),
