@@ -30,7 +30,6 @@ secret = { env = "FS_HOOK_SECRET" }
 
 [daemon.webhooks]
 listen = "127.0.0.1:0"
-debounce = "200ms"
 max-body = "4KiB"
 "#;
 
@@ -42,9 +41,15 @@ struct Setup {
 
 /// The accounts and a daemon with its webhook receiver, after the first run of `s`.
 async fn start() -> Setup {
+    start_debounced("200ms").await
+}
+
+/// [`start`] with another `[daemon.webhooks] debounce`.
+async fn start_debounced(debounce: &str) -> Setup {
     let mut opts = e2e::options(e2e::small());
     opts.kinds = vec![FreshsalesSuite, Freshmarketer];
-    let mut w = World::start_with_env(opts, SYNCS, &[("FS_HOOK_SECRET", SECRET)]).await;
+    let syncs = format!("{SYNCS}debounce = \"{debounce}\"\n");
+    let mut w = World::start_with_env(opts, &syncs, &[("FS_HOOK_SECRET", SECRET)]).await;
     w.close();
     let config =
         tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
@@ -97,8 +102,18 @@ async fn linked_contact(w: &World) -> (String, u64, u64) {
         .expect("a contact in both apps")
 }
 
-/// Adds the workflow "on create/update → POST to the daemon" to Freshsales.
+/// Adds the workflow "on create/update → POST to the daemon" to Freshsales, with the
+/// condition "Updated by is not the integration user".
 async fn add_workflow(w: &World, hooks: SocketAddr, secret: &str) -> Value {
+    add_workflow_with(w, hooks, secret, true).await
+}
+
+async fn add_workflow_with(
+    w: &World,
+    hooks: SocketAddr,
+    secret: &str,
+    skip_api_user: bool,
+) -> Value {
     w.control(
         App::Fs,
         reqwest::Method::POST,
@@ -110,7 +125,7 @@ async fn add_workflow(w: &World, hooks: SocketAddr, secret: &str) -> Value {
             "headers": {"X-Tandem-Webhook-Secret": secret},
             "fields": ["id", "email", "job_title", "updated_at"],
             // "Updated by is not the integration user": the sync's own writes do not echo.
-            "skip_api_user": true
+            "skip_api_user": skip_api_user
         })),
     )
     .await
@@ -250,5 +265,98 @@ async fn a_wrong_secret_changes_nothing_and_bad_calls_are_refused() {
         w.by_email(App::Fm, "contacts").await[&email][0]["job_title"],
         json!("Forged")
     );
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+/// Writes of a run, both directions.
+fn writes_of_last_run(daemon: &Daemon) -> u64 {
+    let s = serde_json::to_value(daemon.summaries(Some("s")).unwrap().remove(0)).unwrap();
+    let c = &s["last_run"]["counters"];
+    ["a-to-b", "b-to-a"]
+        .iter()
+        .flat_map(|d| {
+            ["created", "updated", "removed", "deleted"].map(|k| c[d][k].as_u64().unwrap_or(0))
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_webhooks_makes_one_run() {
+    // A long debounce, so that the whole burst surely lands before the run starts.
+    let Setup {
+        w: _w,
+        daemon,
+        hooks,
+    } = start_debounced("2s").await;
+    let (before, _) = last_run(&daemon);
+    let http = reqwest::Client::new();
+    for i in 0..10 {
+        let resp = http
+            .post(format!("http://{hooks}/v1/webhooks/freshsales"))
+            .header("X-Tandem-Webhook-Secret", SECRET)
+            .json(&json!({"id": i}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 202);
+    }
+    wait_for_run(&daemon, before + 1).await;
+    // Give a stray second run every chance to start (three debounces).
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (last, running) = last_run(&daemon);
+        assert!(
+            !running && last == before + 1,
+            "one run for the burst, not {}",
+            last - before
+        );
+    }
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_echo_of_the_syncs_own_write_settles_in_one_quiet_run() {
+    let Setup { w, daemon, hooks } = start().await;
+    let (_, fs_id, fm_id) = linked_contact(&w).await;
+    // No "Updated by" condition: the sync's own writes to Freshsales call back too.
+    add_workflow_with(&w, hooks, SECRET, false).await;
+    w.advance(60).await;
+    w.edit(
+        App::Fm,
+        "contacts",
+        fm_id,
+        json!({"job_title": "From marketing"}),
+    )
+    .await;
+    // A poll (run on demand) carries the edit into Freshsales...
+    let report = daemon
+        .run_now("s", tandem::sync::RunOptions::default())
+        .await
+        .unwrap();
+    let echo_after = report.run.unwrap();
+    assert_eq!(
+        w.record(App::Fs, "contacts", fs_id).await["job_title"],
+        json!("From marketing")
+    );
+    // ...which fires the workflow: the daemon runs again and that run writes nothing
+    // (the baseline recognises its own write).
+    let call = delivery_for(&w, fs_id).await;
+    assert_eq!(
+        (call["status"].clone(), call["trigger"].clone()),
+        (json!(202), json!("update"))
+    );
+    wait_for_run(&daemon, echo_after + 1).await;
+    assert_eq!(
+        writes_of_last_run(&daemon),
+        0,
+        "the echo run writes nothing"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        last_run(&daemon),
+        (echo_after + 1, false),
+        "and nothing follows it"
+    );
+    assert_eq!(deliveries(&w).await.len(), 1, "a quiet run fires nothing");
     daemon.shutdown(Duration::from_secs(30)).await;
 }
