@@ -302,7 +302,7 @@ async fn a_burst_of_webhooks_makes_one_run() {
     }
     wait_for_run(&daemon, before + 1).await;
     // Give a stray second run every chance to start (three debounces).
-    for _ in 0..40 {
+    for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (last, running) = last_run(&daemon);
         assert!(
