@@ -23,9 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::baseline::{
-    Baseline, Decision, Decisions, FieldBase, Link, LinkOrigin, LinkState, WriteMark,
-};
+use super::baseline::{Baseline, Decision, FieldBase, Link, LinkOrigin, LinkState, WriteMark};
 use super::mapping::{FieldPair, ResolvedMapping};
 use super::model::{CanonKind, Consent, Record, Side, SidePair, Value, digest};
 use super::policy::{EntityPair, OneWayEdits, RemoveAction, SyncPolicy, Winner};
@@ -374,7 +372,7 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
             }
             p.link(ix, e, link);
         }
-        p.unlinked(ix, e, &baseline.decisions);
+        p.unlinked(ix, e, baseline);
     }
     p.finish(baseline)
 }
@@ -1367,7 +1365,8 @@ impl<'a> Planner<'a> {
 
     // ----- unlinked records: match, create (§2.5, rows without a link) -----
 
-    fn unlinked(&mut self, ix: usize, e: &EntityInput, decisions: &Decisions) {
+    fn unlinked(&mut self, ix: usize, e: &EntityInput, baseline: &Baseline) {
+        let decisions = &baseline.decisions;
         // Every e-mail of every record (primary and secondary addresses), and
         // the records holding each e-mail, per side.
         let mut emails: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
@@ -1419,6 +1418,23 @@ impl<'a> Planner<'a> {
             self.free_ids(e, Side::A, emails.a.keys()),
             self.free_ids(e, Side::B, emails.b.keys()),
         );
+        // The linked counterpart of each linked record, so that a record kept
+        // apart from a person is not reported as a duplicate of that person's
+        // record on its own side either.
+        let mut partner: SidePair<BTreeMap<String, String>> = SidePair::default();
+        for l in baseline.links.values().chain(&self.plan.links) {
+            if let (true, Some(a), Some(b)) = (l.entity == ix, l.id(Side::A), l.id(Side::B)) {
+                partner.a.insert(a.to_string(), b.to_string());
+                partner.b.insert(b.to_string(), a.to_string());
+            }
+        }
+        let apart = |side: Side, id: &str, other: &str| {
+            let (a, b) = match side {
+                Side::A => (id, other),
+                Side::B => (other, id),
+            };
+            decisions.get(&(ix, a.to_string(), b.to_string())) == Some(&Decision::KeepApart)
+        };
         let cands = |side: Side, id: &str| -> Candidates {
             let t = side.other();
             let mut c = Candidates::default();
@@ -1444,7 +1460,11 @@ impl<'a> Planner<'a> {
                     }
                     if free.get(side).contains(other) {
                         c.free_s.insert(other.clone());
-                    } else {
+                    } else if !partner
+                        .get(side)
+                        .get(other)
+                        .is_some_and(|p| apart(side, id, p))
+                    {
                         c.taken_s.insert(other.clone());
                     }
                 }

@@ -299,3 +299,34 @@ fn an_operator_link_is_ignored_for_a_record_linked_elsewhere() {
         plan.links
     );
 }
+
+#[test]
+fn kept_apart_from_a_linked_person_is_not_their_duplicate_either() {
+    // a1 is linked to b1; b2 lists a1's address second and was kept apart from a1.
+    let p = policy(Direction::TwoWay);
+    let mut l = link(&[(NAME, base(t("Sam")))]);
+    l.ids = SidePair::new(Some("a1".into()), Some("b1".into()));
+    l.key = "0/a/a1".into();
+    let e = input2(
+        &p,
+        vec![person(Side::A, "a1", "p@x.io", &["p@x.io"])],
+        vec![
+            person(Side::B, "b1", "p@x.io", &["p@x.io"]),
+            person(Side::B, "b2", "q@x.io", &["q@x.io", "p@x.io"]),
+        ],
+    );
+    let before = plan(
+        &p,
+        &Baseline::from_links([l.clone()]),
+        std::slice::from_ref(&e),
+    );
+    assert_eq!(before.ambiguous.len(), 1, "{:#?}", before.ambiguous);
+    assert_eq!(creates(&before), 0);
+    let baseline = Baseline {
+        decisions: [((0, "a1".to_string(), "b2".to_string()), Decision::KeepApart)].into(),
+        ..Baseline::from_links([l])
+    };
+    let after = plan(&p, &baseline, &[e]);
+    assert!(after.ambiguous.is_empty(), "{:#?}", after.ambiguous);
+    assert_eq!(creates(&after), 1, "b2 is created on A: {:#?}", after.ops);
+}
