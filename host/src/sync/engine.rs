@@ -37,7 +37,7 @@ use super::source::{
 };
 use super::state::{
     Counters, Event, OpStatus, OutboxEntry, PendingAmbiguity, RetryEntry, RunRecord, StateError,
-    SyncStatus, SyncStore, Tombstone, Txn, direction_to,
+    SyncStatus, SyncStore, Tombstone, TombstoneKey, Txn, direction_to,
 };
 
 /// Largest number of pages one listing may take before the run gives up.
@@ -674,7 +674,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         if !rows.iter().any(|(_, t)| expired(t)) {
             return Ok(());
         }
-        let mut by_link: BTreeMap<&str, Vec<&((usize, Side, String), Tombstone)>> = BTreeMap::new();
+        let mut by_link: BTreeMap<&str, Vec<&(TombstoneKey, Tombstone)>> = BTreeMap::new();
         for row in &rows {
             by_link.entry(row.1.link.as_str()).or_default().push(row);
         }

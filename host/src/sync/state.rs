@@ -846,6 +846,9 @@ impl<'a> Txn<'a> {
     }
 }
 
+/// What a tombstone is about: (entity pair index, side, record id).
+pub type TombstoneKey = (usize, Side, String);
+
 /// `META` keys `sync NUL decision NUL entity NUL a-id NUL b-id`: the operator's
 /// decisions about ambiguous matches.
 const DECISION: &str = "decision";
@@ -894,10 +897,7 @@ impl SyncStore {
     }
 
     /// The tombstones with what they are about: (entity pair, side, record id).
-    pub fn tombstone_rows(
-        &self,
-        sync: &str,
-    ) -> Result<Vec<((usize, Side, String), Tombstone)>, StateError> {
+    pub fn tombstone_rows(&self, sync: &str) -> Result<Vec<(TombstoneKey, Tombstone)>, StateError> {
         let (lo, _) = prefix_range(sync);
         let mut out = Vec::new();
         for (k, t) in self.scan::<Tombstone>(TOMBSTONES, sync)? {
