@@ -341,6 +341,170 @@ async fn conflict_most_recent_wins_per_field() {
     );
 }
 
+/// `manual` on one field (§2.4): a true conflict writes nothing to that field, keeps both
+/// values on the link and in `status`, while the pair's other fields keep syncing; the
+/// operator's `resolve --take` writes the chosen value on the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_conflict_waits_for_the_operator_then_takes_the_chosen_side() {
+    let extra = "[syncs.s.conflict]\nwinner = \"a-wins\"\nfields = { job_title = \"manual\" }\n";
+    let w = World::start(FS_FM, small(), &fs_fm("two-way", extra)).await;
+    w.settle("s", 3).await;
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let fm = w.by_email(App::Fm, "contacts").await;
+    let (_, fs_id, fm_id) = pair(&w, &fs, &fm, &[]);
+    w.advance(30).await;
+    w.edit(
+        App::Fs,
+        "contacts",
+        fs_id,
+        json!({"job_title": "Chief Seller", "city": "Porto"}),
+    )
+    .await;
+    w.edit(
+        App::Fm,
+        "contacts",
+        fm_id,
+        json!({"job_title": "Chief Marketer"}),
+    )
+    .await;
+    w.advance(30).await;
+    let r = w.run("s").await;
+    completed(&r);
+    assert!(
+        r.plan
+            .conflicts
+            .iter()
+            .any(|c| c.field.contains("job_title") && c.winner.is_none()),
+        "{:?}",
+        r.plan.conflicts
+    );
+    let (fs_rec, fm_rec) = (
+        w.record(App::Fs, "contacts", fs_id).await,
+        w.record(App::Fm, "contacts", fm_id).await,
+    );
+    assert_eq!(
+        fs_rec["job_title"],
+        json!("Chief Seller"),
+        "nothing written"
+    );
+    assert_eq!(
+        fm_rec["job_title"],
+        json!("Chief Marketer"),
+        "nothing written"
+    );
+    assert_eq!(
+        fm_rec["city"],
+        json!("Porto"),
+        "the other field still flows"
+    );
+    // `status` lists it (first-sync disagreements on job titles may be listed too).
+    let mine = |w: &World| {
+        w.host().status(Some("s")).unwrap()[0]
+            .attention
+            .iter()
+            .filter(|a| a.records.contains(&format!("a:{fs_id}")))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let waiting = mine(&w);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert!(
+        waiting[0].detail.contains("Chief Marketer") && waiting[0].hint.contains("--take a|b"),
+        "{:?}",
+        waiting[0]
+    );
+    no_writes_on_second_run(&w, "s").await;
+
+    // The operator takes Freshmarketer's value.
+    w.host()
+        .take(
+            "s",
+            &fs_id.to_string(),
+            "job_title",
+            tandem::sync::model::Side::B,
+        )
+        .unwrap();
+    let r = w.run("s").await;
+    completed(&r);
+    assert_eq!(
+        w.record(App::Fs, "contacts", fs_id).await["job_title"],
+        json!("Chief Marketer")
+    );
+    assert!(mine(&w).is_empty(), "settled: {:?}", mine(&w));
+    no_writes_on_second_run(&w, "s").await;
+}
+
+/// `scope.on-leave` (§2.5 "stop matching") with the Freshmarketer list: a contact taken
+/// off the Newsletter list is marked DND in Freshsales (`unsubscribe`), and the pair is
+/// no longer synced while it stays off the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_list_unsubscribes_the_crm_contact_and_detaches() {
+    let sync = r#"
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter", on-leave = { b = "unsubscribe" } }
+"#;
+    let w = World::start(FS_FM, small(), sync).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    w.settle("s", 3).await;
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let fm = w.by_email(App::Fm, "contacts").await;
+    let (_, fs_id, fm_id) = pair(&w, &fs, &fm, &[]);
+    assert_eq!(
+        w.record(App::Fs, "contacts", fs_id).await["do_not_disturb"],
+        json!(false)
+    );
+    w.advance(60).await;
+    w.control(
+        App::Fm,
+        reqwest::Method::PUT,
+        &format!("/lists/{list}/members"),
+        Some(json!({ "remove": [fm_id] })),
+    )
+    .await;
+    w.advance(60).await;
+    // A list's change feed does not show who left it: a full listing does.
+    let full = tandem::sync::RunOptions {
+        full: true,
+        ..Default::default()
+    };
+    let r = w.try_run("s", full).await.unwrap();
+    completed(&r);
+    assert_eq!(
+        w.record(App::Fs, "contacts", fs_id).await["do_not_disturb"],
+        json!(true),
+        "unsubscribed in Freshsales: {:?}",
+        r.plan.ops
+    );
+    let links = w.host().store().links("s").unwrap();
+    let l = links
+        .iter()
+        .find(|l| l.ids.b.as_deref() == Some(fm_id.to_string().as_str()))
+        .unwrap();
+    assert_eq!(
+        l.state,
+        tandem::sync::baseline::LinkState::Detached(tandem::sync::model::Side::B)
+    );
+    // Detached: a later edit in Freshsales does not reach the contact off the list.
+    w.advance(60).await;
+    w.edit(
+        App::Fs,
+        "contacts",
+        fs_id,
+        json!({"job_title": "Left Behind"}),
+    )
+    .await;
+    w.advance(60).await;
+    completed(&w.run("s").await);
+    assert_ne!(
+        w.record(App::Fm, "contacts", fm_id).await["job_title"],
+        json!("Left Behind")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fm_opt_outs_are_excluded_unless_turned_off() {
     for (extra, excluded) in [
