@@ -275,6 +275,9 @@ struct State {
 pub struct AccountBudget {
     account: String,
     windows: Mutex<Vec<Window>>,
+    /// The windows were set by the operator (`rate-limit.limits`): connectors' declared
+    /// limits no longer apply.
+    operator_windows: std::sync::atomic::AtomicBool,
     policy: Mutex<RatePolicy>,
     clock: WallClock,
     state: Mutex<State>,
@@ -355,6 +358,7 @@ impl AccountBudget {
         AccountBudget {
             account: account.into(),
             windows: Mutex::new(normalise(windows)),
+            operator_windows: std::sync::atomic::AtomicBool::new(false),
             policy: Mutex::new(policy),
             clock: WallClock::system(),
             state: Mutex::new(State::default()),
@@ -428,9 +432,26 @@ impl AccountBudget {
     /// Adds windows another connector of the same account reports (the stricter wins).
     pub fn merge(&self, more: &[Window]) {
         let mut w = lock(&self.windows);
+        if self.operator_windows.load(Ordering::Relaxed) {
+            return;
+        }
         let mut all = w.clone();
         all.extend_from_slice(more);
         *w = normalise(all);
+    }
+
+    /// The operator's limits for the account (`[connections.NAME.rate-limit] limits`, the
+    /// account's plan): they replace what connectors declare, which may be lower or
+    /// higher. Several connections' operator limits merge (the stricter wins).
+    pub fn set_operator_windows(&self, windows: &[Window]) {
+        let mut w = lock(&self.windows);
+        if self.operator_windows.swap(true, Ordering::Relaxed) {
+            let mut all = w.clone();
+            all.extend_from_slice(windows);
+            *w = normalise(all);
+        } else {
+            *w = normalise(windows.to_vec());
+        }
     }
 
     /// Waits for a slot at `priority` and takes it (one request).
@@ -713,18 +734,20 @@ pub struct Budgets {
 impl Budgets {
     /// The budget of `account`, created with `windows` or merged with them.
     pub fn account(&self, account: &str, windows: &[Window]) -> Arc<AccountBudget> {
-        self.account_with(account, windows, None)
+        self.account_with(account, windows, None, None)
     }
 
-    /// [`Budgets::account`] with a connection's [`RatePolicy`] (merged, stricter wins).
+    /// [`Budgets::account`] with a connection's [`RatePolicy`] (merged, stricter wins) and
+    /// the operator's own limits for the account, which replace the declared `windows`.
     pub fn account_with(
         &self,
         account: &str,
         windows: &[Window],
         policy: Option<RatePolicy>,
+        operator: Option<&[Window]>,
     ) -> Arc<AccountBudget> {
         let mut map = lock(&self.map);
-        match map.get(account) {
+        let b = match map.get(account) {
             Some(b) => {
                 b.merge(windows);
                 if let Some(p) = policy {
@@ -741,7 +764,11 @@ impl Budgets {
                 map.insert(account.into(), b.clone());
                 b
             }
+        };
+        if let Some(w) = operator {
+            b.set_operator_windows(w);
         }
+        b
     }
 
     /// Every budget now.
@@ -1172,5 +1199,31 @@ mod tests {
         assert_eq!(m.no_wait, NoWaitPolicy::NextHour);
         assert_eq!(Share::Of(0.05).of(Some(1000)), 50);
         assert_eq!(Share::Of(0.05).of(None), 0);
+    }
+
+    #[test]
+    fn the_operators_limits_replace_what_connectors_declare() {
+        let budgets = Budgets::default();
+        // An Enterprise plan: 5,000 an hour, more than the connector's default 1,000.
+        let b = budgets.account_with(
+            "freshworks:acme",
+            &[w(1000, 3600), w(400, 60)],
+            None,
+            Some(&[w(5000, 3600), w(400, 60)]),
+        );
+        let limits = |b: &AccountBudget| -> Vec<(u32, u64)> {
+            b.snapshot()
+                .windows
+                .iter()
+                .map(|u| (u.window.requests, u.window.period.as_secs()))
+                .collect()
+        };
+        assert_eq!(limits(&b), [(400, 60), (5000, 3600)]);
+        // Another connector of the account declares its defaults: the plan still holds.
+        budgets.account("freshworks:acme", &[w(1000, 3600)]);
+        assert_eq!(limits(&b), [(400, 60), (5000, 3600)]);
+        // Two operator settings for one account: the stricter wins.
+        budgets.account_with("freshworks:acme", &[], None, Some(&[w(2000, 3600)]));
+        assert_eq!(limits(&b), [(400, 60), (2000, 3600)]);
     }
 }

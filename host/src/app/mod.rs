@@ -365,9 +365,15 @@ impl Host {
                 period: Duration::from_secs(u64::from(r.per_seconds)),
             })
             .collect();
-        let budget = self
-            .budgets
-            .account_with(&account.account_id, &windows, conn_cfg.rate_limit);
+        // The operator's limits (the account's plan) replace the connector's defaults.
+        let operator: Option<Vec<Window>> =
+            conn_cfg.rate_windows.clone().filter(|_| self.rate_limits);
+        let budget = self.budgets.account_with(
+            &account.account_id,
+            &windows,
+            conn_cfg.rate_limit,
+            operator.as_deref(),
+        );
         tracing::info!(connection = name, account = %account.display_name, "connection checked");
         let checked = Arc::new(CheckedConnection {
             name: name.into(),

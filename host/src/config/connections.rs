@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::env::{SecretRef, SecretSource, resolve_path};
 use super::error::{ConfigError, Location};
 use super::reader::{Cx, Item};
-use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
+use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share, Window};
 
 /// The header a webhook carries its secret in, unless `header` says otherwise.
 pub const DEFAULT_WEBHOOK_HEADER: &str = "x-tandem-webhook-secret";
@@ -41,6 +41,9 @@ pub struct ConnectionConfig {
     pub credentials: CredentialsConfig,
     /// How the account's budget reads rate-limit headers (`None`: the defaults).
     pub rate_limit: Option<RatePolicy>,
+    /// The account's own limits (`rate-limit.limits`, e.g. its plan's quota), replacing
+    /// the ones the connector declares.
+    pub rate_windows: Option<Vec<Window>>,
     /// Webhooks from the app that trigger early runs (`None`: polls only).
     pub webhook: Option<WebhookConfig>,
     /// Where the entry is.
@@ -86,6 +89,7 @@ impl CredentialsConfig {
 
 const CONNECTION_KEYS: &[&str] = &["plugin", "settings", "credentials", "rate-limit", "webhook"];
 const RATE_KEYS: &[&str] = &[
+    "limits",
     "headers",
     "reset",
     "reserve",
@@ -125,7 +129,11 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         Some(c) => read_credentials(cx, c),
         None => Some(CredentialsConfig::None),
     };
-    let rate_limit = t.get("rate-limit").and_then(|r| read_rate_limit(cx, r));
+    let (rate_limit, rate_windows) = match t.get("rate-limit").and_then(|r| read_rate_limit(cx, r))
+    {
+        Some((p, w)) => (Some(p), w),
+        None => (None, None),
+    };
     let webhook = t.get("webhook").and_then(|w| read_webhook(cx, w));
     t.finish(cx);
     // A part that failed has been reported; the rest is kept so pass 2 can check it too.
@@ -135,16 +143,25 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         settings: settings.unwrap_or_default(),
         credentials: credentials.unwrap_or(CredentialsConfig::None),
         rate_limit,
+        rate_windows,
         webhook,
         at,
         plugin_at,
     })
 }
 
-fn read_rate_limit(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<RatePolicy> {
+fn read_rate_limit(
+    cx: &mut Cx<'_>,
+    item: Item<'_, '_>,
+) -> Option<(RatePolicy, Option<Vec<Window>>)> {
     let mut t = item.table(cx, RATE_KEYS)?;
     let mut p = RatePolicy::default();
     let mut ok = true;
+    let mut windows = None;
+    if let Some(i) = t.get("limits") {
+        windows = read_windows(cx, &i);
+        ok &= windows.is_some();
+    }
     if let Some(i) = t.get("headers") {
         ok &= i.bool(cx).map(|v| p.headers = v).is_some();
     }
@@ -169,7 +186,33 @@ fn read_rate_limit(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<RatePolicy> {
         }
     }
     t.finish(cx);
-    ok.then_some(p)
+    ok.then_some((p, windows))
+}
+
+/// `["5000/1h", "400/1m"]`: requests per period.
+fn read_windows(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<Window>> {
+    const HINT: &str = "write requests per period, such as \"5000/1h\" or \"400/1m\"";
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (text, i) in item.strings(cx)? {
+        let parsed = text.split_once('/').and_then(|(n, d)| {
+            let requests = n.trim().parse::<u32>().ok().filter(|n| *n > 0)?;
+            let period = super::reader::parse_duration(d.trim())
+                .filter(|p| *p >= std::time::Duration::from_secs(1))?;
+            Some(Window { requests, period })
+        });
+        match parsed {
+            Some(w) => out.push(w),
+            None => {
+                i.invalid::<()>(cx, format!("cannot read {text:?}; {HINT}"));
+                ok = false;
+            }
+        }
+    }
+    if ok && out.is_empty() {
+        return item.invalid(cx, format!("no limit given; {HINT}, or leave limits out"));
+    }
+    ok.then_some(out)
 }
 
 /// A number of requests (a whole number) or a share of the app's limit (0 to 1).

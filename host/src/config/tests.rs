@@ -745,7 +745,7 @@ fn webhooks_and_rate_limit_settings_are_read() {
     use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
     let src = BASE.replace(
         "[connections.marketing]",
-        "[connections.sales.rate-limit]\nreset = \"epoch\"\nreserve = 50\nslow-below = 0.2\nwithout-retry-after = \"next-hour\"\n\n[connections.sales.webhook]\nsecret = { env = \"FS_HOOK\" }\nheader = \"X-Hook-Secret\"\n\n[connections.marketing]",
+        "[connections.sales.rate-limit]\nlimits = [\"5000/1h\", \"400/1m\"]\nreset = \"epoch\"\nreserve = 50\nslow-below = 0.2\nwithout-retry-after = \"next-hour\"\n\n[connections.sales.webhook]\nsecret = { env = \"FS_HOOK\" }\nheader = \"X-Hook-Secret\"\n\n[connections.marketing]",
     ) + "\n[daemon.webhooks]\nlisten = \"127.0.0.1:0\"\ndebounce = \"5s\"\nmax-body = \"8KiB\"\n";
     let env = env().with("FS_HOOK", "s3cret-value");
     let c = load_str(Path::new("config.toml"), &src, &env, &catalog()).unwrap_or_else(|e| {
@@ -764,6 +764,19 @@ fn webhooks_and_rate_limit_settings_are_read() {
             slow_below: Share::Of(0.2),
             no_wait: NoWaitPolicy::NextHour,
         })
+    );
+    assert_eq!(
+        sales.rate_windows,
+        Some(vec![
+            crate::app::budget::Window {
+                requests: 5000,
+                period: std::time::Duration::from_secs(3600)
+            },
+            crate::app::budget::Window {
+                requests: 400,
+                period: std::time::Duration::from_secs(60)
+            },
+        ])
     );
     let hook = sales.webhook.as_ref().unwrap();
     assert_eq!(hook.header, "x-hook-secret");
@@ -799,12 +812,20 @@ fn webhooks_and_rate_limit_settings_are_read() {
 fn webhook_and_rate_limit_errors_have_key_line_and_column() {
     let src = BASE.replace(
         "[connections.marketing]",
-        "[connections.sales.rate-limit]\nreset = \"minutes\"\nreserve = -3\nslow-below = 1.5\nwithout-retry-after = \"never\"\nheaders = \"yes\"\n\n[connections.sales.webhook]\nsecret = \"inline\"\nheader = \"Content-Length\"\n\n[connections.marketing]",
+        "[connections.sales.rate-limit]\nlimits = [\"lots\", \"10/0s\"]\nreset = \"minutes\"\nreserve = -3\nslow-below = 1.5\nwithout-retry-after = \"never\"\nheaders = \"yes\"\n\n[connections.sales.webhook]\nsecret = \"inline\"\nheader = \"Content-Length\"\n\n[connections.marketing]",
     ) + "\n[daemon.webhooks]\nport = 1\n";
     let line = |p: &str| line_of(&src, p);
     assert_eq!(
         errors(&src),
         [
+            format!(
+                r#"config.toml:{}:11: connections.sales.rate-limit.limits[0]: cannot read "lots"; write requests per period, such as "5000/1h" or "400/1m""#,
+                line("limits =")
+            ),
+            format!(
+                r#"config.toml:{}:19: connections.sales.rate-limit.limits[1]: cannot read "10/0s"; write requests per period, such as "5000/1h" or "400/1m""#,
+                line("limits =")
+            ),
             format!(
                 r#"config.toml:{}:9: connections.sales.rate-limit.reset: unknown value "minutes"; expected one of auto, seconds, epoch"#,
                 line("reset =")
