@@ -182,27 +182,26 @@ impl RatePolicy {
     }
 }
 
-/// Wall time that moves with tokio's clock (so a paused test clock moves it too): the
-/// Unix time at an anchor instant plus the monotonic time since.
+/// Wall time for Unix-time resets and clock hours: the system clock, or (tests) a fake
+/// one that moves with tokio's clock — the Unix time at an anchor instant plus the
+/// monotonic time since — so that a paused test clock moves it too.
 #[derive(Clone, Copy, Debug)]
 struct WallClock {
-    unix_at: f64,
-    at: Instant,
+    fake: Option<(f64, Instant)>,
 }
 
 impl WallClock {
     fn system() -> Self {
-        let unix_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        WallClock {
-            unix_at,
-            at: Instant::now(),
-        }
+        WallClock { fake: None }
     }
 
     fn unix(&self, now: Instant) -> f64 {
-        self.unix_at + now.saturating_duration_since(self.at).as_secs_f64()
+        match self.fake {
+            Some((unix_at, at)) => unix_at + now.saturating_duration_since(at).as_secs_f64(),
+            None => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
     }
 
     /// How long from `now` until the next clock hour.
@@ -370,8 +369,7 @@ impl AccountBudget {
     /// paused clock, a fake clock for Unix times, reset epochs and clock hours).
     pub fn at_unix_time(mut self, unix_secs: f64) -> Self {
         self.clock = WallClock {
-            unix_at: unix_secs,
-            at: Instant::now(),
+            fake: Some((unix_secs, Instant::now())),
         };
         self
     }
