@@ -314,3 +314,178 @@ pub async fn after_request(State(acct): State<Arc<Account>>, req: Request, next:
     acct.workflows.fire(&acct);
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    use serde_json::{Value, json};
+
+    use crate::AccountKind;
+    use crate::common::Clock;
+    use crate::freshworks::{SeedParams, Switches, start_account};
+
+    type Calls = Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>;
+
+    /// A callback server recording each call's secret header and body.
+    async fn receiver() -> (String, Calls) {
+        let calls: Calls = Arc::default();
+        let c = calls.clone();
+        let app = Router::new().route(
+            "/hook",
+            post(move |h: HeaderMap, body: axum::Json<Value>| async move {
+                let secret = h
+                    .get("x-secret")
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                c.lock().unwrap().push((secret, body.0));
+                "ok"
+            }),
+        );
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        (format!("http://{addr}/hook"), calls)
+    }
+
+    async fn wait_calls(calls: &Calls, n: usize) -> Vec<(Option<String>, Value)> {
+        for _ in 0..200 {
+            if calls.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        calls.lock().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workflows_call_back_on_create_and_update_but_not_delete_nor_api_writes() {
+        let sw = Switches {
+            rate_limits: false,
+            ..Switches::default()
+        };
+        let (started, _acct) = start_account(
+            AccountKind::FreshsalesSuite,
+            Clock::manual(time::macros::datetime!(2024-05-01 12:00 UTC)),
+            SeedParams { seed: 7, count: 5 },
+            sw,
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let ctl = started.info.control_url.clone();
+        let api = started.info.api_base.clone();
+        let key = match &started.info.credentials {
+            crate::Credentials::ApiKey { api_key, .. } => api_key.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (url, calls) = receiver().await;
+        let http = reqwest::Client::new();
+        let bad = http
+            .post(format!("{ctl}/workflows"))
+            .json(&json!({"url": url, "method": "DELETE"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+        let w: Value = http
+            .post(format!("{ctl}/workflows"))
+            .json(&json!({"url": url, "headers": {"X-Secret": "s3"},
+                          "fields": ["id", "email", "job_title"], "skip_api_user": true}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(w["id"], json!(1), "{w}");
+        // A user creates a contact, then edits it.
+        let created: Value = http
+            .post(format!("{ctl}/records/contacts"))
+            .json(&json!({"first_name": "Ada", "email": "ada@example.com"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["contact"]["id"].as_u64().unwrap();
+        http.patch(format!("{ctl}/records/contacts/{id}"))
+            .json(&json!({"job_title": "CTO"}))
+            .send()
+            .await
+            .unwrap();
+        let got = wait_calls(&calls, 2).await;
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got.iter()
+                .all(|(secret, _)| secret.as_deref() == Some("s3"))
+        );
+        // Calls go out asynchronously: their order is not fixed.
+        let bodies: Vec<&Value> = got.iter().map(|(_, b)| b).collect();
+        assert!(
+            bodies.contains(&&json!({"id": id, "email": "ada@example.com", "job_title": null})),
+            "{bodies:?}"
+        );
+        assert!(
+            bodies.contains(&&json!({"id": id, "email": "ada@example.com", "job_title": "CTO"})),
+            "{bodies:?}"
+        );
+        // The API key's user writes (skipped by the condition), then a user deletes: no call.
+        let r = http
+            .put(format!("{api}/contacts/{id}"))
+            .header("Authorization", format!("Token token={key}"))
+            .json(&json!({"contact": {"job_title": "CEO"}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        http.delete(format!("{ctl}/records/contacts/{id}"))
+            .send()
+            .await
+            .unwrap();
+        // A last user edit elsewhere proves the account is still calling back.
+        http.post(format!("{ctl}/records/contacts"))
+            .json(&json!({"first_name": "Grace", "email": "grace@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        let got = wait_calls(&calls, 3).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got.iter()
+                .any(|(_, b)| b["email"] == json!("grace@example.com"))
+        );
+        assert!(
+            got.iter().all(|(_, b)| b["job_title"] != json!("CEO")),
+            "{got:?}"
+        );
+        let state: Value = http
+            .get(format!("{ctl}/workflows"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut triggers: Vec<&str> = state["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["trigger"].as_str().unwrap())
+            .collect();
+        triggers.sort();
+        assert_eq!(triggers, ["create", "create", "update"]);
+        assert!(
+            state["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|d| d["status"] == json!(200))
+        );
+    }
+}
