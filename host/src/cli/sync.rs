@@ -456,6 +456,19 @@ async fn plan(host: &Host, name: &str, full: bool, limit: usize, json: bool) -> 
         println!("{t}");
         more(plan.conflicts.len(), limit);
     }
+    // The loop detector's decisions: the pair is not written until released.
+    let quarantined: Vec<_> = plan
+        .notes
+        .iter()
+        .filter(|n| n.text.starts_with("quarantined:"))
+        .collect();
+    if !quarantined.is_empty() {
+        println!("\nQuarantined by the loop detector (not written):");
+        for n in quarantined.iter().take(limit) {
+            println!("  {}: {}", n.link, n.text);
+        }
+        more(quarantined.len(), limit);
+    }
     if !plan.ops.is_empty() {
         println!("\nWrites (consent first):");
         let mut t = table(vec!["Direction", "Action", "Record", "Reason"]);
@@ -1039,4 +1052,51 @@ async fn remote(cmd: SyncCommand, config: &Config, locked: StateFileError) -> an
         SyncCommand::Plan { .. } | SyncCommand::Resolve { .. } => bail!("{locked}"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn resolve(args: &[&str]) -> Result<SyncCommand, clap::Error> {
+        let mut argv = vec!["tandem", "sync", "resolve", "s"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).map(|c| match c.command {
+            Command::Sync(cmd) => cmd,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn resolve_takes_one_of_link_keep_apart_take_or_release() {
+        assert!(matches!(
+            resolve(&["--field", "job_title", "--take", "b", "a:17"]).unwrap(),
+            SyncCommand::Resolve { take: Some(t), field: Some(f), record: Some(r), .. }
+                if t == "b" && f == "job_title" && r == "a:17"
+        ));
+        assert!(matches!(
+            resolve(&["--release", "17"]).unwrap(),
+            SyncCommand::Resolve { release: true, record: Some(r), .. } if r == "17"
+        ));
+        assert!(matches!(
+            resolve(&["--link", "1", "2"]).unwrap(),
+            SyncCommand::Resolve { link: Some(_), .. }
+        ));
+        // Something to do, and only one thing.
+        assert!(resolve(&[]).is_err());
+        assert!(
+            resolve(&["--take", "a", "17"]).is_err(),
+            "--take needs --field"
+        );
+        assert!(resolve(&["--field", "x", "--take", "c", "17"]).is_err());
+        assert!(
+            resolve(&["--field", "x", "--take", "a"]).is_err(),
+            "needs a record"
+        );
+        assert!(resolve(&["--release"]).is_err(), "needs a record");
+        assert!(resolve(&["--release", "17", "--link", "1", "2"]).is_err());
+    }
 }

@@ -292,6 +292,12 @@ impl Planner<'_> {
             .into_iter()
             .filter(|s| !pending.get(*s).fields.is_empty())
             .count();
+        if writes > 0 && self.baseline.run > 0 {
+            // Marks older than the window no longer count: drop them with this
+            // write (the link is stored anyway), so rows stay small.
+            let from = self.window_start();
+            link.review.writes.retain(|m| m.run >= from);
+        }
         if link.state != LinkState::Quarantined {
             if writes == 0 {
                 return;
@@ -327,11 +333,16 @@ impl Planner<'_> {
         extra.retain(|(_, kind, _)| !matches!(kind, OpKind::AddToContainer { .. }));
     }
 
+    /// The first run of the loop detector's window (the current run included).
+    fn window_start(&self) -> u64 {
+        let window = u64::from(self.policy.loops.window).saturating_sub(1);
+        self.baseline.run.saturating_sub(window)
+    }
+
     /// Why the writes planned for `link` look like a loop, if they do.
     fn looping(&self, link: &Link, pending: &SidePair<Pending>, writes: usize) -> Option<String> {
         let cfg = &self.policy.loops;
-        let run = self.baseline.run;
-        let from = run.saturating_sub(u64::from(cfg.window).saturating_sub(1));
+        let from = self.window_start();
         let recent: Vec<_> = link
             .review
             .writes
