@@ -211,7 +211,8 @@ impl Daemon {
                 syncs.push(w.name.clone());
             }
         }
-        tracing::info!(connection, syncs = ?syncs, "webhook: runs scheduled");
+        // Debug: a bulk import fires one webhook per record.
+        tracing::debug!(connection, syncs = ?syncs, "webhook: runs scheduled");
         Ok(syncs)
     }
 
