@@ -555,3 +555,33 @@ async fn plan_status_and_logs_print_tables_and_json() {
         "disconnect wiped the logs"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolve_records_a_decision_and_says_what_happens_next() {
+    let w = World::start(3, 10, 10).await;
+    let o = w
+        .tandem(&["sync", "resolve", "s", "--keep-apart", "101", "202"])
+        .await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("A:101 and B:202 are kept apart") && out.contains("next run"),
+        "{out}"
+    );
+    // The decision is applied by the next run, which lists both apps in full.
+    run_to_completion(&w).await;
+    // Without a decision, clap says what is missing.
+    let o = w.tandem(&["sync", "resolve", "s"]).await;
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--link") || err.contains("--keep-apart"),
+        "{err}"
+    );
+    // An unknown sync is one line naming the defined ones.
+    let o = w
+        .tandem(&["sync", "resolve", "nope", "--link", "1", "2"])
+        .await;
+    let line = stderr_line(&o);
+    assert!(line.contains("no sync `nope`"), "{line}");
+}

@@ -31,6 +31,15 @@ scope = {{ b = "Newsletter" }}
     )
 }
 
+/// Every address of a Freshworks record (`email` and the `emails` list), lower-cased.
+fn addresses(r: &Value) -> Vec<String> {
+    let list = r["emails"].as_array().into_iter().flatten();
+    list.filter_map(|e| e["value"].as_str())
+        .chain(r["email"].as_str())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 fn id(r: &Value) -> u64 {
     r["id"].as_u64().expect("numeric id")
 }
@@ -80,11 +89,18 @@ async fn fm_to_fs_list_contacts_become_contacts_and_later_additions_follow() {
 
     completed(&w.run("s").await);
     let fs = w.by_email(App::Fs, "contacts").await;
+    // A member may be known in Freshsales by another of its addresses (matched, not copied).
+    let fs_addresses: BTreeSet<String> = fs.values().flatten().flat_map(addresses).collect();
     let mut created = 0;
     for (e, rs) in &members {
         let excluded = rs.iter().all(opted_out);
         if !excluded {
-            assert!(fs.contains_key(e), "list member {e} is in Freshsales");
+            assert!(
+                rs.iter()
+                    .flat_map(addresses)
+                    .any(|a| fs_addresses.contains(&a)),
+                "list member {e} is in Freshsales"
+            );
             created += usize::from(!fs_before.contains_key(e));
         } else if !fs_before.contains_key(e) {
             assert!(
@@ -901,4 +917,144 @@ async fn logs_report_each_direction_and_each_record_with_its_reason() {
     let created = log.events.iter().filter(|e| e.action == "created").count();
     let counted: usize = log.run.counters.values().map(|c| c.created).sum();
     assert_eq!(created, counted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_known_by_a_second_address_on_the_other_side_is_not_duplicated() {
+    let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    // The same person: work address in Freshsales, home address first in Freshmarketer.
+    w.create(
+        App::Fs,
+        "contacts",
+        json!({"first_name": "Sam", "last_name": "Second", "emails": "sam.work@second.example"}),
+    )
+    .await;
+    let fm = w.create(App::Fm, "contacts", json!({"first_name": "Sam", "last_name": "Second", "subscription_status": 1,
+        "emails": [{"value": "sam.home@second.example", "is_primary": true}, {"value": "sam.work@second.example", "is_primary": false}]})).await;
+    w.add_to_list(App::Fm, list, &[fm]).await;
+    w.settle("s", 3).await;
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let sams = fs.keys().filter(|e| e.ends_with("@second.example")).count();
+    assert_eq!(
+        sams,
+        1,
+        "one Sam in Freshsales: {:?}",
+        fs.keys()
+            .filter(|e| e.ends_with("@second.example"))
+            .collect::<Vec<_>>()
+    );
+    let fm_sams: usize = w
+        .by_email(App::Fm, "contacts")
+        .await
+        .iter()
+        .filter(|(e, _)| e.ends_with("@second.example"))
+        .map(|(_, r)| r.len())
+        .sum();
+    assert_eq!(fm_sams, 1, "one Sam in Freshmarketer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_match_waits_for_the_operator_who_links_or_keeps_apart() {
+    use tandem::sync::baseline::Decision;
+    let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    // Kim in Freshsales; in Freshmarketer, Kim and Lee, who lists Kim's address second.
+    let kim = w
+        .create(
+            App::Fs,
+            "contacts",
+            json!({"first_name": "Kim", "last_name": "Apart", "emails": "kim@apart.example"}),
+        )
+        .await;
+    let kim_fm = w
+        .create(
+            App::Fm,
+            "contacts",
+            json!({"first_name": "Kim", "last_name": "Apart", "subscription_status": 1,
+        "emails": [{"value": "kim@apart.example", "is_primary": true}]}),
+        )
+        .await;
+    let lee_fm = w.create(App::Fm, "contacts", json!({"first_name": "Lee", "last_name": "Apart", "subscription_status": 1,
+        "emails": [{"value": "lee@apart.example", "is_primary": true}, {"value": "kim@apart.example", "is_primary": false}]})).await;
+    w.add_to_list(App::Fm, list, &[kim_fm, lee_fm]).await;
+    w.settle("s", 3).await;
+    let apart = |m: BTreeMap<String, Vec<Value>>| -> usize {
+        m.iter()
+            .filter(|(e, _)| e.ends_with("@apart.example"))
+            .map(|(_, r)| r.len())
+            .sum()
+    };
+    // The seed has ambiguities of its own: only ours.
+    let ours = |w: &World| -> Vec<tandem::sync::state::PendingAmbiguity> {
+        let mut all = w.host().status(Some("s")).unwrap().remove(0).ambiguous;
+        all.retain(|p| p.email.ends_with("@apart.example"));
+        all
+    };
+    // Two candidates: nothing linked, nothing written, the operator is asked.
+    assert_eq!(apart(w.by_email(App::Fs, "contacts").await), 1);
+    assert!(!w.links("s").iter().any(|(a, _)| *a == kim));
+    let pending = ours(&w);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(pending[0].a, vec![kim.to_string()]);
+    let mut both = vec![kim_fm.to_string(), lee_fm.to_string()];
+    both.sort();
+    assert_eq!(pending[0].b, both);
+    let logs = w.host().logs("s", None, 5).unwrap();
+    assert!(
+        logs.iter()
+            .flat_map(|l| &l.events)
+            .any(|e| e.action == "ambiguous"
+                && e.reason
+                    .contains(&format!("tandem sync resolve s --link {kim}"))),
+        "the log says how to decide"
+    );
+
+    // The same person: linked (and merged) on the next run.
+    w.host()
+        .resolve("s", &kim.to_string(), &kim_fm.to_string(), Decision::Link)
+        .unwrap();
+    w.settle("s", 3).await;
+    assert!(w.links("s").contains(&(kim, kim_fm)), "{:?}", w.links("s"));
+    // Lee still shares Kim's address with a linked record: asked again, nothing written.
+    let pending = ours(&w);
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    assert_eq!(pending[0].b, vec![lee_fm.to_string()]);
+    assert!(pending[0].reason.contains("already linked"), "{pending:#?}");
+    assert_eq!(apart(w.by_email(App::Fs, "contacts").await), 1);
+
+    // A different person: never matched to Kim again, and not reported again.
+    w.host()
+        .resolve(
+            "s",
+            &kim.to_string(),
+            &lee_fm.to_string(),
+            Decision::KeepApart,
+        )
+        .unwrap();
+    let r = w.run("s").await;
+    assert!(
+        r.plan
+            .ambiguous
+            .iter()
+            .all(|a| !a.b.contains(&lee_fm.to_string())),
+        "{:#?}",
+        r.plan.ambiguous
+    );
+    assert!(ours(&w).is_empty());
+    assert!(w.links("s").contains(&(kim, kim_fm)));
+    assert!(!w.links("s").contains(&(kim, lee_fm)));
+    // With no other candidate, Lee follows the create rules: created in Freshsales.
+    assert!(
+        w.links("s").iter().any(|(a, b)| *b == lee_fm && *a != kim),
+        "{:?}",
+        w.links("s")
+    );
+    assert_eq!(
+        w.by_email(App::Fs, "contacts")
+            .await
+            .get("lee@apart.example")
+            .map(Vec::len),
+        Some(1)
+    );
 }

@@ -687,7 +687,7 @@ impl<'a> Planner<'a> {
             return;
         }
         let emails = e.mapping.emails(on.other(), &src.record);
-        if emails.iter().any(|m| {
+        if emails.first().is_some_and(|m| {
             self.creating
                 .get(on)
                 .contains(&(e.pair.name(on).to_string(), m.clone()))
@@ -1371,6 +1371,10 @@ impl<'a> Planner<'a> {
         // the records holding each e-mail, per side.
         let mut emails: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
         let mut holders: SidePair<BTreeMap<String, BTreeSet<String>>> = SidePair::default();
+        // Same-side duplicates are judged on the match key (primary address)
+        // only: two records of one app that share a secondary address are two
+        // people as far as creating them elsewhere goes.
+        let mut primaries: SidePair<BTreeMap<String, BTreeSet<String>>> = SidePair::default();
         for side in Side::BOTH {
             for (id, o) in &e.obs.get(side).records {
                 let ms = e.mapping.emails(side, &o.record);
@@ -1392,6 +1396,11 @@ impl<'a> Planner<'a> {
                         .or_default()
                         .insert(id.clone());
                 }
+                primaries
+                    .get_mut(side)
+                    .entry(ms[0].clone())
+                    .or_default()
+                    .insert(id.clone());
                 emails.get_mut(side).insert(id.clone(), ms);
             }
         }
@@ -1454,19 +1463,20 @@ impl<'a> Planner<'a> {
                         c.taken_t.insert(other.clone());
                     }
                 }
-                for other in holders.get(side).get(m).into_iter().flatten() {
-                    if other == id {
-                        continue;
-                    }
-                    if free.get(side).contains(other) {
-                        c.free_s.insert(other.clone());
-                    } else if !partner
-                        .get(side)
-                        .get(other)
-                        .is_some_and(|p| apart(side, id, p))
-                    {
-                        c.taken_s.insert(other.clone());
-                    }
+            }
+            let first = &emails.get(side)[id][0];
+            for other in primaries.get(side).get(first).into_iter().flatten() {
+                if other == id {
+                    continue;
+                }
+                if free.get(side).contains(other) {
+                    c.free_s.insert(other.clone());
+                } else if !partner
+                    .get(side)
+                    .get(other)
+                    .is_some_and(|p| apart(side, id, p))
+                {
+                    c.taken_s.insert(other.clone());
                 }
             }
             c
@@ -1552,11 +1562,11 @@ impl<'a> Planner<'a> {
                                 ),
                             );
                         }
-                    } else if mine.iter().any(|m| {
-                        self.creating
-                            .get(t)
-                            .contains(&(e.pair.name(t).to_string(), m.clone()))
-                    }) {
+                    } else if self
+                        .creating
+                        .get(t)
+                        .contains(&(e.pair.name(t).to_string(), mine[0].clone()))
+                    {
                         ambiguous(
                             self,
                             format!(

@@ -330,3 +330,19 @@ fn kept_apart_from_a_linked_person_is_not_their_duplicate_either() {
     assert!(after.ambiguous.is_empty(), "{:#?}", after.ambiguous);
     assert_eq!(creates(&after), 1, "b2 is created on A: {:#?}", after.ops);
 }
+
+#[test]
+fn two_records_of_one_app_sharing_only_a_secondary_address_are_both_created() {
+    let p = policy(Direction::TwoWay);
+    let e = input2(
+        &p,
+        vec![
+            person(Side::A, "a1", "p@x.io", &["p@x.io", "office@x.io"]),
+            person(Side::A, "a2", "q@x.io", &["q@x.io", "office@x.io"]),
+        ],
+        vec![],
+    );
+    let plan = plan_with(&p, e, Decisions::new());
+    assert!(plan.ambiguous.is_empty(), "{:#?}", plan.ambiguous);
+    assert_eq!(creates(&plan), 2, "{:#?}", plan.ops);
+}
