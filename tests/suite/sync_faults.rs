@@ -15,6 +15,11 @@ b = "freshmarketer"
 entities = "contacts"
 direction = "two-way"
 scope = { b = "Newsletter" }
+# A fixed winner: under `most-recent` the outcome of a first-sync conflict follows the
+# apps' record-level change times, which the sync's own successful writes (a list
+# membership added while a field write failed) move; a faulted run may then rightly
+# settle a conflict differently from an unfaulted one. See README "Conflicts".
+conflict = { winner = "a-wins" }
 "#;
 
 const GOOGLE: &str = r#"
