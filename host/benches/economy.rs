@@ -217,19 +217,13 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
     );
 
     // Updates: one field of each pulled record, with its version.
-    let writes: Vec<Write> = pulled
-        .iter()
-        .take(n)
-        .enumerate()
-        .map(|(i, r)| Write {
-            ref_: format!("u{i}"),
-            op: Op::Update(UpdateOp {
-                id: r.id.clone(),
-                if_version: r.version.clone(),
-                fields: vec![text(&first, format!("Economy{i}"))],
-            }),
+    let writes = writes_of(&pulled[..n.min(pulled.len())], "u", |i, r| {
+        Op::Update(UpdateOp {
+            id: r.id.clone(),
+            if_version: r.version.clone(),
+            fields: vec![text(&first, format!("Economy{i}"))],
         })
-        .collect();
+    });
     rows.push(
         push_row(
             &client,
@@ -250,18 +244,12 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
             .iter()
             .min_by_key(|c| c.member_count.unwrap_or(u64::MAX))
             .expect("a container");
-        let writes: Vec<Write> = pulled
-            .iter()
-            .take(n)
-            .enumerate()
-            .map(|(i, r)| Write {
-                ref_: format!("m{i}"),
-                op: Op::AddToContainer(MembershipOp {
-                    container: target.id.clone(),
-                    ids: vec![r.id.clone()],
-                }),
+        let writes = writes_of(&pulled[..n.min(pulled.len())], "m", |_, r| {
+            Op::AddToContainer(MembershipOp {
+                container: target.id.clone(),
+                ids: vec![r.id.clone()],
             })
-            .collect();
+        });
         rows.push(
             push_row(
                 &client,
@@ -341,6 +329,18 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
 
     sandbox.shutdown().await;
     rows
+}
+
+/// One write per record, `op` of (position, record), with references `<prefix><position>`.
+fn writes_of(records: &[Record], prefix: &str, op: impl Fn(usize, &Record) -> Op) -> Vec<Write> {
+    records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Write {
+            ref_: format!("{prefix}{i}"),
+            op: op(i, r),
+        })
+        .collect()
 }
 
 /// The row of `writes` pushed in calls of `batch`, against `per_request` writes per request.
