@@ -23,8 +23,12 @@ use super::baseline::{Decision, Decisions, Link};
 use super::model::Side;
 use super::plan::PlannedOp;
 
-/// The layout version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The layout version this build writes. v2 added link review data (manual
+/// conflicts, quarantine, write marks), operator decisions, rechecks and
+/// tombstone expiry; every v2 addition reads from a v1 row as its default, so
+/// v1 files are upgraded in place, while a v1 build refuses a v2 file cleanly
+/// instead of failing on a link state it does not know.
+pub const SCHEMA_VERSION: u32 = 2;
 
 type Table = TableDefinition<'static, &'static str, &'static [u8]>;
 const META: Table = TableDefinition::new("tandem_sync_meta");
@@ -293,8 +297,8 @@ impl SyncStore {
                         supported: SCHEMA_VERSION,
                     });
                 }
-                Some(_) => {}
-                None => {
+                Some(v) if v == SCHEMA_VERSION => {}
+                Some(_) | None => {
                     meta.insert(SCHEMA_KEY, encode(&SCHEMA_VERSION).as_slice())
                         .map_err(db)?;
                 }
@@ -1075,6 +1079,36 @@ mod tests {
             err.contains("newer than this build") && err.contains("upgrade tandem"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_older_layout_is_upgraded_in_place_and_its_links_still_read() {
+        let d = memory_db();
+        let s = SyncStore::open(d.clone()).unwrap();
+        s.write("s", |t| {
+            t.put_link(&link("0/a/1", Some("1"), Some("2")), ("c", "c"))
+        })
+        .unwrap();
+        let tx = d.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_KEY, encode(&1u32).as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+        let s = SyncStore::open(d.clone()).unwrap();
+        let tx = d.begin_read().unwrap();
+        let stored: u32 = decode(
+            SCHEMA_KEY,
+            tx.open_table(META)
+                .unwrap()
+                .get(SCHEMA_KEY)
+                .unwrap()
+                .unwrap()
+                .value(),
+        )
+        .unwrap();
+        assert_eq!(stored, SCHEMA_VERSION);
+        assert_eq!(s.link_counts("s").unwrap()[&0], 1);
     }
 
     #[test]
