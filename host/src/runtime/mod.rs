@@ -286,6 +286,7 @@ struct Inner {
     mapper_linker: Linker<HostState>,
     db: Arc<redb::Database>,
     resolver: Arc<dyn Resolve>,
+    clients: http::ClientCache,
 }
 
 impl fmt::Debug for Runtime {
@@ -314,6 +315,7 @@ impl Runtime {
                 mapper_linker,
                 db: options.db,
                 resolver: options.resolver,
+                clients: http::ClientCache::default(),
             }),
         })
     }
@@ -437,20 +439,26 @@ impl Runtime {
         let grant = &connection.grant;
         let limits = grant.limits.narrowed(&manifest.limits);
         let policy = EgressPolicy::new(manifest, grant, &connection.settings);
+        let http_err = |source| ConnectError::Http {
+            plugin: plugin.label().to_owned(),
+            connection: connection.id.clone(),
+            source,
+        };
+        let client = self
+            .inner
+            .clients
+            .get(&self.inner.resolver, policy.addresses, limits.http_timeout)
+            .map_err(http_err)?;
         let http = http::HttpCtx::new(
             policy,
             manifest.auth.as_ref(),
             &connection.credentials,
             &connection.settings,
-            self.inner.resolver.clone(),
+            client,
             connection.budget.clone(),
             &limits,
         )
-        .map_err(|source| ConnectError::Http {
-            plugin: plugin.label().to_owned(),
-            connection: connection.id.clone(),
-            source,
-        })?;
+        .map_err(http_err)?;
         let quota = match (grant.storage, manifest.storage) {
             (Some(g), Some(m)) => Some(storage::Quota {
                 bytes: g.quota_bytes.min(m.quota_bytes),
