@@ -453,6 +453,56 @@ async fn manual_conflict_waits_for_the_operator_then_takes_the_chosen_side() {
 /// `scope.on-leave` (§2.5 "stop matching") with the Freshmarketer list: a contact taken
 /// off the Newsletter list is marked DND in Freshsales (`unsubscribe`), and the pair is
 /// no longer synced while it stays off the list.
+/// The daemon lists both sides in full every `full-every`, so a list exit (which no
+/// change feed shows) is found without the operator asking for `--full`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemons_periodic_full_run_finds_a_list_exit() {
+    let sync = r#"
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter", on-leave = { b = "unsubscribe" } }
+interval = "1s"
+full-every = "2s"
+"#;
+    let mut w = World::start(FS_FM, small(), sync).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    w.settle("s", 3).await;
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let fm = w.by_email(App::Fm, "contacts").await;
+    let (_, fs_id, fm_id) = pair(&w, &fs, &fm, &[]);
+    w.control(
+        App::Fm,
+        reqwest::Method::PUT,
+        &format!("/lists/{list}/members"),
+        Some(json!({ "remove": [fm_id] })),
+    )
+    .await;
+    w.close();
+    let config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    let host = std::sync::Arc::new(
+        tandem::app::Host::open(config, tandem_tests::e2e::host_options(&w.env)).unwrap(),
+    );
+    let daemon = tandem::app::daemon::Daemon::start(host).unwrap();
+    let mut dnd = json!(false);
+    for _ in 0..300 {
+        dnd = w.record(App::Fs, "contacts", fs_id).await["do_not_disturb"].clone();
+        if dnd == json!(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    daemon.shutdown(std::time::Duration::from_secs(30)).await;
+    assert_eq!(
+        dnd,
+        json!(true),
+        "the exit was found and unsubscribed the CRM contact"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_the_list_unsubscribes_the_crm_contact_and_detaches() {
     let sync = r#"

@@ -7,6 +7,10 @@
 //!   webhook of a burst; the rest of the burst joins that run, and webhooks arriving during
 //!   a run make one more run after it. The run reads changes through the connector as
 //!   usual, so echo suppression and the baselines apply as for a polled run.
+//! - Every `full-every` (default a day) a scheduled run lists both sides in full
+//!   instead of reading changes since the cursors: change feeds do not show list exits
+//!   or permanent deletes. The time of the last full run comes from the run log, so a
+//!   restart does not reset it.
 //! - Pause takes effect at once: the sync's status is stored, and its requests — even
 //!   those of a run in progress — wait until it is resumed.
 //! - Disconnect cancels a run in progress (safe: the engine converges after any
@@ -33,12 +37,16 @@ struct WorkerState {
     last_error: Option<String>,
     next_run_at: Option<i64>,
     current: Option<AbortHandle>,
+    /// When the last full run started (unix seconds).
+    last_full: Option<i64>,
 }
 
 #[derive(Debug)]
 struct Worker {
     name: String,
     interval: Duration,
+    /// Time between full listings.
+    full_every: Duration,
     paused: watch::Sender<bool>,
     trigger: Notify,
     /// Webhooks: a run `debounce` from now, unless one is due sooner.
@@ -91,16 +99,27 @@ impl Daemon {
         let mut workers = BTreeMap::new();
         for (name, cfg) in &host.config().syncs {
             let paused = host.store().status(name)? == SyncStatus::Paused;
+            let last_full = host
+                .store()
+                .runs(name)?
+                .iter()
+                .filter(|r| r.kind == "full" && r.outcome == "ok")
+                .map(|r| r.started_at)
+                .max();
             workers.insert(
                 name.clone(),
                 Arc::new(Worker {
                     name: name.clone(),
                     interval: cfg.interval,
+                    full_every: cfg.full_every,
                     paused: watch::channel(paused).0,
                     trigger: Notify::new(),
                     hint: Notify::new(),
                     connections: (cfg.a.clone(), cfg.b.clone()),
-                    state: Mutex::new(WorkerState::default()),
+                    state: Mutex::new(WorkerState {
+                        last_full,
+                        ..WorkerState::default()
+                    }),
                     run_lock: tokio::sync::Mutex::new(()),
                 }),
             );
@@ -294,8 +313,22 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
         if paused {
             continue;
         }
+        let started = unix_now();
+        let full = w
+            .state()
+            .last_full
+            .is_none_or(|t| started - t >= w.full_every.as_secs() as i64);
+        let opts = RunOptions {
+            full,
+            ..RunOptions::default()
+        };
         // Errors are logged and kept for status; the schedule goes on.
-        let _ = run_once(&d, &w, RunOptions::default()).await;
+        if let Ok(r) = run_once(&d, &w, opts).await
+            && full
+            && r.outcome == RunOutcome::Completed
+        {
+            w.state().last_full = Some(started);
+        }
         next = Instant::now() + w.interval;
     }
     w.state().next_run_at = None;

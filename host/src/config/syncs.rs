@@ -33,6 +33,9 @@ pub struct SyncConfig {
     pub b: String,
     /// How often the daemon polls both sides.
     pub interval: Duration,
+    /// How often the daemon lists both sides in full instead of reading changes since
+    /// the cursors: list exits, hard deletes and anything a change feed cannot show.
+    pub full_every: Duration,
     /// What the engine plans and executes by (`policy.mappers` names mapper plugins).
     pub policy: SyncPolicy,
     /// Where the entry is.
@@ -51,10 +54,15 @@ pub(crate) struct SyncRefs {
 /// The default poll interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
+/// The default time between full listings: a day, since change feeds miss list exits
+/// (Freshworks lists, Google groups) and permanent deletes (reference §6).
+pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(24 * 3600);
+
 const SYNC_KEYS: &[&str] = &[
     "a",
     "b",
     "interval",
+    "full-every",
     "entities",
     "direction",
     "scope",
@@ -117,6 +125,16 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
                 i.invalid::<()>(cx, "must be at least \"1s\"");
             }
             Some(d) => interval = d,
+            None => {}
+        }
+    }
+    let mut full_every = DEFAULT_FULL_EVERY;
+    if let Some(i) = t.get("full-every") {
+        match i.duration(cx) {
+            Some(d) if d < Duration::from_secs(1) => {
+                i.invalid::<()>(cx, "must be at least \"1s\"");
+            }
+            Some(d) => full_every = d,
             None => {}
         }
     }
@@ -200,6 +218,7 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
         a,
         b,
         interval,
+        full_every,
         policy: p,
         at,
         refs,

@@ -89,6 +89,7 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:7380");
     let s = &c.syncs["crm"];
     assert_eq!(s.interval, DEFAULT_INTERVAL);
+    assert_eq!(s.full_every, syncs::DEFAULT_FULL_EVERY);
     assert_eq!(s.policy.name, "crm");
     assert_eq!(s.policy.direction, Direction::TwoWay);
     assert_eq!(s.policy.entities[0].a, "contacts");
@@ -187,6 +188,28 @@ fn every_error_is_reported_not_just_the_first() {
         e[3].contains("syncs.crm.interval: cannot read \"often\" as a duration"),
         "{}",
         e[3]
+    );
+}
+
+#[test]
+fn full_every_is_read_and_checked_with_line_and_column() {
+    let c = ok(&with_sync("full-every = \"6h\"\n"));
+    assert_eq!(
+        c.syncs["crm"].full_every,
+        std::time::Duration::from_secs(6 * 3600)
+    );
+    let e = errors(&with_sync("full-every = \"0s\"\n"));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("syncs.crm.full-every") && e[0].contains("at least \"1s\""),
+        "{}",
+        e[0]
+    );
+    let e = errors(&with_sync("full-every = \"daily\"\n"));
+    assert!(
+        e[0].contains("syncs.crm.full-every: cannot read \"daily\" as a duration"),
+        "{}",
+        e[0]
     );
 }
 
