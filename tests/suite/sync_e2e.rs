@@ -453,6 +453,61 @@ async fn manual_conflict_waits_for_the_operator_then_takes_the_chosen_side() {
 /// `scope.on-leave` (§2.5 "stop matching") with the Freshmarketer list: a contact taken
 /// off the Newsletter list is marked DND in Freshsales (`unsubscribe`), and the pair is
 /// no longer synced while it stays off the list.
+/// Requests `app` answered on routes containing `part`.
+async fn route_requests(w: &World, app: App, part: &str) -> u64 {
+    w.control(app, reqwest::Method::GET, "/counters", None)
+        .await["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["route"].as_str().is_some_and(|r| r.contains(part)))
+        .map(|e| e["count"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Field-metadata reads of Freshsales and Freshmarketer.
+async fn field_reads(w: &World) -> (u64, u64) {
+    (
+        route_requests(w, App::Fs, "fields").await,
+        route_requests(w, App::Fm, "fields").await,
+    )
+}
+
+/// Field definitions are read once per connection and reused by the next runs of the
+/// same host (a third of an idle poll's requests otherwise); a new host reads them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_definitions_are_read_once_per_host_not_every_run() {
+    let sync = r#"
+[syncs.s]
+a = "freshsales"
+b = "freshmarketer"
+entities = "contacts"
+direction = "two-way"
+scope = { b = "Newsletter" }
+"#;
+    let mut w = World::start(FS_FM, small(), sync).await;
+    completed(&w.run("s").await);
+    let first = field_reads(&w).await;
+    assert!(
+        first.0 > 0 && first.1 > 0,
+        "the first run read them: {first:?}"
+    );
+    completed(&w.run("s").await);
+    completed(&w.run("s").await);
+    assert_eq!(
+        field_reads(&w).await,
+        first,
+        "later runs of the host reuse them"
+    );
+    w.reopen();
+    completed(&w.run("s").await);
+    let again = field_reads(&w).await;
+    assert!(
+        again.0 > first.0 && again.1 > first.1,
+        "a new host reads them again: {first:?} -> {again:?}"
+    );
+}
+
 /// The daemon lists both sides in full every `full-every`, so a list exit (which no
 /// change feed shows) is found without the operator asking for `--full`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -188,6 +188,8 @@ pub struct CheckedConnection {
     pub info: PluginInfo,
     /// The account's request budget.
     pub budget: Arc<AccountBudget>,
+    /// Field definitions read through this connection (forgotten with it).
+    pub schemas: Arc<adapter::SchemaCache>,
 }
 
 /// A sync ready to run: its policy and both sides.
@@ -381,6 +383,7 @@ impl Host {
             account,
             info,
             budget,
+            schemas: Arc::default(),
         });
         self.connections
             .lock()
@@ -410,7 +413,8 @@ impl Host {
         let client = self.runtime.connector(&checked.plugin, connection)?;
         Ok(
             ConnectorSource::new(client, side, &checked.info.entities, gate, self.retry)
-                .with_progress(progress.clone()),
+                .with_progress(progress.clone())
+                .with_schemas(checked.schemas.clone()),
         )
     }
 
