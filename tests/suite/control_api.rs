@@ -365,20 +365,31 @@ max-overwrite-ratio = 1.0
     // The other accounts' sync finishes while the rate-limited one waits.
     let g = wait_idle(&api, "g").await;
     assert_eq!(g["last_run"]["outcome"], json!("ok"), "{g}");
+    // Sync s reaches Freshmarketer in its own time (after its Freshsales reads): wait,
+    // bounded, until the account has met the 429, then s must still be waiting.
+    let limited = |b: &Value| -> u64 {
+        b["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["rate_limited"].as_u64().unwrap())
+            .sum()
+    };
+    let mut budgets = api.get("/v1/budgets").await;
+    for _ in 0..300 {
+        if limited(&budgets) >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        budgets = api.get("/v1/budgets").await;
+    }
+    assert!(limited(&budgets) >= 1, "{budgets}");
     let s = api.get("/v1/syncs/s").await;
     assert_eq!(
         s["running"],
         json!(true),
         "sync s is still backing off: {s}"
     );
-    let budgets = api.get("/v1/budgets").await;
-    let limited: u64 = budgets["budgets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["rate_limited"].as_u64().unwrap())
-        .sum();
-    assert!(limited >= 1, "{budgets}");
     // The account recovers: the waiting sync carries on and completes.
     w.control(App::Fm, reqwest::Method::DELETE, "/faults", None)
         .await;
