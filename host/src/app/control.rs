@@ -70,7 +70,19 @@ pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, ControlError> 
         daemon: daemon.clone(),
         token_digest: Arc::new(Sha256::digest(token.as_bytes()).into()),
     };
-    let app = router(ctx);
+    spawn_until_stopping(daemon, listener, router(ctx), "control API");
+    tracing::info!(%addr, "control API listening");
+    Ok(Some(addr))
+}
+
+/// Serves `app` on `listener` in its own task until the daemon stops (graceful: requests
+/// in progress finish). Shared by the control API and the webhook receiver.
+pub(crate) fn spawn_until_stopping(
+    daemon: &Daemon,
+    listener: tokio::net::TcpListener,
+    app: Router,
+    what: &'static str,
+) {
     let mut stopping = daemon.stopping();
     tokio::spawn(async move {
         let stop = async move {
@@ -80,11 +92,9 @@ pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, ControlError> 
             .with_graceful_shutdown(stop)
             .await
         {
-            tracing::error!(error = %e, "control API stopped");
+            tracing::error!(error = %e, "{what} stopped");
         }
     });
-    tracing::info!(%addr, "control API listening");
-    Ok(Some(addr))
 }
 
 fn router(ctx: Ctx) -> Router {

@@ -107,18 +107,7 @@ pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, WebhookError> 
         expect: Arc::new(expect),
         max_body: cfg.max_body,
     });
-    let mut stopping = daemon.stopping();
-    tokio::spawn(async move {
-        let stop = async move {
-            let _ = stopping.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "webhook receiver stopped");
-        }
-    });
+    super::control::spawn_until_stopping(daemon, listener, app, "webhook receiver");
     tracing::info!(%addr, connections = ?connections, "webhook receiver listening");
     Ok(Some(addr))
 }
