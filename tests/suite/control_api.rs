@@ -59,6 +59,19 @@ impl Api {
         self.call(reqwest::Method::POST, path, Some(CONTROL_TOKEN))
             .await
     }
+
+    async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(CONTROL_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("control API answers");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON body"))
+    }
 }
 
 /// The accounts, a daemon over [`SYNCS`] and its API. The world's own host is closed so
@@ -396,5 +409,104 @@ max-overwrite-ratio = 1.0
     let s = wait_idle(&api, "s").await;
     assert_eq!(s["last_run"]["outcome"], json!("ok"), "{s}");
     assert!(s.get("last_error").is_none(), "{s}");
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+/// `tandem sync resolve` while the daemon holds the state file goes through
+/// `POST /v1/syncs/{name}/resolve`: an ambiguity the daemon's run reported is settled,
+/// and the next run links the pair; bad resolutions are refused with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_resolves_an_ambiguity_through_the_daemon() {
+    let (w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    // Kim in Freshsales; in Freshmarketer, Kim and Lee, who lists Kim's address second.
+    let kim = w
+        .create(
+            App::Fs,
+            "contacts",
+            json!({"first_name": "Kim", "last_name": "Apart", "emails": "kim@apart.example"}),
+        )
+        .await;
+    let kim_fm = w
+        .create(
+            App::Fm,
+            "contacts",
+            json!({"first_name": "Kim", "last_name": "Apart", "subscription_status": 1,
+                "emails": [{"value": "kim@apart.example", "is_primary": true}]}),
+        )
+        .await;
+    let lee_fm = w
+        .create(
+            App::Fm,
+            "contacts",
+            json!({"first_name": "Lee", "last_name": "Apart", "subscription_status": 1,
+                "emails": [{"value": "lee@apart.example", "is_primary": true},
+                           {"value": "kim@apart.example", "is_primary": false}]}),
+        )
+        .await;
+    w.add_to_list(App::Fm, list, &[kim_fm, lee_fm]).await;
+    let (status, body) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(status, 200, "{body}");
+    let s = api.get("/v1/syncs/s").await;
+    assert!(
+        s["ambiguous"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["email"] == json!("kim@apart.example")),
+        "the run reported Kim's ambiguity: {s}"
+    );
+    let kim_link = |d: &Daemon| {
+        d.host()
+            .store()
+            .links("s")
+            .unwrap()
+            .iter()
+            .any(|l| l.ids.a.as_deref() == Some(kim.to_string().as_str()))
+    };
+    assert!(!kim_link(&daemon), "nothing linked while ambiguous");
+
+    let (status, body) = api
+        .post_json("/v1/syncs/s/resolve", json!({"merge": {"a": "1"}}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("bad resolution"),
+        "{body}"
+    );
+    let (status, body) = api
+        .post_json(
+            "/v1/syncs/s/resolve",
+            json!({"link": {"a": kim.to_string(), "b": kim_fm.to_string()}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("will be linked"),
+        "{body}"
+    );
+    let (status, body) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(status, 200, "{body}");
+    let links = daemon.host().store().links("s").unwrap();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.ids.a.as_deref() == Some(kim.to_string().as_str())
+                && l.ids.b.as_deref() == Some(kim_fm.to_string().as_str())),
+        "Kim is linked to Kim"
+    );
+    // A record already linked cannot be linked by hand again.
+    let (status, body) = api
+        .post_json(
+            "/v1/syncs/s/resolve",
+            json!({"link": {"a": kim.to_string(), "b": lee_fm.to_string()}}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("already linked"),
+        "{body}"
+    );
     daemon.shutdown(Duration::from_secs(30)).await;
 }

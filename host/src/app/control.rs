@@ -106,6 +106,7 @@ fn router(ctx: Ctx) -> Router {
         .route("/v1/syncs/{name}/run", post(run))
         .route("/v1/syncs/{name}/logs", get(logs))
         .route("/v1/syncs/{name}/disconnect", post(disconnect))
+        .route("/v1/syncs/{name}/resolve", post(resolve))
         .route("/v1/budgets", get(budgets))
         .fallback(|| async {
             error(
@@ -223,6 +224,34 @@ async fn run(
         Ok(report) => Json(RunSummary::from(&report)).into_response(),
         Err(DaemonError::Host(e)) => host_error(e),
         Err(e @ DaemonError::Cancelled(_)) => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn resolve(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    body: Result<Json<super::Resolution>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(r) = match body {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "bad resolution: {}; send one of {{\"link\":{{\"a\":..,\"b\":..}}}}, {{\"keep-apart\":{{..}}}}, {{\"take\":{{\"record\":..,\"field\":..,\"side\":\"a\"}}}}, {{\"release\":{{\"record\":..}}}}",
+                    e.body_text()
+                ),
+            );
+        }
+    };
+    match ctx
+        .daemon
+        .between_runs(&name, |host| host.apply_resolution(&name, &r))
+        .await
+    {
+        Ok(message) => Json(json!({ "sync": name, "message": message })).into_response(),
+        Err(e @ HostError::Resolve(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => host_error(e),
     }
 }
 

@@ -206,6 +206,19 @@ impl Daemon {
         Ok(())
     }
 
+    /// Runs `f` on the host once no run of `name` is in progress (a run that starts
+    /// meanwhile waits), so that an operator's resolution is not overwritten by the
+    /// commit of a run that read the links before it.
+    pub async fn between_runs<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Host) -> Result<T, HostError>,
+    ) -> Result<T, HostError> {
+        let w = self.worker(name)?.clone();
+        let _one_at_a_time = w.run_lock.lock().await;
+        f(&self.inner.host)
+    }
+
     /// A webhook for `connection` came in: every sync using it runs soon (debounced; see
     /// the module documentation). Returns the names of those syncs.
     pub fn hint(&self, connection: &str) -> Result<Vec<String>, HostError> {

@@ -234,6 +234,41 @@ impl std::fmt::Debug for Host {
     }
 }
 
+/// What an operator settles about a sync's records (`tandem sync resolve`); also the
+/// JSON body of the control API's `POST /v1/syncs/{name}/resolve`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Resolution {
+    /// Link record `a` (side A) and `b` (side B); the next run merges their fields.
+    Link {
+        /// The record on side A.
+        a: String,
+        /// The record on side B.
+        b: String,
+    },
+    /// Never match `a` and `b`; they are not reported as ambiguous again.
+    KeepApart {
+        /// The record on side A.
+        a: String,
+        /// The record on side B.
+        b: String,
+    },
+    /// Settle the `manual` conflict on `field` of `record` with `side`'s value.
+    Take {
+        /// The record, by its id on either side (`a:ID`/`b:ID` when ambiguous).
+        record: String,
+        /// The field (either app's name, or the pair as `status` shows it).
+        field: String,
+        /// Whose value wins.
+        side: crate::sync::model::Side,
+    },
+    /// Release the quarantined link holding `record`.
+    Release {
+        /// The record, by its id on either side.
+        record: String,
+    },
+}
+
 /// The current time in Unix seconds.
 pub fn unix_now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -526,6 +561,46 @@ impl Host {
         let n = self.store.disconnect(name)?;
         self.store.set_status(name, &SyncStatus::Paused)?;
         Ok(n)
+    }
+
+    /// Carries out one operator resolution (`tandem sync resolve`, or the control API's
+    /// `POST /v1/syncs/{name}/resolve`) and says what happens next, in one line.
+    pub fn apply_resolution(&self, name: &str, r: &Resolution) -> Result<String, HostError> {
+        use crate::sync::baseline::Decision;
+        Ok(match r {
+            Resolution::Link { a, b } | Resolution::KeepApart { a, b } => {
+                let decision = if matches!(r, Resolution::Link { .. }) {
+                    Decision::Link
+                } else {
+                    Decision::KeepApart
+                };
+                self.resolve(name, a, b, decision)?;
+                match decision {
+                    Decision::Link => format!(
+                        "sync `{name}`: A:{a} and B:{b} will be linked and their fields merged on the next run (`tandem sync run {name}`)"
+                    ),
+                    Decision::KeepApart => format!(
+                        "sync `{name}`: A:{a} and B:{b} are kept apart: never matched again; the next run applies it"
+                    ),
+                }
+            }
+            Resolution::Take {
+                record,
+                field,
+                side,
+            } => {
+                let key = self.take(name, record, field, *side)?;
+                format!(
+                    "sync `{name}`: `{key}` of {record} takes side {side}'s value; the next run writes it to the other side (`tandem sync run {name}`)"
+                )
+            }
+            Resolution::Release { record } => {
+                let why = self.release(name, record)?;
+                format!(
+                    "sync `{name}`: {record} released from quarantine ({why}); the next run syncs it again"
+                )
+            }
+        })
     }
 
     /// Records the operator's decision about records `a` (side A) and `b`

@@ -1,7 +1,7 @@
 //! `tandem sync plan | run | status | logs | resolve | pause | resume | disconnect`.
 //!
 //! Every command opens the state file itself. When the daemon holds it (`tandem run`),
-//! `status`, `logs`, `pause`, `resume`, `disconnect` and `run` talk to the daemon's
+//! `status`, `logs`, `pause`, `resume`, `disconnect`, `run` and `resolve` talk to the daemon's
 //! control API instead, if `[daemon]` has a token.
 
 use std::collections::BTreeMap;
@@ -191,54 +191,9 @@ pub async fn run(cmd: SyncCommand, file: &Path) -> anyhow::Result<()> {
             print_logs(&host.sync_config(&name)?.clone(), &logs, limit, json);
             Ok(())
         }
-        SyncCommand::Resolve {
-            name,
-            take: Some(side),
-            field: Some(field),
-            record: Some(record),
-            ..
-        } => {
-            let side = if side == "a" { Side::A } else { Side::B };
-            let key = host.take(&name, &record, &field, side)?;
-            println!(
-                "sync `{name}`: `{key}` of {record} takes side {side}'s value; the next run writes it to the other side (`tandem sync run {name}`)"
-            );
-            Ok(())
-        }
-        SyncCommand::Resolve {
-            name,
-            release: true,
-            record: Some(record),
-            ..
-        } => {
-            let why = host.release(&name, &record)?;
-            println!(
-                "sync `{name}`: {record} released from quarantine ({why}); the next run syncs it again"
-            );
-            Ok(())
-        }
-        SyncCommand::Resolve {
-            name,
-            link,
-            keep_apart,
-            ..
-        } => {
-            use crate::sync::baseline::Decision;
-            let (ids, decision) = match (link, keep_apart) {
-                (Some(ids), _) => (ids, Decision::Link),
-                (None, Some(ids)) => (ids, Decision::KeepApart),
-                (None, None) => bail!("say --link A-ID B-ID or --keep-apart A-ID B-ID"),
-            };
-            let (a, b) = (&ids[0], &ids[1]);
-            host.resolve(&name, a, b, decision)?;
-            match decision {
-                Decision::Link => println!(
-                    "sync `{name}`: A:{a} and B:{b} will be linked and their fields merged on the next run (`tandem sync run {name}`)"
-                ),
-                Decision::KeepApart => println!(
-                    "sync `{name}`: A:{a} and B:{b} are kept apart: never matched again; the next run applies it"
-                ),
-            }
+        SyncCommand::Resolve { .. } => {
+            let (name, r) = resolution(cmd)?;
+            println!("{}", host.apply_resolution(&name, &r)?);
             Ok(())
         }
         SyncCommand::Pause { name } => {
@@ -903,6 +858,45 @@ fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, js
     }
 }
 
+/// The sync and the resolution a `resolve` command asks for (clap has checked that
+/// exactly one of --link, --keep-apart, --take (with --field) and --release is given).
+fn resolution(cmd: SyncCommand) -> anyhow::Result<(String, crate::app::Resolution)> {
+    use crate::app::Resolution;
+    let SyncCommand::Resolve {
+        name,
+        link,
+        keep_apart,
+        field,
+        take,
+        release,
+        record,
+    } = cmd
+    else {
+        bail!("not a resolve command");
+    };
+    let pair = |ids: Vec<String>| (ids[0].clone(), ids[1].clone());
+    let r = match (link, keep_apart, take, field, release, record) {
+        (Some(ids), ..) => {
+            let (a, b) = pair(ids);
+            Resolution::Link { a, b }
+        }
+        (None, Some(ids), ..) => {
+            let (a, b) = pair(ids);
+            Resolution::KeepApart { a, b }
+        }
+        (None, None, Some(side), Some(field), _, Some(record)) => Resolution::Take {
+            record,
+            field,
+            side: if side == "a" { Side::A } else { Side::B },
+        },
+        (None, None, None, _, true, Some(record)) => Resolution::Release { record },
+        _ => bail!(
+            "say one of --link A-ID B-ID, --keep-apart A-ID B-ID, --field F --take a|b RECORD, --release RECORD"
+        ),
+    };
+    Ok((name, r))
+}
+
 // ----- through the daemon -----
 
 /// The daemon's control API, used when the daemon holds the state file.
@@ -932,19 +926,26 @@ impl Remote {
         method: reqwest::Method,
         path: &str,
     ) -> anyhow::Result<T> {
+        self.send(method, path, None).await
+    }
+
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .client
-            .request(method, &url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| {
-                format!(
-                    "the state file is locked and the daemon's control API at {} does not answer",
-                    self.base
-                )
-            })?;
+        let mut req = self.client.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "the state file is locked and the daemon's control API at {} does not answer",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let body: serde_json::Value = resp
             .json()
@@ -1049,7 +1050,22 @@ async fn remote(cmd: SyncCommand, config: &Config, locked: StateFileError) -> an
                 println!("{}", counters_table(&s.counters, &c.a, &c.b));
             }
         }
-        SyncCommand::Plan { .. } | SyncCommand::Resolve { .. } => bail!("{locked}"),
+        cmd @ SyncCommand::Resolve { .. } => {
+            let (name, res) = resolution(cmd)?;
+            cfg(&name)?;
+            let v: serde_json::Value = r
+                .send(
+                    Method::POST,
+                    &format!("/v1/syncs/{name}/resolve"),
+                    Some(serde_json::to_value(&res)?),
+                )
+                .await?;
+            println!(
+                "{} (through the daemon)",
+                v["message"].as_str().unwrap_or("")
+            );
+        }
+        SyncCommand::Plan { .. } => bail!("{locked}"),
     }
     Ok(())
 }
