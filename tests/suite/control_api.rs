@@ -419,33 +419,7 @@ max-overwrite-ratio = 1.0
 async fn an_operator_resolves_an_ambiguity_through_the_daemon() {
     let (w, daemon, api) = start().await;
     wait_idle(&api, "s").await;
-    let list = w.list_id(App::Fm, "Newsletter").await;
-    // Kim in Freshsales; in Freshmarketer, Kim and Lee, who lists Kim's address second.
-    let kim = w
-        .create(
-            App::Fs,
-            "contacts",
-            json!({"first_name": "Kim", "last_name": "Apart", "emails": "kim@apart.example"}),
-        )
-        .await;
-    let kim_fm = w
-        .create(
-            App::Fm,
-            "contacts",
-            json!({"first_name": "Kim", "last_name": "Apart", "subscription_status": 1,
-                "emails": [{"value": "kim@apart.example", "is_primary": true}]}),
-        )
-        .await;
-    let lee_fm = w
-        .create(
-            App::Fm,
-            "contacts",
-            json!({"first_name": "Lee", "last_name": "Apart", "subscription_status": 1,
-                "emails": [{"value": "lee@apart.example", "is_primary": true},
-                           {"value": "kim@apart.example", "is_primary": false}]}),
-        )
-        .await;
-    w.add_to_list(App::Fm, list, &[kim_fm, lee_fm]).await;
+    let (kim, kim_fm, lee_fm) = w.kim_and_lee_apart().await;
     let (status, body) = api.post("/v1/syncs/s/run?wait=true").await;
     assert_eq!(status, 200, "{body}");
     let s = api.get("/v1/syncs/s").await;

@@ -1063,26 +1063,7 @@ async fn a_person_known_by_a_second_address_on_the_other_side_is_not_duplicated(
 async fn an_ambiguous_match_waits_for_the_operator_who_links_or_keeps_apart() {
     use tandem::sync::baseline::Decision;
     let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
-    let list = w.list_id(App::Fm, "Newsletter").await;
-    // Kim in Freshsales; in Freshmarketer, Kim and Lee, who lists Kim's address second.
-    let kim = w
-        .create(
-            App::Fs,
-            "contacts",
-            json!({"first_name": "Kim", "last_name": "Apart", "emails": "kim@apart.example"}),
-        )
-        .await;
-    let kim_fm = w
-        .create(
-            App::Fm,
-            "contacts",
-            json!({"first_name": "Kim", "last_name": "Apart", "subscription_status": 1,
-        "emails": [{"value": "kim@apart.example", "is_primary": true}]}),
-        )
-        .await;
-    let lee_fm = w.create(App::Fm, "contacts", json!({"first_name": "Lee", "last_name": "Apart", "subscription_status": 1,
-        "emails": [{"value": "lee@apart.example", "is_primary": true}, {"value": "kim@apart.example", "is_primary": false}]})).await;
-    w.add_to_list(App::Fm, list, &[kim_fm, lee_fm]).await;
+    let (kim, kim_fm, lee_fm) = w.kim_and_lee_apart().await;
     w.settle("s", 3).await;
     let apart = |m: BTreeMap<String, Vec<Value>>| -> usize {
         m.iter()

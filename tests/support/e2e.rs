@@ -571,6 +571,39 @@ impl World {
         .await;
     }
 
+    /// An ambiguous person for the resolve tests: Kim in Freshsales; in Freshmarketer's
+    /// Newsletter list, Kim and Lee, who lists Kim's address second. Returns the ids
+    /// (Kim in Freshsales, Kim in Freshmarketer, Lee in Freshmarketer).
+    pub async fn kim_and_lee_apart(&self) -> (u64, u64, u64) {
+        let list = self.list_id(App::Fm, "Newsletter").await;
+        let kim = self
+            .create(
+                App::Fs,
+                "contacts",
+                json!({"first_name": "Kim", "last_name": "Apart", "emails": "kim@apart.example"}),
+            )
+            .await;
+        let kim_fm = self
+            .create(
+                App::Fm,
+                "contacts",
+                json!({"first_name": "Kim", "last_name": "Apart", "subscription_status": 1,
+                    "emails": [{"value": "kim@apart.example", "is_primary": true}]}),
+            )
+            .await;
+        let lee_fm = self
+            .create(
+                App::Fm,
+                "contacts",
+                json!({"first_name": "Lee", "last_name": "Apart", "subscription_status": 1,
+                    "emails": [{"value": "lee@apart.example", "is_primary": true},
+                               {"value": "kim@apart.example", "is_primary": false}]}),
+            )
+            .await;
+        self.add_to_list(App::Fm, list, &[kim_fm, lee_fm]).await;
+        (kim, kim_fm, lee_fm)
+    }
+
     // ----- Google -----
 
     /// Live people, by lower-cased primary e-mail (an account may hold duplicates).
