@@ -353,6 +353,9 @@ async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunRe
     let host = d.inner.host.clone();
     let name = w.name.clone();
     let paused = w.paused.subscribe();
+    // Marked running before the task starts: the task writes the run's record at once,
+    // and a status read in between must not show that record's run as not running.
+    w.state().running = true;
     let mut handle = tokio::spawn(async move {
         if let Some(r) = host.paused_report(&name)? {
             return Ok(r);
@@ -360,11 +363,7 @@ async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunRe
         let p = host.prepare(&name, paused).await?;
         host.run_prepared(&p, opts).await
     });
-    {
-        let mut st = w.state();
-        st.running = true;
-        st.current = Some(handle.abort_handle());
-    }
+    w.state().current = Some(handle.abort_handle());
     let mut hard = d.inner.hard.subscribe();
     let joined = tokio::select! {
         r = &mut handle => r,
