@@ -21,6 +21,11 @@ use tandem_tests::host::{
     BLOCKED_NAME, TestServer, attack, connection, loopback_grant, plugin, runtime,
 };
 
+// Attacks by area (the tests below are the first red-team pass).
+mod contained;
+mod exhaustion;
+mod secrets;
+
 const HOSTILE: &str = "tandem-fixture-hostile";
 const HOSTILE_MAPPER: &str = "tandem-fixture-hostile-mapper";
 

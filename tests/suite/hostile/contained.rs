@@ -1,0 +1,3 @@
+//! Hostile plugins: contained.
+
+use super::*;

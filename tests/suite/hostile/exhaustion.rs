@@ -1,0 +1,3 @@
+//! Hostile plugins: exhaustion.
+
+use super::*;

@@ -1,0 +1,3 @@
+//! Hostile plugins: secrets.
+
+use super::*;
