@@ -274,6 +274,11 @@ impl ConnectorClient {
         self.conn.http.origins()
     }
 
+    /// The origins credentials are attached to (auth profile ∩ operator's auth origins).
+    pub fn auth_origins(&self) -> Vec<String> {
+        self.conn.http.auth_origins()
+    }
+
     fn store(&self) -> Store<HostState> {
         let log = LogCtx::new(
             self.plugin.label.clone(),
@@ -310,7 +315,8 @@ impl ConnectorClient {
             self.store(),
             body,
         )
-        .await?;
+        .await
+        .map_err(|e| self.conn.http.scrubber().call_error(e))?;
         Ok(value)
     }
 
@@ -322,7 +328,7 @@ impl ConnectorClient {
         result?.map_err(|error| CallError::Plugin {
             plugin: self.plugin.label.clone(),
             export,
-            error,
+            error: self.conn.http.scrubber().plugin_error(error),
         })
     }
 

@@ -65,6 +65,12 @@ impl Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        // No secret of the connection reaches the log, however the plugin got it.
+        let message = self.scrubbed(message);
+        let fields: Vec<(String, String)> = fields
+            .into_iter()
+            .map(|(k, v)| (self.scrubbed(k), self.scrubbed(v)))
+            .collect();
         let ctx = &mut self.log;
         if ctx.lines_left == 0 {
             ctx.dropped += 1;

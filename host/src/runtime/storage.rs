@@ -316,6 +316,8 @@ impl Host for HostState {
         key: String,
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), StorageError>> {
+        // No secret of the connection is stored, however the plugin got it.
+        let (key, value) = (self.scrubbed(key), self.scrubbed_bytes(value));
         Ok(self.conn()?.storage.set(key, value).await)
     }
 
