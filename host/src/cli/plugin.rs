@@ -104,6 +104,14 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
     .with_context(|| file.display().to_string())?;
     let sha256 = hex::encode(Sha256::digest(&wasm));
     let contract = contract_of(&scan);
+    // A sha256 pin covers the component's bytes, so only an embedded manifest is pinned.
+    let manifest_source = if scan.manifests.is_empty() {
+        format!(
+            "sidecar {origin} (not covered by a sha256 pin: a pinned plugin must embed its manifest)"
+        )
+    } else {
+        "embedded (covered by the sha256)".to_owned()
+    };
     let verdict = capabilities::check_interfaces(manifest.kind, &scan.imports, &scan.exports)
         .err()
         .map(|e| e.to_string());
@@ -122,6 +130,7 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
             },
             "contract": contract,
             "supported-contract": SUPPORTED_CONTRACT,
+            "manifest-source": manifest_source,
             "capabilities": capabilities_json(&manifest),
             "imports": scan.imports,
             "exports": scan.exports,
@@ -142,6 +151,7 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
         wasm.len()
     );
     println!("sha256:    {sha256}");
+    println!("manifest:  {manifest_source}");
     println!(
         "contract:  tandem:plugin@{} (manifest says {}; this host supports {SUPPORTED_CONTRACT})",
         contract.as_deref().unwrap_or("?"),
@@ -252,6 +262,12 @@ fn capability_lines(m: &Manifest) -> Vec<String> {
             }
         ),
     });
+    if let Some(auth) = &m.auth {
+        lines.push(format!(
+            "auth to:  {} (narrowed by the connection's credentials.origins; default: the base-url setting's origin)",
+            auth_origins(auth, m).join(", ")
+        ));
+    }
     lines.push(match m.storage {
         None => "storage:  none".to_owned(),
         Some(s) => format!("storage:  {} bytes", s.quota_bytes),
@@ -274,10 +290,24 @@ fn capability_lines(m: &Manifest) -> Vec<String> {
     lines
 }
 
+/// Where the auth profile sends credentials: its own origins, or every requested one.
+fn auth_origins(auth: &AuthProfile, m: &Manifest) -> Vec<String> {
+    match auth.origins() {
+        Some(origins) => origins.to_vec(),
+        None if m.http.origins.is_empty() => vec!["none".to_owned()],
+        None => m.http.origins.clone(),
+    }
+}
+
 fn capabilities_json(m: &Manifest) -> serde_json::Value {
     serde_json::json!({
         "http": m.http.origins,
         "auth": m.auth.as_ref().map(|a| a.kind()),
+        "auth-origins": m.auth.as_ref().map(|a| auth_origins(a, m)),
+        "token-url": match &m.auth {
+            Some(AuthProfile::OAuth2 { token_url, .. }) => Some(token_url.as_str()),
+            _ => None,
+        },
         "storage-quota-bytes": m.storage.map(|s| s.quota_bytes),
         "memory-mib": m.limits.memory_mib,
         "timeout-ms": m.limits.timeout_ms,

@@ -39,6 +39,11 @@ pub struct ConnectionConfig {
     pub settings: BTreeMap<String, String>,
     /// How the host authenticates the plugin's requests.
     pub credentials: CredentialsConfig,
+    /// Where the credentials may be sent (`credentials.origins`); `None`: the default,
+    /// the origin of the `base-url` setting, or without one the plugin's granted origins.
+    pub auth_origins: Option<Vec<String>>,
+    /// Where the `credentials` table is (and its `oauth2` table), for pass 2's errors.
+    pub(crate) credentials_at: Option<(Location, Option<Location>)>,
     /// How the account's budget reads rate-limit headers (`None`: the defaults).
     pub rate_limit: Option<RatePolicy>,
     /// The account's own limits (`rate-limit.limits`, e.g. its plan's quota), replacing
@@ -97,7 +102,7 @@ const RATE_KEYS: &[&str] = &[
     "without-retry-after",
 ];
 const WEBHOOK_KEYS: &[&str] = &["secret", "header"];
-const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2"];
+const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2", "origins"];
 const OAUTH_KEYS: &[&str] = &["client-id", "client-secret", "refresh-token", "token-url"];
 
 /// Reads `[connections]`.
@@ -125,9 +130,9 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         Some(s) => read_settings(cx, s),
         None => Some(BTreeMap::new()),
     };
-    let credentials = match t.get("credentials") {
+    let (credentials, auth_origins, credentials_at) = match t.get("credentials") {
         Some(c) => read_credentials(cx, c),
-        None => Some(CredentialsConfig::None),
+        None => (Some(CredentialsConfig::None), None, None),
     };
     let (rate_limit, rate_windows) = match t.get("rate-limit").and_then(|r| read_rate_limit(cx, r))
     {
@@ -142,6 +147,8 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
         plugin: plugin?,
         settings: settings.unwrap_or_default(),
         credentials: credentials.unwrap_or(CredentialsConfig::None),
+        auth_origins,
+        credentials_at,
         rate_limit,
         rate_windows,
         webhook,
@@ -322,10 +329,22 @@ fn looks_secret(key: &str) -> bool {
     .any(|s| k.contains(s))
 }
 
-fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
-    let mut t = item.table(cx, CREDENTIAL_KEYS)?;
+/// Credentials, the origins they may go to, and where the table (and `oauth2`) is.
+type ReadCredentials = (
+    Option<CredentialsConfig>,
+    Option<Vec<String>>,
+    Option<(Location, Option<Location>)>,
+);
+
+fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> ReadCredentials {
+    let Some(mut t) = item.table(cx, CREDENTIAL_KEYS) else {
+        return (None, None, None);
+    };
+    let at = t.loc(cx);
     let api_key = t.get("api-key");
     let oauth = t.get("oauth2");
+    let oauth_at = oauth.as_ref().map(|o| o.loc(cx));
+    let origins = t.get("origins");
     let out = match (api_key, oauth) {
         (Some(k), None) => read_secret(cx, &k).map(CredentialsConfig::ApiKey),
         (None, Some(o)) => read_oauth(cx, o),
@@ -335,8 +354,47 @@ fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsCo
         ),
         (None, None) => Some(CredentialsConfig::None),
     };
+    let origins = origins.and_then(|o| read_auth_origins(cx, &o, &out));
     t.finish(cx);
-    out
+    (out, origins, Some((at, oauth_at)))
+}
+
+/// `credentials.origins`: where the host may attach the credentials. Same forms as a
+/// grant's `http` (an origin, `*.` subdomains, `setting:K`, `{ env = "VAR" }` with a URL,
+/// or `*`: wherever the plugin's auth profile says).
+fn read_auth_origins(
+    cx: &mut Cx<'_>,
+    item: &Item<'_, '_>,
+    credentials: &Option<CredentialsConfig>,
+) -> Option<Vec<String>> {
+    if matches!(credentials, Some(CredentialsConfig::None)) {
+        return item.invalid(
+            cx,
+            "there are no credentials to send; remove origins or add api-key or oauth2",
+        );
+    }
+    // Reachability is the grant's business (loopback, private networks): here the
+    // origins only narrow where credentials go.
+    let open = super::plugins::GrantConfig {
+        loopback: true,
+        private_networks: true,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for o in item.array(cx)? {
+        match super::plugins::read_origin(cx, &o, &open) {
+            Some(origin) => out.push(origin),
+            None => ok = false,
+        }
+    }
+    if ok && out.is_empty() {
+        return item.invalid(
+            cx,
+            "no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
+        );
+    }
+    ok.then_some(out)
 }
 
 fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {

@@ -46,7 +46,7 @@ pub use error::{ConfigError, KeyPath, Location};
 pub use plugins::{GrantConfig, LimitOverrides, PluginConfig, PluginSource};
 pub use resolve::{BuiltinPlugin, builtin_plugins, validate_file};
 pub use syncs::{DEFAULT_FULL_EVERY, DEFAULT_INTERVAL, SyncConfig};
-pub use validate::{Catalog, Inspect, check};
+pub use validate::{Catalog, Inspect, Inspected, check};
 
 pub use crate::runtime::PluginKind;
 

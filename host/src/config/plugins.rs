@@ -300,7 +300,11 @@ fn positive(cx: &mut Cx<'_>, item: &Item<'_, '_>, v: Option<u64>) -> Option<u64>
 
 /// Reads one origin: a literal `scheme://host[:port]` (no path), or `{ env = "VAR" }`
 /// whose value is a URL (its origin is taken, so a base URL can be reused).
-fn read_origin(cx: &mut Cx<'_>, item: &Item<'_, '_>, grant: &GrantConfig) -> Option<String> {
+pub(crate) fn read_origin(
+    cx: &mut Cx<'_>,
+    item: &Item<'_, '_>,
+    grant: &GrantConfig,
+) -> Option<String> {
     let from_env = !matches!(item.value.get_ref(), toml::de::DeValue::String(_));
     let text = item.interpolated(cx)?;
     if !from_env {

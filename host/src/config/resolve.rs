@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use super::env::Env;
 use super::error::{ConfigError, KeyPath};
-use super::validate::Catalog;
+use super::validate::{Catalog, Inspected};
 use super::{
     Config, ConnectionConfig, CredentialsConfig, GrantConfig, LimitOverrides, PluginConfig,
     PluginSource,
 };
-use crate::runtime::manifest::{resolve_manifest, scan_component, sidecar_path};
+use crate::runtime::manifest::{
+    resolve_manifest, resolve_pinned_manifest, scan_component, sidecar_path,
+};
 use crate::runtime::{
     Connection, ConnectorLimits, Credentials, Grant, MapperLimits, PluginKind, Secret, StorageGrant,
 };
@@ -31,6 +33,8 @@ pub struct BuiltinPlugin {
     pub kind: PluginKind,
     /// The component.
     pub wasm: &'static [u8],
+    /// The manifest's OAuth2 token endpoint, if it authenticates with OAuth2.
+    pub token_url: Option<String>,
 }
 
 /// The plugins embedded in this binary, named by their manifests. A builtin whose
@@ -42,6 +46,7 @@ pub fn builtin_plugins() -> Vec<BuiltinPlugin> {
             let scan = scan_component(b.wasm).ok()?;
             let manifest = resolve_manifest(&scan.manifests, None).ok()?;
             Some(BuiltinPlugin {
+                token_url: oauth_token_url(&manifest),
                 name: manifest.name,
                 kind: manifest.kind,
                 wasm: b.wasm,
@@ -50,27 +55,47 @@ pub fn builtin_plugins() -> Vec<BuiltinPlugin> {
         .collect()
 }
 
-/// The kind of a component file, from its embedded or sidecar manifest.
-fn inspect_file(path: &Path, wasm: &[u8]) -> Result<PluginKind, String> {
+fn oauth_token_url(manifest: &crate::runtime::Manifest) -> Option<String> {
+    match &manifest.auth {
+        Some(crate::runtime::manifest::AuthProfile::OAuth2 { token_url, .. }) => {
+            Some(token_url.clone())
+        }
+        _ => None,
+    }
+}
+
+/// What pass 2 needs of a pinned component file, from its manifest. A pinned file must
+/// embed its manifest (a sidecar beside it may only repeat it): the pin covers the
+/// component's bytes, not a file next to it.
+fn inspect_file(path: &Path, wasm: &[u8]) -> Result<Inspected, String> {
     let scan = scan_component(wasm)?;
     let sidecar = sidecar_path(path);
     let text = std::fs::read_to_string(&sidecar).ok();
     let origin = sidecar.display().to_string();
-    resolve_manifest(
+    resolve_pinned_manifest(
         &scan.manifests,
         text.as_deref().map(|t| (origin.as_str(), t)),
     )
-    .map(|m| m.kind)
+    .map(|m| Inspected {
+        kind: m.kind,
+        token_url: oauth_token_url(&m),
+    })
     .map_err(|e| e.to_string())
 }
 
 impl Catalog {
     /// The plugins built into this binary, and manifest inspection for plugin files.
     pub fn builtin() -> Self {
+        let builtins = builtin_plugins();
+        let token_urls: Vec<(String, String)> = builtins
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), b.token_url.clone()?)))
+            .collect();
         Catalog::new(
-            builtin_plugins().into_iter().map(|b| (b.name, b.kind)),
+            builtins.into_iter().map(|b| (b.name, b.kind)),
             Some(inspect_file),
         )
+        .with_token_urls(token_urls)
     }
 }
 
@@ -177,6 +202,7 @@ impl GrantConfig {
     pub fn to_grant(&self) -> Grant {
         Grant {
             http: self.http.clone(),
+            auth_origins: None,
             allow_loopback: self.loopback,
             allow_private: self.private_networks,
             storage: self.storage_quota.map(|quota_bytes| StorageGrant {
@@ -236,11 +262,12 @@ impl Config {
                     ),
                     defined: super::reader::join(self.connections.keys().map(String::as_str)),
                 })?;
-        let grant = self
+        let mut grant = self
             .plugins
             .get(&conn.plugin)
             .map(|p| p.grant.to_grant())
             .unwrap_or_default();
+        grant.auth_origins = conn.auth_origins.clone();
         Ok(Connection {
             id: conn.name.clone(),
             settings: conn.settings.clone(),

@@ -1041,3 +1041,77 @@ fn tombstone_retention_is_read_with_a_default_and_checked() {
         errors(&src)
     );
 }
+
+/// A catalog whose `google-contacts` names Google's token endpoint, as the built-in does.
+fn oauth_catalog() -> Catalog {
+    catalog().with_token_urls([(
+        "google-contacts".to_owned(),
+        "https://oauth2.googleapis.com/token".to_owned(),
+    )])
+}
+
+#[test]
+fn a_token_endpoint_must_be_named_or_granted_over_https() {
+    let src = |grant: &str, token_url: &str| {
+        format!(
+            "[plugins.g]\nbuiltin = \"google-contacts\"\n{grant}\n[connections.g]\nplugin = \"g\"\n[connections.g.credentials.oauth2]\nclient-id = \"cid\"\nclient-secret = {{ env = \"FS_KEY\" }}\nrefresh-token = {{ env = \"FM_KEY\" }}\n{token_url}\n"
+        )
+    };
+    let check_src =
+        |text: &str| match load_str(Path::new("config.toml"), text, &env(), &oauth_catalog()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        };
+    // The manifest's endpoint, neither named nor granted: refused, with line and column.
+    assert_eq!(
+        check_src(&src("grant.http = [\"https://people.googleapis.com\"]", "")),
+        [
+            "config.toml:7:1: connections.g.credentials.oauth2: the plugin's manifest sends the refresh token and client secret to https://oauth2.googleapis.com, which the operator did not approve; name the token endpoint in the connection's credentials (token-url = \"https://…\") or grant its origin explicitly over https"
+        ]
+    );
+    // `*` is the plugin's choice, not the operator's.
+    assert_eq!(check_src(&src("grant.http = [\"*\"]", "")).len(), 1);
+    // Granted explicitly, or named: accepted.
+    assert!(
+        check_src(&src(
+            "grant.http = [\"https://people.googleapis.com\", \"https://oauth2.googleapis.com\"]",
+            ""
+        ))
+        .is_empty()
+    );
+    assert!(
+        check_src(&src(
+            "grant.http = [\"https://people.googleapis.com\"]",
+            "token-url = \"https://oauth2.googleapis.com/token\""
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
+fn credentials_origins_narrow_where_credentials_go() {
+    let c = ok(&format!(
+        "{BASE}\n[connections.narrow]\nplugin = \"freshsales\"\n[connections.narrow.credentials]\napi-key = {{ env = \"FS_KEY\" }}\norigins = [\"https://acme.myfreshworks.com\", \"setting:base-url\"]\n"
+    ));
+    assert_eq!(
+        c.connection("narrow", &env()).unwrap().grant.auth_origins,
+        Some(vec![
+            "https://acme.myfreshworks.com".to_owned(),
+            "setting:base-url".to_owned()
+        ])
+    );
+    assert_eq!(
+        c.connection("sales", &env()).unwrap().grant.auth_origins,
+        None
+    );
+    assert_eq!(
+        errors(
+            "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\ncredentials.origins = [\"https://a.example/path\"]\ncredentials.api-key = { env = \"FS_KEY\" }\n[connections.y]\nplugin = \"fs\"\ncredentials.origins = [\"https://a.example\"]\n[connections.z]\nplugin = \"fs\"\ncredentials.api-key = { env = \"FS_KEY\" }\ncredentials.origins = []\n"
+        ),
+        [
+            "config.toml:5:23: connections.x.credentials.origins[0]: an origin has no path; write \"https://a.example\"",
+            "config.toml:9:21: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key or oauth2",
+            "config.toml:13:21: connections.z.credentials.origins: no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
+        ]
+    );
+}

@@ -16,14 +16,24 @@ use super::reader::join;
 use super::{Config, PluginSource};
 use crate::runtime::PluginKind;
 
-/// How a component file's kind is found: its path (for a sidecar manifest) and bytes.
-pub type Inspect = fn(&Path, &[u8]) -> Result<PluginKind, String>;
+/// How a pinned component file is read: its path (for a sidecar manifest) and bytes.
+pub type Inspect = fn(&Path, &[u8]) -> Result<Inspected, String>;
+
+/// What pass 2 needs from a plugin's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// Connector or mapper.
+    pub kind: PluginKind,
+    /// The manifest's OAuth2 `token-url`, if its auth profile is `oauth2`.
+    pub token_url: Option<String>,
+}
 
 /// What the checks know about plugins outside the config: the built-in ones and how to
 /// tell a component file's kind.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     builtins: BTreeMap<String, PluginKind>,
+    builtin_token_urls: BTreeMap<String, String>,
     inspect: Option<Inspect>,
 }
 
@@ -36,8 +46,15 @@ impl Catalog {
     ) -> Self {
         Catalog {
             builtins: builtins.into_iter().collect(),
+            builtin_token_urls: BTreeMap::new(),
             inspect,
         }
+    }
+
+    /// The OAuth2 token endpoints the built-in plugins' manifests name, by plugin name.
+    pub fn with_token_urls(mut self, urls: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.builtin_token_urls = urls.into_iter().collect();
+        self
     }
 
     /// The built-in plugins' names.
@@ -71,8 +88,12 @@ pub(crate) fn check_defined(
     let mut errors = Vec::new();
     let mut kinds: BTreeMap<&str, Option<PluginKind>> =
         defined.plugins.iter().map(|n| (n.as_str(), None)).collect();
+    let mut token_urls: BTreeMap<&str, String> = BTreeMap::new();
     for (name, plugin) in &config.plugins {
-        let kind = check_plugin(plugin, catalog, &mut errors);
+        let (kind, token_url) = check_plugin(plugin, catalog, &mut errors).unzip();
+        if let Some(Some(url)) = token_url {
+            token_urls.insert(name, url);
+        }
         if let Some(kind) = kind {
             for key in plugin.grant.limits.misplaced(kind) {
                 errors.push(ConfigError::Invalid {
@@ -97,6 +118,12 @@ pub(crate) fn check_defined(
             "plugin",
             &kinds,
             PluginKind::Connector,
+        );
+        check_credentials(
+            conn,
+            config,
+            token_urls.get(conn.plugin.as_str()),
+            &mut errors,
         );
         let webhook = conn.webhook.as_ref().map(|w| &w.secret);
         for secret in conn.credentials.secrets().into_iter().chain(webhook) {
@@ -151,12 +178,54 @@ fn conn_key(name: &str) -> KeyPath {
     KeyPath::root().key("connections").key(name).key("plugin")
 }
 
-/// Checks a plugin's source; returns its kind when known.
+/// An OAuth2 token endpoint only if the operator approved it: named in the credentials,
+/// or https on an origin the plugin's grant names explicitly.
+fn check_credentials(
+    conn: &super::ConnectionConfig,
+    config: &Config,
+    manifest_token_url: Option<&String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Some((at, oauth_at)) = &conn.credentials_at else {
+        return;
+    };
+    let key = KeyPath::root()
+        .key("connections")
+        .key(&conn.name)
+        .key("credentials");
+    if matches!(conn.credentials, super::CredentialsConfig::None) {
+        return;
+    }
+    if let super::CredentialsConfig::OAuth2 {
+        token_url: None, ..
+    } = &conn.credentials
+        && let Some(manifest_url) = manifest_token_url
+    {
+        let grant = config
+            .plugins
+            .get(&conn.plugin)
+            .map(|p| p.grant.http.as_slice())
+            .unwrap_or_default();
+        if let Err(problem) = crate::runtime::credentials::approve_manifest_token_url(
+            manifest_url,
+            &conn.settings,
+            |u| crate::runtime::capabilities::origin_listed(grant, &conn.settings, u),
+        ) {
+            errors.push(ConfigError::Invalid {
+                at: oauth_at.clone().unwrap_or_else(|| at.clone()),
+                key: key.key("oauth2"),
+                problem,
+            });
+        }
+    }
+}
+
+/// Checks a plugin's source; returns its kind and manifest token URL when known.
 fn check_plugin(
     plugin: &super::PluginConfig,
     catalog: &Catalog,
     errors: &mut Vec<ConfigError>,
-) -> Option<PluginKind> {
+) -> Option<(PluginKind, Option<String>)> {
     match &plugin.source {
         PluginSource::Builtin(name) => {
             let kind = catalog.builtins.get(name).copied();
@@ -172,7 +241,7 @@ fn check_plugin(
                     expected: join(catalog.builtin_names()),
                 });
             }
-            kind
+            kind.map(|k| (k, catalog.builtin_token_urls.get(name).cloned()))
         }
         PluginSource::File { path, sha256 } => {
             let (at, key) = plugin.pin_at.clone().unwrap_or_else(|| {
@@ -206,7 +275,7 @@ fn check_plugin(
             }
             let inspect = catalog.inspect?;
             match inspect(path, &bytes) {
-                Ok(kind) => Some(kind),
+                Ok(found) => Some((found.kind, found.token_url)),
                 Err(reason) => {
                     errors.push(ConfigError::File {
                         at: plugin.source_at.clone(),

@@ -152,7 +152,8 @@ impl Target {
         }
     }
 
-    /// A connector client for this target with `credentials`.
+    /// A connector client for this target with `credentials`: HTTP and credentials go to
+    /// the origin of `base-url` only.
     pub fn connect(
         &self,
         runtime: &Runtime,
@@ -165,8 +166,10 @@ impl Target {
             Connection {
                 id: id.to_owned(),
                 settings: self.settings.clone(),
+                // Only the base URL's origin, for requests and credentials alike: a real
+                // key must not go to another origin the plugin happens to request.
                 grant: Grant {
-                    http: vec!["*".to_owned()],
+                    http: vec!["setting:base-url".to_owned()],
                     allow_loopback: self.allow_loopback,
                     allow_private: self.allow_private,
                     storage: Some(StorageGrant::default()),

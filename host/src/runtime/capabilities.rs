@@ -207,6 +207,11 @@ pub struct Grant {
     /// Same syntax as the manifest (`https://*.example.com`, `setting:base-url`);
     /// `"*"` means "every origin the manifest requests".
     pub http: Vec<String>,
+    /// Origins the connection's credentials may be attached to, intersected with the
+    /// manifest's auth origins (same syntax; `"*"`: every origin the auth profile names).
+    /// `None`: the origin of the connection's `base-url` setting only, or, for a
+    /// connection without one, the origins of `http`.
+    pub auth_origins: Option<Vec<String>>,
     /// Allow loopback addresses (127.0.0.0/8, ::1). Off by default; the simulated
     /// accounts of the demo and tests live on 127.0.0.1.
     pub allow_loopback: bool,
@@ -344,6 +349,16 @@ impl OriginPattern {
         })
     }
 
+    /// Whether some URL could match both patterns (two different exact hosts cannot).
+    fn may_overlap(&self, other: &Self) -> bool {
+        self.scheme == other.scheme
+            && self.port == other.port
+            && !matches!(
+                (&self.host, &other.host),
+                (HostPattern::Exact(a), HostPattern::Exact(b)) if a != b
+            )
+    }
+
     /// Whether `url` (already parsed, so host normalised) matches this pattern.
     pub fn matches(&self, url: &Url) -> bool {
         if url.scheme() != self.scheme || url.port_or_known_default() != Some(self.port) {
@@ -369,6 +384,18 @@ impl fmt::Display for OriginPattern {
             HostPattern::Subdomains(h) => write!(f, "{}://*.{h}:{}", self.scheme, self.port),
         }
     }
+}
+
+/// The default auth origin of a connection with a `base-url` setting.
+const BASE_URL_SPEC: &str = "setting:base-url";
+
+/// Whether `url` matches an entry of `specs` other than `*` (`setting:K` read from
+/// `settings`), e.g. an operator's explicit grant.
+pub fn origin_listed(specs: &[String], settings: &BTreeMap<String, String>, url: &Url) -> bool {
+    resolve_specs(specs, settings, true)
+        .1
+        .iter()
+        .any(|p| p.matches(url))
 }
 
 /// Resolves an origin list against connection settings; unresolvable entries grant nothing.
@@ -409,8 +436,10 @@ pub struct EgressPolicy {
     requested: Vec<OriginPattern>,
     operator_any: bool,
     granted: Vec<OriginPattern>,
-    /// Origins credentials are attached to (the auth profile's, within the grant).
+    /// Origins credentials are attached to (the auth profile's, within the grant)...
     auth: Vec<OriginPattern>,
+    /// ...and within the operator's auth origins (`None`: `*`).
+    operator_auth: Option<Vec<OriginPattern>>,
     /// Address ranges allowed despite being blocked by default.
     pub addresses: AddressPolicy,
 }
@@ -424,11 +453,24 @@ impl EgressPolicy {
             Some(origins) => resolve_specs(origins, settings, false).1,
             None => requested.clone(),
         };
+        // Where credentials may go by default: the base URL's origin (a test account, a
+        // proxy) when there is one, else what the operator granted for HTTP.
+        let base_url = [BASE_URL_SPEC.to_owned()];
+        let auth_specs: &[String] = match &grant.auth_origins {
+            Some(specs) => specs.as_slice(),
+            None if settings.contains_key("base-url") => &base_url,
+            None => &grant.http,
+        };
+        let operator_auth = match resolve_specs(auth_specs, settings, true) {
+            (true, _) => None,
+            (false, patterns) => Some(patterns),
+        };
         Self {
             requested,
             operator_any,
             granted,
             auth,
+            operator_auth,
             addresses: AddressPolicy {
                 allow_loopback: grant.allow_loopback,
                 allow_private: grant.allow_private,
@@ -467,6 +509,36 @@ impl EgressPolicy {
     /// Whether credentials may be attached to a request to `url` (already allowed).
     pub fn auth_applies(&self, url: &Url) -> bool {
         self.auth.iter().any(|p| p.matches(url))
+            && self
+                .operator_auth
+                .as_ref()
+                .is_none_or(|ops| ops.iter().any(|p| p.matches(url)))
+    }
+
+    /// Whether an entry of the operator's grant other than `*` matches `url`.
+    pub fn explicitly_granted(&self, url: &Url) -> bool {
+        self.granted.iter().any(|p| p.matches(url))
+    }
+
+    /// Where credentials may go, for display: the auth profile's origins, each with the
+    /// operator's auth origins it is narrowed by.
+    pub fn describe_auth(&self) -> Vec<String> {
+        match &self.operator_auth {
+            None => self.auth.iter().map(ToString::to_string).collect(),
+            Some(ops) => {
+                let mut out = Vec::new();
+                for o in ops {
+                    for a in &self.auth {
+                        if o == a {
+                            out.push(o.to_string());
+                        } else if o.may_overlap(a) {
+                            out.push(format!("{o} ∩ {a}"));
+                        }
+                    }
+                }
+                out
+            }
+        }
     }
 
     /// The effective origins, for display (`requested ∩ granted`).
@@ -477,11 +549,11 @@ impl EgressPolicy {
         let mut out = Vec::new();
         for g in &self.granted {
             for r in &self.requested {
-                out.push(if g == r {
-                    g.to_string()
-                } else {
-                    format!("{g} ∩ {r}")
-                });
+                if g == r {
+                    out.push(g.to_string());
+                } else if g.may_overlap(r) {
+                    out.push(format!("{g} ∩ {r}"));
+                }
             }
         }
         out

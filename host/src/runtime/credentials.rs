@@ -49,6 +49,36 @@ impl From<&str> for Secret {
     }
 }
 
+/// Whether a plugin's manifest may choose the token endpoint the host sends the refresh
+/// token and client secret to, when the operator's credentials name none: only an https
+/// URL on an origin the operator granted explicitly (`granted`; a `*` grant approves
+/// nothing, since it means "whatever the plugin asks for"). `manifest_url` is the
+/// manifest's `token-url` (`setting:K` reads connection setting K). The error is one line
+/// saying how to approve one.
+pub fn approve_manifest_token_url(
+    manifest_url: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+    granted: impl Fn(&url::Url) -> bool,
+) -> Result<url::Url, String> {
+    let text = match manifest_url.strip_prefix("setting:") {
+        Some(key) => settings.get(key).cloned().ok_or_else(|| {
+            format!(
+                "the plugin takes its OAuth2 token endpoint from setting `{key}`, which this connection does not set; name the endpoint in the credentials (token-url)"
+            )
+        })?,
+        None => manifest_url.to_owned(),
+    };
+    let url = url::Url::parse(text.trim())
+        .map_err(|e| format!("the plugin's OAuth2 token endpoint `{text}` is not a URL: {e}"))?;
+    if url.scheme() != "https" || !granted(&url) {
+        return Err(format!(
+            "the plugin's manifest sends the refresh token and client secret to {}, which the operator did not approve; name the token endpoint in the connection's credentials (token-url = \"https://…\") or grant its origin explicitly over https",
+            url.origin().ascii_serialization()
+        ));
+    }
+    Ok(url)
+}
+
 /// The credentials the operator configured for a connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Credentials {
@@ -65,7 +95,8 @@ pub enum Credentials {
         client_secret: Secret,
         /// The long-lived refresh token.
         refresh_token: Secret,
-        /// Overrides the manifest's token endpoint (e.g. a simulated account's).
+        /// The token endpoint the operator approved (e.g. a simulated account's); `None`:
+        /// the manifest's, only when [`approve_manifest_token_url`] accepts it.
         token_url: Option<String>,
     },
 }
@@ -88,5 +119,26 @@ mod tests {
         }
         assert!(debug.contains("[redacted]"));
         assert_eq!(Secret::new("k3y").expose(), "k3y");
+    }
+
+    #[test]
+    fn a_manifest_token_url_needs_https_and_an_explicit_grant() {
+        let settings = [("token".to_owned(), "https://auth.example/t".to_owned())].into();
+        let granted = |u: &url::Url| u.host_str() == Some("auth.example");
+        assert!(
+            approve_manifest_token_url("https://auth.example/token", &settings, granted).is_ok()
+        );
+        assert!(approve_manifest_token_url("setting:token", &settings, granted).is_ok());
+        let err = approve_manifest_token_url("https://evil.example/token", &settings, granted)
+            .unwrap_err();
+        assert!(
+            err.contains("https://evil.example") && err.contains("token-url"),
+            "{err}"
+        );
+        assert!(
+            approve_manifest_token_url("http://auth.example/token", &settings, granted).is_err()
+        );
+        let err = approve_manifest_token_url("setting:nope", &settings, granted).unwrap_err();
+        assert!(err.contains("setting `nope`"), "{err}");
     }
 }

@@ -7,11 +7,19 @@
 //!    headers, so that it can read the app's rate-limit headers);
 //! 4. names are resolved through the injected [`Resolve`]r and **every** resolved address
 //!    must pass the same range check; the connection dials exactly those addresses;
-//! 5. credentials are attached if the URL matches the auth profile (guest-set
-//!    `Authorization`-like headers are always dropped);
-//! 6. redirects are followed by hand (never by reqwest), each hop re-checked from 1;
+//! 5. credentials are attached if the URL matches the auth profile and the operator's
+//!    auth origins (guest-set `Authorization`-like headers are always dropped);
+//! 6. redirects are followed by hand (never by reqwest), each hop re-checked from 1; a
+//!    URL carrying credentials (`http://user:pass@host/`) is refused on every hop, since
+//!    the client would turn them into an `Authorization: Basic` header;
 //! 7. the guest's timeout may shorten the host's, never lengthen it; request and
-//!    response bodies are capped; credential-bearing response headers are removed.
+//!    response bodies are capped; credential-bearing response headers are removed and
+//!    every secret the host injects is scrubbed from response headers and bodies
+//!    ([`super::scrub`]);
+//! 8. the OAuth2 token endpoint is the host's: plugins may not call it, and it must be one
+//!    the operator approved
+//!    ([`approve_manifest_token_url`](super::credentials::approve_manifest_token_url)). Refreshes are single-flight, at most
+//!    one per [`TOKEN_REFRESH_FLOOR`] unless the token expired.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -26,7 +34,13 @@ use super::capabilities::{AddressPolicy, EgressPolicy};
 use super::credentials::{Credentials, Secret};
 use super::limits::ConnectorLimits;
 use super::manifest::AuthProfile;
+use super::scrub::Scrubber;
 use super::state::HostState;
+
+/// Shortest time between two refreshes of a connection's OAuth2 token, unless the token
+/// expired: a 401 storm (a revoked token, an app that answers 401 to everything) costs
+/// one refresh, not one per request.
+pub const TOKEN_REFRESH_FLOOR: Duration = Duration::from_secs(30);
 
 /// Resolves host names for plugin requests. Inject one in tests to map names to
 /// chosen addresses; [`SystemResolver`] uses the operating system.
@@ -137,7 +151,17 @@ struct OAuth2 {
     client_secret: Secret,
     refresh_token: Secret,
     scopes: Vec<String>,
-    cached: tokio::sync::Mutex<Option<CachedToken>>,
+    /// Held while refreshing, so that concurrent requests wait for one refresh.
+    state: tokio::sync::Mutex<TokenState>,
+}
+
+#[derive(Default)]
+struct TokenState {
+    token: Option<CachedToken>,
+    /// Bumped by every token obtained; a 401 invalidates only the token it was sent with.
+    generation: u64,
+    /// When the token endpoint was last asked (successfully or not).
+    last_refresh: Option<Instant>,
 }
 
 struct CachedToken {
@@ -208,6 +232,8 @@ pub(crate) struct HttpCtx {
     response_bytes: usize,
     timeout: Duration,
     max_redirects: u32,
+    scrub: Arc<Scrubber>,
+    refresh_floor: Duration,
 }
 
 impl HttpCtx {
@@ -220,7 +246,8 @@ impl HttpCtx {
         budget: Option<Arc<dyn RequestBudget>>,
         limits: &ConnectorLimits,
     ) -> Result<Self, HttpSetupError> {
-        let (auth, auth_header) = build_auth(profile, credentials, settings)?;
+        let (auth, auth_header) = build_auth(profile, credentials, settings, &policy)?;
+        let scrub = Arc::new(Scrubber::new(secrets_of(credentials, &auth)));
         Ok(Self {
             client,
             policy,
@@ -231,7 +258,44 @@ impl HttpCtx {
             response_bytes: limits.http_response_bytes,
             timeout: limits.http_timeout,
             max_redirects: limits.max_redirects,
+            scrub,
+            refresh_floor: TOKEN_REFRESH_FLOOR,
         })
+    }
+
+    /// The scrubber of this connection's secrets (shared with log, storage and errors).
+    pub(crate) fn scrubber(&self) -> &Arc<Scrubber> {
+        &self.scrub
+    }
+
+    /// The origins credentials are attached to, for display.
+    pub(crate) fn auth_origins(&self) -> Vec<String> {
+        self.policy.describe_auth()
+    }
+
+    /// Refused when `url` is a URL the plugin may not call whatever the grant: one with
+    /// credentials in it, or the host's own token endpoint.
+    fn check_hop(&self, url: &Url) -> Result<(), HttpError> {
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(HttpError::Denied(
+                "credentials in the URL are not allowed (the host attaches credentials)".into(),
+            ));
+        }
+        if let Auth::OAuth2(OAuth2 {
+            token_url: Ok(token),
+            ..
+        }) = &self.auth
+            && url.origin() == token.origin()
+            && url
+                .path()
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(token.path().trim_end_matches('/'))
+        {
+            return Err(HttpError::Denied(
+                "this is the host's OAuth2 token endpoint; plugins may not call it".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The effective origins, for display.
@@ -270,6 +334,7 @@ impl HttpCtx {
 
         let mut hops = 0;
         loop {
+            self.check_hop(&url)?;
             self.policy.check_url(&url).map_err(HttpError::Denied)?;
             let response = self
                 .send_authenticated(&method, &url, &headers, body.as_ref(), deadline)
@@ -322,8 +387,9 @@ impl HttpCtx {
         Ok(map)
     }
 
-    /// Sends one hop with credentials when they apply; on a 401 with a cached OAuth2
-    /// token, refreshes once and retries.
+    /// Sends one hop with credentials when they apply; on a 401 with an OAuth2 token,
+    /// retries once with a fresh token (refreshed by whichever request sees the 401
+    /// first, at most once per refresh floor).
     async fn send_authenticated(
         &self,
         method: &reqwest::Method,
@@ -333,16 +399,18 @@ impl HttpCtx {
         deadline: Instant,
     ) -> Result<reqwest::Response, HttpError> {
         let applies = self.policy.auth_applies(url);
-        let mut refreshed = false;
+        let mut retried = false;
         loop {
             let mut headers = headers.clone();
+            let mut sent_generation = None;
             match (&self.auth, applies) {
                 (Auth::Header { name, value }, true) => {
                     headers.insert(name.clone(), value.clone());
                 }
                 (Auth::OAuth2(oauth), true) => {
-                    if let Some(token) = self.bearer(oauth, deadline).await? {
+                    if let Some((token, generation)) = self.bearer(oauth, deadline).await? {
                         headers.insert(reqwest::header::AUTHORIZATION, token);
+                        sent_generation = Some(generation);
                     }
                 }
                 _ => {}
@@ -357,13 +425,24 @@ impl HttpCtx {
             let response = self.execute(request, url, deadline).await?;
             if response.status() == reqwest::StatusCode::UNAUTHORIZED
                 && applies
-                && !refreshed
+                && !retried
                 && let Auth::OAuth2(oauth) = &self.auth
             {
-                // The cached token may have been revoked early: drop it and retry once.
-                *oauth.cached.lock().await = None;
-                refreshed = true;
-                continue;
+                retried = true;
+                let mut state = oauth.state.lock().await;
+                if state.generation != sent_generation.unwrap_or(0) && state.token.is_some() {
+                    // Another request refreshed meanwhile: retry with its token.
+                    continue;
+                }
+                let recent = state
+                    .last_refresh
+                    .is_some_and(|t| t.elapsed() < self.refresh_floor);
+                if state.token.is_some() && !recent {
+                    // The token may have been revoked early: drop it and retry once.
+                    state.token = None;
+                    continue;
+                }
+                // Refreshed moments ago and still refused: the 401 is the app's answer.
             }
             return Ok(response);
         }
@@ -394,20 +473,30 @@ impl HttpCtx {
         Ok(response)
     }
 
-    /// A valid bearer header, refreshing through the token endpoint when needed.
-    /// `None` when the refresh is refused (the request then goes out without it and the
-    /// app's 401 tells the plugin its credentials are wrong).
+    /// A bearer header and its generation, refreshing through the token endpoint when
+    /// needed. `None` when there is no token and the endpoint refused one (or was asked
+    /// moments ago): the request then goes out without it and the app's 401 tells the
+    /// plugin its credentials are wrong.
     async fn bearer(
         &self,
         oauth: &OAuth2,
         deadline: Instant,
-    ) -> Result<Option<HeaderValue>, HttpError> {
-        let mut cached = oauth.cached.lock().await;
-        if let Some(token) = cached.as_ref()
+    ) -> Result<Option<(HeaderValue, u64)>, HttpError> {
+        let mut state = oauth.state.lock().await;
+        if let Some(token) = state.token.as_ref()
             && token.expires > Instant::now()
         {
-            return Ok(Some(token.value.clone()));
+            return Ok(Some((token.value.clone(), state.generation)));
         }
+        // An expired token is always refreshed; a refused or dropped one waits the floor.
+        let recent = state
+            .last_refresh
+            .is_some_and(|t| t.elapsed() < self.refresh_floor);
+        if recent && state.token.is_none() {
+            return Ok(None);
+        }
+        state.last_refresh = Some(Instant::now());
+        state.token = None;
         let token_url = oauth.token_url.clone().map_err(HttpError::Denied)?;
         // The token endpoint is the host's own call, but it still may not reach
         // blocked addresses (the resolver checks names; literals are checked here).
@@ -460,16 +549,27 @@ impl HttpCtx {
         let token: TokenResponse = serde_json::from_slice(&bytes).map_err(|_| {
             HttpError::Transport("token endpoint: the response is not a token".into())
         })?;
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.access_token))
+        let bearer = format!("Bearer {}", token.access_token);
+        // Known before it is used, so that no reflection of it reaches the plugin.
+        self.scrub
+            .add(&[token.access_token.as_str(), bearer.as_str()]);
+        let mut value = HeaderValue::from_str(&bearer)
             .map_err(|_| HttpError::Transport("token endpoint: unusable token".into()))?;
         value.set_sensitive(true);
-        // Refresh a minute early so a token never expires mid-request.
-        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600).saturating_sub(60));
-        *cached = Some(CachedToken {
+        // Refresh a minute early so a token never expires mid-request (half-way for
+        // short-lived tokens).
+        let expires_in = token.expires_in.unwrap_or(3600);
+        let lifetime = Duration::from_secs(if expires_in > 120 {
+            expires_in - 60
+        } else {
+            expires_in / 2
+        });
+        state.generation += 1;
+        state.token = Some(CachedToken {
             value: value.clone(),
             expires: Instant::now() + lifetime,
         });
-        Ok(Some(value))
+        Ok(Some((value, state.generation)))
     }
 
     async fn read_response(&self, response: reqwest::Response) -> Result<Response, HttpError> {
@@ -484,12 +584,15 @@ impl HttpCtx {
             .map(|(name, value)| {
                 (
                     name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    self.scrub
+                        .text(String::from_utf8_lossy(value.as_bytes()).into_owned()),
                 )
             })
             .collect();
         // The request timeout set in `execute` also bounds reading the body.
-        let body = read_capped(response, self.response_bytes).await?;
+        let body = self
+            .scrub
+            .bytes(read_capped(response, self.response_bytes).await?);
         Ok(Response {
             status,
             headers,
@@ -565,6 +668,7 @@ fn build_auth(
     profile: Option<&AuthProfile>,
     credentials: &Credentials,
     settings: &std::collections::BTreeMap<String, String>,
+    policy: &EgressPolicy,
 ) -> Result<(Auth, Option<HeaderName>), HttpSetupError> {
     let mismatch = |want: &str| {
         HttpSetupError::Credentials(format!(
@@ -602,20 +706,21 @@ fn build_auth(
                 client_id,
                 client_secret,
                 refresh_token,
-                token_url: override_url,
+                token_url: named,
             },
         ) => {
-            let text = match (override_url, token_url.strip_prefix("setting:")) {
-                (Some(url), _) => Ok(url.clone()),
-                (None, Some(key)) => settings
-                    .get(key)
-                    .cloned()
-                    .ok_or_else(|| format!("the token endpoint setting `{key}` is missing")),
-                (None, None) => Ok(token_url.clone()),
+            let token_url = match named {
+                // Named by the operator: approved.
+                Some(url) => Url::parse(url)
+                    .map_err(|e| format!("the token endpoint `{url}` is not a URL: {e}")),
+                // Chosen by the plugin: only an https endpoint the operator granted.
+                None => Ok(super::credentials::approve_manifest_token_url(
+                    token_url,
+                    settings,
+                    |u| policy.explicitly_granted(u),
+                )
+                .map_err(HttpSetupError::Credentials)?),
             };
-            let token_url = text.and_then(|t| {
-                Url::parse(&t).map_err(|e| format!("the token endpoint `{t}` is not a URL: {e}"))
-            });
             Ok((
                 Auth::OAuth2(OAuth2 {
                     token_url,
@@ -623,13 +728,37 @@ fn build_auth(
                     client_secret: client_secret.clone(),
                     refresh_token: refresh_token.clone(),
                     scopes: scopes.clone(),
-                    cached: tokio::sync::Mutex::new(None),
+                    state: tokio::sync::Mutex::new(TokenState::default()),
                 }),
                 Some(reqwest::header::AUTHORIZATION),
             ))
         }
         (Some(AuthProfile::OAuth2 { .. }), _) => Err(mismatch("oauth2")),
     }
+}
+
+/// The exact secrets this connection's requests carry, for the scrubber (access tokens
+/// are added when they are obtained).
+fn secrets_of<'a>(credentials: &'a Credentials, auth: &'a Auth) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    match credentials {
+        Credentials::None => {}
+        Credentials::ApiKey(key) => out.push(key.expose()),
+        Credentials::OAuth2 {
+            client_secret,
+            refresh_token,
+            ..
+        } => {
+            out.push(client_secret.expose());
+            out.push(refresh_token.expose());
+        }
+    }
+    if let Auth::Header { value, .. } = auth
+        && let Ok(text) = value.to_str()
+    {
+        out.push(text);
+    }
+    out
 }
 
 impl Host for HostState {
@@ -779,7 +908,9 @@ mod tests {
             refresh_token: Secret::new("r3fresh"),
             token_url: Some(format!("http://{addr}/token")),
         };
-        let http = ctx(&m, addr, creds, None, ConnectorLimits::default());
+        let mut http = ctx(&m, addr, creds, None, ConnectorLimits::default());
+        // Early revocations are retried at once here; the floor has its own test.
+        http.refresh_floor = Duration::ZERO;
         let api = format!("http://{addr}/api");
 
         for _ in 0..2 {
@@ -927,10 +1058,12 @@ mod tests {
             origins: None,
         };
         let settings = Default::default();
+        let policy = EgressPolicy::default();
         let (auth, header) = build_auth(
             Some(&profile),
             &Credentials::ApiKey(Secret::new("k3y")),
             &settings,
+            &policy,
         )
         .unwrap();
         assert_eq!(header, Some(reqwest::header::AUTHORIZATION));
@@ -947,11 +1080,18 @@ mod tests {
             refresh_token: Secret::new("r"),
             token_url: None,
         };
-        let err = build_auth(Some(&profile), &oauth, &settings).err().unwrap();
-        assert!(err.to_string().contains("api-key"));
-        let err = build_auth(None, &Credentials::ApiKey(Secret::new("k")), &settings)
+        let err = build_auth(Some(&profile), &oauth, &settings, &policy)
             .err()
             .unwrap();
+        assert!(err.to_string().contains("api-key"));
+        let err = build_auth(
+            None,
+            &Credentials::ApiKey(Secret::new("k")),
+            &settings,
+            &policy,
+        )
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("no [auth] profile"));
     }
 }

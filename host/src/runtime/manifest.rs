@@ -173,6 +173,11 @@ pub enum ManifestError {
     /// The embedded and sidecar manifests differ.
     #[error("the embedded manifest and {0} differ; remove one of them")]
     Conflict(String),
+    /// A pinned component relies on a sidecar manifest, which its pin does not cover.
+    #[error(
+        "the manifest is only in {0}, which the sha256 pin does not cover (another manifest could grant other origins, auth or token URL with the same pin); pinned plugins must embed their manifest in the component (tandem-sdk's export macros do)"
+    )]
+    UnpinnedSidecar(String),
     /// The sidecar file could not be read.
     #[error("cannot read {path}: {message}")]
     Read {
@@ -367,6 +372,22 @@ pub fn resolve_manifest(
     found.ok_or(ManifestError::Missing)
 }
 
+/// [`resolve_manifest`] for a component pinned by its sha256: the manifest must be
+/// embedded (it is then covered by the pin); a sidecar may only repeat it. Pinning the
+/// component alone and reading policy from a file beside it would let that file change
+/// origins, auth and token URL under the same pin.
+pub fn resolve_pinned_manifest(
+    embedded: &[String],
+    sidecar: Option<(&str, &str)>,
+) -> Result<Manifest, ManifestError> {
+    if embedded.is_empty()
+        && let Some((origin, _)) = sidecar
+    {
+        return Err(ManifestError::UnpinnedSidecar(origin.to_owned()));
+    }
+    resolve_manifest(embedded, sidecar)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -531,6 +552,16 @@ timeout-ms = 30000
             err.starts_with("invalid manifest (`tandem-manifest` section)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_pinned_component_needs_an_embedded_manifest() {
+        let err = resolve_pinned_manifest(&[], Some(("x.tandem.toml", FULL))).unwrap_err();
+        assert_eq!(err, ManifestError::UnpinnedSidecar("x.tandem.toml".into()));
+        assert!(err.to_string().contains("embed"), "{err}");
+        let embedded = vec![FULL.to_owned()];
+        assert!(resolve_pinned_manifest(&embedded, Some(("x.tandem.toml", FULL))).is_ok());
+        assert!(resolve_pinned_manifest(&embedded, None).is_ok());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod manifest;
+pub(crate) mod scrub;
 mod state;
 pub mod storage;
 
@@ -322,7 +323,8 @@ impl Runtime {
 
     /// Reads, checks, compiles (through the cache) and pre-instantiates a plugin.
     ///
-    /// Order: digest pin, component format, contract version, manifest, import
+    /// Order: digest pin, component format, contract version, manifest (embedded when
+    /// pinned), import
     /// allowlist for the manifest's kind, compile, the same checks on wasmtime's view of
     /// the component, link. Nothing of the plugin runs.
     pub async fn load(
@@ -355,8 +357,14 @@ impl Runtime {
             let label = manifest::peek_label(&scan.manifests, sidecar_ref).unwrap_or(label);
             return Err(fail(&label, e.into()));
         }
-        let manifest = manifest::resolve_manifest(&scan.manifests, sidecar_ref)
-            .map_err(|e| fail(&label, e.into()))?;
+        // A pin covers the component's bytes only, so a pinned plugin's manifest must be
+        // inside them.
+        let manifest = if expected_sha256.is_some() {
+            manifest::resolve_pinned_manifest(&scan.manifests, sidecar_ref)
+        } else {
+            manifest::resolve_manifest(&scan.manifests, sidecar_ref)
+        }
+        .map_err(|e| fail(&label, e.into()))?;
         let label = format!("{} {}", manifest.name, manifest.version);
         let kind = manifest.kind;
         let contract = capabilities::check_interfaces(kind, &scan.imports, &scan.exports)

@@ -95,7 +95,8 @@ pub struct TestArgs {
         value_name = "TOKEN"
     )]
     pub refresh_token: Option<String>,
-    /// OAuth2 token endpoint instead of the manifest's.
+    /// OAuth2 token endpoint (the refresh token and client secret go there). Without it
+    /// the manifest's is used only if it is https on the base URL's origin.
     #[arg(long, value_name = "URL")]
     pub token_url: Option<String>,
     /// Allow private network addresses (10/8, 192.168/16…) for the base URL.
@@ -155,6 +156,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
         None => {
             let url = args.base_url.as_deref().unwrap_or_default();
             let credentials = credentials(&args, plugin.manifest().auth.as_ref())?;
+            check_token_url(url, &credentials, plugin.manifest().auth.as_ref())?;
             let mut target = Target::base_url(url, credentials);
             target.allow_private = args.allow_private;
             (None, target)
@@ -179,6 +181,31 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
             if failed == 1 { "" } else { "s" },
             report.plugin
         );
+    }
+    Ok(())
+}
+
+/// Without `--token-url`, the manifest's token endpoint is used only if it is https on
+/// the base URL's origin (the only origin the kit grants): the refresh token and client
+/// secret go nowhere the operator did not name.
+fn check_token_url(
+    base_url: &str,
+    credentials: &Credentials,
+    auth: Option<&AuthProfile>,
+) -> anyhow::Result<()> {
+    if let (
+        Some(AuthProfile::OAuth2 { token_url, .. }),
+        Credentials::OAuth2 {
+            token_url: None, ..
+        },
+    ) = (auth, credentials)
+    {
+        let settings = [("base-url".to_owned(), base_url.to_owned())].into();
+        let base = url::Url::parse(base_url).ok();
+        crate::runtime::credentials::approve_manifest_token_url(token_url, &settings, |u| {
+            base.as_ref().is_some_and(|b| b.origin() == u.origin())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}; here: pass --token-url URL"))?;
     }
     Ok(())
 }
@@ -262,6 +289,29 @@ mod tests {
         };
         let err = credentials(&args, Some(&oauth)).unwrap_err().to_string();
         assert!(err.contains("TANDEM_REFRESH_TOKEN"), "{err}");
+
+        // The manifest's token endpoint is not the operator's choice.
+        let refresh = Credentials::OAuth2 {
+            client_id: "c".into(),
+            client_secret: Secret::new("s"),
+            refresh_token: Secret::new("r"),
+            token_url: None,
+        };
+        let err = check_token_url("https://api.example/v1", &refresh, Some(&oauth))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("https://oauth.example") && err.contains("--token-url"),
+            "{err}"
+        );
+        check_token_url("https://oauth.example/v1", &refresh, Some(&oauth)).unwrap();
+        let named = Credentials::OAuth2 {
+            client_id: "c".into(),
+            client_secret: Secret::new("s"),
+            refresh_token: Secret::new("r"),
+            token_url: Some("https://oauth.example/token".into()),
+        };
+        check_token_url("https://api.example/v1", &named, Some(&oauth)).unwrap();
 
         // One target, exactly.
         assert!(parse(&["x.wasm"]).is_err());
