@@ -184,6 +184,7 @@ impl GrantConfig {
                 ..StorageGrant::default()
             }),
             limits: self.limits.connector_limits(),
+            plugin: None,
         }
     }
 }
@@ -236,11 +237,14 @@ impl Config {
                     ),
                     defined: super::reader::join(self.connections.keys().map(String::as_str)),
                 })?;
-        let grant = self
+        let mut grant = self
             .plugins
             .get(&conn.plugin)
             .map(|p| p.grant.to_grant())
             .unwrap_or_default();
+        // The storage namespace belongs to the operator's plugin entry, not to whatever
+        // name the plugin declares.
+        grant.plugin = Some(conn.plugin.clone());
         Ok(Connection {
             id: conn.name.clone(),
             settings: conn.settings.clone(),
