@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tandem_sandbox::{AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
 /// The `tandem` binary of this build.
-fn tandem() -> &'static Path {
+pub(crate) fn tandem() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         // <target>/<profile>/deps/suite-<hash>

@@ -110,9 +110,10 @@ pub fn small() -> Sizes {
 /// in a debug build takes seconds; the cache makes it once).
 fn cache_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    // A subdirectory, so that the cache's key (`cache.key`, beside it) is cleaned up too.
     DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
         .path()
-        .to_path_buf()
+        .join("cache")
 }
 
 /// The simulated accounts, a config and an open host.

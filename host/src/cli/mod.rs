@@ -64,6 +64,9 @@ pub enum Command {
 /// Parses the arguments, runs the command, and turns any error into one line + exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Sandbox(_)) {
+        end_quietly_on_closed_pipe();
+    }
     // The daemon reports each run at `info`; one-shot commands print their own output.
     let level = if matches!(cli.command, Command::Run(_)) {
         "warn,tandem=info"
@@ -96,6 +99,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     })
 }
 
+/// `tandem plugin inspect … | head`: once the reader is gone, end the way `cat` does (the
+/// default SIGPIPE action) instead of panicking in `println!`. Rust ignores SIGPIPE so that
+/// a write returns `EPIPE`; the print macros turn that into a panic. Not for the daemon or
+/// the simulated accounts, which must outlive whatever reads their output (their sockets
+/// are written with `MSG_NOSIGNAL` either way). A sync run ended so converges on the
+/// next run, like after any interruption.
+fn end_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// `RUST_LOG` controls logging (default: `default_level`), to stderr, as readable lines
 /// or JSON.
 fn init_tracing(format: LogFormat, default_level: &str) {
@@ -123,5 +141,7 @@ fn one_line(err: &anyhow::Error) -> String {
         }
         out.push_str(&text);
     }
-    out.replace(['\n', '\r'], " ")
+    // Plugin text is cleaned where it enters the host; this also covers every other
+    // source (app error bodies, file names) before it reaches the terminal.
+    crate::runtime::text::clean_line(&out)
 }

@@ -51,7 +51,8 @@ pub struct GrantConfig {
     pub http: Vec<String>,
     /// Allow requests to loopback addresses (127.0.0.0/8, ::1), e.g. the simulated accounts.
     pub loopback: bool,
-    /// Allow requests to private and link-local addresses (10/8, 172.16/12, 192.168/16, fc00::/7...).
+    /// Allow requests to private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7,
+    /// local-use NAT64). Link-local addresses (cloud metadata) stay blocked.
     pub private_networks: bool,
     /// Storage quota in bytes for each (plugin, connection) namespace; `None`: the runtime's default.
     pub storage_quota: Option<u64>,
@@ -340,6 +341,9 @@ pub(crate) fn read_origin(
             ),
         );
     }
+    if let Some(why) = ip.and_then(never_reachable) {
+        return item.invalid(cx, format!("{why}, whatever the grant says"));
+    }
     if ip.is_some_and(is_private) && !grant.private_networks {
         return item.invalid(
             cx,
@@ -352,13 +356,22 @@ pub(crate) fn read_origin(
     Some(origin.text)
 }
 
+/// Whether `ip` is reachable only with `private-networks = true` (the runtime's rule).
 fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
+    let loopback_only = crate::runtime::capabilities::AddressPolicy {
+        allow_loopback: true,
+        allow_private: false,
+    };
+    loopback_only.check(ip).is_err() && never_reachable(ip).is_none()
+}
+
+/// Why no grant opens `ip` (link-local, documentation, reserved...), if so.
+fn never_reachable(ip: IpAddr) -> Option<String> {
+    let everything = crate::runtime::capabilities::AddressPolicy {
+        allow_loopback: true,
+        allow_private: true,
+    };
+    everything.check(ip).err()
 }
 
 struct Origin {

@@ -210,6 +210,7 @@ impl GrantConfig {
                 ..StorageGrant::default()
             }),
             limits: self.limits.connector_limits(),
+            plugin: None,
         }
     }
 }
@@ -268,6 +269,9 @@ impl Config {
             .map(|p| p.grant.to_grant())
             .unwrap_or_default();
         grant.auth_origins = conn.auth_origins.clone();
+        // The storage namespace belongs to the operator's plugin entry, not to whatever
+        // name the plugin declares.
+        grant.plugin = Some(conn.plugin.clone());
         Ok(Connection {
             id: conn.name.clone(),
             settings: conn.settings.clone(),

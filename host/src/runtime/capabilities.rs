@@ -10,7 +10,7 @@
 //!   intersected with the operator's [`Grant`]; an empty side means nothing.
 //! * **Egress**: origin patterns (`scheme://host[:port]`, `*.` as a leading label only,
 //!   `setting:K` for the origin of connection setting `K`) and the blocked address
-//!   ranges (loopback, link-local/metadata, private, unspecified, multicast...).
+//!   ranges: everything but globally reachable unicast ([`AddressPolicy`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -215,10 +215,16 @@ pub struct Grant {
     /// Allow loopback addresses (127.0.0.0/8, ::1). Off by default; the simulated
     /// accounts of the demo and tests live on 127.0.0.1.
     pub allow_loopback: bool,
-    /// Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7).
+    /// Allow private addresses (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7,
+    /// fec0::/10, local-use NAT64 64:ff9b:1::/48). Never link-local (cloud metadata).
     pub allow_private: bool,
-    /// Storage for this connection; `None` means none (writes fail with quota-exceeded).
+    /// Storage for this connection; `None` means none: reads find nothing, writes fail
+    /// with quota-exceeded, and what an earlier grant stored is kept.
     pub storage: Option<StorageGrant>,
+    /// The operator's name for the plugin (`[plugins.NAME]`); with the connection id it
+    /// keys the storage namespace, so that no plugin can pick another's. `None` (a plugin
+    /// run outside a config): the plugin's sha256 keys it.
+    pub plugin: Option<String>,
     /// Per-call caps (the manifest may lower memory and timeout).
     pub limits: ConnectorLimits,
 }
@@ -561,25 +567,40 @@ impl EgressPolicy {
 }
 
 /// Which blocked address ranges the operator opened for a connection.
+///
+/// A plugin may reach only globally reachable unicast addresses (the IANA IPv4 and IPv6
+/// special-purpose registries' "globally reachable" column), plus what the operator opens:
+/// loopback (`loopback = true`) and private networks (`private-networks = true`: RFC 1918,
+/// shared address space, unique-local and site-local IPv6, local-use NAT64). Link-local
+/// addresses, and with them the cloud metadata endpoint 169.254.169.254, are never opened.
+/// An IPv4 address embedded in an IPv6 one (IPv4-mapped, IPv4-compatible, SIIT, NAT64,
+/// 6to4) is judged as that IPv4 address.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct AddressPolicy {
     /// 127.0.0.0/8 and ::1.
     pub allow_loopback: bool,
-    /// RFC 1918, shared (100.64/10) and unique-local IPv6.
+    /// RFC 1918, shared (100.64/10), unique-local and site-local IPv6, local-use NAT64.
     pub allow_private: bool,
 }
 
 impl AddressPolicy {
     /// `Ok` if the plugin may connect to `ip`, else a message naming the blocked range.
     pub fn check(&self, ip: IpAddr) -> Result<(), String> {
-        match classify(ip) {
-            None => Ok(()),
-            Some(Range::Loopback) if self.allow_loopback => Ok(()),
-            Some(Range::Private) if self.allow_private => Ok(()),
-            Some(range) => Err(format!(
-                "{ip} is a {range} address, which plugins may not reach"
-            )),
+        let Some(blocked) = classify(ip) else {
+            return Ok(());
+        };
+        match blocked.range {
+            Range::Loopback if self.allow_loopback => return Ok(()),
+            Range::Private | Range::LocalNat64 if self.allow_private => return Ok(()),
+            _ => {}
         }
+        let range = blocked.range;
+        Err(match blocked.embedded {
+            Some(v4) => {
+                format!("{ip} embeds {v4}, a {range} address, which plugins may not reach")
+            }
+            None => format!("{ip} is a {range} address, which plugins may not reach"),
+        })
     }
 }
 
@@ -590,7 +611,11 @@ enum Range {
     Loopback,
     LinkLocal,
     Private,
+    LocalNat64,
     Multicast,
+    Documentation,
+    Benchmarking,
+    Teredo,
     Reserved,
 }
 
@@ -601,54 +626,131 @@ impl fmt::Display for Range {
             Range::Loopback => "loopback",
             Range::LinkLocal => "link-local (cloud metadata)",
             Range::Private => "private",
+            Range::LocalNat64 => "local-use NAT64 (private)",
             Range::Multicast => "multicast",
+            Range::Documentation => "documentation",
+            Range::Benchmarking => "benchmarking",
+            Range::Teredo => "Teredo tunnel",
             Range::Reserved => "reserved",
         })
     }
 }
 
-/// The blocked range `ip` falls in, IPv4-mapped/translated IPv6 judged as IPv4.
-fn classify(ip: IpAddr) -> Option<Range> {
-    match ip {
-        IpAddr::V4(v4) => classify_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = embedded_v4(v6) {
-                return classify_v4(v4);
-            }
-            let seg0 = v6.segments()[0];
-            if v6.is_unspecified() {
-                Some(Range::Unspecified)
-            } else if v6.is_loopback() {
-                Some(Range::Loopback)
-            } else if v6.is_multicast() {
-                Some(Range::Multicast)
-            } else if seg0 & 0xffc0 == 0xfe80 {
-                Some(Range::LinkLocal)
-            } else if seg0 & 0xfe00 == 0xfc00 || seg0 & 0xffc0 == 0xfec0 {
-                // unique local fc00::/7 and deprecated site-local fec0::/10
-                Some(Range::Private)
-            } else {
-                None
-            }
+/// Why an address is blocked: its range, and the IPv4 address that decided it when the
+/// address embeds one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Blocked {
+    range: Range,
+    embedded: Option<Ipv4Addr>,
+}
+
+impl From<Range> for Blocked {
+    fn from(range: Range) -> Self {
+        Self {
+            range,
+            embedded: None,
         }
     }
 }
 
-/// The IPv4 address inside `::ffff:a.b.c.d`, `::a.b.c.d` or NAT64 `64:ff9b::a.b.c.d`.
-fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
-    if let Some(v4) = v6.to_ipv4_mapped() {
-        return Some(v4);
+/// The blocked range `ip` falls in; `None` for a globally reachable address.
+fn classify(ip: IpAddr) -> Option<Blocked> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4).map(Blocked::from),
+        IpAddr::V6(v6) => classify_v6(v6),
     }
+}
+
+/// An embedded IPv4 address judged as itself.
+fn embedded(v4: Ipv4Addr) -> Option<Blocked> {
+    classify_v4(v4).map(|range| Blocked {
+        range,
+        embedded: Some(v4),
+    })
+}
+
+fn v4_at(o: &[u8; 16], at: [usize; 4]) -> Ipv4Addr {
+    Ipv4Addr::new(o[at[0]], o[at[1]], o[at[2]], o[at[3]])
+}
+
+fn classify_v6(v6: Ipv6Addr) -> Option<Blocked> {
     let s = v6.segments();
-    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    let compat = s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1);
-    let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0);
-    (compat || nat64).then_some(tail)
+    let o = v6.octets();
+    let tail = v4_at(&o, [12, 13, 14, 15]);
+    if v6.is_unspecified() {
+        return Some(Range::Unspecified.into());
+    }
+    if v6.is_loopback() {
+        return Some(Range::Loopback.into());
+    }
+    // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible, deprecated), ::ffff:0:a.b.c.d
+    // (SIIT), 64:ff9b::a.b.c.d (NAT64 well-known prefix): the IPv4 address decides.
+    let mapped = s[..5] == [0, 0, 0, 0, 0] && s[5] == 0xffff;
+    let compatible = s[..6] == [0; 6];
+    let siit = s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0;
+    let nat64 = s[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if mapped || compatible || siit || nat64 {
+        return embedded(tail);
+    }
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        // Local-use NAT64 (64:ff9b:1::/48) translates into the operator's network:
+        // private, unless the IPv4 address in any RFC 6052 layout a translator in this
+        // prefix may use is one that private-networks does not open (0.0.0.0/8 is what
+        // the zero bits of the other layouts read as, and no translator forwards it).
+        for at in [[6, 7, 9, 10], [7, 9, 10, 11], [9, 10, 11, 12], [12, 13, 14, 15]] {
+            if let Some(b) = embedded(v4_at(&o, at))
+                && !matches!(b.range, Range::Private | Range::Unspecified)
+            {
+                return Some(b);
+            }
+        }
+        return Some(Range::LocalNat64.into());
+    }
+    if s[0] == 0x2002 {
+        // 6to4: the IPv4 address of the tunnel end.
+        return embedded(v4_at(&o, [2, 3, 4, 5]));
+    }
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some(Range::Teredo.into());
+    }
+    if (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] == 0x3fff && s[1] < 0x1000) {
+        // 2001:db8::/32 and 3fff::/20
+        return Some(Range::Documentation.into());
+    }
+    if s[0] == 0x2001 && s[1] == 2 && s[2] == 0 {
+        return Some(Range::Benchmarking.into());
+    }
+    if s[0] == 0x2001 && s[1] < 0x200 {
+        // 2001::/23 IETF protocol assignments: only its globally reachable entries pass
+        // (PCP/TURN/DNS-SD anycast, AMT, AS112, ORCHIDv2, drone remote ID).
+        let global = (s[1] == 1 && s[2..7] == [0; 5] && (1..=3).contains(&s[7]))
+            || s[1] == 3
+            || (s[1] == 4 && s[2] == 0x112)
+            || (0x20..0x40).contains(&s[1]);
+        return (!global).then_some(Range::Reserved.into());
+    }
+    if s[0] & 0xff00 == 0xff00 {
+        return Some(Range::Multicast.into());
+    }
+    if s[0] & 0xffc0 == 0xfe80 {
+        return Some(Range::LinkLocal.into());
+    }
+    if s[0] & 0xfe00 == 0xfc00 || s[0] & 0xffc0 == 0xfec0 {
+        // unique local fc00::/7 and deprecated site-local fec0::/10
+        return Some(Range::Private.into());
+    }
+    if s[0] & 0xe000 != 0x2000 {
+        // Outside global unicast 2000::/3: discard-only 100::/64, SRv6 5f00::/16, the
+        // dummy prefix and unassigned space.
+        return Some(Range::Reserved.into());
+    }
+    None
 }
 
 fn classify_v4(v4: Ipv4Addr) -> Option<Range> {
-    let [a, b, ..] = v4.octets();
+    let [a, b, c, d] = v4.octets();
     if a == 0 {
+        // "this network"
         Some(Range::Unspecified)
     } else if v4.is_loopback() {
         Some(Range::Loopback)
@@ -658,11 +760,17 @@ fn classify_v4(v4: Ipv4Addr) -> Option<Range> {
         Some(Range::Private)
     } else if v4.is_multicast() {
         Some(Range::Multicast)
-    } else if a >= 240
-        || (a == 192 && b == 0 && v4.octets()[2] == 0)
-        || (a == 198 && (18..20).contains(&b))
+    } else if (a, b, c) == (192, 0, 2) || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
     {
-        // 240/4 reserved and broadcast, 192.0.0/24 protocol assignments, 198.18/15 benchmarking
+        Some(Range::Documentation)
+    } else if a == 198 && (18..20).contains(&b) {
+        Some(Range::Benchmarking)
+    } else if a >= 240
+        || ((a, b, c) == (192, 0, 0) && d != 9 && d != 10)
+        || (a, b, c) == (192, 88, 99)
+    {
+        // 240/4 reserved and broadcast, 192.0.0/24 protocol assignments (but the PCP and
+        // TURN anycast addresses), 192.88.99/24 the deprecated 6to4 relay anycast.
         Some(Range::Reserved)
     } else {
         None
@@ -810,30 +918,64 @@ mod tests {
     #[test]
     fn blocked_address_ranges() {
         let deny = AddressPolicy::default();
-        for ip in [
-            "127.0.0.1",
-            "127.1.2.3",
-            "::1",
-            "0.0.0.0",
-            "::",
-            "169.254.169.254",
-            "fe80::1",
-            "10.0.0.1",
-            "172.16.5.4",
-            "192.168.1.1",
-            "100.64.0.1",
-            "fd00::1",
-            "224.0.0.1",
-            "ff02::1",
-            "255.255.255.255",
-            "::ffff:127.0.0.1",
-            "::ffff:169.254.169.254",
-            "::ffff:10.1.1.1",
-            "64:ff9b::a00:1",
-            "::127.0.0.1",
+        for (ip, range) in [
+            ("127.0.0.1", "loopback"),
+            ("127.1.2.3", "loopback"),
+            ("::1", "loopback"),
+            ("0.0.0.0", "unspecified"),
+            ("0.1.2.3", "unspecified"),
+            ("::", "unspecified"),
+            ("169.254.169.254", "link-local"),
+            ("fe80::1", "link-local"),
+            ("10.0.0.1", "private"),
+            ("172.16.5.4", "private"),
+            ("192.168.1.1", "private"),
+            ("100.64.0.1", "private"),
+            ("fd00::1", "private"),
+            ("fec0::1", "private"),
+            ("224.0.0.1", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "reserved"),
+            ("240.0.0.1", "reserved"),
+            ("192.0.0.1", "reserved"),
+            ("192.88.99.1", "reserved"),
+            ("192.0.2.10", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.99", "documentation"),
+            ("2001:db8::1", "documentation"),
+            ("3fff:abc::1", "documentation"),
+            ("198.18.0.1", "benchmarking"),
+            ("198.19.255.255", "benchmarking"),
+            ("2001:2::1", "benchmarking"),
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
+            ("2001:10::1", "reserved"),
+            ("2001:1::4", "reserved"),
+            ("100::1", "reserved"),
+            ("5f00::1", "reserved"),
+            ("4000::1", "reserved"),
+            ("64:ff9b:1::a00:1", "local-use NAT64"),
+            // Embedded IPv4: mapped, compatible, SIIT, NAT64, local NAT64, 6to4.
+            ("::ffff:127.0.0.1", "embeds 127.0.0.1, a loopback"),
+            ("::ffff:169.254.169.254", "embeds 169.254.169.254, a link-local"),
+            ("::ffff:10.1.1.1", "embeds 10.1.1.1, a private"),
+            ("::127.0.0.1", "embeds 127.0.0.1, a loopback"),
+            ("::ffff:0:a9fe:a9fe", "embeds 169.254.169.254"),
+            ("64:ff9b::a00:1", "embeds 10.0.0.1, a private"),
+            ("64:ff9b::c000:210", "embeds 192.0.2.16, a documentation"),
+            ("64:ff9b:1:a9fe:a9:fe00::", "embeds 169.254.169.254"),
+            ("64:ff9b:1::a9fe:a9fe", "embeds 169.254.169.254"),
+            ("2002:a9fe:a9fe::1", "embeds 169.254.169.254, a link-local"),
+            ("2002:7f00:1::1", "embeds 127.0.0.1, a loopback"),
+            ("2002:c0a8:101::1", "embeds 192.168.1.1, a private"),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            assert!(deny.check(ip).is_err(), "{ip} must be blocked");
+            let Err(err) = deny.check(ip) else {
+                panic!("{ip} must be blocked");
+            };
+            assert!(
+                err.contains(range) && err.ends_with("which plugins may not reach"),
+                "{ip}: {err}"
+            );
         }
         for ip in [
             "93.184.216.34",
@@ -841,6 +983,12 @@ mod tests {
             "8.8.8.8",
             "::ffff:1.1.1.1",
             "172.32.0.1",
+            "192.0.0.9",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:4:112::1",
+            "2001:20::1",
+            "2001:1::1",
         ] {
             let ip: IpAddr = ip.parse().unwrap();
             assert!(deny.check(ip).is_ok(), "{ip} must be allowed");
@@ -853,6 +1001,41 @@ mod tests {
         assert!(loopback.check("::ffff:127.0.0.1".parse().unwrap()).is_ok());
         assert!(loopback.check("10.0.0.1".parse().unwrap()).is_err());
         assert!(loopback.check("169.254.169.254".parse().unwrap()).is_err());
+    }
+
+    /// `private-networks` opens private ranges, never link-local: the cloud metadata
+    /// endpoint stays out of reach whatever the grant says.
+    #[test]
+    fn private_networks_never_open_link_local() {
+        let open = AddressPolicy {
+            allow_loopback: true,
+            allow_private: true,
+        };
+        for ip in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "2002:a00:1::1",
+            "64:ff9b:1::a00:1",
+            "64:ff9b:1::1:2",
+        ] {
+            assert!(open.check(ip.parse().unwrap()).is_ok(), "{ip}");
+        }
+        for ip in [
+            "169.254.169.254",
+            "169.254.0.1",
+            "fe80::1",
+            "fe80::a9fe:a9fe",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::",
+            "192.0.2.1",
+            "0.0.0.0",
+        ] {
+            assert!(open.check(ip.parse().unwrap()).is_err(), "{ip}");
+        }
     }
 
     fn names(list: &[&str]) -> Vec<String> {

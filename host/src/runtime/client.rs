@@ -14,6 +14,7 @@ use super::engine::TICK;
 use super::limits::{ConnectorLimits, MapperLimits, MemoryLimitExceeded, StderrTail};
 use super::log::LogCtx;
 use super::state::{ConnectionCtx, HostState};
+use super::text::{clean_account, clean_error, clean_line, clean_lines, clean_plugin_info};
 use super::types;
 
 /// How a plugin instance died.
@@ -191,8 +192,8 @@ fn trap_error(
         plugin: plugin.clone(),
         export,
         kind,
-        detail: detail.replace(['\n', '\r'], " "),
-        stderr: stderr.text(),
+        detail: clean_line(&detail),
+        stderr: clean_lines(&stderr.text()),
     }
 }
 
@@ -213,7 +214,7 @@ async fn run<R>(
             plugin: plugin.clone(),
             export,
             limit: timeout,
-            stderr: stderr.text(),
+            stderr: clean_lines(&stderr.text()),
         }),
     }
 }
@@ -328,7 +329,7 @@ impl ConnectorClient {
         result?.map_err(|error| CallError::Plugin {
             plugin: self.plugin.label.clone(),
             export,
-            error: self.conn.http.scrubber().plugin_error(error),
+            error: clean_error(self.conn.http.scrubber().plugin_error(error)),
         })
     }
 
@@ -338,6 +339,7 @@ impl ConnectorClient {
             g.tandem_plugin_connector_api().call_describe(s).await
         })
         .await
+        .map(clean_plugin_info)
     }
 
     /// `check`: whether the account and credentials work.
@@ -347,7 +349,7 @@ impl ConnectorClient {
                 g.tandem_plugin_connector_api().call_check(s).await
             })
             .await;
-        self.flatten("check", r)
+        self.flatten("check", r).map(clean_account)
     }
 
     /// `schema(entity)`: field definitions, custom fields included.
@@ -411,7 +413,13 @@ impl ConnectorClient {
                     .await
             })
             .await;
-        self.flatten("push", r)
+        let mut results = self.flatten("push", r)?;
+        for result in &mut results {
+            if let Err(error) = &mut result.outcome {
+                *error = clean_error(error.clone());
+            }
+        }
+        Ok(results)
     }
 }
 
@@ -499,6 +507,10 @@ impl MapperClient {
         let (results, store) =
             run(&self.plugin.label, "map", self.limits.timeout, store, body).await?;
         let used = self.limits.fuel - store.get_fuel().unwrap_or(0);
+        let results = results
+            .into_iter()
+            .map(|r| r.map_err(clean_error))
+            .collect();
         Ok((results, used))
     }
 }

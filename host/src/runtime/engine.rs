@@ -7,9 +7,14 @@
 //!   outcome does not depend on machine load; NaNs are canonicalised for the same reason.
 //!
 //! Components are compiled per engine (the artifacts are not interchangeable) and cached in
-//! `cache_dir` under `sha256(wasm)` + `precompile_compatibility_hash` + class. A cache file
-//! carries a checksum of its payload; anything that fails to verify or deserialize is a
-//! miss and is recompiled, never an error.
+//! the [`CompileCache`] directory under `sha256(wasm)` + `precompile_compatibility_hash` +
+//! class. Deserialising an artifact runs its native code, so a cache file is trusted only
+//! if its HMAC verifies: keyed by a per-installation secret kept beside (not inside) the
+//! cache directory, over the wasm digest, the policy class, the engine's compatibility hash,
+//! this host's version and the artifact. An entry copied from another plugin, another
+//! class or another installation, or written by anybody without the key, is a miss: it is
+//! logged and recompiled, never deserialised. A cache directory or key that others can
+//! write is refused when the runtime starts.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -18,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, EngineWeak, OptLevel};
@@ -26,7 +32,12 @@ use wasmtime::{Config, Engine, EngineWeak, OptLevel};
 pub const TICK: Duration = Duration::from_millis(10);
 
 /// Magic prefix of a cache file (bump the digit to invalidate every old entry).
-const CACHE_MAGIC: &[u8; 8] = b"TANDEMC1";
+const CACHE_MAGIC: &[u8; 8] = b"TANDEMC2";
+
+/// Bytes of the per-installation cache key.
+const KEY_BYTES: usize = 32;
+
+type HmacSha256 = Hmac<Sha256>;
 
 /// Which sandbox policy a component runs under; each class has its own engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,7 +79,7 @@ pub enum CompileError {
 pub(crate) struct Engines {
     connector: EngineSlot,
     mapper: EngineSlot,
-    cache_dir: Option<PathBuf>,
+    cache: Option<Arc<CompileCache>>,
 }
 
 struct EngineSlot {
@@ -79,14 +90,14 @@ struct EngineSlot {
 
 impl Engines {
     /// Builds both engines and starts the epoch ticker thread.
-    pub(crate) fn new(cache_dir: Option<PathBuf>) -> Result<Self, CompileError> {
+    pub(crate) fn new(cache: Option<CompileCache>) -> Result<Self, CompileError> {
         let connector = EngineSlot::new(engine_config(PolicyClass::Connector))?;
         let mapper = EngineSlot::new(engine_config(PolicyClass::Mapper))?;
         spawn_ticker(vec![connector.engine.weak(), mapper.engine.weak()]);
         Ok(Self {
             connector,
             mapper,
-            cache_dir,
+            cache: cache.map(Arc::new),
         })
     }
 
@@ -111,11 +122,14 @@ impl Engines {
     ) -> Result<Component, CompileError> {
         let slot = self.slot(class);
         let engine = slot.engine.clone();
-        let path = self
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(cache_file_name(&sha256, &slot.compat, class)));
-        tokio::task::spawn_blocking(move || compile_cached(&engine, &wasm, path.as_deref()))
+        let entry = self.cache.as_ref().map(|cache| Entry {
+            cache: cache.clone(),
+            path: cache
+                .dir
+                .join(cache_file_name(&sha256, &slot.compat, class)),
+            binding: binding(&sha256, &slot.compat, class),
+        });
+        tokio::task::spawn_blocking(move || compile_cached(&engine, &wasm, entry.as_ref()))
             .await
             .map_err(|e| CompileError::Task(e.to_string()))?
     }
@@ -178,28 +192,241 @@ fn cache_file_name(sha256: &[u8; 32], compat: &str, class: PolicyClass) -> Strin
     format!("{}-{compat}-{class}.cwasm", hex::encode(sha256))
 }
 
-/// Loads the artifact at `path` if it verifies, else compiles and (re)writes it.
+/// Why the compile cache cannot be used safely. Refused when the runtime starts.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The directory (or the key) may be written by someone else, who could then plant
+    /// native code that this process would run.
+    #[error(
+        "compile cache {path} is writable by group or others (mode {mode:o}); run `chmod go-w {path}` or remove it (it is rebuilt)"
+    )]
+    DirectoryOpen {
+        /// The directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The key file may be read or written by others.
+    #[error(
+        "compile cache key {path} is accessible to group or others (mode {mode:o}); run `chmod 600 {path}` or remove it (a new key is made and the cache rebuilt)"
+    )]
+    KeyOpen {
+        /// The key file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The directory or key belongs to another user.
+    #[error(
+        "compile cache {path} belongs to another user (uid {owner}); remove it or choose another state directory"
+    )]
+    Owner {
+        /// The directory or key file.
+        path: String,
+        /// Its owner.
+        owner: u32,
+    },
+    /// The key file is not a regular file of the right size.
+    #[error(
+        "compile cache key {path} is not a {KEY_BYTES}-byte regular file; remove it (a new key is made and the cache rebuilt)"
+    )]
+    KeyInvalid {
+        /// The key file.
+        path: String,
+    },
+    /// Reading or creating the key failed.
+    #[error("compile cache key {path}: {message}")]
+    KeyIo {
+        /// The key file.
+        path: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The compile cache: a directory only this user may write, and the installation's MAC key
+/// in a file beside it (`<dir>.key`, mode 0600), so that whoever can only drop files into
+/// the cache cannot forge an entry.
+pub struct CompileCache {
+    dir: PathBuf,
+    key: [u8; KEY_BYTES],
+}
+
+impl fmt::Debug for CompileCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CompileCache {
+    /// Opens (creating, mode 0700) the cache directory and its key (creating it with fresh
+    /// random bytes, mode 0600, on first use). `Ok(None)`: the directory cannot be created
+    /// (a read-only disk, say): plugins are compiled on every load, with a warning.
+    pub fn open(dir: PathBuf) -> Result<Option<Self>, CacheError> {
+        if let Err(e) = create_private_dir(&dir) {
+            tracing::warn!(path = %dir.display(), error = %e, "cannot create the compile cache; plugins are compiled on every load");
+            return Ok(None);
+        }
+        check_private(&dir, 0o022)?;
+        let key_path = Self::key_path(&dir);
+        let key = load_or_create_key(&key_path)?;
+        Ok(Some(Self { dir, key }))
+    }
+
+    /// Where the key of the cache in `dir` lives: `<dir>.key`, outside the directory.
+    pub fn key_path(dir: &Path) -> PathBuf {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(".key");
+        PathBuf::from(name)
+    }
+
+    fn mac(&self, binding: &[u8]) -> HmacSha256 {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(&self.key).expect("HMAC takes a key of any size");
+        mac.update(binding);
+        mac
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+/// Refuses `path` if it belongs to another user or has any of the `forbidden` mode bits.
+#[cfg(unix)]
+fn check_private(path: &Path, forbidden: u32) -> Result<(), CacheError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| CacheError::KeyIo {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(CacheError::Owner {
+            path: path.display().to_string(),
+            owner: meta.uid(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & forbidden != 0 {
+        let path = path.display().to_string();
+        return Err(if meta.is_dir() {
+            CacheError::DirectoryOpen { path, mode }
+        } else {
+            CacheError::KeyOpen { path, mode }
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _forbidden: u32) -> Result<(), CacheError> {
+    Ok(())
+}
+
+/// Reads the key at `path`, or creates it (0600, random) if there is none.
+fn load_or_create_key(path: &Path) -> Result<[u8; KEY_BYTES], CacheError> {
+    let io = |e: std::io::Error| CacheError::KeyIo {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    for _ in 0..2 {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => {
+                if !meta.is_file() || meta.len() != KEY_BYTES as u64 {
+                    return Err(CacheError::KeyInvalid {
+                        path: path.display().to_string(),
+                    });
+                }
+                check_private(path, 0o077)?;
+                let bytes = std::fs::read(path).map_err(io)?;
+                return bytes.try_into().map_err(|_| CacheError::KeyInvalid {
+                    path: path.display().to_string(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut key = [0u8; KEY_BYTES];
+        getrandom::fill(&mut key).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        // A temp file is created with mode 0600; linking it into place never replaces a
+        // key another process made meanwhile (then that one is read on the next round).
+        let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        file.write_all(&key).map_err(io)?;
+        file.as_file().sync_all().map_err(io)?;
+        match file.persist_noclobber(path) {
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "created the compile cache key");
+                return Ok(key);
+            }
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(e.error)),
+        }
+    }
+    Err(CacheError::KeyInvalid {
+        path: path.display().to_string(),
+    })
+}
+
+/// What an artifact is bound to besides its bytes: the plugin's wasm digest, the engine's
+/// compatibility hash, the policy class and this host's version.
+fn binding(sha256: &[u8; 32], compat: &str, class: PolicyClass) -> Vec<u8> {
+    let mut out = b"tandem compile cache\0".to_vec();
+    for part in [
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        class.as_str().as_bytes(),
+        compat.as_bytes(),
+        sha256.as_slice(),
+    ] {
+        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// One cache entry: where it lives and what it must be bound to.
+struct Entry {
+    cache: Arc<CompileCache>,
+    path: PathBuf,
+    binding: Vec<u8>,
+}
+
+/// Loads the artifact of `entry` if it verifies, else compiles and (re)writes it.
 fn compile_cached(
     engine: &Engine,
     wasm: &[u8],
-    path: Option<&Path>,
+    entry: Option<&Entry>,
 ) -> Result<Component, CompileError> {
-    if let Some(path) = path {
-        match read_artifact(engine, path) {
+    if let Some(entry) = entry {
+        match read_artifact(engine, entry) {
             Ok(Some(component)) => return Ok(component),
             Ok(None) => {}
             Err(reason) => {
-                tracing::warn!(path = %path.display(), %reason, "compile cache entry unusable; recompiling");
+                tracing::warn!(path = %entry.path.display(), %reason, "compile cache entry refused; recompiling");
             }
         }
     }
     let component =
         Component::new(engine, wasm).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-    if let Some(path) = path {
+    if let Some(entry) = entry {
         match component.serialize() {
             Ok(bytes) => {
-                if let Err(e) = write_artifact(path, &bytes) {
-                    tracing::warn!(path = %path.display(), error = %e, "could not write the compile cache");
+                if let Err(e) = write_artifact(entry, &bytes) {
+                    tracing::warn!(path = %entry.path.display(), error = %e, "could not write the compile cache");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not serialize a compiled component"),
@@ -208,9 +435,9 @@ fn compile_cached(
     Ok(component)
 }
 
-/// `Ok(None)`: no entry. `Err`: an entry exists but is corrupt or stale.
-fn read_artifact(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {
-    let data = match std::fs::read(path) {
+/// `Ok(None)`: no entry. `Err`: an entry exists but is corrupt, stale or not authentic.
+fn read_artifact(engine: &Engine, entry: &Entry) -> Result<Option<Component>, String> {
+    let data = match std::fs::read(&entry.path) {
         Ok(data) => data,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.to_string()),
@@ -219,27 +446,34 @@ fn read_artifact(engine: &Engine, path: &Path) -> Result<Option<Component>, Stri
     if data.len() < header || &data[..CACHE_MAGIC.len()] != CACHE_MAGIC {
         return Err("bad header".into());
     }
-    let (digest, payload) = data[CACHE_MAGIC.len()..].split_at(32);
-    if Sha256::digest(payload).as_slice() != digest {
-        return Err("checksum mismatch".into());
+    let (tag, payload) = data[CACHE_MAGIC.len()..].split_at(32);
+    let mut mac = entry.cache.mac(&entry.binding);
+    mac.update(payload);
+    if mac.verify_slice(tag).is_err() {
+        return Err(
+            "authentication failed: not written by this installation for this plugin and host"
+                .into(),
+        );
     }
-    // SAFETY: the payload is an artifact this host serialized itself (its checksum matches
-    // what `write_artifact` stored), and wasmtime checks that it was produced by a
-    // compatible engine configuration before using it.
+    // SAFETY: the payload is an artifact this installation serialized itself for exactly
+    // this wasm, class, engine and host version (its HMAC, keyed by a secret only this
+    // user can read, verifies), and wasmtime checks the engine configuration again.
     let component = unsafe { Component::deserialize(engine, payload) };
     component.map(Some).map_err(|e| format!("{e:#}"))
 }
 
-/// Writes `magic + sha256(payload) + payload` to a temp file and renames it into place.
-fn write_artifact(path: &Path, payload: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+/// Writes `magic + hmac + payload` to a temp file (mode 0600) and renames it into place.
+fn write_artifact(entry: &Entry, payload: &[u8]) -> std::io::Result<()> {
+    let dir = entry.path.parent().unwrap_or(Path::new("."));
+    let mut mac = entry.cache.mac(&entry.binding);
+    mac.update(payload);
+    let tag = mac.finalize().into_bytes();
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(CACHE_MAGIC)?;
-    file.write_all(&Sha256::digest(payload))?;
+    file.write_all(&tag)?;
     file.write_all(payload)?;
     file.as_file().sync_all()?;
-    file.persist(path).map_err(|e| e.error)?;
+    file.persist(&entry.path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -262,46 +496,70 @@ mod tests {
 
     /// The smallest valid component: the preamble of the component layer.
     const EMPTY_COMPONENT: &[u8] = &[0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+    /// Another plugin: a component holding one empty core module.
+    const OTHER_COMPONENT: &[u8] = &[
+        0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00, 0x01, 0x08, 0x00, 0x61, 0x73, 0x6d, 0x01,
+        0x00, 0x00, 0x00,
+    ];
 
-    fn setup() -> (tempfile::TempDir, Engines, [u8; 32]) {
-        let dir = tempfile::tempdir().unwrap();
-        let engines = Engines::new(Some(dir.path().to_path_buf())).unwrap();
-        let sha: [u8; 32] = Sha256::digest(EMPTY_COMPONENT).into();
-        (dir, engines, sha)
+    fn sha(wasm: &[u8]) -> [u8; 32] {
+        Sha256::digest(wasm).into()
     }
 
-    fn entry(dir: &Path) -> PathBuf {
-        let entries: Vec<_> = std::fs::read_dir(dir)
+    /// A temp dir holding the cache directory `cache` (and its key `cache.key`).
+    fn setup() -> (tempfile::TempDir, Engines, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = dir.path().join("cache");
+        let cache = CompileCache::open(cache_dir.clone()).unwrap().unwrap();
+        (dir, Engines::new(Some(cache)).unwrap(), cache_dir)
+    }
+
+    fn entry_of(engines: &Engines, class: PolicyClass, wasm: &[u8]) -> Entry {
+        let cache = engines.cache.clone().unwrap();
+        let slot = engines.slot(class);
+        Entry {
+            path: cache
+                .dir
+                .join(cache_file_name(&sha(wasm), &slot.compat, class)),
+            binding: binding(&sha(wasm), &slot.compat, class),
+            cache,
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect();
-        assert_eq!(entries.len(), 1, "exactly one cache file: {entries:?}");
-        entries[0].clone()
+        entries.sort();
+        entries
+    }
+
+    async fn compile(engines: &Engines, class: PolicyClass, wasm: &[u8]) -> Component {
+        engines.compile(class, wasm.into(), sha(wasm)).await.unwrap()
     }
 
     #[tokio::test]
     async fn cache_entry_written_and_reused() {
-        let (dir, engines, sha) = setup();
-        engines
-            .compile(PolicyClass::Connector, EMPTY_COMPONENT.into(), sha)
-            .await
-            .unwrap();
-        let path = entry(dir.path());
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        assert!(name.starts_with(&hex::encode(sha)) && name.ends_with("-connector.cwasm"));
-        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let (_tmp, engines, dir) = setup();
+        compile(&engines, PolicyClass::Connector, EMPTY_COMPONENT).await;
+        let entry = entry_of(&engines, PolicyClass::Connector, EMPTY_COMPONENT);
+        assert_eq!(files(&dir), [entry.path.clone()]);
+        let name = entry.path.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            name.starts_with(&hex::encode(sha(EMPTY_COMPONENT)))
+                && name.ends_with("-connector.cwasm")
+        );
+        let written = std::fs::metadata(&entry.path).unwrap().modified().unwrap();
         // A hit must not rewrite the file.
         std::thread::sleep(Duration::from_millis(20));
-        engines
-            .compile(PolicyClass::Connector, EMPTY_COMPONENT.into(), sha)
-            .await
-            .unwrap();
+        compile(&engines, PolicyClass::Connector, EMPTY_COMPONENT).await;
         assert_eq!(
-            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            std::fs::metadata(&entry.path).unwrap().modified().unwrap(),
             written
         );
         assert!(
-            read_artifact(engines.engine(PolicyClass::Connector), &path)
+            read_artifact(engines.engine(PolicyClass::Connector), &entry)
                 .unwrap()
                 .is_some()
         );
@@ -309,13 +567,10 @@ mod tests {
 
     #[tokio::test]
     async fn corrupt_entry_is_a_miss_and_gets_rewritten() {
-        let (dir, engines, sha) = setup();
-        engines
-            .compile(PolicyClass::Mapper, EMPTY_COMPONENT.into(), sha)
-            .await
-            .unwrap();
-        let path = entry(dir.path());
-        let good = std::fs::read(&path).unwrap();
+        let (_tmp, engines, _dir) = setup();
+        compile(&engines, PolicyClass::Mapper, EMPTY_COMPONENT).await;
+        let entry = entry_of(&engines, PolicyClass::Mapper, EMPTY_COMPONENT);
+        let good = std::fs::read(&entry.path).unwrap();
 
         let mut flipped = good.clone();
         let last = flipped.len() - 1;
@@ -325,33 +580,104 @@ mod tests {
             good[..good.len() / 2].to_vec(),
             b"garbage".to_vec(),
         ] {
-            std::fs::write(&path, &bad).unwrap();
+            std::fs::write(&entry.path, &bad).unwrap();
             let engine = engines.engine(PolicyClass::Mapper);
-            assert!(read_artifact(engine, &path).is_err());
-            engines
-                .compile(PolicyClass::Mapper, EMPTY_COMPONENT.into(), sha)
-                .await
-                .expect("a corrupt cache entry must be recompiled, not fail");
-            assert_eq!(std::fs::read(&path).unwrap(), good, "entry rewritten");
+            assert!(read_artifact(engine, &entry).is_err());
+            compile(&engines, PolicyClass::Mapper, EMPTY_COMPONENT).await;
+            assert_eq!(std::fs::read(&entry.path).unwrap(), good, "entry rewritten");
         }
     }
 
     #[tokio::test]
     async fn artifact_of_the_other_class_is_refused() {
-        let (dir, engines, sha) = setup();
-        engines
-            .compile(PolicyClass::Connector, EMPTY_COMPONENT.into(), sha)
-            .await
-            .unwrap();
-        // A connector artifact (no fuel) fed to the mapper engine: stale, so a miss.
-        let path = entry(dir.path());
-        let err = read_artifact(engines.engine(PolicyClass::Mapper), &path).unwrap_err();
-        assert!(err.contains("fuel"), "{err}");
+        let (_tmp, engines, _dir) = setup();
+        compile(&engines, PolicyClass::Connector, EMPTY_COMPONENT).await;
+        let connector = entry_of(&engines, PolicyClass::Connector, EMPTY_COMPONENT);
+        // A connector artifact (no fuel) planted where the mapper's entry goes.
+        let mapper = entry_of(&engines, PolicyClass::Mapper, EMPTY_COMPONENT);
+        std::fs::copy(&connector.path, &mapper.path).unwrap();
+        let err = read_artifact(engines.engine(PolicyClass::Mapper), &mapper).unwrap_err();
+        assert!(err.contains("authentication failed"), "{err}");
+    }
+
+    /// The attack: another plugin's artifact (valid, compiled by this very host) copied
+    /// over the pinned plugin's entry would run the other plugin's code.
+    #[tokio::test]
+    async fn another_plugins_artifact_copied_over_an_entry_is_refused_and_recompiled() {
+        let (_tmp, engines, _dir) = setup();
+        let class = PolicyClass::Connector;
+        compile(&engines, class, EMPTY_COMPONENT).await;
+        compile(&engines, class, OTHER_COMPONENT).await;
+        let pinned = entry_of(&engines, class, EMPTY_COMPONENT);
+        let other = entry_of(&engines, class, OTHER_COMPONENT);
+        let good = std::fs::read(&pinned.path).unwrap();
+        let planted = std::fs::read(&other.path).unwrap();
+        assert_ne!(good, planted);
+        std::fs::write(&pinned.path, &planted).unwrap();
+
+        let err = read_artifact(engines.engine(class), &pinned).unwrap_err();
+        assert!(err.contains("authentication failed"), "{err}");
+        // Loading the pinned plugin compiles its own wasm and replaces the planted file.
+        compile(&engines, class, EMPTY_COMPONENT).await;
+        assert_eq!(std::fs::read(&pinned.path).unwrap(), good);
+    }
+
+    #[tokio::test]
+    async fn an_entry_from_another_installation_is_refused() {
+        let (_tmp_a, a, _) = setup();
+        let (_tmp_b, b, _) = setup();
+        let class = PolicyClass::Connector;
+        compile(&a, class, EMPTY_COMPONENT).await;
+        let from = entry_of(&a, class, EMPTY_COMPONENT);
+        let to = entry_of(&b, class, EMPTY_COMPONENT);
+        std::fs::copy(&from.path, &to.path).unwrap();
+        let err = read_artifact(b.engine(class), &to).unwrap_err();
+        assert!(err.contains("authentication failed"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_is_private_outside_the_directory_and_open_caches_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("cache");
+        let first = CompileCache::open(dir.clone()).unwrap().unwrap();
+        let key = CompileCache::key_path(&dir);
+        assert_eq!(key, tmp.path().join("cache.key"));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert!(files(&dir).is_empty(), "the key is not in the cache");
+        // The same key on the next start.
+        assert_eq!(CompileCache::open(dir.clone()).unwrap().unwrap().key, first.key);
+
+        let set = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        set(&dir, 0o777);
+        let err = CompileCache::open(dir.clone()).unwrap_err();
+        assert!(matches!(err, CacheError::DirectoryOpen { mode: 0o777, .. }), "{err}");
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+        set(&dir, 0o775);
+        assert!(CompileCache::open(dir.clone()).is_err(), "group-writable");
+        set(&dir, 0o755);
+        assert!(CompileCache::open(dir.clone()).is_ok());
+
+        set(&key, 0o644);
+        let err = CompileCache::open(dir.clone()).unwrap_err();
+        assert!(matches!(err, CacheError::KeyOpen { mode: 0o644, .. }), "{err}");
+        set(&key, 0o600);
+        std::fs::write(&key, b"short").unwrap();
+        let err = CompileCache::open(dir.clone()).unwrap_err();
+        assert!(matches!(err, CacheError::KeyInvalid { .. }), "{err}");
+        std::fs::remove_file(&key).unwrap();
+        let renewed = CompileCache::open(dir).unwrap().unwrap();
+        assert_ne!(renewed.key, first.key);
     }
 
     #[tokio::test]
     async fn invalid_wasm_is_an_error() {
-        let (_dir, engines, _) = setup();
+        let (_tmp, engines, _) = setup();
         let err = engines
             .compile(
                 PolicyClass::Connector,

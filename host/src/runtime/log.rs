@@ -43,10 +43,12 @@ impl Drop for LogCtx {
     }
 }
 
-/// Removes control characters (ANSI escapes, newlines...) and truncates to `max` bytes.
+/// Removes control and invisible characters (ANSI escapes, newlines, bidi overrides,
+/// zero-width and line separators: [`super::text::is_hidden`]) and truncates to `max`
+/// bytes.
 pub fn sanitize(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max));
-    for c in text.chars().filter(|c| !c.is_control()) {
+    for c in text.chars().filter(|&c| !super::text::is_hidden(c)) {
         if out.len() + c.len_utf8() > max {
             out.push('…');
             break;
@@ -78,14 +80,7 @@ impl Host for HostState {
         }
         ctx.lines_left -= 1;
         let message = sanitize(&message, MAX_LINE);
-        let fields = sanitize(
-            &fields
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            MAX_LINE,
-        );
+        let fields = sanitize(&super::text::quote_fields(&fields), MAX_LINE);
         let (plugin, connection) = (&*ctx.plugin, &*ctx.connection);
         macro_rules! emit {
             ($lvl:expr) => {

@@ -206,11 +206,14 @@ impl Manifest {
         if !name_ok {
             return Err(format!(
                 "name `{}` must be 1-64 lowercase letters, digits, `-` or `_`",
-                self.name
+                super::text::clean_line(&self.name)
             ));
         }
         semver::Version::parse(&self.version)
-            .map_err(|e| format!("version `{}` is not semver: {e}", self.version))?;
+            .map_err(|e| {
+                let version = super::text::clean_line(&self.version);
+                format!("version `{version}` is not semver: {e}")
+            })?;
         check_contract_version(&self.contract).map_err(|e| format!("contract: plugin {e}"))?;
         for origin in &self.http.origins {
             OriginSpec::parse(origin, false).map_err(|e| format!("http.origins: {e}"))?;
@@ -335,7 +338,7 @@ pub fn peek_label(embedded: &[String], sidecar: Option<(&str, &str)>) -> Option<
             let table: toml::Table = toml::from_str(text).ok()?;
             let name = table.get("name")?.as_str()?;
             let version = table.get("version")?.as_str()?;
-            Some(format!("{name} {version}"))
+            Some(super::text::clean_line(&format!("{name} {version}")))
         })
 }
 

@@ -38,6 +38,7 @@ pub mod manifest;
 pub(crate) mod scrub;
 mod state;
 pub mod storage;
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -50,7 +51,7 @@ use wasmtime::component::Linker;
 pub use capabilities::{Grant, SUPPORTED_CONTRACT, StorageGrant};
 pub use client::{CallError, ConnectorClient, MapResults, MapperClient, TrapKind};
 pub use credentials::{Credentials, Secret};
-pub use engine::{CompileError, PolicyClass};
+pub use engine::{CacheError, CompileCache, CompileError, PolicyClass};
 pub use http::{RequestBudget, Resolve, SystemResolver};
 pub use limits::{ConnectorLimits, MapperLimits};
 pub use manifest::{Manifest, ManifestError, PluginKind};
@@ -73,7 +74,9 @@ pub mod types {
 /// Options of a [`Runtime`].
 #[derive(Clone)]
 pub struct RuntimeOptions {
-    /// Where compiled components are cached; `None` disables the cache.
+    /// Where compiled components are cached; `None` disables the cache. The directory must
+    /// be writable by this user only; its MAC key lives beside it in `<dir>.key` (see
+    /// [`CompileCache`]).
     pub cache_dir: Option<PathBuf>,
     /// The database holding plugin storage (shared with the sync engine).
     pub db: Arc<redb::Database>,
@@ -225,7 +228,8 @@ impl Plugin {
 /// One connection of a connector plugin: identity, settings, grant and credentials.
 #[derive(Clone)]
 pub struct Connection {
-    /// Stable connection id (names the storage namespace and tags logs).
+    /// Stable connection id (with the grant's plugin name, keys the storage namespace;
+    /// tags logs).
     pub id: String,
     /// Non-secret settings the plugin can read (`config`), e.g. `domain`, `base-url`.
     pub settings: BTreeMap<String, String>,
@@ -304,7 +308,11 @@ pub struct RuntimeError(String);
 impl Runtime {
     /// Builds the engines (and their epoch ticker) and the linkers.
     pub fn new(options: RuntimeOptions) -> Result<Self, RuntimeError> {
-        let engines = Engines::new(options.cache_dir).map_err(|e| RuntimeError(e.to_string()))?;
+        let cache = match options.cache_dir {
+            Some(dir) => CompileCache::open(dir).map_err(|e| RuntimeError(e.to_string()))?,
+            None => None,
+        };
+        let engines = Engines::new(cache).map_err(|e| RuntimeError(e.to_string()))?;
         let connector_linker = state::connector_linker(engines.engine(PolicyClass::Connector))
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mapper_linker = state::mapper_linker(engines.engine(PolicyClass::Mapper))
@@ -479,6 +487,10 @@ impl Runtime {
             http,
             storage: storage::StorageCtx::new(
                 self.inner.db.clone(),
+                &match &grant.plugin {
+                    Some(name) => storage::Owner::Operator(name.clone()),
+                    None => storage::Owner::Digest(plugin.sha256),
+                },
                 manifest.name.as_str().into(),
                 connection_id.clone(),
                 quota,

@@ -1,10 +1,18 @@
 //! The `storage` host interface: key-value storage on redb, one namespace per
-//! (plugin, connection) chosen by the host.
+//! (owner, connection) chosen by the host.
+//!
+//! The owner is something the plugin cannot choose: the operator's name for the plugin
+//! (`[plugins.NAME]`), or, for a plugin run outside a config, its sha256. (Before, the
+//! manifest's self-declared name keyed it, so another plugin declaring that name and
+//! pointed at the connection read its data; such legacy namespaces are moved to the new
+//! key the first time the connection's plugin, declaring that same name, uses storage.)
 //!
 //! The database is the caller's (the sync engine keeps its own tables in the same file);
-//! this module owns the tables [`KV`] and [`USAGE`]. Usage (bytes and keys) is kept per
-//! namespace in the same write transaction as the data, so quotas are exact. Database
-//! calls run on tokio's blocking pool (a commit includes an fsync).
+//! this module owns the tables [`KV`] and [`USAGE`] (and reads and empties the legacy
+//! ones). Usage (bytes and keys) is kept per namespace in the same write transaction as
+//! the data, so quotas are exact. Database calls run on tokio's blocking pool (a commit
+//! includes an fsync). Without a storage grant a plugin sees nothing: reads find no value,
+//! listings are empty, writes are refused, and what an earlier grant stored is kept.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -14,10 +22,17 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::bindings::storage::{Host, KeyPage, StorageError};
 use super::state::HostState;
 
-/// Values: (plugin, connection, key) -> bytes.
-const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("runtime.plugin_kv");
-/// Usage: (plugin, connection) -> (bytes, keys).
+/// Values: (owner, connection, key) -> bytes.
+const KV: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("runtime.plugin_store");
+/// Usage: (owner, connection) -> (bytes, keys).
 const USAGE: TableDefinition<(&str, &str), (u64, u64)> =
+    TableDefinition::new("runtime.plugin_store_usage");
+/// Legacy values, keyed by the manifest's name: (name, connection, key) -> bytes.
+const LEGACY_KV: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("runtime.plugin_kv");
+/// Legacy usage: (name, connection) -> (bytes, keys).
+const LEGACY_USAGE: TableDefinition<(&str, &str), (u64, u64)> =
     TableDefinition::new("runtime.plugin_kv_usage");
 
 /// Longest key, in bytes.
@@ -36,41 +51,84 @@ pub struct Quota {
     pub keys: u64,
 }
 
+/// Who owns a storage namespace (with the connection id): never the plugin's own word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The operator's name for the plugin, `[plugins.NAME]`.
+    Operator(String),
+    /// The plugin's sha256 (a plugin run outside a config).
+    Digest([u8; 32]),
+}
+
+impl Owner {
+    /// The key text; the prefixes keep the two kinds apart.
+    fn key(&self) -> String {
+        match self {
+            Owner::Operator(name) => format!("plugin:{name}"),
+            Owner::Digest(sha) => format!("sha256:{}", hex::encode(sha)),
+        }
+    }
+}
+
 /// One connection's namespace.
 pub(crate) struct StorageCtx {
     db: Arc<Database>,
-    plugin: Arc<str>,
+    owner: Arc<str>,
     connection: Arc<str>,
     /// `None`: no storage granted; reads see nothing, writes are refused.
     quota: Option<Quota>,
+    /// The manifest name whose legacy namespace this one takes over, once.
+    legacy: Arc<str>,
+    migrated: tokio::sync::OnceCell<()>,
 }
 
 impl StorageCtx {
     pub(crate) fn new(
         db: Arc<Database>,
-        plugin: Arc<str>,
+        owner: &Owner,
+        legacy_name: Arc<str>,
         connection: Arc<str>,
         quota: Option<Quota>,
     ) -> Self {
         Self {
             db,
-            plugin,
+            owner: owner.key().into(),
             connection,
             quota,
+            legacy: legacy_name,
+            migrated: tokio::sync::OnceCell::new(),
         }
     }
 
     fn namespace(&self) -> Namespace {
         Namespace {
             db: self.db.clone(),
-            plugin: self.plugin.clone(),
+            plugin: self.owner.clone(),
             connection: self.connection.clone(),
         }
     }
 
-    /// Reads a value.
+    /// Moves the legacy namespace (keyed by the manifest's name) to this one, the first
+    /// time storage is used with a grant. A failure is logged, never the plugin's.
+    async fn migrate(&self) {
+        self.migrated
+            .get_or_init(|| async {
+                let ns = self.namespace();
+                let legacy = self.legacy.clone();
+                if let Err(e) = blocking(move || ns.take_legacy(&legacy)).await {
+                    tracing::warn!(connection = %self.connection, error = ?e, "cannot move the plugin's storage to its new namespace");
+                }
+            })
+            .await;
+    }
+
+    /// Reads a value; nothing without a storage grant.
     pub(crate) async fn get(&self, key: String) -> Result<Option<Vec<u8>>, StorageError> {
         check_key(&key)?;
+        if self.quota.is_none() {
+            return Ok(None);
+        }
+        self.migrate().await;
         let ns = self.namespace();
         blocking(move || ns.get(&key)).await
     }
@@ -89,6 +147,7 @@ impl StorageCtx {
                 value.len()
             )));
         }
+        self.migrate().await;
         let ns = self.namespace();
         blocking(move || ns.set(&key, &value, quota)).await
     }
@@ -99,6 +158,7 @@ impl StorageCtx {
         if self.quota.is_none() {
             return Ok(false);
         }
+        self.migrate().await;
         let ns = self.namespace();
         blocking(move || ns.delete(&key)).await
     }
@@ -117,6 +177,13 @@ impl StorageCtx {
                 "the cursor does not belong to this prefix".into(),
             ));
         }
+        if self.quota.is_none() {
+            return Ok(KeyPage {
+                keys: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        self.migrate().await;
         let limit = if limit == 0 { 100 } else { limit.min(MAX_PAGE) } as usize;
         let ns = self.namespace();
         blocking(move || ns.list(&prefix, cursor.as_deref(), limit)).await
@@ -258,6 +325,62 @@ impl Namespace {
         Ok(existed)
     }
 
+    /// Moves the legacy namespace `(name, connection)` here if this one is empty.
+    fn take_legacy(&self, name: &str) -> Result<(), StorageError> {
+        let legacy = {
+            let txn = self.db.begin_read().map_err(unavailable)?;
+            let table = match txn.open_table(LEGACY_KV) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+                Err(e) => return Err(unavailable(e)),
+            };
+            let mut out = Vec::new();
+            let start = (name, &*self.connection, "");
+            for entry in table.range(start..).map_err(unavailable)? {
+                let (k, v) = entry.map_err(unavailable)?;
+                let (n, c, key) = k.value();
+                if n != name || c != &*self.connection {
+                    break;
+                }
+                out.push((key.to_owned(), v.value().to_vec()));
+            }
+            out
+        };
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(unavailable)?;
+        {
+            let mut kv = txn.open_table(KV).map_err(unavailable)?;
+            let mut usage = txn.open_table(USAGE).map_err(unavailable)?;
+            let ns = (&*self.plugin, &*self.connection);
+            if usage.get(ns).map_err(unavailable)?.is_some() {
+                // This namespace is in use already: leave the legacy one alone.
+                return Ok(());
+            }
+            let mut old_kv = txn.open_table(LEGACY_KV).map_err(unavailable)?;
+            let mut old_usage = txn.open_table(LEGACY_USAGE).map_err(unavailable)?;
+            let mut bytes = 0u64;
+            for (key, value) in &legacy {
+                kv.insert(self.key(key), value.as_slice())
+                    .map_err(unavailable)?;
+                old_kv
+                    .remove((name, &*self.connection, key.as_str()))
+                    .map_err(unavailable)?;
+                bytes += (key.len() + value.len()) as u64;
+            }
+            usage
+                .insert(ns, (bytes, legacy.len() as u64))
+                .map_err(unavailable)?;
+            old_usage
+                .remove((name, &*self.connection))
+                .map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+        tracing::info!(connection = %self.connection, owner = %self.plugin, keys = legacy.len(), "plugin storage moved to its operator-keyed namespace");
+        Ok(())
+    }
+
     fn list(
         &self,
         prefix: &str,
@@ -348,7 +471,8 @@ mod tests {
     }
 
     fn ctx(db: &Arc<Database>, plugin: &str, conn: &str, quota: Option<Quota>) -> StorageCtx {
-        StorageCtx::new(db.clone(), plugin.into(), conn.into(), quota)
+        let owner = Owner::Operator(plugin.into());
+        StorageCtx::new(db.clone(), &owner, plugin.into(), conn.into(), quota)
     }
 
     const Q: Option<Quota> = Some(Quota {
@@ -411,6 +535,93 @@ mod tests {
             matches!(err, StorageError::QuotaExceeded(ref m) if m.contains("no storage grant"))
         );
         assert_eq!(s.get("k".into()).await.unwrap(), None);
+    }
+
+    /// The operator removes the grant: what was stored is invisible (and kept), and comes
+    /// back with the grant.
+    #[tokio::test]
+    async fn a_removed_grant_hides_what_was_stored() {
+        let db = db();
+        let granted = ctx(&db, "p", "c", Q);
+        granted.set("cursor".into(), b"42".to_vec()).await.unwrap();
+        let revoked = ctx(&db, "p", "c", None);
+        assert_eq!(revoked.get("cursor".into()).await.unwrap(), None);
+        let page = revoked.list_keys(String::new(), None, 10).await.unwrap();
+        assert!(page.keys.is_empty() && page.next_cursor.is_none());
+        assert!(!revoked.delete("cursor".into()).await.unwrap());
+        let again = ctx(&db, "p", "c", Q);
+        assert_eq!(
+            again.get("cursor".into()).await.unwrap(),
+            Some(b"42".to_vec())
+        );
+    }
+
+    /// Two plugins declaring the same manifest name, under different operator entries (or
+    /// digests), never share a namespace.
+    #[tokio::test]
+    async fn the_owner_keys_the_namespace_not_the_declared_name() {
+        let db = db();
+        let mk = |owner: Owner| StorageCtx::new(db.clone(), &owner, "same".into(), "c".into(), Q);
+        let victim = mk(Owner::Operator("crm".into()));
+        victim.set("token".into(), b"v".to_vec()).await.unwrap();
+        for other in [
+            mk(Owner::Operator("other".into())),
+            mk(Owner::Digest([7; 32])),
+        ] {
+            assert_eq!(other.get("token".into()).await.unwrap(), None);
+            assert!(
+                other
+                    .list_keys(String::new(), None, 10)
+                    .await
+                    .unwrap()
+                    .keys
+                    .is_empty()
+            );
+        }
+    }
+
+    fn write_legacy(db: &Database, name: &str, conn: &str, entries: &[(&str, &[u8])]) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut kv = txn.open_table(LEGACY_KV).unwrap();
+            let mut usage = txn.open_table(LEGACY_USAGE).unwrap();
+            let mut bytes = 0;
+            for (k, v) in entries {
+                kv.insert((name, conn, *k), *v).unwrap();
+                bytes += (k.len() + v.len()) as u64;
+            }
+            usage
+                .insert((name, conn), (bytes, entries.len() as u64))
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_legacy_namespace_moves_to_the_connections_plugin_once() {
+        let db = db();
+        write_legacy(&db, "fs", "c", &[("cursor", b"7"), ("etag", b"x")]);
+        write_legacy(&db, "fs", "other-conn", &[("cursor", b"9")]);
+        // A plugin declaring another name finds nothing of it.
+        let stranger =
+            StorageCtx::new(db.clone(), &Owner::Operator("x".into()), "evil".into(), "c".into(), Q);
+        assert_eq!(stranger.get("cursor".into()).await.unwrap(), None);
+        // The connection's plugin takes it over, usage included.
+        let s = StorageCtx::new(db.clone(), &Owner::Operator("crm".into()), "fs".into(), "c".into(), Q);
+        assert_eq!(s.get("cursor".into()).await.unwrap(), Some(b"7".to_vec()));
+        assert_eq!(
+            s.list_keys(String::new(), None, 10).await.unwrap().keys,
+            ["cursor", "etag"]
+        );
+        assert_eq!(s.usage().await.unwrap(), (12, 2));
+        // The legacy rows are gone, so nobody else can take them later.
+        let late = StorageCtx::new(db.clone(), &Owner::Operator("y".into()), "fs".into(), "c".into(), Q);
+        assert_eq!(late.get("cursor".into()).await.unwrap(), None);
+        // Another connection's legacy data stays where it was until its own plugin comes.
+        let txn = db.begin_read().unwrap();
+        let legacy = txn.open_table(LEGACY_KV).unwrap();
+        assert!(legacy.get(("fs", "other-conn", "cursor")).unwrap().is_some());
+        assert!(legacy.get(("fs", "c", "cursor")).unwrap().is_none());
     }
 
     #[tokio::test]

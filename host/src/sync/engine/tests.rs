@@ -15,6 +15,7 @@ use crate::sync::model::Value;
 use crate::sync::policy::{Direction, EntityPair, RemoveAction};
 use crate::sync::source::{FieldType, NoMappers};
 
+mod hostile_mappers;
 mod loops;
 
 fn fs_schema() -> Vec<FieldDef> {
