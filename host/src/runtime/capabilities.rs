@@ -697,7 +697,12 @@ fn classify_v6(v6: Ipv6Addr) -> Option<Blocked> {
         // private, unless the IPv4 address in any RFC 6052 layout a translator in this
         // prefix may use is one that private-networks does not open (0.0.0.0/8 is what
         // the zero bits of the other layouts read as, and no translator forwards it).
-        for at in [[6, 7, 9, 10], [7, 9, 10, 11], [9, 10, 11, 12], [12, 13, 14, 15]] {
+        for at in [
+            [6, 7, 9, 10],
+            [7, 9, 10, 11],
+            [9, 10, 11, 12],
+            [12, 13, 14, 15],
+        ] {
             if let Some(b) = embedded(v4_at(&o, at))
                 && !matches!(b.range, Range::Private | Range::Unspecified)
             {
@@ -956,7 +961,10 @@ mod tests {
             ("64:ff9b:1::a00:1", "local-use NAT64"),
             // Embedded IPv4: mapped, compatible, SIIT, NAT64, local NAT64, 6to4.
             ("::ffff:127.0.0.1", "embeds 127.0.0.1, a loopback"),
-            ("::ffff:169.254.169.254", "embeds 169.254.169.254, a link-local"),
+            (
+                "::ffff:169.254.169.254",
+                "embeds 169.254.169.254, a link-local",
+            ),
             ("::ffff:10.1.1.1", "embeds 10.1.1.1, a private"),
             ("::127.0.0.1", "embeds 127.0.0.1, a loopback"),
             ("::ffff:0:a9fe:a9fe", "embeds 169.254.169.254"),

@@ -536,7 +536,10 @@ mod tests {
     }
 
     async fn compile(engines: &Engines, class: PolicyClass, wasm: &[u8]) -> Component {
-        engines.compile(class, wasm.into(), sha(wasm)).await.unwrap()
+        engines
+            .compile(class, wasm.into(), sha(wasm))
+            .await
+            .unwrap()
     }
 
     #[tokio::test]
@@ -649,14 +652,20 @@ mod tests {
         assert_eq!(mode(&dir), 0o700);
         assert!(files(&dir).is_empty(), "the key is not in the cache");
         // The same key on the next start.
-        assert_eq!(CompileCache::open(dir.clone()).unwrap().unwrap().key, first.key);
+        assert_eq!(
+            CompileCache::open(dir.clone()).unwrap().unwrap().key,
+            first.key
+        );
 
         let set = |p: &Path, m: u32| {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
         };
         set(&dir, 0o777);
         let err = CompileCache::open(dir.clone()).unwrap_err();
-        assert!(matches!(err, CacheError::DirectoryOpen { mode: 0o777, .. }), "{err}");
+        assert!(
+            matches!(err, CacheError::DirectoryOpen { mode: 0o777, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("chmod go-w"), "{err}");
         set(&dir, 0o775);
         assert!(CompileCache::open(dir.clone()).is_err(), "group-writable");
@@ -665,7 +674,10 @@ mod tests {
 
         set(&key, 0o644);
         let err = CompileCache::open(dir.clone()).unwrap_err();
-        assert!(matches!(err, CacheError::KeyOpen { mode: 0o644, .. }), "{err}");
+        assert!(
+            matches!(err, CacheError::KeyOpen { mode: 0o644, .. }),
+            "{err}"
+        );
         set(&key, 0o600);
         std::fs::write(&key, b"short").unwrap();
         let err = CompileCache::open(dir.clone()).unwrap_err();

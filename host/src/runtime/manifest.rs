@@ -209,11 +209,10 @@ impl Manifest {
                 super::text::clean_line(&self.name)
             ));
         }
-        semver::Version::parse(&self.version)
-            .map_err(|e| {
-                let version = super::text::clean_line(&self.version);
-                format!("version `{version}` is not semver: {e}")
-            })?;
+        semver::Version::parse(&self.version).map_err(|e| {
+            let version = super::text::clean_line(&self.version);
+            format!("version `{version}` is not semver: {e}")
+        })?;
         check_contract_version(&self.contract).map_err(|e| format!("contract: plugin {e}"))?;
         for origin in &self.http.origins {
             OriginSpec::parse(origin, false).map_err(|e| format!("http.origins: {e}"))?;

@@ -23,8 +23,7 @@ use super::bindings::storage::{Host, KeyPage, StorageError};
 use super::state::HostState;
 
 /// Values: (owner, connection, key) -> bytes.
-const KV: TableDefinition<(&str, &str, &str), &[u8]> =
-    TableDefinition::new("runtime.plugin_store");
+const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("runtime.plugin_store");
 /// Usage: (owner, connection) -> (bytes, keys).
 const USAGE: TableDefinition<(&str, &str), (u64, u64)> =
     TableDefinition::new("runtime.plugin_store_usage");
@@ -603,11 +602,22 @@ mod tests {
         write_legacy(&db, "fs", "c", &[("cursor", b"7"), ("etag", b"x")]);
         write_legacy(&db, "fs", "other-conn", &[("cursor", b"9")]);
         // A plugin declaring another name finds nothing of it.
-        let stranger =
-            StorageCtx::new(db.clone(), &Owner::Operator("x".into()), "evil".into(), "c".into(), Q);
+        let stranger = StorageCtx::new(
+            db.clone(),
+            &Owner::Operator("x".into()),
+            "evil".into(),
+            "c".into(),
+            Q,
+        );
         assert_eq!(stranger.get("cursor".into()).await.unwrap(), None);
         // The connection's plugin takes it over, usage included.
-        let s = StorageCtx::new(db.clone(), &Owner::Operator("crm".into()), "fs".into(), "c".into(), Q);
+        let s = StorageCtx::new(
+            db.clone(),
+            &Owner::Operator("crm".into()),
+            "fs".into(),
+            "c".into(),
+            Q,
+        );
         assert_eq!(s.get("cursor".into()).await.unwrap(), Some(b"7".to_vec()));
         assert_eq!(
             s.list_keys(String::new(), None, 10).await.unwrap().keys,
@@ -615,12 +625,23 @@ mod tests {
         );
         assert_eq!(s.usage().await.unwrap(), (12, 2));
         // The legacy rows are gone, so nobody else can take them later.
-        let late = StorageCtx::new(db.clone(), &Owner::Operator("y".into()), "fs".into(), "c".into(), Q);
+        let late = StorageCtx::new(
+            db.clone(),
+            &Owner::Operator("y".into()),
+            "fs".into(),
+            "c".into(),
+            Q,
+        );
         assert_eq!(late.get("cursor".into()).await.unwrap(), None);
         // Another connection's legacy data stays where it was until its own plugin comes.
         let txn = db.begin_read().unwrap();
         let legacy = txn.open_table(LEGACY_KV).unwrap();
-        assert!(legacy.get(("fs", "other-conn", "cursor")).unwrap().is_some());
+        assert!(
+            legacy
+                .get(("fs", "other-conn", "cursor"))
+                .unwrap()
+                .is_some()
+        );
         assert!(legacy.get(("fs", "c", "cursor")).unwrap().is_none());
     }
 

@@ -9,7 +9,8 @@ use tandem::runtime::ConnectorClient;
 use tandem::runtime::text::is_hidden;
 
 /// Escape sequences, forged lines and invisible reordering in one string.
-const NASTY: &str = "evil\x1b]0;owned\x07\x1b[2J\u{9b}31m\rforged\nline\u{2028}x\u{202E}txt\u{200B}\u{2066}end";
+const NASTY: &str =
+    "evil\x1b]0;owned\x07\x1b[2J\u{9b}31m\rforged\nline\u{2028}x\u{202E}txt\u{200B}\u{2066}end";
 /// What is left of [`NASTY`] once cleaned into one line.
 const NASTY_CLEANED: &str = "evil]0;owned[2J31m forged line xtxtend";
 
@@ -169,12 +170,14 @@ async fn a_removed_storage_grant_hides_what_was_stored() {
     );
     assert_eq!(attack(&revoked, "list", "").await.unwrap()["keys"], "");
     assert!(
-        attack(&revoked, "set", "cursor=x").await.unwrap()["error"]
-            .contains("no storage grant")
+        attack(&revoked, "set", "cursor=x").await.unwrap()["error"].contains("no storage grant")
     );
     // Given back, the data is still there.
     let again = client_with("revoked", &[], storage_grant(Some("crm"))).await;
-    assert_eq!(attack(&again, "get", "cursor").await.unwrap()["value"], "kept");
+    assert_eq!(
+        attack(&again, "get", "cursor").await.unwrap()["value"],
+        "kept"
+    );
 }
 
 /// A plugin pointed at a connection by another `[plugins.NAME]` entry does not inherit the
@@ -214,7 +217,14 @@ async fn storage_edge_keys_stay_inside_the_namespace() {
         fields["error"].starts_with("StorageError::TooLarge(\"key of 513 bytes"),
         "{fields:?}"
     );
-    for key in ["..", "../edge-b/x", "/etc/passwd", "a\0b", "ключ/🔑", "\u{202E}rtl"] {
+    for key in [
+        "..",
+        "../edge-b/x",
+        "/etc/passwd",
+        "a\0b",
+        "ключ/🔑",
+        "\u{202E}rtl",
+    ] {
         attack(&a, "set", &format!("{key}=value of {key}"))
             .await
             .unwrap();
@@ -236,16 +246,28 @@ async fn storage_edge_keys_stay_inside_the_namespace() {
         "`../edge-b/x` is a key, not a path"
     );
     assert_eq!(
-        attack(&a, "list", "").await.unwrap()["keys"].split(',').count(),
+        attack(&a, "list", "").await.unwrap()["keys"]
+            .split(',')
+            .count(),
         7
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_overflow_and_exit_end_only_that_instance() {
-    let client = hostile_client("stack-exit", "http://127.0.0.1:1", ConnectorLimits::default()).await;
+    let client = hostile_client(
+        "stack-exit",
+        "http://127.0.0.1:1",
+        ConnectorLimits::default(),
+    )
+    .await;
+    // Rust keeps its stack in linear memory: running off it is an out-of-bounds fault
+    // (wasmtime's own stack limit catches deep wasm call chains as StackOverflow).
     let err = attack(&client, "stack", "").await.unwrap_err();
-    assert_eq!(trap(&err).0, TrapKind::StackOverflow, "{err}");
+    assert!(
+        matches!(trap(&err).0, TrapKind::Fault | TrapKind::StackOverflow),
+        "{err}"
+    );
     assert_eq!(attack(&client, "ok", "").await.unwrap()["ok"], "yes");
     let err = attack(&client, "exit", "7").await.unwrap_err();
     assert_eq!(trap(&err).0, TrapKind::Exit, "{err}");
@@ -337,9 +359,16 @@ async fn plugin_text_reaches_terminal_and_log_cleaned() {
 
     attack(&client, "inject-log", NASTY).await.unwrap();
     let mapper = runtime()
-        .mapper(&plugin(HOSTILE_MAPPER).await, MapperLimits::default(), "inject")
+        .mapper(
+            &plugin(HOSTILE_MAPPER).await,
+            MapperLimits::default(),
+            "inject",
+        )
         .unwrap();
-    let out = mapper.map(&ctx("inject", NASTY), &records(2)).await.unwrap();
+    let out = mapper
+        .map(&ctx("inject", NASTY), &records(2))
+        .await
+        .unwrap();
     for result in &out {
         match result {
             Err(tandem::runtime::types::Error::Invalid(m)) => assert_eq!(m, NASTY_CLEANED),
@@ -348,7 +377,10 @@ async fn plugin_text_reaches_terminal_and_log_cleaned() {
     }
 
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("tandem::plugin")).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("tandem::plugin"))
+        .collect();
     assert_eq!(lines.len(), 2, "one line per plugin log call: {log}");
     for line in &lines {
         assert_clean("a log line", line);
@@ -392,7 +424,12 @@ fn a_closed_stdout_ends_a_printing_command_quietly() {
 async fn forged_and_missing_push_refs_are_dropped() {
     use tandem::sync::Source;
     use tandem::sync::source::{Write, WriteOp};
-    let client = hostile_client("push-refs", "http://127.0.0.1:1", ConnectorLimits::default()).await;
+    let client = hostile_client(
+        "push-refs",
+        "http://127.0.0.1:1",
+        ConnectorLimits::default(),
+    )
+    .await;
     let entities = client.describe().await.unwrap().entities;
     let source = tandem::app::ConnectorSource::new(
         client,
@@ -417,11 +454,18 @@ async fn forged_and_missing_push_refs_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapper_clock_and_randomness_are_fixed() {
     let client = runtime()
-        .mapper(&plugin(HOSTILE_MAPPER).await, MapperLimits::default(), "clock")
+        .mapper(
+            &plugin(HOSTILE_MAPPER).await,
+            MapperLimits::default(),
+            "clock",
+        )
         .unwrap();
     let first = client.map(&ctx("clock", ""), &records(2)).await.unwrap();
     for _ in 0..2 {
-        assert_eq!(client.map(&ctx("clock", ""), &records(2)).await.unwrap(), first);
+        assert_eq!(
+            client.map(&ctx("clock", ""), &records(2)).await.unwrap(),
+            first
+        );
     }
     let Ok(Some(record)) = &first[0] else {
         panic!("{first:?}")
@@ -433,7 +477,10 @@ async fn mapper_clock_and_randomness_are_fixed() {
             .find(|f| f.name == name)
             .map(|f| f.value.clone())
     };
-    assert_eq!(field("wall"), Some(Value::Text("946684800000000000".into())));
+    assert_eq!(
+        field("wall"),
+        Some(Value::Text("946684800000000000".into()))
+    );
     assert_eq!(field("elapsed"), Some(Value::Text("0".into())));
 }
 
@@ -444,7 +491,11 @@ async fn mapper_result_counts_never_shift_records() {
     use tandem::sync::Mappers;
     use tandem::sync::model::Record as SyncRecord;
     let client = runtime()
-        .mapper(&plugin(HOSTILE_MAPPER).await, MapperLimits::default(), "counts")
+        .mapper(
+            &plugin(HOSTILE_MAPPER).await,
+            MapperLimits::default(),
+            "counts",
+        )
         .unwrap();
     let mappers = tandem::app::PluginMappers::new([("m".to_owned(), client)].into());
     let input: Vec<SyncRecord> = (0..3)
@@ -623,7 +674,11 @@ async fn extra_memories_and_tables_are_capped() {
     };
     for (what, module, kind) in [
         // 3 x 12 MiB: each fits, together they do not.
-        ("3 memories of 12 MiB", memories(3, 192), Some(TrapKind::Memory)),
+        (
+            "3 memories of 12 MiB",
+            memories(3, 192),
+            Some(TrapKind::Memory),
+        ),
         ("40 memories", memories(40, 0), None),
         ("a table of 1M elements", tables(1, 1_000_000), None),
         ("100 tables", tables(100, 1), None),
@@ -651,7 +706,8 @@ async fn extra_memories_and_tables_are_capped() {
             assert_eq!(found, kind, "{what}: {err}");
         }
         assert!(
-            err.to_string().starts_with("plugin hostile 0.1.0: `pull` trapped"),
+            err.to_string()
+                .starts_with("plugin hostile 0.1.0: `pull` trapped"),
             "{what}: {err}"
         );
     }
