@@ -1066,7 +1066,7 @@ fn a_token_endpoint_must_be_named_or_granted_over_https() {
     assert_eq!(
         check_src(&src("grant.http = [\"https://people.googleapis.com\"]", "")),
         [
-            "config.toml:7:1: connections.g.credentials.oauth2: the plugin's manifest sends the refresh token and client secret to https://oauth2.googleapis.com, which the operator did not approve; name the token endpoint in the connection's credentials (token-url = \"https://…\") or grant its origin explicitly over https"
+            "config.toml:6:1: connections.g.credentials.oauth2: the plugin's manifest sends the refresh token and client secret to https://oauth2.googleapis.com, which the operator did not approve; name the token endpoint in the connection's credentials (token-url = \"https://…\") or grant its origin explicitly over https"
         ]
     );
     // `*` is the plugin's choice, not the operator's.
@@ -1109,9 +1109,9 @@ fn credentials_origins_narrow_where_credentials_go() {
             "[plugins.fs]\nbuiltin = \"freshsales\"\n[connections.x]\nplugin = \"fs\"\ncredentials.origins = [\"https://a.example/path\"]\ncredentials.api-key = { env = \"FS_KEY\" }\n[connections.y]\nplugin = \"fs\"\ncredentials.origins = [\"https://a.example\"]\n[connections.z]\nplugin = \"fs\"\ncredentials.api-key = { env = \"FS_KEY\" }\ncredentials.origins = []\n"
         ),
         [
-            "config.toml:5:23: connections.x.credentials.origins[0]: an origin has no path; write \"https://a.example\"",
-            "config.toml:9:21: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key or oauth2",
-            "config.toml:13:21: connections.z.credentials.origins: no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
+            "config.toml:5:24: connections.x.credentials.origins[0]: an origin has no path; write \"https://a.example\"",
+            "config.toml:9:23: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key or oauth2",
+            "config.toml:13:23: connections.z.credentials.origins: no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
         ]
     );
 }
