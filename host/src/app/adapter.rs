@@ -186,7 +186,11 @@ impl ConnectorSource {
         loop {
             self.gate.set_priority(priority);
             self.gate.ready().await;
-            match f().await.map_err(convert::call_error) {
+            let result = f().await;
+            // A CPU interrupt or a wall-time timeout would recur: trying again within the
+            // run only multiplies what a spinning plugin costs (a later run tries again).
+            let again = !matches!(&result, Err(e) if exhausted(e));
+            match result.map_err(convert::call_error) {
                 Ok(v) => {
                     if let Some(b) = self.gate.budget() {
                         b.succeeded();
@@ -207,7 +211,9 @@ impl ConnectorSource {
                     }
                     tracing::info!(side = %self.side, call = what, wait_ms = wait.as_millis() as u64, "rate limited; waiting, then trying again");
                 }
-                Err(SourceError::Transient(m)) if transient < self.retry.transient_attempts => {
+                Err(SourceError::Transient(m))
+                    if again && transient < self.retry.transient_attempts =>
+                {
                     let delay = self.retry.transient_delay * 2u32.pow(transient);
                     transient += 1;
                     tracing::info!(side = %self.side, call = what, attempt = transient, error = %m, "transient failure; trying again");
@@ -443,6 +449,13 @@ impl Source for ConnectorSource {
     }
 }
 
+/// Whether a call ran out of its CPU or wall time (not a passing failure: the same call
+/// would run out again).
+fn exhausted(e: &crate::runtime::CallError) -> bool {
+    matches!(e, crate::runtime::CallError::Timeout { .. })
+        || e.trap_kind() == Some(crate::runtime::TrapKind::Interrupt)
+}
+
 /// The tenant's mapper plugins of one sync, by plugin name.
 #[derive(Debug, Default)]
 pub struct PluginMappers {
@@ -474,29 +487,62 @@ impl Mappers for PluginMappers {
                 .collect();
         };
         let wit: Vec<_> = records.into_iter().map(convert::record_to_wit).collect();
-        match client.map(&convert::map_context_to_wit(ctx), &wit).await {
-            Ok(results) => {
-                let mut out: Vec<_> = results
-                    .into_iter()
-                    .map(|r| {
-                        r.map(|o| o.map(convert::record_from_wit))
-                            .map_err(convert::error_from_wit)
-                    })
-                    .collect();
-                // A mapper answering for fewer records fails the rest, never shifts them.
-                out.resize_with(n, || {
-                    Err(SourceError::Fatal(format!(
-                        "mapper `{mapper}` returned no result"
-                    )))
-                });
-                out.truncate(n);
-                out
+        let ctx = convert::map_context_to_wit(ctx);
+        let results = |results: crate::runtime::MapResults, len: usize| {
+            let mut out: Vec<_> = results
+                .into_iter()
+                .map(|r| {
+                    r.map(|o| o.map(convert::record_from_wit))
+                        .map_err(convert::error_from_wit)
+                })
+                .collect();
+            // A mapper answering for fewer records fails the rest, never shifts them.
+            out.resize_with(len, || {
+                Err(SourceError::Fatal(format!(
+                    "mapper `{mapper}` returned no result"
+                )))
+            });
+            out.truncate(len);
+            out
+        };
+        let first = match client.map(&ctx, &wit).await {
+            Ok(r) => return results(r, n),
+            Err(e) => convert::call_error(e),
+        };
+        // The call failed as a whole (a trap): find the record(s) it fails on by halving
+        // the batch, so that the others go through. A range whose two halves both fail is
+        // not split further (the mapper fails on everything, or on many records): that
+        // bounds the extra calls to two per halving.
+        let mut out: Vec<Option<Result<Option<Record>, SourceError>>> = vec![None; n];
+        let mut failing = vec![(0, n, first)];
+        while let Some((lo, hi, err)) = failing.pop() {
+            if hi - lo <= 1 {
+                out[lo] = Some(Err(err));
+                continue;
             }
-            Err(e) => {
-                let e = convert::call_error(e);
-                (0..n).map(|_| Err(e.clone())).collect()
+            let mid = lo + (hi - lo) / 2;
+            let mut halves = Vec::new();
+            for (a, b) in [(lo, mid), (mid, hi)] {
+                match client.map(&ctx, &wit[a..b]).await {
+                    Ok(r) => {
+                        for (slot, r) in out[a..b].iter_mut().zip(results(r, b - a)) {
+                            *slot = Some(r);
+                        }
+                    }
+                    Err(e) => halves.push((a, b, convert::call_error(e))),
+                }
+            }
+            if halves.len() == 2 {
+                for (a, b, e) in halves {
+                    out[a..b].fill(Some(Err(e)));
+                }
+            } else {
+                failing.extend(halves);
             }
         }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(SourceError::Fatal("not mapped".into()))))
+            .collect()
     }
 }
 

@@ -140,6 +140,14 @@ pub struct RatePolicy {
     pub slow_below: Share,
     /// The wait after a 429 without `Retry-After`.
     pub no_wait: NoWaitPolicy,
+    /// The longest `Retry-After` honoured: a longer one (from the app, or made up by a
+    /// plugin) blocks the account for this long only.
+    #[serde(serialize_with = "secs")]
+    pub max_retry_after: Duration,
+    /// The fewest requests per hour a connector's declared limits may allow: a declared
+    /// window below it (1 request a day...) is raised to it. The operator's own `limits`
+    /// are taken as written.
+    pub min_declared_per_hour: u32,
 }
 
 impl Default for RatePolicy {
@@ -150,9 +158,16 @@ impl Default for RatePolicy {
             reserve: Share::Requests(0),
             slow_below: Share::Of(0.1),
             no_wait: NoWaitPolicy::Backoff,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            min_declared_per_hour: DEFAULT_MIN_DECLARED_PER_HOUR,
         }
     }
 }
+
+/// The default longest `Retry-After` honoured (Freshworks' quotas are hourly).
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The default floor of a connector's declared limits, in requests per hour.
+pub const DEFAULT_MIN_DECLARED_PER_HOUR: u32 = 60;
 
 impl RatePolicy {
     /// The stricter of two policies, setting by setting (the reset's meaning: `self`'s
@@ -178,7 +193,35 @@ impl RatePolicy {
             } else {
                 other.no_wait
             },
+            // The more protective of the two caps.
+            max_retry_after: self.max_retry_after.min(other.max_retry_after),
+            min_declared_per_hour: self.min_declared_per_hour.max(other.min_declared_per_hour),
         }
+    }
+
+    /// Declared windows raised to the floor (`min_declared_per_hour`, pro rata).
+    pub fn floored(&self, windows: &[Window]) -> Vec<Window> {
+        windows
+            .iter()
+            .map(|w| {
+                let floor = (f64::from(self.min_declared_per_hour) * w.period.as_secs_f64()
+                    / 3600.0)
+                    .ceil()
+                    .min(f64::from(u32::MAX)) as u32;
+                if w.requests < floor {
+                    tracing::warn!(
+                        requests = w.requests,
+                        period_secs = w.period.as_secs(),
+                        floor,
+                        "a connector declared a rate limit below the floor (rate-limit.min-declared-per-hour): raised"
+                    );
+                }
+                Window {
+                    requests: w.requests.max(floor),
+                    period: w.period,
+                }
+            })
+            .collect()
     }
 }
 
@@ -513,7 +556,7 @@ impl AccountBudget {
         let mut s = lock(&self.state);
         s.rate_limited += 1;
         let wait = match retry_after {
-            Some(w) => w,
+            Some(w) => w.min(policy.max_retry_after),
             None => s.no_wait(now, &policy, &self.clock),
         };
         let until = now + wait;
@@ -747,17 +790,18 @@ impl Budgets {
         let mut map = lock(&self.map);
         let b = match map.get(account) {
             Some(b) => {
-                b.merge(windows);
                 if let Some(p) = policy {
                     b.merge_policy(p);
                 }
+                b.merge(&b.policy().floored(windows));
                 b.clone()
             }
             None => {
+                let policy = policy.unwrap_or_default();
                 let b = Arc::new(AccountBudget::with_policy(
                     account,
-                    windows.to_vec(),
-                    policy.unwrap_or_default(),
+                    policy.floored(windows),
+                    policy,
                 ));
                 map.insert(account.into(), b.clone());
                 b
@@ -868,6 +912,24 @@ mod tests {
             requests,
             period: Duration::from_secs(secs),
         }
+    }
+
+    /// A plugin's made-up `Retry-After` of years waits the cap; a declared limit of one
+    /// request a day is raised to the floor, pro rata; sane limits are kept.
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_capped_and_declared_limits_have_a_floor() {
+        let policy = RatePolicy {
+            max_retry_after: Duration::from_secs(60),
+            ..RatePolicy::default()
+        };
+        let b = AccountBudget::with_policy("a", vec![], policy);
+        let years = Duration::from_secs(10 * 365 * 86_400);
+        assert_eq!(b.rate_limited(Some(years)), Duration::from_secs(60));
+        assert_eq!(b.snapshot().blocked_ms, 60_000);
+        assert_eq!(
+            RatePolicy::default().floored(&[w(1, 86_400), w(5000, 3600), w(1, 1)]),
+            vec![w(1440, 86_400), w(5000, 3600), w(1, 1)]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -405,8 +405,11 @@ impl Host {
         // The operator's limits (the account's plan) replace the connector's defaults.
         let operator: Option<Vec<Window>> =
             conn_cfg.rate_windows.clone().filter(|_| self.rate_limits);
+        // The account id is what the plugin says about itself: keyed alone, a plugin
+        // could claim another connection's account and spend or block its budget. The
+        // operator's plugin name (which the plugin cannot choose) scopes it.
         let budget = self.budgets.account_with(
-            &account.account_id,
+            &budget_key(&conn_cfg.plugin, &account.account_id),
             &windows,
             conn_cfg.rate_limit,
             operator.as_deref(),
@@ -749,6 +752,12 @@ impl Host {
         let cfg = self.sync_config(name)?;
         Ok(report::logs(&self.store, cfg, run, runs)?)
     }
+}
+
+/// The budget of an account as one plugin reports it: `PLUGIN/ACCOUNT-ID`, with the
+/// operator's name for the plugin (`[plugins.NAME]`).
+pub fn budget_key(plugin: &str, account_id: &str) -> String {
+    format!("{plugin}/{account_id}")
 }
 
 /// `check`, tried again (a few times, briefly) when the app is rate limited or a failure

@@ -668,7 +668,7 @@ fn print_run(r: &RunReport, a: &str, b: &str) {
     }
     if !r.failures.is_empty() {
         println!(
-            "{} write(s) failed; they are retried on later runs, or parked after repeated failures:",
+            "{} write(s) or record(s) failed; they are retried on later runs, or parked after repeated failures:",
             r.failures.len()
         );
         for (op, e) in r.failures.iter().take(10) {
@@ -713,7 +713,11 @@ fn print_status(list: &[SyncSummary], json: bool) {
                 };
                 (
                     format!("#{} {}", r.id, when(r.started_at)),
-                    r.outcome.clone(),
+                    // A failed run says why (a read bound, a broken cursor...).
+                    match (&*r.outcome, &r.message) {
+                        ("failed", Some(m)) => format!("failed: {m}"),
+                        (o, _) => o.to_owned(),
+                    },
                     sum(|c| c.created),
                     sum(|c| c.updated),
                     sum(|c| c.failed + c.parked),

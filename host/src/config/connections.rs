@@ -100,6 +100,8 @@ const RATE_KEYS: &[&str] = &[
     "reserve",
     "slow-below",
     "without-retry-after",
+    "max-retry-after",
+    "min-declared-per-hour",
 ];
 const WEBHOOK_KEYS: &[&str] = &["secret", "header"];
 const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2", "origins"];
@@ -180,6 +182,26 @@ fn read_rate_limit(
             .choice::<NoWaitPolicy>(cx)
             .map(|v| p.no_wait = v)
             .is_some();
+    }
+    if let Some(i) = t.get("max-retry-after") {
+        match i.duration(cx) {
+            Some(d) if d < std::time::Duration::from_secs(1) => {
+                ok = false;
+                i.invalid::<()>(cx, "must be at least \"1s\"");
+            }
+            Some(d) => p.max_retry_after = d,
+            None => ok = false,
+        }
+    }
+    if let Some(i) = t.get("min-declared-per-hour") {
+        match i.u64(cx).map(u32::try_from) {
+            Some(Ok(n)) => p.min_declared_per_hour = n,
+            Some(Err(_)) => {
+                ok = false;
+                i.invalid::<()>(cx, "a whole number of requests per hour, up to 4294967295");
+            }
+            None => ok = false,
+        }
     }
     for (key, slot) in [
         ("reserve", &mut p.reserve),

@@ -76,6 +76,14 @@ pub struct LimitOverrides {
     pub request_size: Option<u64>,
     /// Largest HTTP response body the host accepts for a connector, in bytes.
     pub response_size: Option<u64>,
+    /// Log lines a connector may write per run, across its calls.
+    pub log_lines_per_run: Option<u64>,
+    /// Log bytes a connector may write per run.
+    pub log_size_per_run: Option<u64>,
+    /// Log lines a connection may write per hour, across runs.
+    pub log_lines_per_hour: Option<u64>,
+    /// Log bytes a connection may write per hour.
+    pub log_size_per_hour: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -90,6 +98,10 @@ impl LimitOverrides {
                     ("cpu", self.cpu.is_some()),
                     ("request-size", self.request_size.is_some()),
                     ("response-size", self.response_size.is_some()),
+                    ("log-lines-per-run", self.log_lines_per_run.is_some()),
+                    ("log-size-per-run", self.log_size_per_run.is_some()),
+                    ("log-lines-per-hour", self.log_lines_per_hour.is_some()),
+                    ("log-size-per-hour", self.log_size_per_hour.is_some()),
                 ] {
                     if set {
                         out.push(key);
@@ -117,6 +129,10 @@ const LIMIT_KEYS: &[&str] = &[
     "fuel",
     "request-size",
     "response-size",
+    "log-lines-per-run",
+    "log-size-per-run",
+    "log-lines-per-hour",
+    "log-size-per-hour",
 ];
 
 /// Reads `[plugins]`.
@@ -267,6 +283,8 @@ fn read_limits(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
         ("memory", &mut l.memory),
         ("request-size", &mut l.request_size),
         ("response-size", &mut l.response_size),
+        ("log-size-per-run", &mut l.log_size_per_run),
+        ("log-size-per-hour", &mut l.log_size_per_hour),
     ] {
         if let Some(i) = t.get(key) {
             let v = i.size(cx);
@@ -283,10 +301,16 @@ fn read_limits(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
             ok &= slot.is_some();
         }
     }
-    if let Some(i) = t.get("fuel") {
-        let v = i.u64(cx);
-        l.fuel = positive(cx, &i, v);
-        ok &= l.fuel.is_some();
+    for (key, slot) in [
+        ("fuel", &mut l.fuel),
+        ("log-lines-per-run", &mut l.log_lines_per_run),
+        ("log-lines-per-hour", &mut l.log_lines_per_hour),
+    ] {
+        if let Some(i) = t.get(key) {
+            let v = i.u64(cx);
+            *slot = positive(cx, &i, v);
+            ok &= slot.is_some();
+        }
     }
     t.finish(cx);
     ok.then_some(l)

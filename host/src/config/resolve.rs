@@ -173,6 +173,16 @@ impl LimitOverrides {
         if let Some(b) = self.response_size {
             l.http_response_bytes = usize::try_from(b).unwrap_or(usize::MAX);
         }
+        for (set, slot) in [
+            (self.log_lines_per_run, &mut l.log.run_lines),
+            (self.log_size_per_run, &mut l.log.run_bytes),
+            (self.log_lines_per_hour, &mut l.log.hour_lines),
+            (self.log_size_per_hour, &mut l.log.hour_bytes),
+        ] {
+            if let Some(v) = set {
+                *slot = v;
+            }
+        }
         l
     }
 

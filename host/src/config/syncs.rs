@@ -17,8 +17,8 @@ use super::reader::{Cx, Item, Table};
 use crate::sync::model::{Side, SidePair, Value};
 use crate::sync::policy::{
     BreakerThresholds, ConflictPolicy, CreateOptions, DeleteOptions, Direction, EntityPair,
-    FieldMapping, LeaveAction, LoopDetector, MappingConfig, OptOutOptions, RemoveAction,
-    RetryPolicy, Scope, SyncPolicy,
+    FieldMapping, LeaveAction, LoopDetector, MappingConfig, OptOutOptions, ReadLimits,
+    RemoveAction, RetryPolicy, Scope, SyncPolicy,
 };
 use crate::sync::rules::{Action, CompareOp, Condition, Predicate, Rule};
 
@@ -77,6 +77,7 @@ const SYNC_KEYS: &[&str] = &[
     "breaker",
     "retry",
     "loops",
+    "limits",
 ];
 
 /// `entities` shorthands: the CRM side's entities, each paired with B's `contacts`.
@@ -197,6 +198,11 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
         && let Some(v) = read_loops(cx, &i)
     {
         p.loops = v;
+    }
+    if let Some(i) = t.get("limits")
+        && let Some(v) = read_read_limits(cx, &i)
+    {
+        p.limits = v;
     }
     t.finish(cx);
     // Whole-policy checks only make sense once every setting read cleanly.
@@ -539,6 +545,62 @@ fn read_retry(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
     }
     t.finish(cx);
     Some(r)
+}
+
+/// `[syncs.NAME.limits]`: what one run may read (records, sizes, time, cursor size).
+fn read_read_limits(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ReadLimits> {
+    let mut t = item.table(
+        cx,
+        &[
+            "listing-records",
+            "listing-size",
+            "run-records",
+            "run-size",
+            "read-time",
+            "cursor-size",
+        ],
+    )?;
+    let mut l = ReadLimits::default();
+    for (key, slot) in [
+        ("listing-records", &mut l.listing_records),
+        ("run-records", &mut l.run_records),
+    ] {
+        if let Some(i) = t.get(key) {
+            match i.u64(cx) {
+                Some(0) => {
+                    i.invalid::<()>(cx, "a whole number from 1 up");
+                }
+                Some(v) => *slot = v,
+                None => {}
+            }
+        }
+    }
+    for (key, slot) in [
+        ("listing-size", &mut l.listing_bytes),
+        ("run-size", &mut l.run_bytes),
+        ("cursor-size", &mut l.cursor_bytes),
+    ] {
+        if let Some(i) = t.get(key) {
+            match i.size(cx) {
+                Some(0) => {
+                    i.invalid::<()>(cx, "must be greater than 0");
+                }
+                Some(v) => *slot = v,
+                None => {}
+            }
+        }
+    }
+    if let Some(i) = t.get("read-time") {
+        match i.duration(cx) {
+            Some(d) if d < Duration::from_secs(1) => {
+                i.invalid::<()>(cx, "must be at least \"1s\"");
+            }
+            Some(d) => l.read_seconds = d.as_secs(),
+            None => {}
+        }
+    }
+    t.finish(cx);
+    Some(l)
 }
 
 fn read_loops(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<LoopDetector> {

@@ -786,6 +786,7 @@ fn webhooks_and_rate_limit_settings_are_read() {
             reserve: Share::Requests(50),
             slow_below: Share::Of(0.2),
             no_wait: NoWaitPolicy::NextHour,
+            ..RatePolicy::default()
         })
     );
     assert_eq!(

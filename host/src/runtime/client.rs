@@ -248,6 +248,8 @@ pub struct ConnectorClient {
     pub(crate) conn: Arc<ConnectionCtx>,
     pub(crate) connection: Arc<str>,
     pub(crate) limits: ConnectorLimits,
+    /// Log lines and bytes its calls may still write (this client's and the connection's).
+    pub(crate) logs: Arc<super::log::LogBudgets>,
 }
 
 impl fmt::Debug for ConnectorClient {
@@ -285,7 +287,8 @@ impl ConnectorClient {
             self.plugin.label.clone(),
             self.connection.clone(),
             self.limits.log_lines,
-        );
+        )
+        .with_budgets(self.logs.clone());
         let state = HostState::connector(
             self.limits.memory_mib,
             ticks(self.limits.cpu),

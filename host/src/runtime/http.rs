@@ -467,7 +467,11 @@ impl HttpCtx {
             .send()
             .await
             .map_err(map_reqwest_error)?;
-        if let Some(budget) = &self.budget {
+        // Rate headers count only from the app's own origins (the auth profile's): any
+        // other origin could make the account pause by sending a low count.
+        if let Some(budget) = &self.budget
+            && self.policy.auth_applies(url)
+        {
             budget.observe(url, response.status().as_u16(), response.headers());
         }
         Ok(response)

@@ -37,6 +37,8 @@ pub struct ConnectorLimits {
     pub max_redirects: u32,
     /// Log lines kept per call; the rest are counted and dropped.
     pub log_lines: u32,
+    /// Log lines and bytes kept across calls: per run and per connection per hour.
+    pub log: super::log::LogLimits,
 }
 
 impl Default for ConnectorLimits {
@@ -51,6 +53,7 @@ impl Default for ConnectorLimits {
             http_timeout: Duration::from_secs(30),
             max_redirects: 5,
             log_lines: 1000,
+            log: super::log::LogLimits::default(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub use credentials::{Credentials, Secret};
 pub use engine::{CacheError, CompileCache, CompileError, PolicyClass};
 pub use http::{RequestBudget, Resolve, SystemResolver};
 pub use limits::{ConnectorLimits, MapperLimits};
+pub use log::LogLimits;
 pub use manifest::{Manifest, ManifestError, PluginKind};
 
 use bindings::connector::ConnectorPre;
@@ -292,6 +293,8 @@ struct Inner {
     db: Arc<redb::Database>,
     resolver: Arc<dyn Resolve>,
     clients: http::ClientCache,
+    /// Each connection's hourly log budget, shared by all its clients.
+    log_budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<log::LogBudget>>>,
 }
 
 impl fmt::Debug for Runtime {
@@ -325,6 +328,7 @@ impl Runtime {
                 db: options.db,
                 resolver: options.resolver,
                 clients: http::ClientCache::default(),
+                log_budgets: Default::default(),
             }),
         })
     }
@@ -497,12 +501,33 @@ impl Runtime {
             ),
             config: config::ConfigCtx::new(&connection.settings, &connection.id),
         };
+        let hour = self
+            .inner
+            .log_budgets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(connection.id.clone())
+            .or_insert_with(|| {
+                Arc::new(log::LogBudget::hourly(
+                    plugin.label.clone(),
+                    connection_id.clone(),
+                    limits.log,
+                ))
+            })
+            .clone();
+        let logs = log::LogBudgets::new(
+            plugin.label.clone(),
+            connection_id.clone(),
+            limits.log,
+            hour,
+        );
         Ok(ConnectorClient {
             plugin: plugin.clone(),
             pre: pre.clone(),
             conn: Arc::new(conn),
             connection: connection_id,
             limits,
+            logs: Arc::new(logs),
         })
     }
 

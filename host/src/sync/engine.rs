@@ -40,8 +40,6 @@ use super::state::{
     SyncStatus, SyncStore, Tombstone, TombstoneKey, Txn, direction_to,
 };
 
-/// Largest number of pages one listing may take before the run gives up.
-const MAX_PAGES: usize = 1_000_000;
 /// Ids per lookup by ids.
 const IDS_PER_FIND: usize = 100;
 
@@ -147,17 +145,21 @@ pub enum EngineError {
         /// The lists it has.
         available: String,
     },
-    /// A listing never ended.
+    /// Reading went past a bound of `[syncs.NAME.limits]`, or the connector's cursor
+    /// did not advance: the run failed before planning anything (nothing written, the
+    /// cursors stay).
     #[error(
-        "sync `{sync}`: side {side} ({connection}) kept returning more pages; the connector's cursor is broken"
+        "sync `{sync}`: side {side} ({connection}): {problem}; the run failed and nothing was written"
     )]
-    Endless {
+    ReadLimit {
         /// The sync.
         sync: String,
         /// The side.
         side: Side,
         /// The connection's name.
         connection: String,
+        /// What was exceeded, with the setting to raise.
+        problem: String,
     },
     /// A hook stopped the run (tests).
     #[error("run aborted at {0:?}")]
@@ -230,6 +232,62 @@ pub struct Engine<'a, A, B, M> {
     mappers: &'a M,
     names: SidePair<String>,
     hooks: &'a dyn Hooks,
+    /// What the current run has read, against `policy.limits`.
+    reads: std::sync::Mutex<ReadTally>,
+    /// Records a mapper failed on (not ones it dropped on purpose) in the current run.
+    mapper_failures: std::sync::Mutex<Vec<MapperFailure>>,
+}
+
+/// What a run has read so far.
+#[derive(Debug, Default)]
+struct ReadTally {
+    records: u64,
+    bytes: u64,
+    started: Option<std::time::Instant>,
+}
+
+/// A record a mapper failed on: it is left out of the run, reported as failed, and
+/// re-read by a later run (the retry index).
+#[derive(Clone, Debug)]
+struct MapperFailure {
+    entity: usize,
+    side: Side,
+    id: String,
+    error: String,
+}
+
+/// Roughly how many bytes a record holds in memory (strings plus a fixed overhead per
+/// value), for the read bounds.
+fn record_size(r: &Record) -> u64 {
+    let value = |v: &super::model::Value| -> usize {
+        use super::model::Value as V;
+        match v {
+            V::Null | V::Bool(_) | V::Number(_) => 8,
+            V::Text(t) => t.len(),
+            V::Texts(ts) => ts.iter().map(|t| t.len() + 24).sum(),
+        }
+    };
+    let fields: usize = r.fields.iter().map(|(k, v)| k.len() + value(v) + 48).sum();
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    (r.id.len() + opt(&r.version) + opt(&r.updated_at) + fields + 96) as u64
+}
+
+/// The digest of a cursor (`None`: the start of a listing).
+fn cursor_digest(cursor: Option<&str>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    match cursor {
+        Some(c) => {
+            h.update([1]);
+            h.update(c.as_bytes());
+        }
+        None => h.update([0]),
+    }
+    h.finalize().into()
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<A, B, M> std::fmt::Debug for Engine<'_, A, B, M> {
@@ -318,6 +376,8 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             mappers,
             names: SidePair::new("a".into(), "b".into()),
             hooks: &NoHooks,
+            reads: Default::default(),
+            mapper_failures: Default::default(),
         }
     }
 
@@ -428,11 +488,21 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             self.recover(&opts).await?;
             self.purge_tombstones(opts.now)?;
         }
-        let mut obs = self.observe(&opts).await?;
+        *lock(&self.reads) = ReadTally {
+            started: Some(std::time::Instant::now()),
+            ..ReadTally::default()
+        };
+        lock(&self.mapper_failures).clear();
+        let mut obs = match self.observe(&opts).await {
+            Ok(obs) => obs,
+            Err(e) => return Err(self.failed_reading(e, &opts)),
+        };
         self.hook(Point::Observed)?;
         let mut plan = plan(self.policy, &obs.baseline, &obs.inputs);
         if !plan.fetch.is_empty() {
-            self.fetch(&mut obs, &plan.fetch).await?;
+            if let Err(e) = self.fetch(&mut obs, &plan.fetch).await {
+                return Err(self.failed_reading(e, &opts));
+            }
             plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
         }
         if opts.dry_run {
@@ -463,6 +533,67 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             counters: exec.run.counters,
             failures: exec.failures,
         })
+    }
+
+    /// A run that went past a read bound is written into the run log (outcome `failed`,
+    /// the reason as its message), so that `sync status` and `sync logs` show why; other
+    /// errors pass as they are.
+    fn failed_reading(&self, e: EngineError, opts: &RunOptions) -> EngineError {
+        if !matches!(e, EngineError::ReadLimit { .. }) || opts.dry_run {
+            return e;
+        }
+        let kind = if opts.full { "full" } else { "incremental" };
+        let written = self.store.write(self.sync(), |t| {
+            let mut run = t.begin_run(kind, opts.now)?;
+            run.outcome = "failed".into();
+            run.message = Some(e.to_string());
+            run.ended_at = Some(opts.now);
+            t.put_run(&run)
+        });
+        match written {
+            Ok(()) => e,
+            Err(store) => store.into(),
+        }
+    }
+
+    /// Counts what was read from `side` against the run's bounds (`policy.limits`).
+    fn tally(&self, side: Side, records: &[Record], deleted: usize) -> Result<(), EngineError> {
+        let l = &self.policy.limits;
+        let bytes: u64 = records.iter().map(record_size).sum::<u64>() + 32 * deleted as u64;
+        let mut t = lock(&self.reads);
+        t.records += (records.len() + deleted) as u64;
+        t.bytes += bytes;
+        let problem = if t.records > l.run_records {
+            format!(
+                "the run read more than {} records (limits.run-records)",
+                l.run_records
+            )
+        } else if t.bytes > l.run_bytes {
+            format!(
+                "the run read more than {} bytes (limits.run-size)",
+                l.run_bytes
+            )
+        } else if t
+            .started
+            .is_some_and(|s| s.elapsed() > std::time::Duration::from_secs(l.read_seconds))
+        {
+            format!(
+                "the run spent more than {}s reading (limits.read-time)",
+                l.read_seconds
+            )
+        } else {
+            return Ok(());
+        };
+        Err(self.read_limit(side, problem))
+    }
+
+    fn read_limit(&self, side: Side, problem: String) -> EngineError {
+        EngineError::ReadLimit {
+            sync: self.sync().into(),
+            side,
+            connection: self.names.get(side).clone(),
+            problem,
+        }
     }
 
     // ----- 1. recovery -----
@@ -901,7 +1032,21 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 ..Observation::default()
             };
             let mut next = cursor.clone();
-            for _ in 0..MAX_PAGES {
+            let limits = &self.policy.limits;
+            // Cursors already asked for in this listing (digests, so that long ones cost
+            // nothing): asking again would go round in a circle.
+            let mut asked: BTreeSet<[u8; 32]> = BTreeSet::new();
+            let (mut records_n, mut bytes_n) = (0u64, 0u64);
+            loop {
+                if !asked.insert(cursor_digest(next.as_deref())) {
+                    return Err(self.read_limit(
+                        side,
+                        format!(
+                            "the connector's listing of `{}` did not advance (it returned a cursor it had returned before, with more pages to come): its pagination is broken",
+                            info.name
+                        ),
+                    ));
+                }
                 let req = PullRequest {
                     entity: info.name.clone(),
                     container: container.clone(),
@@ -918,6 +1063,41 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     }
                     Err(e) => return Err(self.source_err(side, "pull")(e)),
                 };
+                if let Some(c) = &page.next_cursor
+                    && c.len() as u64 > limits.cursor_bytes
+                {
+                    return Err(self.read_limit(
+                        side,
+                        format!(
+                            "the connector returned a cursor of {} bytes for `{}`, more than {} (limits.cursor-size)",
+                            c.len(),
+                            info.name,
+                            limits.cursor_bytes
+                        ),
+                    ));
+                }
+                self.tally(side, &page.records, page.deleted.len())?;
+                records_n += (page.records.len() + page.deleted.len()) as u64;
+                bytes_n += page.records.iter().map(record_size).sum::<u64>()
+                    + 32 * page.deleted.len() as u64;
+                if records_n > limits.listing_records {
+                    return Err(self.read_limit(
+                        side,
+                        format!(
+                            "the listing of `{}` returned more than {} records (limits.listing-records)",
+                            info.name, limits.listing_records
+                        ),
+                    ));
+                }
+                if bytes_n > limits.listing_bytes {
+                    return Err(self.read_limit(
+                        side,
+                        format!(
+                            "the listing of `{}` returned more than {} bytes (limits.listing-size)",
+                            info.name, limits.listing_bytes
+                        ),
+                    ));
+                }
                 obs.deleted.extend(page.deleted);
                 let (records, failed) = self.map_records(side, ix, page.records).await;
                 for r in records {
@@ -930,11 +1110,6 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     return Ok((obs, next));
                 }
             }
-            return Err(EngineError::Endless {
-                sync: self.sync().into(),
-                side,
-                connection: self.names.get(side).clone(),
-            });
         }
     }
 
@@ -970,7 +1145,14 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         failed.insert(id, format!("dropped by mapper `{name}`"));
                     }
                     Some(Err(e)) => {
-                        failed.insert(id, format!("mapper `{name}` failed: {e}"));
+                        let error = format!("mapper `{name}` failed: {e}");
+                        lock(&self.mapper_failures).push(MapperFailure {
+                            entity: ix,
+                            side,
+                            id: id.clone(),
+                            error: error.clone(),
+                        });
+                        failed.insert(id, error);
                     }
                     None => {
                         failed.insert(id, format!("mapper `{name}` returned no result"));
@@ -1014,6 +1196,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     .find(side, &entity, Lookup::Ids(chunk.to_vec()))
                     .await
                     .map_err(self.source_err(side, "find"))?;
+                self.tally(side, &found, 0)?;
                 let (records, failed) = self.map_records(side, ix, found).await;
                 let obs = out.inputs[ix].obs.get_mut(side);
                 let seen: BTreeSet<String> = records
@@ -1050,6 +1233,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     .find(side, &entity, Lookup::Ids(chunk.to_vec()))
                     .await
                     .map_err(self.source_err(side, "find"))?;
+                self.tally(side, &found, 0)?;
                 let (records, failed) = self.map_records(side, ix, found).await;
                 let obs = out.inputs[ix].obs.get_mut(side);
                 for r in records {
@@ -1185,6 +1369,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                         .find(other, &entity, Lookup::Email(normalise_email(&email)))
                         .await
                         .map_err(self.source_err(other, "find"))?;
+                    self.tally(other, &found, 0)?;
                     let (records, failed) = self.map_records(other, ix, found).await;
                     let more = self.store.links_for(
                         self.sync(),
@@ -1357,7 +1542,16 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     }
                 }
             }
+            let mapper_failures = lock(&self.mapper_failures).clone();
+            self.record_mapper_failures(t, &mapper_failures, obs, &mut exec, opts)?;
             for s in &plan.skips {
+                // A record a mapper failed on is reported once, as failed.
+                if mapper_failures
+                    .iter()
+                    .any(|f| f.entity == s.entity && f.side == s.side && f.id == s.id)
+                {
+                    continue;
+                }
                 let entity = self.policy.entities[s.entity].name(s.side).to_string();
                 exec.count(direction_to(s.side.other()), |c| c.skipped += 1);
                 exec.event(
@@ -1484,6 +1678,81 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             run,
         }));
         t.set_pending_ambiguities(&pending)
+    }
+
+    /// Records the records a mapper failed on: a `failed` event each, counted as failed
+    /// in the direction they would have flowed, and a retry entry without a link, so that
+    /// a later run re-reads them although the cursor moves on (after `retry.max-attempts`
+    /// they are parked: reported, no longer re-read until they change). Read retries of
+    /// records that mapped cleanly this run are dropped.
+    fn record_mapper_failures(
+        &self,
+        t: &Txn<'_>,
+        failures: &[MapperFailure],
+        obs: &Observed2,
+        exec: &mut Exec,
+        opts: &RunOptions,
+    ) -> Result<(), StateError> {
+        let healed: Vec<(usize, Side, String)> = exec
+            .retries
+            .values()
+            .filter(|r| r.link.is_none())
+            .filter(|r| {
+                obs.inputs.get(r.entity).is_some_and(|e| {
+                    let o = e.obs.get(r.side);
+                    o.records.contains_key(&r.id) || o.deleted.contains(&r.id)
+                })
+            })
+            .map(|r| (r.entity, r.side, r.id.clone()))
+            .collect();
+        for (entity, side, id) in healed {
+            t.remove_retry(entity, side, &id)?;
+            exec.retries.remove(&(entity, side, id));
+        }
+        for f in failures {
+            let dir = direction_to(f.side.other());
+            let key = (f.entity, f.side, f.id.clone());
+            let attempts = exec.retries.get(&key).map_or(0, |r| r.attempts) + 1;
+            let entity = self.policy.entities[f.entity].name(f.side).to_string();
+            let records = vec![format!("{}:{}", f.side.as_str(), f.id)];
+            if attempts < self.policy.retry.max_attempts {
+                let r = RetryEntry {
+                    entity: f.entity,
+                    side: f.side,
+                    id: f.id.clone(),
+                    link: None,
+                    attempts,
+                    next_attempt_at: opts.now + self.policy.retry.backoff_seconds(attempts) as i64,
+                    error: f.error.clone(),
+                };
+                t.put_retry(&r)?;
+                exec.retries.insert(key, r);
+                exec.count(dir, |c| c.failed += 1);
+                let why = format!("{} (attempt {attempts}, read again later)", f.error);
+                exec.event(t, dir, "failed", &entity, records, None, why)?;
+            } else {
+                t.remove_retry(f.entity, f.side, &f.id)?;
+                exec.retries.remove(&key);
+                exec.count(dir, |c| c.parked += 1);
+                let why = format!(
+                    "{} (after {attempts} attempt(s); read again when the record changes)",
+                    f.error
+                );
+                exec.event(t, dir, "parked", &entity, records, None, why)?;
+            }
+            exec.failures
+                .push((format!("{}:{}", f.side.as_str(), f.id), f.error.clone()));
+        }
+        if let Some(first) = failures.first() {
+            exec.run.message = Some(format!(
+                "{} record(s) failed in a mapper and were left out; first: {}:{}: {}",
+                failures.len(),
+                first.side.as_str(),
+                first.id,
+                first.error
+            ));
+        }
+        Ok(())
     }
 
     /// When an op waits for its back-off to end: the latest retry time of its

@@ -62,6 +62,10 @@ pub struct SyncPolicy {
     /// How failed writes are retried.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// How much one run may read before the sync fails (a connector that never ends
+    /// its listing must not exhaust the host).
+    #[serde(default)]
+    pub limits: ReadLimits,
 }
 
 impl SyncPolicy {
@@ -84,6 +88,7 @@ impl SyncPolicy {
             one_way_edits: OneWayEdits::default(),
             breaker: BreakerThresholds::default(),
             retry: RetryPolicy::default(),
+            limits: ReadLimits::default(),
         }
     }
 
@@ -615,6 +620,40 @@ fn default_overwrite_ratio() -> f64 {
 }
 fn default_min_linked() -> usize {
     20
+}
+
+/// Bounds on what one run reads (`[syncs.NAME.limits]`). Everything a run reads is
+/// held in memory until it is planned, so a connector answering `more = true` forever
+/// would grow the host without them; a run that reaches one fails with the key to
+/// raise, and the sync's other runs and the daemon's other syncs go on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReadLimits {
+    /// Records (and deletions) one listing — one entity of one side — may return.
+    pub listing_records: u64,
+    /// Bytes (estimated) one listing may return.
+    pub listing_bytes: u64,
+    /// Records a run may read in all: every listing, re-read and lookup.
+    pub run_records: u64,
+    /// Bytes (estimated) a run may read in all.
+    pub run_bytes: u64,
+    /// Wall time a run may spend reading both sides, in seconds.
+    pub read_seconds: u64,
+    /// Largest cursor a connector may hand back (it is stored per sync and side).
+    pub cursor_bytes: u64,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            listing_records: 1_000_000,
+            listing_bytes: 1 << 30,
+            run_records: 2_000_000,
+            run_bytes: 2 << 30,
+            read_seconds: 6 * 3600,
+            cursor_bytes: 64 << 10,
+        }
+    }
 }
 
 /// How failed writes are retried on later runs.
