@@ -159,7 +159,26 @@ impl Daemon {
 
     /// Every sync with the daemon's view (running, last error, next run).
     pub fn summaries(&self, only: Option<&str>) -> Result<Vec<SyncSummary>, HostError> {
+        // A run that ends between reading the run log and reading its worker would show
+        // as not running while its record still says running: read the log again until
+        // no worker started or stopped meanwhile (a few tries; runs are long).
+        let running = || -> Vec<bool> {
+            self.inner
+                .workers
+                .values()
+                .map(|w| w.state().running)
+                .collect()
+        };
+        let mut before = running();
         let mut list = self.inner.host.status(only)?;
+        for _ in 0..3 {
+            let after = running();
+            if after == before {
+                break;
+            }
+            before = after;
+            list = self.inner.host.status(only)?;
+        }
         for s in &mut list {
             if let Some(w) = self.inner.workers.get(&s.name) {
                 let st = w.state();
