@@ -680,6 +680,65 @@ fn bulk_creates_with_read_back() {
     );
 }
 
+/// A bulk job that failed as a whole but names its failed records: those are refused
+/// as invalid with the app's reason (a retry cannot change that), not retried as if the
+/// job might pass; a record it does not name and that is not found is retried.
+#[test]
+fn failed_bulk_job_with_named_failures_is_invalid_not_transient() {
+    let emails = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ];
+    let items: Vec<Json> = emails
+        .iter()
+        .map(|e| json!({"emails": e, "data": {"first_name": "New", "email": e, "external_id": format!("m-{e}")}}))
+        .collect();
+    let report: Vec<Json> = emails[..3]
+        .iter()
+        .map(|e| json!({"emails": e, "mobile_number": null, "error_message": ["Mobile number is invalid"]}))
+        .collect();
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            post(
+                "contacts/bulk_upsert",
+                json!({"contacts": items}),
+                json!({"job_id": 556}),
+            ),
+            get(
+                "job_statuses/556",
+                json!({"status": "failed", "progress": 100, "data": {
+            "record_status": {"succeeded": 0, "failed": 3},
+            "detailed_failure_report": report}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                json!({"filter_rule": [{"attribute": "contact_email.email", "operator": "is_in", "value": ["d@example.com"]}]}),
+                json!({"contacts": [], "meta": {"total": 0}}),
+            ),
+        ],
+    );
+    let ops = emails.iter().map(|e| create(Some(e), &[])).collect();
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    for (result, email) in results[..3].iter().zip(emails) {
+        assert_eq!(
+            result.outcome,
+            Err(Error::invalid(format!(
+                "bulk upsert of {email}: Mobile number is invalid"
+            )))
+        );
+    }
+    assert!(
+        matches!(&results[3].outcome, Err(Error::Transient(_))),
+        "{:?}",
+        results[3].outcome
+    );
+}
+
 /// A refused bulk endpoint falls back to one upsert per record.
 #[test]
 fn bulk_refused_falls_back_to_upserts() {
