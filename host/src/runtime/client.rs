@@ -83,7 +83,7 @@ pub enum CallError {
         stderr: String,
     },
     /// The call exceeded its wall-time limit and was cancelled.
-    #[error("plugin {plugin}: `{export}` did not finish within {limit:?} and was cancelled{}{}", waiting_suffix(*.limit, .http_wait), stderr_suffix(.stderr))]
+    #[error("plugin {plugin}: `{export}` did not finish within {limit:?} and was cancelled{}{}", waiting_suffix(.limit, .http_wait), stderr_suffix(.stderr))]
     Timeout {
         /// `name version`.
         plugin: Arc<str>,
@@ -146,7 +146,7 @@ pub fn describe_plugin_error(error: &types::Error) -> String {
 }
 
 /// Says who is slow when a call ran out of wall time waiting on the app.
-fn waiting_suffix(limit: Duration, http_wait: &Option<Duration>) -> String {
+fn waiting_suffix(limit: &Duration, http_wait: &Option<Duration>) -> String {
     match http_wait {
         Some(waited) => format!(
             ": it spent {:.1} s of {:.1} s waiting for the app's HTTP answers; the app answers slowly (not a plugin fault); raise the plugin grant's `limits.timeout` if the app is always this slow",
