@@ -144,6 +144,65 @@ async fn google_contacts_passes_the_kit_with_groups() {
     ));
 }
 
+/// The container round trip never uses a container the created record is already in:
+/// a new Google contact is in My Contacts, and taking it out of its only group is refused
+/// (a contact keeps at least one group). On an account whose groups are all empty, My
+/// Contacts would otherwise be the smallest; the kit takes Starred, or a user group
+/// when the account has one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_container_round_trip_keeps_the_contacts_last_group() {
+    let plugin = plugin(GOOGLE).await;
+    for user_group in [None, Some("Kit round trip")] {
+        let mut options = conformance::kit_sandbox_options();
+        options.sizes.google = 0;
+        let (sandbox, target) = conformance::start_sandbox(AccountKind::GooglePeople, options)
+            .await
+            .unwrap();
+        if let Some(name) = user_group {
+            let info = sandbox.account(AccountKind::GooglePeople).unwrap();
+            let http = reqwest::Client::new();
+            let token: Json = http
+                .post(format!("{}/tokens/access", info.control_url))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let created = http
+                .post(format!("{}/v1/contactGroups", info.base_url))
+                .bearer_auth(token["access_token"].as_str().unwrap())
+                .json(&json!({"contactGroup": {"name": name}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                created.status().is_success(),
+                "{}",
+                created.text().await.unwrap()
+            );
+        }
+        let report = conformance::run(runtime(), &plugin, &target, &KitOptions::default()).await;
+        sandbox.shutdown().await;
+        assert_eq!(
+            outcome(&report, "contacts", "containers: add, list, remove"),
+            &Outcome::Pass,
+            "{}",
+            report.table(false)
+        );
+        let row = report
+            .check("contacts", "containers: add, list, remove")
+            .unwrap();
+        let used = user_group.unwrap_or("Starred");
+        assert!(
+            row.detail.contains(&format!("added to {used} ")),
+            "{}",
+            row.detail
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_are_reported_as_such() {
     // A made-up API key; a refresh token the account never issued.

@@ -454,3 +454,47 @@ async fn freshmarketer_lists_and_consent() {
     assert_eq!(now.len(), members.len() + 1);
     sandbox.shutdown().await;
 }
+
+/// A call cut by its wall-time limit while the app had not answered is blamed on the
+/// slow app, with the time spent waiting, not on the plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_app_is_not_blamed_on_the_plugin() {
+    let sandbox = start().await;
+    let fs = account(&sandbox, AccountKind::FreshsalesSuite);
+    let (api_key, _) = keys(fs);
+    let mut grant = loopback_grant(&["setting:base-url"]);
+    grant.limits.timeout = std::time::Duration::from_millis(400);
+    let connection = Connection {
+        id: "slow-e2e".into(),
+        settings: [("base-url".to_owned(), fs.api_base.clone())].into(),
+        grant,
+        credentials: Credentials::ApiKey(Secret::new(api_key)),
+        budget: None,
+    };
+    let slow = runtime()
+        .connector(&plugin(FRESHSALES).await, connection)
+        .expect("connector client");
+    control(&sandbox, AccountKind::FreshsalesSuite)
+        .faults
+        .add(fault(serde_json::json!({
+        "path_prefix": "/crm/sales/api/contacts/filters", "count": 1,
+        "fault": {"kind": "latency", "ms": 5000}})));
+    let err = slow.check().await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CallError::Timeout {
+                http_wait: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("waiting for the app's HTTP answers")
+            && message.contains("the app answers slowly (not a plugin fault)"),
+        "{message}"
+    );
+    sandbox.shutdown().await;
+}

@@ -281,10 +281,21 @@ async fn google_contacts_errors_reach_the_host_as_contract_variants() {
         other => panic!("expected rate-limited, got {other:?}"),
     }
 
-    // A revoked refresh token: the host sends no bearer, Google answers 401.
+    // A revoked refresh token: the host sends no bearer, Google answers 401, and the
+    // error says what the token endpoint said and how to re-authorise (not "wrong key").
     let bad = client_with_bad_token(&sandbox).await;
     let err = plugin_error(bad.check().await.unwrap_err());
-    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+    match &err {
+        Error::Unauthorized(m) => assert!(
+            m.contains(
+                "refused the refresh token: invalid_grant (Token has been expired or revoked.)"
+            ) && m.contains("re-authorise")
+                && m.contains("`connections.google-e2e.credentials.oauth2.refresh-token`")
+                && !m.contains("1//not-a-refresh-token"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
     sandbox.shutdown().await;
 }
 

@@ -818,6 +818,101 @@ async fn consent_only_tightens_and_nobody_is_resubscribed() {
     );
 }
 
+/// Which Freshmarketer statuses are opt-outs, and a re-subscription in Freshmarketer
+/// after an opt-out that came from Freshsales (docs/consent.md): "not subscribed" is no
+/// opt-out (such a list member reaches Freshsales without DND); the re-subscription stays
+/// in Freshmarketer (the sync does not unsubscribe the person again) and Freshsales keeps
+/// its DND (a sync never re-subscribes anybody): the pair disagrees from then on, and
+/// later runs write nothing for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freshmarketer_resubscribe_after_a_freshsales_opt_out_stays_in_freshmarketer() {
+    let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    let never_asked = w.create(App::Fm, "contacts", json!({"first_name": "Nell", "last_name": "Never", "emails": "nell.never@consent.example", "subscription_status": 2})).await;
+    w.add_to_list(App::Fm, list, &[never_asked]).await;
+    w.settle("s", 3).await;
+    let fs = w.by_email(App::Fs, "contacts").await;
+    let nell = &fs["nell.never@consent.example"][0];
+    assert_eq!(
+        nell["do_not_disturb"],
+        json!(false),
+        "not subscribed is no opt-out: {nell}"
+    );
+    assert_eq!(
+        w.record(App::Fm, "contacts", never_asked).await["subscription_status"],
+        json!(2),
+        "and it stays not subscribed"
+    );
+
+    let fm = w.by_email(App::Fm, "contacts").await;
+    let (_, fs_id, fm_id) = pair(&w, &fs, &fm, &["nell.never@consent.example"]);
+    w.advance(60).await;
+    w.consent(App::Fs, "contacts", fs_id, json!({"do_not_disturb": true}))
+        .await;
+    w.advance(60).await;
+    w.settle("s", 3).await;
+    assert!(unsubscribed(&w.record(App::Fm, "contacts", fm_id).await));
+
+    // The person subscribes again in Freshmarketer.
+    w.advance(60).await;
+    w.consent(
+        App::Fm,
+        "contacts",
+        fm_id,
+        json!({"subscription_status": 1}),
+    )
+    .await;
+    w.advance(60).await;
+    w.settle("s", 3).await;
+    let fm_after = w.record(App::Fm, "contacts", fm_id).await;
+    assert_eq!(fm_after["subscription_status"], json!(1), "{fm_after}");
+    assert_eq!(
+        w.record(App::Fs, "contacts", fs_id).await["do_not_disturb"],
+        json!(true),
+        "Freshsales keeps its DND"
+    );
+    // Stable: the disagreement is accepted, nothing is written for it.
+    w.advance(60).await;
+    let r = w.run("s").await;
+    completed(&r);
+    assert_eq!(totals(&r), (0, 0, 0, 0), "{r:?}");
+}
+
+/// A write the app refuses as invalid (400 "… is invalid") cannot succeed when sent
+/// again: it is parked at once with the app's message, not retried as if it might pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_write_is_parked_at_once_with_the_apps_message() {
+    let w = World::start(FS_FM, small(), &fs_fm("two-way", "")).await;
+    w.settle("s", 3).await;
+    let list = w.list_id(App::Fm, "Newsletter").await;
+    let vic = w.create(App::Fm, "contacts", json!({"first_name": "Vic", "last_name": "Invalid", "emails": "vic.invalid@parked.example", "subscription_status": 1})).await;
+    w.add_to_list(App::Fm, list, &[vic]).await;
+    // Freshsales refuses every create and update as invalid.
+    let refusal =
+        json!({"errors": {"code": 400, "message": ["Mobile number is invalid"]}}).to_string();
+    w.fault(App::Fs, json!({"method": "POST", "path_prefix": "/crm/sales/api/contacts",
+        "fault": {"kind": "status", "status": 400, "body": refusal, "content_type": "application/json"}}))
+        .await;
+    w.advance(60).await;
+    let r = w.run("s").await;
+    let (_, _, _, failed) = totals(&r);
+    assert_eq!(failed, 1, "{:?}", r.counters);
+    let parked: usize = r.counters.values().map(|c| c.parked).sum();
+    assert_eq!(parked, 1, "parked at once: {:?}", r.counters);
+    let logs = w.host().logs("s", None, 1).unwrap();
+    let event = logs[0]
+        .events
+        .iter()
+        .find(|e| e.action == "parked")
+        .expect("a parked event");
+    assert!(
+        event.reason.contains("Mobile number is invalid")
+            && event.reason.contains("after 1 attempt"),
+        "{}",
+        event.reason
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_and_google_with_if_then_rules() {
     let sync = r#"

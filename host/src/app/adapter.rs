@@ -450,9 +450,16 @@ impl Source for ConnectorSource {
 }
 
 /// Whether a call ran out of its CPU or wall time (not a passing failure: the same call
-/// would run out again).
+/// would run out again). A call that ran out waiting on a slow app is not exhausted: the
+/// app may answer faster on the next try.
 fn exhausted(e: &crate::runtime::CallError) -> bool {
-    matches!(e, crate::runtime::CallError::Timeout { .. })
+    matches!(
+        e,
+        crate::runtime::CallError::Timeout {
+            http_wait: None,
+            ..
+        }
+    )
         || e.trap_kind() == Some(crate::runtime::TrapKind::Interrupt)
 }
 

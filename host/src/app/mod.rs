@@ -793,6 +793,9 @@ async fn check_with_retries(
 fn check_error(connection: &str, plugin: &Plugin, e: CallError) -> HostError {
     use crate::runtime::types::Error as E;
     let hint = match e.plugin_error() {
+        Some(E::Unauthorized(m)) if m.contains("refused the refresh token") => {
+            "the app's authorisation was withdrawn or has expired; the message says how to re-authorise"
+        }
         Some(E::Unauthorized(_)) => {
             "the credentials were refused: check the API key or token its [connections] entry references"
         }

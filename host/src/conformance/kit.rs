@@ -22,6 +22,8 @@ use super::{KitOptions, NEEDS_SANDBOX, Target};
 const PLUGIN: &str = "plugin";
 /// A listing that has not ended after this many pages is reported as endless.
 const MAX_PAGES: usize = 10_000;
+/// Containers listed at most to find one the created record is not in.
+const MAX_CONTAINERS_TRIED: usize = 3;
 /// Some apps version records by `updated_at` with one-second resolution: two writes to
 /// one record within the same second can keep the version. The kit waits this long
 /// before writing a record again, as a sync (minutes apart) would.
@@ -1120,12 +1122,42 @@ impl<'a> Kit<'a> {
             self.skip(scope, NAME, "describe says the entity has no containers");
             return;
         }
-        // Prefer the smallest container: a full listing of it is cheapest.
-        let Some(container) = containers
-            .iter()
-            .min_by_key(|c| c.member_count.unwrap_or(u64::MAX))
-        else {
+        if containers.is_empty() {
             self.skip(scope, NAME, "the account has no containers");
+            return;
+        }
+        // The smallest container the record is not in yet (a full listing of it is
+        // cheapest): adding to a container the app already put it in (Google's My
+        // Contacts) changes nothing, and removing it from there may take its last
+        // container away, which apps refuse (a Google contact keeps at least one group).
+        let mut candidates: Vec<&Container> = containers.iter().collect();
+        candidates.sort_by_key(|c| c.member_count.unwrap_or(u64::MAX));
+        let mut container = None;
+        for candidate in candidates.into_iter().take(MAX_CONTAINERS_TRIED) {
+            match self
+                .pull_all(client, scope, Some(&candidate.id), None, true)
+                .await
+            {
+                Ok(listing) if listing.get(id).is_some() => continue,
+                Ok(_) => {
+                    container = Some(candidate);
+                    break;
+                }
+                Err(r) => {
+                    let r = format!("listing container {}: {r}", candidate.name);
+                    self.row(scope, NAME, Err(r));
+                    return;
+                }
+            }
+        }
+        let Some(container) = container else {
+            self.skip(
+                scope,
+                NAME,
+                &format!(
+                    "the created record is already in each of the {MAX_CONTAINERS_TRIED} smallest containers; add a container it is not in (in Google: a user contact group)"
+                ),
+            );
             return;
         };
         let change = |add: bool| Write {

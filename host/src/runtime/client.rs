@@ -84,7 +84,7 @@ pub enum CallError {
         stderr: String,
     },
     /// The call exceeded its wall-time limit and was cancelled.
-    #[error("plugin {plugin}: `{export}` did not finish within {limit:?} and was cancelled{}", stderr_suffix(.stderr))]
+    #[error("plugin {plugin}: `{export}` did not finish within {limit:?} and was cancelled{}{}", waiting_suffix(.limit, .http_wait), stderr_suffix(.stderr))]
     Timeout {
         /// `name version`.
         plugin: Arc<str>,
@@ -94,6 +94,9 @@ pub enum CallError {
         limit: Duration,
         /// The tail of the guest's stderr.
         stderr: String,
+        /// Set when the app's HTTP answers held the call up (a request was in flight when
+        /// the limit struck, or waiting took most of the call): the total wait.
+        http_wait: Option<Duration>,
     },
 }
 
@@ -141,6 +144,18 @@ pub fn describe_plugin_error(error: &types::Error) -> String {
         E::Fatal(m) => format!("fatal: {m}"),
     }
     .replace(['\n', '\r'], " ")
+}
+
+/// Says who is slow when a call ran out of wall time waiting on the app.
+fn waiting_suffix(limit: &Duration, http_wait: &Option<Duration>) -> String {
+    match http_wait {
+        Some(waited) => format!(
+            ": it spent {:.1} s of {:.1} s waiting for the app's HTTP answers; the app answers slowly (not a plugin fault); raise the plugin grant's `limits.timeout` if the app is always this slow",
+            waited.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
+        None => String::new(),
+    }
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -206,15 +221,21 @@ async fn run<R>(
     body: impl AsyncFnOnce(&mut Store<HostState>) -> wasmtime::Result<R>,
 ) -> Result<(R, Store<HostState>), CallError> {
     let stderr = store.data().stderr.clone();
-    let outcome = tokio::time::timeout(timeout, body(&mut store)).await;
+    let wait = store.data().http_wait.clone();
+    let outcome = tokio::select! {
+        done = body(&mut store) => Ok(done),
+        // Read while the call is still alive: whether a request is in flight right now.
+        () = tokio::time::sleep(timeout) => Err(wait.snapshot()),
+    };
     match outcome {
         Ok(Ok(value)) => Ok((value, store)),
         Ok(Err(err)) => Err(trap_error(plugin, export, &err, store.data(), &stderr)),
-        Err(_) => Err(CallError::Timeout {
+        Err((in_flight, waited)) => Err(CallError::Timeout {
             plugin: plugin.clone(),
             export,
             limit: timeout,
             stderr: clean_lines(&stderr.text()),
+            http_wait: (in_flight || waited * 2 >= timeout).then_some(waited),
         }),
     }
 }
@@ -332,8 +353,21 @@ impl ConnectorClient {
         result?.map_err(|error| CallError::Plugin {
             plugin: self.plugin.label.clone(),
             export,
-            error: clean_error(self.conn.http.scrubber().plugin_error(error)),
+            error: clean_error(self.conn.http.scrubber().plugin_error(self.explain(error))),
         })
+    }
+
+    /// A plugin's `unauthorized` after the OAuth2 token endpoint refused the refresh token
+    /// says so: the request went out without a token, so the app's 401 means "authorise
+    /// again", not "wrong key".
+    fn explain(&self, error: types::Error) -> types::Error {
+        match (error, self.conn.http.oauth_refusal()) {
+            (types::Error::Unauthorized(m), Some(refusal)) => types::Error::Unauthorized(format!(
+                "{m}; the OAuth2 token endpoint refused the refresh token: {refusal}; re-authorise: grant the app access again, then store the new refresh token where `connections.{}.credentials.oauth2.refresh-token` points",
+                self.connection
+            )),
+            (error, _) => error,
+        }
     }
 
     /// `describe`: entities, capabilities, rate budget.

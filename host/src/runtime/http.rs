@@ -155,6 +155,10 @@ struct OAuth2 {
     scopes: Vec<String>,
     /// Held while refreshing, so that concurrent requests wait for one refresh.
     state: tokio::sync::Mutex<TokenState>,
+    /// Why the token endpoint last refused the refresh token (its OAuth error code and
+    /// description, never a token), until a refresh succeeds: a 401 the plugin then gets
+    /// is explained by it, not by "wrong key" (see [`HttpCtx::oauth_refusal`]).
+    refused: std::sync::Mutex<Option<String>>,
 }
 
 #[derive(Default)]
@@ -298,6 +302,20 @@ impl HttpCtx {
             ));
         }
         Ok(())
+    }
+
+    /// Why the OAuth2 token endpoint refused this connection's refresh token the last
+    /// time it was asked (e.g. `invalid_grant (Token has been expired or revoked.)`), if it
+    /// did and no refresh succeeded since.
+    pub(crate) fn oauth_refusal(&self) -> Option<String> {
+        match &self.auth {
+            Auth::OAuth2(oauth) => oauth
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            _ => None,
+        }
     }
 
     /// The effective origins, for display.
@@ -542,9 +560,15 @@ impl HttpCtx {
                 other => other,
             })?;
         if !response.status().is_success() {
-            tracing::warn!(status = %response.status(), "OAuth2 token refresh refused");
+            let status = response.status();
+            let body = read_capped(response, 16 * 1024).await.unwrap_or_default();
+            // The description is the endpoint's text: it may echo what it was sent.
+            let reason = self.scrub.text(oauth_error(status.as_u16(), &body));
+            tracing::warn!(status = %status, reason = %reason, "OAuth2 token refresh refused");
+            *oauth.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
             return Ok(None);
         }
+        *oauth.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
@@ -604,6 +628,36 @@ impl HttpCtx {
             headers,
             body,
         })
+    }
+}
+
+/// A token endpoint's refusal in one line: the OAuth error code (RFC 6749 §5.2:
+/// `invalid_grant`, `invalid_client`, …) and its description, or the status when the body
+/// says nothing usable. Only the code's own characters and a short printable description
+/// are kept, so that whatever the endpoint echoes cannot smuggle anything into errors.
+fn oauth_error(status: u16, body: &[u8]) -> String {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let code = json
+        .get("error")
+        .and_then(serde_json::Value::as_str)
+        .filter(|c| {
+            !c.is_empty() && c.len() <= 64 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        });
+    let Some(code) = code else {
+        return format!("HTTP {status}");
+    };
+    let description: String = json
+        .get("error_description")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect();
+    if description.trim().is_empty() {
+        code.to_owned()
+    } else {
+        format!("{code} ({})", description.trim())
     }
 }
 
@@ -735,6 +789,7 @@ fn build_auth(
                     refresh_token: refresh_token.clone(),
                     scopes: scopes.clone(),
                     state: tokio::sync::Mutex::new(TokenState::default()),
+                    refused: std::sync::Mutex::new(None),
                 }),
                 Some(reqwest::header::AUTHORIZATION),
             ))
@@ -770,6 +825,7 @@ fn secrets_of<'a>(credentials: &'a Credentials, auth: &'a Auth) -> Vec<&'a str> 
 impl Host for HostState {
     async fn send(&mut self, req: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         let conn = self.conn()?;
+        let _waiting = self.http_wait.start();
         Ok(conn.http.send(req).await)
     }
 }

@@ -132,11 +132,13 @@ impl Scrubber {
                 export,
                 limit,
                 stderr,
+                http_wait,
             } => CallError::Timeout {
                 plugin,
                 export,
                 limit,
                 stderr: self.text(stderr),
+                http_wait,
             },
         }
     }

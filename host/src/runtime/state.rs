@@ -43,6 +43,53 @@ pub(crate) struct HostState {
     pub(crate) cpu_exhausted: bool,
     pub(crate) log: LogCtx,
     pub(crate) conn: Option<Arc<ConnectionCtx>>,
+    /// Time this call spent waiting on the app's HTTP answers.
+    pub(crate) http_wait: HttpWait,
+}
+
+/// How long one call waited on the app's HTTP answers, shared with the code that runs the
+/// call, so that a call cut by its wall-time limit can tell a slow app (waiting on an
+/// answer) from a slow plugin (running).
+#[derive(Clone, Default)]
+pub(crate) struct HttpWait(Arc<std::sync::Mutex<WaitState>>);
+
+#[derive(Default)]
+struct WaitState {
+    /// Since when a request is in flight, if one is.
+    since: Option<std::time::Instant>,
+    /// Requests finished so far: their total wait.
+    done: Duration,
+}
+
+impl HttpWait {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WaitState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks a request in flight until the guard is dropped (also when the call is cut).
+    pub(crate) fn start(&self) -> HttpWaitGuard {
+        self.lock().since = Some(std::time::Instant::now());
+        HttpWaitGuard(self.clone())
+    }
+
+    /// (a request is in flight now, total wait so far).
+    pub(crate) fn snapshot(&self) -> (bool, Duration) {
+        let state = self.lock();
+        let current = state.since.map(|t| t.elapsed()).unwrap_or_default();
+        (state.since.is_some(), state.done + current)
+    }
+}
+
+/// See [`HttpWait::start`].
+pub(crate) struct HttpWaitGuard(HttpWait);
+
+impl Drop for HttpWaitGuard {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        if let Some(since) = state.since.take() {
+            state.done += since.elapsed();
+        }
+    }
 }
 
 impl HostState {
@@ -94,6 +141,7 @@ impl HostState {
             cpu_exhausted: false,
             log,
             conn,
+            http_wait: HttpWait::default(),
         }
     }
 

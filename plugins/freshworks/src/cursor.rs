@@ -73,6 +73,17 @@ pub struct Cursor {
     /// storage has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<FieldTypes>,
+    /// A page of this run stayed short after it was read again: the run's checkpoint
+    /// must not move past what it may have left out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gaps: bool,
+    /// List listings: the list's member count (`meta.total`) at the last run's first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
+    /// `changes` of a list: this run reads the whole list, not only the window (the
+    /// member count says someone joined or left without the window showing it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whole: bool,
 }
 
 impl Cursor {
@@ -90,6 +101,9 @@ impl Cursor {
             high: None,
             checkpoint: None,
             types: None,
+            gaps: false,
+            members: None,
+            whole: false,
         }
     }
 

@@ -11,7 +11,8 @@
 //! Modules, by contract call:
 //!
 //! - [`settings`]: connection settings (`domain` + `edition`, or `base-url`; the marker
-//!   field; the look-back overlap; bulk upsert on/off; ids per list-membership request).
+//!   field; the look-back overlap; bulk upsert on/off; ids per list-membership request;
+//!   whether list joins move `updated_at`).
 //! - [`schema`]: field metadata → field definitions with well-known tags.
 //! - [`record`]: contact / lead JSON ↔ records, custom fields and consent (pure).
 //! - [`pull`] and [`cursor`]: full and incremental listings, deletions, list scope.

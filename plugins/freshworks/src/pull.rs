@@ -14,8 +14,9 @@
 //! `updated_at` descending makes offset paging safe against edits during the listing:
 //! an edited record moves to the front, so later pages shift by one towards the end
 //! (duplicates, which the host drops), never towards the start (a skip). A page shorter
-//! than asked for while more pages follow (Freshworks does this now and then) is asked
-//! for once more before the listing goes on.
+//! than asked for while more pages follow (Freshworks does this now and then, leaving a
+//! record out) is read again with other page boundaries before the listing goes on
+//! (`complete_short_page`); a listing that stays incomplete keeps its checkpoint.
 
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
@@ -121,23 +122,14 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
     loop {
         match cursor.phase {
             Phase::Full | Phase::Changes => {
-                let listing = fetch_listing(client, entity, &mut cursor)?;
-                let mut step = listing_step(&mut cursor, &listing, &types)?;
-                if !step.last && listing.is_short(cursor.page, cursor.per_page) {
-                    // Freshworks sometimes answers a short page mid-listing; asking again
-                    // usually gives the whole page, and a record left out would be lost.
-                    let again = fetch_listing(client, entity, &mut cursor)?;
-                    if again.items.len() > listing.items.len() {
-                        step = listing_step(&mut cursor, &again, &types)?;
-                    } else {
-                        tandem_sdk::log::warn(&format!(
-                            "page {} has {} records of {} although more pages follow; going on",
-                            cursor.page,
-                            listing.items.len(),
-                            cursor.per_page
-                        ));
-                    }
+                let mut listing = fetch_listing(client, entity, &mut cursor, None)?;
+                if listing.is_short(cursor.page, cursor.per_page) {
+                    listing = complete_short_page(client, entity, &mut cursor, listing)?;
                 }
+                if cursor.page == 1 && cursor.list.is_some() {
+                    check_members(client.settings(), &mut cursor, listing.total);
+                }
+                let step = listing_step(&mut cursor, &listing, &types)?;
                 records.extend(step.records);
                 deleted.extend(step.deleted);
                 if !step.last {
@@ -175,13 +167,24 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
 
 /// The last page of a run: the checkpoint for the next one.
 fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>) -> Page {
-    let checkpoint = instant::later(cursor.high.clone(), cursor.checkpoint.clone());
+    // A listing with a page that stayed short is not trusted: the checkpoint stays where
+    // the run started (none after a full listing), so the next run lists the same span
+    // again (in full after a full listing) instead of skipping what was left out.
+    let checkpoint = if cursor.gaps {
+        (cursor.phase != Phase::Full)
+            .then(|| cursor.checkpoint.clone())
+            .flatten()
+    } else {
+        instant::later(cursor.high.clone(), cursor.checkpoint.clone())
+    };
     let done = Cursor {
         phase: Phase::Done,
         page: 1,
         window: None,
         high: None,
         checkpoint,
+        gaps: false,
+        whole: false,
         ..cursor
     };
     Page::last(records, Some(done.encode())).with_deleted(deleted)
@@ -244,6 +247,7 @@ pub fn listing_step(
     types: &FieldTypes,
 ) -> Result<Step, Error> {
     let window = cursor.window.as_deref().and_then(instant::parse);
+    let windowed = cursor.phase == Phase::Changes && !cursor.whole;
     let mut step = Step::default();
     let mut page_high: Option<String> = None;
     let mut past_window = false;
@@ -259,7 +263,7 @@ pub fn listing_step(
         page_high = instant::later(page_high, record.updated_at.clone());
         let updated = record.updated_at.as_deref().and_then(instant::parse);
         past_window = matches!((window, updated), (Some(w), Some(u)) if u < w);
-        if cursor.phase == Phase::Changes && past_window {
+        if windowed && past_window {
             continue;
         }
         step.records.push(record);
@@ -272,16 +276,158 @@ pub fn listing_step(
         || listing
             .total_pages
             .is_some_and(|t| u64::from(cursor.page) >= t)
-        || (cursor.phase == Phase::Changes && past_window);
+        || (windowed && past_window);
     Ok(step)
 }
 
-/// Fetches the cursor's listing page (view or list), resolving the view id if needed.
-fn fetch_listing(client: &Client, entity: Entity, cursor: &mut Cursor) -> Result<Listing, Error> {
-    let query = format!(
-        "page={}&per_page={}&sort=updated_at&sort_type=desc",
-        cursor.page, cursor.per_page
-    );
+/// The plugin storage key counting the members this connection added to (and removed
+/// from) `list` since the list was last listed.
+fn own_changes_key(list: &str) -> String {
+    format!("list-changes/{list}")
+}
+
+/// Records that this connection added (`delta` > 0) or removed list members, so that the
+/// next listing's member-count check expects them. Best effort: without storage the next
+/// incremental listing of the list reads it in full.
+pub fn note_own_membership_changes(list: &str, delta: i64) {
+    let key = own_changes_key(list);
+    let before = tandem_sdk::storage::get_json::<i64>(&key)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    if let Err(e) = tandem_sdk::storage::set_json(&key, &before.saturating_add(delta)) {
+        tandem_sdk::log::debug(&format!("cannot note list changes: {}", e.message()));
+    }
+}
+
+/// The member changes noted since the last listing of `list`, which they are then part of
+/// (`None` without storage).
+fn take_own_membership_changes(list: &str) -> Option<i64> {
+    let key = own_changes_key(list);
+    let delta = tandem_sdk::storage::get_json::<i64>(&key).ok()?;
+    if delta.is_some() {
+        let _ = tandem_sdk::storage::delete(&key);
+    }
+    Some(delta.unwrap_or(0))
+}
+
+/// First page of a list listing: whether this incremental run may trust `updated_at` for
+/// people who joined the list. It reads the whole list instead when the connection says
+/// joins do not move `updated_at`, or when the member count (`meta.total`, free with the
+/// page) differs from the last run's plus this connection's own adds and removes since:
+/// someone joined or left without the window showing it. A join and a leave between two
+/// runs cancel out in the count; the periodic full listing covers that.
+fn check_members(settings: &Settings, cursor: &mut Cursor, total: Option<u64>) {
+    let own = cursor.list.as_deref().and_then(take_own_membership_changes);
+    if cursor.phase == Phase::Changes {
+        let expected = cursor
+            .members
+            .map(|known| i128::from(known) + i128::from(own.unwrap_or(0)));
+        let agrees = match (expected, total) {
+            (_, None) => true, // No count sent: nothing to compare.
+            (Some(expected), Some(now)) => expected == i128::from(now),
+            (None, Some(_)) => false,
+        };
+        if !settings.list_joins_move_updated_at {
+            cursor.whole = true;
+        } else if !agrees {
+            cursor.whole = true;
+            tandem_sdk::log::info(&format!(
+                "list {} has {} members, {} expected; people joined or left without a newer updated_at: reading the whole list",
+                cursor.list.as_deref().unwrap_or_default(),
+                total.unwrap_or_default(),
+                expected.map_or_else(|| "an unknown number".to_owned(), |e| e.to_string())
+            ));
+        }
+    }
+    cursor.members = total;
+}
+
+/// The page size that re-reads the span of short page `page` (of `per_page` records) with
+/// its page boundaries elsewhere: the span's last index must not end a page of the new
+/// size, since a short page lost a record there. `None` below 3 records a page.
+pub fn shifted_page_size(page: u32, per_page: u32) -> Option<u32> {
+    if per_page < 3 {
+        return None;
+    }
+    let end = u64::from(page) * u64::from(per_page);
+    (2..per_page).rev().find(|size| end % u64::from(*size) != 0)
+}
+
+/// Completes a page that came back short while more pages follow (Freshworks does this
+/// now and then: a record of the page is left out, not moved to the next page, and asking
+/// again at once often gives the same short page). The page's span is read once more with
+/// pages of another size (see [`shifted_page_size`]; 2 or 3 requests), so its records sit
+/// at other page boundaries, and the records not yet seen are merged in (newest first).
+/// A span still short after that is logged and marks the listing as having gaps, so
+/// that its checkpoint does not move (see [`finish`]).
+fn complete_short_page(
+    client: &Client,
+    entity: Entity,
+    cursor: &mut Cursor,
+    short: Listing,
+) -> Result<Listing, Error> {
+    let (page, per_page) = (cursor.page, cursor.per_page);
+    let start = u64::from(page - 1) * u64::from(per_page);
+    let end = start + u64::from(per_page);
+    let mut items = short.items.clone();
+    let mut seen: std::collections::BTreeSet<String> = items
+        .iter()
+        .filter_map(|i| i.as_object().and_then(record::id_of))
+        .collect();
+    if let Some(size) = shifted_page_size(page, per_page) {
+        let size64 = u64::from(size);
+        for other in (start / size64 + 1)..=((end - 1) / size64 + 1) {
+            let Ok(other) = u32::try_from(other) else {
+                break;
+            };
+            let again = fetch_listing(client, entity, cursor, Some((other, size)))?;
+            let first = u64::from(other - 1) * size64;
+            for (offset, item) in again.items.into_iter().enumerate() {
+                let index = first + offset as u64;
+                let id = item.as_object().and_then(record::id_of);
+                if (start..end).contains(&index)
+                    && let Some(id) = id
+                    && seen.insert(id)
+                {
+                    items.push(item);
+                }
+            }
+        }
+    }
+    // Newest first, as the app sorts: the last record decides whether a window is passed.
+    items.sort_by_key(|item| {
+        std::cmp::Reverse(
+            item.get("updated_at")
+                .and_then(Json::as_str)
+                .and_then(instant::parse),
+        )
+    });
+    if items.len() < per_page as usize {
+        cursor.gaps = true;
+        tandem_sdk::log::warn(&format!(
+            "page {page} has {} records of {per_page} although more pages follow, also when read again; the next run lists these records again",
+            items.len()
+        ));
+    } else {
+        tandem_sdk::log::info(&format!(
+            "page {page} came back with {} records of {per_page} although more pages follow; read again with other page boundaries, complete",
+            short.items.len()
+        ));
+    }
+    Ok(Listing { items, ..short })
+}
+
+/// Fetches the cursor's listing page (view or list), resolving the view id if needed;
+/// `other` asks for another (page, page size) of the same listing instead.
+fn fetch_listing(
+    client: &Client,
+    entity: Entity,
+    cursor: &mut Cursor,
+    other: Option<(u32, u32)>,
+) -> Result<Listing, Error> {
+    let (page, per_page) = other.unwrap_or((cursor.page, cursor.per_page));
+    let query = format!("page={page}&per_page={per_page}&sort=updated_at&sort_type=desc");
     if let Some(list) = &cursor.list {
         let body = client.get(&format!("contacts/lists/{}?{query}", encode(list)))?;
         return Listing::parse(&body, entity.plural());
@@ -356,4 +502,56 @@ fn fetch_deleted(client: &Client, entity: Entity, cursor: &Cursor) -> Result<Lis
         .post(&path, &deleted_query(cursor.window.as_deref()))
         .map_err(|e| errors::context("listing deleted records", e))?;
     Listing::parse(&body, entity.plural())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_page_sizes_move_the_span_end_off_a_page_end() {
+        // (page, per_page) -> size: the span's end (page × per_page) is no multiple of it.
+        let cases = [
+            ((1, 100), Some(99)),
+            ((2, 100), Some(99)),
+            ((99, 100), Some(98)), // 9,900 = 99 × 100
+            ((3, 10), Some(9)),
+            ((9, 10), Some(8)), // 90 = 9 × 10
+            ((1, 3), Some(2)),
+            ((1, 2), None),
+        ];
+        for ((page, per_page), want) in cases {
+            let got = shifted_page_size(page, per_page);
+            assert_eq!(got, want, "page {page} of {per_page}");
+            if let Some(size) = got {
+                assert_ne!(u64::from(page * per_page) % u64::from(size), 0);
+            }
+        }
+    }
+
+    /// A listing that kept a gap does not move its checkpoint: an incremental run keeps
+    /// the one it started from, a full listing leaves none (the next run is full again).
+    #[test]
+    fn a_listing_with_gaps_keeps_its_checkpoint() {
+        let mut cursor = Cursor::full("contacts", None, 100);
+        cursor.phase = Phase::Deleted;
+        cursor.checkpoint = Some("2024-06-01T10:00:00Z".into());
+        cursor.high = Some("2024-06-01T11:00:00Z".into());
+        let checkpoint = |page: Page| {
+            Cursor::decode(page.next_cursor.as_deref().unwrap())
+                .unwrap()
+                .checkpoint
+        };
+        assert_eq!(
+            checkpoint(finish(cursor.clone(), vec![], vec![])).as_deref(),
+            Some("2024-06-01T11:00:00Z")
+        );
+        cursor.gaps = true;
+        let done = finish(cursor.clone(), vec![], vec![]);
+        let decoded = Cursor::decode(done.next_cursor.as_deref().unwrap()).unwrap();
+        assert_eq!(decoded.checkpoint.as_deref(), Some("2024-06-01T10:00:00Z"));
+        assert!(!decoded.gaps, "the next run starts clean");
+        cursor.phase = Phase::Full;
+        assert_eq!(checkpoint(finish(cursor, vec![], vec![])), None);
+    }
 }

@@ -450,6 +450,9 @@ impl Writer<'_> {
             let ids: Vec<Json> = chunk.iter().map(|id| id_json(id)).collect();
             self.client
                 .put(&format!("lists/{list}/{action}"), &json!({"ids": ids}))?;
+            // The next listing's member-count check expects these (see `pull`).
+            let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+            crate::pull::note_own_membership_changes(list, if add { n } else { -n });
         }
         Ok(())
     }
@@ -504,7 +507,11 @@ impl Writer<'_> {
             None => answer,
         };
         let report = JobReport::parse(&status);
-        if report.state != JobState::Done {
+        // A job that failed but names its failed records (all of them invalid, say) is
+        // read like a finished one: those records are refused with the app's reason, which
+        // no retry changes; the others are read back (and retried when not found).
+        let named = report.state == JobState::Failed && !report.failures.is_empty();
+        if report.state != JobState::Done && !named {
             let error = Error::transient(match report.state {
                 JobState::Failed => format!("the bulk upsert job failed: {}", report.message),
                 _ => {

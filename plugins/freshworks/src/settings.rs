@@ -9,6 +9,7 @@
 //! | `overlap-seconds` | Look-back of incremental listings (default 120)                          |
 //! | `bulk-upsert`     | `true` (default) to create batches through `bulk_upsert`, `false` for one upsert per record |
 //! | `list-batch-size` | Most contact ids per `PUT lists/<id>/add_contacts` / `remove_contacts` (default 100, 1–1000); the API does not document its maximum |
+//! | `list-joins-move-updated-at` | `true` (default): a contact that joins a list gets a new `updated_at`, so incremental list listings see it (plus a member-count check); `false`: every incremental run reads a list in full |
 //!
 //! Parsing is pure ([`Settings::from_pairs`]) so that it is unit tested natively.
 
@@ -77,6 +78,9 @@ pub struct Settings {
     pub bulk_upsert: bool,
     /// Most contact ids per list-membership request.
     pub list_batch: usize,
+    /// A contact joining a list moves its `updated_at` (the documented assumption; not
+    /// verified against the live API).
+    pub list_joins_move_updated_at: bool,
 }
 
 impl Settings {
@@ -122,15 +126,12 @@ impl Settings {
                 ))
             })?,
         };
-        let bulk_upsert = match get("bulk-upsert").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("true" | "yes" | "1" | "on") => true,
-            Some("false" | "no" | "0" | "off") => false,
-            Some(other) => {
-                return Err(Error::fatal(format!(
-                    "connection setting `bulk-upsert` is `{other}`; use `true` or `false`"
-                )));
-            }
-        };
+        let bulk_upsert = flag(get("bulk-upsert"), "bulk-upsert", true)?;
+        let list_joins_move_updated_at = flag(
+            get("list-joins-move-updated-at"),
+            "list-joins-move-updated-at",
+            true,
+        )?;
         let list_batch = match get("list-batch-size") {
             None => DEFAULT_LIST_BATCH,
             Some(text) => text
@@ -151,6 +152,7 @@ impl Settings {
             overlap_secs,
             bulk_upsert,
             list_batch,
+            list_joins_move_updated_at,
         })
     }
 
@@ -236,6 +238,18 @@ fn from_domain(text: &str, edition: Option<Edition>) -> Result<(Url, Edition), E
         ))
     })?;
     Ok((url, edition))
+}
+
+/// A `true` / `false` setting (`yes`/`no`, `1`/`0`, `on`/`off` too).
+fn flag(value: Option<&str>, key: &str, default: bool) -> Result<bool, Error> {
+    match value.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "yes" | "1" | "on") => Ok(true),
+        Some("false" | "no" | "0" | "off") => Ok(false),
+        Some(other) => Err(Error::fatal(format!(
+            "connection setting `{key}` is `{other}`; use `true` or `false`"
+        ))),
+    }
 }
 
 fn valid_marker_field(name: &str) -> bool {
@@ -341,6 +355,7 @@ mod tests {
         assert_eq!(s.overlap_secs, DEFAULT_OVERLAP_SECS);
         assert!(s.bulk_upsert);
         assert_eq!(s.list_batch, DEFAULT_LIST_BATCH);
+        assert!(s.list_joins_move_updated_at);
         assert_eq!(
             s.url("/contacts/5"),
             "https://acme.myfreshworks.com/crm/sales/api/contacts/5"
@@ -352,6 +367,7 @@ mod tests {
             ("overlap-seconds", "30"),
             ("bulk-upsert", "false"),
             ("list-batch-size", "250"),
+            ("list-joins-move-updated-at", "false"),
         ]))
         .unwrap();
         assert_eq!(
@@ -359,9 +375,10 @@ mod tests {
                 s.marker_field.as_str(),
                 s.overlap_secs,
                 s.bulk_upsert,
-                s.list_batch
+                s.list_batch,
+                s.list_joins_move_updated_at
             ),
-            ("cf_tandem_id", 30, false, 250)
+            ("cf_tandem_id", 30, false, 250, false)
         );
     }
 
@@ -388,6 +405,13 @@ mod tests {
             (
                 &[("domain", "acme"), ("bulk-upsert", "maybe")],
                 "`bulk-upsert` is `maybe`",
+            ),
+            (
+                &[
+                    ("domain", "acme"),
+                    ("list-joins-move-updated-at", "sometimes"),
+                ],
+                "`list-joins-move-updated-at` is `sometimes`",
             ),
             (
                 &[("domain", "acme"), ("list-batch-size", "0")],

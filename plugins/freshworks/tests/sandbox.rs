@@ -371,8 +371,10 @@ fn suite_full_then_incremental() {
     );
 }
 
-/// Short and slightly unordered pages (what Syncari saw) lose nothing: a short page is
-/// asked for again.
+/// Short and slightly unordered pages (what Syncari saw) lose nothing, also when every
+/// page asked for while more follow comes back one record short (asking for the same page
+/// again gives the same short page): the span of a short page is read again with other
+/// page boundaries.
 #[test]
 fn short_and_unordered_pages() {
     let sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 250, json!({}));
@@ -384,18 +386,34 @@ fn short_and_unordered_pages() {
     sandbox.control(
         "POST",
         "/page_quirks",
-        Some(json!({"short_pages": 1, "unordered_pages": 2})),
+        Some(json!({"short_pages": 1000, "unordered_pages": 2})),
     );
     sandbox.take_count();
-    let (pages, _) = pull_all(App::Freshsales, "contacts", None, None, true);
+    let (pages, checkpoint) = pull_all(App::Freshsales, "contacts", None, None, true);
     assert_eq!(ids(&pages), expected);
     let requests = sandbox.take_count();
-    eprintln!("full listing with one short page: {requests} requests");
+    eprintln!("full listing with every mid-stream page short: {requests} requests");
     assert_eq!(
         requests,
-        expected.len().div_ceil(100) as u64 + 2 + 1,
-        "one page asked for twice"
+        expected.len().div_ceil(100) as u64 + 2 + 2 * 2,
+        "the two short pages are read again as two pages of 99 each"
     );
+
+    // The same on an incremental listing: 150 records changed since the checkpoint.
+    sandbox.advance(3600);
+    let changed: Vec<String> = expected.iter().take(150).cloned().collect();
+    for id in &changed {
+        sandbox.control(
+            "PATCH",
+            &format!("/records/contacts/{id}"),
+            Some(json!({"city": "Lyon"})),
+        );
+    }
+    let (pages, _) = pull_all(App::Freshsales, "contacts", None, checkpoint, false);
+    let seen = ids(&pages);
+    for id in &changed {
+        assert!(seen.contains(id), "{id} changed but was not listed");
+    }
 }
 
 /// Records sharing the checkpoint's second (ties) are not lost.
@@ -651,6 +669,162 @@ fn freshmarketer_lists_and_consent() {
     assert!(now.contains(&new_id) && outside.iter().all(|id| now.contains(id)));
     let raw = sandbox.control("GET", &format!("/records/contacts/{}", outside[0]), None);
     assert_eq!(raw["contact"]["subscription_status"], json!(4));
+}
+
+/// People who join a list in Freshmarketer are listed by the next incremental run even
+/// when joining does not move their `updated_at` (unverified either way): the list's
+/// member count, free with the first page, disagrees with the last run's plus the
+/// connector's own adds, so the run reads the whole list. The connector's own adds do
+/// not trigger that; with `list-joins-move-updated-at = false` every run reads the list.
+#[test]
+fn list_joins_without_a_newer_updated_at() {
+    let sandbox = Sandbox::start(
+        AccountKind::Freshmarketer,
+        120,
+        json!({"list_change_bumps_updated_at": false}),
+    );
+    let lists = tandem_freshworks::containers(App::Freshmarketer, "contacts").unwrap();
+    let list = lists
+        .iter()
+        .find(|l| l.name == "Newsletter")
+        .unwrap()
+        .id
+        .clone();
+    let (pages, checkpoint) = pull_all(App::Freshmarketer, "contacts", Some(&list), None, true);
+    let members = ids(&pages);
+    let outside: Vec<String> = sandbox
+        .live("contacts")
+        .iter()
+        .map(|r| r["id"].to_string())
+        .filter(|id| !members.contains(id))
+        .take(3)
+        .collect();
+
+    // The connector adds one person itself: the next run trusts the window (2 requests).
+    let own = Op::AddToContainer(MembershipOp {
+        container: list.clone(),
+        ids: vec![outside[0].clone()],
+    });
+    let out = tandem_freshworks::push(App::Freshmarketer, "contacts", writes(vec![own])).unwrap();
+    assert_eq!(out[0].outcome, Ok(None));
+    sandbox.advance(600);
+    sandbox.take_count();
+    let (_, checkpoint) = pull_all(
+        App::Freshmarketer,
+        "contacts",
+        Some(&list),
+        checkpoint,
+        false,
+    );
+    assert_eq!(
+        sandbox.take_count(),
+        2,
+        "a window page and the deleted search"
+    );
+
+    // A user adds two people in the app; their updated_at stays old.
+    let joined: Vec<u64> = outside[1..].iter().map(|id| id.parse().unwrap()).collect();
+    sandbox.control(
+        "PUT",
+        &format!("/lists/{list}/members"),
+        Some(json!({"add": joined})),
+    );
+    sandbox.advance(600);
+    let (pages, checkpoint) = pull_all(
+        App::Freshmarketer,
+        "contacts",
+        Some(&list),
+        checkpoint,
+        false,
+    );
+    let seen = ids(&pages);
+    for id in &outside[1..] {
+        assert!(seen.contains(id), "{id} joined the list but was not listed");
+    }
+    sandbox.take_count();
+
+    // Nothing changed since: the count agrees, the window is trusted again.
+    sandbox.advance(600);
+    pull_all(
+        App::Freshmarketer,
+        "contacts",
+        Some(&list),
+        checkpoint.clone(),
+        false,
+    );
+    assert_eq!(sandbox.take_count(), 2);
+
+    // Told that joins do not move updated_at, every run reads the list.
+    sandbox.install(&[("list-joins-move-updated-at", "false")]);
+    let (pages, _) = pull_all(
+        App::Freshmarketer,
+        "contacts",
+        Some(&list),
+        checkpoint,
+        false,
+    );
+    assert_eq!(ids(&pages).len(), members.len() + 3);
+}
+
+/// `marker-field` keeps the engine's marker out of `external_id`, which other
+/// integrations use: creates (bulk and single) write it into the custom text field, a
+/// lookup by marker reads it there, and the `external_id` another tool set stays. A
+/// marker field the account does not have is refused by `check` with what to do.
+#[test]
+fn marker_in_a_custom_field() {
+    let sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 5, json!({}));
+    sandbox.install(&[("marker-field", "cf_region")]);
+    tandem_freshworks::check(App::Freshsales).unwrap();
+    let emails: Vec<String> = (0..5).map(|i| format!("mark{i}@tandem.example")).collect();
+    // Another integration's id on a person the sync will create again (upsert by email).
+    let other = sandbox.control(
+        "POST",
+        "/records/contacts",
+        Some(json!({"first_name": "Other", "email": "mark0@tandem.example", "external_id": "crm-42"})),
+    );
+    assert!(other["contact"]["id"].is_u64(), "{other}");
+    // Bulk (4 or more creates) and single creates.
+    for batch in [&emails[..4], &emails[4..]] {
+        let ops = batch.iter().map(|e| create(e, &[])).collect();
+        let out = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+        for (result, email) in out.iter().zip(batch) {
+            let record = stored(result);
+            let marker = format!("tandem:{email}");
+            assert_eq!(record.text("cf_region"), Some(marker.as_str()));
+            let found = tandem_freshworks::find(
+                App::Freshsales,
+                "contacts",
+                Lookup::Marker(marker.clone()),
+            )
+            .unwrap();
+            assert_eq!(found.len(), 1, "{marker}");
+            assert_eq!(found[0].id, record.id);
+        }
+    }
+    let live = sandbox.live("contacts");
+    let mark0 = live
+        .iter()
+        .find(|r| r["email"] == json!("mark0@tandem.example"))
+        .unwrap();
+    assert_eq!(
+        mark0["external_id"],
+        json!("crm-42"),
+        "external_id untouched"
+    );
+    assert!(
+        live.iter().all(|r| !r["external_id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("tandem:")),
+        "no marker in external_id"
+    );
+
+    sandbox.install(&[("marker-field", "cf_tandem_id")]);
+    let err = tandem_freshworks::check(App::Freshsales).unwrap_err();
+    assert!(
+        matches!(&err, Error::Fatal(m) if m.contains("`cf_tandem_id` does not exist") && m.contains("marker-field")),
+        "{err:?}"
+    );
 }
 
 /// Updates with `if-version` read their versions with one search by id per 100, and the

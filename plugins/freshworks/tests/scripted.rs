@@ -145,6 +145,10 @@ fn view(page: u32) -> String {
     format!("contacts/view/12?page={page}&per_page=100&sort=updated_at&sort_type=desc")
 }
 
+fn view4(page: u32) -> String {
+    format!("contacts/view/12?page={page}&per_page=4&sort=updated_at&sort_type=desc")
+}
+
 /// 250 contacts: fields + filters + 3 pages = 5 requests; the checkpoint is the newest
 /// `updated_at` of the first page.
 #[test]
@@ -207,8 +211,9 @@ fn full_listing_pages_and_checkpoints() {
 /// (2 requests; the view id and field types are remembered).
 #[test]
 fn incremental_run_stops_at_the_window_and_lists_deletions() {
-    // A checkpoint from a previous run, and field types cached by it.
-    let previous = json!({"v": 1, "entity": "contacts", "phase": "done", "page": 1, "per_page": 100,
+    // A checkpoint from a previous run, and field types cached by it. Pages of 4, so
+    // that the first page below is full while 40 more follow.
+    let previous = json!({"v": 1, "entity": "contacts", "phase": "done", "page": 1, "per_page": 4,
                           "view": "12", "checkpoint": "2024-05-01T10:00:00Z"});
     let cursor = Some(URL_SAFE_NO_PAD.encode(previous.to_string()));
     let listing = json!({"contacts": [
@@ -225,15 +230,19 @@ fn incremental_run_stops_at_the_window_and_lists_deletions() {
         &[],
         vec![
             get("settings/contacts/fields", fields_metadata()),
-            get(&view(1), listing),
+            get(&view4(1), listing),
             post(
-                "filtered_search/contact?page=1&per_page=100",
+                "filtered_search/contact?page=1&per_page=4",
                 deleted_query,
                 json!({"contacts": [{"id": 9, "is_deleted": true}, {"id": "10"}], "meta": {"total": 2}}),
             ),
         ],
     );
-    let page = tandem_freshworks::pull(App::Freshsales, pull_req(cursor, false, None)).unwrap();
+    let by_four = |cursor| PullRequest {
+        page_size: 4,
+        ..pull_req(cursor, false, None)
+    };
+    let page = tandem_freshworks::pull(App::Freshsales, by_four(cursor)).unwrap();
     done(&steps);
     assert!(!page.more);
     assert_eq!(
@@ -253,22 +262,18 @@ fn incremental_run_stops_at_the_window_and_lists_deletions() {
         &[],
         vec![
             get(
-                &view(1),
+                &view4(1),
                 json!({"contacts": [contact(3, "c@example.com", "2024-05-01T10:00:05Z")], "meta": {"total_pages": 1}}),
             ),
             step(
                 Method::Post,
-                "filtered_search/contact?page=1&per_page=100",
+                "filtered_search/contact?page=1&per_page=4",
                 200,
                 json!({"contacts": [], "meta": {"total": 0}}),
             ),
         ],
     );
-    let idle = tandem_freshworks::pull(
-        App::Freshsales,
-        pull_req(page.next_cursor.clone(), false, None),
-    )
-    .unwrap();
+    let idle = tandem_freshworks::pull(App::Freshsales, by_four(page.next_cursor.clone())).unwrap();
     done(&steps);
     assert_eq!(
         idle.records.len(),
@@ -677,6 +682,65 @@ fn bulk_creates_with_read_back() {
         Err(Error::invalid(
             "bulk upsert of bad@example.com: Email is invalid"
         ))
+    );
+}
+
+/// A bulk job that failed as a whole but names its failed records: those are refused
+/// as invalid with the app's reason (a retry cannot change that), not retried as if the
+/// job might pass; a record it does not name and that is not found is retried.
+#[test]
+fn failed_bulk_job_with_named_failures_is_invalid_not_transient() {
+    let emails = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ];
+    let items: Vec<Json> = emails
+        .iter()
+        .map(|e| json!({"emails": e, "data": {"first_name": "New", "email": e, "external_id": format!("m-{e}")}}))
+        .collect();
+    let report: Vec<Json> = emails[..3]
+        .iter()
+        .map(|e| json!({"emails": e, "mobile_number": null, "error_message": ["Mobile number is invalid"]}))
+        .collect();
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            post(
+                "contacts/bulk_upsert",
+                json!({"contacts": items}),
+                json!({"job_id": 556}),
+            ),
+            get(
+                "job_statuses/556",
+                json!({"status": "failed", "progress": 100, "data": {
+            "record_status": {"succeeded": 0, "failed": 3},
+            "detailed_failure_report": report}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                json!({"filter_rule": [{"attribute": "contact_email.email", "operator": "is_in", "value": ["d@example.com"]}]}),
+                json!({"contacts": [], "meta": {"total": 0}}),
+            ),
+        ],
+    );
+    let ops = emails.iter().map(|e| create(Some(e), &[])).collect();
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    for (result, email) in results[..3].iter().zip(emails) {
+        assert_eq!(
+            result.outcome,
+            Err(Error::invalid(format!(
+                "bulk upsert of {email}: Mobile number is invalid"
+            )))
+        );
+    }
+    assert!(
+        matches!(&results[3].outcome, Err(Error::Transient(_))),
+        "{:?}",
+        results[3].outcome
     );
 }
 

@@ -301,10 +301,12 @@ async fn members(State(a): St, Path(id): Path<u64>, body: Bytes) -> CtlResult {
             .unwrap_or_default()
     };
     let (add, rem) = (ids("add"), ids("remove"));
-    a.with_store(|s, _, now| {
+    a.with_store(|s, sw, now| {
         let user = app_user(s);
-        let added = s.change_membership(id, &add, true, true, now, user)?;
-        let removed = s.change_membership(id, &rem, false, true, now, user)?;
+        // A user's list change moves `updated_at` exactly as an API one does (the switch).
+        let bump = sw.list_change_bumps_updated_at;
+        let added = s.change_membership(id, &add, true, bump, now, user)?;
+        let removed = s.change_membership(id, &rem, false, bump, now, user)?;
         Ok(
             Json(json!({"added": added, "removed": removed, "contact_ids": s.list_members(id)}))
                 .into_response(),

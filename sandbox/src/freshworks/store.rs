@@ -217,7 +217,7 @@ pub struct Job {
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct PageQuirks {
-    /// The next N non-empty pages drop their last record.
+    /// The next N non-empty pages that more pages follow drop their last record.
     pub short_pages: u32,
     /// The next N pages with two or more records swap their first two.
     pub unordered_pages: u32,
@@ -1232,7 +1232,10 @@ impl Store {
         let total = ids.len();
         let start = (req.page.max(1) - 1).saturating_mul(req.per_page);
         let mut out: Vec<u64> = ids.into_iter().skip(start).take(req.per_page).collect();
-        if !out.is_empty() && self.quirks.short_pages > 0 {
+        // Short pages happen mid-stream (more pages follow); the record is left out, not
+        // moved to the next page.
+        let more_follow = start.saturating_add(req.per_page) < total;
+        if !out.is_empty() && more_follow && self.quirks.short_pages > 0 {
             self.quirks.short_pages -= 1;
             out.pop();
         }

@@ -110,7 +110,8 @@ pub struct Switches {
     /// Order records with equal sort keys arbitrarily (seeded shuffle per request) instead of
     /// by id. Default false.
     pub shuffle_ties: bool,
-    /// List membership changes made through the API bump `updated_at`. Default true.
+    /// List membership changes (through the API or by a user, control API) bump
+    /// `updated_at`. Default true (the reference's assumption, unverified).
     pub list_change_bumps_updated_at: bool,
     /// Bulk upsert jobs complete this many seconds (sandbox clock) after submission. Default 1.
     pub bulk_job_delay_secs: u64,
