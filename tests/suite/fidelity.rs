@@ -41,7 +41,10 @@ async fn google_companies(w: &World) -> Vec<(String, Value)> {
                 .map(move |p| (e.clone(), p["person"]["organizations"][0]["name"].clone()))
         })
         .collect();
-    out.sort_by(|x, y| x.0.cmp(&y.0).then_with(|| x.1.to_string().cmp(&y.1.to_string())));
+    out.sort_by(|x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| x.1.to_string().cmp(&y.1.to_string()))
+    });
     out
 }
 
@@ -110,15 +113,20 @@ async fn nothing_changed_writes_nothing_freshsales_google_a_wins() {
         &[FreshsalesSuite, GooglePeople],
         "freshsales",
         "google",
-        "conflict = { winner = \"a-wins\" }",
+        "[syncs.s.conflict]\nwinner = \"a-wins\"",
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_changed_writes_nothing_freshmarketer_google() {
-    nothing_changed_writes_nothing(&[Freshmarketer, GooglePeople], "freshmarketer", "google", "")
-        .await;
+    nothing_changed_writes_nothing(
+        &[Freshmarketer, GooglePeople],
+        "freshmarketer",
+        "google",
+        "",
+    )
+    .await;
 }
 
 /// `resolve --link A B1` then `--keep-apart A B2`, where B1 and B2 both carry A's
@@ -216,7 +224,8 @@ scope = { b = "Newsletter" }
                 .records
                 .iter()
                 .any(|r| r.ends_with(&b2.to_string()))
-                && e.reason.contains(&format!("{kim} already has kim@shared.example"))
+                && e.reason
+                    .contains(&format!("{kim} already has kim@shared.example"))
                 && e.reason.contains("tandem sync resolve")),
             "the refusal names the record and the operator's options: {:#?}",
             logs.iter().flat_map(|l| &l.events).collect::<Vec<_>>()

@@ -199,7 +199,10 @@ impl FieldBase {
         let mut out: Option<FieldBase> = None;
         for side in [Side::A, Side::B] {
             if let (true, Some(v)) = (*self.unseen.get(side), vals.get(side)) {
-                out = Some(out.unwrap_or_else(|| self.clone()).with_alias(side, v.clone()));
+                out = Some(
+                    out.unwrap_or_else(|| self.clone())
+                        .with_alias(side, v.clone()),
+                );
             }
         }
         out

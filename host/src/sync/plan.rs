@@ -1629,7 +1629,14 @@ impl<'a> Planner<'a> {
     /// A create deferred by [`Self::unlinked`], now that every entity pair has
     /// matched: made unless the record was linked, matched or reported by a pair
     /// of the same entity, or a record with its e-mail is already being created.
-    fn deferred_create(&mut self, ix: usize, e: &EntityInput, s: Side, id: &str, emails: &[String]) {
+    fn deferred_create(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        s: Side,
+        id: &str,
+        emails: &[String],
+    ) {
         let t = s.other();
         let entities = self.entities;
         let name = e.pair.name(s);

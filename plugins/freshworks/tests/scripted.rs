@@ -813,8 +813,21 @@ fn creates_never_merge_into_another_record() {
     ];
     let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
     done(&steps);
-    let id = |i: usize| results[i].outcome.as_ref().unwrap().as_ref().unwrap().id.clone();
-    assert_eq!(id(0), "9", "a new record beside the one holding the address");
+    let id = |i: usize| {
+        results[i]
+            .outcome
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .id
+            .clone()
+    };
+    assert_eq!(
+        id(0),
+        "9",
+        "a new record beside the one holding the address"
+    );
     assert_eq!(id(1), "8", "the earlier attempt");
     assert!(
         matches!(&results[2].outcome, Err(Error::Invalid(m))

@@ -143,7 +143,9 @@ fn written(
     inc: &[String],
 ) -> Value {
     let mut out = one(acct, store, sw, entity, id, inc);
-    let asked = inc.iter().any(|i| i == "sales_accounts" || i == "sales_account");
+    let asked = inc
+        .iter()
+        .any(|i| i == "sales_accounts" || i == "sales_account");
     if !asked
         && !sw.sales_accounts_on_write
         && let Some(Value::Object(rec)) = out.get_mut(entity.singular())

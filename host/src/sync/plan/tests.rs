@@ -1428,8 +1428,17 @@ fn a_read_only_field_the_create_did_not_write_never_overwrites_the_source() {
     assert!(fields.iter().all(|(n, _)| n != "company"), "{fields:?}");
     // The app's answer leaves the read-only field out.
     let mut link = plan1.links[0].clone();
-    let answer = rec("a1", &[("email", t("jane@x.io")), ("first_name", t("Jane"))]);
-    assert!(apply_ack(&mut link, create, Some(&answer), &e.mapping, true));
+    let answer = rec(
+        "a1",
+        &[("email", t("jane@x.io")), ("first_name", t("Jane"))],
+    );
+    assert!(apply_ack(
+        &mut link,
+        create,
+        Some(&answer),
+        &e.mapping,
+        true
+    ));
 
     // Run 2, nothing changed: A is listed (its record is new since the cursor)
     // with its empty company; B is not read.
@@ -1468,14 +1477,26 @@ fn a_read_only_field_the_create_did_not_write_never_overwrites_the_source() {
 fn an_app_default_on_a_created_record_is_not_a_change() {
     // B's record has no first name: A's app fills one in on create ("Unknown").
     let p = policy(Direction::TwoWay);
-    let b1 = rec("b1", &[("emails", t("jane@x.io")), ("first_name", Value::Null)]);
+    let b1 = rec(
+        "b1",
+        &[("emails", t("jane@x.io")), ("first_name", Value::Null)],
+    );
     let e = input(&p, vec![], vec![b1.clone()]);
     let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
     let create = &plan1.ops[0];
     let mut link = plan1.links[0].clone();
     let answer = rec("a1", &[("email", t("jane@x.io"))]);
-    assert!(apply_ack(&mut link, create, Some(&answer), &e.mapping, true));
-    let a1 = rec("a1", &[("email", t("jane@x.io")), ("first_name", t("Unknown"))]);
+    assert!(apply_ack(
+        &mut link,
+        create,
+        Some(&answer),
+        &e.mapping,
+        true
+    ));
+    let a1 = rec(
+        "a1",
+        &[("email", t("jane@x.io")), ("first_name", t("Unknown"))],
+    );
     let plan2 = run(&p, Some(link), vec![a1], vec![b1]);
     assert!(plan2.ops.is_empty(), "{:#?}", plan2.ops);
 }

@@ -370,8 +370,16 @@ fn a_person_who_is_a_contact_is_not_also_created_as_a_lead() {
         vec![person(Side::B, "b1", "p@x.io", &["p@x.io"])],
     );
     assert_eq!(creates(&plan), 0, "{:#?}", plan.ops);
-    assert!(linked(&plan).contains(&pair("c1", "b1")), "{:#?}", plan.links);
-    assert!(plan.links.iter().all(|l| l.entity == 1), "{:#?}", plan.links);
+    assert!(
+        linked(&plan).contains(&pair("c1", "b1")),
+        "{:#?}",
+        plan.links
+    );
+    assert!(
+        plan.links.iter().all(|l| l.entity == 1),
+        "{:#?}",
+        plan.links
+    );
     // Nobody is skipped as "creating disabled" either: it is linked.
     assert!(plan.skips.is_empty(), "{:#?}", plan.skips);
 }

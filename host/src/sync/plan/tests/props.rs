@@ -117,7 +117,11 @@ impl World {
                 if op.side == Side::A {
                     // The app lists the read-only company (empty) but its answer omits it.
                     assert!(!r.fields.contains_key("company"), "company is read-only");
-                    self.apps.a.get_mut(&r.id)?.fields.insert("company".into(), Value::Null);
+                    self.apps
+                        .a
+                        .get_mut(&r.id)?
+                        .fields
+                        .insert("company".into(), Value::Null);
                     r.fields.remove("company");
                 }
                 Some(r)
@@ -248,7 +252,10 @@ fn fields_for(side: Side, s: &Seed) -> BTreeMap<String, Value> {
     } else {
         Value::Text(company.into())
     };
-    f.insert(if side == Side::A { "company" } else { "org" }.into(), company);
+    f.insert(
+        if side == Side::A { "company" } else { "org" }.into(),
+        company,
+    );
     f
 }
 
