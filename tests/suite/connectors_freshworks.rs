@@ -254,8 +254,8 @@ async fn freshsales_pull_push_and_errors() {
     let requests = counters.snapshot().total;
     eprintln!("freshsales: 5 creates took {requests} requests");
     assert_eq!(
-        requests, 3,
-        "bulk upsert + job status + read-back (field types cached)"
+        requests, 4,
+        "holders' search + bulk upsert + job status + read-back (field types cached)"
     );
     let found = client
         .find(

@@ -152,6 +152,13 @@ pub struct FieldBase {
     /// Per side, the hash of the canonical value we last wrote there.
     #[serde(default)]
     pub written: SidePair<Option<String>>,
+    /// Per side, the value there was never seen: the sync created the record
+    /// without writing this field (the field is read-only there, or the source
+    /// was empty) and the app's answer did not show it. The first value read
+    /// there becomes that side's alias instead of counting as a change, so an
+    /// app default or an empty read-only field never overwrites the other side.
+    #[serde(default, skip_serializing_if = "neither")]
+    pub unseen: SidePair<bool>,
 }
 
 impl FieldBase {
@@ -162,19 +169,48 @@ impl FieldBase {
             value,
             alias: SidePair::default(),
             written: SidePair::default(),
+            unseen: SidePair::default(),
         }
     }
 
-    /// The same base with an alias on one side.
+    /// The same base with an alias on one side (the side's value is now known).
     pub fn with_alias(mut self, side: Side, v: Value) -> Self {
         *self.alias.get_mut(side) = if v == self.value { None } else { Some(v) };
+        *self.unseen.get_mut(side) = false;
         self
     }
 
-    /// Whether `v`, read from `side`, counts as unchanged.
-    pub fn matches(&self, side: Side, v: &Value) -> bool {
-        *v == self.value || self.alias.get(side).as_ref() == Some(v)
+    /// The same base with one side's value not known yet.
+    pub fn unseen_on(mut self, side: Side) -> Self {
+        *self.alias.get_mut(side) = None;
+        *self.unseen.get_mut(side) = true;
+        self
     }
+
+    /// Whether `v`, read from `side`, counts as unchanged (a side never seen
+    /// counts as unchanged: see [`FieldBase::unseen`]).
+    pub fn matches(&self, side: Side, v: &Value) -> bool {
+        *self.unseen.get(side) || *v == self.value || self.alias.get(side).as_ref() == Some(v)
+    }
+
+    /// The base once the values read now are known: a side never seen takes
+    /// its value as alias. `None` when nothing was unseen (or still is not read).
+    pub fn adopt(&self, vals: &SidePair<Option<Value>>) -> Option<FieldBase> {
+        let mut out: Option<FieldBase> = None;
+        for side in [Side::A, Side::B] {
+            if let (true, Some(v)) = (*self.unseen.get(side), vals.get(side)) {
+                out = Some(
+                    out.unwrap_or_else(|| self.clone())
+                        .with_alias(side, v.clone()),
+                );
+            }
+        }
+        out
+    }
+}
+
+fn neither(p: &SidePair<bool>) -> bool {
+    !p.a && !p.b
 }
 
 /// The links the planner needs, plus how many links each entity pair has in

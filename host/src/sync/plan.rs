@@ -345,6 +345,8 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
         plan: Plan::default(),
         claimed: SidePair::default(),
         creating: SidePair::default(),
+        held: SidePair::default(),
+        deferred: Vec::new(),
         baseline,
     };
     for link in baseline.links.values() {
@@ -374,6 +376,12 @@ pub fn plan(policy: &SyncPolicy, baseline: &Baseline, entities: &[EntityInput]) 
         }
         p.unlinked(ix, e, baseline);
     }
+    // Creates come after every entity pair has matched: a record of one side may have
+    // its counterpart in another pair's entity (`entities = "both"`: a Freshmarketer
+    // contact that is a Freshsales contact must not also become a lead).
+    for (ix, s, id, emails) in p.deferred.clone() {
+        p.deferred_create(ix, &entities[ix], s, &id, &emails);
+    }
     p.finish(baseline)
 }
 
@@ -385,6 +393,12 @@ struct Planner<'a> {
     claimed: SidePair<BTreeSet<(String, String)>>,
     /// (entity name, e-mail) per side of the records this plan creates.
     creating: SidePair<BTreeSet<(String, String)>>,
+    /// (entity name, id) per side of unlinked records that some entity pair
+    /// matched, found ambiguous or otherwise did not leave free to create.
+    held: SidePair<BTreeSet<(String, String)>>,
+    /// Creates waiting for every entity pair's matching: (pair, side of the
+    /// record, its id, its e-mails).
+    deferred: Vec<(usize, Side, String, Vec<String>)>,
     /// The input links (a link is stored again only when it changed), and
     /// the run's number for the loop detector.
     baseline: &'a Baseline,
@@ -945,14 +959,13 @@ impl<'a> Planner<'a> {
                             .cloned()
                             .unwrap_or_else(|| FieldBase::new(canon.clone()))
                     });
-                    p.base.insert(
-                        pair.key.clone(),
-                        FieldBase {
-                            value: canon.clone(),
-                            hash: canon.hash(),
-                            ..b
-                        },
-                    );
+                    let mut b = FieldBase {
+                        value: canon.clone(),
+                        hash: canon.hash(),
+                        ..b
+                    };
+                    *b.unseen.get_mut(to) = false;
+                    p.base.insert(pair.key.clone(), b);
                     p.consent |= pair.is_consent();
                 }
                 p.set(&name, v);
@@ -1069,6 +1082,25 @@ impl<'a> Planner<'a> {
         let Some(fb) = fb else {
             return self.first_sync(pair, vals, recs);
         };
+        // A side whose value was never seen takes what it holds now as its
+        // alias: an empty read-only field or an app default is not a change.
+        let adopted = fb.adopt(&vals);
+        let fb = adopted.as_ref().unwrap_or(fb);
+        let mut d = self.decide_known(pair, fb, vals, recs);
+        if d.base.is_none() {
+            d.base = adopted;
+        }
+        d
+    }
+
+    /// [`Self::decide`] against a base whose sides have both been seen (or are not read now).
+    fn decide_known(
+        &self,
+        pair: &FieldPair,
+        fb: &FieldBase,
+        vals: SidePair<Option<Value>>,
+        recs: SidePair<Option<&Record>>,
+    ) -> FieldDecision {
         let changed = |side: Side| {
             vals.get(side)
                 .as_ref()
@@ -1485,11 +1517,18 @@ impl<'a> Planner<'a> {
         for s in Side::BOTH {
             let t = s.other();
             for id in free.get(s) {
-                if self.is_claimed(e, s, id) || reported.get(s).contains(id) {
+                if self.is_claimed(e, s, id) {
+                    continue;
+                }
+                if reported.get(s).contains(id) {
+                    self.held
+                        .get_mut(s)
+                        .insert((e.pair.name(s).to_string(), id.clone()));
                     continue;
                 }
                 let mine = &emails.get(s)[id];
                 let c = cands(s, id);
+                let mut free_here = false;
                 let mut ambiguous = |this: &mut Self, reason: String| {
                     let ids_s: Vec<String> = std::iter::once(id.clone())
                         .chain(c.free_s.iter().cloned())
@@ -1562,19 +1601,10 @@ impl<'a> Planner<'a> {
                                 ),
                             );
                         }
-                    } else if self
-                        .creating
-                        .get(t)
-                        .contains(&(e.pair.name(t).to_string(), mine[0].clone()))
-                    {
-                        ambiguous(
-                            self,
-                            format!(
-                                "a record with this e-mail is already being created on side {t}"
-                            ),
-                        );
                     } else {
-                        self.maybe_create(ix, e, s, id, mine);
+                        // Decided once every entity pair has matched (see `plan`).
+                        free_here = true;
+                        self.deferred.push((ix, s, id.clone(), mine.clone()));
                     }
                 } else {
                     ambiguous(
@@ -1587,8 +1617,79 @@ impl<'a> Planner<'a> {
                         ),
                     );
                 }
+                if !free_here {
+                    self.held
+                        .get_mut(s)
+                        .insert((e.pair.name(s).to_string(), id.clone()));
+                }
             }
         }
+    }
+
+    /// A create deferred by [`Self::unlinked`], now that every entity pair has
+    /// matched: made unless the record was linked, matched or reported by a pair
+    /// of the same entity, or a record with its e-mail is already being created.
+    fn deferred_create(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        s: Side,
+        id: &str,
+        emails: &[String],
+    ) {
+        let t = s.other();
+        let entities = self.entities;
+        let name = e.pair.name(s);
+        let key = (name.to_string(), id.to_string());
+        if self.is_claimed(e, s, id) || self.held.get(s).contains(&key) {
+            return;
+        }
+        // Another pair of the same entity creates it (only the first may, by default).
+        let others: Vec<usize> = (0..entities.len())
+            .filter(|j| *j != ix && entities[*j].pair.name(s) == name)
+            .collect();
+        if !self.may_create(ix, e, t)
+            && self.deferred.iter().any(|(j, side, other, _)| {
+                *side == s && other == id && self.may_create(*j, &entities[*j], t)
+            })
+        {
+            return;
+        }
+        // Every pair of this entity must have looked for it on its side-t entity:
+        // one that did not might hold the person (a contact, not a lead).
+        for j in others {
+            let obs = entities[j].obs.get(t);
+            if !obs.complete && !emails.iter().all(|m| obs.searched.contains(m)) {
+                let other = entities[j].pair.name(t).to_string();
+                self.skip(
+                    ix,
+                    s,
+                    id,
+                    format!("not yet looked up among side {t}'s `{other}`"),
+                );
+                return;
+            }
+        }
+        if self
+            .creating
+            .get(t)
+            .contains(&(e.pair.name(t).to_string(), emails[0].clone()))
+        {
+            let ids = vec![id.to_string()];
+            let (a, b) = match s {
+                Side::A => (ids, Vec::new()),
+                Side::B => (Vec::new(), ids),
+            };
+            self.plan.ambiguous.push(Ambiguity {
+                entity: ix,
+                email: emails[0].clone(),
+                a,
+                b,
+                reason: format!("a record with this e-mail is already being created on side {t}"),
+            });
+            return;
+        }
+        self.maybe_create(ix, e, s, id, emails);
     }
 
     fn is_claimed(&self, e: &EntityInput, side: Side, id: &str) -> bool {
@@ -1735,11 +1836,16 @@ impl<'a> Planner<'a> {
         let mut p = Pending::default();
         for pair in &e.mapping.pairs {
             let v = pair.read(s, &src.record).unwrap_or(Value::Null);
-            if *pair.flows.get(s) && !v.is_empty() {
+            let base = if *pair.flows.get(s) && !v.is_empty() {
                 p.set(&pair.def(t).name, pair.from_canonical(t, &v));
                 p.consent |= pair.is_consent();
-            }
-            p.base.insert(pair.key.clone(), FieldBase::new(v));
+                FieldBase::new(v)
+            } else {
+                // Not written there (read-only, or nothing to write): what the new
+                // record holds is known only from the app's answer or the next read.
+                FieldBase::new(v).unseen_on(t)
+            };
+            p.base.insert(pair.key.clone(), base);
         }
         for (name, v) in out.writes {
             if let Some(pair) = e.mapping.pairs.iter().find(|p| p.def(t).name == name) {
@@ -1972,7 +2078,9 @@ pub fn apply_ack(
             continue;
         }
         let mut fb = fb.clone();
-        *fb.written.get_mut(side) = Some(fb.hash.clone());
+        if !*fb.unseen.get(side) {
+            *fb.written.get_mut(side) = Some(fb.hash.clone());
+        }
         let echo = mapping
             .pairs
             .iter()

@@ -134,7 +134,8 @@ pub fn lookup_records(
         .collect()
 }
 
-fn has_marker(record: &Record, field: &str, marker: &str) -> bool {
+/// Whether `record` carries the engine `marker` in `field`.
+pub fn has_marker(record: &Record, field: &str, marker: &str) -> bool {
     match record.get(field) {
         Some(Value::Text(text)) => text == marker,
         Some(Value::Texts(list)) => list.iter().any(|t| t == marker),

@@ -2,9 +2,11 @@
 //!
 //! | Write                          | Requests                                                        |
 //! |--------------------------------|-----------------------------------------------------------------|
-//! | ≥ 4 contact creates with email | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` about every second until the job is done (1 poll when it finishes within a second), `POST filtered_search/contact` (read-back by email) |
-//! | other create with email        | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
-//! | create without email           | `POST <entity>`                                                  |
+//! | creates with email             | first, per 100: `POST filtered_search/<entity>` (`email is_in [...]`): who holds each address now |
+//! | ≥ 4 contact creates with email held by nobody | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` about every second until the job is done (1 poll when it finishes within a second), `POST filtered_search/contact` (read-back by email) |
+//! | other create with email held by nobody | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
+//! | create whose email a record carrying its marker holds | `PUT <entity>/<id>` (an earlier attempt of the same create) |
+//! | create whose email another record holds, or without email | `POST <entity>` (never merges) |
 //! | create into lists              | + `PUT lists/<id>/add_contacts` per list (once per list for a bulk batch) |
 //! | ≥ 2 updates with `if-version`  | per 100: `POST filtered_search/<entity>` (`id is_in [...]`) for the versions, then `PUT <entity>/<id>` each |
 //! | other update                   | `PUT <entity>/<id>` (+ `GET <entity>/<id>` first when `if-version` is set) |
@@ -15,6 +17,17 @@
 //! Every create and update returns the stored record (the API's answer, or the bulk
 //! read-back). DND and consent are ordinary field updates (`do_not_disturb`,
 //! `subscription_status`).
+//!
+//! # A create never merges
+//!
+//! An upsert always resolves to an existing record that holds its address (the oldest,
+//! by any of its addresses): sent for a person whose address another record already
+//! holds (two people sharing an address that the operator kept apart, a record linked
+//! to someone else) it would overwrite that record. So the addresses of a call's creates
+//! are looked up first, and only a create whose address nobody holds (or only an earlier
+//! attempt of the same create, found by its marker) is sent as an upsert; the others are
+//! plain creates, which cannot merge. An account that refuses a second record with the
+//! same address answers `invalid`, with the operator's options, and nothing is written.
 //!
 //! When a request fails for the whole account (429, 401, 403) the writes not yet sent get
 //! that same error without being sent: the host retries them after the wait. When the
@@ -121,6 +134,17 @@ pub fn plan(entity: Entity, writes: &[Write], bulk_upsert: bool) -> Plan {
     }
 }
 
+/// How a create with an email is sent (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CreateKind {
+    /// Nobody holds the address: an upsert keyed by it (a retry updates, never duplicates).
+    Upsert,
+    /// The record with this id carries the create's marker: an earlier attempt, updated.
+    Again(String),
+    /// Other records (these ids) hold the address: a plain create, which cannot merge.
+    Plain(Vec<String>),
+}
+
 /// The `email` field of a write, trimmed, when it is a non-empty text.
 pub fn email_of(fields: &[tandem_sdk::Field]) -> Option<String> {
     fields
@@ -150,9 +174,16 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn apply(&self, writes: Vec<Write>) -> Vec<WriteResult> {
-        let plan = plan(self.entity, &writes, self.client.settings().bulk_upsert);
+        let mut plan = plan(self.entity, &writes, self.client.settings().bulk_upsert);
         let mut outcomes: Vec<Option<Outcome>> = writes.iter().map(|_| None).collect();
         let mut halt: Option<Error> = None;
+        let kinds = self.create_kinds(&writes, &mut outcomes, &mut halt);
+        // Only creates whose address nobody holds may go through the (upserting) bulk job.
+        plan.bulk_creates
+            .retain(|i| matches!(kinds.get(i), Some(CreateKind::Upsert)));
+        if plan.bulk_creates.len() < BULK_MIN {
+            plan.bulk_creates.clear();
+        }
 
         for chunk in plan.bulk_creates.chunks(MAX_BATCH) {
             if halt.is_some() {
@@ -195,6 +226,7 @@ impl Writer<'_> {
             }
             let outcome = match &write.op {
                 Op::Update(update) => self.update(update, current.get(&update.id)),
+                Op::Create(create) => self.create(create, kinds.get(&i)),
                 op => self.single(op),
             };
             // What this call wrote is newer than what was read before it: a later update
@@ -287,10 +319,87 @@ impl Writer<'_> {
             .collect()
     }
 
+    /// How each create with an email is sent, by position, from one search per
+    /// [`MAX_BATCH`] addresses of who holds them now (see the module documentation). An
+    /// account-wide error halts the call; a transient one fails those creates; when the
+    /// account refuses the search every create is a plain create (it cannot merge).
+    fn create_kinds(
+        &self,
+        writes: &[Write],
+        outcomes: &mut [Option<Outcome>],
+        halt: &mut Option<Error>,
+    ) -> BTreeMap<usize, CreateKind> {
+        let creates: Vec<(usize, &CreateOp, String)> = writes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| match &w.op {
+                Op::Create(c) => email_of(&c.fields).map(|e| (i, c, e.to_lowercase())),
+                _ => None,
+            })
+            .collect();
+        let mut emails: Vec<String> = creates.iter().map(|(_, _, e)| e.clone()).collect();
+        emails.sort();
+        emails.dedup();
+        let mut holders: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut known = true;
+        for chunk in emails.chunks(MAX_BATCH) {
+            let values: Vec<Json> = chunk.iter().map(|e| Json::String(e.clone())).collect();
+            match self.search(self.entity.email_attribute(), values) {
+                Ok(found) => {
+                    for record in found {
+                        for email in record::emails_of(&record) {
+                            if chunk.contains(&email) {
+                                holders.entry(email).or_default().push(record.clone());
+                            }
+                        }
+                    }
+                }
+                Err(e) if errors::is_account_wide(&e) => {
+                    *halt = Some(e);
+                    return BTreeMap::new();
+                }
+                Err(e @ Error::Transient(_)) => {
+                    for (i, _, email) in &creates {
+                        if chunk.contains(email) {
+                            outcomes[*i] = Some(Err(e.clone()));
+                        }
+                    }
+                }
+                Err(e) => {
+                    tandem_sdk::log::warn(&format!(
+                        "looking up the addresses of new records refused ({}); creating without upsert",
+                        e.message()
+                    ));
+                    known = false;
+                    break;
+                }
+            }
+        }
+        let field = &self.client.settings().marker_field;
+        creates
+            .into_iter()
+            .filter(|(i, _, _)| outcomes[*i].is_none())
+            .map(|(i, create, email)| {
+                let held = holders.remove(&email).unwrap_or_default();
+                let own = create
+                    .marker
+                    .as_deref()
+                    .and_then(|m| held.iter().find(|r| find::has_marker(r, field, m)));
+                let kind = match own {
+                    Some(record) => CreateKind::Again(record.id.clone()),
+                    None if known && held.is_empty() => CreateKind::Upsert,
+                    None => CreateKind::Plain(held.iter().map(|r| r.id.clone()).collect()),
+                };
+                holders.insert(email, held);
+                (i, kind)
+            })
+            .collect()
+    }
+
     /// One write, one (or a few) requests.
     fn single(&self, op: &Op) -> Outcome {
         match op {
-            Op::Create(create) => self.create(create),
+            Op::Create(create) => self.create(create, None),
             Op::Update(update) => self.update(update, None),
             Op::Delete(id) => self.delete(id),
             Op::AddToContainer(m) => self.membership(m, true),
@@ -322,15 +431,36 @@ impl Writer<'_> {
         Ok(body)
     }
 
-    fn create(&self, create: &CreateOp) -> Outcome {
+    /// One create, sent as `kind` says (`None`: a plain create, which cannot merge).
+    fn create(&self, create: &CreateOp, kind: Option<&CreateKind>) -> Outcome {
         let body = self.body(create)?;
         let (plural, singular) = (self.entity.plural(), self.entity.singular());
-        let answer = match email_of(&create.fields) {
-            Some(email) => self.client.post(
+        let answer = match (email_of(&create.fields), kind) {
+            (Some(email), Some(CreateKind::Upsert)) => self.client.post(
                 &format!("{plural}/upsert"),
                 &json!({"unique_identifier": {"emails": email}, singular: body}),
             )?,
-            None => self.client.post(plural, &json!({singular: body}))?,
+            (_, Some(CreateKind::Again(id))) => self
+                .client
+                .put(&format!("{plural}/{id}"), &json!({singular: body}))?,
+            (email, kind) => match self.client.post(plural, &json!({singular: body})) {
+                Ok(answer) => answer,
+                Err(Error::Invalid(message)) => {
+                    let held = match (email, kind) {
+                        (Some(email), Some(CreateKind::Plain(ids))) if !ids.is_empty() => {
+                            format!(
+                                " ({} {} {} already has {email}; it is not overwritten: if they are the same person, link the two records with `tandem sync resolve --link`, otherwise give one of them another address)",
+                                self.app.label(),
+                                singular,
+                                ids.join(", ")
+                            )
+                        }
+                        _ => String::new(),
+                    };
+                    return Err(Error::invalid(format!("{message}{held}")));
+                }
+                Err(e) => return Err(e),
+            },
         };
         let record = self.record_of(&answer)?;
         for list in &create.containers {

@@ -465,8 +465,9 @@ fn suite_push_round_trip() {
     let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
     let requests = sandbox.take_count();
     eprintln!("150 creates: {requests} requests");
-    // Field metadata once, then per batch of 100: bulk upsert, one job poll, one read-back.
-    assert_eq!(requests, 1 + 2 * 3);
+    // Field metadata once, then per batch of 100: who holds the addresses (nobody), bulk
+    // upsert, one job poll, one read-back.
+    assert_eq!(requests, 1 + 2 * 4);
     for (result, email) in results.iter().zip(&emails) {
         let record = stored(result);
         assert_eq!(record.text("email"), Some(email.as_str()));
@@ -481,7 +482,7 @@ fn suite_push_round_trip() {
     }
     assert_eq!(sandbox.live("contacts").len(), 20 + 150);
 
-    // A retried create is found (email, marker) and a re-sent upsert does not duplicate.
+    // A retried create is found (email, marker) and a re-sent create does not duplicate.
     let found = tandem_freshworks::find(
         App::Freshsales,
         "contacts",

@@ -607,8 +607,20 @@ fn writes(ops: Vec<Op>) -> Vec<Write> {
         .collect()
 }
 
-/// Five creates with email: bulk upsert, one job poll, one read-back search, one list
-/// add: 4 requests for 5 records (and still 4 for 100).
+/// Who holds these addresses now: the search every call with creates sends first.
+fn holders(emails: &[&str], found: Vec<Json>) -> Step {
+    let mut values: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+    values.sort();
+    let total = found.len();
+    post(
+        "filtered_search/contact?page=1&per_page=100",
+        json!({"filter_rule": [{"attribute": "contact_email.email", "operator": "is_in", "value": values}]}),
+        json!({"contacts": found, "meta": {"total": total}}),
+    )
+}
+
+/// Five creates with email: the holders' search, bulk upsert, one job poll, one
+/// read-back search, one list add: 5 requests for 5 records (and still 5 for 100).
 #[test]
 fn bulk_creates_with_read_back() {
     let emails = [
@@ -637,6 +649,7 @@ fn bulk_creates_with_read_back() {
         &[],
         vec![
             get("settings/contacts/fields", fields_metadata()),
+            holders(&emails, vec![]),
             post(
                 "contacts/bulk_upsert",
                 json!({"contacts": items}),
@@ -749,6 +762,7 @@ fn failed_bulk_job_with_named_failures_is_invalid_not_transient() {
 fn bulk_refused_falls_back_to_upserts() {
     let mut steps = vec![
         get("settings/contacts/fields", fields_metadata()),
+        holders(&["a@x.io", "b@x.io", "c@x.io", "d@x.io"], vec![]),
         step(
             Method::Post,
             "contacts/bulk_upsert",
@@ -780,6 +794,7 @@ fn single_creates() {
         &[("bulk-upsert", "false"), ("marker-field", "cf_tandem_id")],
         vec![
             get("settings/contacts/fields", fields_metadata()),
+            holders(&["a@x.io", "l@x.io"], vec![]),
             post(
                 "contacts/upsert",
                 json!({"unique_identifier": {"emails": "a@x.io"}, "contact": {"first_name": "New", "email": "a@x.io", "custom_field": {"cf_tandem_id": "m-a@x.io"}}}),
@@ -804,6 +819,88 @@ fn single_creates() {
         "2"
     );
     assert!(matches!(&results[2].outcome, Err(Error::Invalid(m)) if m.contains("no containers")));
+}
+
+/// A create never merges into a record it did not make: an address another record
+/// holds is created with a plain POST (an account that refuses the duplicate answers
+/// `invalid`, with the operator's options), and an address held by an earlier attempt of
+/// the same create (its marker) updates that record.
+#[test]
+fn creates_never_merge_into_another_record() {
+    let mut other = contact(7, "kim@x.io", "2024-05-01T10:00:00Z");
+    other["external_id"] = json!("someone-else");
+    let mut ours = contact(8, "own@x.io", "2024-05-01T10:00:00Z");
+    ours["external_id"] = json!("m-own@x.io");
+    let mut lee = contact(11, "lee@x.io", "2024-05-01T10:00:00Z");
+    lee["external_id"] = json!("someone-else");
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            holders(
+                &["kim@x.io", "own@x.io", "lee@x.io", "new@x.io"],
+                vec![other, ours, lee],
+            ),
+            post(
+                "contacts",
+                json!({"contact": {"first_name": "New", "email": "kim@x.io", "external_id": "m-kim@x.io"}}),
+                json!({"contact": contact(9, "kim@x.io", "2024-05-01T11:00:00Z")}),
+            ),
+            put(
+                "contacts/8",
+                json!({"contact": {"first_name": "New", "email": "own@x.io", "external_id": "m-own@x.io"}}),
+                json!({"contact": contact(8, "own@x.io", "2024-05-01T11:00:00Z")}),
+            ),
+            Step {
+                body: Some(
+                    json!({"contact": {"first_name": "New", "email": "lee@x.io", "external_id": "m-lee@x.io"}}),
+                ),
+                ..step(
+                    Method::Post,
+                    "contacts",
+                    400,
+                    json!({"errors": {"code": 400, "message": ["Email has already been taken"]}}),
+                )
+            },
+            post(
+                "contacts/upsert",
+                json!({"unique_identifier": {"emails": "new@x.io"}, "contact": {"first_name": "New", "email": "new@x.io", "external_id": "m-new@x.io"}}),
+                json!({"contact": contact(10, "new@x.io", "2024-05-01T11:00:00Z")}),
+            ),
+        ],
+    );
+    let ops = vec![
+        create(Some("kim@x.io"), &[]),
+        create(Some("own@x.io"), &[]),
+        create(Some("lee@x.io"), &[]),
+        create(Some("new@x.io"), &[]),
+    ];
+    let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+    done(&steps);
+    let id = |i: usize| {
+        results[i]
+            .outcome
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .id
+            .clone()
+    };
+    assert_eq!(
+        id(0),
+        "9",
+        "a new record beside the one holding the address"
+    );
+    assert_eq!(id(1), "8", "the earlier attempt");
+    assert!(
+        matches!(&results[2].outcome, Err(Error::Invalid(m))
+            if m.contains("already been taken") && m.contains("contact 11 already has lee@x.io")
+                && m.contains("tandem sync resolve")),
+        "{:?}",
+        results[2].outcome
+    );
+    assert_eq!(id(3), "10");
 }
 
 /// Updates (with and without a version check), DND and consent, deletes. The versions

@@ -405,6 +405,54 @@ fn a_refused_token_is_an_expired_cursor() {
     assert!(matches!(err, Error::CursorExpired(_)), "{err:?}");
 }
 
+/// `updateContact` replaces `organizations` wholesale (the sandbox does too): a write of
+/// one sub-field (the job title, the company) carries the others, so nothing else of the
+/// organization is lost.
+#[test]
+fn a_write_to_one_organization_part_keeps_the_others() {
+    let _sandbox = Sandbox::start(0, GoogleSettings::default());
+    let mut op = create("m-org", "org@example.com", &[]);
+    if let Op::Create(c) = &mut op {
+        c.fields.push(Field::new(mapping::COMPANY, "Acme"));
+        c.fields.push(Field::new(mapping::JOB_TITLE, "CEO"));
+        c.fields.push(Field::new(mapping::DEPARTMENT, "Board"));
+    }
+    let created = stored(&GoogleContacts::push(ENTITY, writes(vec![op])).unwrap()[0]).clone();
+    let update = |field: &str, value: Value, version: Option<String>| {
+        Op::Update(UpdateOp {
+            id: created.id.clone(),
+            if_version: version,
+            fields: vec![Field::new(field, value)],
+        })
+    };
+    let after = stored(
+        &GoogleContacts::push(
+            ENTITY,
+            writes(vec![update(mapping::JOB_TITLE, Value::text("Chair"), None)]),
+        )
+        .unwrap()[0],
+    )
+    .clone();
+    assert_eq!(after.text(mapping::JOB_TITLE), Some("Chair"));
+    assert_eq!(after.text(mapping::COMPANY), Some("Acme"), "{after:?}");
+    assert_eq!(after.text(mapping::DEPARTMENT), Some("Board"));
+    let after = stored(
+        &GoogleContacts::push(
+            ENTITY,
+            writes(vec![update(mapping::COMPANY, Value::text("Globex"), None)]),
+        )
+        .unwrap()[0],
+    )
+    .clone();
+    assert_eq!(after.text(mapping::COMPANY), Some("Globex"));
+    assert_eq!(after.text(mapping::JOB_TITLE), Some("Chair"), "{after:?}");
+    assert_eq!(after.text(mapping::DEPARTMENT), Some("Board"));
+    // Read back from the account itself, not only from the write's answer.
+    let found = GoogleContacts::find(ENTITY, Lookup::Ids(vec![created.id.clone()])).unwrap();
+    assert_eq!(found[0].text(mapping::JOB_TITLE), Some("Chair"));
+    assert_eq!(found[0].text(mapping::DEPARTMENT), Some("Board"));
+}
+
 #[test]
 fn push_batches_creates_updates_and_deletes() {
     let sandbox = Sandbox::start(10, GoogleSettings::default());

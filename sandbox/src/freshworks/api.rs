@@ -132,6 +132,29 @@ fn one(
     with_sideloads(m, store, &[id], inc)
 }
 
+/// [`one`] for the answer of a write: the embedded `sales_accounts` only when asked for
+/// (`include=sales_accounts`), as the reference shows them (§3.6), unless the switch says.
+fn written(
+    acct: &Account,
+    store: &Store,
+    sw: &Switches,
+    entity: Entity,
+    id: u64,
+    inc: &[String],
+) -> Value {
+    let mut out = one(acct, store, sw, entity, id, inc);
+    let asked = inc
+        .iter()
+        .any(|i| i == "sales_accounts" || i == "sales_account");
+    if !asked
+        && !sw.sales_accounts_on_write
+        && let Some(Value::Object(rec)) = out.get_mut(entity.singular())
+    {
+        rec.remove("sales_accounts");
+    }
+    out
+}
+
 /// Render a page of records with `meta`.
 fn many(
     acct: &Account,
@@ -264,7 +287,7 @@ async fn create(
         let id = s.create(entity, &input, sw, now, u.0)?;
         Ok((
             status(sw.create_status),
-            Json(one(&a, s, sw, entity, id, &inc)),
+            Json(written(&a, s, sw, entity, id, &inc)),
         )
             .into_response())
     })
@@ -283,7 +306,7 @@ async fn update(
     let input = record_input(&json_body(&body)?, entity)?;
     a.with_store(|s, sw, now| {
         s.update(entity, id, &input, sw, now, u.0)?;
-        Ok(Json(one(&a, s, sw, entity, id, &inc)))
+        Ok(Json(written(&a, s, sw, entity, id, &inc)))
     })
 }
 
@@ -355,7 +378,7 @@ async fn upsert(
         } else {
             StatusCode::OK
         };
-        Ok((code, Json(one(&a, s, sw, entity, id, &inc))).into_response())
+        Ok((code, Json(written(&a, s, sw, entity, id, &inc))).into_response())
     })
 }
 

@@ -125,6 +125,10 @@ pub struct Switches {
     /// Override of the account time zone offset, e.g. `"+02:00"` or `"Z"`. Default none
     /// (Suite `-06:00`, Classic `+05:30`, Freshmarketer `Z`).
     pub utc_offset: Option<String>,
+    /// Answers of writes (create, update, upsert) embed the contact's `sales_accounts`
+    /// even without `include=sales_accounts`. The reference shows them embedded in write
+    /// answers only with that include (§3.6). Default false.
+    pub sales_accounts_on_write: bool,
 }
 
 impl Default for Switches {
@@ -154,6 +158,7 @@ impl Default for Switches {
             email_case_insensitive: true,
             do_not_disturb_field: true,
             utc_offset: None,
+            sales_accounts_on_write: false,
         }
     }
 }

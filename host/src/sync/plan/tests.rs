@@ -1382,3 +1382,121 @@ fn custom_mapping_one_way_field_inside_two_way_sync() {
     .unwrap();
     assert_eq!(m.pairs[0].flows, SidePair::new(true, false));
 }
+
+// ---------- fields the sync cannot write, or never saw ----------
+
+/// Side A's company is read-only (a CRM's account name); side B's is writable
+/// (a Google organization): the pair flows A -> B only.
+pub(super) fn company_mapping(p: &SyncPolicy) -> ResolvedMapping {
+    let mut a = fs_schema();
+    let mut company = FieldDef::new("company", FieldType::Text, Some("company"));
+    company.writable = false;
+    a.push(company);
+    let mut b = fm_schema();
+    b.push(FieldDef::new("org", FieldType::Text, Some("company")));
+    resolve(p, SidePair::new("leads", "contacts"), &a, &b).unwrap()
+}
+
+fn company_input(p: &SyncPolicy, a: Vec<Record>, b: Vec<Record>) -> EntityInput {
+    let mut e = input(p, a, b);
+    e.mapping = company_mapping(p);
+    e
+}
+
+#[test]
+fn a_read_only_field_the_create_did_not_write_never_overwrites_the_source() {
+    let p = policy(Direction::TwoWay);
+    let b1 = rec(
+        "b1",
+        &[
+            ("emails", t("jane@x.io")),
+            ("first_name", t("Jane")),
+            ("org", t("Acme")),
+        ],
+    );
+    // Run 1: b1 is created on A; the company cannot be written there.
+    let e = company_input(&p, vec![], vec![b1]);
+    let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
+    let create = plan1
+        .ops
+        .iter()
+        .find(|o| matches!(o.kind, OpKind::Create { .. }))
+        .expect("a create on A");
+    let OpKind::Create { fields, .. } = &create.kind else {
+        unreachable!()
+    };
+    assert!(fields.iter().all(|(n, _)| n != "company"), "{fields:?}");
+    // The app's answer leaves the read-only field out.
+    let mut link = plan1.links[0].clone();
+    let answer = rec(
+        "a1",
+        &[("email", t("jane@x.io")), ("first_name", t("Jane"))],
+    );
+    assert!(apply_ack(
+        &mut link,
+        create,
+        Some(&answer),
+        &e.mapping,
+        true
+    ));
+
+    // Run 2, nothing changed: A is listed (its record is new since the cursor)
+    // with its empty company; B is not read.
+    let a1 = |company: Value| {
+        rec(
+            "a1",
+            &[
+                ("email", t("jane@x.io")),
+                ("first_name", t("Jane")),
+                ("company", company),
+            ],
+        )
+    };
+    let mut e2 = company_input(&p, vec![a1(Value::Null)], vec![]);
+    e2.obs.b.complete = false;
+    let plan2 = plan(&p, &Baseline::from_links([link]), &[e2.clone()]);
+    assert!(plan2.ops.is_empty(), "nothing changed: {:#?}", plan2.ops);
+    let stored = plan2.links[0].fields["company~org"].clone();
+    assert_eq!(stored.value, t("Acme"));
+    assert_eq!(stored.alias.a, Some(Value::Null), "{stored:?}");
+
+    // Run 3, nothing changed again: still nothing; then a real edit on A flows.
+    let link = plan2.links[0].clone();
+    let again = plan(&p, &Baseline::from_links([link.clone()]), &[e2]);
+    assert!(again.is_empty(), "{again:#?}");
+    let mut e3 = company_input(&p, vec![a1(t("Globex"))], vec![]);
+    e3.obs.b.complete = false;
+    let plan3 = plan(&p, &Baseline::from_links([link]), &[e3]);
+    assert_eq!(
+        update_to(&plan3, Side::B),
+        Some(BTreeMap::from([("org".to_string(), t("Globex"))]))
+    );
+}
+
+#[test]
+fn an_app_default_on_a_created_record_is_not_a_change() {
+    // B's record has no first name: A's app fills one in on create ("Unknown").
+    let p = policy(Direction::TwoWay);
+    let b1 = rec(
+        "b1",
+        &[("emails", t("jane@x.io")), ("first_name", Value::Null)],
+    );
+    let e = input(&p, vec![], vec![b1.clone()]);
+    let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
+    let create = &plan1.ops[0];
+    let mut link = plan1.links[0].clone();
+    let answer = rec("a1", &[("email", t("jane@x.io"))]);
+    assert!(apply_ack(
+        &mut link,
+        create,
+        Some(&answer),
+        &e.mapping,
+        true
+    ));
+    let a1 = rec(
+        "a1",
+        &[("email", t("jane@x.io")), ("first_name", t("Unknown"))],
+    );
+    let plan2 = run(&p, Some(link), vec![a1], vec![b1]);
+    assert!(plan2.ops.is_empty(), "{:#?}", plan2.ops);
+}

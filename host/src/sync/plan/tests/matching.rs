@@ -346,3 +346,99 @@ fn two_records_of_one_app_sharing_only_a_secondary_address_are_both_created() {
     assert!(plan.ambiguous.is_empty(), "{:#?}", plan.ambiguous);
     assert_eq!(creates(&plan), 2, "{:#?}", plan.ops);
 }
+
+/// `entities = "both"`: a B contact is matched against A's leads AND A's contacts.
+fn both(p: &mut SyncPolicy, leads: Vec<Record>, contacts: Vec<Record>, b: Vec<Record>) -> Plan {
+    p.entities = vec![
+        EntityPair::new("leads", "contacts"),
+        EntityPair::new("contacts", "contacts"),
+    ];
+    let mut e0 = input2(p, leads, b.clone());
+    e0.pair = p.entities[0].clone();
+    let mut e1 = input2(p, contacts, b);
+    e1.pair = p.entities[1].clone();
+    plan(p, &Baseline::default(), &[e0, e1])
+}
+
+#[test]
+fn a_person_who_is_a_contact_is_not_also_created_as_a_lead() {
+    let mut p = policy(Direction::TwoWay);
+    let plan = both(
+        &mut p,
+        vec![],
+        vec![person(Side::A, "c1", "p@x.io", &["p@x.io"])],
+        vec![person(Side::B, "b1", "p@x.io", &["p@x.io"])],
+    );
+    assert_eq!(creates(&plan), 0, "{:#?}", plan.ops);
+    assert!(
+        linked(&plan).contains(&pair("c1", "b1")),
+        "{:#?}",
+        plan.links
+    );
+    assert!(
+        plan.links.iter().all(|l| l.entity == 1),
+        "{:#?}",
+        plan.links
+    );
+    // Nobody is skipped as "creating disabled" either: it is linked.
+    assert!(plan.skips.is_empty(), "{:#?}", plan.skips);
+}
+
+#[test]
+fn a_person_ambiguous_among_contacts_is_not_created_as_a_lead() {
+    let mut p = policy(Direction::TwoWay);
+    let plan = both(
+        &mut p,
+        vec![],
+        vec![
+            person(Side::A, "c1", "p@x.io", &["p@x.io"]),
+            person(Side::A, "c2", "p@x.io", &["p@x.io"]),
+        ],
+        vec![person(Side::B, "b1", "p@x.io", &["p@x.io"])],
+    );
+    assert_eq!(creates(&plan), 0, "{:#?}", plan.ops);
+    assert_eq!(plan.ambiguous.len(), 1, "{:#?}", plan.ambiguous);
+}
+
+#[test]
+fn a_person_in_neither_entity_becomes_a_lead_once() {
+    let mut p = policy(Direction::TwoWay);
+    let plan = both(
+        &mut p,
+        vec![],
+        vec![],
+        vec![person(Side::B, "b1", "p@x.io", &["p@x.io"])],
+    );
+    let to_a: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|o| o.side == Side::A && matches!(o.kind, OpKind::Create { .. }))
+        .collect();
+    assert_eq!(to_a.len(), 1, "{:#?}", plan.ops);
+    assert_eq!(to_a[0].entity_name, "leads");
+    assert!(plan.skips.is_empty(), "{:#?}", plan.skips);
+}
+
+#[test]
+fn a_lead_create_waits_until_the_contacts_were_looked_up() {
+    let mut p = policy(Direction::TwoWay);
+    p.entities = vec![
+        EntityPair::new("leads", "contacts"),
+        EntityPair::new("contacts", "contacts"),
+    ];
+    let b = vec![person(Side::B, "b1", "p@x.io", &["p@x.io"])];
+    let mut e0 = input2(&p, vec![], b.clone());
+    e0.pair = p.entities[0].clone();
+    let mut e1 = input2(&p, vec![], b);
+    e1.pair = p.entities[1].clone();
+    e1.obs.a.complete = false;
+    let plan = plan(&p, &Baseline::default(), &[e0, e1]);
+    assert_eq!(creates(&plan), 0, "{:#?}", plan.ops);
+    assert!(
+        plan.skips
+            .iter()
+            .any(|s| s.id == "b1" && s.reason.contains("not yet looked up")),
+        "{:#?}",
+        plan.skips
+    );
+}

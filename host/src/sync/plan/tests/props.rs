@@ -2,7 +2,10 @@
 //! random records and random edits on both sides, then plan + apply until
 //! quiescent. Invariants: it terminates; a second sync with no edits plans
 //! nothing; linked records agree on every mapped field; no duplicates are
-//! created; consent never loosens.
+//! created; consent never loosens. Side A has a read-only `company` (paired
+//! with B's writable `org`) that its write answers leave out, as a CRM's
+//! account name: a field the sync cannot write or did not see must never
+//! look changed.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +40,8 @@ struct World {
     next: u64,
     /// Every consent value the engine wrote to an existing record.
     consent_writes: Vec<Value>,
+    /// Writes that emptied B's `org`: only a user emptying A's company may cause one.
+    org_wipes: usize,
     /// Runs so far (the loop detector's clock).
     runs: u64,
 }
@@ -65,6 +70,7 @@ impl World {
             self.apps.a.values().cloned().collect(),
             self.apps.b.values().cloned().collect(),
         );
+        e.mapping = company_mapping(p);
         // A complete listing that lacks a linked id: the executor's lookup by
         // id would say "deleted" (scope is all records).
         for l in self.links.values() {
@@ -107,9 +113,23 @@ impl World {
     fn apply(&mut self, op: &PlannedOp) -> Option<Record> {
         match &op.kind {
             OpKind::Create { fields, .. } => {
-                Some(self.insert(op.side, fields.iter().cloned().collect()))
+                let mut r = self.insert(op.side, fields.iter().cloned().collect());
+                if op.side == Side::A {
+                    // The app lists the read-only company (empty) but its answer omits it.
+                    assert!(!r.fields.contains_key("company"), "company is read-only");
+                    self.apps
+                        .a
+                        .get_mut(&r.id)?
+                        .fields
+                        .insert("company".into(), Value::Null);
+                    r.fields.remove("company");
+                }
+                Some(r)
             }
             OpKind::Update { id, fields, .. } => {
+                if op.side == Side::B && fields.iter().any(|(n, v)| n == "org" && v.is_empty()) {
+                    self.org_wipes += 1;
+                }
                 if let Some(v) = fields
                     .iter()
                     .find(|(n, _)| n == "do_not_disturb" || n == "subscription_status")
@@ -124,7 +144,9 @@ impl World {
                 app_normalise(op.side, &mut r.fields);
                 let v: u64 = r.version.as_deref().unwrap_or("0").parse().unwrap_or(0);
                 r.version = Some((v + 1).to_string());
-                Some(r.clone())
+                let mut answer = r.clone();
+                answer.fields.remove("company");
+                Some(answer)
             }
             OpKind::Delete { id } => {
                 self.apps.get_mut(op.side).remove(id);
@@ -224,8 +246,20 @@ fn fields_for(side: Side, s: &Seed) -> BTreeMap<String, Value> {
         .map(|(_, t)| t.to_string())
         .collect();
     f.insert(tags.into(), Value::Texts(t));
+    let company = COMPANIES[s.name as usize % COMPANIES.len()];
+    let company = if company.is_empty() {
+        Value::Null
+    } else {
+        Value::Text(company.into())
+    };
+    f.insert(
+        if side == Side::A { "company" } else { "org" }.into(),
+        company,
+    );
     f
 }
+
+const COMPANIES: &[&str] = &["", "Acme", "Globex"];
 
 fn consent_value(side: Side, c: u8) -> Value {
     match side {
@@ -240,6 +274,7 @@ enum Edit {
     Phone(Side, u8, u8),
     Consent(Side, u8, u8),
     Tags(Side, u8, u8),
+    Company(Side, u8, u8),
     Add(Side, Seed),
     Delete(Side, u8),
 }
@@ -264,6 +299,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         1 => (side(), any::<u8>(), 0u8..9).prop_map(|(s, i, v)| Edit::Phone(s, i, v)),
         2 => (side(), any::<u8>(), 0u8..8).prop_map(|(s, i, v)| Edit::Consent(s, i, v)),
         1 => (side(), any::<u8>(), 0u8..8).prop_map(|(s, i, v)| Edit::Tags(s, i, v)),
+        1 => (side(), any::<u8>(), 0u8..3).prop_map(|(s, i, v)| Edit::Company(s, i, v)),
         1 => (side(), seed()).prop_map(|(s, x)| Edit::Add(s, x)),
         1 => (side(), any::<u8>()).prop_map(|(s, i)| Edit::Delete(s, i)),
     ]
@@ -314,6 +350,15 @@ fn apply_edit(w: &mut World, e: &Edit) {
                 .map(|(_, t)| t.to_string())
                 .collect();
             set(w, *s, *i, "tags", "tags", Value::Texts(t));
+        }
+        Edit::Company(s, i, v) => {
+            let c = COMPANIES[*v as usize];
+            let c = if c.is_empty() {
+                Value::Null
+            } else {
+                Value::Text(c.into())
+            };
+            set(w, *s, *i, "company", "org", c);
         }
         Edit::Add(s, x) => {
             w.insert(*s, fields_for(*s, x));
@@ -384,6 +429,8 @@ fn check(
                     pair.key
                 );
                 if p.direction == Direction::TwoWay
+                    && pair.flows.a
+                    && pair.flows.b
                     && !pair.is_consent()
                     && pair.kind != CanonKind::Set
                 {
@@ -479,15 +526,23 @@ proptest! {
         let out_before = SidePair::new(w.opted_out(Side::A), w.opted_out(Side::B));
         w.until_quiet(&p)?;
         check(&w, &p, &before, &out_before)?;
+        prop_assert_eq!(w.org_wipes, 0, "nobody emptied a company, yet B's org was emptied");
         for edits in &rounds {
             for e in edits {
                 apply_edit(&mut w, e);
             }
             w.consent_writes.clear();
+            w.org_wipes = 0;
             let before = SidePair::new(w.count_by_email(Side::A), w.count_by_email(Side::B));
             let out_before = SidePair::new(w.opted_out(Side::A), w.opted_out(Side::B));
             w.until_quiet(&p)?;
             check(&w, &p, &before, &out_before)?;
+            let emptied = edits.iter().any(|e| matches!(e, Edit::Company(Side::A, _, 0)));
+            prop_assert!(
+                emptied || w.org_wipes == 0,
+                "nobody emptied a company, yet B's org was emptied {} times",
+                w.org_wipes
+            );
         }
     }
 }
