@@ -62,6 +62,17 @@ async fn a_spent_quota_pauses_the_account_until_the_reset_instead_of_hitting_429
                     assert!(!statuses.contains_key("429"), "{app:?}: {statuses:?}");
                 }
                 // The app's hour turns; the budget goes on once its own reset passes.
+                // The next hour's quota is the accounts' usual one: this test is about
+                // the first pause (a second would wait a real hour for its reset).
+                for app in [App::Fs, App::Fm] {
+                    w.control(
+                        app,
+                        reqwest::Method::PUT,
+                        "/switches",
+                        Some(serde_json::json!({"hourly_limit": 1000})),
+                    )
+                    .await;
+                }
                 w.advance(30).await;
             }
         }
