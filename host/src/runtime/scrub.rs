@@ -145,21 +145,7 @@ impl Scrubber {
 
     /// A plugin's typed error with its message scrubbed.
     pub(crate) fn plugin_error(&self, error: types::Error) -> types::Error {
-        use types::Error as E;
-        match error {
-            E::Unauthorized(m) => E::Unauthorized(self.text(m)),
-            E::Forbidden(m) => E::Forbidden(self.text(m)),
-            E::NotFound(m) => E::NotFound(self.text(m)),
-            E::RateLimited(mut info) => {
-                info.message = self.text(info.message);
-                E::RateLimited(info)
-            }
-            E::Invalid(m) => E::Invalid(self.text(m)),
-            E::Conflict(m) => E::Conflict(self.text(m)),
-            E::CursorExpired(m) => E::CursorExpired(self.text(m)),
-            E::Transient(m) => E::Transient(self.text(m)),
-            E::Fatal(m) => E::Fatal(self.text(m)),
-        }
+        super::text::map_message(error, |m| self.text(m))
     }
 }
 

@@ -63,20 +63,26 @@ pub fn clean_lines(text: &str) -> String {
 
 /// A plugin's typed error with every message cleaned.
 pub fn clean_error(error: types::Error) -> types::Error {
+    map_message(error, |m| clean_line(&m))
+}
+
+/// `error` with its message (whatever its kind) passed through `f`: the one place that
+/// knows where each kind keeps its text, for cleaning and scrubbing alike.
+pub(crate) fn map_message(error: types::Error, f: impl FnOnce(String) -> String) -> types::Error {
     use types::Error as E;
     match error {
-        E::Unauthorized(m) => E::Unauthorized(clean_line(&m)),
-        E::Forbidden(m) => E::Forbidden(clean_line(&m)),
-        E::NotFound(m) => E::NotFound(clean_line(&m)),
+        E::Unauthorized(m) => E::Unauthorized(f(m)),
+        E::Forbidden(m) => E::Forbidden(f(m)),
+        E::NotFound(m) => E::NotFound(f(m)),
         E::RateLimited(mut info) => {
-            info.message = clean_line(&info.message);
+            info.message = f(info.message);
             E::RateLimited(info)
         }
-        E::Invalid(m) => E::Invalid(clean_line(&m)),
-        E::Conflict(m) => E::Conflict(clean_line(&m)),
-        E::CursorExpired(m) => E::CursorExpired(clean_line(&m)),
-        E::Transient(m) => E::Transient(clean_line(&m)),
-        E::Fatal(m) => E::Fatal(clean_line(&m)),
+        E::Invalid(m) => E::Invalid(f(m)),
+        E::Conflict(m) => E::Conflict(f(m)),
+        E::CursorExpired(m) => E::CursorExpired(f(m)),
+        E::Transient(m) => E::Transient(f(m)),
+        E::Fatal(m) => E::Fatal(f(m)),
     }
 }
 
