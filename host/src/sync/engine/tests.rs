@@ -16,6 +16,7 @@ use crate::sync::policy::{Direction, EntityPair, RemoveAction};
 use crate::sync::source::{FieldType, NoMappers};
 
 mod loops;
+mod recovery;
 
 fn fs_schema() -> Vec<FieldDef> {
     vec![
