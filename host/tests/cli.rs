@@ -59,11 +59,15 @@ entities = "contacts"
 direction = "two-way"
 scope = { b = "Newsletter" }
 
-# Decisions that do not depend on when the apps last changed a record: a crashed run's
-# partial writes move those times, and the outcome must not depend on where it crashed.
+# A fixed winner; the crash tests run under `most-recent` too (`with_winner`).
 [syncs.s.conflict]
 winner = "a-wins"
 "#;
+
+/// The config with another conflict winner.
+fn with_winner(config: &str, winner: &str) -> String {
+    config.replace("winner = \"a-wins\"", &format!("winner = \"{winner}\""))
+}
 
 struct World {
     sandbox: Sandbox,
@@ -172,8 +176,8 @@ impl World {
         resp.json().await.unwrap_or(Value::Null)
     }
 
-    /// Per lower-cased e-mail: the live records' (job title, list ids, consent) — what
-    /// the apps hold, without their ids.
+    /// Per lower-cased e-mail: every field of the live records and the names of the lists
+    /// they are in — what the apps hold, without ids, change times and links.
     async fn snapshot(&self, kind: AccountKind) -> BTreeMap<String, Vec<String>> {
         let v = self
             .control(kind, reqwest::Method::GET, "/records/contacts", None)
@@ -191,20 +195,34 @@ impl World {
             let Some(e) = r["email"].as_str() else {
                 continue;
             };
+            let mut fields = r.as_object().unwrap().clone();
+            for k in [
+                "id",
+                "links",
+                "created_at",
+                "updated_at",
+                "last_seen",
+                "last_contacted",
+            ] {
+                fields.remove(k);
+            }
+            let emails: BTreeSet<String> = r["emails"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["value"].as_str().map(str::to_lowercase))
+                .collect();
+            fields.insert("emails".into(), json!(emails));
             let lists: BTreeSet<String> = r["list_ids"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|l| fm_lists.get(&l.as_u64().unwrap_or(0)).cloned())
                 .collect();
-            out.entry(e.to_lowercase()).or_default().push(format!(
-                "{}|{}|{}|{}|{:?}",
-                r["first_name"],
-                r["job_title"],
-                r["do_not_disturb"],
-                r["subscription_status"],
-                lists
-            ));
+            fields.insert("list_ids".into(), json!(lists));
+            out.entry(e.to_lowercase())
+                .or_default()
+                .push(Value::Object(fields).to_string());
         }
         for v in out.values_mut() {
             v.sort();
@@ -388,6 +406,58 @@ async fn a_killed_list_sync_run_converges_with_nothing_lost_or_duplicated() {
     crash_and_restart(CONFIG).await;
 }
 
+/// The same under the default `most-recent`: the sync's own writes before a kill (list
+/// adds, field writes to one app) move the records' change times, and must not be taken
+/// for users' edits when the restarted run decides the conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_list_sync_run_under_most_recent_decides_as_if_uninterrupted() {
+    crash_and_restart(&with_winner(CONFIG, "most-recent")).await;
+}
+
+/// A bulk create into the list commits, but its answer is lost (a 500 after the write):
+/// the next run finds the records by their markers and adds them to the list, as an
+/// uninterrupted run does, and nothing is left "retrying".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_bulk_create_still_brings_the_records_into_the_list() {
+    let config = with_winner(CONFIG, "most-recent");
+    let (seed, fs, fm) = (11, 40, 40);
+    let reference = World::start_with(seed, fs, fm, &config).await;
+    run_to_completion(&reference).await;
+    run_to_completion(&reference).await;
+    let want = reference.snapshot(AccountKind::Freshmarketer).await;
+
+    let w = World::start_with(seed, fs, fm, &config).await;
+    let bulk = json!({"method": "POST", "path_prefix": "/crm/sales/api/contacts/bulk_upsert",
+        "count": 1, "fault": {"kind": "after_commit", "status": 500}});
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::POST,
+        "/faults",
+        Some(bulk),
+    )
+    .await;
+    let o = w.tandem(&["sync", "run", "s", "--json"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !w.fault_pending(AccountKind::Freshmarketer).await,
+        "the bulk create's answer was lost"
+    );
+    let first: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        first["counters"]["a-to-b"]["failed"].as_u64().unwrap() >= 4,
+        "{first}"
+    );
+    for _ in 0..2 {
+        run_to_completion(&w).await;
+    }
+    let got = w.snapshot(AccountKind::Freshmarketer).await;
+    assert_eq!(diff(&got, &want), Vec::<String>::new());
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["retrying"], json!(0), "{list}");
+    assert_eq!(list[0]["parked"], json!(0), "{list}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_one_line_with_what_to_do() {
     let w = World::start(3, 10, 10).await;
@@ -449,6 +519,75 @@ async fn errors_are_one_line_with_what_to_do() {
         line.contains("connection `freshmarketer`") && line.contains("base-url"),
         "{line}"
     );
+}
+
+/// A second `sync run` while another holds the state file names that process (pid and
+/// command), although the config has a `[daemon] token`; a damaged state file is one line
+/// saying so and what to do, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_file_trouble_is_one_line_naming_the_cause() {
+    let w = World::start(13, 12, 12).await;
+    let stall =
+        json!({"path_prefix": "/crm", "count": 1, "fault": {"kind": "latency", "ms": 60_000}});
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::POST,
+        "/faults",
+        Some(stall),
+    )
+    .await;
+    let mut first = w.spawn(&["sync", "run", "s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.fault_pending(AccountKind::Freshmarketer).await {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended");
+        assert!(
+            Instant::now() < deadline,
+            "the first run never reached the app"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("in use by")
+            && line.contains(&format!("pid {}", first.id()))
+            && line.contains("`tandem sync run s`")
+            && !line.contains("does not answer"),
+        "{line}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::DELETE,
+        "/faults",
+        None,
+    )
+    .await;
+    run_to_completion(&w).await;
+
+    // Damage the file: its header and first pages overwritten.
+    let path = w.dir.path().join("state/tandem.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().take(8192) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    for args in [&["sync", "status"][..], &["sync", "run", "s"][..]] {
+        let o = w.tandem(args).await;
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = stderr_line(&o);
+        assert!(
+            line.contains("damaged") && line.contains("backup") && line.contains("tandem.redb"),
+            "{line}"
+        );
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
