@@ -418,6 +418,9 @@ async fn crash_and_restart(config: &str) {
                     use std::io::Read;
                     let _ = e.read_to_string(&mut out);
                 }
+                if let Some((kind, id)) = lose {
+                    lost += usize::from(!w.armed(kind, id).await);
+                }
                 eprintln!("{cut:?}: the run finished first: {out}");
                 // The run finished before reaching this point.
                 assert!(status.success(), "an uninterrupted run succeeds");
@@ -465,6 +468,10 @@ async fn crash_and_restart(config: &str) {
         })
         .sum();
     assert_eq!(writes, 0, "a settled sync writes nothing: {summary}");
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status[0]["retrying"], json!(0), "{status}");
+    assert_eq!(status[0]["parked"], json!(0), "{status}");
 }
 
 /// Both apps' whole contact bases kept in step (no list).
