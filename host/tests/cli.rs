@@ -256,7 +256,9 @@ impl World {
     async fn arm(&self, (kind, skip, method, path): At, fault: Value) -> (AccountKind, u64) {
         let r = json!({"method": method, "path_prefix": path, "skip": skip, "count": 1,
             "fault": fault});
-        let id = self.control(kind, reqwest::Method::POST, "/faults", Some(r)).await;
+        let id = self
+            .control(kind, reqwest::Method::POST, "/faults", Some(r))
+            .await;
         (kind, id["id"].as_u64().unwrap())
     }
 
@@ -302,7 +304,13 @@ fn field_diff(got: &str, want: &str) -> String {
     let keys: BTreeSet<&String> = g.keys().chain(w.keys()).collect();
     keys.into_iter()
         .filter(|k| g.get(*k) != w.get(*k))
-        .map(|k| format!("{k}: {} / {}", g.get(k).unwrap_or(&Value::Null), w.get(k).unwrap_or(&Value::Null)))
+        .map(|k| {
+            format!(
+                "{k}: {} / {}",
+                g.get(k).unwrap_or(&Value::Null),
+                w.get(k).unwrap_or(&Value::Null)
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -368,19 +376,37 @@ async fn crash_and_restart(config: &str) {
     // request each here: POST .../contacts; updates and list adds are PUTs).
     let create = |skip| (fm_, skip, "POST", "/crm/sales/api/contacts");
     let put = |kind, skip| (kind, skip, "PUT", "/crm");
-    let kill = |at| Cut { lose: None, kill: Some(at) };
+    let kill = |at| Cut {
+        lose: None,
+        kill: Some(at),
+    };
     let cuts = [
-        Cut { lose: Some(create(1)), kill: Some(create(3)) },
+        Cut {
+            lose: Some(create(1)),
+            kill: Some(create(3)),
+        },
         kill(create(0)),
         kill(create(2)),
         kill(create(4)),
-        Cut { lose: Some(create(0)), kill: Some(create(7)) },
+        Cut {
+            lose: Some(create(0)),
+            kill: Some(create(7)),
+        },
         kill(create(11)),
         kill(put(fs_, 0)),
         kill(put(fm_, 0)),
-        Cut { lose: Some(put(fm_, 1)), kill: Some(put(fm_, 3)) },
-        Cut { lose: Some(put(fs_, 0)), kill: Some(put(fs_, 1)) },
-        Cut { lose: Some(put(fm_, 0)), kill: None },
+        Cut {
+            lose: Some(put(fm_, 1)),
+            kill: Some(put(fm_, 3)),
+        },
+        Cut {
+            lose: Some(put(fs_, 0)),
+            kill: Some(put(fs_, 1)),
+        },
+        Cut {
+            lose: Some(put(fm_, 0)),
+            kill: None,
+        },
     ];
     let mut lost = 0;
     for cut in cuts {
@@ -394,7 +420,8 @@ async fn crash_and_restart(config: &str) {
             let fired = !w.armed(kind, id).await;
             lost += usize::from(fired);
             eprintln!("{cut:?}: answer lost: {fired}");
-            w.control(kind, reqwest::Method::DELETE, "/faults", None).await;
+            w.control(kind, reqwest::Method::DELETE, "/faults", None)
+                .await;
             continue;
         };
         let (kind, stall) = w.arm(at, json!({"kind": "latency", "ms": 60_000})).await;
@@ -433,7 +460,8 @@ async fn crash_and_restart(config: &str) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for kind in [fs_, fm_] {
-            w.control(kind, reqwest::Method::DELETE, "/faults", None).await;
+            w.control(kind, reqwest::Method::DELETE, "/faults", None)
+                .await;
         }
     }
     assert!(kills >= 5, "the process was killed mid-run {kills} times");
