@@ -59,11 +59,15 @@ entities = "contacts"
 direction = "two-way"
 scope = { b = "Newsletter" }
 
-# Decisions that do not depend on when the apps last changed a record: a crashed run's
-# partial writes move those times, and the outcome must not depend on where it crashed.
+# A fixed winner; the crash tests run under `most-recent` too (`with_winner`).
 [syncs.s.conflict]
 winner = "a-wins"
 "#;
+
+/// The config with another conflict winner.
+fn with_winner(config: &str, winner: &str) -> String {
+    config.replace("winner = \"a-wins\"", &format!("winner = \"{winner}\""))
+}
 
 struct World {
     sandbox: Sandbox,
@@ -172,8 +176,8 @@ impl World {
         resp.json().await.unwrap_or(Value::Null)
     }
 
-    /// Per lower-cased e-mail: the live records' (job title, list ids, consent) — what
-    /// the apps hold, without their ids.
+    /// Per lower-cased e-mail: every field of the live records and the names of the lists
+    /// they are in — what the apps hold, without ids, change times and links.
     async fn snapshot(&self, kind: AccountKind) -> BTreeMap<String, Vec<String>> {
         let v = self
             .control(kind, reqwest::Method::GET, "/records/contacts", None)
@@ -191,20 +195,34 @@ impl World {
             let Some(e) = r["email"].as_str() else {
                 continue;
             };
+            let mut fields = r.as_object().unwrap().clone();
+            for k in [
+                "id",
+                "links",
+                "created_at",
+                "updated_at",
+                "last_seen",
+                "last_contacted",
+            ] {
+                fields.remove(k);
+            }
+            let emails: BTreeSet<String> = r["emails"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["value"].as_str().map(str::to_lowercase))
+                .collect();
+            fields.insert("emails".into(), json!(emails));
             let lists: BTreeSet<String> = r["list_ids"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|l| fm_lists.get(&l.as_u64().unwrap_or(0)).cloned())
                 .collect();
-            out.entry(e.to_lowercase()).or_default().push(format!(
-                "{}|{}|{}|{}|{:?}",
-                r["first_name"],
-                r["job_title"],
-                r["do_not_disturb"],
-                r["subscription_status"],
-                lists
-            ));
+            fields.insert("list_ids".into(), json!(lists));
+            out.entry(e.to_lowercase())
+                .or_default()
+                .push(Value::Object(fields).to_string());
         }
         for v in out.values_mut() {
             v.sort();
@@ -234,6 +252,26 @@ impl World {
             .collect()
     }
 
+    /// Arms a fault rule for one request; returns its app and id.
+    async fn arm(&self, (kind, skip, method, path): At, fault: Value) -> (AccountKind, u64) {
+        let r = json!({"method": method, "path_prefix": path, "skip": skip, "count": 1,
+            "fault": fault});
+        let id = self
+            .control(kind, reqwest::Method::POST, "/faults", Some(r))
+            .await;
+        (kind, id["id"].as_u64().unwrap())
+    }
+
+    /// Whether the fault rule `id` is still armed (has not fired yet).
+    async fn armed(&self, kind: AccountKind, id: u64) -> bool {
+        let f = self
+            .control(kind, reqwest::Method::GET, "/faults", None)
+            .await;
+        f["faults"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r["id"].as_u64() == Some(id)))
+    }
+
     async fn fault_pending(&self, kind: AccountKind) -> bool {
         let f = self
             .control(kind, reqwest::Method::GET, "/faults", None)
@@ -247,8 +285,34 @@ fn diff(got: &BTreeMap<String, Vec<String>>, want: &BTreeMap<String, Vec<String>
     let keys: BTreeSet<&String> = got.keys().chain(want.keys()).collect();
     keys.into_iter()
         .filter(|k| got.get(*k) != want.get(*k))
-        .map(|k| format!("{k}: {:?} / {:?}", got.get(k), want.get(k)))
+        .map(|k| match (got.get(k), want.get(k)) {
+            (Some(g), Some(w)) if g.len() == 1 && w.len() == 1 => {
+                format!("{k}: {}", field_diff(&g[0], &w[0]))
+            }
+            (g, w) => format!("{k}: {g:?} / {w:?}"),
+        })
         .collect()
+}
+
+/// The fields in which two snapshot records differ: `field: got / want`.
+fn field_diff(got: &str, want: &str) -> String {
+    let (g, w): (Value, Value) = (
+        serde_json::from_str(got).unwrap(),
+        serde_json::from_str(want).unwrap(),
+    );
+    let (g, w) = (g.as_object().unwrap(), w.as_object().unwrap());
+    let keys: BTreeSet<&String> = g.keys().chain(w.keys()).collect();
+    keys.into_iter()
+        .filter(|k| g.get(*k) != w.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: {} / {}",
+                g.get(k).unwrap_or(&Value::Null),
+                w.get(k).unwrap_or(&Value::Null)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn stderr_line(o: &Output) -> String {
@@ -267,14 +331,99 @@ async fn run_to_completion(w: &World) {
     );
 }
 
+/// A request of one app, selected as the sandbox's fault rules do: the one after `skip`
+/// requests with this method and path prefix.
+type At = (AccountKind, u32, &'static str, &'static str);
+
+/// One run of `tandem sync run` in [`crash_and_restart`].
+#[derive(Clone, Copy, Debug)]
+struct Cut {
+    /// The app commits this request, then the connection drops before its answer: the
+    /// run goes on and records the write as failed.
+    lose: Option<At>,
+    /// Stall this request and kill the process while it is in flight: the writes before
+    /// it committed, none of their answers is recorded, or nothing went out. `None`:
+    /// the run ends by itself.
+    kill: Option<At>,
+}
+
+/// Where [`crash_and_restart`] interrupts runs that create one record per request.
+fn one_by_one_cuts() -> Vec<Cut> {
+    let (fs_, fm_) = (AccountKind::FreshsalesSuite, AccountKind::Freshmarketer);
+    // Each restart reads both sides again, then writes what is left (creates are one
+    // request each here: POST .../contacts; updates and list adds are PUTs).
+    let create = |skip| (fm_, skip, "POST", "/crm/sales/api/contacts");
+    let put = |kind, skip| (kind, skip, "PUT", "/crm");
+    let kill = |at| Cut {
+        lose: None,
+        kill: Some(at),
+    };
+    vec![
+        Cut {
+            lose: Some(create(1)),
+            kill: Some(create(3)),
+        },
+        kill(create(0)),
+        kill(create(2)),
+        kill(create(4)),
+        Cut {
+            lose: Some(create(0)),
+            kill: Some(create(7)),
+        },
+        kill(create(11)),
+        kill(put(fs_, 0)),
+        kill(put(fm_, 0)),
+        Cut {
+            lose: Some(put(fm_, 1)),
+            kill: Some(put(fm_, 3)),
+        },
+        Cut {
+            lose: Some(put(fs_, 0)),
+            kill: Some(put(fs_, 1)),
+        },
+        Cut {
+            lose: Some(put(fm_, 0)),
+            kill: None,
+        },
+    ]
+}
+
+/// Where [`crash_and_restart`] interrupts runs that create with bulk jobs: a kill after
+/// a job committed, before the connector added its records to the list; a kill while
+/// recovery adds them; a lost answer to recovery's list add.
+fn bulk_cuts() -> Vec<Cut> {
+    let add = (AccountKind::Freshmarketer, 0, "PUT", "/crm/sales/api/lists");
+    vec![
+        Cut {
+            lose: None,
+            kill: Some(add),
+        },
+        Cut {
+            lose: None,
+            kill: Some(add),
+        },
+        Cut {
+            lose: Some(add),
+            kill: None,
+        },
+    ]
+}
+
 /// Kills `tandem sync run` at many points of its work — while a write is in flight to
 /// either app, after a write committed but before its answer arrived, between batches —
-/// restarts it each time, and finally runs it to completion. The apps must end exactly
-/// as a run that was never interrupted leaves them, and a further run writes nothing.
-async fn crash_and_restart(config: &str) {
+/// and loses the answers of committed writes, restarts it each time, and finally runs it
+/// to completion. The apps must end exactly as a run that was never interrupted leaves
+/// them (every field, list membership), and a further run writes nothing.
+///
+/// Failed writes are retried on the next run here (`base-delay = "0s"`): the test does
+/// not wait out the back-off, and a retry is how a lost answer converges.
+async fn crash_and_restart(config: &str, bulk: bool, cuts: &[Cut]) {
+    let config = format!("{config}\n[syncs.s.retry]\nbase-delay = \"0s\"\n");
+    let config = config.as_str();
+    let bulk = ("FM_BULK".to_string(), bulk.to_string());
     let (seed, fs, fm) = (7, 120, 120);
     let mut reference = World::start_with(seed, fs, fm, config).await;
-    reference.env.push(("FM_BULK".into(), "false".into()));
+    reference.env.push(bulk.clone());
     run_to_completion(&reference).await;
     run_to_completion(&reference).await;
     let want = (
@@ -283,39 +432,43 @@ async fn crash_and_restart(config: &str) {
     );
 
     let mut w = World::start_with(seed, fs, fm, config).await;
-    w.env.push(("FM_BULK".into(), "false".into()));
-    let mut kills = 0;
-    // (account, requests to let through before the one that stalls, method filter)
+    w.env.push(bulk);
     let (fs_, fm_) = (AccountKind::FreshsalesSuite, AccountKind::Freshmarketer);
-    // Each restart reads both sides again, then writes what is left (creates one request
-    // each here). Stall the k-th write of a kind and kill the process there: the writes
-    // before it committed but none of the batch is acknowledged, or nothing went out.
-    let points: &[(AccountKind, u32, Option<&str>)] = &[
-        (fm_, 0, Some("POST")),
-        (fm_, 2, Some("POST")),
-        (fm_, 4, Some("POST")),
-        (fm_, 7, Some("POST")),
-        (fm_, 11, Some("POST")),
-        (fs_, 0, Some("PUT")),
-        (fm_, 0, Some("PUT")),
-        (fs_, 1, Some("PUT")),
-    ];
-    for &(kind, skip, method) in points {
-        let mut rule = json!({"path_prefix": "/crm", "skip": skip, "count": 1, "fault": {"kind": "latency", "ms": 60_000}});
-        if let Some(m) = method {
-            rule["method"] = json!(m);
-        }
-        w.control(kind, reqwest::Method::POST, "/faults", Some(rule))
-            .await;
+    let mut kills = 0;
+    let mut lost = 0;
+    for &cut in cuts {
+        let lose = match cut.lose {
+            Some(at) => Some(w.arm(at, json!({"kind": "after_commit"})).await),
+            None => None,
+        };
+        let Some(at) = cut.kill else {
+            // A lost answer during recovery stops the run (the next one resumes).
+            let o = w.tandem(&["sync", "run", "s"]).await;
+            if !o.status.success() {
+                let line = stderr_line(&o);
+                assert!(line.contains("the next run resumes"), "{line}");
+            }
+            let (kind, id) = lose.unwrap();
+            let fired = !w.armed(kind, id).await;
+            lost += usize::from(fired);
+            eprintln!("{cut:?}: answer lost: {fired}");
+            w.control(kind, reqwest::Method::DELETE, "/faults", None)
+                .await;
+            continue;
+        };
+        let (kind, stall) = w.arm(at, json!({"kind": "latency", "ms": 60_000})).await;
         let mut child = w.spawn(&["sync", "run", "s"]);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if !w.fault_pending(kind).await {
+            if !w.armed(kind, stall).await {
                 // The stalled request is in flight: kill the process there.
                 child.kill().unwrap();
                 child.wait().unwrap();
                 kills += 1;
-                eprintln!("point {kind:?} skip {skip} {method:?}: killed");
+                if let Some((kind, id)) = lose {
+                    lost += usize::from(!w.armed(kind, id).await);
+                }
+                eprintln!("{cut:?}: killed");
                 break;
             }
             if let Some(status) = child.try_wait().unwrap() {
@@ -324,7 +477,10 @@ async fn crash_and_restart(config: &str) {
                     use std::io::Read;
                     let _ = e.read_to_string(&mut out);
                 }
-                eprintln!("point {kind:?} skip {skip} {method:?}: the run finished first: {out}");
+                if let Some((kind, id)) = lose {
+                    lost += usize::from(!w.armed(kind, id).await);
+                }
+                eprintln!("{cut:?}: the run finished first: {out}");
                 // The run finished before reaching this point.
                 assert!(status.success(), "an uninterrupted run succeeds");
                 break;
@@ -335,15 +491,18 @@ async fn crash_and_restart(config: &str) {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        w.control(kind, reqwest::Method::DELETE, "/faults", None)
-            .await;
+        for kind in [fs_, fm_] {
+            w.control(kind, reqwest::Method::DELETE, "/faults", None)
+                .await;
+        }
     }
-    assert!(kills >= 5, "the process was killed mid-run {kills} times");
-    // A lost answer: the write commits, the connection drops before the reply.
-    w.control(AccountKind::Freshmarketer, reqwest::Method::POST, "/faults",
-        Some(json!({"method": "POST", "path_prefix": "/crm", "count": 1, "fault": {"kind": "after_commit"}}))).await;
-    let o = w.tandem(&["sync", "run", "s"]).await;
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want_kills = cuts.iter().filter(|c| c.kill.is_some()).count().div_ceil(2);
+    assert!(
+        kills >= want_kills,
+        "the process was killed mid-run {kills} times"
+    );
+    let want_lost = cuts.iter().filter(|c| c.lose.is_some()).count().div_ceil(2);
+    assert!(lost >= want_lost, "{lost} answers were lost");
     for _ in 0..3 {
         run_to_completion(&w).await;
     }
@@ -374,18 +533,91 @@ async fn crash_and_restart(config: &str) {
         })
         .sum();
     assert_eq!(writes, 0, "a settled sync writes nothing: {summary}");
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let status: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status[0]["retrying"], json!(0), "{status}");
+    assert_eq!(status[0]["parked"], json!(0), "{status}");
 }
 
 /// Both apps' whole contact bases kept in step (no list).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_sync_run_converges_with_nothing_lost_or_duplicated() {
-    crash_and_restart(&CONFIG.replace("scope = { b = \"Newsletter\" }\n", "")).await;
+    crash_and_restart(
+        &CONFIG.replace("scope = { b = \"Newsletter\" }\n", ""),
+        false,
+        &one_by_one_cuts(),
+    )
+    .await;
 }
 
 /// Freshsales and one Freshmarketer list: records matched outside the list are added to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_list_sync_run_converges_with_nothing_lost_or_duplicated() {
-    crash_and_restart(CONFIG).await;
+    crash_and_restart(CONFIG, false, &one_by_one_cuts()).await;
+}
+
+/// The same under the default `most-recent`: the sync's own writes before a kill (list
+/// adds, field writes to one app) move the records' change times, and must not be taken
+/// for users' edits when the restarted run decides the conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_list_sync_run_under_most_recent_decides_as_if_uninterrupted() {
+    crash_and_restart(
+        &with_winner(CONFIG, "most-recent"),
+        false,
+        &one_by_one_cuts(),
+    )
+    .await;
+}
+
+/// Creates in bulk jobs under `most-recent`: a kill after a job committed, before the
+/// connector added its records to the list, and lost answers to jobs that committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_bulk_create_run_still_brings_every_record_into_the_list() {
+    crash_and_restart(&with_winner(CONFIG, "most-recent"), true, &bulk_cuts()).await;
+}
+
+/// A bulk create into the list commits, but its answer is lost (a 500 after the write):
+/// the next run finds the records by their markers and adds them to the list, as an
+/// uninterrupted run does, and nothing is left "retrying".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_to_a_bulk_create_still_brings_the_records_into_the_list() {
+    let config = with_winner(CONFIG, "most-recent");
+    let (seed, fs, fm) = (11, 40, 40);
+    let reference = World::start_with(seed, fs, fm, &config).await;
+    run_to_completion(&reference).await;
+    run_to_completion(&reference).await;
+    let want = reference.snapshot(AccountKind::Freshmarketer).await;
+
+    let w = World::start_with(seed, fs, fm, &config).await;
+    let bulk = json!({"method": "POST", "path_prefix": "/crm/sales/api/contacts/bulk_upsert",
+        "count": 1, "fault": {"kind": "after_commit", "status": 500}});
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::POST,
+        "/faults",
+        Some(bulk),
+    )
+    .await;
+    let o = w.tandem(&["sync", "run", "s", "--json"]).await;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        !w.fault_pending(AccountKind::Freshmarketer).await,
+        "the bulk create's answer was lost"
+    );
+    let first: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        first["counters"]["a-to-b"]["failed"].as_u64().unwrap() >= 4,
+        "{first}"
+    );
+    for _ in 0..2 {
+        run_to_completion(&w).await;
+    }
+    let got = w.snapshot(AccountKind::Freshmarketer).await;
+    assert_eq!(diff(&got, &want), Vec::<String>::new());
+    let o = w.tandem(&["sync", "status", "s", "--json"]).await;
+    let list: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["retrying"], json!(0), "{list}");
+    assert_eq!(list[0]["parked"], json!(0), "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,6 +681,75 @@ async fn errors_are_one_line_with_what_to_do() {
         line.contains("connection `freshmarketer`") && line.contains("base-url"),
         "{line}"
     );
+}
+
+/// A second `sync run` while another holds the state file names that process (pid and
+/// command), although the config has a `[daemon] token`; a damaged state file is one line
+/// saying so and what to do, not a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_file_trouble_is_one_line_naming_the_cause() {
+    let w = World::start(13, 12, 12).await;
+    let stall =
+        json!({"path_prefix": "/crm", "count": 1, "fault": {"kind": "latency", "ms": 60_000}});
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::POST,
+        "/faults",
+        Some(stall),
+    )
+    .await;
+    let mut first = w.spawn(&["sync", "run", "s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.fault_pending(AccountKind::Freshmarketer).await {
+        assert!(first.try_wait().unwrap().is_none(), "the first run ended");
+        assert!(
+            Instant::now() < deadline,
+            "the first run never reached the app"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("in use by")
+            && line.contains(&format!("pid {}", first.id()))
+            && line.contains("`tandem sync run s`")
+            && !line.contains("does not answer"),
+        "{line}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    w.control(
+        AccountKind::Freshmarketer,
+        reqwest::Method::DELETE,
+        "/faults",
+        None,
+    )
+    .await;
+    run_to_completion(&w).await;
+
+    // Damage the file: its header and first pages overwritten.
+    let path = w.dir.path().join("state/tandem.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in bytes.iter_mut().take(8192) {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    for args in [&["sync", "status"][..], &["sync", "run", "s"][..]] {
+        let o = w.tandem(args).await;
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = stderr_line(&o);
+        assert!(
+            line.contains("damaged") && line.contains("backup") && line.contains("tandem.redb"),
+            "{line}"
+        );
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,16 @@ pub enum StateFileError {
         path: PathBuf,
         /// Who holds it, as far as known.
         owner: String,
+        /// The holder's command (`tandem run` for the daemon), when its note says.
+        command: Option<String>,
+    },
+    /// The file is not a readable state database.
+    #[error("cannot open the state file {}: {}", path.display(), crate::sync::state::store_message(found))]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// What redb found (not a `source`: the message says it).
+        found: redb::Error,
     },
     /// The file or its directory could not be created or read.
     #[error("cannot open the state file {}: {message}; check [state] path and its permissions", path.display())]
@@ -59,9 +69,27 @@ impl StateFile {
                 return Err(StateFileError::Locked {
                     path: path.to_path_buf(),
                     owner: describe_owner(&owner_note),
+                    command: owner_command(&owner_note),
                 });
             }
-            Err(e) => return Err(open_err(e.to_string())),
+            Err(e) => {
+                let e: redb::Error = e.into();
+                crate::sync::state::remember_io(&e);
+                return Err(match e {
+                    // Not a redb file, or one whose pages do not check out.
+                    redb::Error::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+                        StateFileError::Damaged {
+                            path: path.to_path_buf(),
+                            found: redb::Error::Corrupted(io.to_string()),
+                        }
+                    }
+                    e @ redb::Error::Corrupted(_) => StateFileError::Damaged {
+                        path: path.to_path_buf(),
+                        found: e,
+                    },
+                    e => open_err(crate::sync::state::store_message(&e)),
+                });
+            }
         };
         let note = format!(
             "pid {} (`{command}`) since {}",
@@ -99,6 +127,25 @@ fn owner_path(path: &Path) -> PathBuf {
     name.push(".owner");
     path.with_file_name(name)
 }
+
+/// The command named in the owner note (`pid N (`command`) since T`).
+fn owner_command(note: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(note).ok()?;
+    let start = text.find("(`")? + 2;
+    let end = start + text[start..].find("`)")?;
+    Some(text[start..end].to_string())
+}
+
+impl StateFileError {
+    /// Whether the file is held by something other than the daemon (`tandem run`),
+    /// as far as its note says: then no control API can answer for it.
+    pub fn held_by_other_than_daemon(&self) -> bool {
+        matches!(self, StateFileError::Locked { command: Some(c), .. } if c != DAEMON_COMMAND)
+    }
+}
+
+/// The command the daemon names itself with in the owner note.
+pub const DAEMON_COMMAND: &str = "tandem run";
 
 fn describe_owner(note: &Path) -> String {
     match std::fs::read_to_string(note) {

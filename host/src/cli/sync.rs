@@ -908,11 +908,16 @@ struct Remote {
     base: String,
     token: String,
     client: reqwest::Client,
+    /// Why the file could not be opened (who holds it), for when nobody answers.
+    locked: String,
 }
 
 impl Remote {
     fn new(config: &Config, locked: &StateFileError) -> anyhow::Result<Self> {
-        let Some(token) = &config.daemon.token else {
+        // Another `tandem sync run` (not the daemon) holds the file: name it, as
+        // without a token; no control API can answer for it.
+        let (Some(token), false) = (&config.daemon.token, locked.held_by_other_than_daemon())
+        else {
             bail!("{locked}");
         };
         let token = token
@@ -922,6 +927,12 @@ impl Remote {
             base: format!("http://{}", config.daemon.listen),
             token,
             client: reqwest::Client::new(),
+            locked: match locked {
+                StateFileError::Locked { path, owner, .. } => {
+                    format!("the state file {} is in use by {owner}", path.display())
+                }
+                other => other.to_string(),
+            },
         })
     }
 
@@ -946,8 +957,8 @@ impl Remote {
         }
         let resp = req.send().await.with_context(|| {
             format!(
-                "the state file is locked and the daemon's control API at {} does not answer",
-                self.base
+                "{}, and the daemon's control API at {} does not answer (check [daemon] listen, or stop that process first)",
+                self.locked, self.base
             )
         })?;
         let status = resp.status();

@@ -219,8 +219,14 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StorageError {
-    StorageError::Unavailable(format!("storage failed: {e}"))
+fn unavailable(e: impl Into<redb::Error>) -> StorageError {
+    // The state file's first I/O error explains redb's later "previous I/O error".
+    let e = e.into();
+    crate::sync::state::remember_io(&e);
+    StorageError::Unavailable(format!(
+        "storage failed: {}",
+        crate::sync::state::store_message(&e)
+    ))
 }
 
 struct Namespace {

@@ -34,6 +34,32 @@ pub struct Link {
     /// Open `manual` conflicts, the loop detector's memory, the operator's requests.
     #[serde(default, skip_serializing_if = "Review::is_empty")]
     pub review: Review,
+    /// Per side, what the sync itself last planned to write to the record, so that
+    /// the change time its own writes give the record is not read as a user's edit
+    /// (`most-recent`): a restart or a retry decides as the first attempt did.
+    #[serde(default, skip_serializing_if = "no_touch")]
+    pub touched: SidePair<Option<Touch>>,
+}
+
+fn no_touch(t: &SidePair<Option<Touch>>) -> bool {
+    t.a.is_none() && t.b.is_none()
+}
+
+/// The sync's own write to one side's record, as planned (stored before it is sent).
+///
+/// Any write moves the app's change time, a list add included, and an interrupted
+/// run's writes may land without their answer being recorded. While the record's
+/// mapped values are still those read when the write was planned, or those the
+/// sync's writes leave, nobody else edited it since: its change time for
+/// `most-recent` is the one read then, [`Touch::before`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Touch {
+    /// The record's change time (RFC 3339) when the write was planned.
+    pub before: Option<String>,
+    /// Digests of the side's mapped values that carry no edit since: as read when
+    /// the write was planned, as the planned writes leave them, and as the app read
+    /// them back after an acknowledged write.
+    pub values: BTreeSet<String>,
 }
 
 impl Link {

@@ -626,43 +626,19 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     )
             });
         self.replay_membership(membership, opts).await?;
+        let mut resolved: Vec<(OutboxEntry, Option<Record>)> = Vec::new();
         for e in stale {
+            let found = self.find_created(&e).await?;
+            resolved.push((e, found));
+        }
+        // A create is the record *and* its list membership (the connector adds it
+        // after creating it): a create found here may have missed its list.
+        let unlisted = self.complete_membership(&resolved).await?;
+        for (e, found) in resolved {
             let op = &e.op;
-            let mut found: Option<Record> = None;
-            // A `planned` create too: its `sent` mark is flushed with the run's
-            // final commit, so after a crash it may have been sent all the same.
-            if let (
-                OpStatus::Planned | OpStatus::Sent | OpStatus::Failed,
-                OpKind::Create { marker, .. },
-            ) = (e.status, &op.kind)
-            {
-                let err = self.source_err(op.side, "find");
-                let by_marker = self
-                    .find(op.side, &op.entity_name, Lookup::Marker(marker.clone()))
-                    .await
-                    .map_err(&err)?;
-                found = match by_marker.len() {
-                    1 => by_marker.into_iter().next(),
-                    _ => None,
-                };
-                if found.is_none()
-                    && let Some(link) = self.store.link(sync, &op.link)?
-                    && let Some(email) = &link.match_key
-                {
-                    let hits = self
-                        .find(op.side, &op.entity_name, Lookup::Email(email.clone()))
-                        .await
-                        .map_err(&err)?;
-                    let names = self.entity_names(op.entity);
-                    let linked = self.store.links_for(
-                        sync,
-                        hits.iter()
-                            .map(|r| (op.side, names.get(op.side).as_str(), r.id.as_str())),
-                    )?;
-                    if hits.len() == 1 && linked.is_empty() {
-                        found = hits.into_iter().next();
-                    }
-                }
+            if unlisted.contains(&op.id) {
+                // Its list add failed for now: the row stays, the next run finds it again.
+                continue;
             }
             let mapping = match &found {
                 Some(_) => Some(self.mapping_for(op.entity).await?),
@@ -675,6 +651,12 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                             apply_ack(&mut link, op, Some(r), m, op.joint.is_empty());
                             let names = self.entity_names(op.entity);
                             t.put_link(&link, (names.a.as_str(), names.b.as_str()))?;
+                            // Done: its records wait for no retry any more.
+                            for s in Side::BOTH {
+                                if let Some(id) = link.id(s) {
+                                    t.remove_retry(op.entity, s, id)?;
+                                }
+                            }
                         }
                         // Found: acknowledged; the outbox row goes.
                         t.remove_op(&op.id)?;
@@ -684,7 +666,6 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     _ if e.status == OpStatus::Failed => {}
                     _ => t.remove_op(&op.id)?,
                 }
-                let _ = opts;
                 Ok(())
             })?;
         }
@@ -699,6 +680,105 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// The record an interrupted or unanswered create made, if it reached the app:
+    /// looked up by its marker, then by its e-mail (one unlinked hit only).
+    async fn find_created(&self, e: &OutboxEntry) -> Result<Option<Record>, EngineError> {
+        let op = &e.op;
+        // A `planned` create too: its `sent` mark is flushed with the run's
+        // final commit, so after a crash it may have been sent all the same.
+        let OpKind::Create { marker, .. } = &op.kind else {
+            return Ok(None);
+        };
+        let sync = self.sync();
+        let err = self.source_err(op.side, "find");
+        let by_marker = self
+            .find(op.side, &op.entity_name, Lookup::Marker(marker.clone()))
+            .await
+            .map_err(&err)?;
+        if by_marker.len() == 1 {
+            return Ok(by_marker.into_iter().next());
+        }
+        if let Some(link) = self.store.link(sync, &op.link)?
+            && let Some(email) = &link.match_key
+        {
+            let hits = self
+                .find(op.side, &op.entity_name, Lookup::Email(email.clone()))
+                .await
+                .map_err(&err)?;
+            let names = self.entity_names(op.entity);
+            let linked = self.store.links_for(
+                sync,
+                hits.iter()
+                    .map(|r| (op.side, names.get(op.side).as_str(), r.id.as_str())),
+            )?;
+            if hits.len() == 1 && linked.is_empty() {
+                return Ok(hits.into_iter().next());
+            }
+        }
+        Ok(None)
+    }
+
+    /// Adds the records of found creates to the lists their create named (adding a
+    /// member twice is harmless), one push per entity and side so that the
+    /// connector batches them. Returns the creates whose add failed for now.
+    async fn complete_membership(
+        &self,
+        resolved: &[(OutboxEntry, Option<Record>)],
+    ) -> Result<BTreeSet<String>, EngineError> {
+        let mut groups: BTreeMap<(usize, Side), Vec<(String, Write)>> = BTreeMap::new();
+        for (e, found) in resolved {
+            let (Some(r), OpKind::Create { containers, .. }) = (found, &e.op.kind) else {
+                continue;
+            };
+            for (i, c) in containers.iter().enumerate() {
+                groups.entry((e.op.entity, e.op.side)).or_default().push((
+                    e.op.id.clone(),
+                    Write {
+                        reference: format!("{}/{i}", e.op.id),
+                        op: WriteOp::AddToContainer {
+                            container: c.clone(),
+                            ids: vec![r.id.clone()],
+                        },
+                    },
+                ));
+            }
+        }
+        let mut failed = BTreeSet::new();
+        for ((ix, side), writes) in groups {
+            let names = self.entity_names(ix);
+            let ops: Vec<(String, String)> = writes
+                .iter()
+                .map(|(op, w)| (op.clone(), w.reference.clone()))
+                .collect();
+            let results = self
+                .push(
+                    side,
+                    names.get(side),
+                    writes.into_iter().map(|(_, w)| w).collect(),
+                )
+                .await
+                .map_err(self.source_err(side, "push"))?;
+            let by_ref: BTreeMap<String, Result<Option<Record>, SourceError>> = results
+                .into_iter()
+                .map(|r| (r.reference, r.outcome))
+                .collect();
+            for (op, reference) in ops {
+                match by_ref.get(&reference) {
+                    Some(Ok(_)) | Some(Err(SourceError::NotFound(_))) => {
+                        tracing::info!(sync = self.sync(), op = %op, "recovered create added to its list");
+                    }
+                    Some(Err(e)) if !e.is_retryable() => {
+                        tracing::warn!(sync = self.sync(), op = %op, error = %e, "recovered create: its list refused it");
+                    }
+                    _ => {
+                        failed.insert(op);
+                    }
+                }
+            }
+        }
+        Ok(failed)
     }
 
     /// Sends again the add/remove-membership ops an interrupted run left
@@ -1633,6 +1713,28 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 let attempts = t.op(&op.id)?.map_or(0, |e| e.attempts);
                 exec.queued.insert(op.id.clone(), attempts);
                 t.put_op(&exec.entry(op, OpStatus::Planned))?;
+            }
+            // A record re-read for a retry whose link needs no write any more (the
+            // write landed although its answer was lost) waits for nothing.
+            if plan.halted.is_none() {
+                let planned: BTreeSet<&str> = plan.ops.iter().map(|o| o.link.as_str()).collect();
+                let done: Vec<(usize, Side, String)> = exec
+                    .retries
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.next_attempt_at <= opts.now
+                            && r.link.as_deref().is_some_and(|l| !planned.contains(l))
+                            && !obs
+                                .inputs
+                                .get(r.entity)
+                                .is_some_and(|e| e.obs.get(r.side).failed.contains_key(&r.id))
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in done {
+                    t.remove_retry(k.0, k.1, &k.2)?;
+                    exec.retries.remove(&k);
+                }
             }
             Ok(exec)
         })?;

@@ -23,6 +23,8 @@ pub struct MemoryApp {
     normalise: Normaliser,
     batch: u32,
     page: u32,
+    /// List membership changes move `updated_at` (as Freshworks does).
+    member_stamps: bool,
     state: Mutex<State>,
 }
 
@@ -78,6 +80,7 @@ impl MemoryApp {
             normalise: no_normalise,
             batch: 50,
             page: 25,
+            member_stamps: false,
             state: Mutex::new(State::default()),
         }
     }
@@ -91,6 +94,12 @@ impl MemoryApp {
     /// Sets the push batch size it reports.
     pub fn with_batch(mut self, n: u32) -> Self {
         self.batch = n;
+        self
+    }
+
+    /// List membership changes move the record's change time and version.
+    pub fn with_membership_stamps(mut self) -> Self {
+        self.member_stamps = true;
         self
     }
 
@@ -153,13 +162,13 @@ impl MemoryApp {
     /// A user adds a record to a container.
     pub fn add_member(&self, container: &str, id: &str) {
         let mut s = self.lock();
-        touch_member(&mut s, container, id, true);
+        touch_member(&mut s, container, id, true, self.member_stamps);
     }
 
     /// A user removes a record from a container.
     pub fn remove_member(&self, container: &str, id: &str) {
         let mut s = self.lock();
-        touch_member(&mut s, container, id, false);
+        touch_member(&mut s, container, id, false, self.member_stamps);
     }
 
     /// Members of a container.
@@ -280,7 +289,7 @@ impl MemoryApp {
             } => {
                 let id = self.create(s, fields.iter().cloned().collect(), marker.clone());
                 for c in containers {
-                    touch_member(s, c, &id, true);
+                    touch_member(s, c, &id, true, self.member_stamps);
                 }
                 Ok(Some(s.records[&id].record.clone()))
             }
@@ -325,7 +334,7 @@ impl MemoryApp {
                 }
                 let add = matches!(w.op, WriteOp::AddToContainer { .. });
                 for id in ids {
-                    touch_member(s, container, id, add);
+                    touch_member(s, container, id, add, self.member_stamps);
                 }
                 Ok(None)
             }
@@ -343,7 +352,7 @@ fn stamp(st: &mut Stored, seq: u64) {
         .ok();
 }
 
-fn touch_member(s: &mut State, container: &str, id: &str, add: bool) {
+fn touch_member(s: &mut State, container: &str, id: &str, add: bool, stamps: bool) {
     s.seq += 1;
     let seq = s.seq;
     if let Some((_, m)) = s.containers.get_mut(container) {
@@ -355,7 +364,11 @@ fn touch_member(s: &mut State, container: &str, id: &str, add: bool) {
     }
     // A membership change shows in incremental listings of the container.
     if let Some(st) = s.records.get_mut(id) {
-        st.seq = seq;
+        if stamps {
+            stamp(st, seq);
+        } else {
+            st.seq = seq;
+        }
     }
 }
 

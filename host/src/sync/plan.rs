@@ -23,7 +23,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::baseline::{Baseline, Decision, FieldBase, Link, LinkOrigin, LinkState, WriteMark};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::baseline::{
+    Baseline, Decision, FieldBase, Link, LinkOrigin, LinkState, Touch, WriteMark,
+};
 use super::mapping::{FieldPair, ResolvedMapping};
 use super::model::{CanonKind, Consent, Record, Side, SidePair, Value, digest};
 use super::policy::{EntityPair, OneWayEdits, RemoveAction, SyncPolicy, Winner};
@@ -842,6 +847,10 @@ impl<'a> Planner<'a> {
             self.fetch_unseen(ix, &link, recs);
             link.review.recheck = recs.a.is_none() || recs.b.is_none();
         }
+        let times = SidePair::new(
+            change_time(&e.mapping, &link, Side::A, recs.a),
+            change_time(&e.mapping, &link, Side::B, recs.b),
+        );
         for pair in &e.mapping.pairs {
             let mut vals = SidePair::new(
                 recs.a.and_then(|r| pair.read(Side::A, r)),
@@ -873,7 +882,7 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
-            let d = self.decide(pair, fb, vals.clone(), recs);
+            let d = self.decide(pair, fb, vals.clone(), times);
             if let Some((winner, decision)) = d.conflict {
                 self.plan.conflicts.push(ConflictNote {
                     entity: ix,
@@ -1036,6 +1045,15 @@ impl<'a> Planner<'a> {
 
         self.guard_loops(ix, e, &mut link, &mut pending, &mut extra);
 
+        // Remember what this plan writes to each record, before it is sent.
+        for side in Side::BOTH {
+            let Some(r) = recs.get(side) else { continue };
+            let writes = (!pending.get(side).fields.is_empty() && link.id(side).is_some())
+                || extra.iter().any(|(s, _, _)| *s == side);
+            let written = writes.then(|| &pending.get(side).base);
+            *link.touched.get_mut(side) = touch(&e.mapping, &link, side, r, written);
+        }
+
         for side in Side::BOTH {
             if let Some(r) = recs.get(side)
                 && link.versions.get(side) != &r.version
@@ -1077,16 +1095,16 @@ impl<'a> Planner<'a> {
         pair: &FieldPair,
         fb: Option<&FieldBase>,
         vals: SidePair<Option<Value>>,
-        recs: SidePair<Option<&Record>>,
+        times: Times,
     ) -> FieldDecision {
         let Some(fb) = fb else {
-            return self.first_sync(pair, vals, recs);
+            return self.first_sync(pair, vals, times);
         };
         // A side whose value was never seen takes what it holds now as its
         // alias: an empty read-only field or an app default is not a change.
         let adopted = fb.adopt(&vals);
         let fb = adopted.as_ref().unwrap_or(fb);
-        let mut d = self.decide_known(pair, fb, vals, recs);
+        let mut d = self.decide_known(pair, fb, vals, times);
         if d.base.is_none() {
             d.base = adopted;
         }
@@ -1099,7 +1117,7 @@ impl<'a> Planner<'a> {
         pair: &FieldPair,
         fb: &FieldBase,
         vals: SidePair<Option<Value>>,
-        recs: SidePair<Option<&Record>>,
+        times: Times,
     ) -> FieldDecision {
         let changed = |side: Side| {
             vals.get(side)
@@ -1118,7 +1136,7 @@ impl<'a> Planner<'a> {
                 ..FieldDecision::default()
             },
             // Row 5: true conflict.
-            (true, true, Some(a), Some(b)) => self.conflict(pair, Some(fb), a, b, recs),
+            (true, true, Some(a), Some(b)) => self.conflict(pair, Some(fb), a, b, times),
             _ => FieldDecision::default(),
         }
     }
@@ -1182,7 +1200,7 @@ impl<'a> Planner<'a> {
         &self,
         pair: &FieldPair,
         vals: SidePair<Option<Value>>,
-        recs: SidePair<Option<&Record>>,
+        times: Times,
     ) -> FieldDecision {
         let (Some(a), Some(b)) = (vals.a, vals.b) else {
             return FieldDecision::default();
@@ -1214,7 +1232,7 @@ impl<'a> Planner<'a> {
         match (a.is_empty(), b.is_empty()) {
             (true, _) => fill(Side::A, b, a),
             (_, true) => fill(Side::B, a, b),
-            _ => self.conflict(pair, None, a, b, recs),
+            _ => self.conflict(pair, None, a, b, times),
         }
     }
 
@@ -1225,7 +1243,7 @@ impl<'a> Planner<'a> {
         fb: Option<&FieldBase>,
         a: Value,
         b: Value,
-        recs: SidePair<Option<&Record>>,
+        times: Times,
     ) -> FieldDecision {
         let vals = SidePair::new(a, b);
         if pair.is_consent() {
@@ -1258,7 +1276,7 @@ impl<'a> Planner<'a> {
         if let (Some(fb), CanonKind::Set) = (fb, pair.kind) {
             return self.merge_sets(pair, fb, vals);
         }
-        match self.winner(pair, recs, &vals) {
+        match self.winner(pair, times, &vals) {
             Some((winner, why)) => self.won(pair, winner, vals, &why),
             None => FieldDecision {
                 manual: true,
@@ -1341,7 +1359,7 @@ impl<'a> Planner<'a> {
     fn winner(
         &self,
         pair: &FieldPair,
-        recs: SidePair<Option<&Record>>,
+        times: Times,
         vals: &SidePair<Value>,
     ) -> Option<(Side, String)> {
         if let Some(owner) = pair.owner {
@@ -1369,29 +1387,25 @@ impl<'a> Planner<'a> {
             }
             Winner::AWins => (Side::A, "conflict policy a-wins".into()),
             Winner::BWins => (Side::B, "conflict policy b-wins".into()),
-            Winner::MostRecent => {
-                let ta = recs.a.and_then(Record::updated_at);
-                let tb = recs.b.and_then(Record::updated_at);
-                match (ta, tb) {
-                    (Some(ta), Some(tb))
-                        if (ta - tb).whole_seconds().unsigned_abs() > u64::from(c.skew_seconds) =>
-                    {
-                        let w = if ta > tb { Side::A } else { Side::B };
-                        (w, format!("side {w} changed most recently"))
-                    }
-                    (Some(_), Some(_)) => (
-                        c.fallback,
-                        format!(
-                            "changes within {}s: fallback side {}",
-                            c.skew_seconds, c.fallback
-                        ),
-                    ),
-                    _ => (
-                        c.fallback,
-                        format!("a change time is missing: fallback side {}", c.fallback),
-                    ),
+            Winner::MostRecent => match (times.a, times.b) {
+                (Some(ta), Some(tb))
+                    if (ta - tb).whole_seconds().unsigned_abs() > u64::from(c.skew_seconds) =>
+                {
+                    let w = if ta > tb { Side::A } else { Side::B };
+                    (w, format!("side {w} changed most recently"))
                 }
-            }
+                (Some(_), Some(_)) => (
+                    c.fallback,
+                    format!(
+                        "changes within {}s: fallback side {}",
+                        c.skew_seconds, c.fallback
+                    ),
+                ),
+                _ => (
+                    c.fallback,
+                    format!("a change time is missing: fallback side {}", c.fallback),
+                ),
+            },
         })
     }
 
@@ -1721,6 +1735,7 @@ impl<'a> Planner<'a> {
             match_key: Some(email.to_string()),
             origin: LinkOrigin::Email,
             review: Default::default(),
+            touched: Default::default(),
         };
         self.claim(e, Side::A, a);
         self.claim(e, Side::B, b);
@@ -1808,6 +1823,7 @@ impl<'a> Planner<'a> {
             match_key: Some(email.to_string()),
             origin: LinkOrigin::Created(t),
             review: Default::default(),
+            touched: Default::default(),
         };
         self.create(ix, e, &link, t, o, "no match on the other side");
     }
@@ -2091,6 +2107,11 @@ pub fn apply_ack(
         }
         link.fields.insert(key.clone(), fb);
     }
+    // Acknowledged: from now on only what the app answered (its own form of what was
+    // written) carries no user edit; a user who puts the old values back edits.
+    if let (Some(r), Some(t)) = (readback, link.touched.get_mut(side)) {
+        t.values = BTreeSet::from([side_digest(mapping, side, r, None)]);
+    }
     if matches!(op.kind, OpKind::Create { .. } | OpKind::Update { .. }) && !op.base.is_empty() {
         link.review.remember(WriteMark {
             run: op.run,
@@ -2115,6 +2136,81 @@ pub fn apply_ack(
         }
         LinkEffect::None | LinkEffect::SetId => true,
     }
+}
+
+/// Change times per side, as `most-recent` compares them.
+type Times = SidePair<Option<OffsetDateTime>>;
+
+/// A digest of one side's mapped values in `r`, with `written` (canonical values by
+/// pair key) in place of what `r` holds; an absent field counts as empty.
+pub(crate) fn side_digest(
+    m: &ResolvedMapping,
+    side: Side,
+    r: &Record,
+    written: Option<&BTreeMap<String, FieldBase>>,
+) -> String {
+    let mut parts: Vec<String> = Vec::with_capacity(m.pairs.len() * 2);
+    for p in &m.pairs {
+        let v = match written.and_then(|w| w.get(&p.key)) {
+            Some(fb) => fb.value.clone(),
+            None => p.read(side, r).unwrap_or(Value::Null),
+        };
+        parts.push(p.key.clone());
+        parts.push(v.hash());
+    }
+    digest(&parts.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// When a user last changed side `side`'s record: the app's change time, unless the
+/// record still holds what it held when the sync planned its own write to it (or what
+/// that write left), whose change time is then the sync's, not a user's.
+fn change_time(
+    m: &ResolvedMapping,
+    link: &Link,
+    side: Side,
+    r: Option<&Record>,
+) -> Option<OffsetDateTime> {
+    let r = r?;
+    match link.touched.get(side) {
+        Some(t) if t.values.contains(&side_digest(m, side, r, None)) => t
+            .before
+            .as_deref()
+            .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()),
+        _ => r.updated_at(),
+    }
+}
+
+/// The mark to keep for side `side`'s record `r` after this plan: with `written`
+/// (the bases of the fields this plan writes there; empty for list membership), a
+/// new mark carrying the user's change time forward; without, an earlier mark only
+/// while the record still matches it (a user's edit since retires it).
+fn touch(
+    m: &ResolvedMapping,
+    link: &Link,
+    side: Side,
+    r: &Record,
+    written: Option<&BTreeMap<String, FieldBase>>,
+) -> Option<Touch> {
+    let now = side_digest(m, side, r, None);
+    let old = link
+        .touched
+        .get(side)
+        .as_ref()
+        .filter(|t| t.values.contains(&now));
+    let written = match written {
+        Some(w) => w,
+        None => return old.cloned(),
+    };
+    let mut values: BTreeSet<String> = old.map(|t| t.values.clone()).unwrap_or_default();
+    values.insert(side_digest(m, side, r, Some(written)));
+    values.insert(now);
+    Some(Touch {
+        before: match old {
+            Some(t) => t.before.clone(),
+            None => r.updated_at.clone(),
+        },
+        values,
+    })
 }
 
 /// Whether a rule's consent write would not change `current` (same opt-out state).

@@ -82,14 +82,72 @@ pub enum StateError {
         /// The decoder's message.
         message: String,
     },
-    /// redb failed.
-    #[error("sync state store: {0}")]
-    Store(#[from] redb::Error),
+    /// redb failed. (Not a `source`: redb's own text, such as "previous I/O error
+    /// occurred", says nothing an operator can act on; [`store_message`] does.)
+    #[error("sync state store: {}", store_message(.0))]
+    Store(redb::Error),
+}
+
+impl From<redb::Error> for StateError {
+    fn from(e: redb::Error) -> Self {
+        db(e)
+    }
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> StateError {
-    StateError::Store(e.into())
+    let e = e.into();
+    remember_io(&e);
+    StateError::Store(e)
 }
+
+/// The first I/O error the state file met in this process. redb answers every later
+/// call with "previous I/O error" only, which does not say what went wrong.
+static FIRST_IO: std::sync::Mutex<Option<std::io::ErrorKind>> = std::sync::Mutex::new(None);
+
+/// Notes an I/O error of the state file (the first one explains the later ones).
+pub fn remember_io(e: &redb::Error) {
+    if let redb::Error::Io(io) = e {
+        let mut first = FIRST_IO
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        first.get_or_insert(full_kind(io).unwrap_or(io.kind()));
+    }
+}
+
+/// `StorageFull` for the errors a full disk (or a file size or quota limit) gives.
+fn full_kind(io: &std::io::Error) -> Option<std::io::ErrorKind> {
+    use std::io::ErrorKind;
+    let full = matches!(io.kind(), ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded)
+        // ENOSPC, EFBIG, EDQUOT
+        || matches!(io.raw_os_error(), Some(28 | 27 | 122));
+    full.then_some(ErrorKind::StorageFull)
+}
+
+const FULL: &str = "the disk holding the state file is full (or a file size limit was reached): free some space, then run again; the syncs resume from their last checkpoint";
+
+/// One line about a failure of the state file, saying what to do.
+pub fn store_message(e: &redb::Error) -> String {
+    match e {
+        redb::Error::Io(io) if full_kind(io).is_some() => FULL.into(),
+        redb::Error::PreviousIo => {
+            let first = *FIRST_IO
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match first {
+                Some(std::io::ErrorKind::StorageFull) => FULL.into(),
+                Some(kind) => format!(
+                    "an earlier write to the state file failed ({kind}); nothing after it was saved: check the disk, then run again"
+                ),
+                None => "an earlier write to the state file failed; nothing after it was saved: check the disk, then run again".into(),
+            }
+        }
+        redb::Error::Corrupted(m) => format!("{} ({m})", DAMAGED),
+        other => other.to_string(),
+    }
+}
+
+/// What to do about a damaged state file.
+pub const DAMAGED: &str = "the state file is damaged: restore it from a backup, or move it aside to start afresh (each sync then links its records again by e-mail)";
 
 /// Whether a sync runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1003,7 +1061,76 @@ mod tests {
     use super::*;
     use crate::sync::baseline::{FieldBase, LinkOrigin, LinkState};
     use crate::sync::model::{SidePair, Value};
+    use redb::StorageBackend;
     use redb::backends::InMemoryBackend;
+
+    /// A disk that fills up on demand: writes then fail as the kernel fails them (ENOSPC).
+    #[derive(Debug)]
+    struct FillingDisk {
+        inner: InMemoryBackend,
+        full: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl FillingDisk {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(28));
+            }
+            Ok(())
+        }
+    }
+
+    impl StorageBackend for FillingDisk {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    /// A full disk is named as such, on the first failure and on redb's later
+    /// "previous I/O error" answers alike.
+    #[test]
+    fn a_full_disk_says_the_disk_is_full() {
+        let full = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let db = Database::builder()
+            .create_with_backend(FillingDisk {
+                inner: InMemoryBackend::new(),
+                full: full.clone(),
+            })
+            .unwrap();
+        let store = SyncStore::open(Arc::new(db)).unwrap();
+        store.set_status("s", &SyncStatus::Paused).unwrap();
+        full.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut messages = Vec::new();
+        for _ in 0..3 {
+            let big = "x".repeat(64 * 1024);
+            let err = store
+                .write("s", |t| t.put(META, &key(&["s", "filler"]), &big))
+                .unwrap_err();
+            messages.push(err.to_string());
+        }
+        for m in &messages {
+            assert!(
+                m.contains("disk holding the state file is full"),
+                "{messages:#?}"
+            );
+            assert!(!m.contains("re-open"), "{m}");
+        }
+    }
 
     pub(crate) fn memory_db() -> Arc<Database> {
         Arc::new(
@@ -1024,6 +1151,7 @@ mod tests {
             match_key: None,
             origin: LinkOrigin::Email,
             review: Default::default(),
+            touched: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::sync::source::{FieldType, NoMappers};
 
 mod hostile_mappers;
 mod loops;
+mod recovery;
 
 fn fs_schema() -> Vec<FieldDef> {
     vec![

@@ -133,6 +133,7 @@ fn link(bases: &[(&str, FieldBase)]) -> Link {
         match_key: Some("jane@x.io".into()),
         origin: LinkOrigin::Email,
         review: Default::default(),
+        touched: Default::default(),
     }
 }
 
@@ -287,6 +288,72 @@ fn row5_true_conflict_most_recent_wins() {
         Some("2024-05-01T11:00:00Z"),
     );
     assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
+}
+
+/// The sync's own writes move a record's change time (a list add, a write whose answer
+/// was lost or whose commit a crash undid): a restart decides as the first attempt did,
+/// while a user's edit since still counts as one.
+#[test]
+fn most_recent_is_not_moved_by_the_syncs_own_writes() {
+    let p = policy(Direction::TwoWay);
+    let first = conflict_case(
+        &p,
+        Some("2024-05-01T10:00:00Z"),
+        Some("2024-05-01T11:00:00Z"),
+    );
+    assert_eq!(update_to(&first, Side::A).unwrap()["first_name"], t("Bea"));
+    let stored = first
+        .links
+        .iter()
+        .find(|l| l.key == "0/a/a1")
+        .unwrap()
+        .clone();
+    let mark = stored
+        .touched
+        .a
+        .clone()
+        .expect("the write to A is remembered");
+    assert_eq!(mark.before.as_deref(), Some("2024-05-01T10:00:00Z"));
+    assert!(stored.touched.b.is_none(), "nothing is written to B");
+
+    // The run was interrupted: A's record was touched by the sync only (a list add),
+    // which moved its change time past B's.
+    let restart = |a_name: &str, link: Link| {
+        let mut a = fa("a1", t(a_name));
+        a.updated_at = Some("2024-05-01T13:00:00Z".into());
+        let mut b = fb("b1", t("Bea"));
+        b.updated_at = Some("2024-05-01T11:00:00Z".into());
+        run(&p, Some(link), vec![a], vec![b])
+    };
+    let again = restart("Ann", stored.clone());
+    assert_eq!(
+        update_to(&again, Side::A).unwrap()["first_name"],
+        t("Bea"),
+        "B still wins: {:#?}",
+        again.conflicts
+    );
+    assert_eq!(
+        first.ops[0].id, again.ops[0].id,
+        "the same write, the same op"
+    );
+    // Without the mark the sync's own write would have flipped the decision.
+    let mut unmarked = stored.clone();
+    unmarked.touched = SidePair::default();
+    assert_eq!(
+        update_to(&restart("Ann", unmarked), Side::B).unwrap()["first_name"],
+        t("Ann")
+    );
+    // A user edited A after that: A's change time is a user's again.
+    let edited = restart("Annie", stored);
+    assert_eq!(
+        update_to(&edited, Side::B).unwrap()["first_name"],
+        t("Annie")
+    );
+    let kept = edited.links.iter().find(|l| l.key == "0/a/a1").unwrap();
+    assert!(
+        kept.touched.a.is_none(),
+        "the edit retires the mark: {kept:#?}"
+    );
 }
 
 #[test]
