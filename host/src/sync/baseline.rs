@@ -219,16 +219,17 @@ impl FieldBase {
         *self.unseen.get(side) || *v == self.value || self.alias.get(side).as_ref() == Some(v)
     }
 
-    /// The base once the values read now are known: a side never seen takes
-    /// its value as alias. `None` when nothing was unseen (or still is not read).
-    pub fn adopt(&self, vals: &SidePair<Option<Value>>) -> Option<FieldBase> {
+    /// The base once the records read now are known: a side never seen takes
+    /// its value as alias, and a record read without the field holds nothing
+    /// there (an empty alias). Adopting at the first read, not at the first
+    /// value, matters: a value a user puts there later is an edit. `None` when
+    /// nothing was unseen (or its record is still not read).
+    pub fn adopt(&self, vals: &SidePair<Option<Value>>, read: SidePair<bool>) -> Option<FieldBase> {
         let mut out: Option<FieldBase> = None;
         for side in [Side::A, Side::B] {
-            if let (true, Some(v)) = (*self.unseen.get(side), vals.get(side)) {
-                out = Some(
-                    out.unwrap_or_else(|| self.clone())
-                        .with_alias(side, v.clone()),
-                );
+            if *self.unseen.get(side) && *read.get(side) {
+                let v = vals.get(side).clone().unwrap_or(Value::Null);
+                out = Some(out.unwrap_or_else(|| self.clone()).with_alias(side, v));
             }
         }
         out

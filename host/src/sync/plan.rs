@@ -882,7 +882,8 @@ impl<'a> Planner<'a> {
                     }
                 }
             }
-            let d = self.decide(pair, fb, vals.clone(), times);
+            let read = SidePair::new(recs.a.is_some(), recs.b.is_some());
+            let d = self.decide(pair, fb, vals.clone(), read, times);
             if let Some((winner, decision)) = d.conflict {
                 self.plan.conflicts.push(ConflictNote {
                     entity: ix,
@@ -1095,6 +1096,7 @@ impl<'a> Planner<'a> {
         pair: &FieldPair,
         fb: Option<&FieldBase>,
         vals: SidePair<Option<Value>>,
+        read: SidePair<bool>,
         times: Times,
     ) -> FieldDecision {
         let Some(fb) = fb else {
@@ -1102,7 +1104,7 @@ impl<'a> Planner<'a> {
         };
         // A side whose value was never seen takes what it holds now as its
         // alias: an empty read-only field or an app default is not a change.
-        let adopted = fb.adopt(&vals);
+        let adopted = fb.adopt(&vals, read);
         let fb = adopted.as_ref().unwrap_or(fb);
         let mut d = self.decide_known(pair, fb, vals, times);
         if d.base.is_none() {
@@ -1178,11 +1180,12 @@ impl<'a> Planner<'a> {
             && !pair.is_consent()
             && !fb.value.is_empty();
         if revert {
+            // Side `s` will hold the base again; side `t` keeps its alias (an empty
+            // read-only field there is still no edit).
+            let mut base = fb.clone();
+            *base.alias.get_mut(s) = None;
             let mut d = FieldDecision {
-                base: Some(FieldBase {
-                    alias: SidePair::default(),
-                    ..fb.clone()
-                }),
+                base: Some(base),
                 why: "one-way field reverted",
                 ..FieldDecision::default()
             };

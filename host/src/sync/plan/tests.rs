@@ -1567,3 +1567,60 @@ fn an_app_default_on_a_created_record_is_not_a_change() {
     let plan2 = run(&p, Some(link), vec![a1], vec![b1]);
     assert!(plan2.ops.is_empty(), "{:#?}", plan2.ops);
 }
+
+/// A created record's field the sync left unwritten is adopted at the record's first
+/// read, present or not; a value put there after that is a user's edit and is copied.
+#[test]
+fn a_value_put_on_a_created_record_after_its_first_read_is_an_edit() {
+    let p = policy(Direction::TwoWay);
+    let b1 = rec(
+        "b1",
+        &[("emails", t("jane@x.io")), ("first_name", Value::Null)],
+    );
+    let e = input(&p, vec![], vec![b1.clone()]);
+    let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
+    let create = &plan1.ops[0];
+    let mut link = plan1.links[0].clone();
+    let answer = rec("a1", &[("email", t("jane@x.io"))]);
+    assert!(apply_ack(
+        &mut link,
+        create,
+        Some(&answer),
+        &e.mapping,
+        true
+    ));
+    // Read back without the field: nothing to copy, and the side is seen now.
+    let plan2 = run(&p, Some(link.clone()), vec![answer], vec![b1.clone()]);
+    assert!(plan2.ops.is_empty(), "{:#?}", plan2.ops);
+    let link = plan2.links.first().cloned().unwrap_or(link);
+    assert!(!link.fields[NAME].unseen.a, "{:#?}", link.fields[NAME]);
+    let plan3 = run(&p, Some(link), vec![fa("a1", t("Ann"))], vec![b1]);
+    assert_eq!(
+        update_to(&plan3, Side::B),
+        Some(BTreeMap::from([("first_name".to_string(), t("Ann"))]))
+    );
+}
+
+/// Reverting a one-way target's edit keeps the source side's alias: an empty field
+/// there (read-only, say) must not look emptied on the next run.
+#[test]
+fn row9_revert_keeps_the_source_sides_alias() {
+    let mut p = policy(Direction::AToB);
+    p.one_way_edits = OneWayEdits::Revert;
+    let fb0 = FieldBase::new(t("Jane")).with_alias(Side::A, Value::Null);
+    let plan1 = run(
+        &p,
+        Some(link(&[(NAME, fb0)])),
+        vec![fa("a1", Value::Null)],
+        vec![fb("b1", t("Bea"))],
+    );
+    assert_eq!(update_to(&plan1, Side::B).unwrap()["first_name"], t("Jane"));
+    let revert = &plan1.ops[0];
+    assert_eq!(
+        revert.base[NAME].alias.a,
+        Some(Value::Null),
+        "{:#?}",
+        revert.base
+    );
+    assert_eq!(revert.base[NAME].alias.b, None);
+}
