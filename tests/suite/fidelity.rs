@@ -326,3 +326,54 @@ scope = { b = "Newsletter" }
     no_duplicates(&leads_before, &leads, "leads");
     no_duplicates(&contacts_before, &contacts, "contacts");
 }
+
+/// A Google contact without phones gets a Freshsales contact's mobile number: Google
+/// makes it the contact's primary phone too (its first phone). That is the sync's own
+/// doing, not an edit: the next runs write nothing (the Freshsales work number stays
+/// empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mobile_number_that_becomes_the_first_phone_is_no_edit() {
+    let w = World::start(
+        &[FreshsalesSuite, GooglePeople],
+        small(),
+        &sync("freshsales", "google", "two-way", ""),
+    )
+    .await;
+    let fs = w
+        .create(
+            App::Fs,
+            "contacts",
+            json!({"first_name": "Mo", "last_name": "Bile", "emails": "mo@phones.example",
+                "mobile_number": "+15550100"}),
+        )
+        .await;
+    w.control(
+        App::Google,
+        reqwest::Method::POST,
+        "/people",
+        Some(json!({"names": [{"givenName": "Mo", "familyName": "Bile"}],
+            "emailAddresses": [{"value": "mo@phones.example"}]})),
+    )
+    .await;
+    completed(&w.run("s").await);
+    let people = w.google_people().await;
+    let phones = &people["mo@phones.example"][0]["person"]["phoneNumbers"];
+    assert_eq!(phones[0]["value"], json!("+15550100"), "{phones}");
+    for full in [false, true] {
+        w.advance(60).await;
+        let r = w
+            .try_run(
+                "s",
+                RunOptions {
+                    full,
+                    ..RunOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        completed(&r);
+        assert!(r.plan.ops.is_empty(), "full: {full}: {:#?}", r.plan.ops);
+    }
+    let fs = w.record(App::Fs, "contacts", fs).await;
+    assert_eq!(fs["work_number"], Value::Null, "{fs}");
+}
