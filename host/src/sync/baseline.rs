@@ -167,24 +167,75 @@ pub struct WriteMark {
 
 /// The base of one mapped field.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "FieldBaseRepr", into = "FieldBaseRepr")]
 pub struct FieldBase {
     /// The canonical value both sides agreed on.
     pub value: Value,
     /// Its hash.
     pub hash: String,
     /// Per side, another value that counts as unchanged (see the module doc).
-    #[serde(default)]
+    /// `Some(Value::Null)` is an alias of its own: the side holds nothing (an
+    /// empty read-only field), and that is no change.
     pub alias: SidePair<Option<Value>>,
     /// Per side, the hash of the canonical value we last wrote there.
-    #[serde(default)]
     pub written: SidePair<Option<String>>,
     /// Per side, the value there was never seen: the sync created the record
     /// without writing this field (the field is read-only there, or the source
     /// was empty) and the app's answer did not show it. The first value read
     /// there becomes that side's alias instead of counting as a change, so an
     /// app default or an empty read-only field never overwrites the other side.
-    #[serde(default, skip_serializing_if = "neither")]
     pub unseen: SidePair<bool>,
+}
+
+/// [`FieldBase`] as stored. JSON writes an alias `Some(Value::Null)` as `null`, which
+/// reads back as no alias at all: the side's empty value would then count as a change
+/// on the next run (an empty read-only field emptying the other side). Empty aliases
+/// are therefore stored as flags beside the others; stores written before read as
+/// before.
+#[derive(Serialize, Deserialize)]
+struct FieldBaseRepr {
+    value: Value,
+    hash: String,
+    #[serde(default)]
+    alias: SidePair<Option<Value>>,
+    #[serde(default, skip_serializing_if = "neither")]
+    empty_alias: SidePair<bool>,
+    #[serde(default)]
+    written: SidePair<Option<String>>,
+    #[serde(default, skip_serializing_if = "neither")]
+    unseen: SidePair<bool>,
+}
+
+impl From<FieldBase> for FieldBaseRepr {
+    fn from(f: FieldBase) -> Self {
+        let empty = |a: &Option<Value>| a.as_ref() == Some(&Value::Null);
+        let empty_alias = SidePair::new(empty(&f.alias.a), empty(&f.alias.b));
+        let keep = |a: Option<Value>| a.filter(|v| *v != Value::Null);
+        FieldBaseRepr {
+            value: f.value,
+            hash: f.hash,
+            alias: SidePair::new(keep(f.alias.a), keep(f.alias.b)),
+            empty_alias,
+            written: f.written,
+            unseen: f.unseen,
+        }
+    }
+}
+
+impl From<FieldBaseRepr> for FieldBase {
+    fn from(r: FieldBaseRepr) -> Self {
+        let alias = |a: Option<Value>, empty: bool| if empty { Some(Value::Null) } else { a };
+        FieldBase {
+            value: r.value,
+            hash: r.hash,
+            alias: SidePair::new(
+                alias(r.alias.a, r.empty_alias.a),
+                alias(r.alias.b, r.empty_alias.b),
+            ),
+            written: r.written,
+            unseen: r.unseen,
+        }
+    }
 }
 
 impl FieldBase {
@@ -285,5 +336,37 @@ impl Baseline {
     /// Total links of one entity pair.
     pub fn count(&self, entity: usize) -> usize {
         self.counts.get(&entity).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty alias (an empty read-only field) survives the store: lost, the side's
+    /// empty value would count as a change and empty the other side on the next run.
+    #[test]
+    fn an_empty_alias_survives_the_store() {
+        let fb = FieldBase::new(Value::Text("Acme".into()))
+            .with_alias(Side::A, Value::Null)
+            .with_alias(Side::B, Value::Text("ACME".into()));
+        let json = serde_json::to_string(&fb).unwrap();
+        let back: FieldBase = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, fb, "{json}");
+        assert!(back.matches(Side::A, &Value::Null));
+        assert!(!back.matches(Side::B, &Value::Null));
+    }
+
+    /// A base stored before empty aliases were kept reads as it did: no alias.
+    #[test]
+    fn a_base_stored_before_reads_as_before() {
+        let old = r#"{"value":"Acme","hash":"h","alias":{"a":null,"b":"ACME"},"written":{"a":"h","b":null}}"#;
+        let fb: FieldBase = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            fb.alias,
+            SidePair::new(None, Some(Value::Text("ACME".into())))
+        );
+        assert!(!fb.matches(Side::A, &Value::Null));
+        assert_eq!(fb.written.a.as_deref(), Some("h"));
     }
 }

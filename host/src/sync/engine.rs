@@ -1050,6 +1050,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             out.fingerprints.push(fingerprint);
         }
         self.reread_retries(&mut out, opts).await?;
+        self.reread_ambiguous(&mut out).await?;
         let mut links = self.load_links(&out)?;
         self.lookups(&mut out, &mut links).await?;
         self.missing(&mut out, &links).await?;
@@ -1291,6 +1292,61 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 for id in chunk.iter().filter(|id| !seen.contains(*id)) {
                     obs.deleted.insert(id.clone());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the other candidates of an unresolved ambiguity when this run read one of
+    /// them: an incremental listing shows only what changed, and judged on part of its
+    /// candidates the match would look unique and be guessed (invariant 8).
+    async fn reread_ambiguous(&self, out: &mut Observed2) -> Result<(), EngineError> {
+        let mut by: BTreeMap<(usize, Side), BTreeSet<String>> = BTreeMap::new();
+        for p in self.store.pending_ambiguities(self.sync())? {
+            let Some(e) = out.inputs.get(p.entity) else {
+                continue;
+            };
+            let ids = SidePair::new(&p.a, &p.b);
+            let read = |s: Side| {
+                ids.get(s)
+                    .iter()
+                    .any(|i| e.obs.get(s).records.contains_key(i.as_str()))
+            };
+            if !read(Side::A) && !read(Side::B) {
+                continue;
+            }
+            for s in Side::BOTH {
+                let o = e.obs.get(s);
+                for id in ids.get(s).iter() {
+                    if !o.records.contains_key(id.as_str())
+                        && !o.deleted.contains(id.as_str())
+                        && !o.failed.contains_key(id.as_str())
+                    {
+                        by.entry((p.entity, s)).or_default().insert(id.clone());
+                    }
+                }
+            }
+        }
+        for ((ix, side), ids) in by {
+            let entity = self.policy.entities[ix].name(side).to_string();
+            // Read by id, its list membership is unknown (as for a lookup).
+            let in_scope = *self.policy.scope.get(side) == Scope::All;
+            let ids: Vec<String> = ids.into_iter().collect();
+            for chunk in ids.chunks(IDS_PER_FIND) {
+                let found = self
+                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
+                    .await
+                    .map_err(self.source_err(side, "find"))?;
+                self.tally(side, &found, 0)?;
+                let (records, failed) = self.map_records(side, ix, found).await;
+                let obs = out.inputs[ix].obs.get_mut(side);
+                for r in records {
+                    obs.records.entry(r.id.clone()).or_insert(Observed {
+                        record: r,
+                        in_scope,
+                    });
+                }
+                obs.failed.extend(failed);
             }
         }
         Ok(())

@@ -144,6 +144,12 @@ pub struct PlannedOp {
     /// The run that planned it (the loop detector counts acknowledged writes per run).
     #[serde(default)]
     pub run: u64,
+    /// Pair keys this update leaves alone whose target value was unchanged when
+    /// planned. If the app's answer shows one changed, the write itself moved it (parts
+    /// of one structured value: a contact's only phone, set as its mobile, is its
+    /// primary phone too): that is the side's own value, not an edit to copy over.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub kept: BTreeSet<String>,
 }
 
 /// A write, in the target app's field names and shapes.
@@ -472,6 +478,7 @@ struct Pending {
     joint: BTreeSet<String>,
     why: Vec<String>,
     consent: bool,
+    kept: BTreeSet<String>,
 }
 
 impl Pending {
@@ -899,6 +906,22 @@ impl<'a> Planner<'a> {
             if let Some(n) = d.note {
                 self.note(ix, &link.key, format!("{}: {n}", pair.key));
             }
+            // The base the link holds while this run's writes are sent: a base decided
+            // without writes is stored first (a first sync's, say); one that comes with
+            // writes only once they are acknowledged.
+            let held = if d.write.a.is_none() && d.write.b.is_none() {
+                d.base.as_ref().or(fb)
+            } else {
+                fb
+            };
+            if let Some(fb) = held.filter(|_| !d.manual) {
+                for side in Side::BOTH {
+                    let same = vals.get(side).as_ref().is_some_and(|v| fb.matches(side, v));
+                    if same && d.write.get(side).is_none() {
+                        pending.get_mut(side).kept.insert(pair.key.clone());
+                    }
+                }
+            }
             review::track_open(&mut link, pair, &vals, d.manual);
             let writes: Vec<Side> = Side::BOTH
                 .into_iter()
@@ -1077,6 +1100,9 @@ impl<'a> Planner<'a> {
             };
             let if_version = recs.get(side).and_then(|r| r.version.clone());
             let reason = format!("update {}", p.why.join(", "));
+            let mut p = p;
+            p.kept
+                .retain(|k| !p.base.contains_key(k) && !link.review.open.contains_key(k));
             let kind = OpKind::Update {
                 id,
                 if_version,
@@ -1925,6 +1951,7 @@ impl<'a> Planner<'a> {
             joint: p.joint,
             effect,
             run: self.baseline.run,
+            kept: p.kept,
         });
     }
 
@@ -2114,6 +2141,16 @@ pub fn apply_ack(
     // written) carries no user edit; a user who puts the old values back edits.
     if let (Some(r), Some(t)) = (readback, link.touched.get_mut(side)) {
         t.values = BTreeSet::from([side_digest(mapping, side, r, None)]);
+    }
+    if let (OpKind::Update { .. }, Some(r)) = (&op.kind, readback) {
+        for pair in mapping.pairs.iter().filter(|p| op.kept.contains(&p.key)) {
+            if let (Some(fb), Some(v)) = (link.fields.get(&pair.key), pair.read(side, r))
+                && !fb.matches(side, &v)
+            {
+                let fb = fb.clone().with_alias(side, v);
+                link.fields.insert(pair.key.clone(), fb);
+            }
+        }
     }
     if matches!(op.kind, OpKind::Create { .. } | OpKind::Update { .. }) && !op.base.is_empty() {
         link.review.remember(WriteMark {

@@ -553,6 +553,13 @@ fn is_mobile(item: &Json) -> bool {
     str_of(item, "type").is_some_and(|t| t.eq_ignore_ascii_case("mobile"))
 }
 
+/// Drops an item's type (a phone that is no longer the mobile one).
+fn untype(item: &mut Json) {
+    if let Some(o) = item.as_object_mut() {
+        o.remove("type");
+    }
+}
+
 fn same_email(a: &str, b: &str) -> bool {
     a.trim().eq_ignore_ascii_case(b.trim())
 }
@@ -851,7 +858,8 @@ impl Draft {
 
     /// Makes `value` the primary (first) item of `field`: an existing equal value moves
     /// to the front; otherwise the primary item's value is replaced. `None` removes the
-    /// primary item.
+    /// primary item. A primary phone typed mobile is left alone (a new number goes
+    /// before it; clearing keeps it, as it still is the mobile phone).
     fn set_primary(
         &mut self,
         field: &'static str,
@@ -859,7 +867,11 @@ impl Draft {
         same: fn(&str, &str) -> bool,
     ) {
         let items = self.items_mut(field);
+        // A primary phone that is also the mobile one is the mobile record field too,
+        // which this write does not mean to change.
+        let mobile_first = field == "phoneNumbers" && items.first().is_some_and(is_mobile);
         match value {
+            None if mobile_first => {}
             None => {
                 if !items.is_empty() {
                     items.remove(0);
@@ -874,6 +886,11 @@ impl Draft {
                     Some(index) => {
                         let item = items.remove(index);
                         items.insert(0, item);
+                    }
+                    // A primary phone that is also the mobile one keeps its number
+                    // (the mobile is another record field): the new number goes first.
+                    None if mobile_first => {
+                        items.insert(0, json!({ "value": v }));
                     }
                     None => match items.first_mut().and_then(Json::as_object_mut) {
                         Some(first) => {
@@ -912,23 +929,41 @@ impl Draft {
         *items = out;
     }
 
-    /// Sets the first mobile phone.
+    /// Sets the first mobile phone. The primary phone is another record field
+    /// ([`PHONE`]) that this write does not mean to change: when the mobile phone is the
+    /// primary one, it keeps its number as the primary (untyped) and the new mobile
+    /// number becomes an item of its own.
     fn set_mobile(&mut self, value: Option<String>) {
         let items = self.items_mut("phoneNumbers");
         let Some(v) = value else {
-            items.retain(|i| !is_mobile(i));
+            let mut index = 0;
+            items.retain_mut(|i| {
+                let keep = !is_mobile(i) || index == 0;
+                if index == 0 && is_mobile(i) {
+                    untype(i);
+                }
+                index += 1;
+                keep
+            });
             return;
         };
         let matches = |i: &Json| str_of(i, "value").is_some_and(|x| same_phone(x, &v));
-        if items.iter().any(|i| is_mobile(i) && matches(i)) {
+        let first_mobile = items.iter().position(is_mobile);
+        if first_mobile.is_some_and(|index| matches(&items[index])) {
             return;
         }
-        if let Some(index) = items.iter().position(is_mobile) {
-            items[index]["value"] = Json::String(v);
-        } else if let Some(index) = items.iter().position(matches) {
-            items[index]["type"] = json!("mobile");
-        } else {
-            items.push(json!({"value": v, "type": "mobile"}));
+        match first_mobile {
+            Some(index) if index > 0 => items[index]["value"] = Json::String(v),
+            first => {
+                // The primary phone stays as it is, no longer typed mobile.
+                if first == Some(0) {
+                    untype(&mut items[0]);
+                }
+                match items.iter().position(matches) {
+                    Some(index) => items[index]["type"] = json!("mobile"),
+                    None => items.push(json!({"value": v, "type": "mobile"})),
+                }
+            }
         }
     }
 

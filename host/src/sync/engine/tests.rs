@@ -940,3 +940,23 @@ fn tombstones_expire_after_the_retention_and_drop_a_link_deleted_on_both_sides()
         assert_eq!(w.fm.records().len(), 1, "Carol");
     });
 }
+
+/// An ambiguous match stays ambiguous when a later incremental run reads only one of
+/// its candidates (the one that changed): the others are read again, so the match is
+/// never guessed from part of them.
+#[test]
+fn an_ambiguity_is_judged_on_all_its_candidates_in_an_incremental_run() {
+    rt().block_on(async {
+        let w = world(Direction::TwoWay, 50);
+        w.fs_lead("kim@x.io", "Kim");
+        let first = w.fm_contact("kim@x.io", "Kim");
+        w.fm_contact("kim@x.io", "Kim B");
+        let r = w.run(1000).await;
+        assert_eq!(r.plan.ambiguous.len(), 1, "{:#?}", r.plan.ambiguous);
+        w.fm.edit(&first, &[("first_name", t("Kimberly"))]);
+        let r2 = w.run(2000).await;
+        assert!(r2.plan.ops.is_empty(), "{:#?}", r2.plan.ops);
+        assert_eq!(r2.plan.ambiguous.len(), 1, "{:#?}", r2.plan.ambiguous);
+        assert!(w.store.links("fs-fm").unwrap().is_empty());
+    });
+}

@@ -1624,3 +1624,70 @@ fn row9_revert_keeps_the_source_sides_alias() {
     );
     assert_eq!(revert.base[NAME].alias.b, None);
 }
+
+/// A write that moves another field of the same record (two parts of one structured
+/// value in the app, like Google's first phone, which is the primary phone and may be
+/// the mobile one) is no user's edit there: the next run copies nothing back.
+#[test]
+fn a_field_moved_by_the_sync_own_write_is_not_an_edit() {
+    let p = policy(Direction::TwoWay);
+    let l = link(&[
+        ("first_name~first_name", base(t("Jane"))),
+        ("mobile_number~mobile", base(Value::Null)),
+    ]);
+    let a1 = rec(
+        "a1",
+        &[
+            ("email", t("jane@x.io")),
+            ("first_name", t("Jane")),
+            ("mobile_number", t("+15550100")),
+        ],
+    );
+    let b1 = rec(
+        "b1",
+        &[
+            ("emails", t("jane@x.io")),
+            ("first_name", t("Jane")),
+            ("mobile", Value::Null),
+        ],
+    );
+    let e = input(&p, vec![a1.clone()], vec![b1]);
+    let plan1 = plan(
+        &p,
+        &Baseline::from_links([l.clone()]),
+        std::slice::from_ref(&e),
+    );
+    let op = plan1
+        .ops
+        .iter()
+        .find(|o| o.side == Side::B)
+        .expect("mobile to B");
+    assert!(op.kept.contains("first_name~first_name"), "{op:#?}");
+    let mut stored = plan1.links.first().cloned().unwrap_or(l);
+    // B's answer: the mobile as written, and a first name the write moved.
+    let answer = rec(
+        "b1",
+        &[
+            ("emails", t("jane@x.io")),
+            ("first_name", t("Jane D.")),
+            ("mobile", t("+15550100")),
+        ],
+    );
+    assert!(apply_ack(&mut stored, op, Some(&answer), &e.mapping, true));
+    let plan2 = run(&p, Some(stored.clone()), vec![a1.clone()], vec![answer]);
+    assert!(plan2.ops.is_empty(), "{:#?}", plan2.ops);
+    // A later edit there is one.
+    let b1 = rec(
+        "b1",
+        &[
+            ("emails", t("jane@x.io")),
+            ("first_name", t("Janet")),
+            ("mobile", t("+15550100")),
+        ],
+    );
+    let plan3 = run(&p, Some(stored), vec![a1], vec![b1]);
+    assert_eq!(
+        update_to(&plan3, Side::A),
+        Some(BTreeMap::from([("first_name".to_string(), t("Janet"))]))
+    );
+}

@@ -280,16 +280,28 @@ fn update_cases() {
             json!({}),
         ),
         (
-            "a new mobile replaces the mobile number and keeps its type",
+            "a new mobile: the primary phone keeps its number (no longer typed mobile), the mobile is added",
             vec![f(MOBILE, t("+44 7700 900000"))],
             "phoneNumbers",
-            json!({"phoneNumbers": [{"value": "+44 7700 900000", "type": "mobile"}]}),
+            json!({"phoneNumbers": [{"value": "+44 55 5000 555"}, {"value": "+44 7700 900000", "type": "mobile"}]}),
         ),
         (
-            "clearing the mobile removes mobile phones",
+            "clearing the mobile keeps the primary phone, untyped",
             vec![f(MOBILE, Value::Null)],
             "phoneNumbers",
-            json!({}),
+            json!({"phoneNumbers": [{"value": "+44 55 5000 555"}]}),
+        ),
+        (
+            "a new primary phone goes before a mobile primary, which stays the mobile",
+            vec![f(PHONE, t("+1 555 0100"))],
+            "phoneNumbers",
+            json!({"phoneNumbers": [{"value": "+1 555 0100"}, {"value": "+44 55 5000 555", "type": "mobile"}]}),
+        ),
+        (
+            "primary and mobile set together, whatever their order",
+            vec![f(MOBILE, t("+44 7700 900000")), f(PHONE, t("+1 555 0100"))],
+            "phoneNumbers",
+            json!({"phoneNumbers": [{"value": "+1 555 0100"}, {"value": "+44 7700 900000", "type": "mobile"}]}),
         ),
         (
             "a second phone is appended",
@@ -635,5 +647,77 @@ fn birthdays_parse_strictly() {
     ];
     for (text, want) in cases {
         assert_eq!(parse_birthday(text), want, "{text}");
+    }
+}
+
+/// A write of one field changes no other field as read, except the fields that are
+/// views of the same data (a list and its primary, a computed text): `updateContact`
+/// replaces a Person field wholesale, so every sub-field the write does not mean to
+/// change must be carried over (a company write keeps the title, a mobile write keeps
+/// the primary phone).
+#[test]
+fn a_write_of_one_field_changes_no_other() {
+    let views = |name: &str| -> &'static [&'static str] {
+        match name {
+            EMAIL => &[EMAILS],
+            EMAILS => &[EMAIL],
+            PHONE | MOBILE => &[PHONES],
+            PHONES => &[PHONE, MOBILE],
+            GIVEN_NAME | FAMILY_NAME | MIDDLE_NAME => &[DISPLAY_NAME],
+            STREET | CITY | REGION | POSTAL_CODE | COUNTRY => &[ADDRESS],
+            _ => &[],
+        }
+    };
+    let mut two_phones = turing();
+    two_phones["phoneNumbers"] = json!([
+        {"value": "+1 555 0100", "type": "work"},
+        {"value": "+44 55 5000 555", "type": "mobile"}
+    ]);
+    let mut no_phone = turing();
+    no_phone.as_object_mut().unwrap().remove("phoneNumbers");
+    let values = [
+        t("+1 555 0199"),
+        t("+44 55 5000 555"),
+        t("Someone"),
+        Value::Null,
+    ];
+    let writable: Vec<String> = standard_fields()
+        .into_iter()
+        .filter(|d| d.writable && d.name != BIRTHDAY && d.name != EMAILS && d.name != PHONES)
+        .map(|d| d.name)
+        .collect();
+    for person in [turing(), two_phones, no_phone] {
+        let before = to_record(&person).unwrap();
+        for name in &writable {
+            for value in &values {
+                let mut draft = Draft::from_person(&person);
+                draft.apply_all(&[f(name, value.clone())]).unwrap();
+                // The contact as Google stores it: the changed fields replaced, primary first.
+                let mut after = person.clone();
+                for field in draft.changed() {
+                    let items = draft.update_body("%e")[field].clone();
+                    after[field] = if items.is_null() { json!([]) } else { items };
+                }
+                let after = to_record(&after).unwrap();
+                for other in &before.fields {
+                    if other.name == *name || views(name).contains(&other.name.as_str()) {
+                        continue;
+                    }
+                    // A contact's first phone is its primary phone, whatever its type.
+                    if name == MOBILE
+                        && other.name == PHONE
+                        && before.get(PHONE) == Some(&Value::Null)
+                    {
+                        continue;
+                    }
+                    assert_eq!(
+                        after.get(&other.name),
+                        Some(&other.value),
+                        "writing {name} = {value:?} changed {}",
+                        other.name
+                    );
+                }
+            }
+        }
     }
 }
