@@ -749,7 +749,8 @@ impl<'a> Planner<'a> {
 
     /// The record of side `gone` was deleted, but an unclaimed record with the
     /// same e-mail exists there (a merge, or a re-entry): re-point the link to
-    /// it instead of deleting or re-creating (§2.6). Returns whether it did.
+    /// it instead of deleting or re-creating (§2.6). Returns whether it handled the link: re-pointed,
+    /// or several candidates reported as an ambiguity (nothing else may happen to it then).
     fn repoint(
         &mut self,
         ix: usize,
@@ -820,7 +821,9 @@ impl<'a> Planner<'a> {
                     ),
                 };
                 self.plan.ambiguous.push(Ambiguity { entity: ix, email, a, b, reason: format!("the linked record on side {gone} is gone and several records there share its e-mail") });
-                false
+                // Handled: the operator picks one; neither a re-create (a third record
+                // with that e-mail) nor a delete of the survivor happens meanwhile.
+                true
             }
         }
     }

@@ -1691,3 +1691,26 @@ fn a_field_moved_by_the_sync_own_write_is_not_an_edit() {
         Some(BTreeMap::from([("first_name".to_string(), t("Janet"))]))
     );
 }
+
+/// The linked record of one side is gone and two others there share its e-mail: the
+/// operator picks; the run neither re-creates a third nor touches the survivor.
+#[test]
+fn a_gone_record_with_several_namesakes_is_an_ambiguity_not_a_recreate() {
+    let p = policy(Direction::TwoWay);
+    let l = link(&[(NAME, base(t("Jane")))]);
+    let mut e = input(
+        &p,
+        vec![fa("a1", t("Janet"))],
+        vec![fb("b2", t("Jane")), fb("b3", t("Jane"))],
+    );
+    e.obs.b.deleted.insert("b1".into());
+    let plan = plan(&p, &Baseline::from_links([l]), std::slice::from_ref(&e));
+    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
+    assert!(
+        plan.ambiguous
+            .iter()
+            .any(|a| a.b == ["b2".to_string(), "b3".to_string()]),
+        "{:#?}",
+        plan.ambiguous
+    );
+}
