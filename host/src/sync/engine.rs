@@ -2220,15 +2220,22 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 }
             }
             exec.run.ended_at = Some(opts.now);
+            // An operator's pause during the run outlives its end (the run's own
+            // outcome is in its log).
+            let paused = t.status()? == SyncStatus::Paused;
             match &outcome {
                 RunOutcome::Halted(m) => {
                     exec.run.outcome = "halted".into();
                     exec.run.message = Some(m.clone());
-                    t.set_status(&SyncStatus::Halted { reason: m.clone() })?;
+                    if !paused {
+                        t.set_status(&SyncStatus::Halted { reason: m.clone() })?;
+                    }
                 }
                 _ => {
                     exec.run.outcome = "ok".into();
-                    t.set_status(&SyncStatus::Active)?;
+                    if !paused {
+                        t.set_status(&SyncStatus::Active)?;
+                    }
                 }
             }
             t.put_run(&exec.run)

@@ -906,6 +906,13 @@ impl<'a> Txn<'a> {
     pub fn set_status(&self, status: &SyncStatus) -> Result<(), StateError> {
         self.put(META, &key(&[self.sync, "status"]), status)
     }
+
+    /// The sync's status as of this transaction (a pause made during a run is seen).
+    pub fn status(&self) -> Result<SyncStatus, StateError> {
+        Ok(self
+            .get(META, &key(&[self.sync, "status"]))?
+            .unwrap_or_default())
+    }
 }
 
 /// What a tombstone is about: (entity pair index, side, record id).

@@ -462,6 +462,38 @@ fn pause_stops_reads_and_writes_until_resume() {
     });
 }
 
+/// The operator pauses while a run is in progress (between its writes and its
+/// cursors): the sync stays paused after the run ends, it is not set active again.
+#[test]
+fn a_pause_during_a_run_outlives_the_run() {
+    struct PauseAt<'a>(&'a SyncStore);
+    impl Hooks for PauseAt<'_> {
+        fn at(&self, point: Point) -> Result<(), Aborted> {
+            if point == Point::BeforeCursors {
+                self.0.set_status("fs-fm", &SyncStatus::Paused).unwrap();
+            }
+            Ok(())
+        }
+    }
+    rt().block_on(async {
+        let w = world(Direction::TwoWay, 50);
+        w.fs_lead("jane@x.io", "Jane");
+        let r = w
+            .run_with(
+                RunOptions {
+                    now: 1000,
+                    ..RunOptions::default()
+                },
+                &PauseAt(&w.store),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, RunOutcome::Completed);
+        assert_eq!(w.fm.records().len(), 1);
+        assert_eq!(w.store.status("fs-fm").unwrap(), SyncStatus::Paused);
+    });
+}
+
 #[test]
 fn dry_run_reads_but_writes_nothing() {
     rt().block_on(async {
