@@ -137,7 +137,26 @@ struct OAuth2 {
     client_secret: Secret,
     refresh_token: Secret,
     scopes: Vec<String>,
-    cached: tokio::sync::Mutex<Option<CachedToken>>,
+    cached: TokenSlot,
+}
+
+/// A cached access token, shared by every connection context with the same OAuth2
+/// credentials (see [`TokenCache`]).
+type TokenSlot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
+
+/// Access tokens by credentials, shared by a runtime's connection contexts. The host
+/// opens a connection once to check it and again for each run; without sharing, each
+/// of those refreshed the token (two refreshes per CLI run, one per daemon poll) although
+/// it lives an hour. Tokens stay in memory only (never in the store), keyed by a digest
+/// of the credentials, so a changed credential gets its own token.
+#[derive(Default)]
+pub(crate) struct TokenCache(std::sync::Mutex<std::collections::HashMap<[u8; 32], TokenSlot>>);
+
+impl TokenCache {
+    fn slot(&self, key: [u8; 32]) -> TokenSlot {
+        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(key).or_default().clone()
+    }
 }
 
 struct CachedToken {
@@ -232,6 +251,31 @@ impl HttpCtx {
             timeout: limits.http_timeout,
             max_redirects: limits.max_redirects,
         })
+    }
+
+    /// Shares the OAuth2 access token with every context of `cache` that has the same
+    /// credentials (token endpoint, client, refresh token, scopes).
+    pub(crate) fn share_tokens(mut self, cache: &TokenCache) -> Self {
+        use sha2::{Digest, Sha256};
+        if let Auth::OAuth2(oauth) = &mut self.auth {
+            let mut digest = Sha256::new();
+            let url = match &oauth.token_url {
+                Ok(url) => url.as_str().to_owned(),
+                Err(e) => e.clone(),
+            };
+            for part in [
+                url.as_str(),
+                oauth.client_id.as_str(),
+                oauth.client_secret.expose(),
+                oauth.refresh_token.expose(),
+                &oauth.scopes.join(" "),
+            ] {
+                digest.update((part.len() as u64).to_le_bytes());
+                digest.update(part.as_bytes());
+            }
+            oauth.cached = cache.slot(digest.finalize().into());
+        }
+        self
     }
 
     /// The effective origins, for display.
@@ -623,7 +667,7 @@ fn build_auth(
                     client_secret: client_secret.clone(),
                     refresh_token: refresh_token.clone(),
                     scopes: scopes.clone(),
-                    cached: tokio::sync::Mutex::new(None),
+                    cached: TokenSlot::default(),
                 }),
                 Some(reqwest::header::AUTHORIZATION),
             ))
