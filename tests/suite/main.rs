@@ -6,6 +6,7 @@ mod connectors_google;
 mod control_api;
 mod demo;
 mod fidelity;
+mod economy;
 mod hostile;
 mod rate_headers;
 mod sync_e2e;
