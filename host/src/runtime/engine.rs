@@ -547,7 +547,7 @@ mod tests {
         let (_tmp, engines, dir) = setup();
         compile(&engines, PolicyClass::Connector, EMPTY_COMPONENT).await;
         let entry = entry_of(&engines, PolicyClass::Connector, EMPTY_COMPONENT);
-        assert_eq!(files(&dir), [entry.path.clone()]);
+        assert_eq!(files(&dir), std::slice::from_ref(&entry.path));
         let name = entry.path.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(
             name.starts_with(&hex::encode(sha(EMPTY_COMPONENT)))
