@@ -307,6 +307,15 @@ async fn a_run_with_nothing_changed_costs_the_minimum_per_connector() {
         1,
         "one refresh per process\n{all}"
     );
-    assert_eq!(on(&cli_g, App::Google, "people/me"), 1, "{all}");
+    assert_eq!(
+        on(&cli_g, App::Google, "GET /v1/people/{id}"),
+        1,
+        "people/me (check)\n{all}"
+    );
+    assert_eq!(
+        on(&cli_g, App::Google, "/connections"),
+        2,
+        "the sync-token listing + the custom-field scan of `schema`\n{all}"
+    );
     assert_eq!(total(&cli_g, App::Google), 6, "{all}");
 }

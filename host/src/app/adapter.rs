@@ -517,8 +517,7 @@ fn exhausted(e: &crate::runtime::CallError) -> bool {
             http_wait: None,
             ..
         }
-    )
-        || e.trap_kind() == Some(crate::runtime::TrapKind::Interrupt)
+    ) || e.trap_kind() == Some(crate::runtime::TrapKind::Interrupt)
 }
 
 /// The tenant's mapper plugins of one sync, by plugin name.

@@ -622,10 +622,18 @@ impl HttpCtx {
             // The description is the endpoint's text: it may echo what it was sent.
             let reason = self.scrub.text(oauth_error(status.as_u16(), &body));
             tracing::warn!(status = %status, reason = %reason, "OAuth2 token refresh refused");
-            *oauth.shared.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            *oauth
+                .shared
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(reason);
             return Ok(None);
         }
-        *oauth.shared.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *oauth
+            .shared
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
@@ -1068,6 +1076,82 @@ mod tests {
             token_calls.load(Ordering::SeqCst),
             3,
             "one refresh per request"
+        );
+    }
+
+    /// Contexts of one runtime with the same OAuth2 credentials (the check of a connection
+    /// and each run of it) share one access token: one refresh, not one per context. A
+    /// context that sends a token another one obtained scrubs it from what it reads, and
+    /// other credentials get their own token.
+    #[tokio::test]
+    async fn oauth2_tokens_are_shared_per_credentials_and_scrubbed_by_every_sharer() {
+        let token_calls = Arc::new(AtomicUsize::new(0));
+        let calls = token_calls.clone();
+        let router = Router::new()
+            .route(
+                "/token",
+                post(move || {
+                    let calls = calls.clone();
+                    async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                        format!("{{\"access_token\":\"shared-tok-{n}\",\"expires_in\":3600}}")
+                    }
+                }),
+            )
+            // Echoes the credentials it was sent, as a careless API might.
+            .route(
+                "/echo",
+                get(|headers: AxumHeaders| async move {
+                    headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap_or_default().to_owned())
+                        .unwrap_or_default()
+                }),
+            );
+        let addr = serve(router).await;
+        let m = manifest(
+            "[auth]\nkind = \"oauth2\"\ntoken-url = \"setting:base-url\"\nscopes = [\"contacts\"]\n",
+        );
+        let creds = |refresh: &str| Credentials::OAuth2 {
+            client_id: "cid".into(),
+            client_secret: Secret::new("cs3cret"),
+            refresh_token: Secret::new(refresh),
+            token_url: Some(format!("http://{addr}/token")),
+        };
+        let cache = TokenCache::default();
+        let check =
+            ctx(&m, addr, creds("r3fresh"), None, ConnectorLimits::default()).share_tokens(&cache);
+        let run =
+            ctx(&m, addr, creds("r3fresh"), None, ConnectorLimits::default()).share_tokens(&cache);
+        let echo = format!("http://{addr}/echo");
+        for http in [&check, &run] {
+            let resp = http.send(get_req(echo.clone())).await.unwrap();
+            let body = String::from_utf8(resp.body).unwrap();
+            assert_eq!(resp.status, 200);
+            assert!(
+                !body.contains("shared-tok"),
+                "the token is scrubbed: {body}"
+            );
+            assert!(body.contains(crate::runtime::scrub::REDACTED), "{body}");
+        }
+        assert_eq!(
+            token_calls.load(Ordering::SeqCst),
+            1,
+            "one refresh for both contexts"
+        );
+        let other = ctx(
+            &m,
+            addr,
+            creds("other-r3fresh"),
+            None,
+            ConnectorLimits::default(),
+        )
+        .share_tokens(&cache);
+        other.send(get_req(echo)).await.unwrap();
+        assert_eq!(
+            token_calls.load(Ordering::SeqCst),
+            2,
+            "other credentials, another token"
         );
     }
 
