@@ -816,6 +816,7 @@ fn failed_bulk_job_with_named_failures_is_invalid_not_transient() {
         &[],
         vec![
             get("settings/contacts/fields", fields_metadata()),
+            holders(&emails, vec![]),
             post(
                 "contacts/bulk_upsert",
                 json!({"contacts": items}),
