@@ -216,8 +216,13 @@ direction = "a-to-b"
 
 /// The requests of one run of `sync`, per app, by `METHOD route`.
 async fn one_run(w: &World, sync: &str) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let apps = [App::Fs, App::Fm, App::Google];
-    for app in apps {
+    runs_on(w, sync, &[App::Fs, App::Fm, App::Google]).await
+}
+
+/// [`one_run`] of a world with only `apps`.
+async fn runs_on(w: &World, sync: &str, apps: &[App]) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let apps = apps.to_vec();
+    for &app in &apps {
         clear(w, app).await;
     }
     completed(&w.run(sync).await);
@@ -318,4 +323,45 @@ async fn a_run_with_nothing_changed_costs_the_minimum_per_connector() {
         "the sync-token listing + the custom-field scan of `schema`\n{all}"
     );
     assert_eq!(total(&cli_g, App::Google), 6, "{all}");
+}
+
+/// A Google side that covers the whole account: a poll with nothing changed is one
+/// `connections.list` with the sync token; a new process adds its check, one token
+/// refresh and the custom-field scan of `schema`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_whole_account_google_side_costs_one_listing() {
+    const SYNC: &str = r#"
+[syncs.ga]
+a = "freshsales"
+b = "google"
+entities = "contacts"
+direction = "two-way"
+"#;
+    let mut w = World::start(&[FreshsalesSuite, GooglePeople], small(), SYNC).await;
+    w.settle("ga", 4).await;
+    w.advance(600).await;
+    w.settle("ga", 2).await;
+    w.advance(600).await;
+    let apps = [App::Fs, App::Google];
+    let poll = runs_on(&w, "ga", &apps).await;
+    w.reopen();
+    let cli = runs_on(&w, "ga", &apps).await;
+    let all = format!("poll {poll:#?}\ncli {cli:#?}");
+    let google = |run: &BTreeMap<String, BTreeMap<String, u64>>| {
+        run.get("Google").cloned().unwrap_or_default()
+    };
+    assert_eq!(
+        google(&poll),
+        BTreeMap::from([("GET /v1/people/me/connections".to_owned(), 1)]),
+        "{all}"
+    );
+    let cli_google = google(&cli);
+    assert_eq!(count(&cli_google, "/token"), 1, "{all}");
+    assert_eq!(count(&cli_google, "GET /v1/people/{id}"), 1, "{all}");
+    assert_eq!(count(&cli_google, "/connections"), 2, "{all}");
+    assert_eq!(cli_google.values().sum::<u64>(), 4, "{all}");
+    let fs = |run: &BTreeMap<String, BTreeMap<String, u64>>| {
+        run.get("Fs").map(|r| r.values().sum::<u64>()).unwrap_or(0)
+    };
+    assert_eq!((fs(&poll), fs(&cli)), (2, 4), "{all}");
 }
