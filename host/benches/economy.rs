@@ -5,7 +5,10 @@
 //! N seeded records, `push` of N updates (one field each, with `if-version` as the sync
 //! engine sends them), N adds to a list or group (one contact per write, as the engine
 //! sends them; entities with containers only), N creates and N deletes, in `push` calls of
-//! the entity's `max-batch-size`. Requests are read from the account's request counters (the OAuth
+//! the entity's `max-batch-size`, and the lookups by e-mail of an initial sync (half of
+//! the addresses held, half not): one `find` per address (the path of connectors without
+//! the contract's `lookup-api`, measured on a sample of 200) against `find-many` (1,000
+//! addresses per call). Requests are read from the account's request counters (the OAuth
 //! token endpoint left out) and compared with two bounds:
 //!
 //! * **lower bound**: pages of the API's largest page, writes in bulk requests of the
@@ -24,7 +27,8 @@ use std::time::{Duration, Instant};
 use comfy_table::{ContentArrangement, Table, presets};
 use tandem::conformance::{SandboxControl, Target};
 use tandem::runtime::types::{
-    CreateOp, Field, FieldDef, MembershipOp, Op, PullRequest, Record, UpdateOp, Value, Write,
+    CreateOp, Field, FieldDef, Lookup, LookupKey, MembershipOp, Op, PullRequest, Record, UpdateOp,
+    Value, Write,
 };
 use tandem::runtime::{ConnectorClient, PluginSource, Runtime, RuntimeOptions};
 use tandem_sandbox::{AccountKind, Sandbox, SandboxOptions, Sizes};
@@ -43,6 +47,9 @@ struct Case {
     bulk_delete: u64,
     /// The API's largest list-membership change (entities with containers).
     bulk_members: u64,
+    /// Addresses one request can look up: values of one search, or contacts of one
+    /// listing page (Google, which has no search safe for de-duplication).
+    search: u64,
 }
 
 const CASES: [Case; 4] = [
@@ -56,6 +63,7 @@ const CASES: [Case; 4] = [
         bulk_update: 100,
         bulk_delete: 100,
         bulk_members: 100,
+        search: 100,
     },
     Case {
         label: "freshsales (Classic)",
@@ -67,6 +75,7 @@ const CASES: [Case; 4] = [
         bulk_update: 100,
         bulk_delete: 100,
         bulk_members: 100,
+        search: 100,
     },
     Case {
         label: "freshmarketer",
@@ -79,6 +88,7 @@ const CASES: [Case; 4] = [
         bulk_delete: 100,
         // Undocumented maximum (freshworks-api.md §3.10); the connector's default.
         bulk_members: 100,
+        search: 100,
     },
     Case {
         label: "google-contacts",
@@ -90,6 +100,7 @@ const CASES: [Case; 4] = [
         bulk_update: 200,
         bulk_delete: 500,
         bulk_members: 1000,
+        search: 1000,
     },
 ];
 
@@ -327,8 +338,83 @@ async fn measure(runtime: &Runtime, case: &Case, n: usize) -> Vec<Row> {
         .await,
     );
 
+    // The lookups of an initial sync: every address of the other side's records, about
+    // half of them held here. Before: one `find` per address (measured on a sample, as
+    // Google's scans the whole account per address); after: `find-many`, 1,000 per call.
+    let emails: Vec<String> = pulled
+        .iter()
+        .take(n / 2)
+        .filter_map(|r| text_of(r, &email))
+        .chain((0..n - n / 2).map(|i| format!("absent-{i}@bench.example")))
+        .collect();
+    let sample = emails.len().min(LOOKUP_SAMPLE);
+    control.clear_counters().await.expect("counters");
+    let started = Instant::now();
+    let mut errors = 0;
+    for email in emails
+        .iter()
+        .step_by((emails.len() / sample).max(1))
+        .take(sample)
+    {
+        let found = client
+            .find(case.entity, &Lookup::Email(email.clone()))
+            .await;
+        errors += usize::from(found.is_err());
+    }
+    rows.push(
+        row(
+            &control,
+            case,
+            "lookups: find each",
+            sample,
+            case.search,
+            errors,
+            started,
+        )
+        .await,
+    );
+    if client.has_batch_lookup() {
+        control.clear_counters().await.expect("counters");
+        let started = Instant::now();
+        let mut errors = 0;
+        for chunk in emails.chunks(1000) {
+            let keys: Vec<LookupKey> = chunk.iter().cloned().map(LookupKey::Email).collect();
+            match client.find_many(case.entity, &keys).await {
+                Some(Ok(found)) if found.len() == keys.len() => {}
+                _ => errors += chunk.len(),
+            }
+        }
+        rows.push(
+            row(
+                &control,
+                case,
+                "lookups: find-many",
+                emails.len(),
+                case.search,
+                errors,
+                started,
+            )
+            .await,
+        );
+    }
+
     sandbox.shutdown().await;
     rows
+}
+
+/// Addresses looked up one `find` at a time (the cost per address is what matters).
+const LOOKUP_SAMPLE: usize = 200;
+
+/// A text field of a record.
+fn text_of(record: &Record, name: &str) -> Option<String> {
+    record
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .and_then(|f| match &f.value {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        })
 }
 
 /// One write per record, `op` of (position, record), with references `<prefix><position>`.
@@ -474,6 +560,31 @@ fn print(rows: &[Row], records: u64) {
     println!("\nRequest economy, {records} records per operation (goal: within 5% of the bound)\n");
     println!("{table}");
     println!(
+        "\nLookups by e-mail per 1,000 records (an initial sync looks up every address of the other side):\n"
+    );
+    for app in rows
+        .iter()
+        .map(|r| r.app)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let per_1000 = |op: &str| {
+            rows.iter()
+                .find(|r| r.app == app && r.op == op)
+                .map(|r| {
+                    format!(
+                        "{:.1}",
+                        r.requests as f64 * 1000.0 / r.records.max(1) as f64
+                    )
+                })
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "  {app}: {} requests with one `find` per address, {} with `find-many`",
+            per_1000("lookups: find each"),
+            per_1000("lookups: find-many")
+        );
+    }
+    println!(
         "\nAPI bound: Freshworks has no bulk update by id (one PUT per update, plus one search \
          by id per 100 for the versions that `if-version` is checked against: the API has no \
          conditional update) and no bulk upsert of leads (one upsert per lead); its contact \
@@ -495,6 +606,11 @@ fn api_bound(kind: AccountKind, op: &str, records: u64) -> u64 {
         (AccountKind::GooglePeople, "push creates") => per(200),
         (AccountKind::GooglePeople, "push deletes") => per(500),
         (AccountKind::GooglePeople, "push adds to list") => per(1000),
+        // One scan of the account per 1,000 addresses, then a batchGet per 200 found
+        // (about half of the addresses are held).
+        (AccountKind::GooglePeople, op) if op.starts_with("lookups") => {
+            per(1000) + (records / 2).div_ceil(200)
+        }
         (_, "push updates") => records + per(100),
         (AccountKind::FreshsalesClassic, "push creates") => records,
         (_, "push creates") => 3 * per(100),

@@ -824,6 +824,13 @@ async fn filtered_search_email_window_and_deleted() {
         )
         .await;
     r.errors(400);
+    // The e-mail attribute is `contact_email.email`; `email` (a `lookup` field) is not one.
+    for attribute in ["email", "lead_email.email"] {
+        let r = e
+            .api(SUITE, Method::POST, "/filtered_search/contact", Some(json!({"filter_rule": [{"attribute": attribute, "operator": "is_in", "value": ["finder@x.example"]}]})))
+            .await;
+        r.errors(400);
+    }
     let r = e
         .api(SUITE, Method::POST, "/filtered_search/contact", Some(json!({"filter_rule": [{"attribute": "updated_at", "operator": "is_after", "value": "yesterday"}]})))
         .await;

@@ -5,6 +5,7 @@ mod connectors_freshworks;
 mod connectors_google;
 mod control_api;
 mod demo;
+mod economy;
 mod fidelity;
 mod hostile;
 mod rate_headers;

@@ -2,3 +2,4 @@
 
 pub mod e2e;
 pub mod host;
+pub mod template_api;

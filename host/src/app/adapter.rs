@@ -352,6 +352,64 @@ impl Source for ConnectorSource {
         Ok(found.into_iter().map(convert::record_from_wit).collect())
     }
 
+    /// Many lookups: through the connector's `lookup-api` when it has one, in calls of
+    /// at most [`MAX_KEYS_PER_CALL`] keys (fewer when the budget is low, by what a key
+    /// has cost so far), else one `find` per lookup.
+    async fn find_many(
+        &self,
+        entity: &str,
+        lookups: Vec<Lookup>,
+    ) -> Result<Vec<Vec<Record>>, SourceError> {
+        if !self.client.has_batch_lookup() {
+            let mut out = Vec::with_capacity(lookups.len());
+            for lookup in lookups {
+                out.push(self.find(entity, lookup).await?);
+            }
+            return Ok(out);
+        }
+        let priority = if lookups.iter().all(|l| matches!(l, Lookup::Ids(_))) {
+            Priority::Retry
+        } else {
+            self.phase()
+        };
+        let mut out = Vec::with_capacity(lookups.len());
+        let mut rest = lookups.into_iter().peekable();
+        // Requests per key: one (a `find`) until a call has shown what a key costs.
+        let mut per_key = 1.0;
+        while rest.peek().is_some() {
+            self.gate.set_priority(priority);
+            let room = self.gate.ready().await;
+            let n = writes_within(room, per_key).min(MAX_KEYS_PER_CALL);
+            let keys: Vec<_> = rest.by_ref().take(n).map(convert::lookup_to_key).collect();
+            let before = self.gate.budget().map(|b| b.snapshot().requests);
+            let found = self
+                .call("find-many", priority, || async {
+                    match self.client.find_many(entity, &keys).await {
+                        Some(r) => r,
+                        None => Ok(Vec::new()),
+                    }
+                })
+                .await?;
+            if found.len() != keys.len() {
+                return Err(SourceError::Fatal(format!(
+                    "`find-many` answered {} of {} keys; the contract asks for one answer per key",
+                    found.len(),
+                    keys.len()
+                )));
+            }
+            if let (Some(before), Some(budget)) = (before, self.gate.budget()) {
+                let spent = budget.snapshot().requests.saturating_sub(before);
+                per_key = spent as f64 / keys.len() as f64;
+            }
+            out.extend(
+                found
+                    .into_iter()
+                    .map(|records| records.into_iter().map(convert::record_from_wit).collect()),
+            );
+        }
+        Ok(out)
+    }
+
     /// Pushes; writes refused with a 429 (the connector stops at the first one and
     /// reports the rest as not sent) are pushed again once the account's back-off ends.
     async fn push(
@@ -559,6 +617,9 @@ fn writes_within(room: usize, per_write: f64) -> usize {
     let per_write = per_write.max(MIN_REQUESTS_PER_WRITE);
     ((room as f64 / per_write) as usize).max(1)
 }
+
+/// The most keys one `find-many` call carries (the contract's promise to connectors).
+pub const MAX_KEYS_PER_CALL: usize = 1000;
 
 /// The least a write is taken to cost: one request per 1000 writes (the largest batch of
 /// the first-party connectors).

@@ -158,6 +158,15 @@ pub fn lookup_to_wit(l: Lookup) -> wit::Lookup {
     }
 }
 
+/// The engine's lookup as a key of `lookup-api.find-many`.
+pub fn lookup_to_key(l: Lookup) -> wit::LookupKey {
+    match l {
+        Lookup::Email(e) => wit::LookupKey::Email(e),
+        Lookup::Marker(m) => wit::LookupKey::Marker(m),
+        Lookup::Ids(ids) => wit::LookupKey::Ids(ids),
+    }
+}
+
 /// The engine's write as WIT's.
 pub fn write_to_wit(w: Write) -> wit::Write {
     let op = match w.op {

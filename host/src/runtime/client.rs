@@ -266,6 +266,8 @@ fn ticks(d: Duration) -> u64 {
 pub struct ConnectorClient {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) pre: ConnectorPre<HostState>,
+    /// The optional `lookup-api` export, when the component has it.
+    pub(crate) lookups: Option<super::bindings::lookup_api::GuestIndices>,
     pub(crate) conn: Arc<ConnectionCtx>,
     pub(crate) connection: Arc<str>,
     pub(crate) limits: ConnectorLimits,
@@ -435,6 +437,38 @@ impl ConnectorClient {
             })
             .await;
         self.flatten("find", r)
+    }
+
+    /// Whether the connector exports `lookup-api` ([`Self::find_many`]).
+    pub fn has_batch_lookup(&self) -> bool {
+        self.lookups.is_some()
+    }
+
+    /// `lookup-api.find-many(entity, keys)`: one list of records per key, in order.
+    /// `None` when the connector does not export `lookup-api` (a 0.1 connector built
+    /// before it existed): the caller then calls [`Self::find`] per key.
+    pub async fn find_many(
+        &self,
+        entity: &str,
+        keys: &[types::LookupKey],
+    ) -> Option<Result<Vec<Vec<types::Record>>, CallError>> {
+        let indices = self.lookups.as_ref()?;
+        let pre = &self.pre;
+        let body = async |store: &mut Store<HostState>| {
+            let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+            let guest = indices.load(&mut *store, &instance)?;
+            guest.call_find_many(&mut *store, entity, keys).await
+        };
+        let r = run(
+            &self.plugin.label,
+            "find-many",
+            self.limits.timeout,
+            self.store(),
+            body,
+        )
+        .await
+        .map(|(value, _store)| value);
+        Some(self.flatten("find-many", r))
     }
 
     /// `push(entity, writes)`: one result per write, in order.

@@ -153,6 +153,17 @@ struct OAuth2 {
     client_secret: Secret,
     refresh_token: Secret,
     scopes: Vec<String>,
+    /// The token state, shared by every context of the runtime with the same credentials
+    /// (see [`TokenCache`]).
+    shared: Arc<TokenShared>,
+    /// The token generation this context's scrubber has learnt: a token another context
+    /// obtained is added to this context's scrubber before this context first sends it.
+    scrubbed: std::sync::atomic::AtomicU64,
+}
+
+/// One OAuth2 token and why it was last refused, shared per credentials.
+#[derive(Default)]
+struct TokenShared {
     /// Held while refreshing, so that concurrent requests wait for one refresh.
     state: tokio::sync::Mutex<TokenState>,
     /// Why the token endpoint last refused the refresh token (its OAuth error code and
@@ -170,8 +181,27 @@ struct TokenState {
     last_refresh: Option<Instant>,
 }
 
+/// Token states by credentials, shared by a runtime's connection contexts. The host
+/// opens a connection once to check it and again for each run; without sharing, each
+/// of those refreshed the token (two refreshes per CLI run, one per daemon poll) although
+/// it lives an hour. Tokens stay in host memory only (never in the store or a plugin),
+/// keyed by a digest of the credentials, so a changed credential gets its own token.
+#[derive(Default)]
+pub(crate) struct TokenCache(
+    std::sync::Mutex<std::collections::HashMap<[u8; 32], Arc<TokenShared>>>,
+);
+
+impl TokenCache {
+    fn slot(&self, key: [u8; 32]) -> Arc<TokenShared> {
+        let mut slots = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(key).or_default().clone()
+    }
+}
+
 struct CachedToken {
     value: HeaderValue,
+    /// The access token itself, for the scrubber of a context that did not obtain it.
+    access: Secret,
     expires: Instant,
 }
 
@@ -310,12 +340,38 @@ impl HttpCtx {
     pub(crate) fn oauth_refusal(&self) -> Option<String> {
         match &self.auth {
             Auth::OAuth2(oauth) => oauth
+                .shared
                 .refused
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
             _ => None,
         }
+    }
+
+    /// Shares the OAuth2 access token with every context of `cache` that has the same
+    /// credentials (token endpoint, client, refresh token, scopes).
+    pub(crate) fn share_tokens(mut self, cache: &TokenCache) -> Self {
+        use sha2::{Digest, Sha256};
+        if let Auth::OAuth2(oauth) = &mut self.auth {
+            let mut digest = Sha256::new();
+            let url = match &oauth.token_url {
+                Ok(url) => url.as_str().to_owned(),
+                Err(e) => e.clone(),
+            };
+            for part in [
+                url.as_str(),
+                oauth.client_id.as_str(),
+                oauth.client_secret.expose(),
+                oauth.refresh_token.expose(),
+                &oauth.scopes.join(" "),
+            ] {
+                digest.update((part.len() as u64).to_le_bytes());
+                digest.update(part.as_bytes());
+            }
+            oauth.shared = cache.slot(digest.finalize().into());
+        }
+        self
     }
 
     /// The effective origins, for display.
@@ -449,7 +505,7 @@ impl HttpCtx {
                 && let Auth::OAuth2(oauth) = &self.auth
             {
                 retried = true;
-                let mut state = oauth.state.lock().await;
+                let mut state = oauth.shared.state.lock().await;
                 if state.generation != sent_generation.unwrap_or(0) && state.token.is_some() {
                     // Another request refreshed meanwhile: retry with its token.
                     continue;
@@ -506,10 +562,11 @@ impl HttpCtx {
         oauth: &OAuth2,
         deadline: Instant,
     ) -> Result<Option<(HeaderValue, u64)>, HttpError> {
-        let mut state = oauth.state.lock().await;
+        let mut state = oauth.shared.state.lock().await;
         if let Some(token) = state.token.as_ref()
             && token.expires > Instant::now()
         {
+            self.learn(oauth, state.generation, token);
             return Ok(Some((token.value.clone(), state.generation)));
         }
         // An expired token is always refreshed; a refused or dropped one waits the floor.
@@ -565,10 +622,18 @@ impl HttpCtx {
             // The description is the endpoint's text: it may echo what it was sent.
             let reason = self.scrub.text(oauth_error(status.as_u16(), &body));
             tracing::warn!(status = %status, reason = %reason, "OAuth2 token refresh refused");
-            *oauth.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+            *oauth
+                .shared
+                .refused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(reason);
             return Ok(None);
         }
-        *oauth.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *oauth
+            .shared
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             access_token: String,
@@ -597,9 +662,23 @@ impl HttpCtx {
         state.generation += 1;
         state.token = Some(CachedToken {
             value: value.clone(),
+            access: Secret::new(token.access_token),
             expires: Instant::now() + lifetime,
         });
+        oauth
+            .scrubbed
+            .store(state.generation, std::sync::atomic::Ordering::Relaxed);
         Ok(Some((value, state.generation)))
+    }
+
+    /// Adds a token obtained by another context sharing it to this context's scrubber,
+    /// once per token, before this context sends it.
+    fn learn(&self, oauth: &OAuth2, generation: u64, token: &CachedToken) {
+        use std::sync::atomic::Ordering;
+        if oauth.scrubbed.swap(generation, Ordering::Relaxed) != generation {
+            let bearer = String::from_utf8_lossy(token.value.as_bytes()).into_owned();
+            self.scrub.add(&[token.access.expose(), bearer.as_str()]);
+        }
     }
 
     async fn read_response(&self, response: reqwest::Response) -> Result<Response, HttpError> {
@@ -788,8 +867,8 @@ fn build_auth(
                     client_secret: client_secret.clone(),
                     refresh_token: refresh_token.clone(),
                     scopes: scopes.clone(),
-                    state: tokio::sync::Mutex::new(TokenState::default()),
-                    refused: std::sync::Mutex::new(None),
+                    shared: Arc::default(),
+                    scrubbed: Default::default(),
                 }),
                 Some(reqwest::header::AUTHORIZATION),
             ))
@@ -997,6 +1076,82 @@ mod tests {
             token_calls.load(Ordering::SeqCst),
             3,
             "one refresh per request"
+        );
+    }
+
+    /// Contexts of one runtime with the same OAuth2 credentials (the check of a connection
+    /// and each run of it) share one access token: one refresh, not one per context. A
+    /// context that sends a token another one obtained scrubs it from what it reads, and
+    /// other credentials get their own token.
+    #[tokio::test]
+    async fn oauth2_tokens_are_shared_per_credentials_and_scrubbed_by_every_sharer() {
+        let token_calls = Arc::new(AtomicUsize::new(0));
+        let calls = token_calls.clone();
+        let router = Router::new()
+            .route(
+                "/token",
+                post(move || {
+                    let calls = calls.clone();
+                    async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+                        format!("{{\"access_token\":\"shared-tok-{n}\",\"expires_in\":3600}}")
+                    }
+                }),
+            )
+            // Echoes the credentials it was sent, as a careless API might.
+            .route(
+                "/echo",
+                get(|headers: AxumHeaders| async move {
+                    headers
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap_or_default().to_owned())
+                        .unwrap_or_default()
+                }),
+            );
+        let addr = serve(router).await;
+        let m = manifest(
+            "[auth]\nkind = \"oauth2\"\ntoken-url = \"setting:base-url\"\nscopes = [\"contacts\"]\n",
+        );
+        let creds = |refresh: &str| Credentials::OAuth2 {
+            client_id: "cid".into(),
+            client_secret: Secret::new("cs3cret"),
+            refresh_token: Secret::new(refresh),
+            token_url: Some(format!("http://{addr}/token")),
+        };
+        let cache = TokenCache::default();
+        let check =
+            ctx(&m, addr, creds("r3fresh"), None, ConnectorLimits::default()).share_tokens(&cache);
+        let run =
+            ctx(&m, addr, creds("r3fresh"), None, ConnectorLimits::default()).share_tokens(&cache);
+        let echo = format!("http://{addr}/echo");
+        for http in [&check, &run] {
+            let resp = http.send(get_req(echo.clone())).await.unwrap();
+            let body = String::from_utf8(resp.body).unwrap();
+            assert_eq!(resp.status, 200);
+            assert!(
+                !body.contains("shared-tok"),
+                "the token is scrubbed: {body}"
+            );
+            assert!(body.contains(crate::runtime::scrub::REDACTED), "{body}");
+        }
+        assert_eq!(
+            token_calls.load(Ordering::SeqCst),
+            1,
+            "one refresh for both contexts"
+        );
+        let other = ctx(
+            &m,
+            addr,
+            creds("other-r3fresh"),
+            None,
+            ConnectorLimits::default(),
+        )
+        .share_tokens(&cache);
+        other.send(get_req(echo)).await.unwrap();
+        assert_eq!(
+            token_calls.load(Ordering::SeqCst),
+            2,
+            "other credentials, another token"
         );
     }
 

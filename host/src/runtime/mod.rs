@@ -68,6 +68,7 @@ pub mod types {
     pub use super::bindings::connector_api::{
         CreateOp, Lookup, MembershipOp, Op, Page, PullRequest, UpdateOp, Write, WriteResult,
     };
+    pub use super::bindings::lookup_api::Key as LookupKey;
     pub use super::bindings::mapper_api::MapContext;
     pub use super::bindings::types::*;
 }
@@ -176,7 +177,11 @@ pub struct Plugin {
 }
 
 enum PluginPre {
-    Connector(ConnectorPre<HostState>),
+    /// A connector, and the indices of its optional `lookup-api` export.
+    Connector(
+        ConnectorPre<HostState>,
+        Option<bindings::lookup_api::GuestIndices>,
+    ),
     Mapper(MapperPre<HostState>),
 }
 
@@ -223,6 +228,10 @@ impl Plugin {
     /// The component's exports.
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+    /// Whether the connector exports the optional `lookup-api` (many lookups per call).
+    pub fn has_batch_lookup(&self) -> bool {
+        matches!(&self.pre, PluginPre::Connector(_, Some(_)))
     }
 }
 
@@ -295,6 +304,7 @@ struct Inner {
     clients: http::ClientCache,
     /// Each connection's hourly log budget, shared by all its clients.
     log_budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<log::LogBudget>>>,
+    tokens: http::TokenCache,
 }
 
 impl fmt::Debug for Runtime {
@@ -329,6 +339,7 @@ impl Runtime {
                 resolver: options.resolver,
                 clients: http::ClientCache::default(),
                 log_budgets: Default::default(),
+                tokens: http::TokenCache::default(),
             }),
         })
     }
@@ -415,7 +426,10 @@ impl Runtime {
                     .connector_linker
                     .instantiate_pre(&component)
                     .map_err(link)?;
-                PluginPre::Connector(ConnectorPre::new(pre).map_err(link)?)
+                // Optional since 0.1: a component without `lookup-api` gets one `find`
+                // per key instead.
+                let lookups = bindings::lookup_api::GuestIndices::new(&pre).ok();
+                PluginPre::Connector(ConnectorPre::new(pre).map_err(link)?, lookups)
             }
             PluginKind::Mapper => {
                 let pre = self
@@ -448,7 +462,7 @@ impl Runtime {
         plugin: &Arc<Plugin>,
         connection: Connection,
     ) -> Result<ConnectorClient, ConnectError> {
-        let PluginPre::Connector(pre) = &plugin.pre else {
+        let PluginPre::Connector(pre, lookups) = &plugin.pre else {
             return Err(ConnectError::WrongKind {
                 plugin: plugin.label().to_owned(),
                 actual: plugin.kind(),
@@ -478,7 +492,8 @@ impl Runtime {
             connection.budget.clone(),
             &limits,
         )
-        .map_err(http_err)?;
+        .map_err(http_err)?
+        .share_tokens(&self.inner.tokens);
         let quota = match (grant.storage, manifest.storage) {
             (Some(g), Some(m)) => Some(storage::Quota {
                 bytes: g.quota_bytes.min(m.quota_bytes),
@@ -524,6 +539,7 @@ impl Runtime {
         Ok(ConnectorClient {
             plugin: plugin.clone(),
             pre: pre.clone(),
+            lookups: lookups.clone(),
             conn: Arc::new(conn),
             connection: connection_id,
             limits,

@@ -40,6 +40,9 @@ use super::state::{
     SyncStatus, SyncStore, Tombstone, TombstoneKey, Txn, direction_to,
 };
 
+/// Records a recovery lookup found, per ((side, entity), marker or e-mail).
+type Found = BTreeMap<((Side, String), String), Vec<Record>>;
+
 /// Ids per lookup by ids.
 const IDS_PER_FIND: usize = 100;
 
@@ -461,6 +464,21 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         }
     }
 
+    async fn find_many(
+        &self,
+        side: Side,
+        entity: &str,
+        lookups: Vec<Lookup>,
+    ) -> Result<Vec<Vec<Record>>, SourceError> {
+        if lookups.is_empty() {
+            return Ok(Vec::new());
+        }
+        match side {
+            Side::A => self.a.find_many(entity, lookups).await,
+            Side::B => self.b.find_many(entity, lookups).await,
+        }
+    }
+
     async fn push(
         &self,
         side: Side,
@@ -626,9 +644,12 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     )
             });
         self.replay_membership(membership, opts).await?;
+        // The lookups of every create that may have been sent, in batches: markers
+        // first, then the e-mails of those no marker found.
+        let (by_marker, by_email) = self.recovery_lookups(&stale).await?;
         let mut resolved: Vec<(OutboxEntry, Option<Record>)> = Vec::new();
         for e in stale {
-            let found = self.find_created(&e).await?;
+            let found = self.find_created(&e, &by_marker, &by_email)?;
             resolved.push((e, found));
         }
         // A create is the record *and* its list membership (the connector adds it
@@ -683,30 +704,35 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
     }
 
     /// The record an interrupted or unanswered create made, if it reached the app:
-    /// looked up by its marker, then by its e-mail (one unlinked hit only).
-    async fn find_created(&self, e: &OutboxEntry) -> Result<Option<Record>, EngineError> {
+    /// found by its marker, then by its e-mail (one unlinked hit only), in the
+    /// lookups [`Self::recovery_lookups`] made for the whole batch.
+    fn find_created(
+        &self,
+        e: &OutboxEntry,
+        by_marker: &Found,
+        by_email: &Found,
+    ) -> Result<Option<Record>, EngineError> {
         let op = &e.op;
         // A `planned` create too: its `sent` mark is flushed with the run's
         // final commit, so after a crash it may have been sent all the same.
-        let OpKind::Create { marker, .. } = &op.kind else {
+        let (OpStatus::Planned | OpStatus::Sent | OpStatus::Failed, OpKind::Create { marker, .. }) =
+            (e.status, &op.kind)
+        else {
             return Ok(None);
         };
         let sync = self.sync();
-        let err = self.source_err(op.side, "find");
-        let by_marker = self
-            .find(op.side, &op.entity_name, Lookup::Marker(marker.clone()))
-            .await
-            .map_err(&err)?;
-        if by_marker.len() == 1 {
-            return Ok(by_marker.into_iter().next());
+        let key = (op.side, op.entity_name.clone());
+        if let Some(hits) = by_marker.get(&(key.clone(), marker.clone()))
+            && hits.len() == 1
+        {
+            return Ok(hits.first().cloned());
         }
         if let Some(link) = self.store.link(sync, &op.link)?
             && let Some(email) = &link.match_key
+            && let Some(hits) = by_email.get(&(key, email.clone()))
         {
-            let hits = self
-                .find(op.side, &op.entity_name, Lookup::Email(email.clone()))
-                .await
-                .map_err(&err)?;
+            // Checked now, not when looked up: an earlier op of this recovery may
+            // have linked the record meanwhile.
             let names = self.entity_names(op.entity);
             let linked = self.store.links_for(
                 sync,
@@ -714,7 +740,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                     .map(|r| (op.side, names.get(op.side).as_str(), r.id.as_str())),
             )?;
             if hits.len() == 1 && linked.is_empty() {
-                return Ok(hits.into_iter().next());
+                return Ok(hits.first().cloned());
             }
         }
         Ok(None)
@@ -779,6 +805,68 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             }
         }
         Ok(failed)
+    }
+
+    /// What the app holds for the creates among `stale` (ops an interrupted run may
+    /// have sent): the records per marker, then per match e-mail for the creates whose
+    /// marker found no single record, each side and entity in one batch
+    /// ([`Source::find_many`]).
+    async fn recovery_lookups(&self, stale: &[OutboxEntry]) -> Result<(Found, Found), EngineError> {
+        let creates: Vec<(&PlannedOp, &String)> = stale
+            .iter()
+            .filter_map(|e| match (&e.op.kind, e.status) {
+                (
+                    OpKind::Create { marker, .. },
+                    OpStatus::Planned | OpStatus::Sent | OpStatus::Failed,
+                ) => Some((&e.op, marker)),
+                _ => None,
+            })
+            .collect();
+        let mut markers: BTreeMap<(Side, String), BTreeSet<String>> = BTreeMap::new();
+        for (op, marker) in &creates {
+            markers
+                .entry((op.side, op.entity_name.clone()))
+                .or_default()
+                .insert((*marker).clone());
+        }
+        let by_marker = self.lookup_batches(markers, Lookup::Marker).await?;
+        let mut emails: BTreeMap<(Side, String), BTreeSet<String>> = BTreeMap::new();
+        for (op, marker) in &creates {
+            let key = (op.side, op.entity_name.clone());
+            if by_marker
+                .get(&(key.clone(), (*marker).clone()))
+                .is_some_and(|hits| hits.len() == 1)
+            {
+                continue;
+            }
+            if let Some(link) = self.store.link(self.sync(), &op.link)?
+                && let Some(email) = link.match_key
+            {
+                emails.entry(key).or_default().insert(email);
+            }
+        }
+        let by_email = self.lookup_batches(emails, Lookup::Email).await?;
+        Ok((by_marker, by_email))
+    }
+
+    /// Looks up `values` per (side, entity), as `lookup(value)`, one batch each.
+    async fn lookup_batches(
+        &self,
+        values: BTreeMap<(Side, String), BTreeSet<String>>,
+        lookup: fn(String) -> Lookup,
+    ) -> Result<Found, EngineError> {
+        let mut out = BTreeMap::new();
+        for ((side, entity), values) in values {
+            let values: Vec<String> = values.into_iter().collect();
+            let found = self
+                .find_many(side, &entity, values.iter().cloned().map(lookup).collect())
+                .await
+                .map_err(self.source_err(side, "find"))?;
+            for (value, records) in values.into_iter().zip(found) {
+                out.insert(((side, entity.clone()), value), records);
+            }
+        }
+        Ok(out)
     }
 
     /// Sends again the add/remove-membership ops an interrupted run left
@@ -1273,10 +1361,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         for ((ix, side), ids) in by {
             let entity = self.policy.entities[ix].name(side).to_string();
             for chunk in ids.chunks(IDS_PER_FIND) {
-                let found = self
-                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
-                    .await
-                    .map_err(self.source_err(side, "find"))?;
+                let found = self.find_ids(side, &entity, chunk).await?;
                 self.tally(side, &found, 0)?;
                 let (records, failed) = self.map_records(side, ix, found).await;
                 let obs = out.inputs[ix].obs.get_mut(side);
@@ -1333,10 +1418,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             let in_scope = *self.policy.scope.get(side) == Scope::All;
             let ids: Vec<String> = ids.into_iter().collect();
             for chunk in ids.chunks(IDS_PER_FIND) {
-                let found = self
-                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
-                    .await
-                    .map_err(self.source_err(side, "find"))?;
+                let found = self.find_ids(side, &entity, chunk).await?;
                 self.tally(side, &found, 0)?;
                 let (records, failed) = self.map_records(side, ix, found).await;
                 let obs = out.inputs[ix].obs.get_mut(side);
@@ -1352,6 +1434,21 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         Ok(())
     }
 
+    /// Records that exist by id (re-reads, fetches): through `find-many`, where a
+    /// connector can read many ids with one search.
+    async fn find_ids(
+        &self,
+        side: Side,
+        entity: &str,
+        ids: &[String],
+    ) -> Result<Vec<Record>, EngineError> {
+        let found = self
+            .find_many(side, entity, vec![Lookup::Ids(ids.to_vec())])
+            .await
+            .map_err(self.source_err(side, "find"))?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
     /// Reads linked records the planner asked for (fields without a base).
     async fn fetch(
         &self,
@@ -1365,10 +1462,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
         for ((ix, side), ids) in by {
             let entity = self.policy.entities[ix].name(side).to_string();
             for chunk in ids.chunks(IDS_PER_FIND) {
-                let found = self
-                    .find(side, &entity, Lookup::Ids(chunk.to_vec()))
-                    .await
-                    .map_err(self.source_err(side, "find"))?;
+                let found = self.find_ids(side, &entity, chunk).await?;
                 self.tally(side, &found, 0)?;
                 let (records, failed) = self.map_records(side, ix, found).await;
                 let obs = out.inputs[ix].obs.get_mut(side);
@@ -1497,35 +1591,52 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
                 let emails: BTreeSet<String> = emails.into_iter().chain(replaced).collect();
                 let entity = e.pair.name(other).to_string();
                 let other_all = *self.policy.scope.get(other) == Scope::All;
-                for email in emails {
-                    if out.inputs[ix].obs.get(other).searched.contains(&email) {
-                        continue;
-                    }
-                    let found = self
-                        .find(other, &entity, Lookup::Email(normalise_email(&email)))
-                        .await
-                        .map_err(self.source_err(other, "find"))?;
-                    self.tally(other, &found, 0)?;
-                    let (records, failed) = self.map_records(other, ix, found).await;
-                    let more = self.store.links_for(
-                        self.sync(),
-                        records
-                            .iter()
-                            .map(|r| (other, entity.as_str(), r.id.as_str())),
-                    )?;
-                    for l in more {
-                        links.entry(l.key.clone()).or_insert(l);
-                    }
-                    let obs = out.inputs[ix].obs.get_mut(other);
-                    for r in records {
-                        obs.records.entry(r.id.clone()).or_insert(Observed {
-                            record: r,
-                            in_scope: other_all,
-                        });
-                    }
-                    obs.failed.extend(failed);
-                    obs.searched.insert(email);
+                let emails: Vec<String> = emails
+                    .into_iter()
+                    .filter(|m| !out.inputs[ix].obs.get(other).searched.contains(m))
+                    .collect();
+                if emails.is_empty() {
+                    continue;
                 }
+                // One batch for every address (a few requests for connectors with
+                // `lookup-api`, one `find` per address for the others).
+                let found = self
+                    .find_many(
+                        other,
+                        &entity,
+                        emails
+                            .iter()
+                            .map(|m| Lookup::Email(normalise_email(m)))
+                            .collect(),
+                    )
+                    .await
+                    .map_err(self.source_err(other, "find"))?;
+                // A record found by several addresses is mapped and kept once.
+                let mut unique: BTreeMap<String, Record> = BTreeMap::new();
+                for r in found.into_iter().flatten() {
+                    unique.entry(r.id.clone()).or_insert(r);
+                }
+                let found: Vec<Record> = unique.into_values().collect();
+                self.tally(other, &found, 0)?;
+                let (records, failed) = self.map_records(other, ix, found).await;
+                let more = self.store.links_for(
+                    self.sync(),
+                    records
+                        .iter()
+                        .map(|r| (other, entity.as_str(), r.id.as_str())),
+                )?;
+                for l in more {
+                    links.entry(l.key.clone()).or_insert(l);
+                }
+                let obs = out.inputs[ix].obs.get_mut(other);
+                for r in records {
+                    obs.records.entry(r.id.clone()).or_insert(Observed {
+                        record: r,
+                        in_scope: other_all,
+                    });
+                }
+                obs.failed.extend(failed);
+                obs.searched.extend(emails);
             }
         }
         Ok(())

@@ -307,6 +307,23 @@ pub trait Source: Send + Sync {
         entity: &str,
         lookup: Lookup,
     ) -> impl Future<Output = Result<Vec<Record>, SourceError>> + Send;
+    /// Records of many lookups at once: one list per lookup, in order, each what
+    /// [`Source::find`] returns for it. Connectors that can (the contract's optional
+    /// `lookup-api`) answer a batch with a few requests; the default asks `find` for
+    /// each lookup in turn.
+    fn find_many(
+        &self,
+        entity: &str,
+        lookups: Vec<Lookup>,
+    ) -> impl Future<Output = Result<Vec<Vec<Record>>, SourceError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(lookups.len());
+            for lookup in lookups {
+                out.push(self.find(entity, lookup).await?);
+            }
+            Ok(out)
+        }
+    }
     /// Applies writes in order; one result per write.
     fn push(
         &self,

@@ -16,7 +16,8 @@
 //! - [`schema`]: field metadata → field definitions with well-known tags.
 //! - [`record`]: contact / lead JSON ↔ records, custom fields and consent (pure).
 //! - [`pull`] and [`cursor`]: full and incremental listings, deletions, list scope.
-//! - [`find`]: lookups by email, marker and ids.
+//! - [`find`]: lookups by email, marker and ids, one at a time (`find`) or many per
+//!   search (`find-many`, the contract's optional `lookup-api`).
 //! - [`push`]: batched writes with read-back.
 //! - [`errors`] and [`api`]: the HTTP client and the HTTP → contract error mapping.
 //!
@@ -57,7 +58,7 @@ pub mod settings;
 use serde_json::Value as Json;
 use tandem_sdk::{AccountInfo, Container, EntityInfo, Error, FieldDef, PluginInfo};
 
-pub use find::find;
+pub use find::{find, find_many};
 pub use model::{App, Entity};
 pub use pull::pull;
 pub use push::push;
@@ -69,8 +70,9 @@ use api::Client;
 pub use tandem_sdk as __sdk;
 
 /// Defines a first-party Freshworks connector: a unit struct `$name` whose
-/// `tandem_sdk::Connector` implementation calls this crate's functions with `$app`, exported
-/// as the plugin's `connector-api` (with the crate's `tandem.toml` embedded).
+/// `tandem_sdk::Connector` and `tandem_sdk::BatchLookup` implementations call this crate's
+/// functions with `$app`, exported as the plugin's `connector-api` and `lookup-api` (with
+/// the crate's `tandem.toml` embedded).
 ///
 /// Each connector crate is one line over this crate:
 ///
@@ -135,7 +137,20 @@ macro_rules! connector {
             }
         }
 
+        impl $crate::__sdk::BatchLookup for $name {
+            fn find_many(
+                entity: &str,
+                keys: ::std::vec::Vec<$crate::__sdk::Lookup>,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<::std::vec::Vec<$crate::__sdk::Record>>,
+                $crate::__sdk::Error,
+            > {
+                $crate::find_many($app, entity, keys)
+            }
+        }
+
         $crate::__sdk::export_connector!($name);
+        $crate::__sdk::export_batch_lookup!($name);
 
         #[cfg(test)]
         mod __tandem_freshworks_manifest {

@@ -585,6 +585,101 @@ fn find_by_email_marker_and_ids() {
     );
 }
 
+/// `find-many`: 150 addresses are two searches (100 + 50 distinct values), markers one
+/// search on the marker field, ids one search plus a `GET` for the id it did not return;
+/// each key gets what `find` would return, in order. A search the account refuses falls
+/// back to one lookup per value.
+#[test]
+fn find_many_searches_a_hundred_values_per_request() {
+    let emails: Vec<String> = (0..150).map(|i| format!("p{i:03}@example.com")).collect();
+    let search = |values: &[String], attribute: &str| -> Json {
+        json!({"filter_rule": [{"attribute": attribute, "operator": "is_in", "value": values}]})
+    };
+    let mut marked = contact(900, "m@example.com", "2024-05-01T10:00:00Z");
+    marked["external_id"] = json!("tandem:42");
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                search(&emails[..100], "contact_email.email"),
+                json!({"contacts": [contact(1, "P000@Example.com", "2024-05-01T10:00:00Z"),
+                                    contact(2, "p001@example.com", "2024-05-01T10:00:00Z")],
+                       "meta": {"total": 2}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                search(&emails[100..], "contact_email.email"),
+                json!({"contacts": [contact(3, "p149@example.com", "2024-05-01T10:00:00Z")],
+                       "meta": {"total": 1}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                search(&["tandem:42".to_owned()], "external_id"),
+                json!({"contacts": [marked], "meta": {"total": 1}}),
+            ),
+            post(
+                "filtered_search/contact?page=1&per_page=100",
+                json!({"filter_rule": [{"attribute": "id", "operator": "is_in", "value": [3, 7]}]}),
+                json!({"contacts": [contact(3, "p149@example.com", "2024-05-01T10:00:00Z")],
+                       "meta": {"total": 1}}),
+            ),
+            step(
+                Method::Get,
+                "contacts/7",
+                404,
+                json!({"errors": {"code": 404, "message": "not found"}}),
+            ),
+        ],
+    );
+    let mut keys: Vec<Lookup> = emails.iter().cloned().map(Lookup::Email).collect();
+    keys.push(Lookup::Marker("tandem:42".into()));
+    keys.push(Lookup::Ids(vec!["7".into(), "3".into(), "x".into()]));
+    keys.push(Lookup::Email(" P000@EXAMPLE.com ".into()));
+    let found = tandem_freshworks::find_many(App::Freshsales, "contacts", keys).unwrap();
+    done(&steps);
+    let ids = |i: usize| found[i].iter().map(|r| r.id.as_str()).collect::<Vec<_>>();
+    assert_eq!(found.len(), 153, "one answer per key");
+    assert_eq!(ids(0), ["1"]);
+    assert_eq!(ids(1), ["2"]);
+    assert!(ids(2).is_empty());
+    assert_eq!(ids(149), ["3"]);
+    assert_eq!(ids(150), ["900"]);
+    assert_eq!(ids(151), ["3"], "ids in their order, missing ones absent");
+    assert_eq!(ids(152), ["1"], "addresses compare case-insensitively");
+
+    // The account refuses the search: one lookup per address instead.
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            step(
+                Method::Post,
+                "filtered_search/contact?page=1&per_page=100",
+                400,
+                json!({"errors": {"code": 400, "message": ["Invalid filter attribute"]}}),
+            ),
+            get(
+                "lookup?q=a%40example.com&f=email&entities=contact",
+                json!({"contacts": {"contacts": [contact(5, "a@example.com", "2024-05-01T10:00:00Z")]}}),
+            ),
+            get(
+                "lookup?q=b%40example.com&f=email&entities=contact",
+                json!({"contacts": {"contacts": []}}),
+            ),
+        ],
+    );
+    let keys = vec![
+        Lookup::Email("b@example.com".into()),
+        Lookup::Email("a@example.com".into()),
+    ];
+    let found = tandem_freshworks::find_many(App::Freshsales, "contacts", keys).unwrap();
+    done(&steps);
+    assert!(found[0].is_empty());
+    assert_eq!(found[1][0].id, "5");
+}
+
 fn create(email: Option<&str>, containers: &[&str]) -> Op {
     let mut fields = vec![Field::new("first_name", "New")];
     if let Some(email) = email {

@@ -16,10 +16,13 @@
 //!   `cursor-expired`, and the host runs a full listing and compares it with its baseline
 //!   (§7.3). A pull scoped to a group lists the same pages and keeps the group's members
 //!   (a contact that leaves the group is seen missing by the next full listing).
-//! * `find`: by ids with `getBatchGet`; by email or marker with a scan of the account
-//!   (`connections.list` with a one-field mask, then `getBatchGet` of the matches), since
+//! * `find` and `find-many` (the contract's optional `lookup-api`): by ids with
+//!   `getBatchGet`; by email or marker with a scan of the account (`connections.list`
+//!   with a one- or two-field mask, then `getBatchGet` of the matches), since
 //!   `searchContacts` runs on a lazily refreshed cache that must not be used for
-//!   de-duplication or read-after-write (§4.10).
+//!   de-duplication or read-after-write (§4.10). One `find-many` call answers all its
+//!   e-mails and markers with ONE scan, so a run's lookups cost a scan per batch of up to
+//!   1,000 keys instead of one per key.
 //! * `push`: see [`push`]; the engine marker is a `clientData` entry `tandem-marker`
 //!   written on create (§3.2, §7.4: the hidden sync tag `find(marker)` looks for).
 //! * Errors: see [`error`].
@@ -30,12 +33,12 @@ pub mod error;
 pub mod mapping;
 pub mod push;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as Json;
 use tandem_sdk::{
-    AccountInfo, Connector, Container, EntityInfo, Error, FieldDef, Lookup, Page, PluginInfo,
-    PullRequest, Record, Write, WriteResult,
+    AccountInfo, BatchLookup, Connector, Container, EntityInfo, Error, FieldDef, Lookup, Page,
+    PluginInfo, PullRequest, Record, Write, WriteResult,
 };
 
 use crate::api::{Api, MAX_BATCH};
@@ -63,6 +66,7 @@ const ADDABLE_SYSTEM_GROUPS: [&str; 2] = ["contactGroups/myContacts", "contactGr
 pub struct GoogleContacts;
 
 tandem_sdk::export_connector!(GoogleContacts);
+tandem_sdk::export_batch_lookup!(GoogleContacts);
 
 fn check_entity(entity: &str) -> Result<(), Error> {
     if entity == ENTITY {
@@ -193,53 +197,9 @@ impl Connector for GoogleContacts {
     }
 
     fn find(entity: &str, query: Lookup) -> Result<Vec<Record>, Error> {
-        check_entity(entity)?;
-        let api = Api::from_config()?;
-        let names: Vec<String> = match query {
-            Lookup::Ids(ids) => ids
-                .iter()
-                .filter_map(|id| mapping::person_name(id).ok())
-                .collect(),
-            Lookup::Email(email) => {
-                let mut names = Vec::new();
-                scan(&api, "emailAddresses", |person| {
-                    if mapping::has_email(person, &email)
-                        && let Some(name) = mapping::resource_name(person)
-                    {
-                        names.push(name.to_owned());
-                    }
-                })?;
-                names
-            }
-            Lookup::Marker(marker) => {
-                let mut names = Vec::new();
-                scan(&api, "clientData", |person| {
-                    if mapping::marker_of(person) == Some(marker.as_str())
-                        && let Some(name) = mapping::resource_name(person)
-                    {
-                        names.push(name.to_owned());
-                    }
-                })?;
-                names
-            }
-        };
-        let mut unique = BTreeSet::new();
-        let names: Vec<String> = names
-            .into_iter()
-            .filter(|n| unique.insert(n.clone()))
-            .collect();
-        let mut out = Vec::new();
-        for chunk in names.chunks(MAX_BATCH) {
-            for (_, person) in api.batch_get(chunk)? {
-                match person {
-                    Ok(person) => out.extend(mapping::to_record(&person)),
-                    // Missing (or malformed) ids are simply absent.
-                    Err(Error::NotFound(_) | Error::Invalid(_)) => {}
-                    Err(error) => return Err(error),
-                }
-            }
-        }
-        Ok(out)
+        Ok(Self::find_many(entity, vec![query])?
+            .pop()
+            .unwrap_or_default())
     }
 
     fn push(entity: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
@@ -247,6 +207,117 @@ impl Connector for GoogleContacts {
         let api = Api::from_config()?;
         Ok(push::push(&api, writes))
     }
+}
+
+impl BatchLookup for GoogleContacts {
+    /// Every e-mail and marker of the batch from ONE scan of the account (a one- or
+    /// two-field mask, 1,000 contacts per page), since `searchContacts` must not be used
+    /// for de-duplication (§4.10); then `getBatchGet` of the matches and of the ids, 200
+    /// per request. N lookups cost ⌈contacts/1000⌉ + ⌈matches/200⌉ requests, not N scans.
+    fn find_many(entity: &str, keys: Vec<Lookup>) -> Result<Vec<Vec<Record>>, Error> {
+        check_entity(entity)?;
+        let api = Api::from_config()?;
+        let mut emails: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut markers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for key in &keys {
+            match key {
+                Lookup::Email(email) => {
+                    emails.insert(email_key(email), Vec::new());
+                }
+                Lookup::Marker(marker) => {
+                    markers.insert(marker.clone(), Vec::new());
+                }
+                Lookup::Ids(_) => {}
+            }
+        }
+        let mask = match (emails.is_empty(), markers.is_empty()) {
+            (true, true) => None,
+            (false, true) => Some("emailAddresses"),
+            (true, false) => Some("clientData"),
+            (false, false) => Some("clientData,emailAddresses"),
+        };
+        if let Some(mask) = mask {
+            scan(&api, mask, |person| {
+                let Some(name) = mapping::resource_name(person) else {
+                    return;
+                };
+                let mut own: Vec<String> = person
+                    .get("emailAddresses")
+                    .and_then(Json::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.get("value").and_then(Json::as_str))
+                    .map(email_key)
+                    .collect();
+                own.sort_unstable();
+                own.dedup();
+                for email in own {
+                    if let Some(names) = emails.get_mut(&email) {
+                        names.push(name.to_owned());
+                    }
+                }
+                if let Some(names) = mapping::marker_of(person).and_then(|m| markers.get_mut(m)) {
+                    names.push(name.to_owned());
+                }
+            })?;
+        }
+        // Every contact to read, once.
+        let mut wanted: BTreeSet<String> = emails
+            .values()
+            .chain(markers.values())
+            .flatten()
+            .cloned()
+            .collect();
+        for key in &keys {
+            if let Lookup::Ids(ids) = key {
+                wanted.extend(ids.iter().filter_map(|id| mapping::person_name(id).ok()));
+            }
+        }
+        let wanted: Vec<String> = wanted.into_iter().collect();
+        let mut people: BTreeMap<String, Record> = BTreeMap::new();
+        for chunk in wanted.chunks(MAX_BATCH) {
+            for (name, person) in api.batch_get(chunk)? {
+                match person {
+                    Ok(person) => {
+                        if let Some(record) = mapping::to_record(&person) {
+                            people.insert(name, record);
+                        }
+                    }
+                    // Missing (or malformed) ids are simply absent.
+                    Err(Error::NotFound(_) | Error::Invalid(_)) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        // Each contact once per key, in the order found.
+        let records = |names: &[String]| -> Vec<Record> {
+            let mut seen = BTreeSet::new();
+            names
+                .iter()
+                .filter(|n| seen.insert(n.as_str()))
+                .filter_map(|n| people.get(n).cloned())
+                .collect()
+        };
+        Ok(keys
+            .iter()
+            .map(|key| match key {
+                Lookup::Email(email) => records(&emails[&email_key(email)]),
+                Lookup::Marker(marker) => records(&markers[marker]),
+                Lookup::Ids(ids) => {
+                    let names: Vec<String> = ids
+                        .iter()
+                        .filter_map(|id| mapping::person_name(id).ok())
+                        .collect();
+                    records(&names)
+                }
+            })
+            .collect())
+    }
+}
+
+/// An address as the lookups compare it (Google matches addresses ignoring ASCII case).
+fn email_key(email: &str) -> String {
+    email.trim().to_ascii_lowercase()
 }
 
 /// A Google reply's token, when present and non-empty.

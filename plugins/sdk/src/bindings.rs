@@ -1,8 +1,9 @@
 //! The wit-bindgen bindings of the `tandem:plugin@0.1.0` worlds (hidden from plugin authors).
 //!
-//! The two worlds get separate bindings: a mapper must not import `http`, `storage` or
-//! `config`. The mapper bindings reuse the connector's `types` and `log` modules, so a
-//! `Record` is one Rust type for both kinds of plugin. Each world's import-only type
+//! Each world gets its own bindings: a mapper must not import `http`, `storage` or
+//! `config`, and a connector exports `lookup-api` (world `lookups`) only when it asks
+//! for it. The mapper and lookups bindings reuse the connector's `types` (and `log`)
+//! modules, so a `Record` is one Rust type for every kind of plugin. Each world's import-only type
 //! section is linked by the library; its exports are described by the section that the
 //! export macro emits in the plugin crate, so a mapper never claims connector exports.
 //! World imports a plugin never calls are dropped by `wasm-component-ld`.
@@ -33,6 +34,23 @@ pub mod mapper {
         with: {
             "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
             "tandem:plugin/log@0.1.0": crate::__bindings::connector::tandem::plugin::log,
+        },
+    });
+}
+
+/// Bindings of the `lookups` world: the optional `lookup-api` export of a connector. Its
+/// export section joins the connector's when a plugin calls `export_batch_lookup!`.
+pub mod lookups {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tandem:plugin/lookups@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_lookups_world",
+        default_bindings_module: "tandem_sdk::__bindings::lookups",
+        runtime_path: "tandem_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        with: {
+            "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
         },
     });
 }

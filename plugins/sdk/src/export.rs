@@ -3,6 +3,7 @@
 use std::marker::PhantomData;
 
 use crate::__bindings::connector::exports::tandem::plugin::connector_api;
+use crate::__bindings::lookups::exports::tandem::plugin::lookup_api;
 use crate::__bindings::mapper::exports::tandem::plugin::mapper_api;
 use crate::types::{
     AccountInfo, Container, Error, FieldDef, Lookup, MapContext, Op, Page, PluginInfo, PullRequest,
@@ -43,6 +44,47 @@ pub trait Connector {
     /// Applies writes in order: one result per write, in the same order; a failing write
     /// does not stop the others. [`push_each`] helps when the app has no batch endpoint.
     fn push(entity: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error>;
+}
+
+/// Optional: many lookups in one call (the contract's `lookup-api`, world `lookups`).
+///
+/// Before it creates records the host looks up every e-mail address of the records it
+/// may create, and after an interrupted run the marker of every create it may have
+/// sent. Without this trait that is one [`Connector::find`] call per key, each with its
+/// own requests; with it the host sends up to 1,000 keys per call, so that the app can
+/// answer them with a few requests: a search for 100 values at once, one listing of the
+/// account for all of them. Export the implementation with
+/// [`crate::export_batch_lookup!`], beside [`crate::export_connector!`].
+///
+/// The answer must hold one entry per key, in order, each exactly what `find` returns
+/// for that key; fail the whole call (as `find` would) rather than leave a key out.
+/// [`find_each`] answers the kinds of keys the app cannot batch one at a time.
+pub trait BatchLookup: Connector {
+    /// The records of each key of `keys`, in order.
+    fn find_many(entity: &str, keys: Vec<Lookup>) -> Result<Vec<Vec<Record>>, Error>;
+}
+
+/// Answers `keys` with [`Connector::find`], one key at a time (for the keys an app
+/// cannot batch). Stops at the first error, as the whole call then fails.
+///
+/// ```
+/// use tandem_sdk::{Error, Lookup, Record};
+///
+/// let keys = vec![Lookup::Email("a@x.example".into()), Lookup::Ids(vec!["7".into()])];
+/// let found = tandem_sdk::find_each("contacts", keys, |_, key| match key {
+///     Lookup::Ids(ids) => Ok(ids.into_iter().map(Record::new).collect()),
+///     _ => Ok(Vec::new()),
+/// })
+/// .unwrap();
+/// assert_eq!(found.len(), 2);
+/// assert_eq!(found[1][0].id, "7");
+/// ```
+pub fn find_each(
+    entity: &str,
+    keys: Vec<Lookup>,
+    mut find: impl FnMut(&str, Lookup) -> Result<Vec<Record>, Error>,
+) -> Result<Vec<Vec<Record>>, Error> {
+    keys.into_iter().map(|key| find(entity, key)).collect()
 }
 
 /// A mapper: a tenant's field transform. Pure: no network, no storage; runs under a fuel
@@ -123,6 +165,25 @@ impl<T: Connector> connector_api::Guest for ConnectorExport<T> {
     }
 }
 
+/// Adapts a [`BatchLookup`] to the generated `lookup-api` trait. Used by
+/// [`crate::export_batch_lookup!`].
+#[doc(hidden)]
+pub struct BatchLookupExport<T>(PhantomData<T>);
+
+impl<T: BatchLookup> lookup_api::Guest for BatchLookupExport<T> {
+    fn find_many(entity: String, keys: Vec<lookup_api::Key>) -> Result<Vec<Vec<Record>>, Error> {
+        let keys = keys
+            .into_iter()
+            .map(|key| match key {
+                lookup_api::Key::Email(email) => Lookup::Email(email),
+                lookup_api::Key::Marker(marker) => Lookup::Marker(marker),
+                lookup_api::Key::Ids(ids) => Lookup::Ids(ids),
+            })
+            .collect();
+        T::find_many(&entity, keys)
+    }
+}
+
 /// Adapts a [`Mapper`] to the generated `mapper-api` trait. Used by
 /// [`crate::export_mapper!`].
 #[doc(hidden)]
@@ -136,6 +197,8 @@ impl<T: Mapper> mapper_api::Guest for MapperExport<T> {
 
 #[doc(hidden)]
 pub use crate::__bindings::connector::export_connector_world as __export_connector_world;
+#[doc(hidden)]
+pub use crate::__bindings::lookups::export_lookups_world as __export_lookups_world;
 #[doc(hidden)]
 pub use crate::__bindings::mapper::export_mapper_world as __export_mapper_world;
 
@@ -196,6 +259,53 @@ macro_rules! export_connector {
             );
         };
         $crate::__tandem_manifest!();
+    };
+}
+
+/// Exports a [`BatchLookup`] implementation as the plugin's `lookup-api`: the optional
+/// export that lets the host send many lookups per call. Use it beside
+/// [`crate::export_connector!`], with the same type:
+///
+/// ```
+/// use tandem_sdk::{AccountInfo, BatchLookup, Connector, Error, FieldDef, Lookup, Page};
+/// use tandem_sdk::{PluginInfo, PullRequest, Record, Write, WriteResult};
+///
+/// struct MyConnector;
+///
+/// impl Connector for MyConnector {
+///     fn describe() -> PluginInfo { PluginInfo::new("mine", "0.1.0", "My app") }
+///     fn check() -> Result<AccountInfo, Error> { Ok(AccountInfo::new("me", "Me")) }
+///     fn schema(_: &str) -> Result<Vec<FieldDef>, Error> { Ok(vec![]) }
+///     fn pull(_: PullRequest) -> Result<Page, Error> { Ok(Page::last(vec![], None)) }
+///     fn find(_: &str, _: Lookup) -> Result<Vec<Record>, Error> { Ok(vec![]) }
+///     fn push(_: &str, w: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
+///         Ok(tandem_sdk::push_each(w, |_| Err(Error::invalid("read-only"))))
+///     }
+/// }
+///
+/// impl BatchLookup for MyConnector {
+///     fn find_many(entity: &str, keys: Vec<Lookup>) -> Result<Vec<Vec<Record>>, Error> {
+///         // A real connector searches for many e-mails per request here.
+///         tandem_sdk::find_each(entity, keys, |e, k| Self::find(e, k))
+///     }
+/// }
+///
+/// tandem_sdk::export_connector!(MyConnector);
+/// tandem_sdk::export_batch_lookup!(MyConnector);
+/// # fn main() {}
+/// ```
+///
+/// On targets other than wasm32 it expands to nothing.
+#[macro_export]
+macro_rules! export_batch_lookup {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __TandemBatchLookupExport = $crate::__export::BatchLookupExport<$ty>;
+            $crate::__export::__export_lookups_world!(
+                __TandemBatchLookupExport with_types_in $crate::__bindings::lookups
+            );
+        };
     };
 }
 

@@ -7,7 +7,10 @@
 //! - a **connector** (one app's API translated to records) implements [`Connector`] and
 //!   calls [`export_connector!`];
 //! - a **mapper** (a tenant's field transform; no network, no storage) implements
-//!   [`Mapper`] and calls [`export_mapper!`].
+//!   [`Mapper`] and calls [`export_mapper!`];
+//! - optionally, a connector that can answer many lookups with few requests also
+//!   implements [`BatchLookup`] and calls [`export_batch_lookup!`] (the contract's
+//!   `lookup-api`; without it the host calls `find` once per key).
 //!
 //! Both macros also embed the crate's `tandem.toml` manifest (name, kind, requested
 //! capabilities, limits) into the component, in a custom section named
@@ -112,7 +115,7 @@ pub mod storage;
 pub mod testing;
 mod types;
 
-pub use __export::{Connector, Mapper, push_each};
+pub use __export::{BatchLookup, Connector, Mapper, find_each, push_each};
 pub use types::*;
 
 /// The contract version this SDK builds plugins for (`tandem:plugin@0.1.0`).

@@ -1637,7 +1637,8 @@ enum Attr {
 
 fn resolve_attr(entity: Entity, a: &str, defs: &[FieldDef]) -> Result<Attr, ApiError> {
     Ok(match a {
-        "email" | "emails" => Attr::Emails,
+        // Only the documented attribute (`contact_email.email`, `lead_email.email`):
+        // `email` is a `lookup` field name, not a filter attribute the API documents.
         x if x == entity.email_attribute() => Attr::Emails,
         "updated_at" => Attr::Time("updated_at"),
         "created_at" => Attr::Time("created_at"),
