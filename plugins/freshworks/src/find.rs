@@ -224,30 +224,73 @@ impl Searcher<'_> {
         Ok(out)
     }
 
-    /// One search of at most [`SEARCH_BATCH`] values, every page.
+    /// One search of at most [`SEARCH_BATCH`] values, every page. A search answer
+    /// decides whether a record exists, so it must be complete: a page that comes back
+    /// short while `meta.total` says more (Freshworks leaves a record out now and then,
+    /// as listings see: [`crate::pull`]) makes the search run again with other page
+    /// boundaries, and
+    /// an answer still short is a passing failure rather than a missed match (which
+    /// would let a create duplicate the record).
     fn search(&self, attribute: &str, values: Vec<Json>) -> Result<Vec<Record>, Error> {
         let query = json!({"filter_rule": [{
             "attribute": attribute, "operator": "is_in", "value": values}]});
+        let mut items: BTreeMap<String, Json> = BTreeMap::new();
+        let mut total = None;
+        for per_page in [SEARCH_BATCH as u32, SEARCH_BATCH as u32 - 1] {
+            total = self.search_pages(&query, per_page, &mut items)?;
+            if total.is_none_or(|t| items.len() as u64 >= t) {
+                break;
+            }
+        }
+        if let Some(t) = total.filter(|t| (items.len() as u64) < *t) {
+            return Err(Error::transient(format!(
+                "a search on `{attribute}` answered {} of its {t} matches, also when read again (short pages); retry later",
+                items.len()
+            )));
+        }
         let mut records = Vec::new();
+        for object in items.values().filter_map(Json::as_object) {
+            if !record::is_deleted(object) {
+                records.push(record::to_record(object, self.types)?);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Every page of one search with pages of `per_page`, merged into `items` by id.
+    /// Returns the app's `meta.total`, when sent.
+    fn search_pages(
+        &self,
+        query: &Json,
+        per_page: u32,
+        items: &mut BTreeMap<String, Json>,
+    ) -> Result<Option<u64>, Error> {
         for page in 1..=MAX_SEARCH_PAGES {
             let path = format!(
-                "filtered_search/{}?page={page}&per_page={SEARCH_BATCH}",
+                "filtered_search/{}?page={page}&per_page={per_page}",
                 self.entity.singular()
             );
-            let answer = self.client.post(&path, &query)?;
+            let answer = self.client.post(&path, query)?;
             let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
-            for object in listing.items.iter().filter_map(Json::as_object) {
-                if !record::is_deleted(object) {
-                    records.push(record::to_record(object, self.types)?);
+            let count = listing.items.len();
+            for item in listing.items {
+                if let Some(id) = item.as_object().and_then(record::id_of) {
+                    items.insert(id, item);
                 }
             }
-            let fetched = u64::from(page) * SEARCH_BATCH as u64;
-            if listing.items.len() < SEARCH_BATCH || listing.total.is_some_and(|t| fetched >= t) {
-                return Ok(records);
+            let fetched = u64::from(page) * u64::from(per_page);
+            // With a total, its pages decide (a short page is not the last); without
+            // one, a short page is.
+            let last = match listing.total {
+                Some(t) => fetched >= t,
+                None => count < per_page as usize,
+            };
+            if last || count == 0 {
+                return Ok(listing.total);
             }
         }
         Err(Error::transient(format!(
-            "a search on `{attribute}` matched more than {} records; retry later",
+            "a search matched more than {} records; retry later",
             MAX_SEARCH_PAGES as usize * SEARCH_BATCH
         )))
     }

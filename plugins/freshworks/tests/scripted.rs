@@ -680,6 +680,74 @@ fn find_many_searches_a_hundred_values_per_request() {
     assert_eq!(found[1][0].id, "5");
 }
 
+/// A search page that comes back short while `meta.total` says more is not the last:
+/// the search is read again with other page boundaries, and an answer that stays short
+/// fails for now instead of missing a holder (a create would then duplicate it).
+#[test]
+fn a_search_answer_with_a_short_page_is_read_again_or_refused() {
+    let holders: Vec<Json> = (1..=101)
+        .map(|i| contact(i, "a@example.com", "2024-05-01T10:00:00Z"))
+        .collect();
+    let query = json!({"filter_rule": [{"attribute": "contact_email.email", "operator": "is_in", "value": ["a@example.com"]}]});
+    let page = |path: &str, items: &[Json]| {
+        post(
+            path,
+            query.clone(),
+            json!({"contacts": items, "meta": {"total": 101}}),
+        )
+    };
+    // Page 1 leaves out record 100; read again with pages of 99, it is there.
+    let mut short = holders[..98].to_vec();
+    short.push(holders[100].clone());
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            page(
+                "filtered_search/contact?page=1&per_page=100",
+                &holders[..99],
+            ),
+            page(
+                "filtered_search/contact?page=2&per_page=100",
+                &holders[100..],
+            ),
+            page("filtered_search/contact?page=1&per_page=99", &holders[..99]),
+            page("filtered_search/contact?page=2&per_page=99", &holders[99..]),
+        ],
+    );
+    let keys = vec![Lookup::Email("a@example.com".into())];
+    let found = tandem_freshworks::find_many(App::Freshsales, "contacts", keys.clone()).unwrap();
+    done(&steps);
+    assert_eq!(found[0].len(), 101);
+    assert!(found[0].iter().any(|r| r.id == "100"));
+    // Short both times: a passing failure, not an answer without record 100.
+    let steps = script(
+        &[],
+        vec![
+            get("settings/contacts/fields", fields_metadata()),
+            page(
+                "filtered_search/contact?page=1&per_page=100",
+                &holders[..99],
+            ),
+            page(
+                "filtered_search/contact?page=2&per_page=100",
+                &holders[100..],
+            ),
+            page("filtered_search/contact?page=1&per_page=99", &short),
+            page(
+                "filtered_search/contact?page=2&per_page=99",
+                &holders[100..],
+            ),
+        ],
+    );
+    let err = tandem_freshworks::find_many(App::Freshsales, "contacts", keys).unwrap_err();
+    done(&steps);
+    assert!(
+        matches!(&err, Error::Transient(m) if m.contains("answered 100 of its 101 matches")),
+        "{err:?}"
+    );
+}
+
 fn create(email: Option<&str>, containers: &[&str]) -> Op {
     let mut fields = vec![Field::new("first_name", "New")];
     if let Some(email) = email {
