@@ -154,11 +154,12 @@ pub fn find_many(app: App, entity: &str, keys: Vec<Lookup>) -> Result<Vec<Vec<Re
         .collect())
 }
 
-/// `POST filtered_search/<entity>` with `is_in`, [`SEARCH_BATCH`] values per request.
-struct Searcher<'a> {
-    client: &'a Client,
-    entity: Entity,
-    types: &'a FieldTypes,
+/// `POST filtered_search/<entity>` with `is_in`, [`SEARCH_BATCH`] values per request
+/// (also the pushes' searches for holders, read-backs and versions).
+pub(crate) struct Searcher<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) entity: Entity,
+    pub(crate) types: &'a FieldTypes,
 }
 
 /// The outcome of a batch of searches: `Err` is an account-wide failure (the call
@@ -231,7 +232,7 @@ impl Searcher<'_> {
     /// boundaries, and
     /// an answer still short is a passing failure rather than a missed match (which
     /// would let a create duplicate the record).
-    fn search(&self, attribute: &str, values: Vec<Json>) -> Result<Vec<Record>, Error> {
+    pub(crate) fn search(&self, attribute: &str, values: Vec<Json>) -> Result<Vec<Record>, Error> {
         let query = json!({"filter_rule": [{
             "attribute": attribute, "operator": "is_in", "value": values}]});
         let mut items: BTreeMap<String, Json> = BTreeMap::new();

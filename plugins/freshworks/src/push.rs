@@ -71,9 +71,6 @@ pub const BULK_MIN: usize = 4;
 /// request; the `GET` reads the record itself, not a search index).
 pub const VERSION_SEARCH_MIN: usize = 2;
 
-/// Most pages of one search (100 emails or ids).
-const READ_BACK_PAGES: u32 = 5;
-
 /// Waits before each job-status poll, in milliseconds (8 s in all). The job is
 /// asynchronous, so the first poll waits too: a job that finishes within a second costs
 /// one poll.
@@ -739,31 +736,15 @@ impl Writer<'_> {
         Ok(found)
     }
 
-    /// Live records whose `attribute` is one of `values` (at most [`MAX_BATCH`]), through
-    /// `POST filtered_search/<entity>` with `is_in`, a few pages at most.
+    /// Live records whose `attribute` is one of `values` (at most [`MAX_BATCH`]): a
+    /// complete search answer or an error ([`crate::find::Searcher::search`]).
     fn search(&self, attribute: &str, values: Vec<Json>) -> Result<Vec<Record>, Error> {
-        let query = json!({"filter_rule": [{
-            "attribute": attribute, "operator": "is_in", "value": values}]});
-        let mut records = Vec::new();
-        // Each value matches a few records at most: a handful of pages is plenty.
-        for page in 1..=READ_BACK_PAGES {
-            let path = format!(
-                "filtered_search/{}?page={page}&per_page={MAX_BATCH}",
-                self.entity.singular()
-            );
-            let answer = self.client.post(&path, &query)?;
-            let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
-            for object in listing.items.iter().filter_map(Json::as_object) {
-                if !record::is_deleted(object) {
-                    records.push(record::to_record(object, self.types)?);
-                }
-            }
-            let fetched = u64::from(page) * MAX_BATCH as u64;
-            if listing.items.len() < MAX_BATCH || listing.total.is_some_and(|t| fetched >= t) {
-                break;
-            }
+        crate::find::Searcher {
+            client: self.client,
+            entity: self.entity,
+            types: self.types,
         }
-        Ok(records)
+        .search(attribute, values)
     }
 
     /// The current records of the updates that carry `if-version` (at least
