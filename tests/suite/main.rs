@@ -11,5 +11,6 @@ mod hostile;
 mod rate_headers;
 mod sync_e2e;
 mod sync_faults;
+mod tidy;
 mod user_errors;
 mod webhooks;
