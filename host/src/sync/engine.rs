@@ -1413,23 +1413,37 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             }
         }
         for ((ix, side), ids) in by {
-            let entity = self.policy.entities[ix].name(side).to_string();
             // Read by id, its list membership is unknown (as for a lookup).
             let in_scope = *self.policy.scope.get(side) == Scope::All;
             let ids: Vec<String> = ids.into_iter().collect();
-            for chunk in ids.chunks(IDS_PER_FIND) {
-                let found = self.find_ids(side, &entity, chunk).await?;
-                self.tally(side, &found, 0)?;
-                let (records, failed) = self.map_records(side, ix, found).await;
-                let obs = out.inputs[ix].obs.get_mut(side);
-                for r in records {
-                    obs.records.entry(r.id.clone()).or_insert(Observed {
-                        record: r,
-                        in_scope,
-                    });
-                }
-                obs.failed.extend(failed);
+            self.read_ids(out, ix, side, &ids, in_scope).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads records of entity pair `ix`'s side by id into the run's observations
+    /// (a record the listing gave stays as listed).
+    async fn read_ids(
+        &self,
+        out: &mut Observed2,
+        ix: usize,
+        side: Side,
+        ids: &[String],
+        in_scope: bool,
+    ) -> Result<(), EngineError> {
+        let entity = self.policy.entities[ix].name(side).to_string();
+        for chunk in ids.chunks(IDS_PER_FIND) {
+            let found = self.find_ids(side, &entity, chunk).await?;
+            self.tally(side, &found, 0)?;
+            let (records, failed) = self.map_records(side, ix, found).await;
+            let obs = out.inputs[ix].obs.get_mut(side);
+            for r in records {
+                obs.records.entry(r.id.clone()).or_insert(Observed {
+                    record: r,
+                    in_scope,
+                });
             }
+            obs.failed.extend(failed);
         }
         Ok(())
     }
@@ -1460,20 +1474,7 @@ impl<'a, A: Source, B: Source, M: Mappers> Engine<'a, A, B, M> {
             by.entry((*ix, *side)).or_default().push(id.clone());
         }
         for ((ix, side), ids) in by {
-            let entity = self.policy.entities[ix].name(side).to_string();
-            for chunk in ids.chunks(IDS_PER_FIND) {
-                let found = self.find_ids(side, &entity, chunk).await?;
-                self.tally(side, &found, 0)?;
-                let (records, failed) = self.map_records(side, ix, found).await;
-                let obs = out.inputs[ix].obs.get_mut(side);
-                for r in records {
-                    obs.records.entry(r.id.clone()).or_insert(Observed {
-                        record: r,
-                        in_scope: true,
-                    });
-                }
-                obs.failed.extend(failed);
-            }
+            self.read_ids(out, ix, side, &ids, true).await?;
         }
         Ok(())
     }
