@@ -86,7 +86,7 @@ const CASES: [Case; 4] = [
         bulk_create: 100,
         bulk_update: 100,
         bulk_delete: 100,
-        // Undocumented maximum (freshworks-api.md §3.10); the connector's default.
+        // Undocumented maximum (docs/freshworks-api.md §6.3); the connector's default.
         bulk_members: 100,
         search: 100,
     },

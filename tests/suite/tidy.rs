@@ -217,12 +217,9 @@ fn every_cited_document_is_in_the_repository() {
         "plugins/google-contacts/src/error.rs",
         "plugins/google-contacts/src/lib.rs",
         "plugins/google-contacts/src/mapping.rs",
-        "sandbox/src/freshworks/mod.rs",
-        "sandbox/src/freshworks/switches.rs",
         "sandbox/src/google/error.rs",
         "sandbox/src/google/mod.rs",
         "sandbox/src/google/settings.rs",
-        "sandbox/tests/freshworks.rs",
         "sandbox/tests/google.rs",
     ];
     let mut outside = Vec::new();

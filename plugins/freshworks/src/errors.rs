@@ -135,7 +135,7 @@ mod tests {
     /// (status, headers, body, expected error).
     type Case<'a> = (u16, &'a [(&'a str, &'a str)], &'a str, Option<Error>);
 
-    /// Every status Freshworks answers, with the bodies the reference shows.
+    /// Every status Freshworks answers, with the bodies docs/freshworks-api.md §9 shows.
     #[test]
     fn status_and_body_to_error() {
         let cases: &[Case] = &[

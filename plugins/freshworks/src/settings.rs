@@ -22,9 +22,9 @@ use url::Url;
 pub const DEFAULT_OVERLAP_SECS: i64 = 120;
 
 /// Default number of contact ids per list-membership request
-/// (`PUT lists/<id>/add_contacts` / `remove_contacts`). The reference documents the body
-/// `{"ids": [...]}` (freshworks-api.md §3.10) but no maximum, so this is the API's batch size
-/// elsewhere (bulk upsert in batches of 100, §3.7; `per_page` ≤ 100, §7.3), and the
+/// (`PUT lists/<id>/add_contacts` / `remove_contacts`). The API documents the body
+/// `{"ids": [...]}` (docs/freshworks-api.md §6.3) but no maximum, so this is the API's batch size
+/// elsewhere (bulk upsert in batches of 100, §5.4; `per_page` ≤ 100, §7.1), and the
 /// `list-batch-size` setting overrides it (up to [`MAX_LIST_BATCH`]).
 pub const DEFAULT_LIST_BATCH: usize = 100;
 

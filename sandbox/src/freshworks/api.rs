@@ -80,7 +80,8 @@ pub fn json_body(body: &Bytes) -> ApiResult<Value> {
         .map_err(|_| ApiError::bad_request("Request body is not valid JSON"))
 }
 
-/// The record fields of a write body: wrapped (`{"contact":{...}}`) or unwrapped (§11.6).
+/// The record fields of a write body: wrapped (`{"contact":{...}}`) or unwrapped
+/// (docs/freshworks-api.md §2.4).
 pub fn record_input(body: &Value, entity: Entity) -> ApiResult<Map<String, Value>> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::bad_request("Request body must be a JSON object"));
@@ -133,7 +134,7 @@ fn one(
 }
 
 /// [`one`] for the answer of a write: the embedded `sales_accounts` only when asked for
-/// (`include=sales_accounts`), as the reference shows them (§3.6), unless the switch says.
+/// (`include=sales_accounts`), as docs/freshworks-api.md §3.6 shows them, unless the switch says.
 fn written(
     acct: &Account,
     store: &Store,

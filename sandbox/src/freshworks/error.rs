@@ -1,4 +1,5 @@
-//! Error replies of the Freshworks API: `{"errors":{"code":N,"message":["…"]}}` (§7.2).
+//! Error replies of the Freshworks API: `{"errors":{"code":N,"message":["…"]}}`
+//! (docs/freshworks-api.md §9.1).
 
 use axum::Json;
 use axum::http::StatusCode;

@@ -1,10 +1,11 @@
-//! Freshmarketer-only trees (§1.3, §8): bundle marketing calls under
+//! Freshmarketer-only trees (docs/freshworks-api.md §2.3, §10): bundle marketing calls under
 //! `/crm/marketer/mas/api/v1/` (Token auth) and the legacy standalone API under `/mas/api/v1/`
 //! (`fm-token` auth). Both work on the same records as the CRM tree.
 //!
-//! The reference evidences only a few standalone calls, so that tree is small and its shapes
-//! follow the CRM ones: `GET /mas/api/v1/contacts`, `GET /mas/api/v1/contacts/{id or email}`,
-//! `PUT /mas/api/v1/contacts` (create-or-update by email with `status` and `lists`), and
+//! Only a few standalone calls are evidenced (docs/freshworks-api.md §10.2), so that tree is
+//! small and its shapes follow the CRM ones: `GET /mas/api/v1/contacts`,
+//! `GET /mas/api/v1/contacts/{id or email}`, `PUT /mas/api/v1/contacts` (create-or-update by
+//! email with `status` and `lists`), and
 //! `PATCH /mas/api/v1/lists/{list}/subscribers/{contact}/unsubscribe`.
 
 use std::sync::Arc;

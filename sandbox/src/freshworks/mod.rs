@@ -1,6 +1,5 @@
 //! Simulated Freshworks accounts: Freshsales Suite, Freshsales Classic and Freshmarketer,
-//! following `reference/freshworks-api.md` (§11 is the checklist; §12's uncertain facts are
-//! [`Switches`]).
+//! following `docs/freshworks-api.md` (its §12's uncertain facts are [`Switches`]).
 //!
 //! One server per account. Trees served:
 //! * Suite and Freshmarketer: the CRM API under `/crm/sales/api/...` (contacts; no leads:
@@ -309,7 +308,7 @@ impl Account {
     }
 }
 
-/// `/contacts/5.json` → `/contacts/5` (§11.2), query kept.
+/// `/contacts/5.json` → `/contacts/5` (docs/freshworks-api.md §2.4), query kept.
 async fn strip_json_suffix(mut req: Request) -> Request {
     let path = req.uri().path();
     if let Some(stripped) = path.strip_suffix(".json") {

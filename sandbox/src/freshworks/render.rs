@@ -1,5 +1,5 @@
-//! JSON shapes of the Freshworks API: records (§3.11, §4), side-loads (§3.2), lists, views,
-//! jobs and search hits.
+//! JSON shapes of the Freshworks API (docs/freshworks-api.md): records (§3), side-loads
+//! (§3.6), lists, views, jobs and search hits.
 
 use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, UtcOffset};
@@ -257,8 +257,9 @@ fn custom_fields(store: &Store, ctx: &Ctx, r: &Record) -> Value {
     Value::Object(cf)
 }
 
-/// Top-level side-load arrays for `include=` (§3.2): `users` (owner, creater, updater),
-/// `sales_accounts`, `contact_status`, `lead_source`, `campaigns`, `territories`.
+/// Top-level side-load arrays for `include=` (docs/freshworks-api.md §3.6): `users` (owner,
+/// creater, updater), `sales_accounts`, `contact_status`, `lead_source`, `campaigns`,
+/// `territories`.
 pub fn sideloads(store: &Store, recs: &[&Record], include: &[String]) -> Map<String, Value> {
     let mut out = Map::new();
     let pick = |selector: &str, ids: Vec<u64>| -> Vec<Value> {
@@ -359,7 +360,7 @@ pub fn job(ctx: &Ctx, j: &Job) -> Value {
     })
 }
 
-/// A `/search` hit (id as a string, §3.9).
+/// A `/search` hit (id as a string, docs/freshworks-api.md §4.6).
 pub fn search_hit(store: &Store, ctx: &Ctx, r: &Record) -> Value {
     let owner_id = r.fields.get("owner_id").and_then(Value::as_u64);
     let owner = owner_id.and_then(|id| {

@@ -1,7 +1,7 @@
 //! Behaviour switches of the Freshworks simulators.
 //!
-//! Every behaviour that `reference/freshworks-api.md` marks uncertain or configurable (§11,
-//! §12) is a field here. Defaults follow the reference's recommendation; all can be changed at
+//! Every behaviour that `docs/freshworks-api.md` §12 lists as uncertain is a field here (the
+//! table there names each field and its default); all can be changed at
 //! start ([`crate::SandboxOptions::freshworks`]) or at run time with
 //! `PUT /_sandbox/switches` (a partial JSON object).
 
@@ -79,7 +79,8 @@ pub struct Switches {
     pub hourly_limit: u32,
     /// Requests per clock minute per account. Default 400.
     pub minute_limit: u32,
-    /// Send `Retry-After` on 429 (the reference says Freshsales does not). Default false.
+    /// Send `Retry-After` on 429 (docs/freshworks-api.md §8.2: Freshsales does not).
+    /// Default false.
     pub send_retry_after: bool,
     /// Send `X-RateLimit-*` on successful replies too. Default true.
     pub rate_headers_on_success: bool,
@@ -111,7 +112,8 @@ pub struct Switches {
     /// by id. Default false.
     pub shuffle_ties: bool,
     /// List membership changes (through the API or by a user, control API) bump
-    /// `updated_at`. Default true (the reference's assumption, unverified).
+    /// `updated_at`. Default true (an assumption, unverified:
+    /// docs/freshworks-api.md §3.2).
     pub list_change_bumps_updated_at: bool,
     /// Bulk upsert jobs complete this many seconds (sandbox clock) after submission. Default 1.
     pub bulk_job_delay_secs: u64,
@@ -119,15 +121,16 @@ pub struct Switches {
     pub bulk_max_items: usize,
     /// Email matching in upsert, lookup and filtered search ignores case. Default true.
     pub email_case_insensitive: bool,
-    /// Offer the `do_not_disturb` field (the reference sees it in Classic payloads only; on by
-    /// default everywhere because the sync's DND rules need it). Default true.
+    /// Offer the `do_not_disturb` field (docs/freshworks-api.md §3.5: seen in Classic
+    /// payloads only; on by default everywhere because the sync's DND rules need it).
+    /// Default true.
     pub do_not_disturb_field: bool,
     /// Override of the account time zone offset, e.g. `"+02:00"` or `"Z"`. Default none
     /// (Suite `-06:00`, Classic `+05:30`, Freshmarketer `Z`).
     pub utc_offset: Option<String>,
     /// Answers of writes (create, update, upsert) embed the contact's `sales_accounts`
-    /// even without `include=sales_accounts`. The reference shows them embedded in write
-    /// answers only with that include (§3.6). Default false.
+    /// even without `include=sales_accounts`. docs/freshworks-api.md §3.6 shows them embedded in
+    /// write answers only with that include. Default false.
     pub sales_accounts_on_write: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Workflow webhooks (reference §6.4, §11 item 28): an admin's workflow "on record
+//! Workflow webhooks (docs/freshworks-api.md §11.3): an admin's workflow "on record
 //! created / updated → Trigger Webhook" that POSTs JSON of selected fields to a URL,
 //! with custom headers (the way a shared secret travels). There is no delete trigger.
 //!
