@@ -55,7 +55,7 @@ pub(crate) struct SyncRefs {
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The default time between full listings: a day, since change feeds miss list exits
-/// (Freshworks lists, Google groups) and permanent deletes (reference §6).
+/// (Freshworks lists, Google groups) and permanent deletes (docs/freshworks-api.md §11.2).
 pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 const SYNC_KEYS: &[&str] = &[
