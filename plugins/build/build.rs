@@ -1,11 +1,19 @@
 //! Builds every workspace package marked `[package.metadata.tandem] plugin = true` for
 //! `wasm32-wasip2` with ONE nested cargo invocation, and generates `$OUT_DIR/plugins.rs`.
 //!
-//! Why it looks like this (see `shared/reference/wasmtime-notes.md` §7, §8):
+//! What it relies on: `cargo build --target wasm32-wasip2` of a `cdylib` already yields a
+//! component (rustc links it with `wasm-component-ld`, shipped with the target), so no
+//! wasm-tools, cargo-component or adapter step is needed; and a nested cargo started from
+//! a build script works, provided the points below hold. Why it looks like this:
 //! - the nested cargo gets its own target dir under `OUT_DIR`: sharing the outer one
-//!   deadlocks under `--release` (both cargos want the same `.cargo-lock`);
+//!   deadlocks under `--release` (the outer cargo holds the profile's `.cargo-lock`, which
+//!   the nested one needs for its host-side proc-macros; a debug build happens not to
+//!   collide, so the hang shows only in release);
 //! - host flags and wrappers (`RUSTFLAGS`, clippy's `RUSTC_WORKSPACE_WRAPPER`...) must not
 //!   leak into the wasm build, so they are removed from the child's environment;
+//! - the outer cargo's `--locked` / `--offline` do not reach the nested one (and the outer
+//!   build never fetches the guest-only crates), so the child always gets `--locked`, and
+//!   `--offline` when cargo runs offline;
 //! - `--keep-going` + JSON artifact messages: one broken plugin does not hide the others,
 //!   and a plugin that failed is reported as an error, never as a stale file from an
 //!   earlier build;

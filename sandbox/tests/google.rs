@@ -1,5 +1,5 @@
 //! Wire-level tests of the simulated Google People account: every behaviour of §9 of
-//! `reference/google-people-api.md` and every error reply, asserted on status, headers and
+//! `docs/google-people-api.md` and every error reply, asserted on status, headers and
 //! body shape with reqwest against a server on 127.0.0.1.
 
 use std::collections::BTreeSet;
@@ -717,7 +717,7 @@ async fn resource_names_and_etags_have_google_shapes_and_move_on_every_mutation(
     assert!(now.0 != last.0 && now.1 != last.1 && now.2 != last.2);
     last = now;
 
-    // members:modify moves the etag too (§3.3).
+    // members:modify moves the etag too (§2.3).
     env.advance(5).await;
     let r = env
         .send(
@@ -761,7 +761,7 @@ async fn person_etag_varies_by_mask_and_any_mask_etag_updates() {
         .unwrap()
         .to_owned();
     assert_ne!(narrow, wide);
-    // An etag read with a narrower mask is accepted (§3.3, n8n).
+    // An etag read with a narrower mask is accepted (§2.3, n8n).
     let r = env
         .update(
             &rn,
@@ -956,7 +956,7 @@ async fn sync_tokens_deliver_changes_and_tombstones() {
     assert!(all.iter().all(|p| p["resourceName"] != deleted.as_str()));
 
     // Lenient by default: an incremental call without requestSyncToken still gets a token;
-    // strict mode gives one only when requested (§11 #3).
+    // strict mode gives one only when requested (§10 #3).
     let q = format!("personFields={PEOPLE_FIELDS}&syncToken={}", enc(&next));
     assert!(env.list(&q).await.body["nextSyncToken"].is_string());
     env.settings(json!({"strict_request_sync_token": true}))
@@ -2057,7 +2057,7 @@ async fn concurrent_mutations_for_one_user_can_be_refused() {
 #[tokio::test]
 async fn faults_counters_and_lost_create_responses() {
     let env = start(GoogleSettings::default(), 0).await;
-    // Google-shaped transient errors (§9 #20).
+    // Google-shaped transient errors (§9.7).
     env.ctl(
         Method::POST,
         "/google-faults",

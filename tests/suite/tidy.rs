@@ -206,22 +206,8 @@ fn every_cited_document_is_in_the_repository() {
             }
         }
     }
-    // Citations of the product documents kept outside the repository (their facts
-    // belong in `docs/`, in our words). Only these old ones remain, until they are
-    // rewritten; a new one fails, and so does one of these once it is gone (shrink the
-    // list then).
-    const OUTSIDE: &[&str] = &[
-        "docs/sandbox.md",
-        "plugins/build/build.rs",
-        "plugins/google-contacts/README.md",
-        "plugins/google-contacts/src/error.rs",
-        "plugins/google-contacts/src/lib.rs",
-        "plugins/google-contacts/src/mapping.rs",
-        "sandbox/src/google/error.rs",
-        "sandbox/src/google/mod.rs",
-        "sandbox/src/google/settings.rs",
-        "sandbox/tests/google.rs",
-    ];
+    // The product documents kept outside the repository are not citable: what the
+    // code relies on from them is said in `docs/`, in our words.
     let mut outside = Vec::new();
     for file in &texts {
         if file.ends_with("tests/suite/tidy.rs") {
@@ -235,21 +221,9 @@ fn every_cited_document_is_in_the_repository() {
             outside.push(rel(file));
         }
     }
-    let new: Vec<&String> = outside
-        .iter()
-        .filter(|f| !OUTSIDE.contains(&f.as_str()))
-        .collect();
     assert!(
-        new.is_empty(),
-        "these cite documents outside the repository; say what they rely on in docs/ and cite that: {new:?}"
-    );
-    let gone: Vec<&&str> = OUTSIDE
-        .iter()
-        .filter(|f| !outside.iter().any(|o| o == *f))
-        .collect();
-    assert!(
-        gone.is_empty(),
-        "no longer cite outside documents: take them off OUTSIDE: {gone:?}"
+        outside.is_empty(),
+        "these cite documents outside the repository; say what they rely on in docs/ and cite that: {outside:?}"
     );
     missing.sort();
     missing.dedup();

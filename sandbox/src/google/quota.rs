@@ -1,6 +1,6 @@
-//! Per-minute, per-user quota buckets (§6.1, §9 #18). Windows are aligned to whole minutes
+//! Per-minute, per-user quota buckets (§7.1, §9.7). Windows are aligned to whole minutes
 //! (and whole days for the daily bucket) of the sandbox clock, so advancing the clock refills
-//! them. The costs per call follow the reference's table; the metric and limit names of buckets
+//! them. The costs per call follow the table of §7.1; the metric and limit names of buckets
 //! other than "Critical write requests" (the only one captured) follow the same pattern.
 
 use time::OffsetDateTime;

@@ -1,6 +1,6 @@
 //! Switches of the simulated Google account: one per behaviour that
-//! `reference/google-people-api.md` marks uncertain (§11), plus the tunables of §9 (quotas,
-//! propagation lag, token lifetimes). Defaults follow the reference's recommendation; each
+//! `docs/google-people-api.md` marks uncertain (§10), plus the tunables of §9 (quotas,
+//! propagation lag, token lifetimes). Defaults follow the recommendation there; each
 //! field says which point it covers. Settings can be read and patched at run time through
 //! `GET/PATCH /_sandbox/google/settings`.
 
@@ -13,11 +13,11 @@ pub enum SyncExpiryFrom {
     /// From the full sync that started the chain of tokens (the documented text: "Sync
     /// tokens expire 7 days after the full sync"). Default.
     FullSync,
-    /// From the issue time of the token presented (§9 #10 reading: "a token older than 7 days").
+    /// From the issue time of the token presented (the other reading of "seven days", §10 #1).
     Issue,
 }
 
-/// `error.status` of the expired sync token reply (§11 #1).
+/// `error.status` of the expired sync token reply (§10 #1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExpiredStatus {
@@ -37,7 +37,7 @@ impl ExpiredStatus {
     }
 }
 
-/// What `pageSize` above the maximum does (§11 #6: unknown).
+/// What `pageSize` above the maximum does (§10 #6: unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverMax {
@@ -47,11 +47,11 @@ pub enum OverMax {
     Reject,
 }
 
-/// `error.status` of the 409 for a duplicate group name (§11 #10).
+/// `error.status` of the 409 for a duplicate group name (§10 #10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DuplicateStatus {
-    /// Default (the reference's "probably").
+    /// Default (the "probably" of §7.2).
     AlreadyExists,
     /// The alternative.
     Aborted,
@@ -68,7 +68,7 @@ impl DuplicateStatus {
 }
 
 /// What a mutation that arrives while another mutation of the same user is in flight gets
-/// (§9 #19, §6.3 "send mutations one at a time").
+/// (§9.7, §7.3 "send mutations one at a time").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
@@ -80,8 +80,8 @@ pub enum Concurrency {
     Unavailable,
 }
 
-/// Per-minute, per-user quota limits (§6.1, §9 #18). The numbers Google applies are
-/// unpublished (§11 #4); the defaults are the console defaults one project reported.
+/// Per-minute, per-user quota limits (§7.1, §9.7). The numbers Google applies are
+/// unpublished (§10 #4); the defaults are the console defaults one project reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct QuotaLimits {
@@ -116,48 +116,48 @@ impl Default for QuotaLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GoogleSettings {
-    /// Sync token lifetime in seconds (§4.1: 7 days).
+    /// Sync token lifetime in seconds (§3.1: 7 days).
     pub sync_token_ttl_secs: i64,
     /// What the lifetime counts from.
     pub sync_token_expiry_from: SyncExpiryFrom,
-    /// HTTP status of the expired-token reply: 400 observed live; 410 per old docs (§11 #1).
+    /// HTTP status of the expired-token reply: 400 observed live; 410 per old docs (§10 #1).
     pub expired_sync_token_http: u16,
     /// `error.status` of the expired-token reply.
     pub expired_sync_token_status: ExpiredStatus,
-    /// §11 #3: when true, an incremental call gets a `nextSyncToken` only if it also sets
+    /// §10 #3: when true, an incremental call gets a `nextSyncToken` only if it also sets
     /// `requestSyncToken=true`; when false (default) any call with `syncToken` gets one.
     pub strict_request_sync_token: bool,
-    /// §11 #6: pageSize above 1000 on connections.list / contactGroups.list.
+    /// §10 #6: pageSize above 1000 on connections.list / contactGroups.list.
     pub page_size_over_max: OverMax,
-    /// §11 #7: reject `sortOrder=LAST_MODIFIED_DESCENDING` together with sync tokens
+    /// §10 #7: reject `sortOrder=LAST_MODIFIED_DESCENDING` together with sync tokens
     /// (low-confidence report; default off).
     pub reject_descending_sync: bool,
-    /// §3.3: the person etag embeds the requested field mask, so it differs between reads
+    /// §2.3: the person etag embeds the requested field mask, so it differs between reads
     /// with different masks (default on, as observed). Updates accept either.
     pub etag_varies_by_mask: bool,
-    /// §9 #11: seconds before a write shows in sync deltas and search (default 0).
+    /// §9.4: seconds before a write shows in sync deltas and search (default 0).
     pub propagation_lag_secs: i64,
-    /// §4.10: search runs on a lazily refreshed cache that only an empty-query request
+    /// §3.3: search runs on a lazily refreshed cache that only an empty-query request
     /// refreshes (default on). Off: search always sees the current state.
     pub search_requires_warmup: bool,
-    /// §11 #9: an invalid item fails the whole batch (default) or only itself.
+    /// §10 #9: an invalid item fails the whole batch (default) or only itself.
     pub batch_atomic: bool,
-    /// §4.7/§4.8: batch create/update with an empty `readMask`. The reference page says both
-    /// "Required" and "if left empty, the post-mutate-get is skipped"; §9 #5 asks for a 400
-    /// (default false). True: the writes happen and the reply is `{}` (new names are lost).
+    /// §4.4, §9.5: batch create/update with an empty `readMask`. Google's reference page
+    /// says both "Required" and "if left empty, the post-mutate-get is skipped". False
+    /// (default): a 400. True: the writes happen and the reply is `{}` (new names are lost).
     pub batch_empty_read_mask_skips_read: bool,
-    /// §11 #10.
+    /// §10 #10.
     pub duplicate_group_status: DuplicateStatus,
-    /// §11 #11: `contactGroups.update` requires a matching group etag (default off: an
+    /// §10 #11: `contactGroups.update` requires a matching group etag (default off: an
     /// etag is checked only when one is sent).
     pub group_update_requires_etag: bool,
-    /// §11 #8: a contact created without memberships joins `myContacts` (default on).
+    /// §10 #8: a contact created without memberships joins `myContacts` (default on).
     pub auto_my_contacts: bool,
-    /// §5.3: `expires_in` of issued access tokens (3599).
+    /// §6.2: `expires_in` of issued access tokens (3599).
     pub access_token_ttl_secs: i64,
-    /// §9 #18: quota emulation; `null` (default) = no quotas.
+    /// §9.7: quota emulation; `null` (default) = no quotas.
     pub quotas: Option<QuotaLimits>,
-    /// §9 #19.
+    /// §9.7.
     pub concurrent_mutations: Concurrency,
 }
 

@@ -3,7 +3,7 @@
 use super::*;
 use serde_json::json;
 
-/// The reference's sample person (§3.1), as `connections.list` returns it.
+/// A sample person as `connections.list` returns it (shape: `docs/google-people-api.md` §2.1).
 fn turing() -> Json {
     json!({
       "resourceName": "people/c2584501361615515329",
