@@ -214,9 +214,10 @@ fn every_cited_document_is_in_the_repository() {
             continue;
         }
         let text = std::fs::read_to_string(file).unwrap();
+        // Spelt in pieces, so that this file does not cite them itself.
         if text.contains("reference/") && text.contains("-api.md")
-            || text.contains("shared/reference/")
-            || text.contains("../shared/")
+            || text.contains(concat!("shared/", "reference/"))
+            || text.contains(concat!("..", "/shared/"))
         {
             outside.push(rel(file));
         }
