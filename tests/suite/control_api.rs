@@ -484,3 +484,80 @@ async fn an_operator_resolves_an_ambiguity_through_the_daemon() {
     );
     daemon.shutdown(Duration::from_secs(30)).await;
 }
+
+/// The CLI's typed client (`tandem sync …` while the daemon holds the state file) reads
+/// what the server serves, with the server's own types: status, logs, pause, resume, runs
+/// on demand, disconnect, and the daemon's refusals as one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typed_client_reads_what_the_server_serves() {
+    use tandem::app::StateFileError;
+    use tandem::app::control::api::LogsQuery;
+    use tandem::app::control::{DaemonClient, Route, SyncControl};
+    use tandem::app::report::Outcome;
+
+    let (w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    wait_idle(&api, "t").await;
+    let mut config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    config.daemon.listen = api.base.trim_start_matches("http://").parse().unwrap();
+    let locked = StateFileError::Locked {
+        path: config.state.path.clone(),
+        owner: "another tandem process, pid 1 (tandem run)".into(),
+        command: Some("tandem run".into()),
+    };
+    let client = DaemonClient::for_locked(&config, &w.env, &locked).unwrap();
+    assert_eq!(client.route(), Route::Daemon);
+
+    let names: Vec<String> = client
+        .status(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["s", "t"]);
+    let t = client.status(Some("t")).await.unwrap();
+    assert_eq!((t.len(), t[0].direction.as_str()), (1, "a-to-b"));
+    let e = client.status(Some("nope")).await.unwrap_err().to_string();
+    assert!(e.contains("there is no sync `nope`"), "{e}");
+
+    client.pause("s").await.unwrap();
+    assert_eq!(client.status(Some("s")).await.unwrap()[0].status, "paused");
+    let run = client.run("s", false, false).await.unwrap();
+    assert_eq!((run.outcome, run.run), (Outcome::Paused, None));
+    client.resume("s").await.unwrap();
+    let run = client.run("s", false, false).await.unwrap();
+    assert_eq!(run.outcome, Outcome::Completed, "{run:?}");
+    let id = run.run.expect("a run has an id");
+
+    let logs = client.logs("s", LogsQuery::new(None, 5)).await.unwrap();
+    assert_eq!(logs.len(), 2);
+    assert_eq!(logs[1].run.id, id);
+    let one = client.logs("s", LogsQuery::new(Some(id), 1)).await.unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].run.id, id);
+
+    // The daemon's refusals come back as its one line.
+    let e = client.pause("nope").await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("the daemon refused: ") && e.contains("no sync `nope`"),
+        "{e}"
+    );
+    let release = tandem::app::Resolution::Release {
+        record: "no-such-record".into(),
+    };
+    let e = client.resolve("s", &release).await.unwrap_err().to_string();
+    assert!(
+        e.starts_with("the daemon refused: ") && e.contains("no link holding"),
+        "{e}"
+    );
+    // A plan needs the state file itself: the lock's own message.
+    let e = client.plan("s", false).await.unwrap_err().to_string();
+    assert_eq!(e, locked.to_string());
+
+    assert!(client.disconnect("t").await.unwrap() > 0);
+    let t = client.status(Some("t")).await.unwrap();
+    assert_eq!((t[0].status.as_str(), t[0].links), ("paused", 0));
+    daemon.shutdown(Duration::from_secs(30)).await;
+}

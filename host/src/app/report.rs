@@ -185,33 +185,92 @@ pub fn logs(
         .collect()
 }
 
-/// What a run did, without its plan (the control API's answer to a run).
+/// What a run did, without its plan: the control API's answer to a run, what
+/// `tandem sync run` prints (`--json` as is), whether run here or by the daemon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// The sync.
     pub sync: String,
     /// The run's id in the log.
     pub run: Option<u64>,
-    /// `completed`, `dry-run`, `paused`, or `halted: reason`.
-    pub outcome: String,
+    /// How it ended.
+    pub outcome: Outcome,
     /// Counters per direction.
     pub counters: std::collections::BTreeMap<String, crate::sync::state::Counters>,
     /// Writes that failed or were parked: (op id, error).
     pub failures: Vec<(String, String)>,
 }
 
+/// How a run ended, on the wire one string: `completed`, `dry-run`, `paused`, or
+/// `halted: <reason>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Outcome {
+    /// Every planned write was made or handed to the retries.
+    Completed,
+    /// A plan only.
+    DryRun,
+    /// The sync is paused: nothing was read or written.
+    Paused,
+    /// The breaker stopped the run before it wrote; why.
+    Halted(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Completed => f.write_str("completed"),
+            Outcome::DryRun => f.write_str("dry-run"),
+            Outcome::Paused => f.write_str("paused"),
+            Outcome::Halted(m) => write!(f, "halted: {m}"),
+        }
+    }
+}
+
+impl From<Outcome> for String {
+    fn from(o: Outcome) -> String {
+        o.to_string()
+    }
+}
+
+impl TryFrom<String> for Outcome {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Ok(match s.as_str() {
+            "completed" => Outcome::Completed,
+            "dry-run" => Outcome::DryRun,
+            "paused" => Outcome::Paused,
+            _ => match s.strip_prefix("halted: ") {
+                Some(m) => Outcome::Halted(m.into()),
+                None => {
+                    return Err(format!(
+                        "unknown run outcome `{s}`: expected completed, dry-run, paused or halted: <reason>"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl From<&crate::sync::RunOutcome> for Outcome {
+    fn from(o: &crate::sync::RunOutcome) -> Self {
+        use crate::sync::RunOutcome;
+        match o {
+            RunOutcome::Completed => Outcome::Completed,
+            RunOutcome::DryRun => Outcome::DryRun,
+            RunOutcome::Paused => Outcome::Paused,
+            RunOutcome::Halted(m) => Outcome::Halted(m.clone()),
+        }
+    }
+}
+
 impl From<&crate::sync::RunReport> for RunSummary {
     fn from(r: &crate::sync::RunReport) -> Self {
-        use crate::sync::RunOutcome;
         RunSummary {
             sync: r.sync.clone(),
             run: r.run,
-            outcome: match &r.outcome {
-                RunOutcome::Completed => "completed".into(),
-                RunOutcome::DryRun => "dry-run".into(),
-                RunOutcome::Paused => "paused".into(),
-                RunOutcome::Halted(m) => format!("halted: {m}"),
-            },
+            outcome: Outcome::from(&r.outcome),
             counters: r.counters.clone(),
             failures: r.failures.clone(),
         }

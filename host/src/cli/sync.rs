@@ -1,29 +1,29 @@
 //! `tandem sync plan | run | status | logs | resolve | pause | resume | disconnect`.
 //!
-//! Every command opens the state file itself. When the daemon holds it (`tandem run`),
-//! `status`, `logs`, `pause`, `resume`, `disconnect`, `run` and `resolve` talk to the daemon's
-//! control API instead, if `[daemon]` has a token.
+//! Every command goes through one [`SyncControl`], chosen once: the local host
+//! ([`local::Local`]) when the command can open the state file, else, when the daemon
+//! (`tandem run`) holds it and `[daemon]` has a token, the daemon's control API
+//! ([`DaemonClient`]). A plan needs the state file itself.
+
+mod local;
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
 use serde_json::json;
 
-use crate::app::report::{RunLog, RunSummary, SyncSummary};
-use crate::app::{Host, HostError, HostOptions, PreparedSync, RunProgress, StateFileError};
+use crate::app::control::api::LogsQuery;
+use crate::app::control::{DaemonClient, Route, SyncControl};
+use crate::app::report::{Outcome, RunLog, RunSummary, SyncSummary};
+use crate::app::{Host, HostError, HostOptions, StateFileError};
 use crate::config::{self, Catalog, Config, Env};
 use crate::sync::model::{Side, Value};
-use crate::sync::plan::{OpKind, Plan};
+use crate::sync::plan::OpKind;
 use crate::sync::state::Counters;
-use crate::sync::{RunOptions, RunOutcome, RunReport};
 
 /// Sync commands.
 #[derive(Debug, Subcommand)]
@@ -149,28 +149,40 @@ pub enum SyncCommand {
 pub async fn run(cmd: SyncCommand, file: &Path) -> anyhow::Result<()> {
     let config = load_config(file)?;
     let command = command_label(&cmd);
-    let host = match Host::open(config.clone(), HostOptions::new(&command)) {
-        Ok(h) => h,
-        Err(HostError::StateFile(e @ StateFileError::Locked { .. })) => {
-            return remote(cmd, &config, e).await;
+    match Host::open(config.clone(), HostOptions::new(&command)) {
+        Ok(host) => {
+            let bars = !matches!(
+                cmd,
+                SyncCommand::Plan { json: true, .. } | SyncCommand::Run { json: true, .. }
+            );
+            execute(&local::Local::new(host, bars), cmd).await
         }
-        Err(e) => return Err(e.into()),
-    };
+        Err(HostError::StateFile(e @ StateFileError::Locked { .. })) => {
+            let daemon = DaemonClient::for_locked(&config, &Env::process(), &e)?;
+            execute(&daemon, cmd).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Carries out `cmd` through `ctl` and prints the answer.
+async fn execute(ctl: &impl SyncControl, cmd: SyncCommand) -> anyhow::Result<()> {
+    let daemon = ctl.route() == Route::Daemon;
     match cmd {
         SyncCommand::Plan {
             name,
             full,
             limit,
             json,
-        } => plan(&host, &name, full, limit, json).await,
+        } => plan(ctl, &name, full, limit, json).await,
         SyncCommand::Run {
             name,
             full,
             force,
             json,
-        } => run_once(&host, &name, full, force, json).await,
+        } => run_once(ctl, &name, full, force, json).await,
         SyncCommand::Status { name, json } => {
-            print_status(&host.status(name.as_deref())?, json);
+            print_status(&ctl.status(name.as_deref()).await?, json);
             Ok(())
         }
         SyncCommand::Logs {
@@ -180,43 +192,56 @@ pub async fn run(cmd: SyncCommand, file: &Path) -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let logs = host.logs(&name, run, runs)?;
-            if let Some(id) = run
-                && logs.is_empty()
-            {
-                bail!(
-                    "sync `{name}` has no run {id}; `tandem sync logs {name} --runs 10` lists the latest"
-                );
-            }
-            print_logs(&host.sync_config(&name)?.clone(), &logs, limit, json);
+            let cfg = ctl.sync_config(&name)?.clone();
+            let logs = ctl.logs(&name, LogsQuery::new(run, runs)).await?;
+            print_logs(&cfg, &logs, limit, json);
             Ok(())
         }
         SyncCommand::Resolve { .. } => {
             let (name, r) = resolution(cmd)?;
-            println!("{}", host.apply_resolution(&name, &r)?);
+            let message = ctl.resolve(&name, &r).await?;
+            if daemon {
+                println!("{message} (through the daemon)");
+            } else {
+                println!("{message}");
+            }
             Ok(())
         }
         SyncCommand::Pause { name } => {
-            host.pause(&name)?;
-            println!(
-                "sync `{name}` paused: nothing is read or written until `tandem sync resume {name}`"
-            );
+            ctl.pause(&name).await?;
+            if daemon {
+                println!("sync `{name}` paused (through the daemon)");
+            } else {
+                println!(
+                    "sync `{name}` paused: nothing is read or written until `tandem sync resume {name}`"
+                );
+            }
             Ok(())
         }
         SyncCommand::Resume { name } => {
-            host.resume(&name)?;
-            println!(
-                "sync `{name}` resumed: it runs on its schedule (or now with `tandem sync run {name}`)"
-            );
+            ctl.resume(&name).await?;
+            if daemon {
+                println!("sync `{name}` resumed (through the daemon)");
+            } else {
+                println!(
+                    "sync `{name}` resumed: it runs on its schedule (or now with `tandem sync run {name}`)"
+                );
+            }
             Ok(())
         }
         SyncCommand::Disconnect { name, yes } => {
-            host.sync_config(&name)?;
+            ctl.sync_config(&name)?;
             confirm_disconnect(&name, yes)?;
-            let n = host.disconnect(&name)?;
-            println!(
-                "sync `{name}` disconnected: {n} state and log rows wiped; it stays paused (resume starts a fresh initial sync)"
-            );
+            let n = ctl.disconnect(&name).await?;
+            if daemon {
+                println!(
+                    "sync `{name}` disconnected through the daemon: {n} rows wiped; it stays paused"
+                );
+            } else {
+                println!(
+                    "sync `{name}` disconnected: {n} state and log rows wiped; it stays paused (resume starts a fresh initial sync)"
+                );
+            }
             Ok(())
         }
     }
@@ -319,25 +344,17 @@ fn short(v: &Value) -> String {
 
 // ----- plan -----
 
-async fn plan(host: &Host, name: &str, full: bool, limit: usize, json: bool) -> anyhow::Result<()> {
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let p = host.prepare(name, rx).await?;
-    let progress = Progress::start(&p, json);
-    let report = host
-        .run_prepared(
-            &p,
-            RunOptions {
-                dry_run: true,
-                full,
-                ..RunOptions::default()
-            },
-        )
-        .await;
-    progress.finish().await;
-    let report = report?;
-    let plan = &report.plan;
-    let (a, b) = (&p.names.0, &p.names.1);
-    let linked = new_links(host, name, plan)?;
+async fn plan(
+    ctl: &impl SyncControl,
+    name: &str,
+    full: bool,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dry = ctl.plan(name, full).await?;
+    let (plan, linked) = (&dry.plan, dry.linked);
+    let cfg = ctl.sync_config(name)?;
+    let (a, b) = (&cfg.a, &cfg.b);
     let summary = plan.summary();
     let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
     for s in &plan.skips {
@@ -502,122 +519,36 @@ fn more(total: usize, limit: usize) {
     }
 }
 
-/// Links the plan would make between records not linked yet.
-fn new_links(host: &Host, name: &str, plan: &Plan) -> anyhow::Result<usize> {
-    let mut n = 0;
-    for l in &plan.links {
-        if l.ids.a.is_some() && l.ids.b.is_some() && host.store().link(name, &l.key)?.is_none() {
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-// ----- run -----
-
-/// Progress bars on a terminal (stderr), nothing otherwise.
-struct Progress {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Progress {
-    fn start(p: &PreparedSync, quiet: bool) -> Progress {
-        if quiet || !std::io::stderr().is_terminal() {
-            return Progress {
-                stop: None,
-                task: None,
-            };
-        }
-        let progress: Arc<RunProgress> = p.progress.clone();
-        let (a, b) = p.names.clone();
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(async move {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let reading = multi.add(ProgressBar::new_spinner());
-            reading.set_style(ProgressStyle::with_template("{spinner} {msg}").expect("template"));
-            let writing = multi.add(ProgressBar::hidden());
-            writing.set_style(
-                ProgressStyle::with_template("{bar:40} {pos}/{len} writes {msg} ({eta} left)")
-                    .expect("template"),
-            );
-            loop {
-                reading.set_message(format!(
-                    "read {} from {a}, {} from {b}",
-                    progress.read(Side::A),
-                    progress.read(Side::B)
-                ));
-                reading.tick();
-                if progress.writing() {
-                    if writing.is_hidden() {
-                        writing.set_draw_target(ProgressDrawTarget::stderr());
-                        writing.set_length(progress.planned());
-                    }
-                    writing.set_position(progress.written().min(progress.planned()));
-                }
-                tokio::select! {
-                    _ = &mut rx => break,
-                    () = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            }
-            writing.finish_and_clear();
-            reading.finish_and_clear();
-        });
-        Progress {
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    async fn finish(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            // The draw task ends at once; wait so that the bars are cleared before output.
-            let _ = task.await;
-        }
-    }
-}
-
 async fn run_once(
-    host: &Host,
+    ctl: &impl SyncControl,
     name: &str,
     full: bool,
     force: bool,
     json: bool,
 ) -> anyhow::Result<()> {
-    if host.paused_report(name)?.is_some() {
-        bail!(
-            "sync `{name}` is paused: nothing was read or written; `tandem sync resume {name}` first"
-        );
-    }
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let p = host.prepare(name, rx).await?;
-    let progress = Progress::start(&p, json);
-    let report = host
-        .run_prepared(
-            &p,
-            RunOptions {
-                full,
-                force,
-                ..RunOptions::default()
-            },
-        )
-        .await;
-    progress.finish().await;
-    let report = report?;
-    let summary = RunSummary::from(&report);
+    let cfg = ctl.sync_config(name)?.clone();
+    let summary = ctl.run(name, full, force).await?;
+    let daemon = ctl.route() == Route::Daemon;
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if daemon {
+        println!(
+            "Sync `{name}` run {} through the daemon: {}",
+            summary.run.map(|i| format!("#{i}")).unwrap_or_default(),
+            summary.outcome
+        );
+        println!("{}", counters_table(&summary.counters, &cfg.a, &cfg.b));
     } else {
-        print_run(&report, &p.names.0, &p.names.1);
+        print_run(&summary, &cfg.a, &cfg.b);
     }
-    match &report.outcome {
-        RunOutcome::Halted(m) => bail!(
+    // The daemon's answer is reported as it is; a local run that did not complete fails
+    // the command.
+    match &summary.outcome {
+        _ if daemon => Ok(()),
+        Outcome::Halted(m) => bail!(
             "sync `{name}` halted: {m}; review `tandem sync plan {name}`, then `tandem sync run {name} --force`"
         ),
-        RunOutcome::Paused => bail!("sync `{name}` is paused; `tandem sync resume {name}` first"),
+        Outcome::Paused => bail!("sync `{name}` is paused; `tandem sync resume {name}` first"),
         _ => Ok(()),
     }
 }
@@ -650,12 +581,12 @@ fn counters_table(counters: &BTreeMap<String, Counters>, a: &str, b: &str) -> Ta
     t
 }
 
-fn print_run(r: &RunReport, a: &str, b: &str) {
+fn print_run(r: &RunSummary, a: &str, b: &str) {
     let outcome = match &r.outcome {
-        RunOutcome::Completed => "completed".to_string(),
-        RunOutcome::DryRun => "dry run".into(),
-        RunOutcome::Paused => "paused: nothing read or written".into(),
-        RunOutcome::Halted(m) => format!("HALTED: {m}"),
+        Outcome::Completed => "completed".to_string(),
+        Outcome::DryRun => "dry run".into(),
+        Outcome::Paused => "paused: nothing read or written".into(),
+        Outcome::Halted(m) => format!("HALTED: {m}"),
     };
     match r.run {
         Some(id) => println!("Sync `{}` run #{id}: {outcome}", r.sync),
@@ -899,190 +830,6 @@ fn resolution(cmd: SyncCommand) -> anyhow::Result<(String, crate::app::Resolutio
         ),
     };
     Ok((name, r))
-}
-
-// ----- through the daemon -----
-
-/// The daemon's control API, used when the daemon holds the state file.
-struct Remote {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-    /// Why the file could not be opened (who holds it), for when nobody answers.
-    locked: String,
-}
-
-impl Remote {
-    fn new(config: &Config, locked: &StateFileError) -> anyhow::Result<Self> {
-        // Another `tandem sync run` (not the daemon) holds the file: name it, as
-        // without a token; no control API can answer for it.
-        let (Some(token), false) = (&config.daemon.token, locked.held_by_other_than_daemon())
-        else {
-            bail!("{locked}");
-        };
-        let token = token
-            .read(&Env::process())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(Remote {
-            base: format!("http://{}", config.daemon.listen),
-            token,
-            client: reqwest::Client::new(),
-            locked: match locked {
-                StateFileError::Locked { path, owner, .. } => {
-                    format!("the state file {} is in use by {owner}", path.display())
-                }
-                other => other.to_string(),
-            },
-        })
-    }
-
-    async fn call<T: for<'de> Deserialize<'de>>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-    ) -> anyhow::Result<T> {
-        self.send(method, path, None).await
-    }
-
-    async fn send<T: for<'de> Deserialize<'de>>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.client.request(method, &url).bearer_auth(&self.token);
-        if let Some(b) = &body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "{}, and the daemon's control API at {} does not answer (check [daemon] listen, or stop that process first)",
-                self.locked, self.base
-            )
-        })?;
-        let status = resp.status();
-        let body: serde_json::Value = resp
-            .json()
-            .await
-            .context("the control API answered with something other than JSON")?;
-        if !status.is_success() {
-            let msg = body
-                .get("error")
-                .and_then(|e| e.as_str())
-                .unwrap_or("unknown error");
-            bail!("the daemon refused: {msg}");
-        }
-        Ok(serde_json::from_value(body)?)
-    }
-}
-
-async fn remote(cmd: SyncCommand, config: &Config, locked: StateFileError) -> anyhow::Result<()> {
-    use reqwest::Method;
-    let r = Remote::new(config, &locked)?;
-    #[derive(Deserialize)]
-    struct Syncs {
-        syncs: Vec<SyncSummary>,
-    }
-    #[derive(Deserialize)]
-    struct Logs {
-        runs: Vec<RunLog>,
-    }
-    let cfg = |name: &str| -> anyhow::Result<crate::config::SyncConfig> {
-        config.syncs.get(name).cloned().ok_or_else(|| {
-            anyhow::anyhow!("there is no sync `{name}` in {}", config.file.display())
-        })
-    };
-    match cmd {
-        SyncCommand::Status { name, json } => {
-            let mut list = r.call::<Syncs>(Method::GET, "/v1/syncs").await?.syncs;
-            if let Some(n) = &name {
-                cfg(n)?;
-                list.retain(|s| &s.name == n);
-            }
-            print_status(&list, json);
-        }
-        SyncCommand::Logs {
-            name,
-            run,
-            runs,
-            limit,
-            json,
-        } => {
-            let c = cfg(&name)?;
-            let q = match run {
-                Some(id) => format!("?run={id}"),
-                None => format!("?runs={runs}"),
-            };
-            let logs = r
-                .call::<Logs>(Method::GET, &format!("/v1/syncs/{name}/logs{q}"))
-                .await?
-                .runs;
-            print_logs(&c, &logs, limit, json);
-        }
-        SyncCommand::Pause { name } => {
-            r.call::<serde_json::Value>(Method::POST, &format!("/v1/syncs/{name}/pause"))
-                .await?;
-            println!("sync `{name}` paused (through the daemon)");
-        }
-        SyncCommand::Resume { name } => {
-            r.call::<serde_json::Value>(Method::POST, &format!("/v1/syncs/{name}/resume"))
-                .await?;
-            println!("sync `{name}` resumed (through the daemon)");
-        }
-        SyncCommand::Disconnect { name, yes } => {
-            cfg(&name)?;
-            confirm_disconnect(&name, yes)?;
-            let v = r
-                .call::<serde_json::Value>(Method::POST, &format!("/v1/syncs/{name}/disconnect"))
-                .await?;
-            println!(
-                "sync `{name}` disconnected through the daemon: {} rows wiped; it stays paused",
-                v["wiped"]
-            );
-        }
-        SyncCommand::Run {
-            name,
-            full,
-            force,
-            json,
-        } => {
-            let c = cfg(&name)?;
-            let s: RunSummary = r
-                .call(
-                    Method::POST,
-                    &format!("/v1/syncs/{name}/run?wait=true&full={full}&force={force}"),
-                )
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                println!(
-                    "Sync `{name}` run {} through the daemon: {}",
-                    s.run.map(|i| format!("#{i}")).unwrap_or_default(),
-                    s.outcome
-                );
-                println!("{}", counters_table(&s.counters, &c.a, &c.b));
-            }
-        }
-        cmd @ SyncCommand::Resolve { .. } => {
-            let (name, res) = resolution(cmd)?;
-            cfg(&name)?;
-            let v: serde_json::Value = r
-                .send(
-                    Method::POST,
-                    &format!("/v1/syncs/{name}/resolve"),
-                    Some(serde_json::to_value(&res)?),
-                )
-                .await?;
-            println!(
-                "{} (through the daemon)",
-                v["message"].as_str().unwrap_or("")
-            );
-        }
-        SyncCommand::Plan { .. } => bail!("{locked}"),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

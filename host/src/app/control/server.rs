@@ -1,7 +1,8 @@
-//! The daemon's HTTP control API (axum): list syncs, pause, resume, trigger a run, read
-//! logs, disconnect. Loopback by default; every request needs
+//! The control API's server (axum) over the daemon: list syncs, pause, resume, trigger a
+//! run, read logs, disconnect, resolve. Loopback by default; every request needs
 //! `Authorization: Bearer <token>`, the token read from the reference in `[daemon] token`
-//! (without a token the API is not served). Documented in `docs/control-api.md`.
+//! (without a token the API is not served). Documented in `docs/control-api.md`; its
+//! paths and bodies are [`super::api`]'s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,18 +13,20 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::HostError;
-use super::daemon::{Daemon, DaemonError};
-use super::report::RunSummary;
+use super::api::{
+    self, Disconnected, ErrorReply, LogsQuery, Resolved, RunQuery, StatusChanged, SyncList,
+    Triggered,
+};
+use crate::app::HostError;
+use crate::app::daemon::{Daemon, DaemonError};
+use crate::app::report::RunSummary;
 use crate::sync::RunOptions;
 
 /// Why the control API could not start.
 #[derive(Debug, thiserror::Error)]
-pub enum ControlError {
+pub enum ServeError {
     /// The token reference could not be read.
     #[error(transparent)]
     Token(Box<crate::config::ConfigError>),
@@ -47,7 +50,7 @@ struct Ctx {
 
 /// Serves the control API until the daemon stops; returns the bound address, or `None`
 /// when `[daemon]` has no token (the API is then off).
-pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, ControlError> {
+pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, ServeError> {
     let cfg = &daemon.host().config().daemon;
     let Some(token_ref) = &cfg.token else {
         tracing::info!("control API off: set [daemon] token to serve it");
@@ -55,14 +58,14 @@ pub async fn serve(daemon: &Daemon) -> Result<Option<SocketAddr>, ControlError> 
     };
     let token = token_ref
         .read(daemon.host().env())
-        .map_err(|e| ControlError::Token(Box::new(e)))?;
+        .map_err(|e| ServeError::Token(Box::new(e)))?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| ControlError::Bind {
+        .map_err(|e| ServeError::Bind {
             addr: cfg.listen,
             message: e.to_string(),
         })?;
-    let addr = listener.local_addr().map_err(|e| ControlError::Bind {
+    let addr = listener.local_addr().map_err(|e| ServeError::Bind {
         addr: cfg.listen,
         message: e.to_string(),
     })?;
@@ -99,15 +102,15 @@ pub(crate) fn spawn_until_stopping(
 
 fn router(ctx: Ctx) -> Router {
     Router::new()
-        .route("/v1/syncs", get(list))
-        .route("/v1/syncs/{name}", get(one))
-        .route("/v1/syncs/{name}/pause", post(pause))
-        .route("/v1/syncs/{name}/resume", post(resume))
-        .route("/v1/syncs/{name}/run", post(run))
-        .route("/v1/syncs/{name}/logs", get(logs))
-        .route("/v1/syncs/{name}/disconnect", post(disconnect))
-        .route("/v1/syncs/{name}/resolve", post(resolve))
-        .route("/v1/budgets", get(budgets))
+        .route(api::SYNCS, get(list))
+        .route(api::SYNC, get(one))
+        .route(api::PAUSE, post(pause))
+        .route(api::RESUME, post(resume))
+        .route(api::RUN, post(run))
+        .route(api::LOGS, get(logs))
+        .route(api::DISCONNECT, post(disconnect))
+        .route(api::RESOLVE, post(resolve))
+        .route(api::BUDGETS, get(budgets))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,
@@ -120,7 +123,10 @@ fn router(ctx: Ctx) -> Router {
 
 /// An error reply: `{"error": "..."}`.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    let body = ErrorReply {
+        error: message.into(),
+    };
+    (status, Json(body)).into_response()
 }
 
 fn host_error(e: HostError) -> Response {
@@ -156,14 +162,9 @@ async fn auth(State(ctx): State<Ctx>, req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-#[derive(Serialize, Deserialize)]
-struct Syncs {
-    syncs: Vec<super::report::SyncSummary>,
-}
-
 async fn list(State(ctx): State<Ctx>) -> Response {
     match ctx.daemon.summaries(None) {
-        Ok(syncs) => Json(Syncs { syncs }).into_response(),
+        Ok(syncs) => Json(SyncList { syncs }).into_response(),
         Err(e) => host_error(e),
     }
 }
@@ -178,26 +179,24 @@ async fn one(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {
 
 async fn pause(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {
     match ctx.daemon.pause(&name) {
-        Ok(()) => Json(json!({ "sync": name, "status": "paused" })).into_response(),
+        Ok(()) => Json(StatusChanged {
+            sync: name,
+            status: "paused".into(),
+        })
+        .into_response(),
         Err(e) => host_error(e),
     }
 }
 
 async fn resume(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {
     match ctx.daemon.resume(&name) {
-        Ok(()) => Json(json!({ "sync": name, "status": "active" })).into_response(),
+        Ok(()) => Json(StatusChanged {
+            sync: name,
+            status: "active".into(),
+        })
+        .into_response(),
         Err(e) => host_error(e),
     }
-}
-
-#[derive(Deserialize)]
-struct RunQuery {
-    #[serde(default)]
-    wait: bool,
-    #[serde(default)]
-    full: bool,
-    #[serde(default)]
-    force: bool,
 }
 
 async fn run(
@@ -209,7 +208,10 @@ async fn run(
         return match ctx.daemon.trigger(&name) {
             Ok(()) => (
                 StatusCode::ACCEPTED,
-                Json(json!({ "sync": name, "triggered": true })),
+                Json(Triggered {
+                    sync: name,
+                    triggered: true,
+                }),
             )
                 .into_response(),
             Err(e) => host_error(e),
@@ -230,7 +232,7 @@ async fn run(
 async fn resolve(
     State(ctx): State<Ctx>,
     Path(name): Path<String>,
-    body: Result<Json<super::Resolution>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<crate::app::Resolution>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(r) = match body {
         Ok(b) => b,
@@ -249,21 +251,14 @@ async fn resolve(
         .between_runs(&name, |host| host.apply_resolution(&name, &r))
         .await
     {
-        Ok(message) => Json(json!({ "sync": name, "message": message })).into_response(),
+        Ok(message) => Json(Resolved {
+            sync: name,
+            message,
+        })
+        .into_response(),
         Err(e @ HostError::Resolve(_)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e) => host_error(e),
     }
-}
-
-#[derive(Deserialize)]
-struct LogsQuery {
-    run: Option<u64>,
-    #[serde(default = "one_run")]
-    runs: usize,
-}
-
-fn one_run() -> usize {
-    1
 }
 
 async fn logs(
@@ -271,19 +266,27 @@ async fn logs(
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    match ctx.daemon.logs(&name, q.run, q.runs) {
-        Ok(runs) => Json(json!({ "sync": name, "runs": runs })).into_response(),
+    match ctx.daemon.logs(&name, q.run, q.latest()) {
+        Ok(runs) => Json(api::Logs { sync: name, runs }).into_response(),
         Err(e) => host_error(e),
     }
 }
 
 async fn disconnect(State(ctx): State<Ctx>, Path(name): Path<String>) -> Response {
     match ctx.daemon.disconnect(&name).await {
-        Ok(n) => Json(json!({ "sync": name, "wiped": n, "status": "paused" })).into_response(),
+        Ok(wiped) => Json(Disconnected {
+            sync: name,
+            wiped,
+            status: "paused".into(),
+        })
+        .into_response(),
         Err(e) => host_error(e),
     }
 }
 
 async fn budgets(State(ctx): State<Ctx>) -> Response {
-    Json(json!({ "budgets": ctx.daemon.host().budgets().snapshots() })).into_response()
+    Json(api::Budgets {
+        budgets: ctx.daemon.host().budgets().snapshots(),
+    })
+    .into_response()
 }
