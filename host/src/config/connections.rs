@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use super::env::{SecretRef, SecretSource, resolve_path};
 use super::error::{ConfigError, Location};
-use super::reader::{Cx, Item};
+use super::reader::{Item, Reader};
 use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share, Window};
 
 /// The header a webhook carries its secret in, unless `header` says otherwise.
@@ -108,7 +108,10 @@ const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2", "origins"];
 const OAUTH_KEYS: &[&str] = &["client-id", "client-secret", "refresh-token", "token-url"];
 
 /// Reads `[connections]`.
-pub(crate) fn read_connections(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<ConnectionConfig> {
+pub(crate) fn read_connections(
+    cx: &mut Reader<'_>,
+    section: Item<'_, '_>,
+) -> Vec<ConnectionConfig> {
     let Some(mut t) = section.table(cx, &[]) else {
         return Vec::new();
     };
@@ -118,7 +121,11 @@ pub(crate) fn read_connections(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<Co
         .collect()
 }
 
-fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<ConnectionConfig> {
+fn read_connection(
+    cx: &mut Reader<'_>,
+    name: &str,
+    item: Item<'_, '_>,
+) -> Option<ConnectionConfig> {
     let mut t = item.table(cx, CONNECTION_KEYS)?;
     let at = t.loc(cx);
     let plugin = t.require(
@@ -160,7 +167,7 @@ fn read_connection(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Co
 }
 
 fn read_rate_limit(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     item: Item<'_, '_>,
 ) -> Option<(RatePolicy, Option<Vec<Window>>)> {
     let mut t = item.table(cx, RATE_KEYS)?;
@@ -219,7 +226,7 @@ fn read_rate_limit(
 }
 
 /// `["5000/1h", "400/1m"]`: requests per period.
-fn read_windows(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<Window>> {
+fn read_windows(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Vec<Window>> {
     const HINT: &str = "write requests per period, such as \"5000/1h\" or \"400/1m\"";
     let mut out = Vec::new();
     let mut ok = true;
@@ -245,7 +252,7 @@ fn read_windows(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<Window>> {
 }
 
 /// A number of requests (a whole number) or a share of the app's limit (0 to 1).
-fn read_share(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Share> {
+fn read_share(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Share> {
     const HINT: &str =
         "a number of requests (e.g. 50) or a share of the app's limit between 0 and 1 (e.g. 0.1)";
     match item.value.get_ref() {
@@ -261,7 +268,7 @@ fn read_share(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Share> {
     }
 }
 
-fn read_webhook(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<WebhookConfig> {
+fn read_webhook(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<WebhookConfig> {
     let mut t = item.table(cx, WEBHOOK_KEYS)?;
     let secret = t.require(
         cx,
@@ -283,7 +290,7 @@ fn read_webhook(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<WebhookConfig> {
 }
 
 /// A custom request header's name, lower-cased.
-fn read_header_name(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<String> {
+fn read_header_name(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<String> {
     let name = item.name(cx)?;
     match reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()) {
         Ok(n) if !FRAMING_HEADERS.contains(&n.as_str()) => Some(n.as_str().to_owned()),
@@ -309,7 +316,7 @@ const FRAMING_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
-fn read_settings(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<BTreeMap<String, String>> {
+fn read_settings(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<BTreeMap<String, String>> {
     let mut t = item.table(cx, &[])?;
     let mut out = BTreeMap::new();
     let mut ok = true;
@@ -358,7 +365,7 @@ type ReadCredentials = (
     Option<(Location, Option<Location>)>,
 );
 
-fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> ReadCredentials {
+fn read_credentials(cx: &mut Reader<'_>, item: Item<'_, '_>) -> ReadCredentials {
     let Some(mut t) = item.table(cx, CREDENTIAL_KEYS) else {
         return (None, None, None);
     };
@@ -385,7 +392,7 @@ fn read_credentials(cx: &mut Cx<'_>, item: Item<'_, '_>) -> ReadCredentials {
 /// grant's `http` (an origin, `*.` subdomains, `setting:K`, `{ env = "VAR" }` with a URL,
 /// or `*`: wherever the plugin's auth profile says).
 fn read_auth_origins(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     item: &Item<'_, '_>,
     credentials: &Option<CredentialsConfig>,
 ) -> Option<Vec<String>> {
@@ -419,7 +426,7 @@ fn read_auth_origins(
     ok.then_some(out)
 }
 
-fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
+fn read_oauth(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
     let mut t = item.table(cx, OAUTH_KEYS)?;
     let client_id = t.require(
         cx,
@@ -455,7 +462,7 @@ fn read_oauth(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> 
 
 /// Reads a secret reference: `{ env = "VAR" }` or `{ file = "path" }`. A literal string
 /// is refused without repeating it.
-pub(crate) fn read_secret(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<SecretRef> {
+pub(crate) fn read_secret(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<SecretRef> {
     match item.value.get_ref() {
         toml::de::DeValue::String(_) | toml::de::DeValue::Integer(_) => {
             cx.push(ConfigError::InlineSecret {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::connections::read_secret;
 use super::env::{SecretRef, resolve_path};
-use super::reader::{Cx, Item};
+use super::reader::{Item, Reader};
 
 /// The default state file, relative to the config file's directory.
 pub const DEFAULT_STATE_PATH: &str = ".tandem/state.redb";
@@ -84,7 +84,7 @@ impl Default for DaemonConfig {
     }
 }
 
-pub(crate) fn read_state(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<StateConfig> {
+pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<StateConfig> {
     let mut t = item.table(cx, &["path"])?;
     let path = t.get("path");
     t.finish(cx);
@@ -95,7 +95,7 @@ pub(crate) fn read_state(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<StateCon
     Some(StateConfig { path })
 }
 
-pub(crate) fn read_daemon(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<DaemonConfig> {
+pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<DaemonConfig> {
     let mut t = item.table(cx, &["listen", "token", "allow-remote", "webhooks"])?;
     let listen = t.get("listen");
     let token = t.get("token");
@@ -139,7 +139,7 @@ pub(crate) fn read_daemon(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<DaemonC
     Some(d)
 }
 
-fn read_webhooks(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<WebhooksConfig> {
+fn read_webhooks(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<WebhooksConfig> {
     let mut t = item.table(cx, &["listen", "allow-remote", "debounce", "max-body"])?;
     let listen = t.get("listen");
     let allow_remote = t.get("allow-remote");

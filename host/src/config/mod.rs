@@ -50,7 +50,7 @@ pub use validate::{Catalog, Inspect, Inspected, check};
 
 pub use crate::runtime::PluginKind;
 
-use reader::{Cx, Table};
+use reader::{Reader, Table};
 
 /// The default config file name, looked up in the current directory.
 pub const DEFAULT_CONFIG_FILE: &str = "tandem.toml";
@@ -148,7 +148,7 @@ fn parse_partial(file: &Path, src: &str, env: &Env) -> Result<Partial, Vec<Confi
         return Err(errors);
     }
     let base_dir = base_dir_of(file);
-    let mut cx = Cx {
+    let mut cx = Reader {
         file,
         src,
         base_dir: &base_dir,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::{KeyPath, Location};
-use super::reader::{Cx, Item};
+use super::reader::{Item, Reader};
 
 /// One `[plugins.NAME]` entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,7 +136,7 @@ const LIMIT_KEYS: &[&str] = &[
 ];
 
 /// Reads `[plugins]`.
-pub(crate) fn read_plugins(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<PluginConfig> {
+pub(crate) fn read_plugins(cx: &mut Reader<'_>, section: Item<'_, '_>) -> Vec<PluginConfig> {
     let Some(mut plugins) = section.table(cx, &[]) else {
         return Vec::new();
     };
@@ -149,7 +149,7 @@ pub(crate) fn read_plugins(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<Plugin
     out
 }
 
-fn read_plugin(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<PluginConfig> {
+fn read_plugin(cx: &mut Reader<'_>, name: &str, item: Item<'_, '_>) -> Option<PluginConfig> {
     let mut t = item.table(cx, PLUGIN_KEYS)?;
     let builtin = t.get("builtin");
     let path = t.get("path");
@@ -220,7 +220,7 @@ fn read_plugin(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<Plugin
     })
 }
 
-fn read_sha256(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<[u8; 32]> {
+fn read_sha256(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<[u8; 32]> {
     let s = item.str(cx)?;
     let mut out = [0u8; 32];
     match hex::decode_to_slice(s.trim(), &mut out) {
@@ -232,7 +232,7 @@ fn read_sha256(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<[u8; 32]> {
     }
 }
 
-fn read_grant(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<GrantConfig> {
+fn read_grant(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<GrantConfig> {
     let mut t = item.table(cx, GRANT_KEYS)?;
     let mut g = GrantConfig::default();
     let mut ok = true;
@@ -275,7 +275,7 @@ fn read_grant(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<GrantConfig> {
     ok.then_some(g)
 }
 
-fn read_limits(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
+fn read_limits(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
     let mut t = item.table(cx, LIMIT_KEYS)?;
     let mut l = LimitOverrides::default();
     let mut ok = true;
@@ -316,7 +316,7 @@ fn read_limits(cx: &mut Cx<'_>, item: Item<'_, '_>) -> Option<LimitOverrides> {
     ok.then_some(l)
 }
 
-fn positive(cx: &mut Cx<'_>, item: &Item<'_, '_>, v: Option<u64>) -> Option<u64> {
+fn positive(cx: &mut Reader<'_>, item: &Item<'_, '_>, v: Option<u64>) -> Option<u64> {
     match v {
         Some(0) => item.invalid(cx, "must be greater than 0"),
         v => v,
@@ -326,7 +326,7 @@ fn positive(cx: &mut Cx<'_>, item: &Item<'_, '_>, v: Option<u64>) -> Option<u64>
 /// Reads one origin: a literal `scheme://host[:port]` (no path), or `{ env = "VAR" }`
 /// whose value is a URL (its origin is taken, so a base URL can be reused).
 pub(crate) fn read_origin(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     item: &Item<'_, '_>,
     grant: &GrantConfig,
 ) -> Option<String> {

@@ -25,8 +25,9 @@ use super::error::{ConfigError, KeyPath, Location, closest};
 /// A spanned TOML value.
 pub(crate) type Val<'i> = Spanned<DeValue<'i>>;
 
-/// Reading context: the source (for line and column), the environment, and the errors so far.
-pub(crate) struct Cx<'s> {
+/// The reader of one config file: its source (for line and column), the environment
+/// references are checked against, and the errors found so far (all are reported at once).
+pub(crate) struct Reader<'s> {
     pub file: &'s Path,
     pub src: &'s str,
     pub base_dir: &'s Path,
@@ -34,7 +35,7 @@ pub(crate) struct Cx<'s> {
     pub errors: Vec<ConfigError>,
 }
 
-impl Cx<'_> {
+impl Reader<'_> {
     pub fn loc(&self, span: &Range<usize>) -> Location {
         Location::at(self.file, self.src, span.start)
     }
@@ -56,12 +57,12 @@ impl<'a, 'i> Item<'a, 'i> {
         self.value.span()
     }
 
-    pub fn loc(&self, cx: &Cx<'_>) -> Location {
+    pub fn loc(&self, cx: &Reader<'_>) -> Location {
         cx.loc(&self.span())
     }
 
     /// Reports a wrong TOML type; always returns `None` so callers can `return item.wrong_type(..)`.
-    pub fn wrong_type<T>(&self, cx: &mut Cx<'_>, expected: &str) -> Option<T> {
+    pub fn wrong_type<T>(&self, cx: &mut Reader<'_>, expected: &str) -> Option<T> {
         cx.push(ConfigError::WrongType {
             at: self.loc(cx),
             key: self.path.clone(),
@@ -72,7 +73,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// Reports an unacceptable value; always returns `None`.
-    pub fn invalid<T>(&self, cx: &mut Cx<'_>, problem: impl fmt::Display) -> Option<T> {
+    pub fn invalid<T>(&self, cx: &mut Reader<'_>, problem: impl fmt::Display) -> Option<T> {
         cx.push(ConfigError::Invalid {
             at: self.loc(cx),
             key: self.path.clone(),
@@ -81,7 +82,7 @@ impl<'a, 'i> Item<'a, 'i> {
         None
     }
 
-    pub fn str(&self, cx: &mut Cx<'_>) -> Option<&'a str> {
+    pub fn str(&self, cx: &mut Reader<'_>) -> Option<&'a str> {
         match self.value.get_ref() {
             DeValue::String(s) => Some(s.as_ref()),
             _ => self.wrong_type(cx, "a string"),
@@ -89,7 +90,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A non-empty string (names, ids, URLs).
-    pub fn name(&self, cx: &mut Cx<'_>) -> Option<String> {
+    pub fn name(&self, cx: &mut Reader<'_>) -> Option<String> {
         let s = self.str(cx)?;
         if s.trim().is_empty() {
             return self.invalid(cx, "must not be empty");
@@ -97,14 +98,14 @@ impl<'a, 'i> Item<'a, 'i> {
         Some(s.to_owned())
     }
 
-    pub fn bool(&self, cx: &mut Cx<'_>) -> Option<bool> {
+    pub fn bool(&self, cx: &mut Reader<'_>) -> Option<bool> {
         match self.value.get_ref() {
             DeValue::Boolean(b) => Some(*b),
             _ => self.wrong_type(cx, "true or false"),
         }
     }
 
-    pub fn u64(&self, cx: &mut Cx<'_>) -> Option<u64> {
+    pub fn u64(&self, cx: &mut Reader<'_>) -> Option<u64> {
         match self.value.get_ref() {
             DeValue::Integer(i) => match u64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Some(n),
@@ -115,7 +116,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A number, integer or float.
-    pub fn f64(&self, cx: &mut Cx<'_>) -> Option<f64> {
+    pub fn f64(&self, cx: &mut Reader<'_>) -> Option<f64> {
         match self.value.get_ref() {
             DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
                 .ok()
@@ -126,7 +127,11 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A table; `known` lists the keys it may hold (empty for a map of names).
-    pub fn table(&self, cx: &mut Cx<'_>, known: &'static [&'static str]) -> Option<Table<'a, 'i>> {
+    pub fn table(
+        &self,
+        cx: &mut Reader<'_>,
+        known: &'static [&'static str],
+    ) -> Option<Table<'a, 'i>> {
         match self.value.get_ref() {
             DeValue::Table(t) => Some(Table {
                 path: self.path.clone(),
@@ -139,7 +144,7 @@ impl<'a, 'i> Item<'a, 'i> {
         }
     }
 
-    pub fn array(&self, cx: &mut Cx<'_>) -> Option<Vec<Item<'a, 'i>>> {
+    pub fn array(&self, cx: &mut Reader<'_>) -> Option<Vec<Item<'a, 'i>>> {
         match self.value.get_ref() {
             DeValue::Array(a) => Some(
                 a.iter()
@@ -155,7 +160,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A list of strings; a single string is accepted as a list of one.
-    pub fn strings(&self, cx: &mut Cx<'_>) -> Option<Vec<(String, Item<'a, 'i>)>> {
+    pub fn strings(&self, cx: &mut Reader<'_>) -> Option<Vec<(String, Item<'a, 'i>)>> {
         if let DeValue::String(s) = self.value.get_ref() {
             return Some(vec![(s.to_string(), self.clone())]);
         }
@@ -172,7 +177,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A string out of a fixed set given by `T`'s `serde` impl (a unit-variant enum).
-    pub fn choice<T: DeserializeOwned>(&self, cx: &mut Cx<'_>) -> Option<T> {
+    pub fn choice<T: DeserializeOwned>(&self, cx: &mut Reader<'_>) -> Option<T> {
         let s = self.str(cx)?;
         match T::deserialize(s.into_deserializer()) {
             Ok(v) => Some(v),
@@ -184,7 +189,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A string out of `allowed`.
-    pub fn one_of<'s>(&self, cx: &mut Cx<'_>, allowed: &[&'s str]) -> Option<&'s str> {
+    pub fn one_of<'s>(&self, cx: &mut Reader<'_>, allowed: &[&'s str]) -> Option<&'s str> {
         let s = self.str(cx)?;
         match allowed.iter().find(|a| **a == s) {
             Some(a) => Some(a),
@@ -194,7 +199,7 @@ impl<'a, 'i> Item<'a, 'i> {
 
     pub fn unknown_value<'s, T>(
         &self,
-        cx: &mut Cx<'_>,
+        cx: &mut Reader<'_>,
         value: &str,
         allowed: impl Iterator<Item = &'s str> + Clone,
     ) -> Option<T> {
@@ -209,7 +214,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A duration written as `"500ms"`, `"30s"`, `"5m"`, `"1h"` or `"1d"`.
-    pub fn duration(&self, cx: &mut Cx<'_>) -> Option<Duration> {
+    pub fn duration(&self, cx: &mut Reader<'_>) -> Option<Duration> {
         const EXPECTED: &str = "a duration such as \"30s\", \"5m\" or \"1h\"";
         let Some(s) = (match self.value.get_ref() {
             DeValue::String(s) => Some(s.as_ref()),
@@ -227,7 +232,7 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 
     /// A size in bytes: a whole number, or `"512KiB"`, `"64MiB"`, `"1GiB"` (also kB/MB/GB).
-    pub fn size(&self, cx: &mut Cx<'_>) -> Option<u64> {
+    pub fn size(&self, cx: &mut Reader<'_>) -> Option<u64> {
         const EXPECTED: &str = "a size such as \"64MiB\" or a number of bytes";
         match self.value.get_ref() {
             DeValue::Integer(_) => self.u64(cx),
@@ -241,7 +246,7 @@ impl<'a, 'i> Item<'a, 'i> {
 
     /// A non-secret value that may come from the environment: a string, number or boolean
     /// as written, or `{ env = "VAR" }` / `{ env = "VAR", default = "..." }`.
-    pub fn interpolated(&self, cx: &mut Cx<'_>) -> Option<String> {
+    pub fn interpolated(&self, cx: &mut Reader<'_>) -> Option<String> {
         match self.value.get_ref() {
             DeValue::String(s) => Some(s.to_string()),
             DeValue::Integer(i) => Some(
@@ -298,7 +303,7 @@ impl<'a, 'i> Table<'a, 'i> {
         }
     }
 
-    pub fn loc(&self, cx: &Cx<'_>) -> Location {
+    pub fn loc(&self, cx: &Reader<'_>) -> Location {
         cx.loc(&self.span)
     }
 
@@ -317,7 +322,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// A key that must be present; reports `Missing` (with `hint`) at the table otherwise.
-    pub fn require(&mut self, cx: &mut Cx<'_>, key: &str, hint: &str) -> Option<Item<'a, 'i>> {
+    pub fn require(&mut self, cx: &mut Reader<'_>, key: &str, hint: &str) -> Option<Item<'a, 'i>> {
         let item = self.get(key);
         if item.is_none() {
             cx.push(ConfigError::Missing {
@@ -348,7 +353,7 @@ impl<'a, 'i> Table<'a, 'i> {
     }
 
     /// Reports every key that was not read as unknown.
-    pub fn finish(self, cx: &mut Cx<'_>) {
+    pub fn finish(self, cx: &mut Reader<'_>) {
         for (k, _) in self.table.iter() {
             let name: &str = k.get_ref().as_ref();
             if self.used.contains(&name) {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use toml::de::DeValue;
 
 use super::error::{ConfigError, KeyPath, Location};
-use super::reader::{Cx, Item, Table};
+use super::reader::{Item, Reader, Table};
 use crate::sync::model::{Side, SidePair, Value};
 use crate::sync::policy::{
     BreakerThresholds, ConflictPolicy, CreateOptions, DeleteOptions, Direction, EntityPair,
@@ -83,7 +83,7 @@ const SYNC_KEYS: &[&str] = &[
 /// `entities` shorthands: the CRM side's entities, each paired with B's `contacts`.
 const ENTITY_SHORTHANDS: &[&str] = &["contacts", "leads", "both"];
 
-pub(crate) fn read_syncs(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<SyncConfig> {
+pub(crate) fn read_syncs(cx: &mut Reader<'_>, section: Item<'_, '_>) -> Vec<SyncConfig> {
     let Some(mut t) = section.table(cx, &[]) else {
         return Vec::new();
     };
@@ -95,7 +95,7 @@ pub(crate) fn read_syncs(cx: &mut Cx<'_>, section: Item<'_, '_>) -> Vec<SyncConf
 
 /// Reads one sync. Settings that fail are reported and keep their defaults (the load
 /// fails anyway); the sync is still returned so pass 2 checks its references.
-fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConfig> {
+fn read_sync(cx: &mut Reader<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConfig> {
     let mut t = item.table(cx, SYNC_KEYS)?;
     let at = t.loc(cx);
     let errors_before = cx.errors.len();
@@ -232,7 +232,7 @@ fn read_sync(cx: &mut Cx<'_>, name: &str, item: Item<'_, '_>) -> Option<SyncConf
 }
 
 fn read_side_ref(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     t: &mut Table<'_, '_>,
     key: &str,
 ) -> Option<(String, (Location, KeyPath))> {
@@ -246,7 +246,7 @@ fn read_side_ref(
 }
 
 /// `"contacts"`, `"leads"`, `"both"`, or `[{ a = "leads", b = "contacts" }, ...]`.
-fn read_entities(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<EntityPair>> {
+fn read_entities(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Vec<EntityPair>> {
     if let DeValue::String(_) = item.value.get_ref() {
         return Some(match item.one_of(cx, ENTITY_SHORTHANDS)? {
             "leads" => vec![EntityPair::new("leads", "contacts")],
@@ -282,7 +282,7 @@ fn read_entities(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Vec<EntityPair>
 /// with what happens when a record leaves a side's list: `on-leave = "remove-from-list"`
 /// (both sides) or `on-leave = { b = "unsubscribe" }`.
 fn read_scope(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     item: &Item<'_, '_>,
 ) -> Option<(SidePair<Scope>, SidePair<LeaveAction>)> {
     if let DeValue::String(s) = item.value.get_ref() {
@@ -299,7 +299,7 @@ fn read_scope(
     let b = t.get("b");
     let leave = t.get("on-leave");
     t.finish(cx);
-    let scope = |cx: &mut Cx<'_>, i: Option<Item<'_, '_>>| {
+    let scope = |cx: &mut Reader<'_>, i: Option<Item<'_, '_>>| {
         i.and_then(|i| i.name(cx))
             .map(|s| {
                 if s == "all" {
@@ -327,9 +327,9 @@ fn read_scope(
 
 /// A `{ a = ..., b = ... }` table, either key optional.
 fn read_side_pair<T>(
-    cx: &mut Cx<'_>,
+    cx: &mut Reader<'_>,
     item: &Item<'_, '_>,
-    read: impl Fn(&mut Cx<'_>, &Item<'_, '_>) -> Option<T>,
+    read: impl Fn(&mut Reader<'_>, &Item<'_, '_>) -> Option<T>,
 ) -> Option<SidePair<Option<T>>> {
     let mut t = item.table(cx, &["a", "b"])?;
     let a = t.get("a");
@@ -341,7 +341,7 @@ fn read_side_pair<T>(
     ))
 }
 
-fn read_conflict(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy> {
+fn read_conflict(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy> {
     let mut t = item.table(cx, &["winner", "owners", "fields", "skew", "fallback"])?;
     let mut c = ConflictPolicy::default();
     if let Some(v) = t.get("winner").and_then(|i| i.choice(cx)) {
@@ -384,7 +384,7 @@ fn read_conflict(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ConflictPolicy>
     Some(c)
 }
 
-fn read_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<MappingConfig> {
+fn read_mapping(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<MappingConfig> {
     let mut t = item.table(cx, &["defaults", "exclude", "fields"])?;
     let mut m = MappingConfig::default();
     if let Some(v) = t.get("defaults").and_then(|i| i.bool(cx)) {
@@ -414,7 +414,7 @@ fn read_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<MappingConfig> {
     Some(m)
 }
 
-fn read_field_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<FieldMapping> {
+fn read_field_mapping(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<FieldMapping> {
     let mut t = item.table(cx, &["a", "b", "direction", "owner"])?;
     let a = t.require(cx, "a", "the field on side A: a = \"cf_plan\"");
     let b = t.require(cx, "b", "the field on side B: b = \"plan\"");
@@ -433,7 +433,7 @@ fn read_field_mapping(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<FieldMappi
     })
 }
 
-fn read_opt_out(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<OptOutOptions> {
+fn read_opt_out(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<OptOutOptions> {
     let mut t = item.table(cx, &["exclude", "on-opt-out"])?;
     let mut o = OptOutOptions::default();
     if let Some(i) = t.get("exclude")
@@ -450,7 +450,7 @@ fn read_opt_out(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<OptOutOptions> {
     Some(o)
 }
 
-fn read_deletes(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<DeleteOptions> {
+fn read_deletes(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<DeleteOptions> {
     let mut t = item.table(cx, &["on-delete", "tombstone-retention-days"])?;
     let mut d = DeleteOptions::default();
     if let Some(i) = t.get("on-delete")
@@ -472,7 +472,7 @@ fn read_deletes(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<DeleteOptions> {
     Some(d)
 }
 
-fn read_create(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<CreateOptions> {
+fn read_create(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<CreateOptions> {
     let pair = read_side_pair(cx, item, |cx, i| i.bool(cx))?;
     let d = CreateOptions::default();
     Some(CreateOptions {
@@ -481,7 +481,7 @@ fn read_create(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<CreateOptions> {
     })
 }
 
-fn read_breaker(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<BreakerThresholds> {
+fn read_breaker(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<BreakerThresholds> {
     let mut t = item.table(
         cx,
         &[
@@ -524,7 +524,7 @@ fn read_breaker(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<BreakerThreshold
     Some(b)
 }
 
-fn read_retry(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
+fn read_retry(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
     let mut t = item.table(cx, &["max-attempts", "base-delay", "max-delay"])?;
     let mut r = RetryPolicy::default();
     if let Some(i) = t.get("max-attempts")
@@ -548,7 +548,7 @@ fn read_retry(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<RetryPolicy> {
 }
 
 /// `[syncs.NAME.limits]`: what one run may read (records, sizes, time, cursor size).
-fn read_read_limits(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ReadLimits> {
+fn read_read_limits(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<ReadLimits> {
     let mut t = item.table(
         cx,
         &[
@@ -603,7 +603,7 @@ fn read_read_limits(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<ReadLimits> 
     Some(l)
 }
 
-fn read_loops(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<LoopDetector> {
+fn read_loops(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<LoopDetector> {
     let mut t = item.table(cx, &["max-writes", "window", "alternation"])?;
     let mut l = LoopDetector::default();
     let max = crate::sync::baseline::Review::MAX_WRITES as u64 - 1;
@@ -634,7 +634,7 @@ fn read_loops(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<LoopDetector> {
     Some(l)
 }
 
-fn read_rules(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Vec<Rule> {
+fn read_rules(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Vec<Rule> {
     item.array(cx)
         .unwrap_or_default()
         .into_iter()
@@ -643,7 +643,7 @@ fn read_rules(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Vec<Rule> {
 }
 
 /// `{ name, from = "a" | "b", when = { all | any = [predicates] }, then = [actions] }`.
-fn read_rule(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Rule> {
+fn read_rule(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Rule> {
     let mut t = item.table(cx, &["name", "from", "when", "then"])?;
     let name = t.require(
         cx,
@@ -685,7 +685,7 @@ fn read_rule(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Rule> {
 }
 
 /// `{ all = [...] }` or `{ any = [...] }`.
-fn read_condition(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Condition> {
+fn read_condition(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Condition> {
     let mut t = item.table(cx, &["all", "any"])?;
     let all = t.get("all");
     let any = t.get("any");
@@ -705,7 +705,7 @@ fn read_condition(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Condition> {
     (preds.len() == items.len()).then(|| make(preds))
 }
 
-fn read_predicate(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Predicate> {
+fn read_predicate(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Predicate> {
     let mut t = item.table(cx, &["field", "op", "value"])?;
     let field = t.require(cx, "field", "name the field: field = \"lead-score\"");
     let op = t.get("op");
@@ -744,7 +744,7 @@ fn read_predicate(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Predicate> {
 /// An action: `"mark-dnd"`, or a one-key table: `{ set-medium = "Google" }`,
 /// `{ set-field = { field = "cf_x", value = 1 } }`. The names come from the engine's
 /// [`Action`] (`serde`), so an unknown one lists them all.
-fn read_action(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Action> {
+fn read_action(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Action> {
     if let DeValue::String(_) = item.value.get_ref() {
         let name = item.str(cx)?;
         return match name {
@@ -781,7 +781,7 @@ fn read_action(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Action> {
 }
 
 /// A rule literal: text, number, boolean or a list of texts.
-fn read_value(cx: &mut Cx<'_>, item: &Item<'_, '_>) -> Option<Value> {
+fn read_value(cx: &mut Reader<'_>, item: &Item<'_, '_>) -> Option<Value> {
     match item.value.get_ref() {
         DeValue::String(s) => Some(Value::Text(s.to_string())),
         DeValue::Boolean(b) => Some(Value::Bool(*b)),

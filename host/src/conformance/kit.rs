@@ -14,8 +14,8 @@ use crate::runtime::types::{
 };
 use crate::runtime::{CallError, ConnectorClient, Credentials, Plugin, Runtime, Secret};
 
-use super::control::{Fault, SandboxControl};
 use super::report::{Outcome, Report};
+use super::sandbox_api::{Fault, SandboxControl};
 use super::{KitOptions, NEEDS_SANDBOX, Target};
 
 /// Scope of the checks that concern the whole plugin.

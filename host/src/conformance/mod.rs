@@ -5,7 +5,7 @@
 //! Two kinds of target:
 //!
 //! * a **simulated account** ([`start_sandbox`]): the kit also drives the account's
-//!   control API ([`control`]) to edit and delete records as a user would, inject 429s,
+//!   control API ([`sandbox_api`]) to edit and delete records as a user would, inject 429s,
 //!   5xx and truncated bodies, and revoke credentials; and it compares a full listing
 //!   with the account's own record ids;
 //! * a **base URL** with credentials ([`Target::base_url`]), e.g. a third party's test
@@ -37,9 +37,9 @@
 //! # Ok(()) }
 //! ```
 
-pub mod control;
 mod kit;
 pub mod report;
+pub mod sandbox_api;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,8 +48,8 @@ use std::sync::Arc;
 
 use tandem_sandbox::{AccountInfo, AccountKind, Sandbox, SandboxError, SandboxOptions};
 
-pub use control::{ControlError, Fault, Flavor, SandboxControl};
 pub use report::{Check, Outcome, Report};
+pub use sandbox_api::{Fault, Flavor, SandboxApiError, SandboxControl};
 
 use crate::runtime::{
     ConnectError, Connection, ConnectorClient, Credentials, Grant, Plugin, Runtime, Secret,

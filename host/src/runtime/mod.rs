@@ -28,7 +28,6 @@
 pub mod bindings;
 pub mod capabilities;
 pub mod client;
-pub mod config;
 pub mod credentials;
 pub mod engine;
 pub mod http;
@@ -36,6 +35,7 @@ pub mod limits;
 pub mod log;
 pub mod manifest;
 pub(crate) mod scrub;
+pub mod settings;
 mod state;
 pub mod storage;
 pub mod text;
@@ -514,7 +514,7 @@ impl Runtime {
                 connection_id.clone(),
                 quota,
             ),
-            config: config::ConfigCtx::new(&connection.settings, &connection.id),
+            settings: settings::PluginSettings::new(&connection.settings, &connection.id),
         };
         let hour = self
             .inner

@@ -28,7 +28,7 @@ pub(crate) const STDERR_TAIL_BYTES: usize = 4096;
 pub(crate) struct ConnectionCtx {
     pub(crate) http: HttpCtx,
     pub(crate) storage: StorageCtx,
-    pub(crate) config: super::config::ConfigCtx,
+    pub(crate) settings: super::settings::PluginSettings,
 }
 
 /// The data of one store: one call of one plugin.

@@ -22,7 +22,7 @@ pub enum Flavor {
 /// A control-API call failed (the account is gone, or refused the call).
 #[derive(Debug, thiserror::Error)]
 #[error("sandbox control {method} {path}: {reason}")]
-pub struct ControlError {
+pub struct SandboxApiError {
     method: &'static str,
     path: String,
     reason: String,
@@ -102,8 +102,8 @@ impl SandboxControl {
         method: &'static str,
         path: &str,
         body: Option<Json>,
-    ) -> Result<Json, ControlError> {
-        let fail = |reason: String| ControlError {
+    ) -> Result<Json, SandboxApiError> {
+        let fail = |reason: String| SandboxApiError {
             method,
             path: path.to_owned(),
             reason,
@@ -130,12 +130,12 @@ impl SandboxControl {
     }
 
     /// Removes every armed fault rule.
-    pub async fn clear_faults(&self) -> Result<(), ControlError> {
+    pub async fn clear_faults(&self) -> Result<(), SandboxApiError> {
         self.call("DELETE", "/faults", None).await.map(drop)
     }
 
     /// Makes the next API request fail with `fault`.
-    pub async fn inject(&self, fault: Fault) -> Result<(), ControlError> {
+    pub async fn inject(&self, fault: Fault) -> Result<(), SandboxApiError> {
         let prefix = self.api_prefix.clone();
         match (fault, self.flavor) {
             (Fault::RateLimited | Fault::Unavailable, Flavor::Google) => {
@@ -177,7 +177,7 @@ impl SandboxControl {
         entity: &str,
         id: &str,
         first_name: &str,
-    ) -> Result<(), ControlError> {
+    ) -> Result<(), SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => {
                 let path = format!("/records/{entity}/{id}");
@@ -193,7 +193,7 @@ impl SandboxControl {
     }
 
     /// Deletes a record as a user would in the app (recycle bin / tombstone).
-    pub async fn user_delete(&self, entity: &str, id: &str) -> Result<(), ControlError> {
+    pub async fn user_delete(&self, entity: &str, id: &str) -> Result<(), SandboxApiError> {
         let path = match self.flavor {
             Flavor::Freshworks => format!("/records/{entity}/{id}"),
             Flavor::Google => format!("/people/{}", id.trim_start_matches("people/")),
@@ -204,7 +204,7 @@ impl SandboxControl {
     /// Makes every credential of the account answer 401. Freshworks keys come back with
     /// [`restore_credentials`](Self::restore_credentials); a revoked Google refresh token
     /// stays revoked until the account is reset.
-    pub async fn revoke_credentials(&self) -> Result<(), ControlError> {
+    pub async fn revoke_credentials(&self) -> Result<(), SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => self.call("POST", "/auth/revoke", None).await.map(drop),
             Flavor::Google => self
@@ -216,7 +216,7 @@ impl SandboxControl {
 
     /// Undoes [`revoke_credentials`](Self::revoke_credentials) where the account can
     /// (Freshworks); `false` when it cannot (Google).
-    pub async fn restore_credentials(&self) -> Result<bool, ControlError> {
+    pub async fn restore_credentials(&self) -> Result<bool, SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => self.call("POST", "/auth/restore", None).await.map(|_| true),
             Flavor::Google => Ok(false),
@@ -224,7 +224,7 @@ impl SandboxControl {
     }
 
     /// The entities the account serves (`contacts`, and `leads` on Classic).
-    pub async fn entities(&self) -> Result<Vec<String>, ControlError> {
+    pub async fn entities(&self) -> Result<Vec<String>, SandboxApiError> {
         match self.flavor {
             Flavor::Google => Ok(vec!["contacts".to_owned()]),
             Flavor::Freshworks => {
@@ -242,7 +242,7 @@ impl SandboxControl {
 
     /// The ids of the live (not deleted) records of `entity`, as the connectors name them
     /// (Freshworks numeric ids, Google `people/c…`).
-    pub async fn live_ids(&self, entity: &str) -> Result<BTreeSet<String>, ControlError> {
+    pub async fn live_ids(&self, entity: &str) -> Result<BTreeSet<String>, SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => {
                 let body = self
@@ -276,7 +276,7 @@ impl SandboxControl {
     }
 
     /// Requests counted per endpoint since the last [`clear_counters`](Self::clear_counters).
-    pub async fn counters(&self) -> Result<Vec<EndpointCount>, ControlError> {
+    pub async fn counters(&self) -> Result<Vec<EndpointCount>, SandboxApiError> {
         let body = self.call("GET", "/counters", None).await?;
         Ok(body
             .get("endpoints")
@@ -293,7 +293,7 @@ impl SandboxControl {
 
     /// Requests to the API tree per endpoint (`METHOD route` → count), the OAuth token
     /// endpoint left out (it is the host's call, not the plugin's).
-    pub async fn api_requests(&self) -> Result<BTreeMap<String, u64>, ControlError> {
+    pub async fn api_requests(&self) -> Result<BTreeMap<String, u64>, SandboxApiError> {
         Ok(self
             .counters()
             .await?
@@ -304,7 +304,7 @@ impl SandboxControl {
     }
 
     /// Resets the request counters.
-    pub async fn clear_counters(&self) -> Result<(), ControlError> {
+    pub async fn clear_counters(&self) -> Result<(), SandboxApiError> {
         self.call("DELETE", "/counters", None).await.map(drop)
     }
 }

@@ -1,5 +1,5 @@
-//! The `config` host interface: a connection's non-secret settings (account domain, base
-//! URL, edition). Credentials live in [`super::Credentials`] and never pass through here;
+//! The WIT `config` host interface: a connection's non-secret settings (account domain,
+//! base URL, edition). Credentials live in [`super::Credentials`] and never pass through here;
 //! as a second line of defence, settings whose names look like secrets are withheld.
 
 use std::collections::BTreeMap;
@@ -8,14 +8,14 @@ use super::bindings::config::Host;
 use super::state::HostState;
 
 /// The settings a plugin may read.
-pub(crate) struct ConfigCtx {
-    settings: BTreeMap<String, String>,
+pub(crate) struct PluginSettings {
+    visible: BTreeMap<String, String>,
 }
 
-impl ConfigCtx {
+impl PluginSettings {
     /// Keeps every setting except those named like secrets.
     pub(crate) fn new(settings: &BTreeMap<String, String>, connection: &str) -> Self {
-        let settings = settings
+        let visible = settings
             .iter()
             .filter(|(k, _)| {
                 let secret = looks_secret(k);
@@ -26,7 +26,7 @@ impl ConfigCtx {
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        Self { settings }
+        Self { visible }
     }
 }
 
@@ -50,14 +50,14 @@ pub fn looks_secret(key: &str) -> bool {
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.conn()?.config.settings.get(&key).cloned())
+        Ok(self.conn()?.settings.visible.get(&key).cloned())
     }
 
     async fn all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         let conn = self.conn()?;
         Ok(conn
-            .config
             .settings
+            .visible
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
@@ -81,8 +81,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let ctx = ConfigCtx::new(&settings, "c");
-        let keys: Vec<_> = ctx.settings.keys().map(String::as_str).collect();
+        let visible = PluginSettings::new(&settings, "c");
+        let keys: Vec<_> = visible.visible.keys().map(String::as_str).collect();
         assert_eq!(keys, ["base-url", "domain", "token-url"]);
     }
 }
