@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tandem_well_known as wk;
+
 use super::budget::{Priority, RequestGate};
 use super::convert;
 use crate::runtime::{ConnectorClient, MapperClient};
@@ -304,7 +306,7 @@ impl Source for ConnectorSource {
         };
         let consent: BTreeSet<String> = defs
             .iter()
-            .filter(|d| d.is("consent") || d.is("dnd"))
+            .filter(|d| d.is(wk::CONSENT) || d.is(wk::DND))
             .map(|d| d.name.clone())
             .collect();
         self.consent_fields

@@ -32,38 +32,7 @@ const VERSION_TICK: Duration = Duration::from_millis(1100);
 const WRONG_KEY: &str = "tandem-conformance-wrong-key-0000000000";
 
 /// The well-known tags of the contract's vocabulary (`wit/types.wit`, `field-def`).
-const VOCABULARY: &[&str] = &[
-    "email",
-    "emails",
-    "first-name",
-    "last-name",
-    "full-name",
-    "phone",
-    "mobile",
-    "phones",
-    "company",
-    "job-title",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-    "website",
-    "lead-score",
-    "owner",
-    "medium",
-    "source",
-    "authority",
-    "dnd",
-    "consent",
-    "lifecycle-stage",
-    "tags",
-    "notes",
-    "birthday",
-    "created-at",
-    "updated-at",
-    "marker",
-];
+const VOCABULARY: &[&str] = tandem_well_known::ALL;
 
 /// A whole listing: every page of one `pull` run.
 #[derive(Debug, Default)]
@@ -540,11 +509,11 @@ impl<'a> Kit<'a> {
                 .find(|f| f.writable && f.well_known.as_deref() == Some(tag))
                 .map(|f| f.name.clone())
         };
-        let email = tagged("email");
+        let email = tagged(tandem_well_known::EMAIL);
         self.row(
             scope,
             "schema: well-known email",
-            match (&email, schema.iter().find(|f| f.well_known.as_deref() == Some("email"))) {
+            match (&email, schema.iter().find(|f| f.well_known.as_deref() == Some(tandem_well_known::EMAIL))) {
                 (Some(name), _) => Ok(format!("`{name}`")),
                 (None, Some(f)) => Err(format!(
                     "`{}` is tagged `email` but not writable: the host cannot create records",

@@ -17,19 +17,20 @@ use super::model::{
 };
 use super::policy::{Direction, SyncPolicy, Winner};
 use super::source::{FieldDef, FieldType};
+use tandem_well_known as wk;
 
 /// Well-known tags never paired automatically: engine bookkeeping and ids
 /// that mean nothing in the other app.
 const NOT_AUTO: &[&str] = &[
-    "marker",
-    "created-at",
-    "updated-at",
-    "owner",
-    "lifecycle-stage",
+    wk::MARKER,
+    wk::CREATED_AT,
+    wk::UPDATED_AT,
+    wk::OWNER,
+    wk::LIFECYCLE_STAGE,
 ];
 
 /// Tags with a different name but the same meaning.
-const COMPATIBLE: &[(&str, &str)] = &[("dnd", "consent"), ("consent", "dnd")];
+const COMPATIBLE: &[(&str, &str)] = &[(wk::DND, wk::CONSENT), (wk::CONSENT, wk::DND)];
 
 /// One mapped pair of fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,7 +142,7 @@ impl ResolvedMapping {
             .schema
             .get(side)
             .iter()
-            .filter(|d| d.is("emails") || (d.name == *primary))
+            .filter(|d| d.is(wk::EMAILS) || (d.name == *primary))
             .filter_map(|d| record.fields.get(&d.name));
         for v in more {
             let items: Vec<&str> = match v {
@@ -273,7 +274,7 @@ pub fn resolve(
         ));
     }
 
-    let email_of = |side: Side| schema.get(side).iter().find(|d| d.is("email")).cloned();
+    let email_of = |side: Side| schema.get(side).iter().find(|d| d.is(wk::EMAIL)).cloned();
     let (Some(email_a), Some(email_b)) = (email_of(Side::A), email_of(Side::B)) else {
         let side = if email_of(Side::A).is_none() {
             Side::A
@@ -342,7 +343,7 @@ pub fn resolve(
                 schema
                     .get(side)
                     .iter()
-                    .find(|d| d.is("dnd") || d.is("consent"))
+                    .find(|d| d.is(wk::DND) || d.is(wk::CONSENT))
                     .cloned()
             })
     };
@@ -402,15 +403,15 @@ fn make_pair(
 /// The canonical kind of a pair, from both definitions.
 fn kind_of(a: &FieldDef, b: &FieldDef) -> CanonKind {
     let either = |f: &dyn Fn(&FieldDef) -> bool| f(a) || f(b);
-    if either(&|d| d.is("dnd") || d.is("consent")) {
+    if either(&|d| d.is(wk::DND) || d.is(wk::CONSENT)) {
         CanonKind::Consent
-    } else if either(&|d| d.is("email") || d.kind == FieldType::Email) {
+    } else if either(&|d| d.is(wk::EMAIL) || d.kind == FieldType::Email) {
         CanonKind::Email
     } else if a.multi_value && b.multi_value {
         CanonKind::Set
-    } else if either(&|d| d.is("phone") || d.is("mobile") || d.kind == FieldType::Phone) {
+    } else if either(&|d| d.is(wk::PHONE) || d.is(wk::MOBILE) || d.kind == FieldType::Phone) {
         CanonKind::Phone
-    } else if either(&|d| d.kind == FieldType::Number || d.is("lead-score")) {
+    } else if either(&|d| d.kind == FieldType::Number || d.is(wk::LEAD_SCORE)) {
         CanonKind::Number
     } else if either(&|d| d.kind == FieldType::Boolean) {
         CanonKind::Bool
@@ -491,7 +492,7 @@ pub fn decode_consent(def: &FieldDef, raw: &Value) -> Option<Consent> {
     if raw.is_empty() {
         return None;
     }
-    if def.is("dnd") {
+    if def.is(wk::DND) {
         return raw.as_bool().map(|dnd| {
             if dnd {
                 Consent::OptedOut
@@ -547,9 +548,9 @@ pub fn decode_consent(def: &FieldDef, raw: &Value) -> Option<Consent> {
 /// Writes consent in an app's terms: `dnd = true/false`, or the marketing
 /// status meaning unsubscribed / subscribed.
 pub fn encode_consent(def: &FieldDef, c: Consent) -> Value {
-    if def.is("dnd") || def.kind == FieldType::Boolean {
+    if def.is(wk::DND) || def.kind == FieldType::Boolean {
         let dnd = c == Consent::OptedOut;
-        return Value::Bool(if def.is("dnd") { dnd } else { !dnd });
+        return Value::Bool(if def.is(wk::DND) { dnd } else { !dnd });
     }
     let (word, code) = match c {
         Consent::OptedOut => ("unsubscribed", 0.0),

@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
+use tandem_well_known as wk;
+
 use super::model::{Record, Value};
 use super::source::{
     Container, EntityInfo, FieldDef, Lookup, Page, PullRequest, Source, SourceError, Write,
@@ -231,7 +233,7 @@ impl MemoryApp {
     }
 
     fn email_of(&self, r: &Record) -> Option<String> {
-        let f = self.schema.iter().find(|d| d.is("email"))?;
+        let f = self.schema.iter().find(|d| d.is(wk::EMAIL))?;
         r.fields
             .get(&f.name)?
             .as_text()

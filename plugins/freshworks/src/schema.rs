@@ -31,6 +31,7 @@
 //! unsubscribe in Freshmarketer would never become DND in Freshsales.
 
 use serde_json::Value as Json;
+use tandem_sdk::well_known as wk;
 use tandem_sdk::{FieldDef, FieldType};
 
 use crate::model::{App, Entity};
@@ -39,34 +40,34 @@ use crate::record::{Consent, FieldTypes, READ_ONLY};
 /// The well-known tag of a standard field.
 pub fn well_known(entity: Entity, name: &str) -> Option<&'static str> {
     Some(match name {
-        "email" => "email",
-        "emails" => "emails",
-        "first_name" => "first-name",
-        "last_name" => "last-name",
-        "display_name" => "full-name",
-        "job_title" => "job-title",
-        "work_number" => "phone",
-        "mobile_number" => "mobile",
-        "phone_numbers" => "phones",
-        "address" => "address",
-        "city" => "city",
-        "state" => "state",
-        "zipcode" => "zip",
-        "country" => "country",
-        "sales_account.name" if entity == Entity::Contacts => "company",
-        "company.name" if entity == Entity::Leads => "company",
-        "company.website" if entity == Entity::Leads => "website",
-        "lead_score" => "lead-score",
-        "owner_id" => "owner",
-        "medium" => "medium",
-        "lead_source_id" => "source",
-        "has_authority" => "authority",
-        "do_not_disturb" => "dnd",
-        "subscription_status" => "consent",
-        "lifecycle_stage_id" => "lifecycle-stage",
-        "tags" => "tags",
-        "created_at" => "created-at",
-        "updated_at" => "updated-at",
+        "email" => wk::EMAIL,
+        "emails" => wk::EMAILS,
+        "first_name" => wk::FIRST_NAME,
+        "last_name" => wk::LAST_NAME,
+        "display_name" => wk::FULL_NAME,
+        "job_title" => wk::JOB_TITLE,
+        "work_number" => wk::PHONE,
+        "mobile_number" => wk::MOBILE,
+        "phone_numbers" => wk::PHONES,
+        "address" => wk::ADDRESS,
+        "city" => wk::CITY,
+        "state" => wk::STATE,
+        "zipcode" => wk::ZIP,
+        "country" => wk::COUNTRY,
+        "sales_account.name" if entity == Entity::Contacts => wk::COMPANY,
+        "company.name" if entity == Entity::Leads => wk::COMPANY,
+        "company.website" if entity == Entity::Leads => wk::WEBSITE,
+        "lead_score" => wk::LEAD_SCORE,
+        "owner_id" => wk::OWNER,
+        "medium" => wk::MEDIUM,
+        "lead_source_id" => wk::SOURCE,
+        "has_authority" => wk::AUTHORITY,
+        "do_not_disturb" => wk::DND,
+        "subscription_status" => wk::CONSENT,
+        "lifecycle_stage_id" => wk::LIFECYCLE_STAGE,
+        "tags" => wk::TAGS,
+        "created_at" => wk::CREATED_AT,
+        "updated_at" => wk::UPDATED_AT,
         _ => return None,
     })
 }
@@ -196,7 +197,7 @@ pub fn field_defs(app: App, entity: Entity, metadata: &Json, marker_field: &str)
     }
     let has = |defs: &[FieldDef], name: &str| defs.iter().any(|d| d.name == name);
     if !has(&defs, "email") {
-        let def = FieldDef::new("email", "Email", FieldType::Email).well_known("email");
+        let def = FieldDef::new("email", "Email", FieldType::Email).well_known(wk::EMAIL);
         defs.insert(0, def);
     }
     if entity == Entity::Contacts {
@@ -204,7 +205,7 @@ pub fn field_defs(app: App, entity: Entity, metadata: &Json, marker_field: &str)
             defs.push(
                 FieldDef::new("sales_account.name", "Account (primary)", FieldType::Text)
                     .read_only()
-                    .well_known("company"),
+                    .well_known(wk::COMPANY),
             );
         }
         let required = entries(metadata).iter().any(|f| {
@@ -219,7 +220,7 @@ pub fn field_defs(app: App, entity: Entity, metadata: &Json, marker_field: &str)
             },
             FieldType::Choice,
         )
-        .well_known("consent")
+        .well_known(wk::CONSENT)
         .choices(Consent::ALL.map(|c| (c.as_str(), c.label())));
         if required {
             consent = consent.required();
@@ -238,14 +239,14 @@ pub fn field_defs(app: App, entity: Entity, metadata: &Json, marker_field: &str)
         defs.push(
             FieldDef::new("created_at", "Created at", FieldType::Datetime)
                 .read_only()
-                .well_known("created-at"),
+                .well_known(wk::CREATED_AT),
         );
     }
     if marker_field == "external_id" && !has(&defs, "external_id") {
         defs.push(FieldDef::new("external_id", "External id", FieldType::Text));
     }
     if let Some(marker) = defs.iter_mut().find(|d| d.name == marker_field) {
-        marker.well_known = Some("marker".to_owned());
+        marker.well_known = Some(wk::MARKER.to_owned());
     }
     defs
 }

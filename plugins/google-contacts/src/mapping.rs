@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
+use tandem_sdk::well_known as wk;
 use tandem_sdk::{Field, FieldDef, FieldType, Record, Value};
 
 /// The one `personFields` / `readMask` of every read (§8.1: never vary it; tokens and
@@ -160,7 +161,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("first-name"),
+        Some(wk::FIRST_NAME),
     ),
     (
         FAMILY_NAME,
@@ -168,7 +169,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("last-name"),
+        Some(wk::LAST_NAME),
     ),
     (
         MIDDLE_NAME,
@@ -184,25 +185,39 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         false,
-        Some("full-name"),
+        Some(wk::FULL_NAME),
     ),
-    (EMAIL, "Email", FieldType::Email, false, true, Some("email")),
+    (
+        EMAIL,
+        "Email",
+        FieldType::Email,
+        false,
+        true,
+        Some(wk::EMAIL),
+    ),
     (
         EMAILS,
         "Emails",
         FieldType::Email,
         true,
         true,
-        Some("emails"),
+        Some(wk::EMAILS),
     ),
-    (PHONE, "Phone", FieldType::Phone, false, true, Some("phone")),
+    (
+        PHONE,
+        "Phone",
+        FieldType::Phone,
+        false,
+        true,
+        Some(wk::PHONE),
+    ),
     (
         MOBILE,
         "Mobile phone",
         FieldType::Phone,
         false,
         true,
-        Some("mobile"),
+        Some(wk::MOBILE),
     ),
     (
         PHONES,
@@ -210,7 +225,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Phone,
         true,
         true,
-        Some("phones"),
+        Some(wk::PHONES),
     ),
     (
         COMPANY,
@@ -218,7 +233,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("company"),
+        Some(wk::COMPANY),
     ),
     (
         JOB_TITLE,
@@ -226,7 +241,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("job-title"),
+        Some(wk::JOB_TITLE),
     ),
     (DEPARTMENT, "Department", FieldType::Text, false, true, None),
     (
@@ -235,16 +250,16 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("address"),
+        Some(wk::ADDRESS),
     ),
-    (CITY, "City", FieldType::Text, false, true, Some("city")),
+    (CITY, "City", FieldType::Text, false, true, Some(wk::CITY)),
     (
         REGION,
         "Region",
         FieldType::Text,
         false,
         true,
-        Some("state"),
+        Some(wk::STATE),
     ),
     (
         POSTAL_CODE,
@@ -252,7 +267,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("zip"),
+        Some(wk::ZIP),
     ),
     (
         COUNTRY,
@@ -260,7 +275,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         true,
-        Some("country"),
+        Some(wk::COUNTRY),
     ),
     (ADDRESS, "Address", FieldType::LongText, false, false, None),
     (
@@ -269,7 +284,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::LongText,
         false,
         true,
-        Some("notes"),
+        Some(wk::NOTES),
     ),
     (
         BIRTHDAY,
@@ -277,7 +292,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Date,
         false,
         true,
-        Some("birthday"),
+        Some(wk::BIRTHDAY),
     ),
     (
         GROUPS,
@@ -293,7 +308,7 @@ const STANDARD: [Standard; 23] = [
         FieldType::Text,
         false,
         false,
-        Some("marker"),
+        Some(wk::MARKER),
     ),
     (
         PREVIOUS_IDS,

@@ -111,6 +111,8 @@ pub mod config;
 pub mod http;
 pub mod log;
 pub mod storage;
+/// The well-known field tags ([`FieldDef::well_known`]), shared with the host.
+pub use tandem_well_known as well_known;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 mod types;

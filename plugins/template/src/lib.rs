@@ -24,6 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use tandem_sdk::well_known as wk;
 use tandem_sdk::{
     AccountInfo, Connector, EntityInfo, Error, FieldDef, FieldType, Lookup, Op, Page, PluginInfo,
     PullRequest, Record, Value, Write, WriteResult, config, http,
@@ -112,12 +113,12 @@ impl Connector for Template {
         let mut fields = vec![
             FieldDef::new("email", "Email", FieldType::Email)
                 .required()
-                .well_known("email"),
-            FieldDef::new("first_name", "First name", FieldType::Text).well_known("first-name"),
-            FieldDef::new("last_name", "Last name", FieldType::Text).well_known("last-name"),
-            FieldDef::new("phone", "Phone", FieldType::Phone).well_known("phone"),
-            FieldDef::new("company", "Company", FieldType::Text).well_known("company"),
-            FieldDef::new("external_id", "External id", FieldType::Text).well_known("marker"),
+                .well_known(wk::EMAIL),
+            FieldDef::new("first_name", "First name", FieldType::Text).well_known(wk::FIRST_NAME),
+            FieldDef::new("last_name", "Last name", FieldType::Text).well_known(wk::LAST_NAME),
+            FieldDef::new("phone", "Phone", FieldType::Phone).well_known(wk::PHONE),
+            FieldDef::new("company", "Company", FieldType::Text).well_known(wk::COMPANY),
+            FieldDef::new("external_id", "External id", FieldType::Text).well_known(wk::MARKER),
         ];
         let custom: Vec<CustomField> = http::get_json(&format!("{}/fields", base()?))?;
         fields.extend(custom.into_iter().map(|f| {
