@@ -287,6 +287,24 @@ impl Direction {
     }
 }
 
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    /// The config's spelling (`direction = "two-way"`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Direction::AToB, Direction::BToA, Direction::TwoWay]
+            .into_iter()
+            .find(|d| d.label() == s)
+            .ok_or_else(|| format!("unknown direction `{s}`: expected a-to-b, b-to-a or two-way"))
+    }
+}
+
 /// Who wins a true conflict (both sides changed a field to different values).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -707,6 +725,22 @@ pub type Literal = Value;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The config, the JSON of a stored policy and `Display` spell a direction alike.
+    #[test]
+    fn a_direction_reads_and_writes_as_the_config_spells_it() {
+        for (d, text) in [
+            (Direction::AToB, "a-to-b"),
+            (Direction::BToA, "b-to-a"),
+            (Direction::TwoWay, "two-way"),
+        ] {
+            assert_eq!(d.to_string(), text);
+            assert_eq!(text.parse::<Direction>(), Ok(d));
+            assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!(text));
+            assert_eq!(serde_json::from_value::<Direction>(text.into()).unwrap(), d);
+        }
+        assert!("both".parse::<Direction>().is_err());
+    }
 
     #[test]
     fn policy_round_trips_through_json_with_defaults() {

@@ -297,9 +297,119 @@ pub struct Event {
 
 /// The direction label of a write to `target`.
 pub fn direction_to(target: Side) -> &'static str {
-    match target {
-        Side::A => "b-to-a",
-        Side::B => "a-to-b",
+    Flow::to(target).as_str()
+}
+
+/// Which way a change went: the key of a run's counters and the direction of a log
+/// event. Stored and served as `a-to-b` (a write to B), `b-to-a` (a write to A) and
+/// `both` (a link, a conflict: no one side's write).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flow {
+    /// From A to B: a write to B.
+    AToB,
+    /// From B to A: a write to A.
+    BToA,
+    /// Both sides at once.
+    Both,
+}
+
+impl Flow {
+    /// Every flow, in the order of their names.
+    pub const ALL: [Flow; 3] = [Flow::AToB, Flow::BToA, Flow::Both];
+
+    /// The flow of a write to `target`.
+    pub fn to(target: Side) -> Flow {
+        match target {
+            Side::A => Flow::BToA,
+            Side::B => Flow::AToB,
+        }
+    }
+
+    /// `a-to-b`, `b-to-a` or `both`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::AToB => "a-to-b",
+            Flow::BToA => "b-to-a",
+            Flow::Both => "both",
+        }
+    }
+}
+
+impl std::fmt::Display for Flow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Flow {
+    type Err = UnknownFlow;
+
+    fn from_str(s: &str) -> Result<Self, UnknownFlow> {
+        Flow::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| UnknownFlow(s.into()))
+    }
+}
+
+/// A direction label that is none of `a-to-b`, `b-to-a`, `both`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("unknown direction `{0}`: expected a-to-b, b-to-a or both")]
+pub struct UnknownFlow(pub String);
+
+// Ordered and hashed as its name, so that maps keyed by `Flow` can be read with the
+// stored text (`counters["a-to-b"]`), as `Borrow<str>` requires.
+impl Ord for Flow {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Flow {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Flow {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Flow {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// What a run read: changes since the last run, or everything again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    /// Changes since the stored cursors.
+    Incremental,
+    /// Every record listed again and compared with the stored state.
+    Full,
+    /// A plan only (no run of this kind is stored by this build; kept readable).
+    DryRun,
+}
+
+impl RunKind {
+    /// `incremental`, `full` or `dry-run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Incremental => "incremental",
+            RunKind::Full => "full",
+            RunKind::DryRun => "dry-run",
+        }
+    }
+}
+
+impl std::fmt::Display for RunKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -1070,6 +1180,33 @@ mod tests {
     use crate::sync::model::{SidePair, Value};
     use redb::StorageBackend;
     use redb::backends::InMemoryBackend;
+
+    /// Stored counters, events and the control API spell a flow as they always did,
+    /// and maps keyed by it are read with that text.
+    #[test]
+    fn a_flow_reads_and_writes_as_stored_before() {
+        for (f, text) in [
+            (Flow::AToB, "a-to-b"),
+            (Flow::BToA, "b-to-a"),
+            (Flow::Both, "both"),
+        ] {
+            assert_eq!(f.to_string(), text);
+            assert_eq!(text.parse::<Flow>(), Ok(f));
+            assert_eq!(serde_json::to_value(f).unwrap(), serde_json::json!(text));
+            assert_eq!(serde_json::from_value::<Flow>(text.into()).unwrap(), f);
+        }
+        assert_eq!(Flow::to(Side::B), Flow::AToB);
+        assert_eq!(Flow::to(Side::A), Flow::BToA);
+        assert!("two-way".parse::<Flow>().is_err());
+        let counters: BTreeMap<Flow, usize> = [(Flow::Both, 3), (Flow::BToA, 2), (Flow::AToB, 1)]
+            .into_iter()
+            .collect();
+        assert_eq!((counters["a-to-b"], counters["both"]), (1, 3));
+        assert_eq!(
+            serde_json::to_string(&counters).unwrap(),
+            r#"{"a-to-b":1,"b-to-a":2,"both":3}"#
+        );
+    }
 
     /// A disk that fills up on demand: writes then fail as the kernel fails them (ENOSPC).
     #[derive(Debug)]
