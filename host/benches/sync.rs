@@ -40,7 +40,7 @@ use tandem::app::daemon::Daemon;
 use tandem::app::{Host, HostOptions, unix_now};
 use tandem::config::{self, Catalog, Config, Env};
 use tandem::conformance::SandboxControl;
-use tandem::sync::engine::{Aborted, Hooks, Point};
+use tandem::sync::run::{Aborted, Hooks, Point};
 use tandem::sync::{Engine, RunOptions, RunOutcome, RunReport};
 use tandem_sandbox::{AccountInfo, AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 

@@ -37,7 +37,7 @@ use crate::runtime::{
     CallError, ConnectError, LoadError, MapperClient, Plugin, Resolve, Runtime, RuntimeOptions,
     SystemResolver,
 };
-use crate::sync::engine::{Aborted, Hooks, Point};
+use crate::sync::run::{Aborted, Hooks, Point};
 use crate::sync::model::Side;
 use crate::sync::state::{OpStatus, StateError, SyncStatus};
 use crate::sync::{Engine, EngineError, RunOptions, RunOutcome, RunReport, SyncPolicy, SyncStore};

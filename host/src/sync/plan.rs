@@ -17,7 +17,7 @@
 //! changed and is repaired by rows 2, 3 or 5; two sides that agree with each
 //! other but not with a stale base take row 4.
 //!
-//! Failure handling, retries and cursors are the executor's ([`super::engine`]).
+//! Failure handling, retries and cursors are the executor's ([`super::run`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
