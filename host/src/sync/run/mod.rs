@@ -2,19 +2,21 @@
 //! ordering of §2.9, and keep the run log.
 //!
 //! Ordering, per run (one file per phase):
-//! 1. recover (`recover.rs`): ops left `planned`/`sent` by an interrupted run are resolved
-//!    (a sent create is looked up by marker, then by e-mail, before anything
-//!    is created again) or dropped to be re-planned;
-//! 2. observe (`observe.rs`): pull pages from the saved cursors (a full listing when a cursor
-//!    expired or the mapping changed, compared against the baseline), re-read
-//!    records due for retry, look up unmatched e-mails on the other side;
+//! 1. recover (`recover.rs`): ops left `planned`/`sent` by an interrupted run
+//!    are resolved (a sent create is looked up by marker, then by e-mail,
+//!    before anything is created again) or dropped to be re-planned;
+//! 2. observe (`observe.rs`): pull pages from the saved cursors (a full listing
+//!    when a cursor expired or the mapping changed, compared against the
+//!    baseline), re-read records due for retry, look up unmatched e-mails on
+//!    the other side;
 //! 3. plan ([`super::plan`], pure), and check the breakers;
-//! 4. record (`record.rs`) the plan (links, outbox `planned`, events) in one transaction;
-//! 5. execute (`execute.rs`), per batch: mark `sent`; push; commit (`commit.rs`) every
-//!    result with its new baseline
-//!    in one transaction (acked, failed with back-off, or parked);
-//! 6. commit (`commit.rs`): advance the cursors, only now that every op of the run is acked, failed
-//!    into the retry index or parked.
+//! 4. record (`record.rs`) the plan (links, outbox `planned`, events) in one
+//!    transaction;
+//! 5. execute (`execute.rs`), per batch: mark `sent`; push; commit
+//!    (`commit.rs`) every result with its new baseline in one transaction
+//!    (acked, failed with back-off, or parked);
+//! 6. commit (`commit.rs`): advance the cursors, only now that every op of the
+//!    run is acked, failed into the retry index or parked.
 //!
 //! A crash anywhere leaves either the old state or acknowledged state; the next
 //! run re-reads from the old cursors and the field table turns the writes
