@@ -58,97 +58,152 @@ impl<'a> Planner<'a> {
             change_time(&e.mapping, &link, Side::B, recs.b),
         );
         for pair in &e.mapping.pairs {
-            let mut vals = SidePair::new(
-                recs.a.and_then(|r| pair.read(Side::A, r)),
-                recs.b.and_then(|r| pair.read(Side::B, r)),
+            stored |= self.merge_field(
+                ix,
+                &mut link,
+                pair,
+                recs,
+                times,
+                &mut pending,
+                &mut opted_out_now,
             );
-            super::review::fill_open(&link, pair, &mut vals);
-            let fb = link.fields.get(&pair.key);
-            if fb.is_none() {
-                for side in Side::BOTH {
-                    let unseen = recs.get(side).is_none()
-                        && vals
-                            .get(side.other())
-                            .as_ref()
-                            .is_some_and(|v| !v.is_empty());
-                    if let (true, Some(id)) = (unseen, link.id(side)) {
-                        self.plan.fetch.push((ix, side, id.to_string()));
-                    }
+        }
+        let skipped = self.apply_rules(ix, e, &link, recs, &mut pending);
+        let (effect, mut extra) =
+            self.opt_out_removal(e, &link, opted_out_now, skipped, &mut pending);
+        if new_link {
+            self.join_lists(e, obs, skipped, &mut extra);
+        }
+        self.guard_loops(ix, e, &mut link, &mut pending, &mut extra);
+        self.emit(
+            ix,
+            e,
+            link,
+            recs,
+            pending,
+            extra,
+            effect,
+            stored || new_link,
+        );
+    }
+
+    /// One mapped field of a linked pair, through the field table: the writes go
+    /// into `pending`, a base decided without writes into the link. Returns
+    /// whether the link's stored bases changed.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_field(
+        &mut self,
+        ix: usize,
+        link: &mut Link,
+        pair: &FieldPair,
+        recs: SidePair<Option<&Record>>,
+        times: Times,
+        pending: &mut SidePair<Pending>,
+        opted_out_now: &mut Option<Side>,
+    ) -> bool {
+        let mut stored = false;
+        let mut vals = SidePair::new(
+            recs.a.and_then(|r| pair.read(Side::A, r)),
+            recs.b.and_then(|r| pair.read(Side::B, r)),
+        );
+        super::review::fill_open(link, pair, &mut vals);
+        let fb = link.fields.get(&pair.key);
+        if fb.is_none() {
+            for side in Side::BOTH {
+                let unseen = recs.get(side).is_none()
+                    && vals
+                        .get(side.other())
+                        .as_ref()
+                        .is_some_and(|v| !v.is_empty());
+                if let (true, Some(id)) = (unseen, link.id(side)) {
+                    self.plan.fetch.push((ix, side, id.to_string()));
                 }
-            }
-            if pair.is_consent()
-                && let Some(fb) = fb
-            {
-                for side in Side::BOTH {
-                    let v = vals.get(side).as_ref();
-                    if v.is_some_and(|v| {
-                        !fb.matches(side, v) && Consent::of(v) == Some(Consent::OptedOut)
-                    }) {
-                        opted_out_now = Some(side);
-                    }
-                }
-            }
-            let read = SidePair::new(recs.a.is_some(), recs.b.is_some());
-            let d = self.decide(pair, fb, vals.clone(), read, times);
-            if let Some((winner, decision)) = d.conflict {
-                self.plan.conflicts.push(ConflictNote {
-                    entity: ix,
-                    link: link.key.clone(),
-                    field: pair.key.clone(),
-                    a: vals.a.clone().unwrap_or_default(),
-                    b: vals.b.clone().unwrap_or_default(),
-                    base: fb.map(|f| f.value.clone()),
-                    winner,
-                    decision,
-                });
-            }
-            if let Some(n) = d.note {
-                self.note(ix, &link.key, format!("{}: {n}", pair.key));
-            }
-            // The base the link holds while this run's writes are sent: a base decided
-            // without writes is stored first (a first sync's, say); one that comes with
-            // writes only once they are acknowledged.
-            let held = if d.write.a.is_none() && d.write.b.is_none() {
-                d.base.as_ref().or(fb)
-            } else {
-                fb
-            };
-            if let Some(fb) = held.filter(|_| !d.manual) {
-                for side in Side::BOTH {
-                    let same = vals.get(side).as_ref().is_some_and(|v| fb.matches(side, v));
-                    if same && d.write.get(side).is_none() {
-                        pending.get_mut(side).kept.insert(pair.key.clone());
-                    }
-                }
-            }
-            super::review::track_open(&mut link, pair, &vals, d.manual);
-            let writes: Vec<Side> = Side::BOTH
-                .into_iter()
-                .filter(|s| d.write.get(*s).is_some())
-                .collect();
-            match (writes.is_empty(), d.base) {
-                (true, Some(b)) if link.fields.get(&pair.key) != Some(&b) => {
-                    link.fields.insert(pair.key.clone(), b);
-                    stored = true;
-                }
-                (false, Some(b)) => {
-                    for side in &writes {
-                        let v = d.write.get(*side).clone().unwrap_or_default();
-                        let p = pending.get_mut(*side);
-                        p.set(&pair.def(*side).name, pair.from_canonical(*side, &v));
-                        p.base.insert(pair.key.clone(), b.clone());
-                        p.why.push(format!("{} ({})", pair.def(*side).name, d.why));
-                        p.consent |= pair.is_consent();
-                        if writes.len() == 2 {
-                            p.joint.insert(pair.key.clone());
-                        }
-                    }
-                }
-                _ => {}
             }
         }
+        if pair.is_consent()
+            && let Some(fb) = fb
+        {
+            for side in Side::BOTH {
+                let v = vals.get(side).as_ref();
+                if v.is_some_and(|v| {
+                    !fb.matches(side, v) && Consent::of(v) == Some(Consent::OptedOut)
+                }) {
+                    *opted_out_now = Some(side);
+                }
+            }
+        }
+        let read = SidePair::new(recs.a.is_some(), recs.b.is_some());
+        let d = self.decide(pair, fb, vals.clone(), read, times);
+        if let Some((winner, decision)) = d.conflict {
+            self.plan.conflicts.push(ConflictNote {
+                entity: ix,
+                link: link.key.clone(),
+                field: pair.key.clone(),
+                a: vals.a.clone().unwrap_or_default(),
+                b: vals.b.clone().unwrap_or_default(),
+                base: fb.map(|f| f.value.clone()),
+                winner,
+                decision,
+            });
+        }
+        if let Some(n) = d.note {
+            self.note(ix, &link.key, format!("{}: {n}", pair.key));
+        }
+        // The base the link holds while this run's writes are sent: a base decided
+        // without writes is stored first (a first sync's, say); one that comes with
+        // writes only once they are acknowledged.
+        let held = if d.write.a.is_none() && d.write.b.is_none() {
+            d.base.as_ref().or(fb)
+        } else {
+            fb
+        };
+        if let Some(fb) = held.filter(|_| !d.manual) {
+            for side in Side::BOTH {
+                let same = vals.get(side).as_ref().is_some_and(|v| fb.matches(side, v));
+                if same && d.write.get(side).is_none() {
+                    pending.get_mut(side).kept.insert(pair.key.clone());
+                }
+            }
+        }
+        super::review::track_open(link, pair, &vals, d.manual);
+        let writes: Vec<Side> = Side::BOTH
+            .into_iter()
+            .filter(|s| d.write.get(*s).is_some())
+            .collect();
+        match (writes.is_empty(), d.base) {
+            (true, Some(b)) if link.fields.get(&pair.key) != Some(&b) => {
+                link.fields.insert(pair.key.clone(), b);
+                stored = true;
+            }
+            (false, Some(b)) => {
+                for side in &writes {
+                    let v = d.write.get(*side).clone().unwrap_or_default();
+                    let p = pending.get_mut(*side);
+                    p.set(&pair.def(*side).name, pair.from_canonical(*side, &v));
+                    p.base.insert(pair.key.clone(), b.clone());
+                    p.why.push(format!("{} ({})", pair.def(*side).name, d.why));
+                    p.consent |= pair.is_consent();
+                    if writes.len() == 2 {
+                        p.joint.insert(pair.key.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        stored
+    }
 
-        // Rules: records flowing from S to T.
+    /// The operator's rules on records flowing from one side to the other: a
+    /// `skip` drops the writes to the other side, a `set` adds its own. Returns the
+    /// sides written to by nothing because a rule skipped them.
+    fn apply_rules(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        link: &Link,
+        recs: SidePair<Option<&Record>>,
+        pending: &mut SidePair<Pending>,
+    ) -> SidePair<bool> {
         let mut skipped: SidePair<bool> = SidePair::default();
         for from in Side::BOTH {
             let to = from.other();
@@ -204,8 +259,19 @@ impl<'a> Planner<'a> {
                 p.why.push(format!("{name} (rule)"));
             }
         }
+        skipped
+    }
 
-        // Opt-out removal: a record that opted out on S leaves T (seed option).
+    /// Opt-out removal (`opt-out.on-opt-out`): a record that opted out on one side
+    /// is deleted from, or taken off the list of, the other.
+    fn opt_out_removal(
+        &self,
+        e: &EntityInput,
+        link: &Link,
+        opted_out_now: Option<Side>,
+        skipped: SidePair<bool>,
+        pending: &mut SidePair<Pending>,
+    ) -> (SidePair<LinkEffect>, Vec<(Side, OpKind, String)>) {
         let mut effect: SidePair<LinkEffect> = SidePair::both(LinkEffect::None);
         let mut extra: Vec<(Side, OpKind, String)> = Vec::new();
         if let Some(s) = opted_out_now {
@@ -245,29 +311,50 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        (effect, extra)
+    }
 
-        // Membership of a record matched by lookup (its list membership unknown).
-        if new_link {
-            for t in Side::BOTH {
-                let (Some(o), Some(c)) = (obs.get(t), e.containers.get(t)) else {
-                    continue;
+    /// A record matched by lookup has unknown list membership: it is added to the
+    /// synced list of its side.
+    fn join_lists(
+        &self,
+        e: &EntityInput,
+        obs: SidePair<Option<&Observed>>,
+        skipped: SidePair<bool>,
+        extra: &mut Vec<(Side, OpKind, String)>,
+    ) {
+        for t in Side::BOTH {
+            let (Some(o), Some(c)) = (obs.get(t), e.containers.get(t)) else {
+                continue;
+            };
+            if !o.in_scope && self.policy.flows(t.other()) && !*skipped.get(t) {
+                let kind = OpKind::AddToContainer {
+                    container: c.clone(),
+                    id: o.record.id.clone(),
                 };
-                if !o.in_scope && self.policy.flows(t.other()) && !*skipped.get(t) {
-                    let kind = OpKind::AddToContainer {
-                        container: c.clone(),
-                        id: o.record.id.clone(),
-                    };
-                    extra.push((
-                        t,
-                        kind,
-                        "matched by e-mail: added to the synced list".into(),
-                    ));
-                }
+                extra.push((
+                    t,
+                    kind,
+                    "matched by e-mail: added to the synced list".into(),
+                ));
             }
         }
+    }
 
-        self.guard_loops(ix, e, &mut link, &mut pending, &mut extra);
-
+    /// Stores the link if anything about it changed and plans the update of each
+    /// side (and the extra ops), remembering what each record will hold.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        mut link: Link,
+        recs: SidePair<Option<&Record>>,
+        mut pending: SidePair<Pending>,
+        extra: Vec<(Side, OpKind, String)>,
+        effect: SidePair<LinkEffect>,
+        mut stored: bool,
+    ) {
         // Remember what this plan writes to each record, before it is sent.
         for side in Side::BOTH {
             let Some(r) = recs.get(side) else { continue };
@@ -286,7 +373,7 @@ impl<'a> Planner<'a> {
                 stored = true;
             }
         }
-        if stored || new_link || self.baseline.links.get(&link.key) != Some(&link) {
+        if stored || self.baseline.links.get(&link.key) != Some(&link) {
             self.plan.links.push(link.clone());
         }
         for side in Side::BOTH {

@@ -8,7 +8,7 @@ use crate::sync::model::{Record, Side};
 use crate::sync::plan::{LinkEffect, OpKind, Plan, PlannedOp, apply_ack};
 use crate::sync::source::{Mappers, Source, SourceError};
 use crate::sync::state::{
-    Counters, OpStatus, RetryEntry, StateError, SyncStatus, Txn, direction_to,
+    Counters, OpStatus, OutboxEntry, RetryEntry, StateError, SyncStatus, Txn, direction_to,
 };
 
 use super::{Engine, EngineError, Gathered, Ledger, RunOptions, RunOutcome};
@@ -26,7 +26,6 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     ) -> Result<(), StateError> {
         let names = self.entity_names(op.entity);
         let entities = (names.a.as_str(), names.b.as_str());
-        let dir = direction_to(op.side);
         let outcome = match outcome {
             // Deleting or un-listing something already gone is done.
             Err(SourceError::NotFound(_))
@@ -57,7 +56,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             }
             other => other,
         };
-        let mut entry = exec.entry(op, OpStatus::Sent);
+        let entry = exec.entry(op, OpStatus::Sent);
         exec.queued.remove(&op.id);
         let link_ids: Vec<(Side, String)> = t
             .link(&op.link)?
@@ -69,119 +68,152 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             })
             .unwrap_or_default();
         match outcome {
-            Ok(readback) => {
-                if let Some(mut link) = t.link(&op.link)? {
-                    let joint_done = op.joint.is_empty()
-                        || exec.joint.contains(&(op.link.clone(), op.side.other()));
-                    if !op.joint.is_empty() {
-                        exec.joint.insert((op.link.clone(), op.side));
-                    }
-                    if apply_ack(&mut link, op, readback.as_ref(), mapping, joint_done) {
-                        t.put_link(&link, entities)?;
-                    } else {
-                        t.remove_link(&op.link, entities)?;
-                        if let Some(id) = link.id(op.side) {
-                            t.put_tombstone(
-                                op.entity,
-                                op.side,
-                                id,
-                                &self.tombstone(op.link.clone(), opts.now, op.reason.clone()),
-                            )?;
-                        }
-                    }
-                }
-                for (s, id) in &link_ids {
-                    t.remove_retry(op.entity, *s, id)?;
-                    exec.retries.remove(&(op.entity, *s, id.clone()));
-                }
-                // Acknowledged: the outbox row goes; the event log keeps it.
-                t.remove_op(&op.id)?;
-                let (action, counter): (&str, fn(&mut Counters)) = match (&op.kind, op.effect) {
-                    (OpKind::Create { .. }, _) => ("created", |c| c.created += 1),
-                    (OpKind::Update { .. }, _) => ("updated", |c| c.updated += 1),
-                    (OpKind::Delete { .. }, _) => ("deleted", |c| c.removed += 1),
-                    (OpKind::RemoveFromContainer { .. }, _) => ("removed", |c| c.removed += 1),
-                    (OpKind::AddToContainer { .. }, _) => ("updated", |c| c.updated += 1),
-                };
-                exec.count(dir, counter);
-                let mut records: Vec<String> = link_ids
-                    .iter()
-                    .map(|(s, i)| format!("{}:{i}", s.as_str()))
-                    .collect();
-                if let (LinkEffect::SetId, Some(r)) = (op.effect, &readback) {
-                    records.push(format!("{}:{}", op.side.as_str(), r.id));
-                }
-                exec.event(
-                    t,
-                    dir,
-                    action,
-                    &op.entity_name,
-                    records,
-                    Some(&op.link),
-                    op.reason.clone(),
-                )?;
+            Ok(readback) => self.acknowledged(t, op, readback, mapping, &link_ids, exec, opts),
+            Err(e) => self.failed(t, op, e, entry, &link_ids, exec, opts),
+        }
+    }
+
+    /// A write the app acknowledged: the link takes the written values as its new
+    /// base (or goes, for a delete), the record's retries and the outbox row go.
+    #[allow(clippy::too_many_arguments)]
+    fn acknowledged(
+        &self,
+        t: &Txn<'_>,
+        op: &PlannedOp,
+        readback: Option<Record>,
+        mapping: &ResolvedMapping,
+        link_ids: &[(Side, String)],
+        exec: &mut Ledger,
+        opts: &RunOptions,
+    ) -> Result<(), StateError> {
+        let names = self.entity_names(op.entity);
+        let entities = (names.a.as_str(), names.b.as_str());
+        let dir = direction_to(op.side);
+        if let Some(mut link) = t.link(&op.link)? {
+            let joint_done =
+                op.joint.is_empty() || exec.joint.contains(&(op.link.clone(), op.side.other()));
+            if !op.joint.is_empty() {
+                exec.joint.insert((op.link.clone(), op.side));
             }
-            Err(e) => {
-                let before = link_ids
-                    .iter()
-                    .filter_map(|(s, i)| exec.retries.get(&(op.entity, *s, i.clone())))
-                    .map(|r| r.attempts)
-                    .max()
-                    .unwrap_or(0)
-                    .max(entry.attempts);
-                let attempts = before + 1;
-                let retryable = e.is_retryable() || matches!(e, SourceError::NotFound(_));
-                let message = format!("{e}");
-                entry.attempts = attempts;
-                entry.error = Some(message.clone());
-                let records: Vec<String> = link_ids
-                    .iter()
-                    .map(|(s, i)| format!("{}:{i}", s.as_str()))
-                    .collect();
-                if retryable && attempts < self.policy.retry.max_attempts {
-                    let next = opts.now + self.policy.retry.backoff_seconds(attempts) as i64;
-                    entry.status = OpStatus::Failed;
-                    entry.next_attempt_at = Some(next);
-                    for (s, id) in &link_ids {
-                        let r = RetryEntry {
-                            entity: op.entity,
-                            side: *s,
-                            id: id.clone(),
-                            link: Some(op.link.clone()),
-                            attempts,
-                            next_attempt_at: next,
-                            error: message.clone(),
-                        };
-                        t.put_retry(&r)?;
-                        exec.retries.insert((op.entity, *s, id.clone()), r);
-                    }
-                    exec.count(dir, |c| c.failed += 1);
-                    exec.event(
-                        t,
-                        dir,
-                        "failed",
-                        &op.entity_name,
-                        records,
-                        Some(&op.link),
-                        format!(
-                            "{}: {message} (attempt {attempts}, retried later)",
-                            op.reason
-                        ),
+            if apply_ack(&mut link, op, readback.as_ref(), mapping, joint_done) {
+                t.put_link(&link, entities)?;
+            } else {
+                t.remove_link(&op.link, entities)?;
+                if let Some(id) = link.id(op.side) {
+                    t.put_tombstone(
+                        op.entity,
+                        op.side,
+                        id,
+                        &self.tombstone(op.link.clone(), opts.now, op.reason.clone()),
                     )?;
-                } else {
-                    entry.status = OpStatus::Parked;
-                    entry.next_attempt_at = None;
-                    for (s, id) in &link_ids {
-                        t.remove_retry(op.entity, *s, id)?;
-                        exec.retries.remove(&(op.entity, *s, id.clone()));
-                    }
-                    exec.count(dir, |c| c.parked += 1);
-                    exec.event(t, dir, "parked", &op.entity_name, records, Some(&op.link), format!("{}: {message} (after {attempts} attempt(s); fix the record, it is retried when it changes)", op.reason))?;
                 }
-                exec.failures.push((op.id.clone(), message));
-                t.put_op(&entry)?;
             }
         }
+        for (s, id) in link_ids {
+            t.remove_retry(op.entity, *s, id)?;
+            exec.retries.remove(&(op.entity, *s, id.clone()));
+        }
+        // Acknowledged: the outbox row goes; the event log keeps it.
+        t.remove_op(&op.id)?;
+        let (action, counter): (&str, fn(&mut Counters)) = match (&op.kind, op.effect) {
+            (OpKind::Create { .. }, _) => ("created", |c| c.created += 1),
+            (OpKind::Update { .. }, _) => ("updated", |c| c.updated += 1),
+            (OpKind::Delete { .. }, _) => ("deleted", |c| c.removed += 1),
+            (OpKind::RemoveFromContainer { .. }, _) => ("removed", |c| c.removed += 1),
+            (OpKind::AddToContainer { .. }, _) => ("updated", |c| c.updated += 1),
+        };
+        exec.count(dir, counter);
+        let mut records: Vec<String> = link_ids
+            .iter()
+            .map(|(s, i)| format!("{}:{i}", s.as_str()))
+            .collect();
+        if let (LinkEffect::SetId, Some(r)) = (op.effect, &readback) {
+            records.push(format!("{}:{}", op.side.as_str(), r.id));
+        }
+        exec.event(
+            t,
+            dir,
+            action,
+            &op.entity_name,
+            records,
+            Some(&op.link),
+            op.reason.clone(),
+        )?;
+        Ok(())
+    }
+
+    /// A write that failed: retried with back-off while it may still succeed,
+    /// else parked until its record changes.
+    #[allow(clippy::too_many_arguments)]
+    fn failed(
+        &self,
+        t: &Txn<'_>,
+        op: &PlannedOp,
+        e: SourceError,
+        mut entry: OutboxEntry,
+        link_ids: &[(Side, String)],
+        exec: &mut Ledger,
+        opts: &RunOptions,
+    ) -> Result<(), StateError> {
+        let dir = direction_to(op.side);
+        let before = link_ids
+            .iter()
+            .filter_map(|(s, i)| exec.retries.get(&(op.entity, *s, i.clone())))
+            .map(|r| r.attempts)
+            .max()
+            .unwrap_or(0)
+            .max(entry.attempts);
+        let attempts = before + 1;
+        let retryable = e.is_retryable() || matches!(e, SourceError::NotFound(_));
+        let message = format!("{e}");
+        entry.attempts = attempts;
+        entry.error = Some(message.clone());
+        let records: Vec<String> = link_ids
+            .iter()
+            .map(|(s, i)| format!("{}:{i}", s.as_str()))
+            .collect();
+        if retryable && attempts < self.policy.retry.max_attempts {
+            let next = opts.now + self.policy.retry.backoff_seconds(attempts) as i64;
+            entry.status = OpStatus::Failed;
+            entry.next_attempt_at = Some(next);
+            for (s, id) in link_ids {
+                let r = RetryEntry {
+                    entity: op.entity,
+                    side: *s,
+                    id: id.clone(),
+                    link: Some(op.link.clone()),
+                    attempts,
+                    next_attempt_at: next,
+                    error: message.clone(),
+                };
+                t.put_retry(&r)?;
+                exec.retries.insert((op.entity, *s, id.clone()), r);
+            }
+            exec.count(dir, |c| c.failed += 1);
+            exec.event(
+                t,
+                dir,
+                "failed",
+                &op.entity_name,
+                records,
+                Some(&op.link),
+                format!(
+                    "{}: {message} (attempt {attempts}, retried later)",
+                    op.reason
+                ),
+            )?;
+        } else {
+            entry.status = OpStatus::Parked;
+            entry.next_attempt_at = None;
+            for (s, id) in link_ids {
+                t.remove_retry(op.entity, *s, id)?;
+                exec.retries.remove(&(op.entity, *s, id.clone()));
+            }
+            exec.count(dir, |c| c.parked += 1);
+            exec.event(t, dir, "parked", &op.entity_name, records, Some(&op.link), format!("{}: {message} (after {attempts} attempt(s); fix the record, it is retried when it changes)", op.reason))?;
+        }
+        exec.failures.push((op.id.clone(), message));
+        t.put_op(&entry)?;
         Ok(())
     }
 
