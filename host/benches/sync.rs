@@ -42,6 +42,7 @@ use tandem::config::{self, Catalog, Config, Env};
 use tandem::conformance::SandboxControl;
 use tandem::sync::model::SidePair;
 use tandem::sync::run::{Aborted, Hooks, Point};
+use tandem::sync::state::Flow;
 use tandem::sync::{Engine, RunOptions, RunOutcome, RunReport};
 use tandem_sandbox::{AccountInfo, AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
@@ -246,8 +247,8 @@ fn print_initial(r: &InitialRun) {
         total_after
     );
     let mut t = table(&["", "value"]);
-    let c = |dir: &str| r.report.counters.get(dir).cloned().unwrap_or_default();
-    let (to_b, to_a) = (c("a-to-b"), c("b-to-a"));
+    let c = |dir: Flow| r.report.counters.get(&dir).cloned().unwrap_or_default();
+    let (to_b, to_a) = (c(Flow::AToB), c(Flow::BToA));
     let linked: usize = r.report.counters.values().map(|c| c.linked).sum();
     let rows: Vec<(String, String)> = vec![
         (

@@ -9,6 +9,7 @@ use tandem::cli::demo::{
     self, Apps, CITY_IN_FRESHMARKETER, DemoOptions, MOBILE_IN_FRESHSALES, NEW_EMAIL,
     TITLE_IN_FRESHMARKETER,
 };
+use tandem::sync::state::Flow;
 use tandem::sync::{RunOptions, RunOutcome};
 
 fn in_list(c: &Value, list: u64) -> bool {
@@ -65,7 +66,7 @@ async fn the_demo_brings_the_apps_in_step_and_handles_every_edit_per_policy() {
     // The initial runs created records on both sides of sales-marketing.
     let first = &run.initial[0].counters;
     assert!(
-        first["a-to-b"].created > 0 && first["b-to-a"].created > 0,
+        first[&Flow::AToB].created > 0 && first[&Flow::BToA].created > 0,
         "{first:?}"
     );
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use tandem::sync::RunOutcome;
+use tandem::sync::state::Flow;
 use tandem_sandbox::AccountKind::{
     self, Freshmarketer, FreshsalesClassic, FreshsalesSuite, GooglePeople,
 };
@@ -1084,7 +1085,7 @@ async fn logs_report_each_direction_and_each_record_with_its_reason() {
     assert!(
         log.run
             .counters
-            .get("a-to-b")
+            .get(&Flow::AToB)
             .is_some_and(|c| c.created > 0),
         "{:?}",
         log.run.counters
@@ -1092,7 +1093,7 @@ async fn logs_report_each_direction_and_each_record_with_its_reason() {
     assert!(
         log.run
             .counters
-            .get("b-to-a")
+            .get(&Flow::BToA)
             .is_some_and(|c| c.created > 0),
         "{:?}",
         log.run.counters
@@ -1112,7 +1113,7 @@ async fn logs_report_each_direction_and_each_record_with_its_reason() {
         .iter()
         .find(|e| e.action == "skipped" && e.records.iter().any(|r| r.ends_with(&out.to_string())))
         .expect("the opt-out is logged");
-    assert_eq!(skip.direction, "b-to-a");
+    assert_eq!(skip.direction, Flow::BToA);
     assert!(skip.reason.contains("opted out"), "{}", skip.reason);
     let created = log.events.iter().filter(|e| e.action == "created").count();
     let counted: usize = log.run.counters.values().map(|c| c.created).sum();

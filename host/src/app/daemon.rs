@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use super::report::{RunLog, SyncSummary};
 use super::{Host, HostError, unix_now};
-use crate::sync::state::SyncStatus;
+use crate::sync::state::{RunKind, SyncStatus};
 use crate::sync::{RunOptions, RunOutcome, RunReport};
 
 #[derive(Debug, Default)]
@@ -103,7 +103,7 @@ impl Daemon {
                 .store()
                 .runs(name)?
                 .iter()
-                .filter(|r| r.kind == "full" && r.outcome == "ok")
+                .filter(|r| r.kind == RunKind::Full && r.outcome == "ok")
                 .map(|r| r.started_at)
                 .max();
             workers.insert(

@@ -196,7 +196,8 @@ pub struct RunSummary {
     /// How it ended.
     pub outcome: Outcome,
     /// Counters per direction.
-    pub counters: std::collections::BTreeMap<String, crate::sync::state::Counters>,
+    pub counters:
+        std::collections::BTreeMap<crate::sync::state::Flow, crate::sync::state::Counters>,
     /// Writes that failed or were parked: (op id, error).
     pub failures: Vec<(String, String)>,
 }

@@ -23,7 +23,7 @@ use crate::app::{Host, HostError, HostOptions, StateFileError};
 use crate::config::{self, Catalog, Config, Env};
 use crate::sync::model::{Side, Value};
 use crate::sync::plan::OpKind;
-use crate::sync::state::Counters;
+use crate::sync::state::{Counters, Flow};
 
 /// Sync commands.
 #[derive(Debug, Subcommand)]
@@ -312,12 +312,11 @@ fn table(header: Vec<&str>) -> Table {
 }
 
 /// `a-to-b` -> `freshsales → freshmarketer`.
-fn direction(dir: &str, a: &str, b: &str) -> String {
-    match dir {
-        "a-to-b" => format!("{a} → {b}"),
-        "b-to-a" => format!("{b} → {a}"),
-        "both" => format!("{a} ↔ {b}"),
-        other => other.to_string(),
+fn direction(flow: Flow, a: &str, b: &str) -> String {
+    match flow {
+        Flow::AToB => format!("{a} → {b}"),
+        Flow::BToA => format!("{b} → {a}"),
+        Flow::Both => format!("{a} ↔ {b}"),
     }
 }
 
@@ -356,11 +355,9 @@ async fn plan(
     let cfg = ctl.sync_config(name)?;
     let (a, b) = (&cfg.a, &cfg.b);
     let summary = plan.summary();
-    let mut skipped: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut skipped: BTreeMap<Flow, usize> = BTreeMap::new();
     for s in &plan.skips {
-        *skipped
-            .entry(crate::sync::state::direction_to(s.side.other()))
-            .or_default() += 1;
+        *skipped.entry(Flow::to(s.side.other())).or_default() += 1;
     }
     if json {
         let out = json!({
@@ -368,8 +365,8 @@ async fn plan(
             "a": a,
             "b": b,
             "summary": {
-                "a-to-b": summary.b,
-                "b-to-a": summary.a,
+                Flow::AToB.as_str(): summary.b,
+                Flow::BToA.as_str(): summary.a,
                 "linked": linked,
                 "skipped": skipped,
                 "conflicts": plan.conflicts.len(),
@@ -391,7 +388,7 @@ async fn plan(
         "Remove from list",
         "Skip",
     ]);
-    for (dir, s) in [("a-to-b", &summary.b), ("b-to-a", &summary.a)] {
+    for (dir, s) in [(Flow::AToB, &summary.b), (Flow::BToA, &summary.a)] {
         t.add_row(vec![
             direction(dir, a, b),
             s.create.to_string(),
@@ -399,7 +396,7 @@ async fn plan(
             s.delete.to_string(),
             s.add.to_string(),
             s.remove.to_string(),
-            skipped.get(dir).copied().unwrap_or(0).to_string(),
+            skipped.get(&dir).copied().unwrap_or(0).to_string(),
         ]);
     }
     println!("{t}");
@@ -465,7 +462,7 @@ async fn plan(
                     format!("{id} (list {container})")
                 }
             };
-            let dir = crate::sync::state::direction_to(op.side);
+            let dir = Flow::to(op.side);
             t.add_row(vec![
                 direction(dir, a, b),
                 op.kind.label().into(),
@@ -480,7 +477,7 @@ async fn plan(
         println!("\nSkipped records, by reason:");
         let mut reasons: BTreeMap<(String, &str), usize> = BTreeMap::new();
         for s in &plan.skips {
-            let dir = crate::sync::state::direction_to(s.side.other());
+            let dir = Flow::to(s.side.other());
             *reasons
                 .entry((direction(dir, a, b), s.reason.as_str()))
                 .or_default() += 1;
@@ -553,7 +550,7 @@ async fn run_once(
     }
 }
 
-fn counters_table(counters: &BTreeMap<String, Counters>, a: &str, b: &str) -> Table {
+fn counters_table(counters: &BTreeMap<Flow, Counters>, a: &str, b: &str) -> Table {
     let mut t = table(vec![
         "Direction",
         "Created",
@@ -567,7 +564,7 @@ fn counters_table(counters: &BTreeMap<String, Counters>, a: &str, b: &str) -> Ta
     ]);
     for (dir, c) in counters {
         t.add_row(vec![
-            direction(dir, a, b),
+            direction(*dir, a, b),
             c.created.to_string(),
             c.updated.to_string(),
             c.removed.to_string(),
@@ -775,7 +772,7 @@ fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, js
         let shown = if limit == 0 { l.events.len() } else { limit };
         for e in l.events.iter().take(shown) {
             t.add_row(vec![
-                direction(&e.direction, a, b),
+                direction(e.direction, a, b),
                 e.action.clone(),
                 e.entity.clone(),
                 e.records.join(" "),

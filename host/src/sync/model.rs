@@ -193,6 +193,44 @@ impl Record {
     }
 }
 
+/// One record of a sync: its entity pair (an index into the policy's `entities`), its
+/// side and its id there. The key of the retry index, the tombstones and the records a
+/// run re-reads. Ordered like the tuple it replaces; serialised as that tuple,
+/// `[entity, "a"|"b", id]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "(usize, Side, String)", into = "(usize, Side, String)")]
+pub struct RecordKey {
+    /// The entity pair.
+    pub entity: usize,
+    /// The side.
+    pub side: Side,
+    /// The record's id on that side.
+    pub id: String,
+}
+
+impl RecordKey {
+    /// Record `id` of entity pair `entity` on `side`.
+    pub fn new(entity: usize, side: Side, id: impl Into<String>) -> Self {
+        RecordKey {
+            entity,
+            side,
+            id: id.into(),
+        }
+    }
+}
+
+impl From<(usize, Side, String)> for RecordKey {
+    fn from((entity, side, id): (usize, Side, String)) -> Self {
+        RecordKey { entity, side, id }
+    }
+}
+
+impl From<RecordKey> for (usize, Side, String) {
+    fn from(k: RecordKey) -> Self {
+        (k.entity, k.side, k.id)
+    }
+}
+
 /// One of the two connected apps of a sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -451,6 +489,31 @@ pub fn digest(parts: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A plan's `fetch` list (`tandem sync plan --json`) reads and writes as the tuples
+    /// it held before, and keys order as those tuples did.
+    #[test]
+    fn a_record_key_is_written_and_ordered_as_its_tuple() {
+        let k = RecordKey::new(1, Side::B, "880123");
+        assert_eq!(serde_json::to_string(&k).unwrap(), r#"[1,"b","880123"]"#);
+        let back: RecordKey = serde_json::from_str(r#"[1,"b","880123"]"#).unwrap();
+        assert_eq!(back, k);
+        let mut keys = vec![
+            RecordKey::new(1, Side::A, "2"),
+            RecordKey::new(0, Side::B, "1"),
+            RecordKey::new(0, Side::A, "9"),
+            RecordKey::new(0, Side::A, "10"),
+        ];
+        let mut tuples: Vec<(usize, Side, String)> = keys.iter().cloned().map(Into::into).collect();
+        keys.sort();
+        tuples.sort();
+        assert_eq!(
+            keys.into_iter()
+                .map(<(usize, Side, String)>::from)
+                .collect::<Vec<_>>(),
+            tuples
+        );
+    }
 
     #[test]
     fn null_and_empty_text_are_the_same_canonical_value() {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::baseline::{Decision, Decisions, Link};
-use super::model::Side;
+use super::model::{RecordKey, Side};
 use super::plan::PlannedOp;
 
 /// The layout version this build writes. v2 added link review data (manual
@@ -217,6 +217,13 @@ pub struct RetryEntry {
     pub error: String,
 }
 
+impl RetryEntry {
+    /// The record it re-reads.
+    pub fn key(&self) -> RecordKey {
+        RecordKey::new(self.entity, self.side, self.id.clone())
+    }
+}
+
 /// A deletion seen on one side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
@@ -259,8 +266,8 @@ pub struct Counters {
 pub struct RunRecord {
     /// Increasing per sync.
     pub id: u64,
-    /// `incremental`, `full` or `dry-run`.
-    pub kind: String,
+    /// What it read.
+    pub kind: RunKind,
     /// Unix seconds.
     pub started_at: i64,
     /// Unix seconds, when finished.
@@ -269,8 +276,8 @@ pub struct RunRecord {
     pub outcome: String,
     /// One line.
     pub message: Option<String>,
-    /// Counters per direction: `a-to-b` (writes to B) and `b-to-a`.
-    pub counters: BTreeMap<String, Counters>,
+    /// Counters per direction: `a-to-b` (writes to B), `b-to-a` and `both`.
+    pub counters: BTreeMap<Flow, Counters>,
 }
 
 /// One per-record event of a run (the log).
@@ -280,8 +287,8 @@ pub struct Event {
     pub run: u64,
     /// Order within the run.
     pub seq: u64,
-    /// `a-to-b` or `b-to-a` (the direction of the change), or `both`.
-    pub direction: String,
+    /// The direction of the change (`a-to-b`, `b-to-a`), or `both`.
+    pub direction: Flow,
     /// `created`, `updated`, `deleted`, `removed`, `linked`, `skipped`,
     /// `conflict`, `ambiguous`, `failed`, `parked`, `note`.
     pub action: String,
@@ -293,11 +300,6 @@ pub struct Event {
     pub link: Option<String>,
     /// Why.
     pub reason: String,
-}
-
-/// The direction label of a write to `target`.
-pub fn direction_to(target: Side) -> &'static str {
-    Flow::to(target).as_str()
 }
 
 /// Which way a change went: the key of a run's counters and the direction of a log
@@ -977,13 +979,13 @@ impl<'a> Txn<'a> {
     }
 
     /// Starts a run: allocates its id.
-    pub fn begin_run(&self, kind: &str, now: i64) -> Result<RunRecord, StateError> {
+    pub fn begin_run(&self, kind: RunKind, now: i64) -> Result<RunRecord, StateError> {
         let k = key(&[self.sync, "next-run"]);
         let id: u64 = self.get(META, &k)?.unwrap_or(1);
         self.put(META, &k, &(id + 1))?;
         let run = RunRecord {
             id,
-            kind: kind.into(),
+            kind,
             started_at: now,
             ended_at: None,
             outcome: "running".into(),
@@ -1025,8 +1027,8 @@ impl<'a> Txn<'a> {
     }
 }
 
-/// What a tombstone is about: (entity pair index, side, record id).
-pub type TombstoneKey = (usize, Side, String);
+/// What a tombstone is about.
+pub type TombstoneKey = RecordKey;
 
 /// `META` keys `sync NUL decision NUL entity NUL a-id NUL b-id`: the operator's
 /// decisions about ambiguous matches.
@@ -1093,7 +1095,7 @@ impl SyncStore {
             let Ok(ix) = ix.parse::<usize>() else {
                 continue;
             };
-            out.push(((ix, side, id.to_string()), t));
+            out.push((RecordKey::new(ix, side, id), t));
         }
         Ok(out)
     }
@@ -1180,6 +1182,44 @@ mod tests {
     use crate::sync::model::{SidePair, Value};
     use redb::StorageBackend;
     use redb::backends::InMemoryBackend;
+
+    /// Runs and events written by builds that stored directions and kinds as text read
+    /// as before and are written back byte for byte.
+    #[test]
+    fn runs_and_events_stored_with_text_directions_still_load() {
+        let counters = |n: usize| {
+            format!(
+                r#"{{"created":{n},"updated":0,"removed":0,"linked":0,"skipped":0,"failed":0,"parked":0,"conflicts":0}}"#
+            )
+        };
+        let run = format!(
+            r#"{{"id":7,"kind":"incremental","started_at":10,"ended_at":12,"outcome":"ok","message":null,"counters":{{"a-to-b":{},"b-to-a":{},"both":{}}}}}"#,
+            counters(2),
+            counters(1),
+            counters(0)
+        );
+        let r: RunRecord = decode("run", run.as_bytes()).unwrap();
+        assert_eq!(r.kind, RunKind::Incremental);
+        assert_eq!(r.counters[&Flow::AToB].created, 2);
+        assert_eq!(r.counters[&Flow::BToA].created, 1);
+        assert_eq!(String::from_utf8(encode(&r)).unwrap(), run);
+        let full = run.replace(r#""kind":"incremental""#, r#""kind":"full""#);
+        let r: RunRecord = decode("run", full.as_bytes()).unwrap();
+        assert_eq!(r.kind, RunKind::Full);
+        let event = r#"{"run":7,"seq":1,"direction":"b-to-a","action":"updated","entity":"contacts","records":["a:1","b:2"],"link":"0/a/1","reason":"changed in B"}"#;
+        let e: Event = decode("event", event.as_bytes()).unwrap();
+        assert_eq!(e.direction, Flow::BToA);
+        assert_eq!(String::from_utf8(encode(&e)).unwrap(), event);
+        // Through the store, as a file written by an older build is read.
+        let s = SyncStore::open(memory_db()).unwrap();
+        s.write("s", |t| {
+            t.put_run(&r)?;
+            t.put_event(&e)
+        })
+        .unwrap();
+        assert_eq!(s.runs("s").unwrap(), vec![r]);
+        assert_eq!(s.events("s", 7).unwrap(), vec![e]);
+    }
 
     /// Stored counters, events and the control API spell a flow as they always did,
     /// and maps keyed by it are read with that text.
@@ -1391,11 +1431,11 @@ mod tests {
             s.write(sync, |t| {
                 t.put_link(&link("0/a/1", Some("1"), Some("2")), ("c", "c"))?;
                 t.set_cursor(0, Side::A, Some("cur"))?;
-                let run = t.begin_run("full", 0)?;
+                let run = t.begin_run(RunKind::Full, 0)?;
                 t.put_event(&Event {
                     run: run.id,
                     seq: 1,
-                    direction: "a-to-b".into(),
+                    direction: Flow::AToB,
                     action: "created".into(),
                     entity: "c".into(),
                     records: vec![],
@@ -1433,8 +1473,10 @@ mod tests {
     #[test]
     fn runs_get_increasing_ids_and_retries_round_trip() {
         let s = SyncStore::open(memory_db()).unwrap();
-        let r1 = s.write("s", |t| t.begin_run("full", 1)).unwrap();
-        let r2 = s.write("s", |t| t.begin_run("incremental", 2)).unwrap();
+        let r1 = s.write("s", |t| t.begin_run(RunKind::Full, 1)).unwrap();
+        let r2 = s
+            .write("s", |t| t.begin_run(RunKind::Incremental, 2))
+            .unwrap();
         assert_eq!((r1.id, r2.id), (1, 2));
         let e = RetryEntry {
             entity: 0,

@@ -13,6 +13,7 @@ use tandem::config::{Catalog, Env};
 use tandem::runtime::{LogLimits, RequestBudget};
 use tandem::sync::RunOptions;
 use tandem::sync::model::Side;
+use tandem::sync::state::Flow;
 
 const RUNAWAY: &str = "tandem-fixture-runaway";
 const POISON_MAPPER: &str = "tandem-fixture-poison-mapper";
@@ -497,7 +498,7 @@ async fn a_trapping_mapper_fails_its_record_and_lets_the_others_through() {
         "{:?}",
         report.failures
     );
-    let a_to_b = &report.counters["a-to-b"];
+    let a_to_b = &report.counters[&Flow::AToB];
     assert_eq!((a_to_b.created, a_to_b.failed), (3, 1));
     // The run log and the status show it; the record is read again on a later run.
     let logs = host.logs("mapped", None, 1).unwrap();

@@ -18,7 +18,7 @@ use crate::app::{Host, RunProgress};
 use crate::sync::baseline::LinkState;
 use crate::sync::model::Side;
 use crate::sync::plan::OpKind;
-use crate::sync::state::Event;
+use crate::sync::state::{Event, Flow};
 use crate::sync::{RunOptions, RunOutcome, RunReport};
 
 /// The Freshmarketer list `sales-marketing` syncs.
@@ -340,11 +340,11 @@ fn app_name(connection: &str) -> &'static str {
     }
 }
 
-fn direction(dir: &str, a: &str, b: &str) -> String {
-    match dir {
-        "a-to-b" => format!("{a} → {b}"),
-        "b-to-a" => format!("{b} → {a}"),
-        _ => format!("{a} ↔ {b}"),
+fn direction(flow: Flow, a: &str, b: &str) -> String {
+    match flow {
+        Flow::AToB => format!("{a} → {b}"),
+        Flow::BToA => format!("{b} → {a}"),
+        Flow::Both => format!("{a} ↔ {b}"),
     }
 }
 
@@ -365,7 +365,7 @@ fn print_counts(out: &mut dyn Write, r: &RunReport, a: &str, b: &str) -> anyhow:
     ]);
     for (dir, c) in &r.counters {
         t.add_row(vec![
-            direction(dir, a, b),
+            direction(*dir, a, b),
             c.created.to_string(),
             c.updated.to_string(),
             c.removed.to_string(),
@@ -422,7 +422,7 @@ fn pair_label(pair: &str) -> String {
 
 /// Events of one direction, action and reason.
 struct Group {
-    direction: String,
+    direction: Flow,
     action: String,
     why: String,
     count: usize,
@@ -452,10 +452,10 @@ fn reasons_of(e: &Event) -> Vec<String> {
 /// Events grouped by direction, action and reason, most frequent first within a
 /// direction (notes, which repeat other events, left out).
 fn group_events(events: &[Event]) -> Vec<Group> {
-    let mut groups: BTreeMap<(String, String, String), Group> = BTreeMap::new();
+    let mut groups: BTreeMap<(Flow, String, String), Group> = BTreeMap::new();
     for e in events.iter().filter(|e| e.action != "note") {
         for why in reasons_of(e) {
-            let key = (e.direction.clone(), e.action.clone(), why);
+            let key = (e.direction, e.action.clone(), why);
             let g = groups.entry(key.clone()).or_insert_with(|| Group {
                 direction: key.0,
                 action: key.1,
@@ -488,10 +488,10 @@ fn print_reasons(
         return Ok(());
     }
     let mut t = table(vec!["Direction", "What", "Why", "Records", "For example"]);
-    let (mut hidden, mut shown) = (0usize, BTreeMap::<String, usize>::new());
+    let (mut hidden, mut shown) = (0usize, BTreeMap::<Flow, usize>::new());
     for g in groups {
         let failure = matches!(g.action.as_str(), "failed" | "parked" | "ambiguous");
-        let n = shown.entry(g.direction.clone()).or_default();
+        let n = shown.entry(g.direction).or_default();
         if *n >= ROWS && !failure {
             hidden += g.count;
             continue;
@@ -506,7 +506,7 @@ fn print_reasons(
             }
         }
         t.add_row(vec![
-            direction(&g.direction, a, b),
+            direction(g.direction, a, b),
             g.action,
             name_sides(&g.why, a, b),
             g.count.to_string(),

@@ -727,7 +727,7 @@ impl<'a> Planner<'a> {
             .consent
             .get(side)
             .as_ref()
-            .is_some_and(|d| d.is("consent"));
+            .is_some_and(|d| d.is(tandem_well_known::CONSENT));
         let on =
             o.exclude.get(side).unwrap_or(default) || *o.on_opt_out.get(side) != RemoveAction::Keep;
         on && e.mapping.consent(side, r) == Some(Consent::OptedOut)

@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::sync::baseline::{FieldBase, Link, LinkState, Touch};
 use crate::sync::mapping::{FieldPair, ResolvedMapping};
-use crate::sync::model::{CanonKind, Consent, Record, Side, SidePair, Value};
+use crate::sync::model::{CanonKind, Consent, Record, RecordKey, Side, SidePair, Value};
 use crate::sync::policy::{OneWayEdits, RemoveAction, Winner};
 use crate::sync::rules;
 
@@ -116,7 +116,7 @@ impl<'a> Planner<'a> {
                         .as_ref()
                         .is_some_and(|v| !v.is_empty());
                 if let (true, Some(id)) = (unseen, link.id(side)) {
-                    self.plan.fetch.push((ix, side, id.to_string()));
+                    self.plan.fetch.push(RecordKey::new(ix, side, id));
                 }
             }
         }

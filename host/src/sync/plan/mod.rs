@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use super::baseline::{Baseline, FieldBase, Link, LinkState, WriteMark};
 use super::mapping::ResolvedMapping;
-use super::model::{Record, Side, SidePair, Value, digest};
+use super::model::{Record, RecordKey, Side, SidePair, Value, digest};
 use super::policy::{EntityPair, SyncPolicy};
 
 /// What the planner reads about one entity pair.
@@ -113,7 +113,7 @@ pub struct Plan {
     /// Linked records the planner needs to see to decide a field without a
     /// base (a new mapping, a field that appeared): (entity, side, id). The
     /// executor reads them and plans again.
-    pub fetch: Vec<(usize, Side, String)>,
+    pub fetch: Vec<RecordKey>,
 }
 
 /// One write to one side.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::sync::baseline::OpenConflict;
 use crate::sync::mapping::FieldPair;
-use crate::sync::model::{Consent, Record, Side, SidePair, Value};
+use crate::sync::model::{Consent, Record, RecordKey, Side, SidePair, Value};
 use crate::sync::policy::LeaveAction;
 
 /// An operator's request that does not fit the link.
@@ -126,7 +126,7 @@ impl Planner<'_> {
     pub(super) fn fetch_unseen(&mut self, ix: usize, link: &Link, recs: SidePair<Option<&Record>>) {
         for side in Side::BOTH {
             if let (None, Some(id)) = (recs.get(side), link.id(side)) {
-                self.plan.fetch.push((ix, side, id.to_string()));
+                self.plan.fetch.push(RecordKey::new(ix, side, id));
             }
         }
     }

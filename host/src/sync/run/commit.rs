@@ -4,11 +4,11 @@
 //! settled, so that a crash before then re-reads from the old cursors.
 
 use crate::sync::mapping::ResolvedMapping;
-use crate::sync::model::{Record, Side};
+use crate::sync::model::{Record, RecordKey, Side};
 use crate::sync::plan::{LinkEffect, OpKind, Plan, PlannedOp, apply_ack};
 use crate::sync::source::{Mappers, Source, SourceError};
 use crate::sync::state::{
-    Counters, OpStatus, OutboxEntry, RetryEntry, StateError, SyncStatus, Txn, direction_to,
+    Counters, Flow, OpStatus, OutboxEntry, RetryEntry, StateError, SyncStatus, Txn,
 };
 
 use super::{Engine, EngineError, Gathered, Ledger, RunOptions, RunOutcome};
@@ -88,7 +88,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     ) -> Result<(), StateError> {
         let names = self.entity_names(op.entity);
         let entities = (names.a.as_str(), names.b.as_str());
-        let dir = direction_to(op.side);
+        let dir = Flow::to(op.side);
         if let Some(mut link) = t.link(&op.link)? {
             let joint_done =
                 op.joint.is_empty() || exec.joint.contains(&(op.link.clone(), op.side.other()));
@@ -111,7 +111,8 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         }
         for (s, id) in link_ids {
             t.remove_retry(op.entity, *s, id)?;
-            exec.retries.remove(&(op.entity, *s, id.clone()));
+            exec.retries
+                .remove(&RecordKey::new(op.entity, *s, id.clone()));
         }
         // Acknowledged: the outbox row goes; the event log keeps it.
         t.remove_op(&op.id)?;
@@ -155,10 +156,10 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         exec: &mut Ledger,
         opts: &RunOptions,
     ) -> Result<(), StateError> {
-        let dir = direction_to(op.side);
+        let dir = Flow::to(op.side);
         let before = link_ids
             .iter()
-            .filter_map(|(s, i)| exec.retries.get(&(op.entity, *s, i.clone())))
+            .filter_map(|(s, i)| exec.retries.get(&RecordKey::new(op.entity, *s, i.clone())))
             .map(|r| r.attempts)
             .max()
             .unwrap_or(0)
@@ -187,7 +188,8 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     error: message.clone(),
                 };
                 t.put_retry(&r)?;
-                exec.retries.insert((op.entity, *s, id.clone()), r);
+                exec.retries
+                    .insert(RecordKey::new(op.entity, *s, id.clone()), r);
             }
             exec.count(dir, |c| c.failed += 1);
             exec.event(
@@ -207,7 +209,8 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             entry.next_attempt_at = None;
             for (s, id) in link_ids {
                 t.remove_retry(op.entity, *s, id)?;
-                exec.retries.remove(&(op.entity, *s, id.clone()));
+                exec.retries
+                    .remove(&RecordKey::new(op.entity, *s, id.clone()));
             }
             exec.count(dir, |c| c.parked += 1);
             exec.event(t, dir, "parked", &op.entity_name, records, Some(&op.link), format!("{}: {message} (after {attempts} attempt(s); fix the record, it is retried when it changes)", op.reason))?;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::sync::baseline::Link;
-use crate::sync::model::{Record, Side};
+use crate::sync::model::{Record, RecordKey, Side};
 use crate::sync::plan::{Plan, PlannedOp};
 use crate::sync::source::{Mappers, Source, SourceError, Write};
 use crate::sync::state::{OpStatus, RetryEntry};
@@ -17,7 +17,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     /// link's records, if in the future.
     pub(super) fn backoff(
         &self,
-        retries: &BTreeMap<(usize, Side, String), RetryEntry>,
+        retries: &BTreeMap<RecordKey, RetryEntry>,
         op: &PlannedOp,
         links: &BTreeMap<&str, &Link>,
         now: i64,
@@ -36,7 +36,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 .unwrap_or_default(),
         };
         ids.into_iter()
-            .filter_map(|(s, id)| retries.get(&(op.entity, s, id)))
+            .filter_map(|(s, id)| retries.get(&RecordKey::new(op.entity, s, id)))
             .map(|r| r.next_attempt_at)
             .filter(|t| *t > now)
             .max()

@@ -29,13 +29,13 @@ use thiserror::Error;
 
 use super::baseline::Baseline;
 use super::mapping::{MappingError, ResolvedMapping, resolve};
-use super::model::{Record, Side, SidePair};
+use super::model::{Record, RecordKey, Side, SidePair};
 use super::plan::{EntityInput, OpKind, Plan, PlannedOp, plan};
 use super::policy::{PolicyError, SyncPolicy};
 use super::source::{EntityInfo, Mappers, Source, SourceError, WriteOp};
 use super::state::{
-    Counters, Event, OpStatus, OutboxEntry, RetryEntry, RunRecord, StateError, SyncStatus,
-    SyncStore, Tombstone, Txn,
+    Counters, Event, Flow, OpStatus, OutboxEntry, RetryEntry, RunKind, RunRecord, StateError,
+    SyncStatus, SyncStore, Tombstone, Txn,
 };
 
 /// Ids per lookup by ids.
@@ -203,7 +203,7 @@ pub struct RunReport {
     /// The plan (the dry-run report).
     pub plan: Plan,
     /// Per direction (`a-to-b` = writes to B, `b-to-a`, `both`).
-    pub counters: BTreeMap<String, Counters>,
+    pub counters: BTreeMap<Flow, Counters>,
     /// Writes that failed or were parked: (op id, error).
     pub failures: Vec<(String, String)>,
 }
@@ -309,7 +309,7 @@ struct Ledger {
     run: RunRecord,
     seq: u64,
     joint: BTreeSet<(String, Side)>,
-    retries: BTreeMap<(usize, Side, String), RetryEntry>,
+    retries: BTreeMap<RecordKey, RetryEntry>,
     failures: Vec<(String, String)>,
     /// Ops recorded for this run and not yet settled, with their attempts so far.
     queued: BTreeMap<String, u32>,
@@ -329,15 +329,15 @@ impl Ledger {
 }
 
 impl Ledger {
-    fn count(&mut self, direction: &str, f: impl FnOnce(&mut Counters)) {
-        f(self.run.counters.entry(direction.to_string()).or_default());
+    fn count(&mut self, direction: Flow, f: impl FnOnce(&mut Counters)) {
+        f(self.run.counters.entry(direction).or_default());
     }
 
     #[allow(clippy::too_many_arguments)]
     fn event(
         &mut self,
         t: &Txn<'_>,
-        direction: &str,
+        direction: Flow,
         action: &str,
         entity: &str,
         records: Vec<String>,
@@ -348,7 +348,7 @@ impl Ledger {
         t.put_event(&Event {
             run: self.run.id,
             seq: self.seq,
-            direction: direction.into(),
+            direction,
             action: action.into(),
             entity: entity.into(),
             records,
@@ -486,7 +486,11 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         if !matches!(e, EngineError::ReadLimit { .. }) || opts.dry_run {
             return e;
         }
-        let kind = if opts.full { "full" } else { "incremental" };
+        let kind = if opts.full {
+            RunKind::Full
+        } else {
+            RunKind::Incremental
+        };
         let written = self.store.write(self.sync(), |t| {
             let mut run = t.begin_run(kind, opts.now)?;
             run.outcome = "failed".into();

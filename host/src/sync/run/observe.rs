@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sync::baseline::{Baseline, Link, LinkState};
-use crate::sync::model::{Record, Side, SidePair, normalise_email};
+use crate::sync::model::{Record, RecordKey, Side, SidePair, normalise_email};
 use crate::sync::plan::{EntityInput, Observation, Observed};
 use crate::sync::policy::Scope;
 use crate::sync::source::{
@@ -26,7 +26,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         &self,
         links: &BTreeMap<String, Link>,
     ) -> Result<BTreeSet<String>, EngineError> {
-        let tomb: BTreeSet<(usize, Side, String)> = self
+        let tomb: BTreeSet<RecordKey> = self
             .store
             .tombstone_rows(self.sync())?
             .into_iter()
@@ -42,7 +42,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 !ids.is_empty()
                     && ids
                         .iter()
-                        .all(|(s, i)| tomb.contains(&(l.entity, *s, i.to_string())))
+                        .all(|(s, i)| tomb.contains(&RecordKey::new(l.entity, *s, *i)))
             })
             .map(|l| l.key.clone())
             .collect())
@@ -455,11 +455,11 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     pub(super) async fn fetch(
         &self,
         out: &mut Gathered,
-        wanted: &[(usize, Side, String)],
+        wanted: &[RecordKey],
     ) -> Result<(), EngineError> {
         let mut by: BTreeMap<(usize, Side), Vec<String>> = BTreeMap::new();
-        for (ix, side, id) in wanted {
-            by.entry((*ix, *side)).or_default().push(id.clone());
+        for k in wanted {
+            by.entry((k.entity, k.side)).or_default().push(k.id.clone());
         }
         for ((ix, side), ids) in by {
             self.read_ids(out, ix, side, &ids, true).await?;

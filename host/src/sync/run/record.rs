@@ -5,10 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sync::baseline::{Decision, Link, LinkState};
-use crate::sync::model::Side;
+use crate::sync::model::{RecordKey, Side};
 use crate::sync::plan::Plan;
 use crate::sync::source::{Mappers, Source};
-use crate::sync::state::{OpStatus, PendingAmbiguity, RetryEntry, StateError, Txn, direction_to};
+use crate::sync::state::{Flow, OpStatus, PendingAmbiguity, RetryEntry, RunKind, StateError, Txn};
 
 use super::{Engine, EngineError, Gathered, Ledger, MapperFailure, RunOptions, lock, resolve_hint};
 
@@ -20,20 +20,20 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         opts: &RunOptions,
     ) -> Result<Ledger, EngineError> {
         let sync = self.sync();
-        let retries: BTreeMap<(usize, Side, String), RetryEntry> = self
+        let retries: BTreeMap<RecordKey, RetryEntry> = self
             .store
             .retries(sync)?
             .into_iter()
-            .map(|r| ((r.entity, r.side, r.id.clone()), r))
+            .map(|r| (r.key(), r))
             .collect();
         let kind = if obs
             .inputs
             .iter()
             .any(|e| e.obs.a.complete || e.obs.b.complete)
         {
-            "full"
+            RunKind::Full
         } else {
-            "incremental"
+            RunKind::Incremental
         };
         let exec = self.store.write(sync, |t| {
             t.purge_acked()?;
@@ -84,14 +84,14 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             let before = obs.baseline.links.get(&l.key);
             t.put_link(l, (names.a.as_str(), names.b.as_str()))?;
             if before.is_none() && l.ids.a.is_some() && l.ids.b.is_some() {
-                exec.count("both", |c| c.linked += 1);
+                exec.count(Flow::Both, |c| c.linked += 1);
                 let records = vec![
                     format!("a:{}", l.ids.a.as_deref().unwrap_or("")),
                     format!("b:{}", l.ids.b.as_deref().unwrap_or("")),
                 ];
                 exec.event(
                     t,
-                    "both",
+                    Flow::Both,
                     "linked",
                     &names.a,
                     records,
@@ -162,10 +162,10 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 continue;
             }
             let entity = self.policy.entities[s.entity].name(s.side).to_string();
-            exec.count(direction_to(s.side.other()), |c| c.skipped += 1);
+            exec.count(Flow::to(s.side.other()), |c| c.skipped += 1);
             exec.event(
                 t,
-                direction_to(s.side.other()),
+                Flow::to(s.side.other()),
                 "skipped",
                 &entity,
                 vec![format!("{}:{}", s.side.as_str(), s.id)],
@@ -174,11 +174,11 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             )?;
         }
         for c in &plan.conflicts {
-            exec.count("both", |x| x.conflicts += 1);
+            exec.count(Flow::Both, |x| x.conflicts += 1);
             let reason = format!("{}: A {} / B {}: {}", c.field, c.a, c.b, c.decision);
             exec.event(
                 t,
-                "both",
+                Flow::Both,
                 "conflict",
                 &self.policy.entities[c.entity].a,
                 vec![],
@@ -195,7 +195,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             let hint = resolve_hint(self.sync(), &a.a, &a.b);
             exec.event(
                 t,
-                "both",
+                Flow::Both,
                 "ambiguous",
                 &self.policy.entities[a.entity].a,
                 records,
@@ -206,7 +206,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         for n in &plan.notes {
             exec.event(
                 t,
-                "both",
+                Flow::Both,
                 "note",
                 &self.policy.entities[n.entity].a,
                 vec![],
@@ -215,7 +215,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             )?;
         }
         if let Some(h) = &plan.halted {
-            exec.event(t, "both", "halted", "", vec![], None, h.message.clone())?;
+            exec.event(t, Flow::Both, "halted", "", vec![], None, h.message.clone())?;
         }
         Ok(())
     }
@@ -240,10 +240,10 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         for op in &plan.ops {
             let waiting = self.backoff(&exec.retries, op, &links, opts.now);
             if let Some(until) = waiting {
-                exec.count(direction_to(op.side), |c| c.skipped += 1);
+                exec.count(Flow::to(op.side), |c| c.skipped += 1);
                 exec.event(
                     t,
-                    direction_to(op.side),
+                    Flow::to(op.side),
                     "skipped",
                     &op.entity_name,
                     vec![],
@@ -272,7 +272,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         // write landed although its answer was lost) waits for nothing.
         if plan.halted.is_none() {
             let planned: BTreeSet<&str> = plan.ops.iter().map(|o| o.link.as_str()).collect();
-            let done: Vec<(usize, Side, String)> = exec
+            let done: Vec<RecordKey> = exec
                 .retries
                 .iter()
                 .filter(|(_, r)| {
@@ -286,7 +286,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in done {
-                t.remove_retry(k.0, k.1, &k.2)?;
+                t.remove_retry(k.entity, k.side, &k.id)?;
                 exec.retries.remove(&k);
             }
         }
@@ -347,7 +347,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         exec: &mut Ledger,
         opts: &RunOptions,
     ) -> Result<(), StateError> {
-        let healed: Vec<(usize, Side, String)> = exec
+        let healed: Vec<RecordKey> = exec
             .retries
             .values()
             .filter(|r| r.link.is_none())
@@ -357,15 +357,15 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     o.records.contains_key(&r.id) || o.deleted.contains(&r.id)
                 })
             })
-            .map(|r| (r.entity, r.side, r.id.clone()))
+            .map(RetryEntry::key)
             .collect();
-        for (entity, side, id) in healed {
-            t.remove_retry(entity, side, &id)?;
-            exec.retries.remove(&(entity, side, id));
+        for k in healed {
+            t.remove_retry(k.entity, k.side, &k.id)?;
+            exec.retries.remove(&k);
         }
         for f in failures {
-            let dir = direction_to(f.side.other());
-            let key = (f.entity, f.side, f.id.clone());
+            let dir = Flow::to(f.side.other());
+            let key = RecordKey::new(f.entity, f.side, f.id.clone());
             let attempts = exec.retries.get(&key).map_or(0, |r| r.attempts) + 1;
             let entity = self.policy.entities[f.entity].name(f.side).to_string();
             let records = vec![format!("{}:{}", f.side.as_str(), f.id)];

@@ -391,7 +391,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     !ids.is_empty()
                         && ids.iter().all(|(s, i)| {
                             rows.iter()
-                                .any(|((e, rs, ri), _)| *e == l.entity && rs == s && ri == i)
+                                .any(|(k, _)| k.entity == l.entity && k.side == *s && k.id == *i)
                         })
                 });
                 let all_expired = rows.iter().all(|(_, tb)| expired(tb));
@@ -407,9 +407,9 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                         "deleted on both sides: tombstones expired, link dropped"
                     );
                 }
-                for ((e, s, id), tb) in rows {
+                for (k, tb) in rows {
                     if expired(tb) {
-                        t.remove_tombstone(*e, *s, id)?;
+                        t.remove_tombstone(k.entity, k.side, &k.id)?;
                     }
                 }
             }

@@ -224,10 +224,10 @@ fn initial_two_way_sync_links_creates_and_the_second_run_writes_nothing() {
             "consent sent explicitly"
         );
         let c = &r.counters;
-        assert_eq!(c["a-to-b"].created, 1);
-        assert_eq!(c["b-to-a"].created, 1);
-        assert_eq!(c["a-to-b"].updated, 1);
-        assert_eq!(c["both"].linked, 1);
+        assert_eq!(c[&Flow::AToB].created, 1);
+        assert_eq!(c[&Flow::BToA].created, 1);
+        assert_eq!(c[&Flow::AToB].updated, 1);
+        assert_eq!(c[&Flow::Both].linked, 1);
 
         let pushes = (w.fs.calls("push"), w.fm.calls("push"));
         let r2 = w.run(2000).await;
@@ -257,8 +257,8 @@ fn incremental_edits_flow_both_ways_and_reformatting_is_not_echoed() {
             w.fs.calls("pull") - pulls <= 2,
             "incremental pulls are small"
         );
-        assert_eq!(r.counters["a-to-b"].updated, 1);
-        assert_eq!(r.counters["b-to-a"].updated, 1);
+        assert_eq!(r.counters[&Flow::AToB].updated, 1);
+        assert_eq!(r.counters[&Flow::BToA].updated, 1);
         let fm = World::by_email(&w.fm, "emails");
         assert_eq!(
             fm["jane@x.io"][0].fields["mobile"],
@@ -285,7 +285,7 @@ fn expired_cursor_falls_back_to_a_full_listing_compared_with_the_baseline() {
         w.fm.expire_cursors();
         w.fs.expire_cursors();
         let r = w.run(2000).await;
-        assert_eq!(r.counters["b-to-a"].removed, 1, "{:#?}", r.plan);
+        assert_eq!(r.counters[&Flow::BToA].removed, 1, "{:#?}", r.plan);
         assert!(!World::by_email(&w.fs, "email").contains_key("bob@x.io"));
         assert_eq!(w.fs.records().len(), 1);
         assert!(w.run(3000).await.plan.ops.is_empty());
@@ -336,7 +336,7 @@ fn failed_writes_are_retried_with_backoff_then_parked() {
             w.fm.fail_write(&fm_jane, SourceError::Transient("503".into()));
         }
         let r = w.run(2000).await;
-        assert_eq!(r.counters["a-to-b"].failed, 1);
+        assert_eq!(r.counters[&Flow::AToB].failed, 1);
         let retries = w.store.retries("fs-fm").unwrap();
         assert_eq!(
             retries.len(),
@@ -350,9 +350,9 @@ fn failed_writes_are_retried_with_backoff_then_parked() {
         assert_eq!(w.fm.calls("write"), writes);
         // After: retried (the cursor moved on; the retry index re-reads it).
         let r = w.run(2100).await;
-        assert_eq!(r.counters["a-to-b"].failed, 1);
+        assert_eq!(r.counters[&Flow::AToB].failed, 1);
         let r = w.run(5000).await;
-        assert_eq!(r.counters["a-to-b"].parked, 1);
+        assert_eq!(r.counters[&Flow::AToB].parked, 1);
         assert!(w.store.retries("fs-fm").unwrap().is_empty());
         let parked: Vec<_> = w
             .store
@@ -373,7 +373,7 @@ fn failed_writes_are_retried_with_backoff_then_parked() {
         // A later change of the record tries again and succeeds.
         w.fs.edit(&jane, &[("first_name", t("Janine"))]);
         let r = w.run(6000).await;
-        assert_eq!(r.counters["a-to-b"].updated, 1);
+        assert_eq!(r.counters[&Flow::AToB].updated, 1);
         assert_eq!(
             w.fm.get(&fm_jane).unwrap().fields["first_name"],
             t("Janine")
@@ -408,7 +408,7 @@ fn a_failing_pull_stops_the_run_without_state_changes() {
         assert!(!msg.contains('\n'));
         assert_eq!(w.store.cursor("fs-fm", 0, Side::A).unwrap(), cursor);
         let r = w.run(3000).await;
-        assert_eq!(r.counters["a-to-b"].updated, 1);
+        assert_eq!(r.counters[&Flow::AToB].updated, 1);
     });
 }
 
@@ -422,7 +422,7 @@ fn invalid_writes_are_parked_at_once() {
             SourceError::Invalid("first_name too long".into()),
         );
         let r = w.run(1000).await;
-        assert_eq!(r.counters["a-to-b"].parked, 1);
+        assert_eq!(r.counters[&Flow::AToB].parked, 1);
         assert!(w.fm.records().is_empty());
     });
 }
@@ -434,7 +434,7 @@ fn lost_create_response_is_found_by_marker_not_duplicated() {
         w.fs_lead("jane@x.io", "Jane");
         w.fm.lose_next_response(SourceError::Transient("connection reset".into()));
         let r = w.run(1000).await;
-        assert_eq!(r.counters["a-to-b"].failed, 1);
+        assert_eq!(r.counters[&Flow::AToB].failed, 1);
         assert_eq!(w.fm.records().len(), 1, "the create reached the app");
         let r = w.run(5000).await;
         assert!(
@@ -537,7 +537,7 @@ fn disconnect_wipes_state_and_a_new_sync_relinks_without_duplicates() {
         assert!(w.store.links("fs-fm").unwrap().is_empty());
         assert!(w.store.runs("fs-fm").unwrap().is_empty());
         let r = w.run(2000).await;
-        assert_eq!(r.counters["both"].linked, 2);
+        assert_eq!(r.counters[&Flow::Both].linked, 2);
         assert!(
             r.plan
                 .ops
@@ -625,7 +625,7 @@ fn halted_run_keeps_its_cursors_so_a_forced_run_applies_the_withheld_changes() {
             )
             .await
             .unwrap();
-        assert_eq!(r.counters["a-to-b"].updated, 20);
+        assert_eq!(r.counters[&Flow::AToB].updated, 20);
         let fm = World::by_email(&w.fm, "emails");
         assert_eq!(
             fm.values()
@@ -697,13 +697,13 @@ fn run_log_has_per_direction_events_with_reasons() {
         let r = w.run(1000).await;
         let events = w.store.events("fs-fm", r.run.unwrap()).unwrap();
         let created = events.iter().find(|e| e.action == "created").unwrap();
-        assert_eq!(created.direction, "a-to-b");
+        assert_eq!(created.direction, Flow::AToB);
         assert!(created.reason.contains("create from side A"));
         let skipped = events.iter().find(|e| e.action == "skipped").unwrap();
         assert!(skipped.reason.contains("no e-mail"));
         let runs = w.store.runs("fs-fm").unwrap();
         assert_eq!(runs[0].outcome, "ok");
-        assert_eq!(runs[0].counters["a-to-b"].created, 1);
+        assert_eq!(runs[0].counters[&Flow::AToB].created, 1);
     });
 }
 

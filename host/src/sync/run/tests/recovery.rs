@@ -13,7 +13,7 @@ fn a_recovered_create_joins_its_list_and_waits_for_no_retry() {
         w.fs_lead("jane@x.io", "Jane");
         w.fm.lose_next_response(SourceError::Transient("connection reset".into()));
         let r = w.run(1000).await;
-        assert_eq!(r.counters["a-to-b"].failed, 1);
+        assert_eq!(r.counters[&Flow::AToB].failed, 1);
         let created =
             w.fm.records()
                 .into_keys()
@@ -51,7 +51,7 @@ fn a_lost_answer_to_an_update_leaves_nothing_retrying_once_the_apps_agree() {
         w.fs.edit(&a, &[("first_name", t("Janet"))]);
         w.fm.lose_next_response(SourceError::Transient("connection reset".into()));
         let r = w.run(2000).await;
-        assert_eq!(r.counters["a-to-b"].failed, 1);
+        assert_eq!(r.counters[&Flow::AToB].failed, 1);
         assert_eq!(w.store.retries("fs-fm").unwrap().len(), 2);
 
         let r = w.run(100_000).await;
