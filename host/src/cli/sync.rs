@@ -311,15 +311,6 @@ fn table(header: Vec<&str>) -> Table {
     t
 }
 
-/// `a-to-b` -> `freshsales → freshmarketer`.
-fn direction(flow: Flow, a: &str, b: &str) -> String {
-    match flow {
-        Flow::AToB => format!("{a} → {b}"),
-        Flow::BToA => format!("{b} → {a}"),
-        Flow::Both => format!("{a} ↔ {b}"),
-    }
-}
-
 fn when(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
@@ -390,7 +381,7 @@ async fn plan(
     ]);
     for (dir, s) in [(Flow::AToB, &summary.b), (Flow::BToA, &summary.a)] {
         t.add_row(vec![
-            direction(dir, a, b),
+            dir.between(a, b),
             s.create.to_string(),
             s.update.to_string(),
             s.delete.to_string(),
@@ -464,7 +455,7 @@ async fn plan(
             };
             let dir = Flow::to(op.side);
             t.add_row(vec![
-                direction(dir, a, b),
+                dir.between(a, b),
                 op.kind.label().into(),
                 record,
                 op.reason.clone(),
@@ -479,7 +470,7 @@ async fn plan(
         for s in &plan.skips {
             let dir = Flow::to(s.side.other());
             *reasons
-                .entry((direction(dir, a, b), s.reason.as_str()))
+                .entry((dir.between(a, b), s.reason.as_str()))
                 .or_default() += 1;
         }
         let mut t = table(vec!["Direction", "Reason", "Records"]);
@@ -564,7 +555,7 @@ fn counters_table(counters: &BTreeMap<Flow, Counters>, a: &str, b: &str) -> Tabl
     ]);
     for (dir, c) in counters {
         t.add_row(vec![
-            direction(*dir, a, b),
+            dir.between(a, b),
             c.created.to_string(),
             c.updated.to_string(),
             c.removed.to_string(),
@@ -772,7 +763,7 @@ fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, js
         let shown = if limit == 0 { l.events.len() } else { limit };
         for e in l.events.iter().take(shown) {
             t.add_row(vec![
-                direction(e.direction, a, b),
+                e.direction.between(a, b),
                 e.action.clone(),
                 e.entity.clone(),
                 e.records.join(" "),

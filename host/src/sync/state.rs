@@ -328,6 +328,16 @@ impl Flow {
         }
     }
 
+    /// The flow between connections `a` and `b`, as tables show it: `a → b`, `b → a`
+    /// or `a ↔ b`.
+    pub fn between(self, a: &str, b: &str) -> String {
+        match self {
+            Flow::AToB => format!("{a} → {b}"),
+            Flow::BToA => format!("{b} → {a}"),
+            Flow::Both => format!("{a} ↔ {b}"),
+        }
+    }
+
     /// `a-to-b`, `b-to-a` or `both`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1235,6 +1245,8 @@ mod tests {
             assert_eq!(serde_json::to_value(f).unwrap(), serde_json::json!(text));
             assert_eq!(serde_json::from_value::<Flow>(text.into()).unwrap(), f);
         }
+        assert_eq!(Flow::BToA.between("fs", "fm"), "fm → fs");
+        assert_eq!(Flow::Both.between("fs", "fm"), "fs ↔ fm");
         assert_eq!(Flow::to(Side::B), Flow::AToB);
         assert_eq!(Flow::to(Side::A), Flow::BToA);
         assert!("two-way".parse::<Flow>().is_err());

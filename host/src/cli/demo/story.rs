@@ -340,14 +340,6 @@ fn app_name(connection: &str) -> &'static str {
     }
 }
 
-fn direction(flow: Flow, a: &str, b: &str) -> String {
-    match flow {
-        Flow::AToB => format!("{a} → {b}"),
-        Flow::BToA => format!("{b} → {a}"),
-        Flow::Both => format!("{a} ↔ {b}"),
-    }
-}
-
 fn print_counts(out: &mut dyn Write, r: &RunReport, a: &str, b: &str) -> anyhow::Result<()> {
     if r.counters.is_empty() {
         writeln!(out, "Nothing to do: both sides were already in step.")?;
@@ -365,7 +357,7 @@ fn print_counts(out: &mut dyn Write, r: &RunReport, a: &str, b: &str) -> anyhow:
     ]);
     for (dir, c) in &r.counters {
         t.add_row(vec![
-            direction(*dir, a, b),
+            dir.between(a, b),
             c.created.to_string(),
             c.updated.to_string(),
             c.removed.to_string(),
@@ -506,7 +498,7 @@ fn print_reasons(
             }
         }
         t.add_row(vec![
-            direction(g.direction, a, b),
+            g.direction.between(a, b),
             g.action,
             name_sides(&g.why, a, b),
             g.count.to_string(),
