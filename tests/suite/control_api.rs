@@ -518,7 +518,10 @@ async fn the_typed_client_reads_what_the_server_serves() {
         .collect();
     assert_eq!(names, ["s", "t"]);
     let t = client.status(Some("t")).await.unwrap();
-    assert_eq!((t.len(), t[0].direction.as_str()), (1, "a-to-b"));
+    assert_eq!(
+        (t.len(), t[0].direction),
+        (1, tandem::sync::policy::Direction::AToB)
+    );
     let e = client.status(Some("nope")).await.unwrap_err().to_string();
     assert!(e.contains("there is no sync `nope`"), "{e}");
 

@@ -17,7 +17,7 @@ pub struct SyncSummary {
     /// Connection on side B.
     pub b: String,
     /// `two-way`, `a-to-b`, `b-to-a`.
-    pub direction: String,
+    pub direction: crate::sync::policy::Direction,
     /// Poll interval in seconds.
     pub interval_secs: u64,
     /// `active`, `paused` or `halted`.
@@ -144,7 +144,7 @@ pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, State
         name: cfg.name.clone(),
         a: cfg.a.clone(),
         b: cfg.b.clone(),
-        direction: cfg.policy.direction.label().into(),
+        direction: cfg.policy.direction,
         interval_secs: cfg.interval.as_secs(),
         status,
         reason,

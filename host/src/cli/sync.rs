@@ -663,7 +663,7 @@ fn print_status(list: &[SyncSummary], json: bool) {
         t.add_row(vec![
             s.name.clone(),
             format!("{} ↔ {}", s.a, s.b),
-            s.direction.clone(),
+            s.direction.to_string(),
             status,
             format!("{}s", s.interval_secs),
             last,
