@@ -1,7 +1,7 @@
 //! `tandem sync plan | run | status | logs | resolve | pause | resume | disconnect`.
 //!
 //! Every command goes through one [`SyncControl`], chosen once: the local host
-//! ([`local::Local`]) when the command can open the state file, else, when the daemon
+//! (`local::Local`) when the command can open the state file, else, when the daemon
 //! (`tandem run`) holds it and `[daemon]` has a token, the daemon's control API
 //! ([`DaemonClient`]). A plan needs the state file itself.
 

@@ -1,5 +1,5 @@
 //! The control API's wire format: its paths, queries, bodies and answers, shared by the
-//! server ([`super::server`]) and the client ([`super::client`]) so that the two cannot
+//! server (`server.rs`) and the client ([`super::client`]) so that the two cannot
 //! drift. `docs/control-api.md` is the public contract; the tests below pin the examples
 //! it shows.
 

@@ -5,7 +5,7 @@
 //! run, pause, resume, disconnect, resolve. It has two implementations, chosen once per
 //! command: the local host (`cli::sync::Local`, when the command can open the state file
 //! itself) and [`DaemonClient`] (when `tandem run` holds the state file and serves its
-//! control API). The daemon's side is [`server`]; both ends speak the paths and bodies of
+//! control API). The daemon's side is `server.rs`; both ends speak the paths and bodies of
 //! [`api`], so that the client and the server cannot drift. The wire format is documented
 //! in `docs/control-api.md`.
 
