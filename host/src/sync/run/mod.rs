@@ -177,6 +177,17 @@ pub struct RunOptions {
     pub now: i64,
 }
 
+impl RunOptions {
+    /// What a stored run of these options is: `full` lists everything again.
+    pub fn kind(&self) -> RunKind {
+        if self.full {
+            RunKind::Full
+        } else {
+            RunKind::Incremental
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -486,13 +497,8 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         if !matches!(e, EngineError::ReadLimit { .. }) || opts.dry_run {
             return e;
         }
-        let kind = if opts.full {
-            RunKind::Full
-        } else {
-            RunKind::Incremental
-        };
         let written = self.store.write(self.sync(), |t| {
-            let mut run = t.begin_run(kind, opts.now)?;
+            let mut run = t.begin_run(opts.kind(), opts.now)?;
             run.outcome = "failed".into();
             run.message = Some(e.to_string());
             run.ended_at = Some(opts.now);
