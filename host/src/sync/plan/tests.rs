@@ -1,7 +1,8 @@
-//! Table tests: one test per row of the field-level (§2.4) and existence
-//! (§2.5) decision tables, the consent rows for every direction, the seed's
-//! opt-out and delete options, and the breakers. Property tests live in
-//! `props.rs`.
+//! Table tests: the field table and the existence table of docs/sync-rules.md (§3 and
+//! §4) as data, one or more cases per row carrying the row's number (`FIELD_ROWS`,
+//! `EXISTENCE_ROWS`), then the consent rules (sync-rules §6) for every direction, the
+//! seed's opt-out and delete options, and the breakers (sync-rules §10). Property tests
+//! live in `props.rs`.
 
 use std::collections::BTreeMap;
 
@@ -175,73 +176,565 @@ fn op_base(plan: &Plan, side: Side, key: &str) -> Option<Value> {
         .map(|b| b.value.clone())
 }
 
-// ---------- §2.4 field-level table ----------
+// ---------- sync-rules §3: the field table, as data ----------
 
-#[test]
-fn row1_both_unchanged_plans_nothing() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Jane"))],
+/// A value in a table row (`const`-friendly).
+#[derive(Clone, Copy, Debug)]
+enum V {
+    /// The record is not read in this run.
+    Unread,
+    /// The record is read without the field (ABSENT).
+    Absent,
+    /// Present and empty.
+    Null,
+    /// Text.
+    T(&'static str),
+    /// A multi-value set.
+    L(&'static [&'static str]),
+}
+
+impl V {
+    fn value(self) -> Value {
+        match self {
+            V::Null => Value::Null,
+            V::T(s) => t(s),
+            V::L(items) => Value::Texts(items.iter().map(|s| s.to_string()).collect()),
+            V::Unread | V::Absent => panic!("{self:?} is not a value"),
+        }
+    }
+}
+
+/// The link's base for a row's field.
+#[derive(Clone, Copy, Debug)]
+enum Base {
+    /// No link yet: a first sync.
+    None,
+    /// The link a1<->b1 with this base.
+    Is(V),
+    /// The link a1<->b1 with this base and an alias on one side.
+    Alias(V, Side, V),
+}
+
+/// What a row expects of the plan.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// No op at all.
+    NoOps,
+    /// The one update to the side sets the row's field (that side's name) to the value.
+    Update(Side, V),
+    /// No update to the side.
+    NoUpdate(Side),
+    /// The op to the side commits this base for the row's field.
+    OpBase(Side, V),
+    /// The stored link a1<->b1 holds this base.
+    Stored(V),
+    /// Every stored link holds this base.
+    StoredAll(V),
+    /// The stored base's alias on the side.
+    StoredAlias(Side, Option<V>),
+    /// This many links stored.
+    Links(usize),
+    /// No conflict reported.
+    NoConflicts,
+    /// This many conflicts reported.
+    Conflicts(usize),
+    /// The first conflict's winner.
+    WonBy(Option<Side>),
+    /// The first conflict's base.
+    ConflictBase(Option<V>),
+    /// The first conflict's decision says this.
+    Says(&'static str),
+    /// Every op writes the row's field jointly (committed once both are acknowledged).
+    Joint,
+}
+
+/// One case of a row of the field table (docs/sync-rules.md §3).
+struct FieldRow {
+    /// The row, as docs/sync-rules.md numbers it.
+    row: &'static str,
+    /// What the case shows.
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    /// The field pair's key and its field name on A and on B.
+    key: &'static str,
+    fields: [&'static str; 2],
+    base: Base,
+    /// What A's record a1 and B's record b1 hold (e-mail jane@x.io, first name "Jane"
+    /// unless the row's field is the first name).
+    a: V,
+    b: V,
+    /// The records' change times.
+    times: [Option<&'static str>; 2],
+    expect: &'static [Expect],
+}
+
+fn two_way() -> SyncPolicy {
+    policy(Direction::TwoWay)
+}
+
+fn winner(w: Winner) -> SyncPolicy {
+    let mut p = two_way();
+    p.conflict.winner = w;
+    p
+}
+
+fn one_way_winner(w: Winner) -> SyncPolicy {
+    let mut p = policy(Direction::AToB);
+    p.conflict.winner = w;
+    p
+}
+
+fn one_way_revert() -> SyncPolicy {
+    let mut p = policy(Direction::AToB);
+    p.one_way_edits = OneWayEdits::Revert;
+    p
+}
+
+const JANE: V = V::T("Jane");
+const JANET: V = V::T("Janet");
+const ANN: V = V::T("Ann");
+const BEA: V = V::T("Bea");
+const NAMES: [&str; 2] = ["first_name", "first_name"];
+const NO_TIMES: [Option<&str>; 2] = [None, None];
+
+/// A first-name case: the base, A's and B's values, what is expected.
+const fn name_row(
+    row: &'static str,
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    base: Base,
+    a: V,
+    b: V,
+    expect: &'static [Expect],
+) -> FieldRow {
+    FieldRow {
+        row,
+        case,
+        policy,
+        key: NAME,
+        fields: NAMES,
+        base,
+        a,
+        b,
+        times: NO_TIMES,
+        expect,
+    }
+}
+
+/// A true conflict on the first name (base "Jane", A "Ann", B "Bea") with change times.
+const fn conflict_row(
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    times: [Option<&'static str>; 2],
+    expect: &'static [Expect],
+) -> FieldRow {
+    FieldRow {
+        times,
+        ..name_row("F5", case, policy, Base::Is(JANE), ANN, BEA, expect)
+    }
+}
+
+use Expect::*;
+
+const FIELD_ROWS: &[FieldRow] = &[
+    name_row(
+        "F1",
+        "both unchanged: nothing planned",
+        two_way,
+        Base::Is(JANE),
+        JANE,
+        JANE,
+        &[NoOps, StoredAll(JANE)],
+    ),
+    name_row(
+        "F1",
+        "a read-back reformatting (B's alias) is not echoed",
+        two_way,
+        Base::Alias(JANE, Side::B, V::T("JANE")),
+        JANE,
+        V::T("JANE"),
+        &[NoOps],
+    ),
+    FieldRow {
+        row: "F1",
+        case: "phone formats compare equal",
+        policy: two_way,
+        key: PHONE,
+        fields: ["mobile_number", "mobile"],
+        base: Base::Is(V::T("+15550100")),
+        a: V::T("+1 (555) 0100"),
+        b: V::T("+1-555-0100"),
+        times: NO_TIMES,
+        expect: &[NoOps],
+    },
+    name_row(
+        "F2",
+        "A changed: written to B, rebased",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        JANE,
+        &[Update(Side::B, JANET), NoUpdate(Side::A), OpBase(Side::B, JANET)],
+    ),
+    name_row(
+        "F2",
+        "B not read: B counts as holding the base",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        V::Unread,
+        &[Update(Side::B, JANET)],
+    ),
+    name_row(
+        "F2",
+        "null is a change and clears the other side",
+        two_way,
+        Base::Is(JANE),
+        V::Null,
+        JANE,
+        &[Update(Side::B, V::Null)],
+    ),
+    name_row(
+        "F3",
+        "B changed: written to A, rebased",
+        two_way,
+        Base::Is(JANE),
+        JANE,
+        JANET,
+        &[Update(Side::A, JANET), NoUpdate(Side::B), OpBase(Side::A, JANET)],
+    ),
+    name_row(
+        "F4",
+        "false conflict: rebased without writing",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        JANET,
+        &[NoOps, NoConflicts, Stored(JANET)],
+    ),
+    conflict_row(
+        "a-wins",
+        || winner(Winner::AWins),
+        NO_TIMES,
+        &[
+            Update(Side::B, ANN),
+            NoUpdate(Side::A),
+            Conflicts(1),
+            WonBy(Some(Side::A)),
+            ConflictBase(Some(JANE)),
+        ],
+    ),
+    conflict_row(
+        "b-wins",
+        || winner(Winner::BWins),
+        NO_TIMES,
+        &[Update(Side::A, BEA), NoUpdate(Side::B)],
+    ),
+    conflict_row(
+        "most-recent: B changed later",
+        two_way,
+        [Some("2024-05-01T10:00:00Z"), Some("2024-05-01T11:00:00Z")],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "most-recent: A changed later",
+        two_way,
+        [Some("2024-05-01T12:00:00Z"), Some("2024-05-01T11:00:00Z")],
+        &[Update(Side::B, ANN)],
+    ),
+    conflict_row(
+        "most-recent within 60 s: fallback B",
+        || {
+            let mut p = two_way();
+            p.conflict.fallback = Side::B;
+            p
+        },
+        [Some("2024-05-01T10:00:30Z"), Some("2024-05-01T10:00:00Z")],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "most-recent with a change time missing: fallback B",
+        || {
+            let mut p = two_way();
+            p.conflict.fallback = Side::B;
+            p
+        },
+        [Some("2024-05-01T10:00:30Z"), None],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "a per-field owner beats the policy",
+        || {
+            let mut p = winner(Winner::AWins);
+            p.conflict.owners.insert("first-name".into(), Side::B);
+            p
+        },
+        NO_TIMES,
+        &[Update(Side::A, BEA), Says("owns")],
+    ),
+    FieldRow {
+        row: "F5",
+        case: "multi-value sets merge three ways",
+        policy: two_way,
+        key: TAGS,
+        fields: ["tags", "tags"],
+        base: Base::Is(V::L(&["a", "b"])),
+        a: V::L(&["a", "b", "c"]),
+        b: V::L(&["b"]),
+        times: NO_TIMES,
+        expect: &[
+            Update(Side::A, V::L(&["b", "c"])),
+            Update(Side::B, V::L(&["b", "c"])),
+            Joint,
+        ],
+    },
+    name_row(
+        "F6",
+        "first sync, equal values: the base without writes",
+        two_way,
+        Base::None,
+        JANE,
+        V::T(" Jane "),
+        &[NoOps, Links(1), Stored(JANE)],
+    ),
+    name_row(
+        "F7",
+        "first sync fills B's empty side",
+        two_way,
+        Base::None,
+        JANE,
+        V::Null,
+        &[Update(Side::B, JANE)],
+    ),
+    name_row(
+        "F7",
+        "first sync fills A's empty side",
+        two_way,
+        Base::None,
+        V::Null,
+        JANE,
+        &[Update(Side::A, JANE)],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (a-wins)",
+        || one_way_winner(Winner::AWins),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (b-wins)",
+        || one_way_winner(Winner::BWins),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (most-recent)",
+        || one_way_winner(Winner::MostRecent),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F8",
+        "first sync, both set: decided by the policy",
+        || winner(Winner::BWins),
+        Base::None,
+        ANN,
+        BEA,
+        &[Update(Side::A, BEA), Conflicts(1), ConflictBase(None)],
+    ),
+    name_row(
+        "F9",
+        "a one-way target's edit is ignored by default",
+        || policy(Direction::AToB),
+        Base::Is(JANE),
+        JANE,
+        BEA,
+        &[NoOps, StoredAlias(Side::B, Some(BEA))],
+    ),
+    name_row(
+        "F9",
+        "the source's next change still flows over an ignored edit",
+        || policy(Direction::AToB),
+        Base::Alias(JANE, Side::B, BEA),
+        JANET,
+        BEA,
+        &[Update(Side::B, JANET)],
+    ),
+    name_row(
+        "F9",
+        "a one-way target's edit is reverted when configured",
+        one_way_revert,
+        Base::Is(JANE),
+        JANE,
+        BEA,
+        &[Update(Side::B, JANE), NoUpdate(Side::A)],
+    ),
+    name_row(
+        "F9",
+        "never reverted to an empty value",
+        one_way_revert,
+        Base::Is(V::Null),
+        V::Null,
+        BEA,
+        &[NoOps],
+    ),
+    name_row(
+        "F10",
+        "ABSENT on A counts as unchanged",
+        two_way,
+        Base::Is(JANE),
+        V::Absent,
+        JANE,
+        &[NoOps],
+    ),
+    name_row(
+        "F10",
+        "ABSENT on A: B's change still flows",
+        two_way,
+        Base::Is(JANE),
+        V::Absent,
+        BEA,
+        &[Update(Side::A, BEA)],
+    ),
+];
+
+/// Side `side`'s record for a field row, or `None` when it is not read.
+fn row_record(row: &FieldRow, side: Side) -> Option<Record> {
+    let (v, field, time) = match side {
+        Side::A => (row.a, row.fields[0], row.times[0]),
+        Side::B => (row.b, row.fields[1], row.times[1]),
+    };
+    let mut r = match side {
+        Side::A => fa("a1", JANE.value()),
+        Side::B => fb("b1", JANE.value()),
+    };
+    match v {
+        V::Unread => return None,
+        V::Absent => {
+            r.fields.remove(field);
+        }
+        v => {
+            r.fields.insert(field.into(), v.value());
+        }
+    }
+    r.updated_at = time.map(str::to_string);
+    Some(r)
+}
+
+fn check_field_row(row: &FieldRow) {
+    let p = (row.policy)();
+    let l = match row.base {
+        Base::None => None,
+        Base::Is(v) => Some(link(&[(row.key, base(v.value()))])),
+        Base::Alias(v, side, w) => Some(link(&[(row.key, base(v.value()).with_alias(side, w.value()))])),
+    };
+    let records = |side| row_record(row, side).into_iter().collect::<Vec<_>>();
+    let plan = run(&p, l, records(Side::A), records(Side::B));
+    let field = |side: Side| match side {
+        Side::A => row.fields[0],
+        Side::B => row.fields[1],
+    };
+    for e in row.expect {
+        match *e {
+            NoOps => assert!(plan.ops.is_empty(), "{:#?}", plan.ops),
+            Update(side, v) => assert_eq!(
+                update_to(&plan, side).expect("an update")[field(side)],
+                v.value()
+            ),
+            NoUpdate(side) => assert!(update_to(&plan, side).is_none(), "{:#?}", plan.ops),
+            OpBase(side, v) => assert_eq!(op_base(&plan, side, row.key), Some(v.value())),
+            Stored(v) => assert_eq!(stored_base(&plan, row.key).unwrap().value, v.value()),
+            StoredAll(v) => assert!(
+                plan.links.iter().all(|l| l.fields[row.key].value == v.value()),
+                "{:#?}",
+                plan.links
+            ),
+            StoredAlias(side, v) => assert_eq!(
+                *stored_base(&plan, row.key).unwrap().alias.get(side),
+                v.map(V::value)
+            ),
+            Links(n) => assert_eq!(plan.links.len(), n),
+            NoConflicts => assert!(plan.conflicts.is_empty(), "{:#?}", plan.conflicts),
+            Conflicts(n) => assert_eq!(plan.conflicts.len(), n),
+            WonBy(w) => assert_eq!(plan.conflicts[0].winner, w),
+            ConflictBase(v) => assert_eq!(plan.conflicts[0].base, v.map(V::value)),
+            Says(says) => assert!(
+                plan.conflicts[0].decision.contains(says),
+                "{:#?}",
+                plan.conflicts
+            ),
+            Joint => assert!(plan.ops.iter().all(|o| o.joint.contains(row.key))),
+        }
+    }
+}
+
+/// Runs every case of a table; a failure names its row and case.
+fn check_rows<R>(table: &str, rows: &[R], name: impl Fn(&R) -> String, check: impl Fn(&R)) {
+    let mut failed = Vec::new();
+    for row in rows {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(row)));
+        if let Err(e) = outcome {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{}: {why}", name(row)));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{table}: {} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
     );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert!(plan.links.iter().all(|l| l.fields[NAME].value == t("Jane")));
 }
 
 #[test]
-fn row2_a_changed_writes_b_and_rebases() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Jane"))],
+fn the_field_table() {
+    check_rows(
+        "the field table (docs/sync-rules.md §3)",
+        FIELD_ROWS,
+        |r| format!("row {} ({})", r.row, r.case),
+        check_field_row,
     );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-    assert!(update_to(&plan, Side::A).is_none());
-    assert_eq!(op_base(&plan, Side::B, NAME), Some(t("Janet")));
+}
+
+/// Every row of a table in docs/sync-rules.md has at least one case, and every case
+/// names a row the document defines.
+fn rows_covered(prefix: char, cases: &[&str]) {
+    let doc = include_str!("../../../../docs/sync-rules.md");
+    let rows: BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next())
+        .filter(|c| c.starts_with(prefix) && c[1..].parse::<u32>().is_ok())
+        .collect();
+    let cases: BTreeSet<&str> = cases.iter().copied().collect();
+    assert_eq!(
+        rows,
+        cases,
+        "rows of docs/sync-rules.md (left) and rows with a test case (right) differ"
+    );
 }
 
 #[test]
-fn row3_b_changed_writes_a_and_rebases() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Janet"))],
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Janet"));
-    assert!(update_to(&plan, Side::B).is_none());
-    assert_eq!(op_base(&plan, Side::A, NAME), Some(t("Janet")));
+fn every_row_of_the_field_table_has_a_case() {
+    rows_covered('F', &FIELD_ROWS.iter().map(|r| r.row).collect::<Vec<_>>());
 }
 
-#[test]
-fn row2_when_b_unseen_uses_the_base_for_b() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-}
+// Cases that need more than one plan.
 
-#[test]
-fn row4_false_conflict_rebases_without_writing() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Janet"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert!(plan.conflicts.is_empty());
-    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Janet"));
+fn first_sync(p: &SyncPolicy, a: Value, b: Value) -> Plan {
+    run(p, None, vec![fa("a1", a)], vec![fb("b1", b)])
 }
 
 fn conflict_case(p: &SyncPolicy, ta: Option<&str>, tb: Option<&str>) -> Plan {
@@ -250,44 +743,6 @@ fn conflict_case(p: &SyncPolicy, ta: Option<&str>, tb: Option<&str>) -> Plan {
     let mut b = fb("b1", t("Bea"));
     b.updated_at = tb.map(str::to_string);
     run(p, Some(link(&[(NAME, base(t("Jane")))])), vec![a], vec![b])
-}
-
-#[test]
-fn row5_true_conflict_a_wins() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::AWins;
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
-    assert!(update_to(&plan, Side::A).is_none());
-    assert_eq!(plan.conflicts.len(), 1);
-    assert_eq!(plan.conflicts[0].winner, Some(Side::A));
-    assert_eq!(plan.conflicts[0].base, Some(t("Jane")));
-}
-
-#[test]
-fn row5_true_conflict_b_wins() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::BWins;
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert!(update_to(&plan, Side::B).is_none());
-}
-
-#[test]
-fn row5_true_conflict_most_recent_wins() {
-    let p = policy(Direction::TwoWay);
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T10:00:00Z"),
-        Some("2024-05-01T11:00:00Z"),
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T12:00:00Z"),
-        Some("2024-05-01T11:00:00Z"),
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
 }
 
 /// The sync's own writes move a record's change time (a list add, a write whose answer
@@ -357,194 +812,6 @@ fn most_recent_is_not_moved_by_the_syncs_own_writes() {
 }
 
 #[test]
-fn row5_most_recent_within_skew_or_missing_falls_back() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.fallback = Side::B;
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T10:00:30Z"),
-        Some("2024-05-01T10:00:00Z"),
-    );
-    assert_eq!(
-        update_to(&plan, Side::A).unwrap()["first_name"],
-        t("Bea"),
-        "within 60 s: fallback B"
-    );
-    let plan = conflict_case(&p, Some("2024-05-01T10:00:30Z"), None);
-    assert_eq!(
-        update_to(&plan, Side::A).unwrap()["first_name"],
-        t("Bea"),
-        "missing time: fallback B"
-    );
-}
-
-#[test]
-fn row5_per_field_owner_beats_the_policy() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::AWins;
-    p.conflict.owners.insert("first-name".into(), Side::B);
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert!(plan.conflicts[0].decision.contains("owns"));
-}
-
-#[test]
-fn row5_multi_value_sets_merge_three_way() {
-    let p = policy(Direction::TwoWay);
-    let tags = |v: &[&str]| Value::Texts(v.iter().map(|s| s.to_string()).collect());
-    let l = link(&[(TAGS, base(tags(&["a", "b"])))]);
-    let mut a = fa("a1", t("Jane"));
-    a.fields.insert("tags".into(), tags(&["a", "b", "c"]));
-    let mut b = fb("b1", t("Jane"));
-    b.fields.insert("tags".into(), tags(&["b"]));
-    let plan = run(&p, Some(l), vec![a], vec![b]);
-    let merged = tags(&["b", "c"]);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["tags"], merged);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["tags"], merged);
-    assert!(plan.ops.iter().all(|o| o.joint.contains(TAGS)));
-}
-
-fn first_sync(p: &SyncPolicy, a: Value, b: Value) -> Plan {
-    run(p, None, vec![fa("a1", a)], vec![fb("b1", b)])
-}
-
-#[test]
-fn row6_first_sync_equal_values_take_the_base_without_writes() {
-    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), t(" Jane "));
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert_eq!(plan.links.len(), 1);
-    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Jane"));
-}
-
-#[test]
-fn row7_first_sync_fills_the_empty_side() {
-    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), Value::Null);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
-    let plan = first_sync(&policy(Direction::TwoWay), Value::Null, t("Jane"));
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Jane"));
-}
-
-#[test]
-fn row7_first_sync_never_erases_with_an_empty_value() {
-    for winner in [Winner::AWins, Winner::BWins, Winner::MostRecent] {
-        let mut p = policy(Direction::AToB);
-        p.conflict.winner = winner;
-        let plan = first_sync(&p, t(""), t("Jane"));
-        assert!(plan.ops.is_empty(), "{winner:?}: {:#?}", plan.ops);
-        let b = stored_base(&plan, NAME).unwrap();
-        assert_eq!(b.value, t("Jane"));
-        assert_eq!(
-            b.alias.a,
-            Some(Value::Null),
-            "A's empty value is accepted, not a change"
-        );
-    }
-}
-
-#[test]
-fn row8_first_sync_both_set_decided_by_policy() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::BWins;
-    let plan = first_sync(&p, t("Ann"), t("Bea"));
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert_eq!(plan.conflicts.len(), 1);
-    assert_eq!(plan.conflicts[0].base, None);
-}
-
-#[test]
-fn row9_one_way_target_edit_is_ignored_by_default() {
-    let p = policy(Direction::AToB);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert_eq!(stored_base(&plan, NAME).unwrap().alias.b, Some(t("Bea")));
-    // The source's next change still flows over it.
-    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("Bea")))]);
-    let plan = run(
-        &p,
-        Some(l),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-}
-
-#[test]
-fn row9_one_way_target_edit_reverted_when_configured() {
-    let mut p = policy(Direction::AToB);
-    p.one_way_edits = OneWayEdits::Revert;
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
-    assert!(update_to(&plan, Side::A).is_none());
-    // Never reverted to an empty value.
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(Value::Null))])),
-        vec![fa("a1", Value::Null)],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
-fn row10_absent_field_counts_as_unchanged() {
-    let p = policy(Direction::TwoWay);
-    let a = rec("a1", &[("email", t("jane@x.io"))]);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![a.clone()],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![a],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-}
-
-#[test]
-fn null_is_a_change_and_clears_the_other_side() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", Value::Null)],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert_eq!(
-        update_to(&plan, Side::B).unwrap()["first_name"],
-        Value::Null
-    );
-}
-
-#[test]
-fn read_back_reformatting_is_not_echoed() {
-    let p = policy(Direction::TwoWay);
-    // We wrote "Jane"; B stores it as "JANE" (its own normalisation).
-    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("JANE")))]);
-    let plan = run(
-        &p,
-        Some(l),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("JANE"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
 fn apply_ack_records_the_read_back_form_as_alias() {
     let p = policy(Direction::TwoWay);
     let e = input(&p, vec![], vec![]);
@@ -564,18 +831,6 @@ fn apply_ack_records_the_read_back_form_as_alias() {
     assert_eq!(f.written.b, Some(t("Janet").hash()));
     // The next run sees B's form as unchanged.
     let plan = run(&p, Some(l), vec![fa("a1", t("Janet"))], vec![readback]);
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
-fn phone_formats_compare_equal() {
-    let p = policy(Direction::TwoWay);
-    let l = link(&[(PHONE, base(t("+15550100")))]);
-    let mut a = fa("a1", t("Jane"));
-    a.fields.insert("mobile_number".into(), t("+1 (555) 0100"));
-    let mut b = fb("b1", t("Jane"));
-    b.fields.insert("mobile".into(), t("+1-555-0100"));
-    let plan = run(&p, Some(l), vec![a], vec![b]);
     assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
 }
 
@@ -945,7 +1200,7 @@ fn matched_by_lookup_outside_the_list_is_added_to_it() {
     );
 }
 
-// ---------- consent (§2.7 and the seed's DND section) ----------
+// ---------- consent (sync-rules §6 and the seed's DND section) ----------
 
 fn consent_link(v: Value) -> Link {
     link(&[(CONSENT, base(v)), (NAME, base(t("Jane")))])
@@ -1330,7 +1585,7 @@ fn rules_mark_dnd_on_an_existing_record_only_when_it_differs() {
     assert!(update_to(&plan, Side::A).is_none());
 }
 
-// ---------- breakers ----------
+// ---------- breakers (sync-rules §10) ----------
 
 fn many_links(n: usize) -> Vec<Link> {
     (0..n)
