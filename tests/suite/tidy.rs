@@ -322,11 +322,7 @@ fn number(s: &str) -> String {
 /// names no document, a section its document does not have, a row or section of
 /// docs/sync-rules.md that it does not define. `docs` reads a document by the path
 /// cited (relative to the citing file, or to the root), `None` if there is none.
-fn citation_problems(
-    name: &str,
-    text: &str,
-    docs: &dyn Fn(&str) -> Option<String>,
-) -> Vec<String> {
+fn citation_problems(name: &str, text: &str, docs: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
     let markdown = name.ends_with(".md");
     let rules = docs(concat!("docs/sync-", "rules.md")).unwrap_or_default();
     let (rule_sections, rule_rows) = (sections(&rules), rows(&rules));
@@ -355,7 +351,9 @@ fn citation_problems(
                 d => match docs(d) {
                     Some(t) => sections(&t),
                     None => {
-                        out.push(format!("{at}: {SECTION}{num} of `{d}`, which is not in the repository"));
+                        out.push(format!(
+                            "{at}: {SECTION}{num} of `{d}`, which is not in the repository"
+                        ));
                         continue;
                     }
                 },
@@ -447,9 +445,7 @@ fn every_cited_section_and_row_exists() {
 /// The checker itself refuses what it should: planted bad citations.
 #[test]
 fn the_citation_checker_refuses_bad_citations() {
-    let rules = format!(
-        "# Rules\n## 3. The field table\n| # | x |\n| F9 | y |\n### 3.1 More\n"
-    );
+    let rules = format!("# Rules\n## 3. The field table\n| # | x |\n| F9 | y |\n### 3.1 More\n");
     let api = "# API\n## 2. Hosts\n### 2.4 Bodies\n".to_owned();
     let docs = |d: &str| match d {
         d if d.ends_with(concat!("sync-", "rules.md")) => Some(rules.clone()),
@@ -458,11 +454,13 @@ fn the_citation_checker_refuses_bad_citations() {
     };
     let s = SECTION;
     let check = |name: &str, text: &str| citation_problems(name, text, &docs);
-    let good = format!(
-        "// docs/api.md {s}2.4 and {s}2, {RULES} F9, {RULES} {s}3.1, RFC 6749 {s}5.2\n"
-    );
+    let good =
+        format!("// docs/api.md {s}2.4 and {s}2, {RULES} F9, {RULES} {s}3.1, RFC 6749 {s}5.2\n");
     assert_eq!(check("x.rs", &good), Vec::<String>::new());
-    assert_eq!(check("docs/api.md", &format!("see {s}2.4\n")), Vec::<String>::new());
+    assert_eq!(
+        check("docs/api.md", &format!("see {s}2.4\n")),
+        Vec::<String>::new()
+    );
     for bad in [
         format!("// a bare {s}2.4 here\n"),
         format!("// docs/api.md {s}7.1\n"),
