@@ -7,8 +7,10 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::sync::baseline::LinkOrigin;
 use crate::sync::mapping::resolve;
-use crate::sync::policy::{Direction, EntityPair, FieldMapping};
+use crate::sync::model::{CanonKind, Consent};
+use crate::sync::policy::{Direction, EntityPair, FieldMapping, OneWayEdits, RemoveAction, Winner};
 use crate::sync::source::{FieldDef, FieldType};
 
 mod matching;
