@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::sync::baseline::Decision;
 use crate::sync::baseline::LinkOrigin;
 use crate::sync::mapping::resolve;
 use crate::sync::model::{CanonKind, Consent};
