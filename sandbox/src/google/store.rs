@@ -2,7 +2,7 @@
 //! functions of (state, request, now): no I/O, so the HTTP layer stays thin and the behaviour
 //! is testable without a server.
 //!
-//! Model (§9.8): contacts keyed by resource name (deleted ones stay as tombstones), contact
+//! Model (docs/google-people-api.md §9.8): contacts keyed by resource name (deleted ones stay as tombstones), contact
 //! groups, one global change sequence (`seq`) stamped on every change, tokens bound to their
 //! parameters, and a lazily refreshed search cache.
 
@@ -23,7 +23,7 @@ use super::person::{
 use super::quota::QuotaState;
 use super::settings::{GoogleSettings, OverMax};
 
-/// System groups seeded in every account (§9.6), with their `formattedName`.
+/// System groups seeded in every account (docs/google-people-api.md §9.6), with their `formattedName`.
 pub const SYSTEM_GROUPS: [(&str, &str); 8] = [
     ("myContacts", "My Contacts"),
     ("starred", "Starred"),
@@ -35,13 +35,13 @@ pub const SYSTEM_GROUPS: [(&str, &str); 8] = [
     ("blocked", "Blocked"),
 ];
 
-/// System groups that accept new members; the others only allow removal (§5.2).
+/// System groups that accept new members; the others only allow removal (docs/google-people-api.md §5.2).
 const ADDABLE_SYSTEM_GROUPS: [&str; 2] = ["contactGroups/myContacts", "contactGroups/starred"];
 
 /// Valid `groupFields` / `readGroupFields` paths.
 pub const GROUP_FIELDS: [&str; 5] = ["clientData", "groupType", "memberCount", "metadata", "name"];
 
-/// Batch limits (§1.1).
+/// Batch limits (docs/google-people-api.md §1.1).
 pub const MAX_BATCH_GET: usize = 200;
 /// `batchCreateContacts` / `batchUpdateContacts` limit.
 pub const MAX_BATCH_WRITE: usize = 200;
@@ -252,7 +252,7 @@ impl Store {
         self.seed
     }
 
-    /// The `/token` refresh grant (§6.2), with the configured access token lifetime.
+    /// The `/token` refresh grant (docs/google-people-api.md §6.2), with the configured access token lifetime.
     pub fn oauth_token(
         &mut self,
         req: &TokenRequest,
@@ -277,7 +277,7 @@ impl Store {
         self.sync_generation
     }
 
-    /// Expire every sync token issued so far (control API hook, §9.4).
+    /// Expire every sync token issued so far (control API hook, docs/google-people-api.md §9.4).
     pub fn expire_sync_tokens(&mut self) {
         self.sync_generation += 1;
     }
@@ -380,7 +380,7 @@ impl Store {
     // ----- change visibility -----------------------------------------------------------
 
     /// The highest change position whose changes are all visible to sync deltas at `now`
-    /// (§9.4 propagation lag).
+    /// (docs/google-people-api.md §9.4 propagation lag).
     fn visible_position(&self, now: OffsetDateTime) -> u64 {
         if self.settings.propagation_lag_secs <= 0 {
             return self.seq;
@@ -396,7 +396,7 @@ impl Store {
 
     // ----- connections.list ------------------------------------------------------------
 
-    /// `people.connections.list` (§3.1, §9.4).
+    /// `people.connections.list` (docs/google-people-api.md §3.1, §9.4).
     pub fn list_connections(
         &mut self,
         p: &ListParams,
@@ -603,7 +603,7 @@ impl Store {
         person::render(&data, meta, mask, RenderOpts::default())
     }
 
-    /// `people.get` (§3.2). `people/me` is the account owner's profile.
+    /// `people.get` (docs/google-people-api.md §3.2). `people/me` is the account owner's profile.
     pub fn get_person(&self, rn: &str, person_fields: Option<&str>) -> Result<Value, ApiError> {
         let mask = FieldMask::parse(person_fields, &PERSON_FIELDS, "personFields", "people/get")?;
         if rn == "people/me" || rn == format!("people/{}", self.profile.account_id) {
@@ -613,7 +613,7 @@ impl Store {
         Ok(self.render(c, &mask, RenderOpts::default()))
     }
 
-    /// `people.getBatchGet` (§3.2): ≤200 names, a status per item.
+    /// `people.getBatchGet` (docs/google-people-api.md §3.2): ≤200 names, a status per item.
     pub fn batch_get(
         &self,
         names: &[String],
@@ -658,7 +658,7 @@ impl Store {
 
     // ----- writes ----------------------------------------------------------------------
 
-    /// Validate a requested membership set against the current one (§2.2 memberships).
+    /// Validate a requested membership set against the current one (docs/google-people-api.md §2.2 memberships).
     fn resolve_memberships(
         &self,
         current: &BTreeSet<String>,
@@ -727,7 +727,7 @@ impl Store {
         rn
     }
 
-    /// `people.createContact` (§4.1, §9.5). Returns the new resource name.
+    /// `people.createContact` (docs/google-people-api.md §4.1, §9.5). Returns the new resource name.
     pub fn create_contact(
         &mut self,
         input: &PersonInput,
@@ -746,7 +746,7 @@ impl Store {
         mask: &FieldMask,
     ) -> Result<Option<BTreeSet<String>>, ApiError> {
         let c = self.live(rn).ok_or_else(ApiError::not_found)?;
-        // §10 #2: accept the top-level person etag or the CONTACT source etag.
+        // docs/google-people-api.md §10 #2: accept the top-level person etag or the CONTACT source etag.
         let presented = input.etag.as_deref().or(input.source_etag.as_deref());
         let Some(presented) = presented.filter(|e| !e.is_empty()) else {
             return Err(ApiError::missing_etag());
@@ -794,7 +794,7 @@ impl Store {
         self.touch(rn, now);
     }
 
-    /// `people.updateContact` (§4.2, §9.5).
+    /// `people.updateContact` (docs/google-people-api.md §4.2, §9.5).
     pub fn update_contact(
         &mut self,
         rn: &str,
@@ -822,14 +822,14 @@ impl Store {
         self.touch(rn, now);
     }
 
-    /// `people.deleteContact` (§4.3, §9.5).
+    /// `people.deleteContact` (docs/google-people-api.md §4.3, §9.5).
     pub fn delete_contact(&mut self, rn: &str, now: OffsetDateTime) -> Result<(), ApiError> {
         self.live(rn).ok_or_else(ApiError::not_found)?;
         self.tombstone(rn, now);
         Ok(())
     }
 
-    /// `people.batchCreateContacts` (§4.4). `read_mask` is already validated (or `None` when
+    /// `people.batchCreateContacts` (docs/google-people-api.md §4.4). `read_mask` is already validated (or `None` when
     /// the read is skipped).
     pub fn batch_create(
         &mut self,
@@ -885,7 +885,7 @@ impl Store {
         Ok(json!({ "createdPeople": created }))
     }
 
-    /// `people.batchUpdateContacts` (§4.4): etag checked per contact.
+    /// `people.batchUpdateContacts` (docs/google-people-api.md §4.4): etag checked per contact.
     pub fn batch_update(
         &mut self,
         inputs: &[(String, Result<PersonInput, ApiError>)],
@@ -952,7 +952,7 @@ impl Store {
         Ok(json!({ "updateResult": results }))
     }
 
-    /// `people.batchDeleteContacts` (§4.4): ≤500 names.
+    /// `people.batchDeleteContacts` (docs/google-people-api.md §4.4): ≤500 names.
     pub fn batch_delete(
         &mut self,
         names: &[String],
@@ -1031,7 +1031,7 @@ impl Store {
         self.search = Some(SearchCache { entries });
     }
 
-    /// `people.searchContacts` (§3.3, §9.5). An empty query warms the cache up.
+    /// `people.searchContacts` (docs/google-people-api.md §3.3, §9.5). An empty query warms the cache up.
     pub fn search(
         &mut self,
         query: &str,
@@ -1168,7 +1168,7 @@ impl Store {
         }
     }
 
-    /// `contactGroups.list` (§5.1), with group sync tokens and tombstones (§9.6).
+    /// `contactGroups.list` (docs/google-people-api.md §5.1), with group sync tokens and tombstones (§9.6).
     pub fn list_groups(
         &mut self,
         p: &GroupListParams,
@@ -1507,7 +1507,7 @@ impl Store {
         Ok(())
     }
 
-    /// `contactGroups.members.modify` (§5.2, §9.6).
+    /// `contactGroups.members.modify` (docs/google-people-api.md §5.2, §9.6).
     pub fn modify_members(
         &mut self,
         rn: &str,

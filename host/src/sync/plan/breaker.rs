@@ -1,4 +1,4 @@
-//! The breakers: a plan that would empty a side, or delete or overwrite more
+//! The breakers (sync-rules §10): a plan that would empty a side, or delete or overwrite more
 //! than the policy allows, is halted before anything is recorded; the operator
 //! reviews it in a dry run and forces it.
 
@@ -8,7 +8,7 @@ use crate::sync::model::Side;
 use super::{Halt, OpKind, Planner};
 
 impl<'a> Planner<'a> {
-    /// §2.5 safety breakers, checked before anything is executed.
+    /// The safety breakers (sync-rules §10), checked before anything is executed.
     pub(super) fn breaker(&mut self, baseline: &Baseline) {
         let b = &self.policy.breaker;
         let mut halt: Option<Halt> = None;
@@ -67,7 +67,7 @@ impl<'a> Planner<'a> {
             }
         }
         let Some(halt) = halt else { return };
-        // Consent changes are never held back (§2.7): keep only their fields.
+        // Consent changes are never held back (sync-rules K5, B4): keep only their fields.
         let before = self.plan.ops.len();
         let mut kept = Vec::new();
         for mut op in std::mem::take(&mut self.plan.ops) {

@@ -1,4 +1,4 @@
-//! The existence table: what happens to records rather than fields. Matching
+//! The existence table (sync-rules E1-E18): what happens to records rather than fields. Matching
 //! by every e-mail (with the operator's link / keep-apart decisions), ambiguity,
 //! creates (and deferred creates), deletes and tombstones, scope exits and
 //! returns, a gone record re-pointed to its namesake, and "modification beats
@@ -287,7 +287,7 @@ impl<'a> Planner<'a> {
 
     /// The record of side `gone` was deleted, but an unclaimed record with the
     /// same e-mail exists there (a merge, or a re-entry): re-point the link to
-    /// it instead of deleting or re-creating (§2.6). Returns whether it handled the link: re-pointed,
+    /// it instead of deleting or re-creating (sync-rules E11). Returns whether it handled the link: re-pointed,
     /// or several candidates reported as an ambiguity (nothing else may happen to it then).
     pub(super) fn repoint(
         &mut self,
@@ -405,7 +405,7 @@ impl<'a> Planner<'a> {
                 emails.get_mut(side).insert(id.clone(), ms);
             }
         }
-        // The operator's links first (§2.6): they win over any e-mail match.
+        // The operator's links first (sync-rules E6): they win over any e-mail match.
         for ((dix, a, b), d) in decisions {
             if *dix != ix || *d != Decision::Link {
                 continue;

@@ -1,4 +1,4 @@
-//! The field-level decision table: per mapped field of a linked pair, against
+//! The field table (sync-rules F1-F10): per mapped field of a linked pair, against
 //! the field's base (or a side's recorded alias): which side changed, who wins a
 //! conflict (`winner`, `manual`, union of sets), consent that only tightens,
 //! one-way flows, and the first sync of a newly linked pair.
@@ -402,7 +402,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The field-level decision table (§2.4) for one field.
+    /// The field table (sync-rules §3) for one field.
     pub(super) fn decide(
         &self,
         pair: &FieldPair,
@@ -439,17 +439,17 @@ impl<'a> Planner<'a> {
                 .is_some_and(|v| !fb.matches(side, v))
         };
         match (changed(Side::A), changed(Side::B), vals.a, vals.b) {
-            // Row 1 (and row 10: ABSENT counts as unchanged).
+            // sync-rules F1 (and F10: ABSENT counts as unchanged).
             (false, false, _, _) => FieldDecision::default(),
-            // Rows 2 and 3 (and 9 when the flow is not allowed).
+            // sync-rules F2 and F3 (and F9 when the flow is not allowed).
             (true, false, Some(a), b) => self.flow(pair, fb, Side::A, a, b),
             (false, true, a, Some(b)) => self.flow(pair, fb, Side::B, b, a),
             (true, true, Some(a), Some(b)) if a == b => FieldDecision {
-                // Row 4: false conflict.
+                // sync-rules F4: false conflict.
                 base: Some(FieldBase::new(a)),
                 ..FieldDecision::default()
             },
-            // Row 5: true conflict.
+            // sync-rules F5: true conflict.
             (true, true, Some(a), Some(b)) => self.conflict(pair, Some(fb), a, b, times),
             _ => FieldDecision::default(),
         }
@@ -487,7 +487,7 @@ impl<'a> Planner<'a> {
             }
             return d;
         }
-        // Row 9: the target of a one-way field changed.
+        // sync-rules F9: the target of a one-way field changed.
         let revert = self.policy.one_way_edits == OneWayEdits::Revert
             && !pair.is_consent()
             && !fb.value.is_empty();
@@ -510,7 +510,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Rows 6-8: no base yet (first sync of this pair, or a new mapping).
+    /// sync-rules F6-F8: no base yet (first sync of this pair, or a new mapping).
     pub(super) fn first_sync(
         &self,
         pair: &FieldPair,
@@ -551,7 +551,7 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Rows 5 and 8: both sides hold different non-equal values.
+    /// sync-rules F5 and F8: both sides hold different non-equal values.
     pub(super) fn conflict(
         &self,
         pair: &FieldPair,

@@ -3,11 +3,11 @@
 //! No I/O and no clock: the same inputs give the same plan, ops in the same
 //! order with the same ids. The plan is what the executor runs and what a dry
 //! run shows. It implements:
-//! - the field-level decision table (§2.4), per mapped field, against the base
-//!   (`fields.rs`), with echo suppression by read-back aliases (§2.8) and
-//!   consent that only tightens (§2.7): only "opted out" is ever written to an
+//! - the field table (sync-rules §3), per mapped field, against the base
+//!   (`fields.rs`), with echo suppression by read-back aliases (sync-rules W2) and
+//!   consent that only tightens (sync-rules §6): only "opted out" is ever written to an
 //!   existing record;
-//! - the existence table (§2.5): match by e-mail, ambiguity, creates, deletes,
+//! - the existence table (sync-rules §4): match by e-mail, ambiguity, creates, deletes,
 //!   scope exits, modification beats deletion (`existence.rs`);
 //! - the breakers: a side that lists nothing, or too many deletes/overwrites
 //!   (`breaker.rs`);
@@ -17,11 +17,11 @@
 //! This file holds the plan's types, the entry point [`plan`], the planner's
 //! shared bookkeeping, and [`apply_ack`] (the baseline after a write).
 //!
-//! Drift (§2.4's cross-check) cannot hide here: change is measured against the
+//! Drift cannot hide here (sync-rules C5): change is measured against the
 //! one shared base (or a side's recorded alias), never against a per-side
 //! "seen" hash, so a side that silently differs from the base counts as
-//! changed and is repaired by rows 2, 3 or 5; two sides that agree with each
-//! other but not with a stale base take row 4.
+//! changed and is repaired by sync-rules F2, F3 or F5; two sides that agree with each
+//! other but not with a stale base take sync-rules F4.
 //!
 //! Failure handling, retries and cursors are the executor's ([`super::run`]).
 
@@ -489,11 +489,11 @@ impl Pending {
 }
 
 impl<'a> Planner<'a> {
-    // ----- links (§2.5, rows with a link) -----
+    // ----- links (sync-rules E7-E18, the rows with a link): `existence.rs` -----
 
-    // ----- field merge (§2.4) -----
+    // ----- field merge (sync-rules §3): `fields.rs` -----
 
-    // ----- unlinked records: match, create (§2.5, rows without a link) -----
+    // ----- unlinked records: match, create (sync-rules E1-E6, the rows without a link): `existence.rs` -----
 
     // ----- output -----
 
@@ -587,7 +587,7 @@ impl<'a> Planner<'a> {
 }
 
 /// Applies an acknowledged op to its link: field bases (with the target's
-/// read-back form as alias, §2.8), the new id of a created record, versions and
+/// read-back form as alias, sync-rules W2), the new id of a created record, versions and
 /// state. `joint_done` says whether the other side's op sharing `op.joint`
 /// fields was acknowledged too (only then are those fields committed).
 /// Returns false when the link is to be dropped.

@@ -1,4 +1,4 @@
-//! Phases 5 (its second half) and 6, commit: every write's result is committed
+//! Phases 5 (its second half) and 6, commit (sync-rules P5, P6): every write's result is committed
 //! with its new baseline in one transaction (acknowledged, failed with back-off,
 //! or parked); the cursors advance only in `finish`, once every op of the run is
 //! settled, so that a crash before then re-reads from the old cursors.

@@ -1,4 +1,4 @@
-//! Phase 5, execute: per batch, mark the ops `sent`, push them, and commit every
+//! Phase 5, execute (sync-rules P5): per batch, mark the ops `sent`, push them, and commit every
 //! result (`commit.rs`). A failed write is given a back-off and retried from the
 //! retry index by a later run.
 

@@ -1,7 +1,7 @@
 //! The executor: observe both sides, plan (pure), execute with the crash-safe
-//! ordering of §2.9, and keep the run log.
+//! ordering of sync-rules §8, and keep the run log.
 //!
-//! Ordering, per run (one file per phase):
+//! Ordering, per run (one file per phase; sync-rules P1-P6):
 //! 1. recover (`recover.rs`): ops left `planned`/`sent` by an interrupted run
 //!    are resolved (a sent create is looked up by marker, then by e-mail,
 //!    before anything is created again) or dropped to be re-planned;
@@ -20,7 +20,7 @@
 //!
 //! A crash anywhere leaves either the old state or acknowledged state; the next
 //! run re-reads from the old cursors and the field table turns the writes
-//! already made into no-ops (§2.9).
+//! already made into no-ops (sync-rules P7).
 
 use std::collections::{BTreeMap, BTreeSet};
 

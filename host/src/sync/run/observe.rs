@@ -1,4 +1,4 @@
-//! Phase 2, observe: read both sides into what the planner needs. Pages are
+//! Phase 2, observe (sync-rules P2): read both sides into what the planner needs. Pages are
 //! pulled from the saved cursors (a full listing when a cursor expired or the
 //! mapping changed), records due for retry and open ambiguities are re-read,
 //! and unmatched e-mails are looked up on the other side. The read bounds of
@@ -509,7 +509,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     }
 
     /// Looks up, on the other side, the e-mails of unlinked records, when that
-    /// side was not listed in full (§2.5: match before create).
+    /// side was not listed in full (sync-rules E5: match before create).
     pub(super) async fn lookups(
         &self,
         out: &mut Gathered,

@@ -1,4 +1,4 @@
-//! Phase 4, record: the plan's links, outbox entries (`planned`) and events are
+//! Phase 4, record (sync-rules P4): the plan's links, outbox entries (`planned`) and events are
 //! written in one transaction before any write is sent, so that a crash after
 //! this point is recovered from the outbox, never guessed.
 
@@ -124,7 +124,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     ) -> Result<(), StateError> {
         for k in &plan.unlink {
             // Deleted on both sides: the link is kept until its tombstones
-            // expire (§2.5), so a record restored meanwhile syncs again;
+            // expire (sync-rules E12), so a record restored meanwhile syncs again;
             // a tombstone already there keeps its expiry.
             if let Some(l) = obs.baseline.links.get(k) {
                 for s in Side::BOTH {

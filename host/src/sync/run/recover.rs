@@ -1,5 +1,5 @@
 //! Phase 1, recover: ops an interrupted run left `planned` or `sent` are resolved
-//! before anything is read or planned again (sync-rules: crash-safe ordering).
+//! before anything is read or planned again (sync-rules P1).
 //! A `sent` create is looked up by the engine's marker, then by e-mail, so that a
 //! create the app received is never made twice; an update is re-planned; a create
 //! that reached the app but not its list joins the list. Expired tombstones are
@@ -363,7 +363,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         Ok(())
     }
 
-    /// Purges expired tombstones (§2.6), at the start of a run. A link deleted
+    /// Purges expired tombstones (sync-rules I7), at the start of a run. A link deleted
     /// on both sides is dropped with them once every one of its tombstones
     /// has expired (until then they all stay, so the link is not re-examined).
     pub(super) fn purge_tombstones(&self, now: i64) -> Result<(), EngineError> {
