@@ -795,6 +795,28 @@ async fn a_running_daemon_holds_the_state_file_and_answers_for_it() {
     let o = w.tandem(&["sync", "logs", "s", "--json"]).await;
     let logs: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(!logs["runs"].as_array().unwrap().is_empty());
+    // Through the daemon, refusals read as they do locally and fail the command.
+    let o = w.tandem(&["sync", "run", "s"]).await;
+    assert!(!o.status.success(), "a paused run succeeded");
+    let line = stderr_line(&o);
+    assert!(
+        line.contains("sync `s` is paused") && line.contains("tandem sync resume s"),
+        "{line}"
+    );
+    let o = w.tandem(&["sync", "logs", "s", "--run", "999"]).await;
+    assert!(!o.status.success(), "logs of a missing run succeeded");
+    assert!(
+        stderr_line(&o).contains("has no run 999"),
+        "{}",
+        stderr_line(&o)
+    );
+    let o = w.tandem(&["sync", "status", "nope"]).await;
+    assert!(!o.status.success());
+    assert!(
+        stderr_line(&o).contains("defined: s"),
+        "{}",
+        stderr_line(&o)
+    );
     // Ctrl-C (SIGTERM here) stops it gracefully and frees the file.
     let pid = daemon.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();

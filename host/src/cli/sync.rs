@@ -17,7 +17,7 @@ use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 
 use crate::app::control::api::LogsQuery;
-use crate::app::control::{DaemonClient, Route, SyncControl};
+use crate::app::control::{DaemonClient, Route, SyncControl, SyncControlError};
 use crate::app::report::{Outcome, RunLog, RunSummary, SyncSummary};
 use crate::app::{Host, HostError, HostOptions, StateFileError};
 use crate::config::{self, Catalog, Config, Env};
@@ -529,14 +529,12 @@ async fn run_once(
     } else {
         print_run(&summary, &cfg.a, &cfg.b);
     }
-    // The daemon's answer is reported as it is; a local run that did not complete fails
-    // the command.
+    // A run that did not complete fails the command, on either route.
     match &summary.outcome {
-        _ if daemon => Ok(()),
         Outcome::Halted(m) => bail!(
             "sync `{name}` halted: {m}; review `tandem sync plan {name}`, then `tandem sync run {name} --force`"
         ),
-        Outcome::Paused => bail!("sync `{name}` is paused; `tandem sync resume {name}` first"),
+        Outcome::Paused => Err(SyncControlError::Paused { name: name.into() }.into()),
         _ => Ok(()),
     }
 }

@@ -44,12 +44,14 @@ pub enum ClientError {
     #[error(transparent)]
     Shape(serde_json::Error),
     /// A sync the config does not define.
-    #[error("there is no sync `{name}` in {file}")]
+    #[error("there is no sync `{name}` in {file}; defined: {defined}")]
     UnknownSync {
         /// The name asked for.
         name: String,
         /// The config file.
         file: String,
+        /// The syncs the config defines (as the local host lists them).
+        defined: String,
     },
 }
 
@@ -151,9 +153,15 @@ impl SyncControl for DaemonClient {
 
     fn sync_config(&self, name: &str) -> Result<&SyncConfig, SyncControlError> {
         self.config.syncs.get(name).ok_or_else(|| {
+            let defined: Vec<&str> = self.config.syncs.keys().map(String::as_str).collect();
             ClientError::UnknownSync {
                 name: name.into(),
                 file: self.config.file.display().to_string(),
+                defined: if defined.is_empty() {
+                    "none".into()
+                } else {
+                    defined.join(", ")
+                },
             }
             .into()
         })
@@ -171,7 +179,8 @@ impl SyncControl for DaemonClient {
     async fn logs(&self, name: &str, query: LogsQuery) -> Result<Vec<RunLog>, SyncControlError> {
         self.sync_config(name)?;
         let path = format!("{}{}", api::path(api::LOGS, name), query.to_query());
-        Ok(self.get::<Logs>(&path).await?.runs)
+        let runs = self.get::<Logs>(&path).await?.runs;
+        super::require_run(name, &query, runs)
     }
 
     async fn plan(&self, _name: &str, _full: bool) -> Result<DryRun, SyncControlError> {

@@ -61,7 +61,7 @@ pub enum SyncControlError {
         /// The sync.
         name: String,
     },
-    /// Local logs of a run that does not exist (the daemon answers with no run).
+    /// Logs of a run that does not exist.
     #[error("sync `{name}` has no run {run}; `tandem sync logs {name} --runs 10` lists the latest")]
     NoSuchRun {
         /// The sync.
@@ -69,6 +69,22 @@ pub enum SyncControlError {
         /// The run asked for.
         run: u64,
     },
+}
+
+/// The logs of `query`, or [`SyncControlError::NoSuchRun`] when it asked for one
+/// run that does not exist (the store and the daemon answer that with no run).
+pub fn require_run(
+    name: &str,
+    query: &LogsQuery,
+    logs: Vec<RunLog>,
+) -> Result<Vec<RunLog>, SyncControlError> {
+    match query.run {
+        Some(run) if logs.is_empty() => Err(SyncControlError::NoSuchRun {
+            name: name.into(),
+            run,
+        }),
+        _ => Ok(logs),
+    }
 }
 
 impl From<StateError> for SyncControlError {

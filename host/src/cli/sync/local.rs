@@ -8,7 +8,7 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::app::control::api::LogsQuery;
-use crate::app::control::{DryRun, Route, SyncControl, SyncControlError};
+use crate::app::control::{DryRun, Route, SyncControl, SyncControlError, require_run};
 use crate::app::report::{RunLog, RunSummary, SyncSummary};
 use crate::app::{Host, PreparedSync, Resolution, RunProgress};
 use crate::config::SyncConfig;
@@ -74,13 +74,7 @@ impl SyncControl for Local {
 
     async fn logs(&self, name: &str, query: LogsQuery) -> Result<Vec<RunLog>, SyncControlError> {
         let logs = self.host.logs(name, query.run, query.latest())?;
-        match query.run {
-            Some(run) if logs.is_empty() => Err(SyncControlError::NoSuchRun {
-                name: name.into(),
-                run,
-            }),
-            _ => Ok(logs),
-        }
+        require_run(name, &query, logs)
     }
 
     async fn plan(&self, name: &str, full: bool) -> Result<DryRun, SyncControlError> {
