@@ -12,6 +12,12 @@
 //! an earlier build. Failures of the build machinery itself (no `cargo`, no
 //! `wasm32-wasip2` target and no `rustup` to install it) fail the build.
 //!
+//! Test fixtures (`fixture = true` as well: the hostile plugins and other packages under
+//! `tests/fixtures/`) are built only with this crate's `fixtures` feature, which the test
+//! crates enable; without it each reports `plugin X is a test fixture, built only with the
+//! `fixtures` feature of tandem-plugins`. So `cargo build --release -p tandem` compiles no
+//! attack code.
+//!
 //! `TANDEM_SKIP_PLUGIN_BUILD=1` skips the nested build (every plugin then reports why it
 //! is missing), for quick lints of crates that depend on this one.
 //!
