@@ -54,7 +54,7 @@ pub struct SyncSummary {
 /// A link waiting for the operator, with the command that settles it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attention {
-    /// The link.
+    /// The link's id (what `tandem sync resolve` takes).
     pub link: String,
     /// Its records (`a:ID`, `b:ID`).
     pub records: Vec<String>,
@@ -188,7 +188,7 @@ pub fn logs(
 /// What a run did, without its plan (the control API's answer to a run).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// The sync.
+    /// The sync's name (`[syncs.NAME]`).
     pub sync: String,
     /// The run's id in the log.
     pub run: Option<u64>,

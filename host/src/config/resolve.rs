@@ -31,7 +31,7 @@ pub struct BuiltinPlugin {
     pub name: String,
     /// Connector or mapper.
     pub kind: PluginKind,
-    /// The component.
+    /// The component's bytes, embedded in the binary.
     pub wasm: &'static [u8],
     /// The manifest's OAuth2 token endpoint, if it authenticates with OAuth2.
     pub token_url: Option<String>,

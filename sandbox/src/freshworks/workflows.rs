@@ -94,11 +94,11 @@ fn default_fields() -> Vec<String> {
 /// One call made (or tried).
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
-    /// The workflow.
+    /// The id of the workflow that fired.
     pub workflow: u64,
     /// `create` or `update`.
     pub trigger: Trigger,
-    /// The record.
+    /// The id of the record that triggered it.
     pub record_id: u64,
     /// The JSON sent.
     pub body: Value,
