@@ -148,8 +148,8 @@ pub enum LoadFailure {
         actual: String,
     },
     /// Not a component.
-    #[error("{0}")]
-    NotComponent(String),
+    #[error(transparent)]
+    NotComponent(#[from] manifest::ScanError),
     /// Manifest missing or invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
