@@ -12,7 +12,7 @@ use crate::google::{cursor, person};
 use super::{Contact, ListParams, Store};
 
 impl Store {
-    /// `people.connections.list` (§3.1, §9.4).
+    /// `people.connections.list` (docs/google-people-api.md §3.1, §9.4).
     pub fn list_connections(
         &mut self,
         p: &ListParams,

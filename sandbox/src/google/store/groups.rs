@@ -91,7 +91,7 @@ impl Store {
         }
     }
 
-    /// `contactGroups.list` (§5.1), with group sync tokens and tombstones (§9.6).
+    /// `contactGroups.list` (docs/google-people-api.md §5.1), with group sync tokens and tombstones (§9.6).
     pub fn list_groups(
         &mut self,
         p: &GroupListParams,
@@ -430,7 +430,7 @@ impl Store {
         Ok(())
     }
 
-    /// `contactGroups.members.modify` (§5.2, §9.6).
+    /// `contactGroups.members.modify` (docs/google-people-api.md §5.2, §9.6).
     pub fn modify_members(
         &mut self,
         rn: &str,
@@ -498,6 +498,6 @@ impl Store {
     }
 }
 
-/// System groups that accept new members; the others only allow removal (§5.2).
+/// System groups that accept new members; the others only allow removal (docs/google-people-api.md §5.2).
 pub(super) const ADDABLE_SYSTEM_GROUPS: [&str; 2] =
     ["contactGroups/myContacts", "contactGroups/starred"];

@@ -2,7 +2,7 @@
 //! functions of (state, request, now): no I/O, so the HTTP layer stays thin and the behaviour
 //! is testable without a server.
 //!
-//! Model (§9.8): contacts keyed by resource name (deleted ones stay as tombstones), contact
+//! Model (docs/google-people-api.md §9.8): contacts keyed by resource name (deleted ones stay as tombstones), contact
 //! groups, one global change sequence (`seq`) stamped on every change, tokens bound to their
 //! parameters, and a lazily refreshed search cache.
 
@@ -28,7 +28,7 @@ use crate::google::person::{self, FieldMask, PersonData, RenderMeta, RenderOpts}
 use crate::google::quota::QuotaState;
 use crate::google::settings::GoogleSettings;
 
-/// System groups seeded in every account (§9.6), with their `formattedName`.
+/// System groups seeded in every account (docs/google-people-api.md §9.6), with their `formattedName`.
 pub const SYSTEM_GROUPS: [(&str, &str); 8] = [
     ("myContacts", "My Contacts"),
     ("starred", "Starred"),
@@ -43,7 +43,7 @@ pub const SYSTEM_GROUPS: [(&str, &str); 8] = [
 /// Valid `groupFields` / `readGroupFields` paths.
 pub const GROUP_FIELDS: [&str; 5] = ["clientData", "groupType", "memberCount", "metadata", "name"];
 
-/// Batch limits (§1.1).
+/// Batch limits (docs/google-people-api.md §1.1).
 pub const MAX_BATCH_GET: usize = 200;
 
 /// `batchCreateContacts` / `batchUpdateContacts` limit.
@@ -237,7 +237,7 @@ impl Store {
         self.seed
     }
 
-    /// The `/token` refresh grant (§6.2), with the configured access token lifetime.
+    /// The `/token` refresh grant (docs/google-people-api.md §6.2), with the configured access token lifetime.
     pub fn oauth_token(
         &mut self,
         req: &TokenRequest,
@@ -262,7 +262,7 @@ impl Store {
         self.sync_generation
     }
 
-    /// Expire every sync token issued so far (control API hook, §9.4).
+    /// Expire every sync token issued so far (control API hook, docs/google-people-api.md §9.4).
     pub fn expire_sync_tokens(&mut self) {
         self.sync_generation += 1;
     }
@@ -361,7 +361,7 @@ impl Store {
     }
 
     /// The highest change position whose changes are all visible to sync deltas at `now`
-    /// (§9.4 propagation lag).
+    /// (docs/google-people-api.md §9.4 propagation lag).
     fn visible_position(&self, now: OffsetDateTime) -> u64 {
         if self.settings.propagation_lag_secs <= 0 {
             return self.seq;

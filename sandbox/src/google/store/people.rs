@@ -34,7 +34,7 @@ impl Store {
         person::render(&data, meta, mask, RenderOpts::default())
     }
 
-    /// `people.get` (§3.2). `people/me` is the account owner's profile.
+    /// `people.get` (docs/google-people-api.md §3.2). `people/me` is the account owner's profile.
     pub fn get_person(&self, rn: &str, person_fields: Option<&str>) -> Result<Value, ApiError> {
         let mask = FieldMask::parse(person_fields, &PERSON_FIELDS, "personFields", "people/get")?;
         if rn == "people/me" || rn == format!("people/{}", self.profile.account_id) {
@@ -44,7 +44,7 @@ impl Store {
         Ok(self.render(c, &mask, RenderOpts::default()))
     }
 
-    /// `people.getBatchGet` (§3.2): ≤200 names, a status per item.
+    /// `people.getBatchGet` (docs/google-people-api.md §3.2): ≤200 names, a status per item.
     pub fn batch_get(
         &self,
         names: &[String],

@@ -56,7 +56,7 @@ impl Store {
         self.search = Some(SearchCache { entries });
     }
 
-    /// `people.searchContacts` (§3.3, §9.5). An empty query warms the cache up.
+    /// `people.searchContacts` (docs/google-people-api.md §3.3, §9.5). An empty query warms the cache up.
     pub fn search(
         &mut self,
         query: &str,

@@ -14,7 +14,7 @@ use super::people::person_response;
 use super::{Contact, MAX_BATCH_DELETE, MAX_BATCH_WRITE, Store};
 
 impl Store {
-    /// Validate a requested membership set against the current one (§2.2 memberships).
+    /// Validate a requested membership set against the current one (docs/google-people-api.md §2.2 memberships).
     pub(super) fn resolve_memberships(
         &self,
         current: &BTreeSet<String>,
@@ -83,7 +83,7 @@ impl Store {
         rn
     }
 
-    /// `people.createContact` (§4.1, §9.5). Returns the new resource name.
+    /// `people.createContact` (docs/google-people-api.md §4.1, §9.5). Returns the new resource name.
     pub fn create_contact(
         &mut self,
         input: &PersonInput,
@@ -102,7 +102,7 @@ impl Store {
         mask: &FieldMask,
     ) -> Result<Option<BTreeSet<String>>, ApiError> {
         let c = self.live(rn).ok_or_else(ApiError::not_found)?;
-        // §10 #2: accept the top-level person etag or the CONTACT source etag.
+        // docs/google-people-api.md §10 #2: accept the top-level person etag or the CONTACT source etag.
         let presented = input.etag.as_deref().or(input.source_etag.as_deref());
         let Some(presented) = presented.filter(|e| !e.is_empty()) else {
             return Err(ApiError::missing_etag());
@@ -150,7 +150,7 @@ impl Store {
         self.touch(rn, now);
     }
 
-    /// `people.updateContact` (§4.2, §9.5).
+    /// `people.updateContact` (docs/google-people-api.md §4.2, §9.5).
     pub fn update_contact(
         &mut self,
         rn: &str,
@@ -178,14 +178,14 @@ impl Store {
         self.touch(rn, now);
     }
 
-    /// `people.deleteContact` (§4.3, §9.5).
+    /// `people.deleteContact` (docs/google-people-api.md §4.3, §9.5).
     pub fn delete_contact(&mut self, rn: &str, now: OffsetDateTime) -> Result<(), ApiError> {
         self.live(rn).ok_or_else(ApiError::not_found)?;
         self.tombstone(rn, now);
         Ok(())
     }
 
-    /// `people.batchCreateContacts` (§4.4). `read_mask` is already validated (or `None` when
+    /// `people.batchCreateContacts` (docs/google-people-api.md §4.4). `read_mask` is already validated (or `None` when
     /// the read is skipped).
     pub fn batch_create(
         &mut self,
@@ -241,7 +241,7 @@ impl Store {
         Ok(json!({ "createdPeople": created }))
     }
 
-    /// `people.batchUpdateContacts` (§4.4): etag checked per contact.
+    /// `people.batchUpdateContacts` (docs/google-people-api.md §4.4): etag checked per contact.
     pub fn batch_update(
         &mut self,
         inputs: &[(String, Result<PersonInput, ApiError>)],
@@ -308,7 +308,7 @@ impl Store {
         Ok(json!({ "updateResult": results }))
     }
 
-    /// `people.batchDeleteContacts` (§4.4): ≤500 names.
+    /// `people.batchDeleteContacts` (docs/google-people-api.md §4.4): ≤500 names.
     pub fn batch_delete(
         &mut self,
         names: &[String],
