@@ -40,7 +40,8 @@ use tandem::app::daemon::Daemon;
 use tandem::app::{Host, HostOptions, unix_now};
 use tandem::config::{self, Catalog, Config, Env};
 use tandem::conformance::SandboxControl;
-use tandem::sync::engine::{Aborted, Hooks, Point};
+use tandem::sync::model::SidePair;
+use tandem::sync::run::{Aborted, Hooks, Point};
 use tandem::sync::{Engine, RunOptions, RunOutcome, RunReport};
 use tandem_sandbox::{AccountInfo, AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
@@ -120,9 +121,14 @@ async fn initial(records: u64) {
     let child = Mutex::new(child);
     let phases = Phases::new(&child);
     phases.mark("start");
-    let engine = Engine::new(&p.policy, host.store(), &p.a, &p.b, &p.mappers)
-        .with_names(&p.names.0, &p.names.1)
-        .with_hooks(&phases);
+    let engine = Engine::new(
+        &p.policy,
+        host.store(),
+        SidePair::new(&p.a, &p.b),
+        &p.mappers,
+    )
+    .with_names(&p.names.0, &p.names.1)
+    .with_hooks(&phases);
     let report = engine
         .run(RunOptions {
             now: unix_now(),

@@ -81,7 +81,7 @@ async fn routing_serves_each_tree_and_suite_has_no_leads() {
     assert_eq!(r.body["contacts"].as_array().unwrap().len(), 2);
 }
 
-// §2.4: optional `.json` suffix.
+// docs/freshworks-api.md §2.4: optional `.json` suffix.
 #[tokio::test]
 async fn json_suffix_is_accepted_everywhere() {
     let e = env().await;
@@ -100,7 +100,7 @@ async fn json_suffix_is_accepted_everywhere() {
     assert_eq!(r.body["leads"].as_array().unwrap().len(), 3);
 }
 
-// §2.2, §9: Token auth, both header forms, 401 bodies (both shapes), 403 for a restricted user.
+// docs/freshworks-api.md §2.2, §9: Token auth, both header forms, 401 bodies (both shapes), 403 for a restricted user.
 #[tokio::test]
 async fn auth_token_forms_401_and_403() {
     let e = env().await;
@@ -178,7 +178,7 @@ async fn auth_token_forms_401_and_403() {
     assert!(msgs[0].contains("permission"), "{msgs:?}");
 }
 
-// §2.3: the standalone Freshmarketer tree wants `fm-token`.
+// docs/freshworks-api.md §2.3: the standalone Freshmarketer tree wants `fm-token`.
 #[tokio::test]
 async fn standalone_freshmarketer_requires_fm_token() {
     let e = env().await;
@@ -205,7 +205,7 @@ async fn standalone_freshmarketer_requires_fm_token() {
     assert!(r.body["meta"]["total"].as_u64().unwrap() >= 1);
 }
 
-// §2.4: wrapped and unwrapped bodies; replies always wrapped.
+// docs/freshworks-api.md §2.4: wrapped and unwrapped bodies; replies always wrapped.
 #[tokio::test]
 async fn wrapped_and_unwrapped_bodies_are_accepted() {
     let e = env().await;
@@ -255,7 +255,7 @@ async fn wrapped_and_unwrapped_bodies_are_accepted() {
     assert_eq!(b["errors"]["code"], 400);
 }
 
-// §3.3: write-side email forms; read side has `email` and `emails[]` objects.
+// docs/freshworks-api.md §3.3: write-side email forms; read side has `email` and `emails[]` objects.
 #[tokio::test]
 async fn email_forms_on_write_and_shape_on_read() {
     let e = env().await;
@@ -296,7 +296,7 @@ async fn email_forms_on_write_and_shape_on_read() {
     assert_eq!(r.body["contact"]["emails"].as_array().unwrap().len(), 1);
 }
 
-// §3.4: custom fields under `custom_field`, unknown cf_ rejected (switchable), multi-select
+// docs/freshworks-api.md §3.4: custom fields under `custom_field`, unknown cf_ rejected (switchable), multi-select
 // as `;` string, dates echoed at midnight in the account offset.
 #[tokio::test]
 async fn custom_fields_are_validated_and_normalised() {
@@ -384,7 +384,7 @@ async fn custom_fields_are_validated_and_normalised() {
     }
 }
 
-// §3.6: include= side-loads as top-level arrays; ids stay on the record.
+// docs/freshworks-api.md §3.6: include= side-loads as top-level arrays; ids stay on the record.
 #[tokio::test]
 async fn include_side_loads_top_level_arrays() {
     let e = env().await;
@@ -413,7 +413,7 @@ async fn include_side_loads_top_level_arrays() {
     assert_eq!(accounts[0]["partial"], true);
 }
 
-// §3.1: 64-bit ids; search hits carry string ids.
+// docs/freshworks-api.md §3.1: 64-bit ids; search hits carry string ids.
 #[tokio::test]
 async fn ids_are_64_bit_and_search_ids_are_strings() {
     let e = env().await;
@@ -438,7 +438,7 @@ fn offset_of(ts: &str) -> &str {
     &ts[19..]
 }
 
-// §3.2: timestamps with the account offset; created_at once; updated_at moves on every
+// docs/freshworks-api.md §3.2: timestamps with the account offset; created_at once; updated_at moves on every
 // change (list changes included); ties can be injected.
 #[tokio::test]
 async fn timestamps_offsets_and_updated_at_movement() {
@@ -523,7 +523,7 @@ async fn timestamps_offsets_and_updated_at_movement() {
     assert_eq!(a, "2024-04-30T04:00:00-06:00");
 }
 
-// §4.1 and §4.2: default views with large ids; unknown view 404.
+// docs/freshworks-api.md §4.1 and §4.2: default views with large ids; unknown view 404.
 #[tokio::test]
 async fn views_are_listed_and_unknown_view_is_404() {
     let e = env().await;
@@ -589,7 +589,7 @@ async fn r_id(e: &Env, name: &str) -> u64 {
         .unwrap()
 }
 
-// §7.1 and §7.2: page/per_page (default 25, capped at 100), sort/sort_type, meta, past-the-end pages.
+// docs/freshworks-api.md §7.1 and §7.2: page/per_page (default 25, capped at 100), sort/sort_type, meta, past-the-end pages.
 #[tokio::test]
 async fn view_pagination_sorting_and_meta() {
     let e = env().await;
@@ -668,7 +668,7 @@ async fn view_pagination_sorting_and_meta() {
     assert!(names.windows(2).all(|w| w[0] <= w[1]), "{names:?}");
 }
 
-// §7.3: short and unordered pages on demand; ties in arbitrary order when switched on.
+// docs/freshworks-api.md §7.3: short and unordered pages on demand; ties in arbitrary order when switched on.
 #[tokio::test]
 async fn page_quirks_short_and_unordered_pages() {
     let e = env().await;
@@ -737,7 +737,7 @@ async fn page_quirks_short_and_unordered_pages() {
     assert_ne!(a, b, "tie order varies between requests");
 }
 
-// §4.4: filtered search by email, updated_at windows, deleted filter, sort in body.
+// docs/freshworks-api.md §4.4: filtered search by email, updated_at windows, deleted filter, sort in body.
 #[tokio::test]
 async fn filtered_search_email_window_and_deleted() {
     let e = env().await;
@@ -852,7 +852,7 @@ async fn filtered_search_email_window_and_deleted() {
     assert_eq!(r.body["leads"].as_array().unwrap().len(), 1);
 }
 
-// §4.4: filtered search on `id` with `is_in` (numbers or strings, up to a page of 100),
+// docs/freshworks-api.md §4.4: filtered search on `id` with `is_in` (numbers or strings, up to a page of 100),
 // as the connectors use it to read the versions of many records at once: the records as
 // `GET /contacts/{id}` shows them, deleted ones left out; Classic leads alike.
 #[tokio::test]
@@ -904,7 +904,7 @@ async fn filtered_search_by_id() {
     }
 }
 
-// §4.5 and §4.6: lookup and search.
+// docs/freshworks-api.md §4.5 and §4.6: lookup and search.
 #[tokio::test]
 async fn lookup_and_search_shapes() {
     let e = env().await;
@@ -957,7 +957,7 @@ async fn lookup_and_search_shapes() {
     e.get(SUITE, "/search?q=").await.errors(400);
 }
 
-// §5.1, §9: create status (200, switchable to 201) and 400 validation bodies.
+// docs/freshworks-api.md §5.1, §9: create status (200, switchable to 201) and 400 validation bodies.
 #[tokio::test]
 async fn create_status_and_validation_errors() {
     let e = env().await;
@@ -1049,7 +1049,7 @@ async fn create_status_and_validation_errors() {
     assert_eq!(total, 132);
 }
 
-// §5.1, §12: duplicate email on create: allowed by default (upsert picks the oldest), or rejected.
+// docs/freshworks-api.md §5.1, §12: duplicate email on create: allowed by default (upsert picks the oldest), or rejected.
 #[tokio::test]
 async fn duplicate_email_on_create_policy() {
     let e = env().await;
@@ -1085,7 +1085,7 @@ async fn duplicate_email_on_create_policy() {
     assert_eq!(r.errors(400), vec!["Email has already been taken"]);
 }
 
-// §5.2: partial update; 404 for unknown/forgotten; soft-deleted per switch.
+// docs/freshworks-api.md §5.2: partial update; 404 for unknown/forgotten; soft-deleted per switch.
 #[tokio::test]
 async fn update_is_partial_and_404s() {
     let e = env().await;
@@ -1163,7 +1163,7 @@ async fn update_is_partial_and_404s() {
     .errors(404);
 }
 
-// §5.3: upsert by unique_identifier; 200 for insert and update (insert switchable to 201).
+// docs/freshworks-api.md §5.3: upsert by unique_identifier; 200 for insert and update (insert switchable to 201).
 #[tokio::test]
 async fn upsert_inserts_then_updates() {
     let e = env().await;
@@ -1236,7 +1236,7 @@ async fn upsert_inserts_then_updates() {
     assert_eq!(r.status, 200);
 }
 
-// §5.4: bulk upsert answers at once with a job; the job completes later on the clock.
+// docs/freshworks-api.md §5.4: bulk upsert answers at once with a job; the job completes later on the clock.
 #[tokio::test]
 async fn bulk_upsert_is_an_async_job() {
     let e = env().await;
@@ -1299,7 +1299,7 @@ async fn bulk_upsert_is_an_async_job() {
     e.get(SUITE, "/job_statuses/99").await.errors(404);
 }
 
-// §5.5: soft delete, deleted filter, forget, bulk destroy, delete reply switch.
+// docs/freshworks-api.md §5.5: soft delete, deleted filter, forget, bulk destroy, delete reply switch.
 #[tokio::test]
 async fn delete_forget_and_bulk_destroy() {
     let e = env().await;
@@ -1417,7 +1417,7 @@ async fn delete_forget_and_bulk_destroy() {
     .errors(400);
 }
 
-// §6: lists and memberships.
+// docs/freshworks-api.md §6: lists and memberships.
 #[tokio::test]
 async fn lists_and_membership_changes() {
     let e = env().await;
@@ -1565,7 +1565,7 @@ async fn lists_and_membership_changes() {
     );
 }
 
-// §3.5: subscription fields: 0–4 accepted, kept unless written.
+// docs/freshworks-api.md §3.5: subscription fields: 0–4 accepted, kept unless written.
 #[tokio::test]
 async fn subscription_status_and_dnd() {
     let e = env().await;
@@ -1621,7 +1621,7 @@ async fn subscription_status_and_dnd() {
     );
 }
 
-// §8: hourly and per-minute limits, headers, 429 body, 4xx counted, windows reset.
+// docs/freshworks-api.md §8: hourly and per-minute limits, headers, 429 body, 4xx counted, windows reset.
 #[tokio::test]
 async fn rate_limits_hourly_and_per_minute() {
     let e = env().await;

@@ -1,4 +1,4 @@
-//! Wire-level tests of the simulated Google People account: every behaviour of §9 of
+//! Wire-level tests of the simulated Google People account: every behaviour of docs/google-people-api.md §9 of
 //! `docs/google-people-api.md` and every error reply, asserted on status, headers and
 //! body shape with reqwest against a server on 127.0.0.1.
 
@@ -263,7 +263,7 @@ fn ada() -> Value {
     })
 }
 
-// ----- §9.1 transport and authentication ----------------------------------------------
+// ----- docs/google-people-api.md §9.1 transport and authentication ----------------------------------------------
 
 #[tokio::test]
 async fn unknown_routes_and_verbs_answer_html_404() {
@@ -521,7 +521,7 @@ async fn control_can_expire_access_tokens_and_mint_new_ones() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.2 masks and projection ------------------------------------------------------
+// ----- docs/google-people-api.md §9.2 masks and projection ------------------------------------------------------
 
 #[tokio::test]
 async fn person_fields_and_read_masks_are_required_and_validated() {
@@ -672,7 +672,7 @@ async fn responses_are_projected_by_mask_with_output_only_fields_computed() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.3 identity and etags --------------------------------------------------------
+// ----- docs/google-people-api.md §9.3 identity and etags --------------------------------------------------------
 
 #[tokio::test]
 async fn resource_names_and_etags_have_google_shapes_and_move_on_every_mutation() {
@@ -717,7 +717,7 @@ async fn resource_names_and_etags_have_google_shapes_and_move_on_every_mutation(
     assert!(now.0 != last.0 && now.1 != last.1 && now.2 != last.2);
     last = now;
 
-    // members:modify moves the etag too (§2.3).
+    // members:modify moves the etag too (docs/google-people-api.md §2.3).
     env.advance(5).await;
     let r = env
         .send(
@@ -761,7 +761,7 @@ async fn person_etag_varies_by_mask_and_any_mask_etag_updates() {
         .unwrap()
         .to_owned();
     assert_ne!(narrow, wide);
-    // An etag read with a narrower mask is accepted (§2.3, n8n).
+    // An etag read with a narrower mask is accepted (docs/google-people-api.md §2.3, n8n).
     let r = env
         .update(
             &rn,
@@ -779,7 +779,7 @@ async fn person_etag_varies_by_mask_and_any_mask_etag_updates() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.4 connections.list ----------------------------------------------------------
+// ----- docs/google-people-api.md §9.4 connections.list ----------------------------------------------------------
 
 #[tokio::test]
 async fn pagination_defaults_limits_totals_and_sort_order() {
@@ -956,7 +956,7 @@ async fn sync_tokens_deliver_changes_and_tombstones() {
     assert!(all.iter().all(|p| p["resourceName"] != deleted.as_str()));
 
     // Lenient by default: an incremental call without requestSyncToken still gets a token;
-    // strict mode gives one only when requested (§10 #3).
+    // strict mode gives one only when requested (docs/google-people-api.md §10 #3).
     let q = format!("personFields={PEOPLE_FIELDS}&syncToken={}", enc(&next));
     assert!(env.list(&q).await.body["nextSyncToken"].is_string());
     env.settings(json!({"strict_request_sync_token": true}))
@@ -1150,7 +1150,7 @@ async fn propagation_lag_delays_deltas_but_not_get() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.5 writes --------------------------------------------------------------------
+// ----- docs/google-people-api.md §9.5 writes --------------------------------------------------------------------
 
 #[tokio::test]
 async fn create_contact_validates_and_defaults() {
@@ -1663,7 +1663,7 @@ async fn search_needs_a_warm_up_and_matches_prefix_phrases() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.6 contact groups -----------------------------------------------------------
+// ----- docs/google-people-api.md §9.6 contact groups -----------------------------------------------------------
 
 #[tokio::test]
 async fn contact_groups_list_get_create_update_delete() {
@@ -1939,7 +1939,7 @@ async fn group_sync_tokens_report_deleted_groups() {
     env.sandbox.shutdown().await;
 }
 
-// ----- §9.7 quotas, concurrency, faults, control ---------------------------------------
+// ----- docs/google-people-api.md §9.7 quotas, concurrency, faults, control ---------------------------------------
 
 #[tokio::test]
 async fn quotas_answer_429_resource_exhausted_and_refill_each_minute() {
@@ -2057,7 +2057,7 @@ async fn concurrent_mutations_for_one_user_can_be_refused() {
 #[tokio::test]
 async fn faults_counters_and_lost_create_responses() {
     let env = start(GoogleSettings::default(), 0).await;
-    // Google-shaped transient errors (§9.7).
+    // Google-shaped transient errors (docs/google-people-api.md §9.7).
     env.ctl(
         Method::POST,
         "/google-faults",

@@ -357,7 +357,7 @@ async fn conflict_most_recent_wins_per_field() {
     );
 }
 
-/// `manual` on one field (§2.4): a true conflict writes nothing to that field, keeps both
+/// `manual` on one field (sync-rules F5): a true conflict writes nothing to that field, keeps both
 /// values on the link and in `status`, while the pair's other fields keep syncing; the
 /// operator's `resolve --take` writes the chosen value on the next run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,7 +450,7 @@ async fn manual_conflict_waits_for_the_operator_then_takes_the_chosen_side() {
     no_writes_on_second_run(&w, "s").await;
 }
 
-/// `scope.on-leave` (§2.5 "stop matching") with the Freshmarketer list: a contact taken
+/// `scope.on-leave` (sync-rules E14) with the Freshmarketer list: a contact taken
 /// off the Newsletter list is marked DND in Freshsales (`unsubscribe`), and the pair is
 /// no longer synced while it stays off the list.
 /// Requests `app` answered on routes containing `part`.

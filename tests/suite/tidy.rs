@@ -57,7 +57,10 @@ fn non_test_code(text: &str) -> &str {
 #[test]
 fn the_planner_does_no_io_and_reads_no_clock() {
     const PURE: &[&str] = &[
-        "host/src/sync/plan.rs",
+        "host/src/sync/plan/mod.rs",
+        "host/src/sync/plan/fields.rs",
+        "host/src/sync/plan/existence.rs",
+        "host/src/sync/plan/breaker.rs",
         "host/src/sync/plan/review.rs",
         "host/src/sync/baseline.rs",
         "host/src/sync/mapping.rs",
@@ -233,5 +236,249 @@ fn every_cited_document_is_in_the_repository() {
         "cited but not in the repository ({}):\n{}",
         missing.len(),
         missing.join("\n")
+    );
+}
+
+/// The section sign, spelt so that this file cites nothing itself.
+const SECTION: char = '\u{a7}';
+
+/// The short name docs/sync-rules.md goes by in citations (`sync-rules F9`).
+const RULES: &str = concat!("sync-", "rules");
+
+/// Section numbers of a markdown document: `## 3. Title` is `3`, `### 3.2 Title` is `3.2`.
+fn sections(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with('#'))
+        .filter_map(|l| {
+            let title = l.trim_start_matches('#').trim_start();
+            let n: String = title
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let n = n.trim_end_matches('.');
+            (!n.is_empty() && n.starts_with(|c: char| c.is_ascii_digit())).then(|| n.to_owned())
+        })
+        .collect()
+}
+
+/// Row ids of docs/sync-rules.md: a table line whose first cell is a capital and a
+/// number (`| F3 |`).
+fn rows(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let cell = l.strip_prefix('|')?.split('|').next()?.trim();
+            is_row(cell).then(|| cell.to_owned())
+        })
+        .collect()
+}
+
+fn is_row(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|c| c.is_ascii_uppercase())
+        && !c.as_str().is_empty()
+        && c.all(|c| c.is_ascii_digit())
+}
+
+/// The documents a line names, as (end offset, name): paths ending in `.md`, the short
+/// name of docs/sync-rules.md, and RFCs.
+fn doc_names(line: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, _) in line.match_indices(".md") {
+        let end = i + 3;
+        if line[end..].starts_with(|c: char| c.is_alphanumeric()) {
+            continue;
+        }
+        let start = line[..i]
+            .char_indices()
+            .rev()
+            .take_while(|(_, c)| c.is_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+            .last()
+            .map_or(i, |(j, _)| j);
+        if start < i {
+            out.push((end, line[start..end].to_owned()));
+        }
+    }
+    for (i, _) in line.match_indices(RULES) {
+        if !line[i + RULES.len()..].starts_with(".md") {
+            out.push((i + RULES.len(), RULES.to_owned()));
+        }
+    }
+    for (i, _) in line.match_indices("RFC ") {
+        if line[i + 4..].starts_with(|c: char| c.is_ascii_digit()) {
+            out.push((i + 4, "RFC".to_owned()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A section number at the start of `s` (`3.2` of `3.2, ...`).
+fn number(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    n.trim_end_matches('.').to_owned()
+}
+
+/// What is wrong with the section and row citations of one file: a section sign that
+/// names no document, a section its document does not have, a row or section of
+/// docs/sync-rules.md that it does not define. `docs` reads a document by the path
+/// cited (relative to the citing file, or to the root), `None` if there is none.
+fn citation_problems(name: &str, text: &str, docs: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    let markdown = name.ends_with(".md");
+    let rules = docs(concat!("docs/sync-", "rules.md")).unwrap_or_default();
+    let (rule_sections, rule_rows) = (sections(&rules), rows(&rules));
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let at = format!("{name}:{}", n + 1);
+        let names = doc_names(line);
+        for (i, _) in line.match_indices(SECTION) {
+            let rest = &line[i + SECTION.len_utf8()..];
+            if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            let num = number(rest);
+            // The document named last before it on the line; in markdown, the file itself.
+            let doc = match names.iter().rev().find(|(end, _)| *end <= i) {
+                Some((_, d)) => d.clone(),
+                None if markdown => name.to_owned(),
+                None => {
+                    out.push(format!("{at}: {SECTION}{num} names no document"));
+                    continue;
+                }
+            };
+            let defined = match doc.as_str() {
+                "RFC" => continue,
+                d if d == RULES => rule_sections.clone(),
+                d => match docs(d) {
+                    Some(t) => sections(&t),
+                    None => {
+                        out.push(format!(
+                            "{at}: {SECTION}{num} of `{d}`, which is not in the repository"
+                        ));
+                        continue;
+                    }
+                },
+            };
+            if !defined.contains(&num) {
+                out.push(format!("{at}: `{doc}` has no section {SECTION}{num}"));
+            }
+        }
+        // A table row by its number alone: which table, which document?
+        let lower = line.to_lowercase();
+        for word in ["row ", "rows "] {
+            for (i, _) in lower.match_indices(word) {
+                let after = &lower[i + word.len()..];
+                let starts_word = !lower[..i].ends_with(|c: char| c.is_alphanumeric());
+                if starts_word && after.starts_with(|c: char| c.is_ascii_digit()) {
+                    out.push(format!(
+                        "{at}: `{}` names no table: cite `{RULES} F{}` (or the row's own table)",
+                        &line[i..i + word.len() + number(after).len()],
+                        number(after)
+                    ));
+                }
+            }
+        }
+        // Rows (and sections) after the short name: `F5, F8`, `E1-E6`, `W6`.
+        for (i, _) in line.match_indices(RULES) {
+            let mut rest = &line[i + RULES.len()..];
+            loop {
+                let trimmed = [", ", ",", " and ", " or ", " to ", "-", " "]
+                    .iter()
+                    .find_map(|sep| rest.strip_prefix(sep))
+                    .unwrap_or(rest);
+                let item: String = trimmed
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric())
+                    .collect();
+                if is_row(&item) {
+                    if !rule_rows.contains(&item) {
+                        out.push(format!("{at}: {RULES} has no row {item}"));
+                    }
+                } else if trimmed.starts_with(SECTION) {
+                    // Checked above with the other section signs.
+                    let num = number(&trimmed[SECTION.len_utf8()..]);
+                    if num.is_empty() {
+                        break;
+                    }
+                    rest = &trimmed[SECTION.len_utf8() + num.len()..];
+                    continue;
+                } else {
+                    break;
+                }
+                rest = &trimmed[item.len()..];
+            }
+        }
+    }
+    out
+}
+
+/// Every section or row a file cites exists, in a document it names: `§` numbers bind to
+/// the document named last before them on the line (a markdown document's own sections
+/// when it names none), rows and sections after the short name to docs/sync-rules.md.
+#[test]
+fn every_cited_section_and_row_exists() {
+    let mut texts: Vec<PathBuf> = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
+    texts.extend(files("docs", &[".md"]));
+    texts.extend(files("plugins", &[".md", ".rs"]));
+    texts.extend(files("host", &[".rs", ".md"]));
+    texts.extend(files("sandbox", &[".rs", ".md"]));
+    texts.extend(files("tests", &[".rs", ".md"]));
+    texts.extend(files("examples", &[".toml"]));
+    let mut problems = Vec::new();
+    for file in &texts {
+        let text = std::fs::read_to_string(file).unwrap();
+        let dir = file.parent().unwrap().to_path_buf();
+        let docs = |cited: &str| {
+            [dir.join(cited), root().join(cited)]
+                .iter()
+                .find_map(|p| std::fs::read_to_string(p).ok())
+        };
+        problems.extend(citation_problems(&rel(file), &text, &docs));
+    }
+    assert!(
+        problems.is_empty(),
+        "cite a section or row that exists, naming its document (docs/sync-rules.md, top) ({}):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The checker itself refuses what it should: planted bad citations.
+#[test]
+fn the_citation_checker_refuses_bad_citations() {
+    let rules = "# Rules\n## 3. The field table\n| # | x |\n| F9 | y |\n### 3.1 More\n".to_owned();
+    let api = "# API\n## 2. Hosts\n### 2.4 Bodies\n".to_owned();
+    let docs = |d: &str| match d {
+        d if d.ends_with(concat!("sync-", "rules.md")) => Some(rules.clone()),
+        "docs/api.md" | "api.md" => Some(api.clone()),
+        _ => None,
+    };
+    let s = SECTION;
+    let check = |name: &str, text: &str| citation_problems(name, text, &docs);
+    let good =
+        format!("// docs/api.md {s}2.4 and {s}2, {RULES} F9, {RULES} {s}3.1, RFC 6749 {s}5.2\n");
+    assert_eq!(check("x.rs", &good), Vec::<String>::new());
+    assert_eq!(
+        check("docs/api.md", &format!("see {s}2.4\n")),
+        Vec::<String>::new()
+    );
+    for bad in [
+        format!("// a bare {s}2.4 here\n"),
+        format!("// docs/api.md {s}7.1\n"),
+        format!("// docs/nowhere.md {s}1\n"),
+        format!("// {RULES} F11\n"),
+        format!("// {RULES} F9, E3\n"),
+        format!("// {RULES} {s}4\n"),
+        format!("// {RULES} F9-F10\n"),
+        format!("// the field table's {}9\n", "row "),
+    ] {
+        assert_eq!(check("x.rs", &bad).len(), 1, "not refused: {bad}");
+    }
+    assert_eq!(
+        check("docs/other.md", &format!("see {s}2.4\n")).len(),
+        1,
+        "a markdown file's bare {s} means its own sections"
     );
 }

@@ -1,4 +1,4 @@
-//! One request budget per app account (§2.11), shared by every sync that uses the account.
+//! One request budget per app account (sync-rules §11), shared by every sync that uses the account.
 //!
 //! - The limits come from the connector's `describe` (`rate-limits`: N requests per S
 //!   seconds, possibly several windows). Each window is kept as a sliding log of send

@@ -37,8 +37,8 @@ use crate::runtime::{
     CallError, ConnectError, LoadError, MapperClient, Plugin, Resolve, Runtime, RuntimeOptions,
     SystemResolver,
 };
-use crate::sync::engine::{Aborted, Hooks, Point};
-use crate::sync::model::Side;
+use crate::sync::model::{Side, SidePair};
+use crate::sync::run::{Aborted, Hooks, Point};
 use crate::sync::state::{OpStatus, StateError, SyncStatus};
 use crate::sync::{Engine, EngineError, RunOptions, RunOutcome, RunReport, SyncPolicy, SyncStore};
 
@@ -508,9 +508,14 @@ impl Host {
             sync: &p.name,
             progress: &p.progress,
         };
-        let engine = Engine::new(&p.policy, &self.store, &p.a, &p.b, &p.mappers)
-            .with_names(&p.names.0, &p.names.1)
-            .with_hooks(&hooks);
+        let engine = Engine::new(
+            &p.policy,
+            &self.store,
+            SidePair::new(&p.a, &p.b),
+            &p.mappers,
+        )
+        .with_names(&p.names.0, &p.names.1)
+        .with_hooks(&hooks);
         let report = engine.run(opts).await?;
         Ok(report)
     }

@@ -793,7 +793,7 @@ fn print_status(list: &[SyncSummary], json: bool) {
                 },
                 p.email,
                 p.reason,
-                crate::sync::engine::resolve_hint(&s.name, &p.a, &p.b)
+                crate::sync::run::resolve_hint(&s.name, &p.a, &p.b)
             );
         }
     }

@@ -1,10 +1,10 @@
 //! The baseline: what the engine knows of every linked pair of records, as of
-//! the last time both sides were known to agree (§2.2 `link`, `link_field`).
+//! the last time both sides were known to agree (sync-rules §1.2).
 //!
 //! A side's field is *unchanged* when its canonical value equals the base, or
 //! equals that side's alias: a value the side holds that we accepted as
-//! equivalent (the app's read-back form of what we wrote, §2.8; an empty
-//! one-way source; a consent loosening we did not propagate, §2.7).
+//! equivalent (the app's read-back form of what we wrote, sync-rules W2; an empty
+//! one-way source; a consent loosening we did not propagate, sync-rules K2).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,7 +83,7 @@ pub enum LinkState {
     /// The sync removed this side's record (deleted it or took it out of the
     /// list) on purpose, after an opt-out: never written or re-created again.
     Removed(Side),
-    /// The loop detector stopped writing this pair (§2.8): only consent
+    /// The loop detector stopped writing this pair (sync-rules W6): only consent
     /// tightening still flows, until the operator releases it
     /// (`tandem sync resolve NAME --release ID`). The reason is in
     /// [`Review::quarantine`].
@@ -299,7 +299,7 @@ pub struct Baseline {
     pub links: BTreeMap<String, Link>,
     /// Number of links per entity pair index, all of them.
     pub counts: BTreeMap<usize, usize>,
-    /// The operator's decisions about ambiguous matches (§2.6).
+    /// The operator's decisions about ambiguous matches (sync-rules I3).
     pub decisions: Decisions,
     /// Links deleted on both sides, kept until their tombstones expire.
     pub gone: BTreeSet<String>,
@@ -308,7 +308,7 @@ pub struct Baseline {
     pub run: u64,
 }
 
-/// An operator's decision about two records an ambiguous match named (§2.6),
+/// An operator's decision about two records an ambiguous match named (sync-rules E6),
 /// stored with the sync's state and given to the planner as input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

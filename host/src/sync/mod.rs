@@ -6,10 +6,9 @@
 //! - [`mapping`]: field pairs, consent translation.
 //! - [`policy`]: a sync's settings; [`rules`]: IF/THEN rules.
 //! - [`baseline`]: links and field bases; [`plan`]: the pure planner.
-//! - [`state`]: the redb store; [`engine`]: the executor.
+//! - [`state`]: the redb store; [`run`]: the executor (one file per phase of a run).
 
 pub mod baseline;
-pub mod engine;
 pub mod mapping;
 #[cfg(test)]
 pub mod memory;
@@ -17,11 +16,12 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod rules;
+pub mod run;
 pub mod source;
 pub mod state;
 
-pub use engine::{Engine, EngineError, RunOptions, RunOutcome, RunReport};
 pub use plan::{Plan, plan};
 pub use policy::SyncPolicy;
+pub use run::{Engine, EngineError, RunOptions, RunOutcome, RunReport};
 pub use source::{Mappers, Source};
 pub use state::SyncStore;

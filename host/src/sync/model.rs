@@ -4,7 +4,7 @@
 //!
 //! NULL and ABSENT are kept apart everywhere: a field listed with
 //! [`Value::Null`] was cleared by a user; a field missing from
-//! [`Record::fields`] is unknown and never counts as a change (§2.3).
+//! [`Record::fields`] is unknown and never counts as a change (sync-rules C3).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -405,7 +405,7 @@ pub fn collapse_ws(s: &str) -> String {
 }
 
 /// The match-key form of an e-mail address: trimmed and lower-cased. Plus
-/// tags and dots are kept (§2.6: stripping them merges different people).
+/// tags and dots are kept (sync-rules I2: stripping them merges different people).
 pub fn normalise_email(s: &str) -> String {
     s.trim().to_lowercase()
 }

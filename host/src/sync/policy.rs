@@ -43,17 +43,17 @@ pub struct SyncPolicy {
     #[serde(default)]
     pub deletes: DeleteOptions,
     /// When a linked record of this side leaves its scope (list), what
-    /// happens to its counterpart (§2.5 "stop matching"). The link is kept,
+    /// happens to its counterpart (sync-rules E14). The link is kept,
     /// `detached`, whatever the action.
     #[serde(default)]
     pub on_leave: SidePair<LeaveAction>,
-    /// The loop detector (§2.8): when a link is quarantined.
+    /// The loop detector (sync-rules W6): when a link is quarantined.
     #[serde(default)]
     pub loops: LoopDetector,
     /// Whether records missing on a side are created there.
     #[serde(default)]
     pub create: CreateOptions,
-    /// What an edit on the target of a one-way field does (§2.4 row 9).
+    /// What an edit on the target of a one-way field does (sync-rules F9).
     #[serde(default)]
     pub one_way_edits: OneWayEdits,
     /// When a run halts instead of writing.
@@ -378,7 +378,7 @@ impl LeaveAction {
     }
 }
 
-/// The loop detector (§2.8 item 3): a link written too often, or a field
+/// The loop detector (sync-rules W6): a link written too often, or a field
 /// flipping between two values run after run, is quarantined: not written
 /// again until the operator releases it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -505,7 +505,7 @@ pub struct DeleteOptions {
     /// (modification beats deletion).
     #[serde(default)]
     pub on_delete: SidePair<RemoveAction>,
-    /// Days a deletion's tombstone is kept (§2.6); a link deleted on both
+    /// Days a deletion's tombstone is kept (sync-rules I7, E12); a link deleted on both
     /// sides is dropped only when its tombstones expire. Default 30.
     #[serde(default = "DeleteOptions::default_retention")]
     pub tombstone_retention_days: u32,
@@ -575,7 +575,7 @@ pub enum OneWayEdits {
     Revert,
 }
 
-/// When a run halts with a report instead of writing (§2.5 breakers).
+/// When a run halts with a report instead of writing (sync-rules §10).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct BreakerThresholds {

@@ -1,4 +1,4 @@
-//! The engine's state in redb (§2.2): links (unique per side id), the baseline
+//! The engine's state in redb (sync-rules §1.3): links (unique per side id), the baseline
 //! of every mapped field, per-side cursors, the outbox, the retry index,
 //! tombstones, runs and per-record events (the run log users read).
 //!
@@ -376,7 +376,7 @@ impl SyncStore {
     /// for per-batch commits inside a run; the run's final commit, which moves
     /// the cursors, is durable and persists them all at once. A crash loses at
     /// most those unflushed commits of the current run, which recovery
-    /// re-derives (marker and e-mail lookups, the field table's row 4).
+    /// re-derives (marker and e-mail lookups, sync-rules F4).
     pub fn write_unflushed<R>(
         &self,
         sync: &str,

@@ -24,7 +24,7 @@ pub const DEFAULT_OVERLAP_SECS: i64 = 120;
 /// Default number of contact ids per list-membership request
 /// (`PUT lists/<id>/add_contacts` / `remove_contacts`). The API documents the body
 /// `{"ids": [...]}` (docs/freshworks-api.md §6.3) but no maximum, so this is the API's batch size
-/// elsewhere (bulk upsert in batches of 100, §5.4; `per_page` ≤ 100, §7.1), and the
+/// elsewhere (bulk upsert in batches of 100, docs/freshworks-api.md §5.4; `per_page` ≤ 100, §7.1), and the
 /// `list-batch-size` setting overrides it (up to [`MAX_LIST_BATCH`]).
 pub const DEFAULT_LIST_BATCH: usize = 100;
 

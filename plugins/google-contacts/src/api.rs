@@ -2,8 +2,8 @@
 //! the OAuth2 bearer; the connector never sees it).
 //!
 //! Every read sends the same [`PERSON_FIELDS`] and `sources=READ_SOURCE_TYPE_CONTACT`,
-//! so etags are comparable between calls (§2.3) and profile data never enters a record
-//! (§2.2). Writes are sent one request at a time (§7.3).
+//! so etags are comparable between calls (docs/google-people-api.md §2.3) and profile data never enters a record
+//! (docs/google-people-api.md §2.2). Writes are sent one request at a time (§7.3).
 
 use serde_json::{Value as Json, json};
 use tandem_sdk::http::{self, Method};
@@ -17,11 +17,11 @@ use crate::mapping::PERSON_FIELDS;
 pub const DEFAULT_BASE: &str = "https://people.googleapis.com";
 /// Only CONTACT-sourced data can be written; read nothing else.
 pub const SOURCES: &str = "READ_SOURCE_TYPE_CONTACT";
-/// `getBatchGet` / `batchCreateContacts` / `batchUpdateContacts` limit (§3.2, §4.4).
+/// `getBatchGet` / `batchCreateContacts` / `batchUpdateContacts` limit (docs/google-people-api.md §3.2, §4.4).
 pub const MAX_BATCH: usize = 200;
-/// `batchDeleteContacts` limit (§4.4).
+/// `batchDeleteContacts` limit (docs/google-people-api.md §4.4).
 pub const MAX_BATCH_DELETE: usize = 500;
-/// `members:modify` limit, adds and removes together (§5.2).
+/// `members:modify` limit, adds and removes together (docs/google-people-api.md §5.2).
 pub const MAX_MEMBERS_MODIFY: usize = 1000;
 
 /// Per-item outcomes of a batch read or write: (requested name, person or its error).
@@ -105,7 +105,7 @@ impl Api {
         self.call(Method::Post, path, query, Some(body))
     }
 
-    /// One page of `people.connections.list` with the fixed mask (§3.1).
+    /// One page of `people.connections.list` with the fixed mask (docs/google-people-api.md §3.1).
     pub fn list_connections(
         &self,
         mask: &str,
@@ -122,7 +122,7 @@ impl Api {
         ];
         if request_sync {
             // Sync tokens come only from listings that ask for them; ask on incremental
-            // calls too (§10 #3).
+            // calls too (docs/google-people-api.md §10 #3).
             query.push(("requestSyncToken", "true"));
         }
         if let Some(sync) = sync {

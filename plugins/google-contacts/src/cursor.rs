@@ -1,7 +1,7 @@
 //! The opaque cursor handed to the host, and what the next `connections.list` call is.
 //!
 //! Google binds a page token to every other parameter of the listing and a sync token to
-//! the field mask, sources and sort order (§3.1, §8.1): the cursor therefore records
+//! the field mask, sources and sort order (docs/google-people-api.md §3.1, §8.1): the cursor therefore records
 //! the page size the listing started with and the field mask it was made with, so that
 //! a later call repeats them exactly. It is JSON:
 //!

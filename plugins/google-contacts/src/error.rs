@@ -4,8 +4,8 @@
 //! `{"error":{"code","message","status","details":[{"@type","reason",...}],"errors":[...]}}`.
 //! Batch methods report per-item failures as a `google.rpc.Status` (`{"code": <gRPC
 //! code>, "message", "details"}`). Both are classified by one table, branching on
-//! `status` and `details[].reason`, never on the message alone (§1.3), except where the
-//! message is the steadier signal (§1.3: the expired sync token, the stale etag):
+//! `status` and `details[].reason`, never on the message alone (docs/google-people-api.md §1.3), except where the
+//! message is the steadier signal (docs/google-people-api.md §1.3: the expired sync token, the stale etag):
 //!
 //! | Google reply                                                    | contract error     |
 //! |-----------------------------------------------------------------|--------------------|
@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use tandem_sdk::Error;
 
-/// Message of the expired sync token reply (§3.1); matched when no reason is given.
+/// Message of the expired sync token reply (docs/google-people-api.md §3.1); matched when no reason is given.
 const EXPIRED_TEXT: &str = "sync token is expired";
 
 /// The `error` object of Google's envelope, and the shape of a `google.rpc.Status`.
@@ -250,7 +250,7 @@ mod tests {
     fn cases() -> Vec<(&'static str, u16, Json, &'static str, &'static str)> {
         vec![
             (
-                "expired sync token, 400 FAILED_PRECONDITION (§3.1)",
+                "expired sync token, 400 FAILED_PRECONDITION (docs/google-people-api.md §3.1)",
                 400,
                 json!({"error": {"code": 400,
                     "message": "Sync token is expired. Clear local cache and retry call without the sync token.",
@@ -261,7 +261,7 @@ mod tests {
                 "EXPIRED_SYNC_TOKEN",
             ),
             (
-                "expired sync token, INVALID_ARGUMENT capture (§10 #1)",
+                "expired sync token, INVALID_ARGUMENT capture (docs/google-people-api.md §10 #1)",
                 400,
                 json!({"error": {"code": 400,
                     "message": "Sync token is expired. Clear local cache and retry call without the sync token.",
@@ -277,7 +277,7 @@ mod tests {
                 "HTTP 410",
             ),
             (
-                "stale etag (§4.2)",
+                "stale etag (docs/google-people-api.md §4.2)",
                 400,
                 json!({"error": {"code": 400,
                     "message": "Request person.etag is different than the current person.etag. Clear local cache and get the latest person.",
@@ -310,7 +310,7 @@ mod tests {
                 "personFields mask is required",
             ),
             (
-                "expired access token (§6.3)",
+                "expired access token (docs/google-people-api.md §6.3)",
                 401,
                 json!({"error": {"code": 401,
                     "message": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
@@ -328,7 +328,7 @@ mod tests {
                 "HTTP 401 UNAUTHENTICATED",
             ),
             (
-                "insufficient scope (§6.3)",
+                "insufficient scope (docs/google-people-api.md §6.3)",
                 403,
                 json!({"error": {"code": 403, "message": "Request had insufficient authentication scopes.", "status": "PERMISSION_DENIED",
                     "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT", "domain": "googleapis.com"}]}}),
@@ -336,7 +336,7 @@ mod tests {
                 "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
             ),
             (
-                "API disabled (§6.3)",
+                "API disabled (docs/google-people-api.md §6.3)",
                 403,
                 json!({"error": {"code": 403, "message": "People API has not been used in project 1 before or it is disabled.", "status": "PERMISSION_DENIED",
                     "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "SERVICE_DISABLED", "domain": "googleapis.com"}]}}),
@@ -344,7 +344,7 @@ mod tests {
                 "SERVICE_DISABLED",
             ),
             (
-                "quota on a 403 (some clients see 403, §7.2)",
+                "quota on a 403 (some clients see 403, docs/google-people-api.md §7.2)",
                 403,
                 json!({"error": {"code": 403, "message": "Quota exceeded for quota metric 'Critical read requests'.", "status": "PERMISSION_DENIED",
                     "errors": [{"message": "Rate Limit Exceeded", "domain": "usageLimits", "reason": "rateLimitExceeded"}]}}),
@@ -352,7 +352,7 @@ mod tests {
                 "rateLimitExceeded",
             ),
             (
-                "per-minute quota, 429 (§7.2 first body)",
+                "per-minute quota, 429 (docs/google-people-api.md §7.2 first body)",
                 429,
                 json!({"error": {"code": 429,
                     "message": "Quota exceeded for quota metric 'Critical write requests' and limit 'Critical write requests per minute per user' of service 'people.googleapis.com' for consumer 'project_number:123'.",
@@ -363,7 +363,7 @@ mod tests {
                 "RATE_LIMIT_EXCEEDED",
             ),
             (
-                "FBS quota, QuotaFailure detail (§7.2 second body)",
+                "FBS quota, QuotaFailure detail (docs/google-people-api.md §7.2 second body)",
                 429,
                 json!({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).", "status": "RESOURCE_EXHAUSTED",
                     "details": [{"@type": "type.googleapis.com/google.rpc.QuotaFailure",
@@ -372,14 +372,14 @@ mod tests {
                 "Resource has been exhausted",
             ),
             (
-                "unknown contact (§3.2)",
+                "unknown contact (docs/google-people-api.md §3.2)",
                 404,
                 json!({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}),
                 "not-found",
                 "Requested entity was not found",
             ),
             (
-                "concurrent mutation, 409 ABORTED (§9.7)",
+                "concurrent mutation, 409 ABORTED (docs/google-people-api.md §9.7)",
                 409,
                 json!({"error": {"code": 409, "message": "The operation was aborted.", "status": "ABORTED"}}),
                 "transient",

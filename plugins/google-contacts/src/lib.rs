@@ -3,8 +3,8 @@
 //! Thin by design: the host owns state (cursors, links, baselines), scheduling, merging
 //! and credentials. OAuth2 is the host's job (`tandem.toml` asks for an `oauth2` profile
 //! with the `contacts` scope; the host refreshes the token and attaches the bearer), so
-//! the connector never sees a token. Facts come from `docs/google-people-api.md`
-//! (§ numbers below refer to it).
+//! the connector never sees a token. Facts come from `docs/google-people-api.md`,
+//! cited below by section.
 //!
 //! * Settings: `base-url` (default `https://people.googleapis.com`; a simulated account's
 //!   URL in tests).
@@ -14,17 +14,17 @@
 //!   1000 per page, full listing then incremental with sync tokens; tombstones
 //!   (`metadata.deleted`) become `page.deleted`; an expired sync token is
 //!   `cursor-expired`, and the host runs a full listing and compares it with its baseline
-//!   (§8.2). A pull scoped to a group lists the same pages and keeps the group's members
+//!   (docs/google-people-api.md §8.2). A pull scoped to a group lists the same pages and keeps the group's members
 //!   (a contact that leaves the group is seen missing by the next full listing).
 //! * `find` and `find-many` (the contract's optional `lookup-api`): by ids with
 //!   `getBatchGet`; by email or marker with a scan of the account (`connections.list`
 //!   with a one- or two-field mask, then `getBatchGet` of the matches), since
 //!   `searchContacts` runs on a lazily refreshed cache that must not be used for
-//!   de-duplication or read-after-write (§3.3). One `find-many` call answers all its
+//!   de-duplication or read-after-write (docs/google-people-api.md §3.3). One `find-many` call answers all its
 //!   e-mails and markers with ONE scan, so a run's lookups cost a scan per batch of up to
 //!   1,000 keys instead of one per key.
 //! * `push`: see [`push`]; the engine marker is a `clientData` entry `tandem-marker`
-//!   written on create (§2.2, §8.3: the hidden sync tag `find(marker)` looks for).
+//!   written on create (docs/google-people-api.md §2.2, §8.3: the hidden sync tag `find(marker)` looks for).
 //! * Errors: see [`error`].
 
 pub mod api;
@@ -48,18 +48,18 @@ use crate::mapping::{MAX_PAGE, PERSON_FIELDS};
 /// The only entity.
 pub const ENTITY: &str = "contacts";
 /// Largest number of writes per `push` call. A push is split into requests within the
-/// API's limits (200 creates or updates, 500 deletes per batch, §4.4); 1000 is the
+/// API's limits (200 creates or updates, 500 deletes per batch, docs/google-people-api.md §4.4); 1000 is the
 /// least common multiple of the two, so a full call is five full create or update
 /// batches or two full delete batches, and hosts that send full pushes reach the lower
 /// bound of requests for creates, updates and deletes alike. A call of 1000 updates is
 /// ten requests (a read and a write per 200), within the manifest's 60 s call limit.
 pub const MAX_PUSH: u32 = 1000;
 /// Critical read requests per minute per user, the most reported console default
-/// (§7.1; unpublished and varying, §10 #4). Writes also spend read quota.
+/// (docs/google-people-api.md §7.1; unpublished and varying, §10 #4). Writes also spend read quota.
 pub const READS_PER_MINUTE: u32 = 60;
 /// Pages a scan reads at most (Google caps an account at 25,000 contacts).
 const MAX_SCAN_PAGES: usize = 100;
-/// System groups that accept members (§5.2).
+/// System groups that accept members (docs/google-people-api.md §5.2).
 const ADDABLE_SYSTEM_GROUPS: [&str; 2] = ["contactGroups/myContacts", "contactGroups/starred"];
 
 /// The Google Contacts connector (People API), exported as the plugin.
@@ -212,7 +212,7 @@ impl Connector for GoogleContacts {
 impl BatchLookup for GoogleContacts {
     /// Every e-mail and marker of the batch from ONE scan of the account (a one- or
     /// two-field mask, 1,000 contacts per page), since `searchContacts` must not be used
-    /// for de-duplication (§3.3); then `getBatchGet` of the matches and of the ids, 200
+    /// for de-duplication (docs/google-people-api.md §3.3); then `getBatchGet` of the matches and of the ids, 200
     /// per request. N lookups cost ⌈contacts/1000⌉ + ⌈matches/200⌉ requests, not N scans.
     fn find_many(entity: &str, keys: Vec<Lookup>) -> Result<Vec<Vec<Record>>, Error> {
         check_entity(entity)?;
@@ -331,7 +331,7 @@ fn next_token(reply: &Json, key: &str) -> Option<String> {
 
 /// A listing that carried a sync or page token and was refused as an invalid argument:
 /// Google says "Request contains an invalid argument." for a malformed token or one made
-/// with other parameters (§7.2, §8.1). Only a new full listing recovers.
+/// with other parameters (docs/google-people-api.md §7.2, §8.1). Only a new full listing recovers.
 fn stale_token(error: Error, listing: &Listing) -> Error {
     match error {
         Error::Invalid(message)

@@ -31,7 +31,7 @@
 //!
 //! # Writes
 //!
-//! `updateContact` replaces every field named in `updatePersonFields` wholesale (§4.2), so
+//! `updateContact` replaces every field named in `updatePersonFields` wholesale (docs/google-people-api.md §4.2), so
 //! an update is applied to the contact as last read ([`Draft::from_person`]): the changed
 //! record fields are merged into the Person's items (keeping types, secondary values and
 //! sub-fields the record does not carry), and only the Person fields that actually
@@ -44,17 +44,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value as Json, json};
 use tandem_sdk::{Field, FieldDef, FieldType, Record, Value};
 
-/// The one `personFields` / `readMask` of every read (§8.1: never vary it; tokens and
+/// The one `personFields` / `readMask` of every read (docs/google-people-api.md §8.1: never vary it; tokens and
 /// etags are bound to it).
 pub const PERSON_FIELDS: &str = "addresses,biographies,birthdays,clientData,emailAddresses,memberships,metadata,names,organizations,phoneNumbers,userDefined";
 /// Identifies [`PERSON_FIELDS`] in cursors: change it whenever the mask changes, so that
 /// old sync tokens are dropped (cursor-expired) rather than refused by Google.
 pub const MASK_ID: &str = "m1";
-/// Largest `pageSize` of `connections.list` (§3.1).
+/// Largest `pageSize` of `connections.list` (docs/google-people-api.md §3.1).
 pub const MAX_PAGE: u32 = 1000;
 /// The `clientData` key of the engine marker.
 pub const MARKER_KEY: &str = "tandem-marker";
-/// The group every contact created here joins (§5.3 "Getting a contact into My Contacts").
+/// The group every contact created here joins (docs/google-people-api.md §5.3 "Getting a contact into My Contacts").
 pub const MY_CONTACTS: &str = "contactGroups/myContacts";
 
 /// First name.
@@ -108,7 +108,7 @@ pub const USER_DEFINED: &str = "userDefined.";
 /// Prefix of other apps' client data.
 pub const CLIENT_DATA: &str = "clientData.";
 
-/// Person fields a [`Draft`] may write (all in `updatePersonFields`' list, §1.2).
+/// Person fields a [`Draft`] may write (all in `updatePersonFields`' list, docs/google-people-api.md §1.2).
 const WRITABLE: [&str; 9] = [
     "addresses",
     "biographies",
@@ -663,7 +663,7 @@ pub fn parse_birthday(text: &str) -> Option<Json> {
     })
 }
 
-/// Output-only sub-fields of the items of a Person field (§2.2).
+/// Output-only sub-fields of the items of a Person field (docs/google-people-api.md §2.2).
 fn output_only(field: &str) -> &'static [&'static str] {
     match field {
         "names" => &["metadata", "displayName", "displayNameLastFirst"],

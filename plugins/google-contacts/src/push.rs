@@ -2,7 +2,7 @@
 //!
 //! The writes are cut into segments of consecutive writes that touch distinct contacts
 //! ([`segments`]); inside a segment the writes commute, so they are grouped by kind and
-//! sent as few requests as the API allows (§4.4, §5.2):
+//! sent as few requests as the API allows (docs/google-people-api.md §4.4, §5.2):
 //!
 //! | writes                   | requests                                                   |
 //! |--------------------------|------------------------------------------------------------|
@@ -15,7 +15,7 @@
 //! earlier in the push starts a new segment, which runs after the previous one.
 //!
 //! Failures: a batch that Google refuses as a whole (400/404, batches are atomic,
-//! §10 #9) is retried one write at a time so that each write gets its own outcome; any
+//! docs/google-people-api.md §10 #9) is retried one write at a time so that each write gets its own outcome; any
 //! other failure of a batch request is the outcome of every write in it. After a
 //! rate-limit, authorization or permission refusal nothing more is sent: the remaining
 //! writes get the same error, for the host to retry later. Google checks the etag (the

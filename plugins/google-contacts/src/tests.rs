@@ -363,7 +363,7 @@ fn an_incremental_listing_pages_with_its_sync_token() {
 fn an_expired_sync_token_asks_for_a_full_listing() {
     let sandbox = Sandbox::start(20, GoogleSettings::default());
     let (_, _, checkpoint, _) = pull_all(request(None, false, 1000)).unwrap();
-    // Seven days after the full sync the token dies (§3.1).
+    // Seven days after the full sync the token dies (docs/google-people-api.md §3.1).
     sandbox
         .account
         .clock()
@@ -377,7 +377,7 @@ fn an_expired_sync_token_asks_for_a_full_listing() {
     // The host then runs a full listing (full = true, same cursor).
     let (records, _, fresh, _) = pull_all(request(checkpoint, true, 1000)).unwrap();
     assert_eq!(records.len(), 20);
-    // Tokens invalidated early (§8.2) and the 410 of the old docs are handled the same way.
+    // Tokens invalidated early (docs/google-people-api.md §8.2) and the 410 of the old docs are handled the same way.
     sandbox.account.store().expire_sync_tokens();
     sandbox.account.store().settings.expired_sync_token_http = 410;
     let err = GoogleContacts::pull(request(fresh, false, 1000)).unwrap_err();
@@ -387,7 +387,7 @@ fn an_expired_sync_token_asks_for_a_full_listing() {
 #[test]
 fn a_refused_token_is_an_expired_cursor() {
     let _sandbox = Sandbox::start(5, GoogleSettings::default());
-    // A token Google cannot read: "Request contains an invalid argument." (§7.2).
+    // A token Google cannot read: "Request contains an invalid argument." (docs/google-people-api.md §7.2).
     let forged = cursor::Cursor::new(
         1000,
         cursor::Phase::Checkpoint {

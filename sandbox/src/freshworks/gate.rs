@@ -1,5 +1,5 @@
 //! The gate in front of every Freshworks API route: rate limits (docs/freshworks-api.md §8)
-//! then authentication (§2.2, §2.3).
+//! then authentication (docs/freshworks-api.md §2.2, §2.3).
 //!
 //! Every request counts against the account's hourly and per-minute windows, rejected ones
 //! included. Over a limit: 429 `{"errors":{"code":429,"message":["Too many requests"]}}` with

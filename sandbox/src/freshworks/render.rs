@@ -1,5 +1,5 @@
 //! JSON shapes of the Freshworks API (docs/freshworks-api.md): records (§3), side-loads
-//! (§3.6), lists, views, jobs and search hits.
+//! (docs/freshworks-api.md §3.6), lists, views, jobs and search hits.
 
 use serde_json::{Map, Value, json};
 use time::{OffsetDateTime, UtcOffset};

@@ -10,7 +10,7 @@
 //! bulk jobs, consent and list changes — the way the app's own triggers would.
 //!
 //! `skip_api_user` emulates the workflow condition "Updated by is not <the integration
-//! user>", which keeps a sync's own writes from echoing back as webhooks (§2.8).
+//! user>", which keeps a sync's own writes from echoing back as webhooks (sync-rules §7).
 //! Deliveries are asynchronous (like the app's), time out after 5 s, are not retried,
 //! and the last 200 are kept with their outcome for tests to read.
 

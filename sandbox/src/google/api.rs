@@ -1,7 +1,7 @@
 //! HTTP layer of the simulated People API: routes with Google's verbs and colon-suffixed
-//! custom methods (§1.1, §9.1), bearer / `access_token` auth (§9.1), query validation,
-//! quotas (§9.7), the one-mutation-at-a-time check (§9.7) and the `/token` endpoint
-//! (§9.1). Every operation itself lives in [`super::store`].
+//! custom methods (docs/google-people-api.md §1.1, §9.1), bearer / `access_token` auth (§9.1), query validation,
+//! quotas (docs/google-people-api.md §9.7), the one-mutation-at-a-time check (§9.7) and the `/token` endpoint
+//! (docs/google-people-api.md §9.1). Every operation itself lives in [`super::store`].
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +24,7 @@ use super::store::{GroupListParams, ListParams, Store, check_keys};
 use super::{GoogleAccount, Shared};
 use time::OffsetDateTime;
 
-/// Standard system parameters every method accepts (§1.2).
+/// Standard system parameters every method accepts (docs/google-people-api.md §1.2).
 const SYSTEM_PARAMS: [&str; 11] = [
     "fields",
     "prettyPrint",
@@ -187,7 +187,7 @@ pub fn router(account: GoogleAccount) -> Router {
         .with_state(account)
 }
 
-/// Google's front end answers unknown paths (and verbs) with an HTML 404 (§9.1).
+/// Google's front end answers unknown paths (and verbs) with an HTML 404 (docs/google-people-api.md §9.1).
 async fn not_found_html(uri: Uri) -> Response {
     let path = uri.path().replace('<', "&lt;").replace('>', "&gt;");
     let body = format!(
@@ -338,7 +338,7 @@ impl GoogleAccount {
     }
 
     /// Enter a mutation: refuse it if another one is in flight and the switch says so
-    /// (§9.7), then wait while mutations are held by the control API.
+    /// (docs/google-people-api.md §9.7), then wait while mutations are held by the control API.
     async fn enter_mutation(&self) -> Result<MutationGuard, ApiError> {
         let mode = self.store().settings.concurrent_mutations;
         let before = self.shared.in_flight.fetch_add(1, Ordering::SeqCst);

@@ -1,5 +1,5 @@
-//! OAuth2 for the simulated account: the `/token` refresh grant (§6.2), access token checks
-//! on every API call (§6.3, §9.1), and the control hooks that expire or revoke
+//! OAuth2 for the simulated account: the `/token` refresh grant (docs/google-people-api.md §6.2), access token checks
+//! on every API call (docs/google-people-api.md §6.3, §9.1), and the control hooks that expire or revoke
 //! tokens.
 
 use std::collections::BTreeMap;
@@ -98,7 +98,7 @@ impl AuthState {
         }
     }
 
-    /// The refresh grant: a new access token valid `ttl_secs` (§6.2).
+    /// The refresh grant: a new access token valid `ttl_secs` (docs/google-people-api.md §6.2).
     pub fn token(
         &mut self,
         req: &TokenRequest,

@@ -2,7 +2,7 @@
 //!
 //! A token is base64url(JSON payload ‖ 8-byte keyed SHA-256 tag). The tag is keyed by a
 //! per-account secret, so an edited or foreign token fails to decode and is answered as a
-//! malformed token (400 INVALID_ARGUMENT), as Google answers one (§3.1).
+//! malformed token (400 INVALID_ARGUMENT), as Google answers one (docs/google-people-api.md §3.1).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 pub struct PageCursor {
     /// Kind tag (`c` connections, `g` groups), so a group token is refused on people.
     pub k: char,
-    /// Hash of every other request parameter (§3.1: they must match the first call).
+    /// Hash of every other request parameter (docs/google-people-api.md §3.1: they must match the first call).
     pub h: u64,
     /// Change-log position captured at the first page; the sync token issued at the last
     /// page starts here, so changes made while paging show up in the next delta.

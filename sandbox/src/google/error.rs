@@ -2,7 +2,7 @@
 //! OAuth token endpoint's flat `{"error","error_description"}` replies.
 //!
 //! Texts are Google's as captured by others (`docs/google-people-api.md` §3.1, §4.2, §6,
-//! §7.2), word for word where known; the ones no capture gives are marked in the
+//! docs/google-people-api.md §7.2), word for word where known; the ones no capture gives are marked in the
 //! constructor docs.
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,16 +16,16 @@ pub const JSON_CONTENT_TYPE: &str = "application/json; charset=UTF-8";
 pub const MSG_INVALID_CREDENTIALS: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 /// The `message` of a 401 for a request that carries no token at all.
 pub const MSG_MISSING_CREDENTIALS: &str = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-/// Exact text of the expired sync token reply (§3.1).
+/// Exact text of the expired sync token reply (docs/google-people-api.md §3.1).
 pub const MSG_EXPIRED_SYNC_TOKEN: &str =
     "Sync token is expired. Clear local cache and retry call without the sync token.";
-/// Exact text of the stale etag reply (§4.2).
+/// Exact text of the stale etag reply (docs/google-people-api.md §4.2).
 pub const MSG_STALE_ETAG: &str = "Request person.etag is different than the current person.etag. Clear local cache and get the latest person.";
-/// Exact text of the missing etag reply (§4.2).
+/// Exact text of the missing etag reply (docs/google-people-api.md §4.2).
 pub const MSG_MISSING_ETAG: &str = "Request must set person.etag or person.metadata.sources.etag for the source that is being updated.";
-/// Text for malformed tokens and parameters changed between pages (§7.2).
+/// Text for malformed tokens and parameters changed between pages (docs/google-people-api.md §7.2).
 pub const MSG_INVALID_ARGUMENT: &str = "Request contains an invalid argument.";
-/// Text for an unknown person or group (§3.2).
+/// Text for an unknown person or group (docs/google-people-api.md §3.2).
 pub const MSG_NOT_FOUND: &str = "Requested entity was not found.";
 
 /// A Google API error reply, rendered as the standard JSON envelope.
@@ -57,7 +57,7 @@ impl ApiError {
         }
     }
 
-    /// 400 INVALID_ARGUMENT with the legacy `errors[]` array (§10 #12: a fake may add it).
+    /// 400 INVALID_ARGUMENT with the legacy `errors[]` array (docs/google-people-api.md §10 #12: a fake may add it).
     pub fn invalid_argument(message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message);
         e.legacy_reason = Some("badRequest");
@@ -72,7 +72,7 @@ impl ApiError {
 
     /// 400 INVALID_ARGUMENT for a missing field mask, e.g. `personFields mask is required…`.
     pub fn mask_required(param: &str, doc: &str) -> Self {
-        // `readMask is required.` (captured) but `personFields mask is required.` (§7.2).
+        // `readMask is required.` (captured) but `personFields mask is required.` (docs/google-people-api.md §7.2).
         let what = if param == "readMask" {
             param.to_owned()
         } else {
@@ -112,7 +112,7 @@ impl ApiError {
         ))
     }
 
-    /// 400 FAILED_PRECONDITION with an `EXPIRED_SYNC_TOKEN` ErrorInfo (§3.1, §10 #1).
+    /// 400 FAILED_PRECONDITION with an `EXPIRED_SYNC_TOKEN` ErrorInfo (docs/google-people-api.md §3.1, §10 #1).
     pub fn expired_sync_token(status: &'static str) -> Self {
         let mut e = Self::new(StatusCode::BAD_REQUEST, status, MSG_EXPIRED_SYNC_TOKEN);
         e.details.push(json!({
@@ -123,7 +123,7 @@ impl ApiError {
         e
     }
 
-    /// 400 FAILED_PRECONDITION for a stale person etag (§4.2).
+    /// 400 FAILED_PRECONDITION for a stale person etag (docs/google-people-api.md §4.2).
     pub fn stale_etag() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -132,7 +132,7 @@ impl ApiError {
         )
     }
 
-    /// 400 INVALID_ARGUMENT for an update without any etag (§4.2).
+    /// 400 INVALID_ARGUMENT for an update without any etag (docs/google-people-api.md §4.2).
     pub fn missing_etag() -> Self {
         Self::invalid_argument(MSG_MISSING_ETAG)
     }
@@ -147,12 +147,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", MSG_NOT_FOUND)
     }
 
-    /// 409 with the configured status string (duplicate group name, §10 #10).
+    /// 409 with the configured status string (duplicate group name, docs/google-people-api.md §10 #10).
     pub fn conflict(status: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, status, message)
     }
 
-    /// 409 ABORTED for a mutation that collided with another one for the same user (§9.7).
+    /// 409 ABORTED for a mutation that collided with another one for the same user (docs/google-people-api.md §9.7).
     pub fn aborted() -> Self {
         Self::new(
             StatusCode::CONFLICT,
@@ -196,7 +196,7 @@ impl ApiError {
         e
     }
 
-    /// 401 for a token the server never issued: same envelope, no ErrorInfo (§6.3: the
+    /// 401 for a token the server never issued: same envelope, no ErrorInfo (docs/google-people-api.md §6.3: the
     /// reason "may be different or missing"; live captures show none).
     pub fn token_invalid() -> Self {
         let mut e = Self::new(
@@ -208,7 +208,7 @@ impl ApiError {
         e
     }
 
-    /// 403 PERMISSION_DENIED / ACCESS_TOKEN_SCOPE_INSUFFICIENT (§6.3).
+    /// 403 PERMISSION_DENIED / ACCESS_TOKEN_SCOPE_INSUFFICIENT (docs/google-people-api.md §6.3).
     pub fn scope_insufficient(method: &str) -> Self {
         let mut e = Self::new(
             StatusCode::FORBIDDEN,
@@ -227,7 +227,7 @@ impl ApiError {
         e
     }
 
-    /// 429 RESOURCE_EXHAUSTED for a per-minute quota bucket (§7.2, first body).
+    /// 429 RESOURCE_EXHAUSTED for a per-minute quota bucket (docs/google-people-api.md §7.2, first body).
     pub fn quota_exceeded(
         metric_title: &str,
         limit_title: &str,
@@ -257,7 +257,7 @@ impl ApiError {
 
     /// The Google-shaped error for an injected fault of HTTP `status` (control API
     /// `/_sandbox/google-faults`): 500 INTERNAL, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED,
-    /// 409 ABORTED, 429 the back-end "FBS" RESOURCE_EXHAUSTED body (§7.2), others by class.
+    /// 409 ABORTED, 429 the back-end "FBS" RESOURCE_EXHAUSTED body (docs/google-people-api.md §7.2), others by class.
     pub fn injected(status: u16) -> Self {
         let http = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         match status {
@@ -397,7 +397,7 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    /// 400 invalid_grant "Token has been expired or revoked." (§6.2).
+    /// 400 invalid_grant "Token has been expired or revoked." (docs/google-people-api.md §6.2).
     pub fn invalid_grant() -> Self {
         OAuthError {
             http: StatusCode::BAD_REQUEST,

@@ -1,7 +1,7 @@
 //! Simulated Google People API (Google Contacts) account, with its OAuth2 token endpoint.
 //!
 //! Follows `docs/google-people-api.md`; §9 of that document ("What the simulated account
-//! reproduces") is the checklist, and every point it marks uncertain (§10) is a switch in
+//! reproduces") is the checklist, and every point it marks uncertain (docs/google-people-api.md §10) is a switch in
 //! [`GoogleSettings`] with a documented default. The account serves on one server:
 //! * the People API under `/v1/...` (connections, get, batchGet, create/update/delete,
 //!   batch create/update/delete, search, contact groups and `members:modify`);

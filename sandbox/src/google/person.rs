@@ -1,5 +1,5 @@
 //! The Person resource: field masks, validation of client bodies, the stored form, and the
-//! projection of a stored contact to the JSON Google returns (§1.2, §2, §9.2).
+//! projection of a stored contact to the JSON Google returns (docs/google-people-api.md §1.2, §2, §9.2).
 //!
 //! A contact is stored as its writable CONTACT-source fields with output-only sub-fields and
 //! per-item metadata stripped; everything output-only (`displayName`, `formattedType`,
@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 use super::error::ApiError;
 
 /// The 29 valid `personFields` / `readMask` paths, in discovery order. A path's index + 1 is
-/// its field number in the person etag (§2.3).
+/// its field number in the person etag (docs/google-people-api.md §2.3).
 pub const PERSON_FIELDS: [&str; 29] = [
     "addresses",
     "ageRanges",
@@ -76,7 +76,7 @@ pub const UPDATE_FIELDS: [&str; 24] = [
     "userDefined",
 ];
 
-/// Fields that hold at most one value on a contact source (§2.2).
+/// Fields that hold at most one value on a contact source (docs/google-people-api.md §2.2).
 pub const SINGLETON_FIELDS: [&str; 4] = ["names", "birthdays", "genders", "biographies"];
 
 /// Every top-level name the Person schema knows; anything else in a body is rejected.
@@ -121,7 +121,7 @@ const KNOWN_PERSON_KEYS: [&str; 38] = [
     "userDefined",
 ];
 
-/// Output-only or deprecated top-level fields: accepted in a body and ignored (§9.5).
+/// Output-only or deprecated top-level fields: accepted in a body and ignored (docs/google-people-api.md §9.5).
 const IGNORED_PERSON_KEYS: [&str; 11] = [
     "resourceName",
     "etag",
@@ -455,7 +455,7 @@ pub struct RenderMeta<'a> {
     pub source_etag: [u8; 8],
     /// Last change time.
     pub update_time: OffsetDateTime,
-    /// Whether the person etag embeds the request mask (§2.3).
+    /// Whether the person etag embeds the request mask (docs/google-people-api.md §2.3).
     pub etag_varies_by_mask: bool,
     /// `CONTACT` for contacts, `PROFILE` for `people/me`.
     pub source_type: &'a str,
@@ -464,7 +464,7 @@ pub struct RenderMeta<'a> {
 /// Options of one rendering.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RenderOpts {
-    /// Cap `emailAddresses` and `phoneNumbers` at 100 items (list responses, §2.2).
+    /// Cap `emailAddresses` and `phoneNumbers` at 100 items (list responses, docs/google-people-api.md §2.2).
     pub list_cap: bool,
 }
 
@@ -474,7 +474,7 @@ pub fn source_etag_text(raw: [u8; 8]) -> String {
 }
 
 /// The person etag for a mask: `%` + base64 of a small protobuf holding the mask's field
-/// numbers and the source etag (§2.3).
+/// numbers and the source etag (docs/google-people-api.md §2.3).
 pub fn person_etag(mask: &FieldMask, raw: [u8; 8], varies: bool) -> String {
     let nums = if varies {
         mask.field_numbers()
@@ -580,7 +580,7 @@ pub fn render(
     Value::Object(out)
 }
 
-/// A tombstone as returned in sync responses (§9.4).
+/// A tombstone as returned in sync responses (docs/google-people-api.md §9.4).
 pub fn render_tombstone(meta: RenderMeta<'_>, mask: &FieldMask) -> Value {
     json!({
         "resourceName": meta.resource_name,

@@ -1,6 +1,6 @@
-//! Per-minute, per-user quota buckets (§7.1, §9.7). Windows are aligned to whole minutes
+//! Per-minute, per-user quota buckets (docs/google-people-api.md §7.1, §9.7). Windows are aligned to whole minutes
 //! (and whole days for the daily bucket) of the sandbox clock, so advancing the clock refills
-//! them. The costs per call follow the table of §7.1; the metric and limit names of buckets
+//! them. The costs per call follow the table of docs/google-people-api.md §7.1; the metric and limit names of buckets
 //! other than "Critical write requests" (the only one captured) follow the same pattern.
 
 use time::OffsetDateTime;

@@ -13,11 +13,11 @@ pub enum SyncExpiryFrom {
     /// From the full sync that started the chain of tokens (the documented text: "Sync
     /// tokens expire 7 days after the full sync"). Default.
     FullSync,
-    /// From the issue time of the token presented (the other reading of "seven days", §10 #1).
+    /// From the issue time of the token presented (the other reading of "seven days", docs/google-people-api.md §10 #1).
     Issue,
 }
 
-/// `error.status` of the expired sync token reply (§10 #1).
+/// `error.status` of the expired sync token reply (docs/google-people-api.md §10 #1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExpiredStatus {
@@ -37,7 +37,7 @@ impl ExpiredStatus {
     }
 }
 
-/// What `pageSize` above the maximum does (§10 #6: unknown).
+/// What `pageSize` above the maximum does (docs/google-people-api.md §10 #6: unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OverMax {
@@ -47,11 +47,11 @@ pub enum OverMax {
     Reject,
 }
 
-/// `error.status` of the 409 for a duplicate group name (§10 #10).
+/// `error.status` of the 409 for a duplicate group name (docs/google-people-api.md §10 #10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DuplicateStatus {
-    /// Default (the "probably" of §7.2).
+    /// Default (the "probably" of docs/google-people-api.md §7.2).
     AlreadyExists,
     /// `ABORTED`, the other status a duplicate could plausibly get.
     Aborted,
@@ -68,7 +68,7 @@ impl DuplicateStatus {
 }
 
 /// What a mutation that arrives while another mutation of the same user is in flight gets
-/// (§9.7, §7.3 "send mutations one at a time").
+/// (docs/google-people-api.md §9.7, §7.3 "send mutations one at a time").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Concurrency {
@@ -80,8 +80,8 @@ pub enum Concurrency {
     Unavailable,
 }
 
-/// Per-minute, per-user quota limits (§7.1, §9.7). The numbers Google applies are
-/// unpublished (§10 #4); the defaults are the console defaults one project reported.
+/// Per-minute, per-user quota limits (docs/google-people-api.md §7.1, §9.7). The numbers Google applies are
+/// unpublished (docs/google-people-api.md §10 #4); the defaults are the console defaults one project reported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct QuotaLimits {
@@ -116,48 +116,48 @@ impl Default for QuotaLimits {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct GoogleSettings {
-    /// Sync token lifetime in seconds (§3.1: 7 days).
+    /// Sync token lifetime in seconds (docs/google-people-api.md §3.1: 7 days).
     pub sync_token_ttl_secs: i64,
     /// What the lifetime counts from.
     pub sync_token_expiry_from: SyncExpiryFrom,
-    /// HTTP status of the expired-token reply: 400 observed live; 410 per old docs (§10 #1).
+    /// HTTP status of the expired-token reply: 400 observed live; 410 per old docs (docs/google-people-api.md §10 #1).
     pub expired_sync_token_http: u16,
     /// `error.status` of the expired-token reply.
     pub expired_sync_token_status: ExpiredStatus,
-    /// §10 #3: when true, an incremental call gets a `nextSyncToken` only if it also sets
+    /// docs/google-people-api.md §10 #3: when true, an incremental call gets a `nextSyncToken` only if it also sets
     /// `requestSyncToken=true`; when false (default) any call with `syncToken` gets one.
     pub strict_request_sync_token: bool,
-    /// §10 #6: pageSize above 1000 on connections.list / contactGroups.list.
+    /// docs/google-people-api.md §10 #6: pageSize above 1000 on connections.list / contactGroups.list.
     pub page_size_over_max: OverMax,
-    /// §10 #7: reject `sortOrder=LAST_MODIFIED_DESCENDING` together with sync tokens
+    /// docs/google-people-api.md §10 #7: reject `sortOrder=LAST_MODIFIED_DESCENDING` together with sync tokens
     /// (low-confidence report; default off).
     pub reject_descending_sync: bool,
-    /// §2.3: the person etag embeds the requested field mask, so it differs between reads
+    /// docs/google-people-api.md §2.3: the person etag embeds the requested field mask, so it differs between reads
     /// with different masks (default on, as observed). Updates accept either.
     pub etag_varies_by_mask: bool,
-    /// §9.4: seconds before a write shows in sync deltas and search (default 0).
+    /// docs/google-people-api.md §9.4: seconds before a write shows in sync deltas and search (default 0).
     pub propagation_lag_secs: i64,
-    /// §3.3: search runs on a lazily refreshed cache that only an empty-query request
+    /// docs/google-people-api.md §3.3: search runs on a lazily refreshed cache that only an empty-query request
     /// refreshes (default on). Off: search always sees the current state.
     pub search_requires_warmup: bool,
-    /// §10 #9: an invalid item fails the whole batch (default) or only itself.
+    /// docs/google-people-api.md §10 #9: an invalid item fails the whole batch (default) or only itself.
     pub batch_atomic: bool,
-    /// §4.4, §9.5: batch create/update with an empty `readMask`. Google's reference page
+    /// docs/google-people-api.md §4.4, §9.5: batch create/update with an empty `readMask`. Google's reference page
     /// says both "Required" and "if left empty, the post-mutate-get is skipped". False
     /// (default): a 400. True: the writes happen and the reply is `{}` (new names are lost).
     pub batch_empty_read_mask_skips_read: bool,
-    /// §10 #10.
+    /// docs/google-people-api.md §10 #10.
     pub duplicate_group_status: DuplicateStatus,
-    /// §10 #11: `contactGroups.update` requires a matching group etag (default off: an
+    /// docs/google-people-api.md §10 #11: `contactGroups.update` requires a matching group etag (default off: an
     /// etag is checked only when one is sent).
     pub group_update_requires_etag: bool,
-    /// §10 #8: a contact created without memberships joins `myContacts` (default on).
+    /// docs/google-people-api.md §10 #8: a contact created without memberships joins `myContacts` (default on).
     pub auto_my_contacts: bool,
-    /// §6.2: `expires_in` of issued access tokens (3599).
+    /// docs/google-people-api.md §6.2: `expires_in` of issued access tokens (3599).
     pub access_token_ttl_secs: i64,
-    /// §9.7: quota emulation; `null` (default) = no quotas.
+    /// docs/google-people-api.md §9.7: quota emulation; `null` (default) = no quotas.
     pub quotas: Option<QuotaLimits>,
-    /// §9.7.
+    /// docs/google-people-api.md §9.7.
     pub concurrent_mutations: Concurrency,
 }
 

@@ -1,11 +1,11 @@
 //! The planner's policies that leave something to the operator, and the
 //! operator's answers:
-//! - `manual` conflicts (§2.4): both candidates are kept on the link
+//! - `manual` conflicts (sync-rules F5): both candidates are kept on the link
 //!   ([`Review::open`](crate::sync::baseline::Review)) and nothing is written
 //!   to the field until [`take`] picks a side;
-//! - the "stop matching" action when a record leaves its scope (§2.5,
+//! - the "stop matching" action when a record leaves its scope (sync-rules E14,
 //!   `scope.on-leave`), and the way back when it returns;
-//! - the loop detector (§2.8 item 3): too many writes to one link within a
+//! - the loop detector (sync-rules W6): too many writes to one link within a
 //!   window of runs, or a field flipping between two values, quarantine the
 //!   link until [`release`].
 //!
@@ -29,7 +29,7 @@ pub enum ReviewError {
     /// No open `manual` conflict on that field.
     #[error("link `{link}` has no open conflict on `{field}`{}", open_list(.open))]
     NoConflict {
-        /// The link.
+        /// The link's id (what `tandem sync resolve` takes).
         link: String,
         /// The field asked for.
         field: String,
@@ -131,7 +131,7 @@ impl Planner<'_> {
         }
     }
 
-    /// The linked record of side `side` left its scope (§2.5): the link is
+    /// The linked record of side `side` left its scope (sync-rules E14): the link is
     /// detached, after the configured action on the other side's record.
     pub(super) fn left_scope(
         &mut self,
@@ -277,9 +277,9 @@ impl Planner<'_> {
         }
     }
 
-    /// The loop detector (§2.8): quarantines a link about to be written too
+    /// The loop detector (sync-rules W6): quarantines a link about to be written too
     /// often, or with a field about to go back to a value it just left again;
-    /// a quarantined link keeps only its consent tightening (§2.7).
+    /// a quarantined link keeps only its consent tightening (sync-rules K5).
     pub(super) fn guard_loops(
         &mut self,
         ix: usize,

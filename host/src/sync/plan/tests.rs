@@ -1,13 +1,17 @@
-//! Table tests: one test per row of the field-level (§2.4) and existence
-//! (§2.5) decision tables, the consent rows for every direction, the seed's
-//! opt-out and delete options, and the breakers. Property tests live in
-//! `props.rs`.
+//! Table tests: docs/sync-rules.md §3 (the field table) and §4 (the existence table)
+//! as data, one or more cases per row carrying the row's number (`FIELD_ROWS`,
+//! `EXISTENCE_ROWS`), then the consent rules (sync-rules §6) for every direction, the
+//! seed's opt-out and delete options, and the breakers (sync-rules §10). Property tests
+//! live in `props.rs`.
 
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::sync::baseline::Decision;
+use crate::sync::baseline::LinkOrigin;
 use crate::sync::mapping::resolve;
-use crate::sync::policy::{Direction, EntityPair, FieldMapping};
+use crate::sync::model::{CanonKind, Consent};
+use crate::sync::policy::{Direction, EntityPair, FieldMapping, OneWayEdits, RemoveAction, Winner};
 use crate::sync::source::{FieldDef, FieldType};
 
 mod matching;
@@ -175,73 +179,577 @@ fn op_base(plan: &Plan, side: Side, key: &str) -> Option<Value> {
         .map(|b| b.value.clone())
 }
 
-// ---------- §2.4 field-level table ----------
+// ---------- sync-rules §3: the field table, as data ----------
 
-#[test]
-fn row1_both_unchanged_plans_nothing() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Jane"))],
+/// A value in a table row (`const`-friendly).
+#[derive(Clone, Copy, Debug)]
+enum V {
+    /// The record is not read in this run.
+    Unread,
+    /// The record is read without the field (ABSENT).
+    Absent,
+    /// Present and empty.
+    Null,
+    /// Text.
+    T(&'static str),
+    /// A multi-value set.
+    L(&'static [&'static str]),
+}
+
+impl V {
+    fn value(self) -> Value {
+        match self {
+            V::Null => Value::Null,
+            V::T(s) => t(s),
+            V::L(items) => Value::Texts(items.iter().map(|s| s.to_string()).collect()),
+            V::Unread | V::Absent => panic!("{self:?} is not a value"),
+        }
+    }
+}
+
+/// The link's base for a row's field.
+#[derive(Clone, Copy, Debug)]
+enum Base {
+    /// No link yet: a first sync.
+    None,
+    /// The link a1<->b1 with this base.
+    Is(V),
+    /// The link a1<->b1 with this base and an alias on one side.
+    Alias(V, Side, V),
+}
+
+/// What a row expects of the plan.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// No op at all.
+    NoOps,
+    /// The one update to the side sets the row's field (that side's name) to the value.
+    Update(Side, V),
+    /// No update to the side.
+    NoUpdate(Side),
+    /// The op to the side commits this base for the row's field.
+    OpBase(Side, V),
+    /// The stored link a1<->b1 holds this base.
+    Stored(V),
+    /// Every stored link holds this base.
+    StoredAll(V),
+    /// The stored base's alias on the side.
+    StoredAlias(Side, Option<V>),
+    /// This many links stored.
+    Links(usize),
+    /// No conflict reported.
+    NoConflicts,
+    /// This many conflicts reported.
+    Conflicts(usize),
+    /// The first conflict's winner.
+    WonBy(Option<Side>),
+    /// The first conflict's base.
+    ConflictBase(Option<V>),
+    /// The first conflict's decision says this.
+    Says(&'static str),
+    /// Every op writes the row's field jointly (committed once both are acknowledged).
+    Joint,
+}
+
+/// One case of a row of the field table (docs/sync-rules.md §3).
+struct FieldRow {
+    /// The row, as docs/sync-rules.md numbers it.
+    row: &'static str,
+    /// What the case shows.
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    /// The field pair's key and its field name on A and on B.
+    key: &'static str,
+    fields: [&'static str; 2],
+    base: Base,
+    /// What A's record a1 and B's record b1 hold (e-mail jane@x.io, first name "Jane"
+    /// unless the row's field is the first name).
+    a: V,
+    b: V,
+    /// The records' change times.
+    times: [Option<&'static str>; 2],
+    expect: &'static [Expect],
+}
+
+fn two_way() -> SyncPolicy {
+    policy(Direction::TwoWay)
+}
+
+fn winner(w: Winner) -> SyncPolicy {
+    let mut p = two_way();
+    p.conflict.winner = w;
+    p
+}
+
+fn one_way_winner(w: Winner) -> SyncPolicy {
+    let mut p = policy(Direction::AToB);
+    p.conflict.winner = w;
+    p
+}
+
+fn one_way_revert() -> SyncPolicy {
+    let mut p = policy(Direction::AToB);
+    p.one_way_edits = OneWayEdits::Revert;
+    p
+}
+
+const JANE: V = V::T("Jane");
+const JANET: V = V::T("Janet");
+const ANN: V = V::T("Ann");
+const BEA: V = V::T("Bea");
+const NAMES: [&str; 2] = ["first_name", "first_name"];
+const NO_TIMES: [Option<&str>; 2] = [None, None];
+
+/// A first-name case: the base, A's and B's values, what is expected.
+const fn name_row(
+    row: &'static str,
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    base: Base,
+    a: V,
+    b: V,
+    expect: &'static [Expect],
+) -> FieldRow {
+    FieldRow {
+        row,
+        case,
+        policy,
+        key: NAME,
+        fields: NAMES,
+        base,
+        a,
+        b,
+        times: NO_TIMES,
+        expect,
+    }
+}
+
+/// A true conflict on the first name (base "Jane", A "Ann", B "Bea") with change times.
+const fn conflict_row(
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    times: [Option<&'static str>; 2],
+    expect: &'static [Expect],
+) -> FieldRow {
+    FieldRow {
+        times,
+        ..name_row("F5", case, policy, Base::Is(JANE), ANN, BEA, expect)
+    }
+}
+
+use Expect::*;
+
+const FIELD_ROWS: &[FieldRow] = &[
+    name_row(
+        "F1",
+        "both unchanged: nothing planned",
+        two_way,
+        Base::Is(JANE),
+        JANE,
+        JANE,
+        &[NoOps, StoredAll(JANE)],
+    ),
+    name_row(
+        "F1",
+        "a read-back reformatting (B's alias) is not echoed",
+        two_way,
+        Base::Alias(JANE, Side::B, V::T("JANE")),
+        JANE,
+        V::T("JANE"),
+        &[NoOps],
+    ),
+    FieldRow {
+        row: "F1",
+        case: "phone formats compare equal",
+        policy: two_way,
+        key: PHONE,
+        fields: ["mobile_number", "mobile"],
+        base: Base::Is(V::T("+15550100")),
+        a: V::T("+1 (555) 0100"),
+        b: V::T("+1-555-0100"),
+        times: NO_TIMES,
+        expect: &[NoOps],
+    },
+    name_row(
+        "F2",
+        "A changed: written to B, rebased",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        JANE,
+        &[
+            Update(Side::B, JANET),
+            NoUpdate(Side::A),
+            OpBase(Side::B, JANET),
+        ],
+    ),
+    name_row(
+        "F2",
+        "B not read: B counts as holding the base",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        V::Unread,
+        &[Update(Side::B, JANET)],
+    ),
+    name_row(
+        "F2",
+        "null is a change and clears the other side",
+        two_way,
+        Base::Is(JANE),
+        V::Null,
+        JANE,
+        &[Update(Side::B, V::Null)],
+    ),
+    name_row(
+        "F3",
+        "B changed: written to A, rebased",
+        two_way,
+        Base::Is(JANE),
+        JANE,
+        JANET,
+        &[
+            Update(Side::A, JANET),
+            NoUpdate(Side::B),
+            OpBase(Side::A, JANET),
+        ],
+    ),
+    name_row(
+        "F4",
+        "false conflict: rebased without writing",
+        two_way,
+        Base::Is(JANE),
+        JANET,
+        JANET,
+        &[NoOps, NoConflicts, Stored(JANET)],
+    ),
+    conflict_row(
+        "a-wins",
+        || winner(Winner::AWins),
+        NO_TIMES,
+        &[
+            Update(Side::B, ANN),
+            NoUpdate(Side::A),
+            Conflicts(1),
+            WonBy(Some(Side::A)),
+            ConflictBase(Some(JANE)),
+        ],
+    ),
+    conflict_row(
+        "b-wins",
+        || winner(Winner::BWins),
+        NO_TIMES,
+        &[Update(Side::A, BEA), NoUpdate(Side::B)],
+    ),
+    conflict_row(
+        "most-recent: B changed later",
+        two_way,
+        [Some("2024-05-01T10:00:00Z"), Some("2024-05-01T11:00:00Z")],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "most-recent: A changed later",
+        two_way,
+        [Some("2024-05-01T12:00:00Z"), Some("2024-05-01T11:00:00Z")],
+        &[Update(Side::B, ANN)],
+    ),
+    conflict_row(
+        "most-recent within 60 s: fallback B",
+        || {
+            let mut p = two_way();
+            p.conflict.fallback = Side::B;
+            p
+        },
+        [Some("2024-05-01T10:00:30Z"), Some("2024-05-01T10:00:00Z")],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "most-recent with a change time missing: fallback B",
+        || {
+            let mut p = two_way();
+            p.conflict.fallback = Side::B;
+            p
+        },
+        [Some("2024-05-01T10:00:30Z"), None],
+        &[Update(Side::A, BEA)],
+    ),
+    conflict_row(
+        "a per-field owner beats the policy",
+        || {
+            let mut p = winner(Winner::AWins);
+            p.conflict.owners.insert("first-name".into(), Side::B);
+            p
+        },
+        NO_TIMES,
+        &[Update(Side::A, BEA), Says("owns")],
+    ),
+    FieldRow {
+        row: "F5",
+        case: "multi-value sets merge three ways",
+        policy: two_way,
+        key: TAGS,
+        fields: ["tags", "tags"],
+        base: Base::Is(V::L(&["a", "b"])),
+        a: V::L(&["a", "b", "c"]),
+        b: V::L(&["b"]),
+        times: NO_TIMES,
+        expect: &[
+            Update(Side::A, V::L(&["b", "c"])),
+            Update(Side::B, V::L(&["b", "c"])),
+            Joint,
+        ],
+    },
+    name_row(
+        "F6",
+        "first sync, equal values: the base without writes",
+        two_way,
+        Base::None,
+        JANE,
+        V::T(" Jane "),
+        &[NoOps, Links(1), Stored(JANE)],
+    ),
+    name_row(
+        "F7",
+        "first sync fills B's empty side",
+        two_way,
+        Base::None,
+        JANE,
+        V::Null,
+        &[Update(Side::B, JANE)],
+    ),
+    name_row(
+        "F7",
+        "first sync fills A's empty side",
+        two_way,
+        Base::None,
+        V::Null,
+        JANE,
+        &[Update(Side::A, JANE)],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (a-wins)",
+        || one_way_winner(Winner::AWins),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (b-wins)",
+        || one_way_winner(Winner::BWins),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F7",
+        "never erased with an empty value (most-recent)",
+        || one_way_winner(Winner::MostRecent),
+        Base::None,
+        V::T(""),
+        JANE,
+        &[NoOps, Stored(JANE), StoredAlias(Side::A, Some(V::Null))],
+    ),
+    name_row(
+        "F8",
+        "first sync, both set: decided by the policy",
+        || winner(Winner::BWins),
+        Base::None,
+        ANN,
+        BEA,
+        &[Update(Side::A, BEA), Conflicts(1), ConflictBase(None)],
+    ),
+    name_row(
+        "F9",
+        "a one-way target's edit is ignored by default",
+        || policy(Direction::AToB),
+        Base::Is(JANE),
+        JANE,
+        BEA,
+        &[NoOps, StoredAlias(Side::B, Some(BEA))],
+    ),
+    name_row(
+        "F9",
+        "the source's next change still flows over an ignored edit",
+        || policy(Direction::AToB),
+        Base::Alias(JANE, Side::B, BEA),
+        JANET,
+        BEA,
+        &[Update(Side::B, JANET)],
+    ),
+    name_row(
+        "F9",
+        "a one-way target's edit is reverted when configured",
+        one_way_revert,
+        Base::Is(JANE),
+        JANE,
+        BEA,
+        &[Update(Side::B, JANE), NoUpdate(Side::A)],
+    ),
+    name_row(
+        "F9",
+        "never reverted to an empty value",
+        one_way_revert,
+        Base::Is(V::Null),
+        V::Null,
+        BEA,
+        &[NoOps],
+    ),
+    name_row(
+        "F10",
+        "ABSENT on A counts as unchanged",
+        two_way,
+        Base::Is(JANE),
+        V::Absent,
+        JANE,
+        &[NoOps],
+    ),
+    name_row(
+        "F10",
+        "ABSENT on A: B's change still flows",
+        two_way,
+        Base::Is(JANE),
+        V::Absent,
+        BEA,
+        &[Update(Side::A, BEA)],
+    ),
+];
+
+/// Side `side`'s record for a field row, or `None` when it is not read.
+fn row_record(row: &FieldRow, side: Side) -> Option<Record> {
+    let (v, field, time) = match side {
+        Side::A => (row.a, row.fields[0], row.times[0]),
+        Side::B => (row.b, row.fields[1], row.times[1]),
+    };
+    let mut r = match side {
+        Side::A => fa("a1", JANE.value()),
+        Side::B => fb("b1", JANE.value()),
+    };
+    match v {
+        V::Unread => return None,
+        V::Absent => {
+            r.fields.remove(field);
+        }
+        v => {
+            r.fields.insert(field.into(), v.value());
+        }
+    }
+    r.updated_at = time.map(str::to_string);
+    Some(r)
+}
+
+fn check_field_row(row: &FieldRow) {
+    let p = (row.policy)();
+    let l = match row.base {
+        Base::None => None,
+        Base::Is(v) => Some(link(&[(row.key, base(v.value()))])),
+        Base::Alias(v, side, w) => Some(link(&[(
+            row.key,
+            base(v.value()).with_alias(side, w.value()),
+        )])),
+    };
+    let records = |side| row_record(row, side).into_iter().collect::<Vec<_>>();
+    let plan = run(&p, l, records(Side::A), records(Side::B));
+    let field = |side: Side| match side {
+        Side::A => row.fields[0],
+        Side::B => row.fields[1],
+    };
+    for e in row.expect {
+        match *e {
+            NoOps => assert!(plan.ops.is_empty(), "{:#?}", plan.ops),
+            Update(side, v) => assert_eq!(
+                update_to(&plan, side).expect("an update")[field(side)],
+                v.value()
+            ),
+            NoUpdate(side) => assert!(update_to(&plan, side).is_none(), "{:#?}", plan.ops),
+            OpBase(side, v) => assert_eq!(op_base(&plan, side, row.key), Some(v.value())),
+            Stored(v) => assert_eq!(stored_base(&plan, row.key).unwrap().value, v.value()),
+            StoredAll(v) => assert!(
+                plan.links
+                    .iter()
+                    .all(|l| l.fields[row.key].value == v.value()),
+                "{:#?}",
+                plan.links
+            ),
+            StoredAlias(side, v) => assert_eq!(
+                *stored_base(&plan, row.key).unwrap().alias.get(side),
+                v.map(V::value)
+            ),
+            Links(n) => assert_eq!(plan.links.len(), n),
+            NoConflicts => assert!(plan.conflicts.is_empty(), "{:#?}", plan.conflicts),
+            Conflicts(n) => assert_eq!(plan.conflicts.len(), n),
+            WonBy(w) => assert_eq!(plan.conflicts[0].winner, w),
+            ConflictBase(v) => assert_eq!(plan.conflicts[0].base, v.map(V::value)),
+            Says(says) => assert!(
+                plan.conflicts[0].decision.contains(says),
+                "{:#?}",
+                plan.conflicts
+            ),
+            Joint => assert!(plan.ops.iter().all(|o| o.joint.contains(row.key))),
+        }
+    }
+}
+
+/// Runs every case of a table; a failure names its row and case.
+fn check_rows<R>(table: &str, rows: &[R], name: impl Fn(&R) -> String, check: impl Fn(&R)) {
+    let mut failed = Vec::new();
+    for row in rows {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(row)));
+        if let Err(e) = outcome {
+            let why = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{}: {why}", name(row)));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{table}: {} case(s) failed:\n{}",
+        failed.len(),
+        failed.join("\n")
     );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert!(plan.links.iter().all(|l| l.fields[NAME].value == t("Jane")));
 }
 
 #[test]
-fn row2_a_changed_writes_b_and_rebases() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Jane"))],
+fn the_field_table() {
+    check_rows(
+        "the field table (docs/sync-rules.md §3)",
+        FIELD_ROWS,
+        |r| format!("row {} ({})", r.row, r.case),
+        check_field_row,
     );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-    assert!(update_to(&plan, Side::A).is_none());
-    assert_eq!(op_base(&plan, Side::B, NAME), Some(t("Janet")));
+}
+
+/// Every row of a table in docs/sync-rules.md has at least one case, and every case
+/// names a row the document defines.
+fn rows_covered(prefix: char, cases: &[&str]) {
+    let doc = include_str!("../../../../docs/sync-rules.md");
+    let rows: BTreeSet<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| ")?.split(' ').next())
+        .filter(|c| c.starts_with(prefix) && c[1..].parse::<u32>().is_ok())
+        .collect();
+    let cases: BTreeSet<&str> = cases.iter().copied().collect();
+    assert_eq!(
+        rows, cases,
+        "rows of docs/sync-rules.md (left) and rows with a test case (right) differ"
+    );
 }
 
 #[test]
-fn row3_b_changed_writes_a_and_rebases() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Janet"))],
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Janet"));
-    assert!(update_to(&plan, Side::B).is_none());
-    assert_eq!(op_base(&plan, Side::A, NAME), Some(t("Janet")));
+fn every_row_of_the_field_table_has_a_case() {
+    rows_covered('F', &FIELD_ROWS.iter().map(|r| r.row).collect::<Vec<_>>());
 }
 
-#[test]
-fn row2_when_b_unseen_uses_the_base_for_b() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-}
+// Cases that need more than one plan.
 
-#[test]
-fn row4_false_conflict_rebases_without_writing() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Janet"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert!(plan.conflicts.is_empty());
-    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Janet"));
+fn first_sync(p: &SyncPolicy, a: Value, b: Value) -> Plan {
+    run(p, None, vec![fa("a1", a)], vec![fb("b1", b)])
 }
 
 fn conflict_case(p: &SyncPolicy, ta: Option<&str>, tb: Option<&str>) -> Plan {
@@ -250,44 +758,6 @@ fn conflict_case(p: &SyncPolicy, ta: Option<&str>, tb: Option<&str>) -> Plan {
     let mut b = fb("b1", t("Bea"));
     b.updated_at = tb.map(str::to_string);
     run(p, Some(link(&[(NAME, base(t("Jane")))])), vec![a], vec![b])
-}
-
-#[test]
-fn row5_true_conflict_a_wins() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::AWins;
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
-    assert!(update_to(&plan, Side::A).is_none());
-    assert_eq!(plan.conflicts.len(), 1);
-    assert_eq!(plan.conflicts[0].winner, Some(Side::A));
-    assert_eq!(plan.conflicts[0].base, Some(t("Jane")));
-}
-
-#[test]
-fn row5_true_conflict_b_wins() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::BWins;
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert!(update_to(&plan, Side::B).is_none());
-}
-
-#[test]
-fn row5_true_conflict_most_recent_wins() {
-    let p = policy(Direction::TwoWay);
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T10:00:00Z"),
-        Some("2024-05-01T11:00:00Z"),
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T12:00:00Z"),
-        Some("2024-05-01T11:00:00Z"),
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
 }
 
 /// The sync's own writes move a record's change time (a list add, a write whose answer
@@ -357,194 +827,6 @@ fn most_recent_is_not_moved_by_the_syncs_own_writes() {
 }
 
 #[test]
-fn row5_most_recent_within_skew_or_missing_falls_back() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.fallback = Side::B;
-    let plan = conflict_case(
-        &p,
-        Some("2024-05-01T10:00:30Z"),
-        Some("2024-05-01T10:00:00Z"),
-    );
-    assert_eq!(
-        update_to(&plan, Side::A).unwrap()["first_name"],
-        t("Bea"),
-        "within 60 s: fallback B"
-    );
-    let plan = conflict_case(&p, Some("2024-05-01T10:00:30Z"), None);
-    assert_eq!(
-        update_to(&plan, Side::A).unwrap()["first_name"],
-        t("Bea"),
-        "missing time: fallback B"
-    );
-}
-
-#[test]
-fn row5_per_field_owner_beats_the_policy() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::AWins;
-    p.conflict.owners.insert("first-name".into(), Side::B);
-    let plan = conflict_case(&p, None, None);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert!(plan.conflicts[0].decision.contains("owns"));
-}
-
-#[test]
-fn row5_multi_value_sets_merge_three_way() {
-    let p = policy(Direction::TwoWay);
-    let tags = |v: &[&str]| Value::Texts(v.iter().map(|s| s.to_string()).collect());
-    let l = link(&[(TAGS, base(tags(&["a", "b"])))]);
-    let mut a = fa("a1", t("Jane"));
-    a.fields.insert("tags".into(), tags(&["a", "b", "c"]));
-    let mut b = fb("b1", t("Jane"));
-    b.fields.insert("tags".into(), tags(&["b"]));
-    let plan = run(&p, Some(l), vec![a], vec![b]);
-    let merged = tags(&["b", "c"]);
-    assert_eq!(update_to(&plan, Side::A).unwrap()["tags"], merged);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["tags"], merged);
-    assert!(plan.ops.iter().all(|o| o.joint.contains(TAGS)));
-}
-
-fn first_sync(p: &SyncPolicy, a: Value, b: Value) -> Plan {
-    run(p, None, vec![fa("a1", a)], vec![fb("b1", b)])
-}
-
-#[test]
-fn row6_first_sync_equal_values_take_the_base_without_writes() {
-    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), t(" Jane "));
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert_eq!(plan.links.len(), 1);
-    assert_eq!(stored_base(&plan, NAME).unwrap().value, t("Jane"));
-}
-
-#[test]
-fn row7_first_sync_fills_the_empty_side() {
-    let plan = first_sync(&policy(Direction::TwoWay), t("Jane"), Value::Null);
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
-    let plan = first_sync(&policy(Direction::TwoWay), Value::Null, t("Jane"));
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Jane"));
-}
-
-#[test]
-fn row7_first_sync_never_erases_with_an_empty_value() {
-    for winner in [Winner::AWins, Winner::BWins, Winner::MostRecent] {
-        let mut p = policy(Direction::AToB);
-        p.conflict.winner = winner;
-        let plan = first_sync(&p, t(""), t("Jane"));
-        assert!(plan.ops.is_empty(), "{winner:?}: {:#?}", plan.ops);
-        let b = stored_base(&plan, NAME).unwrap();
-        assert_eq!(b.value, t("Jane"));
-        assert_eq!(
-            b.alias.a,
-            Some(Value::Null),
-            "A's empty value is accepted, not a change"
-        );
-    }
-}
-
-#[test]
-fn row8_first_sync_both_set_decided_by_policy() {
-    let mut p = policy(Direction::TwoWay);
-    p.conflict.winner = Winner::BWins;
-    let plan = first_sync(&p, t("Ann"), t("Bea"));
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-    assert_eq!(plan.conflicts.len(), 1);
-    assert_eq!(plan.conflicts[0].base, None);
-}
-
-#[test]
-fn row9_one_way_target_edit_is_ignored_by_default() {
-    let p = policy(Direction::AToB);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    assert_eq!(stored_base(&plan, NAME).unwrap().alias.b, Some(t("Bea")));
-    // The source's next change still flows over it.
-    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("Bea")))]);
-    let plan = run(
-        &p,
-        Some(l),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Janet"));
-}
-
-#[test]
-fn row9_one_way_target_edit_reverted_when_configured() {
-    let mut p = policy(Direction::AToB);
-    p.one_way_edits = OneWayEdits::Revert;
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
-    assert!(update_to(&plan, Side::A).is_none());
-    // Never reverted to an empty value.
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(Value::Null))])),
-        vec![fa("a1", Value::Null)],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
-fn row10_absent_field_counts_as_unchanged() {
-    let p = policy(Direction::TwoWay);
-    let a = rec("a1", &[("email", t("jane@x.io"))]);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![a.clone()],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![a],
-        vec![fb("b1", t("Bea"))],
-    );
-    assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
-}
-
-#[test]
-fn null_is_a_change_and_clears_the_other_side() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", Value::Null)],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert_eq!(
-        update_to(&plan, Side::B).unwrap()["first_name"],
-        Value::Null
-    );
-}
-
-#[test]
-fn read_back_reformatting_is_not_echoed() {
-    let p = policy(Direction::TwoWay);
-    // We wrote "Jane"; B stores it as "JANE" (its own normalisation).
-    let l = link(&[(NAME, base(t("Jane")).with_alias(Side::B, t("JANE")))]);
-    let plan = run(
-        &p,
-        Some(l),
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("JANE"))],
-    );
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
 fn apply_ack_records_the_read_back_form_as_alias() {
     let p = policy(Direction::TwoWay);
     let e = input(&p, vec![], vec![]);
@@ -568,18 +850,6 @@ fn apply_ack_records_the_read_back_form_as_alias() {
 }
 
 #[test]
-fn phone_formats_compare_equal() {
-    let p = policy(Direction::TwoWay);
-    let l = link(&[(PHONE, base(t("+15550100")))]);
-    let mut a = fa("a1", t("Jane"));
-    a.fields.insert("mobile_number".into(), t("+1 (555) 0100"));
-    let mut b = fb("b1", t("Jane"));
-    b.fields.insert("mobile".into(), t("+1-555-0100"));
-    let plan = run(&p, Some(l), vec![a], vec![b]);
-    assert!(plan.ops.is_empty(), "{:#?}", plan.ops);
-}
-
-#[test]
 fn ops_are_deterministic() {
     let p = policy(Direction::TwoWay);
     let mk = || {
@@ -595,236 +865,691 @@ fn ops_are_deterministic() {
     assert!(x.ops.iter().all(|o| o.id.len() == 24));
 }
 
-// ---------- §2.5 existence table ----------
+// ---------- sync-rules §4: the existence table, as data ----------
 
-#[test]
-fn existence_no_link_one_candidate_links_then_merges() {
-    let p = policy(Direction::TwoWay);
-    let b = rec(
-        "b1",
-        &[("emails", t(" JANE@x.io ")), ("first_name", Value::Null)],
-    );
-    let plan = run(&p, None, vec![fa("a1", t("Jane"))], vec![b]);
-    assert_eq!(plan.links.len(), 1);
-    assert_eq!(plan.links[0].origin, LinkOrigin::Email);
-    assert_eq!(
-        plan.links[0].ids,
-        SidePair::new(Some("a1".into()), Some("b1".into()))
-    );
-    assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Jane"));
-    assert!(
-        plan.ops
-            .iter()
-            .all(|o| !matches!(o.kind, OpKind::Create { .. }))
-    );
+/// A record of an existence case.
+#[derive(Clone, Copy, Debug)]
+enum Rec {
+    /// E-mail jane@x.io and this first name (`fa` / `fb`).
+    Jane(&'static str, V),
+    /// These fields only.
+    With(&'static str, &'static [(&'static str, V)]),
 }
 
-#[test]
-fn existence_no_link_several_candidates_is_ambiguous_and_left_alone() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        None,
-        vec![fa("a1", t("Jane"))],
-        vec![fb("b1", t("J")), fb("b2", t("K"))],
-    );
-    assert!(plan.ops.is_empty() && plan.links.is_empty());
-    assert_eq!(plan.ambiguous.len(), 1);
-    assert_eq!(
-        plan.ambiguous[0].b,
-        vec!["b1".to_string(), "b2".to_string()]
-    );
-}
-
-#[test]
-fn existence_duplicates_on_one_side_are_not_created() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        None,
-        vec![fa("a1", t("Jane")), fa("a2", t("Jane"))],
-        vec![],
-    );
-    assert!(plan.ops.is_empty());
-    assert_eq!(plan.ambiguous.len(), 1);
-}
-
-#[test]
-fn existence_email_linked_elsewhere_is_ambiguous() {
-    let p = policy(Direction::TwoWay);
-    let l = link(&[(NAME, base(t("Jane")))]);
-    let plan = run(
-        &p,
-        Some(l),
-        vec![fa("a1", t("Jane")), fa("a2", t("Jane"))],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert!(
-        plan.ops
-            .iter()
-            .all(|o| !matches!(o.kind, OpKind::Create { .. })),
-        "{:#?}",
-        plan.ops
-    );
-    assert_eq!(plan.ambiguous.len(), 1);
-    assert!(plan.ambiguous[0].reason.contains("already linked"));
-}
-
-#[test]
-fn existence_no_link_no_candidate_creates_with_marker_and_list() {
-    let mut p = policy(Direction::TwoWay);
-    p.scope.b = crate::sync::policy::Scope::Container("Newsletter".into());
-    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
-    e.containers.b = Some("L1".into());
-    let plan = plan(&p, &Baseline::default(), &[e]);
-    assert_eq!(plan.ops.len(), 1);
-    let op = &plan.ops[0];
-    assert_eq!(op.side, Side::B);
-    assert_eq!(op.effect, LinkEffect::SetId);
-    let OpKind::Create {
-        fields,
-        marker: m,
-        containers,
-    } = &op.kind
-    else {
-        panic!("{op:?}")
-    };
-    assert_eq!(m, &marker("fs-fm", "0/a/a1"));
-    assert_eq!(containers, &vec!["L1".to_string()]);
-    let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
-    assert_eq!(fields["emails"], t("jane@x.io"));
-    assert_eq!(fields["first_name"], t("Jane"));
-    assert_eq!(plan.links[0].ids, SidePair::new(Some("a1".into()), None));
-}
-
-#[test]
-fn existence_no_email_is_skipped() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        None,
-        vec![rec("a1", &[("first_name", t("Jane"))])],
-        vec![],
-    );
-    assert!(plan.ops.is_empty());
-    assert!(plan.skips[0].reason.contains("no e-mail"));
-}
-
-#[test]
-fn existence_not_looked_up_is_not_created() {
-    let p = policy(Direction::TwoWay);
-    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
-    e.obs.b.complete = false;
-    let plan1 = plan(&p, &Baseline::default(), std::slice::from_ref(&e));
-    assert!(plan1.ops.is_empty());
-    assert!(plan1.skips[0].reason.contains("looked up"));
-    e.obs.b.searched.insert("jane@x.io".into());
-    assert_eq!(plan(&p, &Baseline::default(), &[e]).ops.len(), 1);
-}
-
-#[test]
-fn existence_create_disabled_or_one_way_source_only() {
-    let mut p = policy(Direction::TwoWay);
-    p.create.b = false;
-    let plan = run(&p, None, vec![fa("a1", t("Jane"))], vec![]);
-    assert!(plan.ops.is_empty());
-    assert!(plan.skips[0].reason.contains("disabled"));
-    // One-way B->A: A's unmatched records are not created on B.
-    let plan = run(
-        &policy(Direction::BToA),
-        None,
-        vec![fa("a1", t("Jane"))],
-        vec![],
-    );
-    assert!(plan.ops.is_empty() && plan.skips.is_empty());
-    let plan = run(
-        &policy(Direction::BToA),
-        None,
-        vec![],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert_eq!(plan.ops[0].side, Side::A);
-}
-
-#[test]
-fn existence_linked_both_present_merges() {
-    let p = policy(Direction::TwoWay);
-    let plan = run(
-        &p,
-        Some(link(&[(NAME, base(t("Jane")))])),
-        vec![fa("a1", t("Janet"))],
-        vec![fb("b1", t("Jane"))],
-    );
-    assert_eq!(plan.ops.len(), 1);
-    assert!(plan.ambiguous.is_empty() && plan.skips.is_empty());
-}
-
-fn deleted_b(p: &SyncPolicy, a: Record) -> Plan {
-    let mut e = input(p, vec![a], vec![]);
-    e.obs.b.deleted.insert("b1".into());
-    e.containers.a = Some("LA".into());
-    plan(
-        p,
-        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
-        &[e],
-    )
-}
-
-#[test]
-fn existence_linked_gone_unchanged_survivor_keep_by_default() {
-    let plan = deleted_b(&policy(Direction::TwoWay), fa("a1", t("Jane")));
-    assert!(plan.ops.is_empty());
-    assert_eq!(plan.links[0].state, LinkState::Deleted(Side::B));
-}
-
-#[test]
-fn existence_linked_gone_unchanged_survivor_delete_policy() {
-    let mut p = policy(Direction::TwoWay);
-    p.deletes.on_delete.b = RemoveAction::Delete;
-    let plan = deleted_b(&p, fa("a1", t("Jane")));
-    assert_eq!(plan.ops.len(), 1);
-    assert_eq!(plan.ops[0].kind, OpKind::Delete { id: "a1".into() });
-    assert_eq!(plan.ops[0].effect, LinkEffect::Drop);
-    p.deletes.on_delete.b = RemoveAction::RemoveFromContainer;
-    let plan = deleted_b(&p, fa("a1", t("Jane")));
-    assert_eq!(
-        plan.ops[0].kind,
-        OpKind::RemoveFromContainer {
-            container: "LA".into(),
-            id: "a1".into()
+impl Rec {
+    fn record(self, side: Side) -> Record {
+        match (self, side) {
+            (Rec::Jane(id, v), Side::A) => fa(id, v.value()),
+            (Rec::Jane(id, v), Side::B) => fb(id, v.value()),
+            (Rec::With(id, fields), _) => {
+                let fields: Vec<(&str, Value)> =
+                    fields.iter().map(|(k, v)| (*k, v.value())).collect();
+                rec(id, &fields)
+            }
         }
+    }
+}
+
+/// The link of an existence case.
+#[derive(Clone, Copy, Debug)]
+enum Lk {
+    /// None.
+    None,
+    /// a1<->b1 with the first-name base "Jane", in this state.
+    Jane(LinkState),
+    /// a1<->b1 with the e-mail's base only.
+    Bare,
+    /// A's a1, whose create on B is pending (no id on B yet).
+    PendingB,
+}
+
+impl Lk {
+    fn link(self) -> Option<Link> {
+        match self {
+            Lk::None => None,
+            Lk::Jane(state) => {
+                let mut l = link(&[(NAME, base(t("Jane")))]);
+                l.state = state;
+                Some(l)
+            }
+            Lk::Bare => Some(link(&[])),
+            Lk::PendingB => Some(Link {
+                ids: SidePair::new(Some("a1".into()), None),
+                fields: BTreeMap::new(),
+                origin: LinkOrigin::Created(Side::B),
+                ..link(&[])
+            }),
+        }
+    }
+}
+
+/// What a case changes in the observations, the scopes or the operator's decisions.
+#[derive(Clone, Copy, Debug)]
+enum Obs {
+    /// The side reports the record deleted.
+    Deleted(Side, &'static str),
+    /// The record left the side's scope.
+    LeftScope(Side, &'static str),
+    /// The record could not be read or mapped, for this reason.
+    Failed(Side, &'static str, &'static str),
+    /// The side's listing is not complete.
+    Incomplete(Side),
+    /// This e-mail was looked up on the side.
+    Searched(Side, &'static str),
+    /// The side is scoped to this container.
+    Container(Side, &'static str),
+    /// Found on the side by a lookup (its list membership unknown).
+    Found(Side, Rec),
+    /// The operator's decision about A's and B's records.
+    Decided(&'static str, &'static str, Decision),
+}
+
+/// What the first op is or does.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    /// Its target side.
+    To(Side),
+    /// Its effect on the link.
+    Effect(LinkEffect),
+    /// A create.
+    Create,
+    /// A create with the marker of this link, into these containers.
+    CreateAs(&'static str, &'static [&'static str]),
+    /// It sets this field (target side's name) to this value.
+    Field(&'static str, V),
+    /// A delete of this id.
+    Delete(&'static str),
+    /// A removal of this id from this container.
+    Remove(&'static str, &'static str),
+    /// An add of this id to this container.
+    Add(&'static str, &'static str),
+}
+
+/// What an existence case expects of the plan.
+#[derive(Clone, Copy, Debug)]
+enum Ex {
+    /// No op at all.
+    Quiet,
+    /// This many ops.
+    OpCount(usize),
+    /// This many links stored.
+    LinkCount(usize),
+    /// The first stored link was made so.
+    Origin(LinkOrigin),
+    /// The first stored link's ids.
+    Ids(Option<&'static str>, Option<&'static str>),
+    /// The first stored link's id on one side.
+    Id(Side, Option<&'static str>),
+    /// The first stored link's state.
+    State(LinkState),
+    /// The one update to the side sets this field to this value.
+    Sets(Side, &'static str, V),
+    /// No create.
+    NoCreate,
+    /// This many ambiguities reported.
+    Ambiguous(usize),
+    /// The first ambiguity's candidates on B.
+    AmbiguousB(&'static [&'static str]),
+    /// The first ambiguity's reason says this.
+    AmbiguousWhy(&'static str),
+    /// No ambiguity.
+    NoAmbiguity,
+    /// The first skip's reason says this.
+    SkipWhy(&'static str),
+    /// No skip.
+    NoSkips,
+    /// The first op.
+    First(Op),
+    /// The links dropped.
+    Unlinked(&'static [&'static str]),
+}
+
+/// One case of a row of the existence table (docs/sync-rules.md §4).
+struct ExistenceRow {
+    /// The row, as docs/sync-rules.md numbers it.
+    row: &'static str,
+    /// What the case shows.
+    case: &'static str,
+    policy: fn() -> SyncPolicy,
+    link: Lk,
+    /// The records listed on A and on B (in scope, listings complete).
+    a: &'static [Rec],
+    b: &'static [Rec],
+    obs: &'static [Obs],
+    expect: &'static [Ex],
+}
+
+fn create_b_off() -> SyncPolicy {
+    let mut p = two_way();
+    p.create.b = false;
+    p
+}
+
+fn b_to_a() -> SyncPolicy {
+    policy(Direction::BToA)
+}
+
+fn on_delete_b(action: RemoveAction) -> SyncPolicy {
+    let mut p = two_way();
+    p.deletes.on_delete.b = action;
+    p
+}
+
+fn b_scoped(list: &str) -> SyncPolicy {
+    let mut p = two_way();
+    p.scope.b = crate::sync::policy::Scope::Container(list.into());
+    p
+}
+
+const A1: &[Rec] = &[Rec::Jane("a1", JANE)];
+const A1_CHANGED: &[Rec] = &[Rec::Jane("a1", JANET)];
+const B1: &[Rec] = &[Rec::Jane("b1", JANE)];
+const B1_BEA: &[Rec] = &[Rec::Jane("b1", BEA)];
+const NONE: &[Rec] = &[];
+/// B's b1 deleted, A scoped to the list "LA".
+const B1_DELETED: &[Obs] = &[Obs::Deleted(Side::B, "b1"), Obs::Container(Side::A, "LA")];
+
+use Ex::*;
+
+const EXISTENCE_ROWS: &[ExistenceRow] = &[
+    ExistenceRow {
+        row: "E1",
+        case: "no e-mail: skipped",
+        policy: two_way,
+        link: Lk::None,
+        a: &[Rec::With("a1", &[("first_name", JANE)])],
+        b: NONE,
+        obs: &[],
+        expect: &[Quiet, SkipWhy("no e-mail")],
+    },
+    ExistenceRow {
+        row: "E2",
+        case: "one candidate: linked, then merged",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: &[Rec::With(
+            "b1",
+            &[("emails", V::T(" JANE@x.io ")), ("first_name", V::Null)],
+        )],
+        obs: &[],
+        expect: &[
+            LinkCount(1),
+            Origin(LinkOrigin::Email),
+            Ids(Some("a1"), Some("b1")),
+            Sets(Side::B, "first_name", JANE),
+            NoCreate,
+        ],
+    },
+    ExistenceRow {
+        row: "E3",
+        case: "several candidates: ambiguous, left alone",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: &[Rec::Jane("b1", V::T("J")), Rec::Jane("b2", V::T("K"))],
+        obs: &[],
+        expect: &[Quiet, LinkCount(0), Ambiguous(1), AmbiguousB(&["b1", "b2"])],
+    },
+    ExistenceRow {
+        row: "E3",
+        case: "duplicates on one side are not created",
+        policy: two_way,
+        link: Lk::None,
+        a: &[Rec::Jane("a1", JANE), Rec::Jane("a2", JANE)],
+        b: NONE,
+        obs: &[],
+        expect: &[Quiet, Ambiguous(1)],
+    },
+    ExistenceRow {
+        row: "E3",
+        case: "an e-mail linked elsewhere is ambiguous",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: &[Rec::Jane("a1", JANE), Rec::Jane("a2", JANE)],
+        b: B1,
+        obs: &[],
+        expect: &[NoCreate, Ambiguous(1), AmbiguousWhy("already linked")],
+    },
+    ExistenceRow {
+        row: "E4",
+        case: "no candidate: created with the marker, into the list",
+        policy: || b_scoped("Newsletter"),
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[Obs::Container(Side::B, "L1")],
+        expect: &[
+            OpCount(1),
+            First(Op::To(Side::B)),
+            First(Op::Effect(LinkEffect::SetId)),
+            First(Op::CreateAs("0/a/a1", &["L1"])),
+            First(Op::Field("emails", V::T("jane@x.io"))),
+            First(Op::Field("first_name", JANE)),
+            Ids(Some("a1"), None),
+        ],
+    },
+    ExistenceRow {
+        row: "E5",
+        case: "not looked up on B: not created",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[Obs::Incomplete(Side::B)],
+        expect: &[Quiet, SkipWhy("looked up")],
+    },
+    ExistenceRow {
+        row: "E5",
+        case: "looked up on B: created",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[
+            Obs::Incomplete(Side::B),
+            Obs::Searched(Side::B, "jane@x.io"),
+        ],
+        expect: &[OpCount(1)],
+    },
+    ExistenceRow {
+        row: "E5",
+        case: "creates on B disabled",
+        policy: create_b_off,
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[],
+        expect: &[Quiet, SkipWhy("disabled")],
+    },
+    ExistenceRow {
+        row: "E5",
+        case: "one-way B to A: A's unmatched records are not created on B",
+        policy: b_to_a,
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[],
+        expect: &[Quiet, NoSkips],
+    },
+    ExistenceRow {
+        row: "E5",
+        case: "one-way B to A: B's unmatched records are created on A",
+        policy: b_to_a,
+        link: Lk::None,
+        a: NONE,
+        b: B1,
+        obs: &[],
+        expect: &[First(Op::To(Side::A))],
+    },
+    ExistenceRow {
+        row: "E6",
+        case: "the operator's link joins records whose e-mails differ",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: &[Rec::With(
+            "b1",
+            &[("emails", V::T("j.doe@y.io")), ("first_name", JANE)],
+        )],
+        obs: &[Obs::Decided("a1", "b1", Decision::Link)],
+        expect: &[LinkCount(1), Ids(Some("a1"), Some("b1")), NoCreate],
+    },
+    ExistenceRow {
+        row: "E6",
+        case: "records kept apart are not candidates: each side creates the other",
+        policy: two_way,
+        link: Lk::None,
+        a: A1,
+        b: B1,
+        obs: &[Obs::Decided("a1", "b1", Decision::KeepApart)],
+        expect: &[OpCount(2), NoAmbiguity],
+    },
+    ExistenceRow {
+        row: "E7",
+        case: "linked, both present: the field table",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: A1_CHANGED,
+        b: B1,
+        obs: &[],
+        expect: &[OpCount(1), NoAmbiguity, NoSkips],
+    },
+    ExistenceRow {
+        row: "E8",
+        case: "a record that failed to map is left alone",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: NONE,
+        b: B1_BEA,
+        obs: &[Obs::Failed(Side::A, "a1", "mapper `x` failed")],
+        expect: &[Quiet, SkipWhy("mapper")],
+    },
+    ExistenceRow {
+        row: "E9",
+        case: "B deleted, A unchanged: A kept by default",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: A1,
+        b: NONE,
+        obs: B1_DELETED,
+        expect: &[Quiet, State(LinkState::Deleted(Side::B))],
+    },
+    ExistenceRow {
+        row: "E9",
+        case: "B deleted, A unchanged: deletes.on-delete = delete",
+        policy: || on_delete_b(RemoveAction::Delete),
+        link: Lk::Jane(LinkState::Linked),
+        a: A1,
+        b: NONE,
+        obs: B1_DELETED,
+        expect: &[
+            OpCount(1),
+            First(Op::Delete("a1")),
+            First(Op::Effect(LinkEffect::Drop)),
+        ],
+    },
+    ExistenceRow {
+        row: "E9",
+        case: "B deleted, A unchanged: deletes.on-delete = remove-from-list",
+        policy: || on_delete_b(RemoveAction::RemoveFromContainer),
+        link: Lk::Jane(LinkState::Linked),
+        a: A1,
+        b: NONE,
+        obs: B1_DELETED,
+        expect: &[First(Op::Remove("LA", "a1"))],
+    },
+    ExistenceRow {
+        row: "E9",
+        case: "a deletion does not flow against a one-way sync",
+        policy: || {
+            let mut p = policy(Direction::AToB);
+            p.deletes.on_delete.b = RemoveAction::Delete;
+            p
+        },
+        link: Lk::Jane(LinkState::Linked),
+        a: A1,
+        b: NONE,
+        obs: B1_DELETED,
+        expect: &[Quiet, State(LinkState::Deleted(Side::B))],
+    },
+    ExistenceRow {
+        row: "E10",
+        case: "B deleted, A changed: modification beats deletion",
+        policy: || on_delete_b(RemoveAction::Delete),
+        link: Lk::Jane(LinkState::Linked),
+        a: A1_CHANGED,
+        b: NONE,
+        obs: B1_DELETED,
+        expect: &[
+            OpCount(1),
+            First(Op::Create),
+            First(Op::To(Side::B)),
+            Id(Side::B, None),
+        ],
+    },
+    ExistenceRow {
+        row: "E11",
+        case: "B deleted, another B record holds the e-mail: the link is re-pointed",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: A1,
+        b: &[Rec::Jane("b2", JANE)],
+        obs: &[Obs::Deleted(Side::B, "b1")],
+        expect: &[Ids(Some("a1"), Some("b2")), NoCreate, NoAmbiguity],
+    },
+    ExistenceRow {
+        row: "E11",
+        case: "B deleted, several B records hold the e-mail: ambiguous, nothing else",
+        policy: || on_delete_b(RemoveAction::Delete),
+        link: Lk::Jane(LinkState::Linked),
+        a: A1_CHANGED,
+        b: &[Rec::Jane("b2", JANE), Rec::Jane("b3", JANE)],
+        obs: &[Obs::Deleted(Side::B, "b1")],
+        expect: &[
+            Quiet,
+            AmbiguousB(&["b2", "b3"]),
+            AmbiguousWhy("is gone and several records"),
+        ],
+    },
+    ExistenceRow {
+        row: "E12",
+        case: "deleted on both sides: the link is dropped",
+        policy: two_way,
+        link: Lk::Bare,
+        a: NONE,
+        b: NONE,
+        obs: &[Obs::Deleted(Side::A, "a1"), Obs::Deleted(Side::B, "b1")],
+        expect: &[Unlinked(&["0/a/a1"])],
+    },
+    ExistenceRow {
+        row: "E13",
+        case: "B deleted before, A unchanged: nothing",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Deleted(Side::B)),
+        a: A1,
+        b: NONE,
+        obs: &[],
+        expect: &[Quiet],
+    },
+    ExistenceRow {
+        row: "E13",
+        case: "B deleted before, A changed later: re-created on B",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Deleted(Side::B)),
+        a: A1_CHANGED,
+        b: NONE,
+        obs: &[],
+        expect: &[First(Op::Create)],
+    },
+    ExistenceRow {
+        row: "E14",
+        case: "left A's scope: detached, nothing written",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Linked),
+        a: NONE,
+        b: B1_BEA,
+        obs: &[Obs::LeftScope(Side::A, "a1")],
+        expect: &[Quiet, State(LinkState::Detached(Side::A))],
+    },
+    ExistenceRow {
+        row: "E14",
+        case: "a detached link is not synced",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Detached(Side::A)),
+        a: NONE,
+        b: B1_BEA,
+        obs: &[],
+        expect: &[Quiet],
+    },
+    ExistenceRow {
+        row: "E15",
+        case: "back in A's scope: linked again, the field table",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Detached(Side::A)),
+        a: A1,
+        b: B1_BEA,
+        obs: &[],
+        expect: &[Sets(Side::A, "first_name", BEA), State(LinkState::Linked)],
+    },
+    ExistenceRow {
+        row: "E16",
+        case: "a pending create is planned again with the link's marker",
+        policy: two_way,
+        link: Lk::PendingB,
+        a: A1,
+        b: NONE,
+        obs: &[],
+        expect: &[OpCount(1), First(Op::CreateAs("0/a/a1", &[]))],
+    },
+    ExistenceRow {
+        row: "E17",
+        case: "matched by a lookup outside B's list: added to it",
+        policy: || b_scoped("L"),
+        link: Lk::None,
+        a: A1,
+        b: NONE,
+        obs: &[
+            Obs::Container(Side::B, "L1"),
+            Obs::Incomplete(Side::B),
+            Obs::Found(Side::B, Rec::Jane("b9", JANE)),
+        ],
+        expect: &[OpCount(1), First(Op::Add("L1", "b9"))],
+    },
+    ExistenceRow {
+        row: "E18",
+        case: "a record the sync removed is never written again",
+        policy: two_way,
+        link: Lk::Jane(LinkState::Removed(Side::B)),
+        a: A1_CHANGED,
+        b: B1,
+        obs: &[],
+        expect: &[Quiet],
+    },
+];
+
+fn check_existence_row(row: &ExistenceRow) {
+    let p = (row.policy)();
+    let records = |side: Side, list: &[Rec]| list.iter().map(|r| r.record(side)).collect();
+    let mut e = input(&p, records(Side::A, row.a), records(Side::B, row.b));
+    let mut baseline = Baseline::from_links(row.link.link());
+    for o in row.obs {
+        match *o {
+            Obs::Deleted(side, id) => {
+                e.obs.get_mut(side).deleted.insert(id.into());
+            }
+            Obs::LeftScope(side, id) => {
+                e.obs.get_mut(side).left_scope.insert(id.into());
+            }
+            Obs::Failed(side, id, why) => {
+                e.obs.get_mut(side).failed.insert(id.into(), why.into());
+            }
+            Obs::Incomplete(side) => e.obs.get_mut(side).complete = false,
+            Obs::Searched(side, m) => {
+                e.obs.get_mut(side).searched.insert(m.into());
+            }
+            Obs::Container(side, c) => *e.containers.get_mut(side) = Some(c.into()),
+            Obs::Found(side, r) => {
+                let record = r.record(side);
+                let observed = Observed {
+                    record,
+                    in_scope: false,
+                };
+                e.obs
+                    .get_mut(side)
+                    .records
+                    .insert(observed.record.id.clone(), observed);
+            }
+            Obs::Decided(a, b, d) => {
+                baseline.decisions.insert((0, a.into(), b.into()), d);
+            }
+        }
+    }
+    let plan = plan(&p, &baseline, &[e]);
+    let first = || plan.ops.first().expect("an op");
+    for x in row.expect {
+        match *x {
+            Quiet => assert!(plan.ops.is_empty(), "{:#?}", plan.ops),
+            OpCount(n) => assert_eq!(plan.ops.len(), n, "{:#?}", plan.ops),
+            LinkCount(n) => assert_eq!(plan.links.len(), n, "{:#?}", plan.links),
+            Origin(o) => assert_eq!(plan.links[0].origin, o),
+            Ids(a, b) => assert_eq!(
+                plan.links[0].ids,
+                SidePair::new(a.map(str::to_string), b.map(str::to_string))
+            ),
+            Id(side, id) => assert_eq!(
+                plan.links[0].ids.get(side).as_deref(),
+                id,
+                "{:#?}",
+                plan.links
+            ),
+            State(s) => assert_eq!(plan.links[0].state, s),
+            Sets(side, field, v) => {
+                assert_eq!(update_to(&plan, side).expect("an update")[field], v.value())
+            }
+            NoCreate => assert!(
+                plan.ops
+                    .iter()
+                    .all(|o| !matches!(o.kind, OpKind::Create { .. })),
+                "{:#?}",
+                plan.ops
+            ),
+            Ambiguous(n) => assert_eq!(plan.ambiguous.len(), n, "{:#?}", plan.ambiguous),
+            AmbiguousB(ids) => assert_eq!(plan.ambiguous[0].b, ids),
+            AmbiguousWhy(says) => assert!(
+                plan.ambiguous[0].reason.contains(says),
+                "{:#?}",
+                plan.ambiguous
+            ),
+            NoAmbiguity => assert!(plan.ambiguous.is_empty(), "{:#?}", plan.ambiguous),
+            SkipWhy(says) => assert!(plan.skips[0].reason.contains(says), "{:#?}", plan.skips),
+            NoSkips => assert!(plan.skips.is_empty(), "{:#?}", plan.skips),
+            Unlinked(keys) => assert_eq!(plan.unlink, keys),
+            First(Op::To(side)) => assert_eq!(first().side, side),
+            First(Op::Effect(fx)) => assert_eq!(first().effect, fx),
+            First(Op::Create) => assert!(
+                matches!(first().kind, OpKind::Create { .. }),
+                "{:#?}",
+                plan.ops
+            ),
+            First(Op::CreateAs(link, lists)) => {
+                let OpKind::Create {
+                    marker: m,
+                    containers,
+                    ..
+                } = &first().kind
+                else {
+                    panic!("{:#?}", plan.ops)
+                };
+                assert_eq!(m, &marker("fs-fm", link));
+                assert_eq!(containers, lists);
+            }
+            First(Op::Field(name, v)) => {
+                let (OpKind::Create { fields, .. } | OpKind::Update { fields, .. }) = &first().kind
+                else {
+                    panic!("{:#?}", plan.ops)
+                };
+                let fields: BTreeMap<_, _> = fields.iter().cloned().collect();
+                assert_eq!(fields[name], v.value());
+            }
+            First(Op::Delete(id)) => assert_eq!(first().kind, OpKind::Delete { id: id.into() }),
+            First(Op::Remove(container, id)) => assert_eq!(
+                first().kind,
+                OpKind::RemoveFromContainer {
+                    container: container.into(),
+                    id: id.into()
+                }
+            ),
+            First(Op::Add(container, id)) => assert_eq!(
+                first().kind,
+                OpKind::AddToContainer {
+                    container: container.into(),
+                    id: id.into()
+                }
+            ),
+        }
+    }
+}
+
+#[test]
+fn the_existence_table() {
+    check_rows(
+        "the existence table (docs/sync-rules.md §4)",
+        EXISTENCE_ROWS,
+        |r| format!("row {} ({})", r.row, r.case),
+        check_existence_row,
     );
 }
 
 #[test]
-fn existence_linked_gone_changed_survivor_modification_beats_deletion() {
-    let mut p = policy(Direction::TwoWay);
-    p.deletes.on_delete.b = RemoveAction::Delete;
-    let plan = deleted_b(&p, fa("a1", t("Janet")));
-    assert_eq!(plan.ops.len(), 1, "{:#?}", plan.ops);
-    assert!(matches!(plan.ops[0].kind, OpKind::Create { .. }));
-    assert_eq!(plan.ops[0].side, Side::B);
-    assert_eq!(plan.links[0].ids.b, None);
+fn every_row_of_the_existence_table_has_a_case() {
+    rows_covered(
+        'E',
+        &EXISTENCE_ROWS.iter().map(|r| r.row).collect::<Vec<_>>(),
+    );
 }
 
-#[test]
-fn existence_deletion_does_not_flow_against_a_one_way_sync() {
-    let mut p = policy(Direction::AToB);
-    p.deletes.on_delete.b = RemoveAction::Delete;
-    let plan = deleted_b(&p, fa("a1", t("Jane")));
-    assert!(plan.ops.is_empty());
-    assert_eq!(plan.links[0].state, LinkState::Deleted(Side::B));
-}
-
-#[test]
-fn existence_linked_both_gone_drops_the_link() {
-    let p = policy(Direction::TwoWay);
-    let mut e = input(&p, vec![], vec![]);
-    e.obs.a.deleted.insert("a1".into());
-    e.obs.b.deleted.insert("b1".into());
-    let plan = plan(&p, &Baseline::from_links([link(&[])]), &[e]);
-    assert_eq!(plan.unlink, vec!["0/a/a1".to_string()]);
-}
+// Cases that need more than one plan, or more than one entity pair.
 
 #[test]
 fn existence_left_scope_detaches_and_returning_reattaches() {
@@ -856,17 +1581,6 @@ fn existence_left_scope_detaches_and_returning_reattaches() {
 }
 
 #[test]
-fn existence_deleted_counterpart_is_recreated_when_survivor_changes_later() {
-    let p = policy(Direction::TwoWay);
-    let mut l = link(&[(NAME, base(t("Jane")))]);
-    l.state = LinkState::Deleted(Side::B);
-    let plan = run(&p, Some(l.clone()), vec![fa("a1", t("Jane"))], vec![]);
-    assert!(plan.ops.is_empty());
-    let plan = run(&p, Some(l), vec![fa("a1", t("Janet"))], vec![]);
-    assert!(matches!(plan.ops[0].kind, OpKind::Create { .. }));
-}
-
-#[test]
 fn existence_pending_create_is_planned_again_with_the_same_marker() {
     let p = policy(Direction::TwoWay);
     let first = run(&p, None, vec![fa("a1", t("Jane"))], vec![]);
@@ -879,23 +1593,6 @@ fn existence_pending_create_is_planned_again_with_the_same_marker() {
         panic!()
     };
     assert_eq!(m1, m2);
-}
-
-#[test]
-fn existence_record_that_failed_to_map_is_left_alone() {
-    let p = policy(Direction::TwoWay);
-    let mut e = input(&p, vec![], vec![fb("b1", t("Bea"))]);
-    e.obs
-        .a
-        .failed
-        .insert("a1".into(), "mapper `x` failed".into());
-    let plan = plan(
-        &p,
-        &Baseline::from_links([link(&[(NAME, base(t("Jane")))])]),
-        &[e],
-    );
-    assert!(plan.ops.is_empty());
-    assert!(plan.skips[0].reason.contains("mapper"));
 }
 
 #[test]
@@ -920,32 +1617,7 @@ fn both_leads_and_contacts_create_on_the_shared_side_once() {
     assert_eq!(creates[0].entity_name, "leads");
 }
 
-#[test]
-fn matched_by_lookup_outside_the_list_is_added_to_it() {
-    let mut p = policy(Direction::TwoWay);
-    p.scope.b = crate::sync::policy::Scope::Container("L".into());
-    let mut e = input(&p, vec![fa("a1", t("Jane"))], vec![]);
-    e.containers.b = Some("L1".into());
-    e.obs.b.complete = false;
-    e.obs.b.records.insert(
-        "b9".into(),
-        Observed {
-            record: fb("b9", t("Jane")),
-            in_scope: false,
-        },
-    );
-    let plan = plan(&p, &Baseline::default(), &[e]);
-    assert_eq!(plan.ops.len(), 1);
-    assert_eq!(
-        plan.ops[0].kind,
-        OpKind::AddToContainer {
-            container: "L1".into(),
-            id: "b9".into()
-        }
-    );
-}
-
-// ---------- consent (§2.7 and the seed's DND section) ----------
+// ---------- consent (sync-rules §6 and the seed's DND section) ----------
 
 fn consent_link(v: Value) -> Link {
     link(&[(CONSENT, base(v)), (NAME, base(t("Jane")))])
@@ -1330,7 +2002,7 @@ fn rules_mark_dnd_on_an_existing_record_only_when_it_differs() {
     assert!(update_to(&plan, Side::A).is_none());
 }
 
-// ---------- breakers ----------
+// ---------- breakers (sync-rules §10) ----------
 
 fn many_links(n: usize) -> Vec<Link> {
     (0..n)

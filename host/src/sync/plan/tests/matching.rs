@@ -1,4 +1,4 @@
-//! Matching unlinked records (§2.5, §2.6): every address of a record against
+//! Matching unlinked records (sync-rules E1-E6, I2, I3): every address of a record against
 //! every address of the other side's records, ambiguity, and the operator's
 //! `link` / `keep-apart` decisions.
 

@@ -1,7 +1,7 @@
 //! Table tests of the policies that leave something to the operator: the
-//! `prefer-X-unless-blank` and `manual` conflict rules (§2.4 rows 5 and 8),
-//! the "stop matching" actions when a record leaves its scope (§2.5), and the
-//! loop detector (§2.8 item 3), with the operator's answers (`take`, `release`).
+//! `prefer-X-unless-blank` and `manual` conflict rules (sync-rules F5, F8),
+//! the "stop matching" actions when a record leaves its scope (sync-rules E14, E15), and the
+//! loop detector (sync-rules W6), with the operator's answers (`take`, `release`).
 
 use super::*;
 use crate::sync::baseline::WriteMark;
@@ -17,7 +17,7 @@ fn prefer(side: Side) -> SyncPolicy {
     p
 }
 
-/// Row 5 with a base "Jane": A holds `a`, B holds `b`.
+/// sync-rules F5 with a base "Jane": A holds `a`, B holds `b`.
 fn row5(p: &SyncPolicy, a: Value, b: Value) -> Plan {
     run(
         p,
@@ -69,7 +69,7 @@ fn row8_first_sync_prefer_unless_blank_picks_the_preferred_side() {
     let plan = first_sync(&prefer(Side::B), t("Ann"), t("Bea"));
     assert_eq!(update_to(&plan, Side::A).unwrap()["first_name"], t("Bea"));
     assert_eq!(plan.conflicts[0].base, None);
-    // A blank side is row 7 whatever the rule: filled, never erased.
+    // A blank side is sync-rules F7 whatever the rule: filled, never erased.
     let plan = first_sync(&prefer(Side::B), t("Ann"), Value::Null);
     assert_eq!(update_to(&plan, Side::B).unwrap()["first_name"], t("Ann"));
 }
@@ -210,7 +210,7 @@ fn consent_ignores_manual_opted_out_wins() {
     );
 }
 
-// ---------- scope.on-leave (§2.5 "stop matching") ----------
+// ---------- scope.on-leave (sync-rules E14, E15) ----------
 
 /// Both sides scoped to a list; A's record a1 left A's list.
 fn leaves(action: LeaveAction, dir: Direction) -> (SyncPolicy, Plan) {
@@ -319,7 +319,7 @@ fn on_leave_needs_a_list_on_the_side_that_is_left() {
     assert!(err.contains("scope.b"), "{err}");
 }
 
-// ---------- loop detector (§2.8) ----------
+// ---------- loop detector (sync-rules W6) ----------
 
 fn mark(run: u64, side: Side, v: &str) -> WriteMark {
     WriteMark {

@@ -54,7 +54,7 @@ impl Mappers for Short {
 }
 
 async fn run_with<M: Mappers>(w: &World, mappers: &M, now: i64) -> RunReport {
-    Engine::new(&w.policy, &w.store, &w.fs, &w.fm, mappers)
+    Engine::new(&w.policy, &w.store, SidePair::new(&w.fs, &w.fm), mappers)
         .with_names("freshsales", "freshmarketer")
         .run(RunOptions {
             now,

@@ -10,10 +10,11 @@ use redb::Database;
 use redb::backends::InMemoryBackend;
 
 use super::*;
+use crate::sync::baseline::LinkState;
 use crate::sync::memory::MemoryApp;
 use crate::sync::model::Value;
-use crate::sync::policy::{Direction, EntityPair, RemoveAction};
-use crate::sync::source::{FieldType, NoMappers};
+use crate::sync::policy::{Direction, EntityPair, RemoveAction, Scope};
+use crate::sync::source::{FieldDef, FieldType, MapContext, NoMappers};
 
 mod hostile_mappers;
 mod loops;
@@ -124,11 +125,16 @@ impl World {
         opts: RunOptions,
         hooks: &dyn Hooks,
     ) -> Result<RunReport, EngineError> {
-        Engine::new(&self.policy, &self.store, &self.fs, &self.fm, &NoMappers)
-            .with_names("freshsales", "freshmarketer")
-            .with_hooks(hooks)
-            .run(opts)
-            .await
+        Engine::new(
+            &self.policy,
+            &self.store,
+            SidePair::new(&self.fs, &self.fm),
+            &NoMappers,
+        )
+        .with_names("freshsales", "freshmarketer")
+        .with_hooks(hooks)
+        .run(opts)
+        .await
     }
 
     async fn run(&self, now: i64) -> RunReport {
@@ -740,7 +746,7 @@ fn mappers_transform_drop_and_fail_records() {
         w.fs_lead("jane@x.io", "Jane");
         w.fs_lead("drop@x.io", "Drop");
         w.fs_lead("bad@x.io", "Bad");
-        let engine = Engine::new(&w.policy, &w.store, &w.fs, &w.fm, &Upper)
+        let engine = Engine::new(&w.policy, &w.store, SidePair::new(&w.fs, &w.fm), &Upper)
             .with_names("freshsales", "freshmarketer");
         engine
             .run(RunOptions {

@@ -45,7 +45,7 @@ fn a_mapper_ping_pong_is_quarantined_and_writes_stop() {
         w.policy.conflict.winner = crate::sync::policy::Winner::AWins;
         w.fs_lead("jane@x.io", "Jane");
         w.fm_contact("jane@x.io", "Jane");
-        let engine = Engine::new(&w.policy, &w.store, &w.fs, &w.fm, &Flip)
+        let engine = Engine::new(&w.policy, &w.store, SidePair::new(&w.fs, &w.fm), &Flip)
             .with_names("freshsales", "freshmarketer");
         let mut updates = Vec::new();
         for i in 0..8 {

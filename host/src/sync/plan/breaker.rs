@@ -1,0 +1,95 @@
+//! The breakers (sync-rules §10): a plan that would empty a side, or delete or overwrite more
+//! than the policy allows, is halted before anything is recorded; the operator
+//! reviews it in a dry run and forces it.
+
+use crate::sync::baseline::Baseline;
+use crate::sync::model::Side;
+
+use super::{Halt, OpKind, Planner};
+
+impl<'a> Planner<'a> {
+    /// The safety breakers (sync-rules §10), checked before anything is executed.
+    pub(super) fn breaker(&mut self, baseline: &Baseline) {
+        let b = &self.policy.breaker;
+        let mut halt: Option<Halt> = None;
+        if b.side_empty {
+            for (ix, e) in self.entities.iter().enumerate() {
+                for side in Side::BOTH {
+                    let obs = e.obs.get(side);
+                    let listed = obs.records.values().filter(|o| o.in_scope).count();
+                    if halt.is_none() && obs.complete && listed == 0 && baseline.count(ix) > 0 {
+                        halt = Some(Halt {
+                            reason: "side-empty".into(),
+                            message: format!(
+                                "side {side} lists no `{}` records while {} are linked: halted instead of deleting; check the connection, then run with --force",
+                                e.pair.name(side),
+                                baseline.count(ix)
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        let linked: usize = baseline.counts.values().sum();
+        for side in Side::BOTH {
+            let ops = self.plan.ops.iter().filter(|o| o.side == side);
+            let deletes = ops
+                .clone()
+                .filter(|o| {
+                    matches!(
+                        o.kind,
+                        OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
+                    )
+                })
+                .count();
+            let updates = ops
+                .filter(|o| matches!(o.kind, OpKind::Update { .. }))
+                .count();
+            let over = |count: usize, ratio: f64, cap: Option<usize>| {
+                cap.is_some_and(|c| count > c)
+                    || (linked >= b.min_linked && count as f64 > ratio * linked as f64)
+            };
+            if halt.is_none() && over(deletes, b.max_delete_ratio, b.max_deletes) {
+                halt = Some(Halt {
+                    reason: "too-many-deletes".into(),
+                    message: format!(
+                        "{deletes} deletions/removals planned on side {side} for {linked} links: halted; review the dry run, then run with --force"
+                    ),
+                });
+            }
+            if halt.is_none() && over(updates, b.max_overwrite_ratio, b.max_overwrites) {
+                halt = Some(Halt {
+                    reason: "too-many-overwrites".into(),
+                    message: format!(
+                        "{updates} updates planned on side {side} for {linked} links: halted; review the dry run, then run with --force"
+                    ),
+                });
+            }
+        }
+        let Some(halt) = halt else { return };
+        // Consent changes are never held back (sync-rules K5, B4): keep only their fields.
+        let before = self.plan.ops.len();
+        let mut kept = Vec::new();
+        for mut op in std::mem::take(&mut self.plan.ops) {
+            if !op.consent || !baseline.links.contains_key(&op.link) {
+                continue;
+            }
+            let OpKind::Update { fields, .. } = &mut op.kind else {
+                continue;
+            };
+            let e = &self.entities[op.entity];
+            let consent_pair = e.mapping.consent_pair();
+            let Some(pair) = consent_pair else { continue };
+            fields.retain(|(n, _)| *n == pair.def(op.side).name);
+            op.base.retain(|k, _| *k == pair.key);
+            op.joint.clear();
+            op.reason = format!("{} (consent change kept while halted)", op.reason);
+            kept.push(op);
+        }
+        self.plan.withheld = before - kept.len();
+        self.plan.ops = kept;
+        self.plan.links.clear();
+        self.plan.unlink.clear();
+        self.plan.halted = Some(halt);
+    }
+}
