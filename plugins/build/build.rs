@@ -50,6 +50,8 @@ struct Plugin {
     id: String,
     dir: PathBuf,
     builtin: bool,
+    /// A test fixture (`fixture = true`): built only with this crate's `fixtures` feature.
+    fixture: bool,
 }
 
 /// What the nested build produced for one plugin.
@@ -104,8 +106,14 @@ fn run() -> Result<(), String> {
         );
     }
 
+    // Test fixtures (hostile plugins among them) are built only for the tests, which
+    // enable the `fixtures` feature; an operator's `cargo build -p tandem` leaves them out.
+    let with_fixtures = env::var_os("CARGO_FEATURE_FIXTURES").is_some();
+    let (plugins, left_out): (Vec<Plugin>, Vec<Plugin>) = plugins
+        .into_iter()
+        .partition(|p| with_fixtures || !p.fixture);
     let skip = env::var("TANDEM_SKIP_PLUGIN_BUILD").is_ok_and(|v| v == "1");
-    let outcomes = if plugins.is_empty() {
+    let mut outcomes = if plugins.is_empty() {
         BTreeMap::new()
     } else if skip {
         // For quick lints of the host: every plugin reports why it is missing.
@@ -123,6 +131,16 @@ fn run() -> Result<(), String> {
         ensure_target()?;
         build(&cargo, &root, &out_dir, &plugins)?
     };
+    for fixture in &left_out {
+        let why = format!(
+            "plugin {} is a test fixture, built only with the `fixtures` feature of tandem-plugins",
+            fixture.package
+        );
+        outcomes.insert(fixture.package.clone(), Outcome::Failed(why));
+    }
+    let mut plugins = plugins;
+    plugins.extend(left_out);
+    plugins.sort_by(|a, b| a.package.cmp(&b.package));
 
     let mut code = String::new();
     generate(&mut code, &plugins, &outcomes);
@@ -197,6 +215,7 @@ fn discover(cargo: &OsString, root: &Path) -> Result<Vec<Plugin>, String> {
                 .unwrap_or(Path::new("."))
                 .to_owned(),
             builtin: tandem["builtin"].as_bool() == Some(true),
+            fixture: tandem["fixture"].as_bool() == Some(true),
         });
     }
     plugins.sort_by(|a, b| a.package.cmp(&b.package));

@@ -271,7 +271,7 @@ impl World {
         }
     }
 
-    /// The host.
+    /// The host under test (config, runtime, state).
     pub fn host(&self) -> &Host {
         self.host.as_ref().expect("host open")
     }

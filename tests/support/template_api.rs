@@ -17,7 +17,7 @@ use crate::host::TestServer;
 /// An in-memory version of the API the template connector speaks (see
 /// `plugins/template/src/lib.rs`), with `Authorization: Bearer <KEY>`.
 pub struct FakeApi {
-    /// The server.
+    /// The HTTP server serving the fake API on 127.0.0.1.
     pub server: TestServer,
     state: Arc<Mutex<FakeState>>,
 }

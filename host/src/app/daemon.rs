@@ -142,7 +142,7 @@ impl Daemon {
         Ok(daemon)
     }
 
-    /// The host.
+    /// The host the daemon's workers run syncs on.
     pub fn host(&self) -> &Arc<Host> {
         &self.inner.host
     }

@@ -85,7 +85,7 @@ pub enum HostError {
     /// A connection's `check` failed: no sync may use it.
     #[error("connection `{connection}` ({plugin}) failed its check: {message}; {hint}")]
     Check {
-        /// The connection.
+        /// The connection's name in the config.
         connection: String,
         /// The plugin label.
         plugin: String,
@@ -97,9 +97,9 @@ pub enum HostError {
     /// A connection's `describe` failed.
     #[error("connection `{connection}`: {source}")]
     Describe {
-        /// The connection.
+        /// The connection's name in the config.
         connection: String,
-        /// The cause.
+        /// The failed `describe` call.
         source: Box<CallError>,
     },
     /// A run failed.
@@ -303,7 +303,7 @@ impl Host {
         })
     }
 
-    /// The config.
+    /// The config the host was built from.
     pub fn config(&self) -> &Config {
         &self.config
     }

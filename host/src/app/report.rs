@@ -54,7 +54,7 @@ pub struct SyncSummary {
 /// A link waiting for the operator, with the command that settles it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Attention {
-    /// The link.
+    /// The link's id (what `tandem sync resolve` takes).
     pub link: String,
     /// Its records (`a:ID`, `b:ID`).
     pub records: Vec<String>,
@@ -189,7 +189,7 @@ pub fn logs(
 /// `tandem sync run` prints (`--json` as is), whether run here or by the daemon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
-    /// The sync.
+    /// The sync's name (`[syncs.NAME]`).
     pub sync: String,
     /// The run's id in the log.
     pub run: Option<u64>,

@@ -39,7 +39,7 @@ pub enum StateFileError {
     Open {
         /// The state file.
         path: PathBuf,
-        /// The cause.
+        /// The operating system's (or the database's) reason.
         message: String,
     },
 }

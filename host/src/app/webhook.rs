@@ -46,9 +46,9 @@ pub enum WebhookError {
         "cannot serve webhooks on {addr}: {message}; set [daemon.webhooks] listen to a free address"
     )]
     Bind {
-        /// The address.
+        /// The `[daemon.webhooks] listen` address.
         addr: SocketAddr,
-        /// The cause.
+        /// The operating system's reason.
         message: String,
     },
 }

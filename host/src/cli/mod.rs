@@ -10,9 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod config;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod plugin;
 pub mod run;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod sync;
 
@@ -56,15 +58,29 @@ pub enum Command {
     #[command(after_help = "Example:\n  tandem run --config examples/demo.toml")]
     Run(run::RunArgs),
     /// Show Tandem at work: simulated accounts, two syncs, edits, explained decisions.
+    #[cfg(feature = "sandbox")]
     Demo(demo::DemoArgs),
     /// Start the simulated Freshsales, Freshmarketer and Google accounts until Ctrl-C.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
+}
+
+impl Command {
+    /// Whether the command serves until stopped (the daemon, the simulated accounts).
+    fn serves(&self) -> bool {
+        match self {
+            Command::Run(_) => true,
+            #[cfg(feature = "sandbox")]
+            Command::Sandbox(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Parses the arguments, runs the command, and turns any error into one line + exit 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Sandbox(_)) {
+    if !cli.command.serves() {
         end_quietly_on_closed_pipe();
     }
     // The daemon reports each run at `info`; one-shot commands print their own output.
@@ -93,7 +109,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Sync(cmd) => sync::run(cmd, &cli.config).await,
             Command::Run(args) => run::run(args, &cli.config).await,
+            #[cfg(feature = "sandbox")]
             Command::Demo(args) => demo::run(args).await,
+            #[cfg(feature = "sandbox")]
             Command::Sandbox(args) => sandbox::run(args).await,
         }
     })

@@ -72,7 +72,6 @@ fn list() -> anyhow::Result<()> {
     table.set_header(["NAME", "VERSION", "KIND", "CONTRACT", "SIZE", "DESCRIPTION"]);
     for builtin in builtins {
         let scan = manifest::scan_component(builtin.wasm)
-            .map_err(anyhow::Error::msg)
             .with_context(|| format!("built-in {}", builtin.package))?;
         let manifest = manifest::resolve_manifest(&scan.manifests, None)
             .with_context(|| format!("built-in {}", builtin.package))?;
@@ -91,9 +90,7 @@ fn list() -> anyhow::Result<()> {
 
 fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
     let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let scan = manifest::scan_component(&wasm)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| file.display().to_string())?;
+    let scan = manifest::scan_component(&wasm).with_context(|| file.display().to_string())?;
     let sidecar_path = manifest::sidecar_path(file);
     let sidecar = std::fs::read_to_string(&sidecar_path).ok();
     let origin = sidecar_path.display().to_string();

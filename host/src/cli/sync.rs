@@ -51,7 +51,7 @@ pub enum SyncCommand {
         after_help = "Examples:\n  tandem sync run sales-marketing\n  tandem sync run sales-marketing --force   # after reviewing a halted run's plan"
     )]
     Run {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
         /// List everything again and compare it with the stored state.
         #[arg(long)]
@@ -77,7 +77,7 @@ pub enum SyncCommand {
         after_help = "Examples:\n  tandem sync logs sales-marketing\n  tandem sync logs sales-marketing --runs 5 --limit 100\n  tandem sync logs sales-marketing --run 3 --json"
     )]
     Logs {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
         /// Only this run (by its number).
         #[arg(long)]
@@ -100,7 +100,7 @@ pub enum SyncCommand {
         after_help = "Examples:\n  tandem sync resolve sales-marketing --link 1701 880123     # A record 1701 is B record 880123\n  tandem sync resolve sales-marketing --keep-apart 1701 880124   # never match these two\n  tandem sync resolve sales-marketing --field job_title --take b 1701   # B's job title wins\n  tandem sync resolve sales-marketing --release 1701   # sync a quarantined pair again"
     )]
     Resolve {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
         /// Link these two records (A id, then B id); the next run merges their fields.
         #[arg(long, num_args = 2, value_names = ["A-ID", "B-ID"], conflicts_with_all = ["keep_apart", "take", "release"], required_unless_present_any = ["keep_apart", "take", "release"])]
@@ -126,18 +126,18 @@ pub enum SyncCommand {
     },
     /// Pause a sync: nothing is read or written until it is resumed.
     Pause {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
     },
     /// Resume a paused (or halted) sync.
     Resume {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
     },
     /// Disconnect a sync: wipe its links, baselines, cursors and logs. It stays paused;
     /// `resume` starts again from a fresh initial sync. The apps' data is not touched.
     Disconnect {
-        /// The sync.
+        /// The sync (a [syncs.NAME] of the config).
         name: String,
         /// Do not ask for confirmation.
         #[arg(long)]

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use super::env::{SecretRef, SecretSource, resolve_path};
 use super::error::{ConfigError, Location};
 use super::reader::{Item, Reader};
-use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share, Window};
+use crate::config::rate_limit::{NoWaitPolicy, RatePolicy, ResetMeaning, Share, Window};
 
 /// The header a webhook carries its secret in, unless `header` says otherwise.
 pub const DEFAULT_WEBHOOK_HEADER: &str = "x-tandem-webhook-secret";

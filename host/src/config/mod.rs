@@ -25,6 +25,7 @@ mod daemon;
 mod env;
 mod error;
 mod plugins;
+pub mod rate_limit;
 mod reader;
 mod resolve;
 mod syncs;

@@ -395,7 +395,7 @@ fn never_reachable(ip: IpAddr) -> Option<String> {
         allow_loopback: true,
         allow_private: true,
     };
-    everything.check(ip).err()
+    everything.check(ip).err().map(|e| e.to_string())
 }
 
 struct Origin {

@@ -19,7 +19,8 @@ use crate::runtime::manifest::{
     resolve_manifest, resolve_pinned_manifest, scan_component, sidecar_path,
 };
 use crate::runtime::{
-    Connection, ConnectorLimits, Credentials, Grant, MapperLimits, PluginKind, Secret, StorageGrant,
+    Connection, ConnectorLimits, Credentials, Grant, ManifestError, MapperLimits, PluginKind,
+    Secret, StorageGrant,
 };
 
 const MIB: u64 = 1024 * 1024;
@@ -31,7 +32,7 @@ pub struct BuiltinPlugin {
     pub name: String,
     /// Connector or mapper.
     pub kind: PluginKind,
-    /// The component.
+    /// The component's bytes, embedded in the binary.
     pub wasm: &'static [u8],
     /// The manifest's OAuth2 token endpoint, if it authenticates with OAuth2.
     pub token_url: Option<String>,
@@ -67,7 +68,7 @@ fn oauth_token_url(manifest: &crate::runtime::Manifest) -> Option<String> {
 /// What pass 2 needs of a pinned component file, from its manifest. A pinned file must
 /// embed its manifest (a sidecar beside it may only repeat it): the pin covers the
 /// component's bytes, not a file next to it.
-fn inspect_file(path: &Path, wasm: &[u8]) -> Result<Inspected, String> {
+fn inspect_file(path: &Path, wasm: &[u8]) -> Result<Inspected, ManifestError> {
     let scan = scan_component(wasm)?;
     let sidecar = sidecar_path(path);
     let text = std::fs::read_to_string(&sidecar).ok();
@@ -80,7 +81,6 @@ fn inspect_file(path: &Path, wasm: &[u8]) -> Result<Inspected, String> {
         kind: m.kind,
         token_url: oauth_token_url(&m),
     })
-    .map_err(|e| e.to_string())
 }
 
 impl Catalog {

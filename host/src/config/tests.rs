@@ -765,7 +765,7 @@ fn the_builtin_catalog_reads_manifests() {
 
 #[test]
 fn webhooks_and_rate_limit_settings_are_read() {
-    use crate::app::budget::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
+    use crate::config::rate_limit::{NoWaitPolicy, RatePolicy, ResetMeaning, Share};
     let src = BASE.replace(
         "[connections.marketing]",
         "[connections.sales.rate-limit]\nlimits = [\"5000/1h\", \"400/1m\"]\nreset = \"epoch\"\nreserve = 50\nslow-below = 0.2\nwithout-retry-after = \"next-hour\"\n\n[connections.sales.webhook]\nsecret = { env = \"FS_HOOK\" }\nheader = \"X-Hook-Secret\"\n\n[connections.marketing]",
@@ -792,11 +792,11 @@ fn webhooks_and_rate_limit_settings_are_read() {
     assert_eq!(
         sales.rate_windows,
         Some(vec![
-            crate::app::budget::Window {
+            crate::config::rate_limit::Window {
                 requests: 5000,
                 period: std::time::Duration::from_secs(3600)
             },
-            crate::app::budget::Window {
+            crate::config::rate_limit::Window {
                 requests: 400,
                 period: std::time::Duration::from_secs(60)
             },

@@ -14,10 +14,10 @@ use super::env::{Env, io_reason};
 use super::error::{ConfigError, KeyPath, Location, closest};
 use super::reader::join;
 use super::{Config, PluginSource};
-use crate::runtime::PluginKind;
+use crate::runtime::{ManifestError, PluginKind};
 
 /// How a pinned component file is read: its path (for a sidecar manifest) and bytes.
-pub type Inspect = fn(&Path, &[u8]) -> Result<Inspected, String>;
+pub type Inspect = fn(&Path, &[u8]) -> Result<Inspected, ManifestError>;
 
 /// What pass 2 needs from a plugin's manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,7 +281,7 @@ fn check_plugin(
                         at: plugin.source_at.clone(),
                         key: path_key,
                         path: path.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     });
                     None
                 }

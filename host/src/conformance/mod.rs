@@ -46,14 +46,16 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+#[cfg(feature = "sandbox")]
 use tandem_sandbox::{AccountInfo, AccountKind, Sandbox, SandboxError, SandboxOptions};
 
 pub use report::{Check, Outcome, Report};
 pub use sandbox_api::{Fault, Flavor, SandboxApiError, SandboxControl};
 
+#[cfg(feature = "sandbox")]
+use crate::runtime::Secret;
 use crate::runtime::{
-    ConnectError, Connection, ConnectorClient, Credentials, Grant, Plugin, Runtime, Secret,
-    StorageGrant,
+    ConnectError, Connection, ConnectorClient, Credentials, Grant, Plugin, Runtime, StorageGrant,
 };
 
 /// The note on checks that need a simulated account.
@@ -117,6 +119,7 @@ impl Target {
 
     /// A running simulated account: its API base as `base-url`, its credentials, its
     /// control API.
+    #[cfg(feature = "sandbox")]
     pub fn simulated(info: &AccountInfo) -> Self {
         let (credentials, restricted) = match &info.credentials {
             tandem_sandbox::Credentials::ApiKey {
@@ -206,6 +209,7 @@ impl Default for KitOptions {
 
 /// Options for a simulated account the kit runs against: a small seed, rate limits off
 /// (the kit injects its own 429s), the system clock (bulk jobs complete in real time).
+#[cfg(feature = "sandbox")]
 pub fn kit_sandbox_options() -> SandboxOptions {
     SandboxOptions {
         sizes: tandem_sandbox::Sizes {
@@ -220,6 +224,7 @@ pub fn kit_sandbox_options() -> SandboxOptions {
 }
 
 /// Starts the simulated account `kind` (only that one) and the kit's target for it.
+#[cfg(feature = "sandbox")]
 pub async fn start_sandbox(
     kind: AccountKind,
     options: SandboxOptions,
@@ -238,6 +243,7 @@ pub async fn start_sandbox(
 
 /// Parses a simulated account name (`freshsales`, `freshsales-classic`, `freshmarketer`,
 /// `google`).
+#[cfg(feature = "sandbox")]
 pub fn account_kind(name: &str) -> Option<AccountKind> {
     AccountKind::ALL.into_iter().find(|k| k.name() == name)
 }

@@ -23,7 +23,7 @@ pub struct Check {
     pub scope: String,
     /// Stable check name, e.g. `push create`.
     pub name: String,
-    /// The outcome.
+    /// Pass, fail (with the reason) or skip (with why).
     #[serde(flatten)]
     pub outcome: Outcome,
     /// What was seen (counts, ids, the error the plugin returned), for passes too.

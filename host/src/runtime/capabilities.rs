@@ -273,20 +273,68 @@ pub enum OriginSpec {
     Any,
 }
 
+/// Why an entry of an origin list does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    /// A bare `*` where only the operator may write one.
+    #[error("`*` alone is not a valid origin; list the origins")]
+    BareWildcard,
+    /// `setting:` without a setting name.
+    #[error("`{0}`: name the setting after `setting:`")]
+    NoSettingName(String),
+    /// Not `scheme://host[:port]`.
+    #[error("`{text}` is not a valid origin: {why}")]
+    Invalid {
+        /// The entry as written.
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// Why a plugin may not send a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The plugin's manifest does not list the origin.
+    #[error("{0} is not among the origins the plugin's manifest requests")]
+    NotRequested(String),
+    /// The operator's grant does not cover the origin.
+    #[error("{0} is not among the origins the operator granted this connection")]
+    NotGranted(String),
+    /// The address is in a blocked range.
+    #[error("{ip} is a {range} address, which plugins may not reach")]
+    Address {
+        /// The address.
+        ip: IpAddr,
+        /// Its blocked range.
+        range: Range,
+    },
+    /// The address embeds an IPv4 address in a blocked range (6to4, NAT64, mapped...).
+    #[error("{ip} embeds {embedded}, a {range} address, which plugins may not reach")]
+    Embedded {
+        /// The address.
+        ip: IpAddr,
+        /// The IPv4 address it embeds.
+        embedded: Ipv4Addr,
+        /// The embedded address's blocked range.
+        range: Range,
+    },
+}
+
 impl OriginSpec {
     /// Parses one entry; `allow_any` admits the bare `*`.
-    pub fn parse(text: &str, allow_any: bool) -> Result<Self, String> {
+    pub fn parse(text: &str, allow_any: bool) -> Result<Self, OriginError> {
         let text = text.trim();
         if text == "*" {
             return if allow_any {
                 Ok(Self::Any)
             } else {
-                Err("`*` alone is not a valid origin; list the origins".into())
+                Err(OriginError::BareWildcard)
             };
         }
         if let Some(key) = text.strip_prefix("setting:") {
             if key.is_empty() {
-                return Err(format!("`{text}`: name the setting after `setting:`"));
+                return Err(OriginError::NoSettingName(text.to_owned()));
             }
             return Ok(Self::Setting(key.to_owned()));
         }
@@ -296,8 +344,11 @@ impl OriginSpec {
 
 impl OriginPattern {
     /// Parses `scheme://host[:port]` (no path, query or credentials); `*.` may lead the host.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("`{text}` is not a valid origin: {why}");
+    pub fn parse(text: &str) -> Result<Self, OriginError> {
+        let bad = |why: &str| OriginError::Invalid {
+            text: text.to_owned(),
+            why: why.to_owned(),
+        };
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| bad("expected scheme://host[:port]"))?;
@@ -485,19 +536,15 @@ impl EgressPolicy {
     }
 
     /// `Ok` if `url` is allowed by both the manifest and the operator, else the reason.
-    pub fn check_url(&self, url: &Url) -> Result<(), String> {
+    pub fn check_url(&self, url: &Url) -> Result<(), Denied> {
         let origin = OriginPattern::of_url(url)
             .map(|o| o.to_string())
             .unwrap_or_else(|| url.to_string());
         if !self.requested.iter().any(|p| p.matches(url)) {
-            return Err(format!(
-                "{origin} is not among the origins the plugin's manifest requests"
-            ));
+            return Err(Denied::NotRequested(origin));
         }
         if !self.operator_any && !self.granted.iter().any(|p| p.matches(url)) {
-            return Err(format!(
-                "{origin} is not among the origins the operator granted this connection"
-            ));
+            return Err(Denied::NotGranted(origin));
         }
         if let Some(host) = url.host() {
             let ip = match host {
@@ -585,7 +632,7 @@ pub struct AddressPolicy {
 
 impl AddressPolicy {
     /// `Ok` if the plugin may connect to `ip`, else a message naming the blocked range.
-    pub fn check(&self, ip: IpAddr) -> Result<(), String> {
+    pub fn check(&self, ip: IpAddr) -> Result<(), Denied> {
         let Some(blocked) = classify(ip) else {
             return Ok(());
         };
@@ -596,17 +643,19 @@ impl AddressPolicy {
         }
         let range = blocked.range;
         Err(match blocked.embedded {
-            Some(v4) => {
-                format!("{ip} embeds {v4}, a {range} address, which plugins may not reach")
-            }
-            None => format!("{ip} is a {range} address, which plugins may not reach"),
+            Some(embedded) => Denied::Embedded {
+                ip,
+                embedded,
+                range,
+            },
+            None => Denied::Address { ip, range },
         })
     }
 }
 
 /// A blocked address range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Range {
+pub enum Range {
     Unspecified,
     Loopback,
     LinkLocal,
@@ -871,6 +920,7 @@ mod tests {
         assert!(
             p.check_url(&url("https://acme.myfreshworks.com/"))
                 .unwrap_err()
+                .to_string()
                 .contains("operator")
         );
 
@@ -884,7 +934,10 @@ mod tests {
 
         // Grant broader than the request: the request bounds it.
         let p = EgressPolicy::new(&m, &grant(&["https://example.org"]), &settings);
-        let err = p.check_url(&url("https://example.org/")).unwrap_err();
+        let err = p
+            .check_url(&url("https://example.org/"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("manifest"), "{err}");
 
         // `*` = the manifest's list; settings resolve to their origin.
@@ -911,11 +964,13 @@ mod tests {
         assert!(
             p.check_url(&url("http://10.0.0.1/"))
                 .unwrap_err()
+                .to_string()
                 .contains("private")
         );
         assert!(
             p.check_url(&url("http://127.0.0.1:9/"))
                 .unwrap_err()
+                .to_string()
                 .contains("loopback")
         );
     }
@@ -977,7 +1032,7 @@ mod tests {
             ("2002:c0a8:101::1", "embeds 192.168.1.1, a private"),
         ] {
             let ip: IpAddr = ip.parse().unwrap();
-            let Err(err) = deny.check(ip) else {
+            let Err(err) = deny.check(ip).map_err(|e| e.to_string()) else {
                 panic!("{ip} must be blocked");
             };
             assert!(

@@ -90,7 +90,7 @@ pub enum CallError {
         plugin: Arc<str>,
         /// The export called.
         export: &'static str,
-        /// The limit.
+        /// The time limit the call exceeded.
         limit: Duration,
         /// The tail of the guest's stderr.
         stderr: String,

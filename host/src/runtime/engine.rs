@@ -201,7 +201,7 @@ pub enum CacheError {
         "compile cache {path} is writable by group or others (mode {mode:o}); run `chmod go-w {path}` or remove it (it is rebuilt)"
     )]
     DirectoryOpen {
-        /// The directory.
+        /// The compile cache directory.
         path: String,
         /// Its permission bits.
         mode: u32,

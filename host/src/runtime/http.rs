@@ -103,7 +103,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
                 // Not boxed here: `?` boxes it once, so the error chain can downcast it.
                 policy.check(*ip).map_err(|reason| BlockedAddress {
                     host: host.clone(),
-                    reason,
+                    reason: reason.to_string(),
                 })?;
             }
             let addrs: reqwest::dns::Addrs =
@@ -411,7 +411,9 @@ impl HttpCtx {
         let mut hops = 0;
         loop {
             self.check_hop(&url)?;
-            self.policy.check_url(&url).map_err(HttpError::Denied)?;
+            self.policy
+                .check_url(&url)
+                .map_err(|e| HttpError::Denied(e.to_string()))?;
             let response = self
                 .send_authenticated(&method, &url, &headers, body.as_ref(), deadline)
                 .await?;

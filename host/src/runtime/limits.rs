@@ -117,7 +117,7 @@ impl MapperLimits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("memory limit of {limit_bytes} bytes exceeded (growing to {wanted_bytes} bytes)")]
 pub struct MemoryLimitExceeded {
-    /// The budget.
+    /// The memory budget, in bytes.
     pub limit_bytes: u64,
     /// Total the guest asked for.
     pub wanted_bytes: u64,

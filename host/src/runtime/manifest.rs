@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::capabilities::{OriginSpec, check_contract_version};
+use super::capabilities::{InterfaceError, OriginError, OriginSpec, check_contract_version};
 
 /// Name of the custom section holding the embedded manifest.
 pub const MANIFEST_SECTION: &str = "tandem-manifest";
@@ -170,6 +170,9 @@ pub enum ManifestError {
         /// What is wrong, one line.
         message: String,
     },
+    /// The file is not a readable component.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
     /// The embedded and sidecar manifests differ.
     #[error("the embedded manifest and {0} differ; remove one of them")]
     Conflict(String),
@@ -188,15 +191,67 @@ pub enum ManifestError {
     },
 }
 
+/// What is wrong with a manifest's text (one line each).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidManifest {
+    /// Not TOML, or not the manifest's schema: the message with its line and column.
+    #[error("{0}")]
+    Toml(String),
+    /// The name breaks the naming rule (the name is shown cleaned).
+    #[error("name `{0}` must be 1-64 lowercase letters, digits, `-` or `_`")]
+    Name(String),
+    /// The version is not semver.
+    #[error("version `{version}` is not semver: {reason}")]
+    Version {
+        /// The version as written (cleaned).
+        version: String,
+        /// The semver parser's reason.
+        reason: String,
+    },
+    /// The contract version is not one this host supports.
+    #[error("contract: plugin {0}")]
+    Contract(InterfaceError),
+    /// An `http.origins` entry does not parse.
+    #[error("http.origins: {0}")]
+    HttpOrigin(OriginError),
+    /// An `auth.origins` entry does not parse.
+    #[error("auth.origins: {0}")]
+    AuthOrigin(OriginError),
+    /// A mapper asks for the network, credentials or storage.
+    #[error("a mapper may not request http, auth or storage")]
+    MapperRequests,
+    /// `auth.header` is not a header name.
+    #[error("auth.header `{0}` is not a valid header name")]
+    AuthHeader(String),
+    /// `auth.template` has no (or several) `{secret}` placeholders.
+    #[error("auth.template must contain `{{secret}}` exactly once")]
+    AuthTemplate,
+    /// `auth.token-url` is not a URL.
+    #[error("auth.token-url `{url}`: {reason}")]
+    TokenUrl {
+        /// The URL as written.
+        url: String,
+        /// The URL parser's reason.
+        reason: String,
+    },
+    /// `auth.token-url` is not http(s).
+    #[error("auth.token-url `{0}` must be http(s)")]
+    TokenUrlScheme(String),
+    /// A zero memory or time limit.
+    #[error("limits must be positive")]
+    Limits,
+}
+
 impl Manifest {
     /// Parses and validates manifest text.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let manifest: Manifest = toml::from_str(text).map_err(|e| one_line_toml_error(text, &e))?;
+    pub fn parse(text: &str) -> Result<Self, InvalidManifest> {
+        let manifest: Manifest = toml::from_str(text)
+            .map_err(|e| InvalidManifest::Toml(one_line_toml_error(text, &e)))?;
         manifest.validate()?;
         Ok(manifest)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidManifest> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
             && self
@@ -204,50 +259,49 @@ impl Manifest {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !name_ok {
-            return Err(format!(
-                "name `{}` must be 1-64 lowercase letters, digits, `-` or `_`",
-                super::text::clean_line(&self.name)
-            ));
+            return Err(InvalidManifest::Name(super::text::clean_line(&self.name)));
         }
-        semver::Version::parse(&self.version).map_err(|e| {
-            let version = super::text::clean_line(&self.version);
-            format!("version `{version}` is not semver: {e}")
+        semver::Version::parse(&self.version).map_err(|e| InvalidManifest::Version {
+            version: super::text::clean_line(&self.version),
+            reason: e.to_string(),
         })?;
-        check_contract_version(&self.contract).map_err(|e| format!("contract: plugin {e}"))?;
+        check_contract_version(&self.contract).map_err(InvalidManifest::Contract)?;
         for origin in &self.http.origins {
-            OriginSpec::parse(origin, false).map_err(|e| format!("http.origins: {e}"))?;
+            OriginSpec::parse(origin, false).map_err(InvalidManifest::HttpOrigin)?;
         }
         if self.kind == PluginKind::Mapper
             && (!self.http.origins.is_empty() || self.auth.is_some() || self.storage.is_some())
         {
-            return Err("a mapper may not request http, auth or storage".into());
+            return Err(InvalidManifest::MapperRequests);
         }
         match &self.auth {
             Some(AuthProfile::ApiKey {
                 header, template, ..
             }) => {
                 reqwest::header::HeaderName::from_bytes(header.as_bytes())
-                    .map_err(|_| format!("auth.header `{header}` is not a valid header name"))?;
+                    .map_err(|_| InvalidManifest::AuthHeader(header.clone()))?;
                 if template.matches("{secret}").count() != 1 {
-                    return Err("auth.template must contain `{secret}` exactly once".into());
+                    return Err(InvalidManifest::AuthTemplate);
                 }
             }
             Some(AuthProfile::OAuth2 { token_url, .. }) if !token_url.starts_with("setting:") => {
-                let url = url::Url::parse(token_url)
-                    .map_err(|e| format!("auth.token-url `{token_url}`: {e}"))?;
+                let url = url::Url::parse(token_url).map_err(|e| InvalidManifest::TokenUrl {
+                    url: token_url.clone(),
+                    reason: e.to_string(),
+                })?;
                 if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("auth.token-url `{token_url}` must be http(s)"));
+                    return Err(InvalidManifest::TokenUrlScheme(token_url.clone()));
                 }
             }
             Some(AuthProfile::OAuth2 { .. }) | None => {}
         }
         if let Some(origins) = self.auth.as_ref().and_then(|a| a.origins()) {
             for origin in origins {
-                OriginSpec::parse(origin, false).map_err(|e| format!("auth.origins: {e}"))?;
+                OriginSpec::parse(origin, false).map_err(InvalidManifest::AuthOrigin)?;
             }
         }
         if self.limits.memory_mib == Some(0) || self.limits.timeout_ms == Some(0) {
-            return Err("limits must be positive".into());
+            return Err(InvalidManifest::Limits);
         }
         Ok(())
     }
@@ -278,37 +332,65 @@ pub struct ComponentScan {
     pub manifests: Vec<String>,
 }
 
+/// Why a file is not a component the host can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// A core module (built for another target than `wasm32-wasip2`).
+    #[error("this is a core WebAssembly module, not a component; build for wasm32-wasip2")]
+    CoreModule,
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly component")]
+    NotComponent,
+    /// `wasmparser` refused a part of it.
+    #[error("malformed {part}: {message}")]
+    Malformed {
+        /// `component`, `import` or `export`.
+        part: &'static str,
+        /// The parser's message.
+        message: String,
+    },
+    /// The manifest section is not text.
+    #[error("the `{}` section is not UTF-8", MANIFEST_SECTION)]
+    ManifestNotUtf8,
+}
+
 /// Walks a component with `wasmparser`: top-level imports/exports and manifest sections.
-pub fn scan_component(wasm: &[u8]) -> Result<ComponentScan, String> {
+pub fn scan_component(wasm: &[u8]) -> Result<ComponentScan, ScanError> {
     use wasmparser::{Parser, Payload};
     if !Parser::is_component(wasm) {
         return Err(if Parser::is_core_wasm(wasm) {
-            "this is a core WebAssembly module, not a component; build for wasm32-wasip2".into()
+            ScanError::CoreModule
         } else {
-            "not a WebAssembly component".into()
+            ScanError::NotComponent
         });
     }
+    let malformed = |part: &'static str| {
+        move |e: wasmparser::BinaryReaderError| ScanError::Malformed {
+            part,
+            message: e.to_string(),
+        }
+    };
     let mut scan = ComponentScan::default();
     let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(wasm) {
-        match payload.map_err(|e| format!("malformed component: {e}"))? {
+        match payload.map_err(malformed("component"))? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let import = import.map_err(|e| format!("malformed import: {e}"))?;
+                    let import = import.map_err(malformed("import"))?;
                     scan.imports.push(import.name.name.to_owned());
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    let export = export.map_err(|e| format!("malformed export: {e}"))?;
+                    let export = export.map_err(malformed("export"))?;
                     scan.exports.push(export.name.name.to_owned());
                 }
             }
             Payload::CustomSection(reader) if reader.name() == MANIFEST_SECTION => {
-                let text = std::str::from_utf8(reader.data())
-                    .map_err(|_| format!("the `{MANIFEST_SECTION}` section is not UTF-8"))?;
+                let text =
+                    std::str::from_utf8(reader.data()).map_err(|_| ScanError::ManifestNotUtf8)?;
                 scan.manifests.push(text.to_owned());
             }
             _ => {}
@@ -348,9 +430,9 @@ pub fn resolve_manifest(
 ) -> Result<Manifest, ManifestError> {
     let mut found: Option<Manifest> = None;
     for text in embedded {
-        let m = Manifest::parse(text).map_err(|message| ManifestError::Invalid {
+        let m = Manifest::parse(text).map_err(|e| ManifestError::Invalid {
             origin: format!("`{MANIFEST_SECTION}` section"),
-            message,
+            message: e.to_string(),
         })?;
         match &found {
             Some(prev) if *prev != m => {
@@ -362,9 +444,9 @@ pub fn resolve_manifest(
         }
     }
     if let Some((origin, text)) = sidecar {
-        let m = Manifest::parse(text).map_err(|message| ManifestError::Invalid {
+        let m = Manifest::parse(text).map_err(|e| ManifestError::Invalid {
             origin: origin.to_owned(),
-            message,
+            message: e.to_string(),
         })?;
         match &found {
             Some(prev) if *prev != m => return Err(ManifestError::Conflict(origin.to_owned())),
@@ -473,7 +555,7 @@ timeout-ms = 30000
                 "unknown field `cpu`",
             ),
         ] {
-            let err = Manifest::parse(&text).unwrap_err();
+            let err = Manifest::parse(&text).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
             assert!(!err.contains('\n'), "one line: {err}");
             assert!(err.contains("at line"), "{err}");
@@ -507,13 +589,16 @@ timeout-ms = 30000
             ("Token token={secret}", "Token token", "{secret}"),
             ("memory-mib = 64", "memory-mib = 0", "positive"),
         ] {
-            let err = Manifest::parse(&FULL.replace(from, to)).unwrap_err();
+            let err = Manifest::parse(&FULL.replace(from, to))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{to}: {err}");
         }
         let err = Manifest::parse(
             "name = \"m\"\nversion = \"0.1.0\"\nkind = \"mapper\"\ncontract = \"0.1.0\"\n[http]\norigins = [\"https://a.example\"]\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("mapper may not"), "{err}");
     }
 
@@ -596,6 +681,7 @@ timeout-ms = 30000
         assert!(
             scan_component(b"\0asm\x01\0\0\0")
                 .unwrap_err()
+                .to_string()
                 .contains("core WebAssembly module")
         );
     }

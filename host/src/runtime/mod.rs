@@ -114,7 +114,7 @@ pub enum PluginSource {
     Bytes {
         /// Shown in messages until the manifest names the plugin.
         name: String,
-        /// The component.
+        /// The component's bytes.
         wasm: Arc<[u8]>,
         /// Manifest text, if not embedded in the component.
         manifest: Option<String>,
@@ -148,8 +148,8 @@ pub enum LoadFailure {
         actual: String,
     },
     /// Not a component.
-    #[error("{0}")]
-    NotComponent(String),
+    #[error(transparent)]
+    NotComponent(#[from] manifest::ScanError),
     /// Manifest missing or invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -197,7 +197,7 @@ impl fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    /// The manifest.
+    /// The plugin's manifest (name, version, kind, what it asks for).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -282,7 +282,7 @@ pub enum ConnectError {
         plugin: String,
         /// The connection id.
         connection: String,
-        /// The cause.
+        /// Why the HTTP client could not be set up.
         source: http::HttpSetupError,
     },
 }

@@ -196,19 +196,19 @@ pub enum MappingError {
          use a connector that reports its e-mail field"
     )]
     NoEmail {
-        /// The side.
+        /// The side whose schema lacks the tag.
         side: Side,
-        /// The entity.
+        /// The entity (`contacts`...).
         entity: String,
     },
     /// A hand-made pair names a field the app does not have.
     #[error("field `{field}` is not in side {side}'s schema of `{entity}`: check the mapping")]
     UnknownField {
-        /// The side.
+        /// The side whose schema lacks the field.
         side: Side,
-        /// The entity.
+        /// The entity (`contacts`...).
         entity: String,
-        /// The field.
+        /// The field name as the mapping wrote it.
         field: String,
     },
     /// The e-mail pair was excluded.
@@ -217,9 +217,9 @@ pub enum MappingError {
     /// A field is used by two hand-made pairs.
     #[error("field `{field}` of side {side} is mapped twice: keep one pair")]
     MappedTwice {
-        /// The side.
+        /// The side of the field.
         side: Side,
-        /// The field.
+        /// The app's field name.
         field: String,
     },
 }

@@ -30,19 +30,33 @@ pub struct Rule {
     pub then: Vec<Action>,
 }
 
+/// Why a rule's shape is wrong (one line each).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    /// No action.
+    #[error("`then` is empty: give at least one action")]
+    NoAction,
+    /// A comparison without the value it compares with (the field is named).
+    #[error("condition on `{0}` needs a `value`")]
+    NoValue(String),
+    /// `in-list` with a single value (the field is named).
+    #[error("`in-list` on `{0}` needs a list value")]
+    NotAList(String),
+}
+
 impl Rule {
-    /// Checks the rule's shape: one line per problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the rule's shape.
+    pub fn validate(&self) -> Result<(), RuleError> {
         if self.then.is_empty() {
-            return Err("`then` is empty: give at least one action".into());
+            return Err(RuleError::NoAction);
         }
         for p in self.when.predicates() {
             let needs_value = !matches!(p.op, CompareOp::IsEmpty | CompareOp::NotEmpty);
             if needs_value && p.value.is_none() {
-                return Err(format!("condition on `{}` needs a `value`", p.field));
+                return Err(RuleError::NoValue(p.field.clone()));
             }
             if p.op == CompareOp::InList && !matches!(p.value, Some(Value::Texts(_))) {
-                return Err(format!("`in-list` on `{}` needs a list value", p.field));
+                return Err(RuleError::NotAList(p.field.clone()));
             }
         }
         Ok(())
@@ -79,7 +93,7 @@ impl Condition {
 pub struct Predicate {
     /// The app's field name or a well-known tag.
     pub field: String,
-    /// The comparison.
+    /// How the field's value is compared.
     pub op: CompareOp,
     /// The operand (a list for `in-list`; none for `is-empty`/`not-empty`).
     #[serde(default)]
@@ -126,7 +140,7 @@ pub enum Action {
     SetField {
         /// Field name or tag.
         field: String,
-        /// The value.
+        /// The value written.
         value: Value,
     },
     /// Do not sync this record to the other side.
@@ -529,6 +543,6 @@ mod tests {
             )]),
             then: vec![Action::Skip],
         };
-        assert!(r.validate().unwrap_err().contains("in-list"));
+        assert!(r.validate().unwrap_err().to_string().contains("in-list"));
     }
 }

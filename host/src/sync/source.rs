@@ -176,7 +176,7 @@ pub enum WriteOp {
     },
     /// Update some fields.
     Update {
-        /// The record.
+        /// The record's id in the app.
         id: String,
         /// Only if the record is still at this version.
         if_version: Option<String>,
@@ -187,16 +187,16 @@ pub enum WriteOp {
     Delete(String),
     /// Add records to a container.
     AddToContainer {
-        /// The container.
+        /// The container's id in the app.
         container: String,
-        /// The records.
+        /// The ids of the records to add.
         ids: Vec<String>,
     },
     /// Remove records from a container.
     RemoveFromContainer {
-        /// The container.
+        /// The container's id in the app.
         container: String,
-        /// The records.
+        /// The ids of the records to remove.
         ids: Vec<String>,
     },
 }
@@ -206,7 +206,7 @@ pub enum WriteOp {
 pub struct Write {
     /// Echoed in the result.
     pub reference: String,
-    /// The write.
+    /// What to write.
     pub op: WriteOp,
 }
 

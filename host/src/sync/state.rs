@@ -65,9 +65,9 @@ pub enum StateError {
         "record {side}:{entity}/{id} is already linked by `{existing}`; refusing to link it twice"
     )]
     DuplicateLink {
-        /// The side.
+        /// The side of the record.
         side: Side,
-        /// The entity.
+        /// The record's entity (`contacts`...).
         entity: String,
         /// The record id.
         id: String,
@@ -77,7 +77,7 @@ pub enum StateError {
     /// A stored row does not decode.
     #[error("corrupt sync state row `{key}`: {message}; disconnect the sync to rebuild it")]
     Corrupt {
-        /// The key.
+        /// The table key of the row that does not decode.
         key: String,
         /// The decoder's message.
         message: String,
@@ -184,7 +184,7 @@ pub enum OpStatus {
 /// One outbox row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
-    /// The op.
+    /// The planned write, replayed as it is when a run is recovered.
     pub op: PlannedOp,
     /// Where it stands.
     pub status: OpStatus,
@@ -227,7 +227,7 @@ impl RetryEntry {
 /// A deletion seen on one side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tombstone {
-    /// The link.
+    /// The link the deleted record belonged to.
     pub link: String,
     /// When it was seen (unix seconds).
     pub detected_at: i64,
@@ -283,7 +283,7 @@ pub struct RunRecord {
 /// One per-record event of a run (the log).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// The run.
+    /// The run's number in the log.
     pub run: u64,
     /// Order within the run.
     pub seq: u64,
@@ -682,7 +682,7 @@ impl SyncStore {
             .collect())
     }
 
-    /// The tombstones.
+    /// Every stored tombstone of `sync`, expired or not.
     pub fn tombstones(&self, sync: &str) -> Result<Vec<Tombstone>, StateError> {
         Ok(self
             .scan::<Tombstone>(TOMBSTONES, sync)?

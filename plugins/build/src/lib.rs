@@ -12,6 +12,12 @@
 //! an earlier build. Failures of the build machinery itself (no `cargo`, no
 //! `wasm32-wasip2` target and no `rustup` to install it) fail the build.
 //!
+//! Test fixtures (`fixture = true` as well: the hostile plugins and other packages under
+//! `tests/fixtures/`) are built only with this crate's `fixtures` feature, which the test
+//! crates enable; without it each reports `plugin X is a test fixture, built only with the
+//! `fixtures` feature of tandem-plugins`. So `cargo build --release -p tandem` compiles no
+//! attack code.
+//!
 //! `TANDEM_SKIP_PLUGIN_BUILD=1` skips the nested build (every plugin then reports why it
 //! is missing), for quick lints of crates that depend on this one.
 //!
@@ -24,7 +30,7 @@
 //! for artifact in tandem_plugins::all() {
 //!     println!("{} builtin={} {:?}", artifact.package, artifact.builtin, artifact.path);
 //! }
-//! # Ok::<(), String>(())
+//! # Ok::<(), tandem_plugins::ArtifactError>(())
 //! ```
 
 use std::path::PathBuf;
@@ -43,9 +49,30 @@ pub struct Artifact {
 
 impl Artifact {
     /// The component's path, or why it did not build.
-    pub fn wasm_path(&self) -> Result<PathBuf, String> {
-        self.path.map(PathBuf::from).map_err(str::to_owned)
+    pub fn wasm_path(&self) -> Result<PathBuf, ArtifactError> {
+        self.path
+            .map(PathBuf::from)
+            .map_err(ArtifactError::NotBuilt)
     }
+}
+
+/// Why a plugin's component is not available.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    /// It did not build, or was not built (a test fixture without the `fixtures`
+    /// feature): the one-line reason.
+    #[error("{0}")]
+    NotBuilt(&'static str),
+    /// No plugin package has that name.
+    #[error(
+        "no plugin package named {package}; plugin packages carry `[package.metadata.tandem] plugin = true` (known: {known})"
+    )]
+    Unknown {
+        /// The name asked for.
+        package: String,
+        /// The plugin packages of the workspace, comma-separated.
+        known: String,
+    },
 }
 
 /// A builtin plugin embedded in the binary.
@@ -68,13 +95,13 @@ pub fn all() -> &'static [Artifact] {
 ///
 /// Errors: the package is not a plugin of this workspace, or it failed to build (the
 /// message carries the first compiler error).
-pub fn wasm_path(package: &str) -> Result<PathBuf, String> {
+pub fn wasm_path(package: &str) -> Result<PathBuf, ArtifactError> {
     match ALL.iter().find(|a| a.package == package) {
         Some(artifact) => artifact.wasm_path(),
-        None => Err(format!(
-            "no plugin package named {package}; plugin packages carry `[package.metadata.tandem] plugin = true` (known: {})",
-            ALL.iter().map(|a| a.package).collect::<Vec<_>>().join(", ")
-        )),
+        None => Err(ArtifactError::Unknown {
+            package: package.to_owned(),
+            known: ALL.iter().map(|a| a.package).collect::<Vec<_>>().join(", "),
+        }),
     }
 }
 
@@ -112,12 +139,32 @@ mod tests {
 
     #[test]
     fn unknown_package_is_an_error_naming_the_known_ones() {
-        let err = wasm_path("no-such-plugin").unwrap_err();
+        let err = wasm_path("no-such-plugin").unwrap_err().to_string();
         assert!(
             err.contains("no plugin package named no-such-plugin"),
             "{err}"
         );
         assert!(err.contains("tandem-plugin-template"), "{err}");
+    }
+
+    #[test]
+    fn test_fixtures_are_built_only_with_the_fixtures_feature() {
+        let hostile = all()
+            .iter()
+            .find(|a| a.package == "tandem-fixture-hostile")
+            .expect("the hostile fixture is a plugin package");
+        assert!(!hostile.builtin);
+        if cfg!(feature = "fixtures") {
+            assert!(hostile.path.is_ok(), "{:?}", hostile.path);
+        } else {
+            let err = wasm_path("tandem-fixture-hostile").unwrap_err().to_string();
+            assert!(
+                err.contains("is a test fixture, built only with the `fixtures` feature"),
+                "{err}"
+            );
+        }
+        // A first-party connector is built either way.
+        assert!(wasm_path("tandem-plugin-freshsales").is_ok());
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub struct Cursor {
     /// The container (list id) the listing is scoped to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<String>,
-    /// The phase.
+    /// Which part of the listing the cursor is in (full, changes, deleted, or done).
     pub phase: Phase,
     /// The next page to fetch (1-based).
     pub page: u32,

@@ -949,7 +949,7 @@ pub enum JobState {
 /// A job status answer, read defensively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobReport {
-    /// The state.
+    /// Where the job is: running, done, or failed as a whole.
     pub state: JobState,
     /// Per-record failures: lower-cased email → reason.
     pub failures: BTreeMap<String, String>,

@@ -62,7 +62,7 @@ const MAX_SCAN_PAGES: usize = 100;
 /// System groups that accept members (docs/google-people-api.md §5.2).
 const ADDABLE_SYSTEM_GROUPS: [&str; 2] = ["contactGroups/myContacts", "contactGroups/starred"];
 
-/// The connector.
+/// The Google Contacts connector (People API), exported as the plugin.
 pub struct GoogleContacts;
 
 tandem_sdk::export_connector!(GoogleContacts);

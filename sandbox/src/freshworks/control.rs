@@ -319,7 +319,10 @@ async fn get_switches(State(a): St) -> Json<Value> {
 }
 
 async fn put_switches(State(a): St, body: Bytes) -> CtlResult {
-    let s = a.switches().merged(&body_json(&body)?).map_err(bad)?;
+    let s = a
+        .switches()
+        .merged(&body_json(&body)?)
+        .map_err(|e| bad(e.to_string()))?;
     a.set_switches(s.clone());
     Ok(Json(json!(s)).into_response())
 }
@@ -368,7 +371,7 @@ async fn get_workflows(State(a): St) -> Json<Value> {
 async fn add_workflow(State(a): St, body: Bytes) -> CtlResult {
     let w: super::workflows::Workflow =
         serde_json::from_value(body_json(&body)?).map_err(|e| bad(e.to_string()))?;
-    let w = a.workflows.add(&a, w).map_err(bad)?;
+    let w = a.workflows.add(&a, w).map_err(|e| bad(e.to_string()))?;
     Ok((StatusCode::CREATED, Json(json!(w))).into_response())
 }
 

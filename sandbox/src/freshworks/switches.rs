@@ -166,26 +166,48 @@ impl Default for Switches {
     }
 }
 
+/// Why a switches patch is refused (the control API answers 400 with the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SwitchesError {
+    /// The patch is not a JSON object.
+    #[error("switches must be a JSON object")]
+    NotAnObject,
+    /// A key no switch has (typos must not pass silently).
+    #[error("unknown switch `{0}`")]
+    Unknown(String),
+    /// A value of the wrong type (serde's message).
+    #[error("{0}")]
+    Value(String),
+    /// A create status other than 200 or 201.
+    #[error("create_status and upsert_insert_status must be 200 or 201")]
+    CreateStatus,
+    /// `utc_offset` is not an offset.
+    #[error("utc_offset {0:?} is not like +05:30 or Z")]
+    UtcOffset(String),
+}
+
 impl Switches {
     /// Apply a partial JSON object of switches on top of these. Unknown keys are an error so
     /// that typos do not pass silently.
-    pub fn merged(&self, patch: &serde_json::Value) -> Result<Switches, String> {
-        let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
+    pub fn merged(&self, patch: &serde_json::Value) -> Result<Switches, SwitchesError> {
+        let mut base =
+            serde_json::to_value(self).map_err(|e| SwitchesError::Value(e.to_string()))?;
         let (Some(obj), Some(p)) = (base.as_object_mut(), patch.as_object()) else {
-            return Err("switches must be a JSON object".to_owned());
+            return Err(SwitchesError::NotAnObject);
         };
         for (k, v) in p {
             if !obj.contains_key(k) {
-                return Err(format!("unknown switch `{k}`"));
+                return Err(SwitchesError::Unknown(k.clone()));
             }
             obj.insert(k.clone(), v.clone());
         }
-        let s: Switches = serde_json::from_value(base).map_err(|e| e.to_string())?;
+        let s: Switches =
+            serde_json::from_value(base).map_err(|e| SwitchesError::Value(e.to_string()))?;
         if ![200, 201].contains(&s.create_status) || ![200, 201].contains(&s.upsert_insert_status) {
-            return Err("create_status and upsert_insert_status must be 200 or 201".to_owned());
+            return Err(SwitchesError::CreateStatus);
         }
         if let Some(o) = &s.utc_offset {
-            parse_offset(o).ok_or_else(|| format!("utc_offset {o:?} is not like +05:30 or Z"))?;
+            parse_offset(o).ok_or_else(|| SwitchesError::UtcOffset(o.clone()))?;
         }
         Ok(s)
     }

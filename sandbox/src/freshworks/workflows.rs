@@ -94,11 +94,11 @@ fn default_fields() -> Vec<String> {
 /// One call made (or tried).
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
-    /// The workflow.
+    /// The id of the workflow that fired.
     pub workflow: u64,
     /// `create` or `update`.
     pub trigger: Trigger,
-    /// The record.
+    /// The id of the record that triggered it.
     pub record_id: u64,
     /// The JSON sent.
     pub body: Value,
@@ -156,29 +156,55 @@ fn fingerprints(s: &Store, entities: &[Entity]) -> BTreeMap<(Entity, u64), u64> 
         .collect()
 }
 
+/// Why a workflow is refused (the control API answers 400 with the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowError {
+    /// The account does not serve that entity.
+    #[error("this account has no entity {0:?}")]
+    Entity(String),
+    /// The URL does not parse (the parser's reason).
+    #[error("url: {0}")]
+    Url(String),
+    /// The URL is not http(s).
+    #[error("url must be http(s)")]
+    Scheme,
+    /// Neither POST nor PUT.
+    #[error("method must be POST or PUT")]
+    Method,
+    /// A header name that HTTP does not allow.
+    #[error("bad header name {0:?}")]
+    HeaderName(String),
+    /// A header value that HTTP does not allow (the header is named).
+    #[error("bad value for header {0:?}")]
+    HeaderValue(String),
+    /// No trigger.
+    #[error("on must name create, update or both")]
+    NoTrigger,
+}
+
 impl Workflows {
     /// Adds a workflow (checked against `acct`); returns it with its id. The records as
     /// they are now are the starting point: only later changes fire it.
-    pub fn add(&self, acct: &Account, mut w: Workflow) -> Result<Workflow, String> {
+    pub fn add(&self, acct: &Account, mut w: Workflow) -> Result<Workflow, WorkflowError> {
         let entity = Entity::parse(&w.entity)
             .filter(|e| acct.flavor.entities().contains(e))
-            .ok_or_else(|| format!("this account has no entity {:?}", w.entity))?;
-        let url = url::Url::parse(&w.url).map_err(|e| format!("url: {e}"))?;
+            .ok_or_else(|| WorkflowError::Entity(w.entity.clone()))?;
+        let url = url::Url::parse(&w.url).map_err(|e| WorkflowError::Url(e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err("url must be http(s)".into());
+            return Err(WorkflowError::Scheme);
         }
         w.method = w.method.to_ascii_uppercase();
         if !matches!(w.method.as_str(), "POST" | "PUT") {
-            return Err("method must be POST or PUT".into());
+            return Err(WorkflowError::Method);
         }
         for (k, v) in &w.headers {
             reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("bad header name {k:?}"))?;
+                .map_err(|_| WorkflowError::HeaderName(k.clone()))?;
             reqwest::header::HeaderValue::from_str(v)
-                .map_err(|_| format!("bad value for header {k:?}"))?;
+                .map_err(|_| WorkflowError::HeaderValue(k.clone()))?;
         }
         if w.on.is_empty() {
-            return Err("on must name create, update or both".into());
+            return Err(WorkflowError::NoTrigger);
         }
         let mut inner = lock(&self.inner);
         let mut watched = entities(&inner.list);

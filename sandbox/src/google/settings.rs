@@ -53,7 +53,7 @@ pub enum OverMax {
 pub enum DuplicateStatus {
     /// Default (the "probably" of docs/google-people-api.md §7.2).
     AlreadyExists,
-    /// The alternative.
+    /// `ABORTED`, the other status a duplicate could plausibly get.
     Aborted,
 }
 

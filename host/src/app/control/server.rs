@@ -35,9 +35,9 @@ pub enum ServeError {
         "cannot serve the control API on {addr}: {message}; set [daemon] listen to a free loopback address"
     )]
     Bind {
-        /// The address.
+        /// The `[daemon] listen` address.
         addr: SocketAddr,
-        /// The cause.
+        /// The operating system's reason.
         message: String,
     },
 }

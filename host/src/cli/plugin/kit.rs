@@ -6,14 +6,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::conformance::{self, KitOptions, Target};
 use crate::runtime::manifest::AuthProfile;
-use crate::runtime::{Credentials, PluginKind, PluginSource, Runtime, RuntimeOptions, Secret};
+use crate::runtime::{
+    Credentials, Plugin, PluginKind, PluginSource, Runtime, RuntimeOptions, Secret,
+};
 
 /// A simulated account the kit can start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[cfg(feature = "sandbox")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxAccount {
     /// Freshsales Suite (contacts).
     Freshsales,
@@ -25,6 +28,7 @@ pub enum SandboxAccount {
     Google,
 }
 
+#[cfg(feature = "sandbox")]
 impl SandboxAccount {
     fn kind(self) -> tandem_sandbox::AccountKind {
         use tandem_sandbox::AccountKind as K;
@@ -37,9 +41,9 @@ impl SandboxAccount {
     }
 }
 
-/// `tandem plugin test` options.
-#[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
+/// `tandem plugin test --help`: examples and the checks.
+#[cfg(feature = "sandbox")]
+const TEST_HELP_SANDBOX: &str = "Examples:\n  \
     tandem plugin test freshsales.wasm --sandbox freshsales\n  \
     tandem plugin test google_contacts.wasm --sandbox google --json\n  \
     TANDEM_API_KEY=... tandem plugin test my_connector.wasm --base-url https://sandbox.myapp.example/api\n\n\
@@ -50,11 +54,29 @@ impl SandboxAccount {
     account's records, a user's edit and deletion, 429/503/truncated replies and revoked\n\
     credentials mapped to the contract's errors. Against a base URL the checks that need\n\
     the simulated account's control API are listed as skipped. The records the kit creates\n\
-    are deleted again. Exit status 1 when any check fails.")]
+    are deleted again. Exit status 1 when any check fails.";
+
+/// `tandem plugin test --help` in a build without the simulated accounts.
+#[cfg(not(feature = "sandbox"))]
+const TEST_HELP: &str = "Example:\n  \
+    TANDEM_API_KEY=... tandem plugin test my_connector.wasm --base-url https://sandbox.myapp.example/api\n\n\
+    Checks: describe; check with good and wrong credentials; per entity: schema\n\
+    (well-known email, custom fields), containers, pull of every page, push\n\
+    create/update/delete, find by email/marker/ids, pull again (incremental: new versions,\n\
+    tombstones), container membership. The checks that need a simulated account's control\n\
+    API are listed as skipped. The records the kit creates are deleted again. Exit status 1\n\
+    when any check fails.\n\n\
+    This build has no simulated accounts (built without the `sandbox` feature): no --sandbox.";
+
+/// `tandem plugin test` options.
+#[derive(Debug, Args)]
+#[cfg_attr(feature = "sandbox", command(after_help = TEST_HELP_SANDBOX))]
+#[cfg_attr(not(feature = "sandbox"), command(after_help = TEST_HELP))]
 pub struct TestArgs {
     /// The connector's `.wasm`.
     pub file: PathBuf,
     /// Start this simulated account in-process and test against it (loopback granted).
+    #[cfg(feature = "sandbox")]
     #[arg(
         long,
         value_enum,
@@ -64,6 +86,7 @@ pub struct TestArgs {
     pub sandbox: Option<SandboxAccount>,
     /// Test against this API root (the plugin's `base-url` setting).
     #[arg(long, value_name = "URL")]
+    #[cfg_attr(not(feature = "sandbox"), arg(required = true))]
     pub base_url: Option<String>,
     /// Another connection setting the plugin reads (repeatable), e.g. `--setting edition=classic`.
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -106,6 +129,7 @@ pub struct TestArgs {
     #[arg(long = "entity", value_name = "NAME")]
     pub entities: Vec<String>,
     /// Seed of the simulated account's data.
+    #[cfg(feature = "sandbox")]
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Print the report as JSON instead of a table.
@@ -140,6 +164,7 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
         entities: args.entities.clone(),
         ..KitOptions::default()
     };
+    #[cfg(feature = "sandbox")]
     let (sandbox, mut target) = match args.sandbox {
         Some(account) => {
             let (sandbox, target) = conformance::start_sandbox(
@@ -153,18 +178,14 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
             .context("cannot start the simulated account")?;
             (Some(sandbox), target)
         }
-        None => {
-            let url = args.base_url.as_deref().unwrap_or_default();
-            let credentials = credentials(&args, plugin.manifest().auth.as_ref())?;
-            check_token_url(url, &credentials, plugin.manifest().auth.as_ref())?;
-            let mut target = Target::base_url(url, credentials);
-            target.allow_private = args.allow_private;
-            (None, target)
-        }
+        None => (None, base_url_target(&args, &plugin)?),
     };
+    #[cfg(not(feature = "sandbox"))]
+    let mut target = base_url_target(&args, &plugin)?;
     target.settings.extend(args.settings.iter().cloned());
     eprintln!("testing {} against {} …", plugin.label(), target.label);
     let report = conformance::run(&runtime, &plugin, &target, &options).await;
+    #[cfg(feature = "sandbox")]
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
@@ -183,6 +204,16 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The `--base-url` target with the credentials from the arguments.
+fn base_url_target(args: &TestArgs, plugin: &Plugin) -> anyhow::Result<Target> {
+    let url = args.base_url.as_deref().unwrap_or_default();
+    let credentials = credentials(args, plugin.manifest().auth.as_ref())?;
+    check_token_url(url, &credentials, plugin.manifest().auth.as_ref())?;
+    let mut target = Target::base_url(url, credentials);
+    target.allow_private = args.allow_private;
+    Ok(target)
 }
 
 /// Without `--token-url`, the manifest's token endpoint is used only if it is https on

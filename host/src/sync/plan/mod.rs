@@ -81,7 +81,7 @@ impl Observation {
 /// One record read in this run.
 #[derive(Clone, Debug)]
 pub struct Observed {
-    /// The record.
+    /// The record as the app returned it.
     pub record: Record,
     /// It is known to be in the side's scope (listed by `pull`); false for a
     /// record found by a lookup, whose list membership is unknown.
@@ -129,7 +129,7 @@ pub struct PlannedOp {
     pub entity_name: String,
     /// The link it belongs to.
     pub link: String,
-    /// The write.
+    /// What is written: create, update, delete, or a membership change.
     pub kind: OpKind,
     /// Why, for humans.
     pub reason: String,
@@ -167,7 +167,7 @@ pub enum OpKind {
     },
     /// Update fields.
     Update {
-        /// The record.
+        /// The record's id in the app.
         id: String,
         /// Its version when observed.
         if_version: Option<String>,
@@ -176,21 +176,21 @@ pub enum OpKind {
     },
     /// Delete a record.
     Delete {
-        /// The record.
+        /// The record's id in the app.
         id: String,
     },
     /// Add a record to a container.
     AddToContainer {
-        /// The container.
+        /// The container's id in the app.
         container: String,
-        /// The record.
+        /// The record's id in the app.
         id: String,
     },
     /// Remove a record from a container.
     RemoveFromContainer {
-        /// The container.
+        /// The container's id in the app.
         container: String,
-        /// The record.
+        /// The record's id in the app.
         id: String,
     },
 }
@@ -254,7 +254,7 @@ pub struct Skip {
 pub struct ConflictNote {
     /// Entity pair index.
     pub entity: usize,
-    /// The link.
+    /// The link's id (what `tandem sync resolve` takes).
     pub link: String,
     /// The pair key.
     pub field: String,
@@ -290,7 +290,7 @@ pub struct Ambiguity {
 pub struct Note {
     /// Entity pair index.
     pub entity: usize,
-    /// The link.
+    /// The link's id (what `tandem sync resolve` takes).
     pub link: String,
     /// What happened.
     pub text: String,

@@ -29,7 +29,7 @@ pub enum ReviewError {
     /// No open `manual` conflict on that field.
     #[error("link `{link}` has no open conflict on `{field}`{}", open_list(.open))]
     NoConflict {
-        /// The link.
+        /// The link's id (what `tandem sync resolve` takes).
         link: String,
         /// The field asked for.
         field: String,

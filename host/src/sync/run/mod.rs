@@ -90,9 +90,9 @@ pub enum EngineError {
     /// The fields cannot be mapped.
     #[error("sync `{sync}`: {source}")]
     Mapping {
-        /// The sync.
+        /// The sync's name (`[syncs.NAME]`).
         sync: String,
-        /// The problem.
+        /// Why the fields cannot be paired.
         source: MappingError,
     },
     /// A connector call failed; nothing after it ran, the next run resumes.
@@ -100,15 +100,15 @@ pub enum EngineError {
         "sync `{sync}`: side {side} ({connection}) {call} failed: {error}; the next run resumes from the last checkpoint"
     )]
     Source {
-        /// The sync.
+        /// The sync's name (`[syncs.NAME]`).
         sync: String,
-        /// The side.
+        /// The side (a or b) it happened on.
         side: Side,
         /// The connection's name.
         connection: String,
-        /// The call.
+        /// The connector call that failed (`describe`, `pull`, `push`...).
         call: &'static str,
-        /// The error.
+        /// What the call returned.
         error: SourceError,
     },
     /// The connector does not serve an entity the sync names.
@@ -116,13 +116,13 @@ pub enum EngineError {
         "sync `{sync}`: side {side} ({connection}) has no entity `{entity}`: fix the sync's entities"
     )]
     NoEntity {
-        /// The sync.
+        /// The sync's name (`[syncs.NAME]`).
         sync: String,
-        /// The side.
+        /// The side (a or b) it happened on.
         side: Side,
         /// The connection's name.
         connection: String,
-        /// The entity.
+        /// The entity the sync names.
         entity: String,
     },
     /// The scope names a list the app does not have.
@@ -130,13 +130,13 @@ pub enum EngineError {
         "sync `{sync}`: side {side} ({connection}) has no list `{container}` for `{entity}`; available: {available}"
     )]
     NoContainer {
-        /// The sync.
+        /// The sync's name (`[syncs.NAME]`).
         sync: String,
-        /// The side.
+        /// The side (a or b) it happened on.
         side: Side,
         /// The connection's name.
         connection: String,
-        /// The entity.
+        /// The entity the sync names.
         entity: String,
         /// The list asked for.
         container: String,
@@ -150,9 +150,9 @@ pub enum EngineError {
         "sync `{sync}`: side {side} ({connection}): {problem}; the run failed and nothing was written"
     )]
     ReadLimit {
-        /// The sync.
+        /// The sync's name (`[syncs.NAME]`).
         sync: String,
-        /// The side.
+        /// The side (a or b) it happened on.
         side: Side,
         /// The connection's name.
         connection: String,
@@ -205,7 +205,7 @@ pub enum RunOutcome {
 /// What a run did.
 #[derive(Clone, Debug, Serialize)]
 pub struct RunReport {
-    /// The sync.
+    /// The sync's name (`[syncs.NAME]`).
     pub sync: String,
     /// The run's id in the log (none for dry runs and paused syncs).
     pub run: Option<u64>,
