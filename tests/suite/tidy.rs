@@ -1,6 +1,7 @@
 //! Habits of the codebase, checked over its sources as text (rust-analyzer's `tidy.rs`
-//! is the model): the planner stays pure, only the CLI prints, and every document the
-//! code and the docs point to is in the repository.
+//! is the model): the planner stays pure, only the CLI prints, the operator build carries
+//! no test fixtures, and every document the code and the docs point to is in the
+//! repository.
 
 use std::path::{Path, PathBuf};
 
@@ -481,4 +482,67 @@ fn the_citation_checker_refuses_bad_citations() {
         1,
         "a markdown file's bare {s} means its own sections"
     );
+}
+
+/// The packages `cargo` would build for `args` (`cargo tree`, normal and build edges only:
+/// what an operator's `cargo build` compiles), one `name [features]` per line.
+fn build_tree(args: &[&str]) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(root())
+        .args(["tree", "--locked", "--offline", "-e", "normal,build"])
+        .args(["--prefix", "none", "-f", "{p} [{f}]"])
+        .args(args)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        out.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The operator binary carries only what operators run: building `tandem` compiles no
+/// test fixture (hostile plugins are built only with `tandem-plugins`' `fixtures`
+/// feature, which only the test crates enable), and without its default `sandbox`
+/// feature it does not even depend on the simulated accounts.
+#[test]
+fn the_operator_build_compiles_no_test_fixtures() {
+    let tree = build_tree(&["-p", "tandem"]);
+    let plugins: Vec<&String> = tree
+        .iter()
+        .filter(|l| l.starts_with("tandem-plugins "))
+        .collect();
+    assert!(!plugins.is_empty(), "tandem builds its plugins: {tree:?}");
+    for line in plugins {
+        assert!(
+            !line.contains("fixtures"),
+            "tandem's build enables fixtures: {line}"
+        );
+    }
+    let lean = build_tree(&["-p", "tandem", "--no-default-features"]);
+    assert!(
+        !lean.iter().any(|l| l.starts_with("tandem-sandbox ")),
+        "the operator build depends on the sandbox: {lean:?}"
+    );
+    // And every package under tests/fixtures is marked as a fixture.
+    for manifest in files("tests/fixtures", &["Cargo.toml"]) {
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        // `[package.metadata.tandem]` holds `fixture = true`.
+        let section = text
+            .split("[package.metadata.tandem]")
+            .nth(1)
+            .map(|rest| rest.split("\n[").next().unwrap_or(rest));
+        let fixture = section.map(|s| s.lines().any(|l| l.trim() == "fixture = true"));
+        assert_eq!(
+            fixture,
+            Some(true),
+            "{} is not marked `fixture = true`",
+            rel(&manifest)
+        );
+    }
 }
