@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::sync::baseline::{Baseline, Decision, FieldBase, Link, LinkOrigin, LinkState};
+use crate::sync::baseline::{
+    Baseline, Decision, Decisions, FieldBase, Link, LinkOrigin, LinkState,
+};
 use crate::sync::model::{Consent, Record, Side, SidePair, Value};
 use crate::sync::policy::RemoveAction;
 use crate::sync::rules;
@@ -368,13 +370,51 @@ impl<'a> Planner<'a> {
 
     pub(super) fn unlinked(&mut self, ix: usize, e: &EntityInput, baseline: &Baseline) {
         let decisions = &baseline.decisions;
-        // Every e-mail of every record (primary and secondary addresses), and
-        // the records holding each e-mail, per side.
+        let (emails, holders, primaries) = self.index_emails(ix, e);
+        self.operator_links(ix, e, decisions, &emails);
+        let free: SidePair<BTreeSet<String>> = SidePair::new(
+            self.free_ids(e, Side::A, emails.a.keys()),
+            self.free_ids(e, Side::B, emails.b.keys()),
+        );
+        let mut partner: SidePair<BTreeMap<String, String>> = SidePair::default();
+        for l in baseline.links.values().chain(&self.plan.links) {
+            if let (true, Some(a), Some(b)) = (l.entity == ix, l.id(Side::A), l.id(Side::B)) {
+                partner.a.insert(a.to_string(), b.to_string());
+                partner.b.insert(b.to_string(), a.to_string());
+            }
+        }
+        let m = Matcher {
+            ix,
+            decisions,
+            emails,
+            holders,
+            primaries,
+            free,
+            partner,
+        };
+        let mut reported: SidePair<BTreeSet<String>> = SidePair::default();
+        for s in Side::BOTH {
+            for id in m.free.get(s) {
+                self.match_one(e, &m, s, id, &mut reported);
+            }
+        }
+    }
+
+    /// Every e-mail of every record (primary and secondary addresses), the records
+    /// holding each e-mail, and the records holding each primary address, per side.
+    /// A record without an e-mail is skipped (sync-rules E1).
+    #[allow(clippy::type_complexity)]
+    fn index_emails(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+    ) -> (
+        SidePair<BTreeMap<String, Vec<String>>>,
+        SidePair<BTreeMap<String, BTreeSet<String>>>,
+        SidePair<BTreeMap<String, BTreeSet<String>>>,
+    ) {
         let mut emails: SidePair<BTreeMap<String, Vec<String>>> = SidePair::default();
         let mut holders: SidePair<BTreeMap<String, BTreeSet<String>>> = SidePair::default();
-        // Same-side duplicates are judged on the match key (primary address)
-        // only: two records of one app that share a secondary address are two
-        // people as far as creating them elsewhere goes.
         let mut primaries: SidePair<BTreeMap<String, BTreeSet<String>>> = SidePair::default();
         for side in Side::BOTH {
             for (id, o) in &e.obs.get(side).records {
@@ -405,7 +445,17 @@ impl<'a> Planner<'a> {
                 emails.get_mut(side).insert(id.clone(), ms);
             }
         }
-        // The operator's links first (sync-rules E6): they win over any e-mail match.
+        (emails, holders, primaries)
+    }
+
+    /// The operator's links first (sync-rules E6): they win over any e-mail match.
+    fn operator_links(
+        &mut self,
+        ix: usize,
+        e: &EntityInput,
+        decisions: &Decisions,
+        emails: &SidePair<BTreeMap<String, Vec<String>>>,
+    ) {
         for ((dix, a, b), d) in decisions {
             if *dix != ix || *d != Decision::Link {
                 continue;
@@ -422,176 +472,119 @@ impl<'a> Planner<'a> {
                 );
             }
         }
-        // Candidates are decided against the records free now, so that the
-        // links made below are disjoint and the result does not depend on order.
-        let free: SidePair<BTreeSet<String>> = SidePair::new(
-            self.free_ids(e, Side::A, emails.a.keys()),
-            self.free_ids(e, Side::B, emails.b.keys()),
-        );
-        // The linked counterpart of each linked record, so that a record kept
-        // apart from a person is not reported as a duplicate of that person's
-        // record on its own side either.
-        let mut partner: SidePair<BTreeMap<String, String>> = SidePair::default();
-        for l in baseline.links.values().chain(&self.plan.links) {
-            if let (true, Some(a), Some(b)) = (l.entity == ix, l.id(Side::A), l.id(Side::B)) {
-                partner.a.insert(a.to_string(), b.to_string());
-                partner.b.insert(b.to_string(), a.to_string());
-            }
+    }
+
+    /// Matches one free record of side `s`: a link when it and its only candidate
+    /// choose each other, else an ambiguity, else a create decided once every entity
+    /// pair has matched (sync-rules E2-E5).
+    fn match_one(
+        &mut self,
+        e: &EntityInput,
+        m: &Matcher<'_>,
+        s: Side,
+        id: &String,
+        reported: &mut SidePair<BTreeSet<String>>,
+    ) {
+        let ix = m.ix;
+        let t = s.other();
+        if self.is_claimed(e, s, id) {
+            return;
         }
-        let apart = |side: Side, id: &str, other: &str| {
-            let (a, b) = match side {
-                Side::A => (id, other),
-                Side::B => (other, id),
+        if reported.get(s).contains(id) {
+            self.held
+                .get_mut(s)
+                .insert((e.pair.name(s).to_string(), id.clone()));
+            return;
+        }
+        let mine = &m.emails.get(s)[id];
+        let c = m.candidates(s, id);
+        let mut free_here = false;
+        let mut ambiguous = |this: &mut Self, reason: String| {
+            let ids_s: Vec<String> = std::iter::once(id.clone())
+                .chain(c.free_s.iter().cloned())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let ids_t: Vec<String> = c.free_t.union(&c.taken_t).cloned().collect();
+            reported.get_mut(s).extend(ids_s.iter().cloned());
+            reported.get_mut(t).extend(c.free_t.iter().cloned());
+            let (a, b) = match s {
+                Side::A => (ids_s, ids_t),
+                Side::B => (ids_t, ids_s),
             };
-            decisions.get(&(ix, a.to_string(), b.to_string())) == Some(&Decision::KeepApart)
+            this.plan.ambiguous.push(Ambiguity {
+                entity: ix,
+                email: mine[0].clone(),
+                a,
+                b,
+                reason,
+            });
         };
-        let cands = |side: Side, id: &str| -> Candidates {
-            let t = side.other();
-            let mut c = Candidates::default();
-            for m in &emails.get(side)[id] {
-                for other in holders.get(t).get(m).into_iter().flatten() {
-                    let (a, b) = match side {
-                        Side::A => (id, other.as_str()),
-                        Side::B => (other.as_str(), id),
-                    };
-                    let key = (ix, a.to_string(), b.to_string());
-                    if decisions.get(&key) == Some(&Decision::KeepApart) {
-                        continue;
-                    }
-                    if free.get(t).contains(other) {
-                        c.free_t.insert(other.clone());
-                    } else {
-                        c.taken_t.insert(other.clone());
-                    }
-                }
-            }
-            let first = &emails.get(side)[id][0];
-            for other in primaries.get(side).get(first).into_iter().flatten() {
-                if other == id {
-                    continue;
-                }
-                if free.get(side).contains(other) {
-                    c.free_s.insert(other.clone());
-                } else if !partner
-                    .get(side)
-                    .get(other)
-                    .is_some_and(|p| apart(side, id, p))
-                {
-                    c.taken_s.insert(other.clone());
-                }
-            }
-            c
-        };
-        let mut reported: SidePair<BTreeSet<String>> = SidePair::default();
-        for s in Side::BOTH {
-            let t = s.other();
-            for id in free.get(s) {
-                if self.is_claimed(e, s, id) {
-                    continue;
-                }
-                if reported.get(s).contains(id) {
-                    self.held
-                        .get_mut(s)
-                        .insert((e.pair.name(s).to_string(), id.clone()));
-                    continue;
-                }
-                let mine = &emails.get(s)[id];
-                let c = cands(s, id);
-                let mut free_here = false;
-                let mut ambiguous = |this: &mut Self, reason: String| {
-                    let ids_s: Vec<String> = std::iter::once(id.clone())
-                        .chain(c.free_s.iter().cloned())
-                        .collect::<BTreeSet<_>>()
-                        .into_iter()
-                        .collect();
-                    let ids_t: Vec<String> = c.free_t.union(&c.taken_t).cloned().collect();
-                    reported.get_mut(s).extend(ids_s.iter().cloned());
-                    reported.get_mut(t).extend(c.free_t.iter().cloned());
-                    let (a, b) = match s {
-                        Side::A => (ids_s, ids_t),
-                        Side::B => (ids_t, ids_s),
-                    };
-                    this.plan.ambiguous.push(Ambiguity {
-                        entity: ix,
-                        email: mine[0].clone(),
-                        a,
-                        b,
-                        reason,
-                    });
+        if c.free_t.len() == 1 && c.taken_t.is_empty() {
+            let y = c.free_t.iter().next().cloned().unwrap_or_default();
+            let back = m.candidates(t, &y);
+            if back.free_t.len() == 1 && back.taken_t.is_empty() {
+                let key = shared(mine, &m.emails.get(t)[&y]).unwrap_or_else(|| mine[0].clone());
+                let (a, b) = match s {
+                    Side::A => (id.as_str(), y.as_str()),
+                    Side::B => (y.as_str(), id.as_str()),
                 };
-                if c.free_t.len() == 1 && c.taken_t.is_empty() {
-                    let y = c.free_t.iter().next().cloned().unwrap_or_default();
-                    let back = cands(t, &y);
-                    if back.free_t.len() == 1 && back.taken_t.is_empty() {
-                        let key =
-                            shared(mine, &emails.get(t)[&y]).unwrap_or_else(|| mine[0].clone());
-                        let (a, b) = match s {
-                            Side::A => (id.as_str(), y.as_str()),
-                            Side::B => (y.as_str(), id.as_str()),
-                        };
-                        self.new_link(ix, e, &key, a, b);
-                    } else {
-                        let n = back.free_t.len() + back.taken_t.len();
-                        ambiguous(
-                            self,
-                            format!(
-                                "side {t} record {y} matches {n} records on side {s} by e-mail"
-                            ),
-                        );
-                    }
-                } else if c.free_t.is_empty() {
-                    if !c.free_s.is_empty() {
-                        if self.policy.flows(s) {
-                            ambiguous(
-                                self,
-                                format!(
-                                    "{} records on side {s} share an e-mail",
-                                    c.free_s.len() + 1
-                                ),
-                            );
-                        }
-                    } else if !c.taken_t.is_empty() {
-                        if self.policy.flows(s) {
-                            ambiguous(
-                                self,
-                                format!(
-                                    "side {t} record {} with this e-mail is already linked to another record",
-                                    join(&c.taken_t)
-                                ),
-                            );
-                        }
-                    } else if !c.taken_s.is_empty() {
-                        if self.policy.flows(s) {
-                            ambiguous(
-                                self,
-                                format!(
-                                    "side {s} record {} with this e-mail is already linked: {id} looks like a duplicate",
-                                    join(&c.taken_s)
-                                ),
-                            );
-                        }
-                    } else {
-                        // Decided once every entity pair has matched (see `plan`).
-                        free_here = true;
-                        self.deferred.push((ix, s, id.clone(), mine.clone()));
-                    }
-                } else {
+                self.new_link(ix, e, &key, a, b);
+            } else {
+                let n = back.free_t.len() + back.taken_t.len();
+                ambiguous(
+                    self,
+                    format!("side {t} record {y} matches {n} records on side {s} by e-mail"),
+                );
+            }
+        } else if c.free_t.is_empty() {
+            if !c.free_s.is_empty() {
+                if self.policy.flows(s) {
+                    ambiguous(
+                        self,
+                        format!("{} records on side {s} share an e-mail", c.free_s.len() + 1),
+                    );
+                }
+            } else if !c.taken_t.is_empty() {
+                if self.policy.flows(s) {
                     ambiguous(
                         self,
                         format!(
-                            "{} candidates on side {t} ({} already linked) and {} other records on side {s} share its e-mails",
-                            c.free_t.len() + c.taken_t.len(),
-                            c.taken_t.len(),
-                            c.free_s.len() + c.taken_s.len(),
+                            "side {t} record {} with this e-mail is already linked to another record",
+                            join(&c.taken_t)
                         ),
                     );
                 }
-                if !free_here {
-                    self.held
-                        .get_mut(s)
-                        .insert((e.pair.name(s).to_string(), id.clone()));
+            } else if !c.taken_s.is_empty() {
+                if self.policy.flows(s) {
+                    ambiguous(
+                        self,
+                        format!(
+                            "side {s} record {} with this e-mail is already linked: {id} looks like a duplicate",
+                            join(&c.taken_s)
+                        ),
+                    );
                 }
+            } else {
+                // Decided once every entity pair has matched (see `plan`).
+                free_here = true;
+                self.deferred.push((ix, s, id.clone(), mine.clone()));
             }
+        } else {
+            ambiguous(
+                self,
+                format!(
+                    "{} candidates on side {t} ({} already linked) and {} other records on side {s} share its e-mails",
+                    c.free_t.len() + c.taken_t.len(),
+                    c.taken_t.len(),
+                    c.free_s.len() + c.taken_s.len(),
+                ),
+            );
+        }
+        if !free_here {
+            self.held
+                .get_mut(s)
+                .insert((e.pair.name(s).to_string(), id.clone()));
         }
     }
 
@@ -855,5 +848,77 @@ impl<'a> Planner<'a> {
         };
         let reason = format!("create from side {s} record {} ({why})", src.record.id);
         self.push_op(ix, e, &l, t, kind, reason, p, LinkEffect::SetId);
+    }
+}
+
+/// What matching the free records of one entity pair looks up: every record's
+/// e-mails, who holds each address, which records are free, and the operator's
+/// keep-apart decisions.
+struct Matcher<'d> {
+    ix: usize,
+    decisions: &'d Decisions,
+    emails: SidePair<BTreeMap<String, Vec<String>>>,
+    holders: SidePair<BTreeMap<String, BTreeSet<String>>>,
+    /// Same-side duplicates are judged on the match key (primary address) only:
+    /// two records of one app that share a secondary address are two people as far
+    /// as creating them elsewhere goes.
+    primaries: SidePair<BTreeMap<String, BTreeSet<String>>>,
+    /// Candidates are decided against the records free before this pass, so that
+    /// the links it makes are disjoint and the result does not depend on order.
+    free: SidePair<BTreeSet<String>>,
+    /// The linked counterpart of each linked record, so that a record kept apart
+    /// from a person is not reported as a duplicate of that person's record on its
+    /// own side either.
+    partner: SidePair<BTreeMap<String, String>>,
+}
+
+impl Matcher<'_> {
+    /// Whether the operator keeps `id` (of `side`) apart from `other`.
+    fn apart(&self, side: Side, id: &str, other: &str) -> bool {
+        let (a, b) = match side {
+            Side::A => (id, other),
+            Side::B => (other, id),
+        };
+        self.decisions.get(&(self.ix, a.to_string(), b.to_string())) == Some(&Decision::KeepApart)
+    }
+
+    /// The records sharing an e-mail with free record `id` of `side`.
+    fn candidates(&self, side: Side, id: &str) -> Candidates {
+        let t = side.other();
+        let mut c = Candidates::default();
+        for m in &self.emails.get(side)[id] {
+            for other in self.holders.get(t).get(m).into_iter().flatten() {
+                let (a, b) = match side {
+                    Side::A => (id, other.as_str()),
+                    Side::B => (other.as_str(), id),
+                };
+                let key = (self.ix, a.to_string(), b.to_string());
+                if self.decisions.get(&key) == Some(&Decision::KeepApart) {
+                    continue;
+                }
+                if self.free.get(t).contains(other) {
+                    c.free_t.insert(other.clone());
+                } else {
+                    c.taken_t.insert(other.clone());
+                }
+            }
+        }
+        let first = &self.emails.get(side)[id][0];
+        for other in self.primaries.get(side).get(first).into_iter().flatten() {
+            if other == id {
+                continue;
+            }
+            if self.free.get(side).contains(other) {
+                c.free_s.insert(other.clone());
+            } else if !self
+                .partner
+                .get(side)
+                .get(other)
+                .is_some_and(|p| self.apart(side, id, p))
+            {
+                c.taken_s.insert(other.clone());
+            }
+        }
+        c
     }
 }
