@@ -15,7 +15,7 @@
 //! 7. the guest's timeout may shorten the host's, never lengthen it; request and
 //!    response bodies are capped; credential-bearing response headers are removed and
 //!    every secret the host injects is scrubbed from response headers and bodies
-//!    ([`super::scrub`]);
+//!    (`runtime::scrub`);
 //! 8. the OAuth2 token endpoint is the host's: plugins may not call it, and it must be one
 //!    the operator approved
 //!    ([`approve_manifest_token_url`](super::credentials::approve_manifest_token_url)). Refreshes are single-flight, at most

@@ -8,7 +8,7 @@
 //! key the first time the connection's plugin, declaring that same name, uses storage.)
 //!
 //! The database is the caller's (the sync engine keeps its own tables in the same file);
-//! this module owns the tables [`KV`] and [`USAGE`] (and reads and empties the legacy
+//! this module owns the tables `KV` and `USAGE` (and reads and empties the legacy
 //! ones). Usage (bytes and keys) is kept per namespace in the same write transaction as
 //! the data, so quotas are exact. Database calls run on tokio's blocking pool (a commit
 //! includes an fsync). Without a storage grant a plugin sees nothing: reads find no value,

@@ -5,7 +5,7 @@
 //!   mapper plugins ([`Mappers`]), mirroring the WIT contract.
 //! - [`mapping`]: field pairs, consent translation.
 //! - [`policy`]: a sync's settings; [`rules`]: IF/THEN rules.
-//! - [`baseline`]: links and field bases; [`plan`]: the pure planner.
+//! - [`baseline`]: links and field bases; [`plan`](mod@plan): the pure planner.
 //! - [`state`]: the redb store; [`run`]: the executor (one file per phase of a run).
 
 pub mod baseline;

@@ -13,12 +13,12 @@
 //! - [`settings`]: connection settings (`domain` + `edition`, or `base-url`; the marker
 //!   field; the look-back overlap; bulk upsert on/off; ids per list-membership request;
 //!   whether list joins move `updated_at`).
-//! - [`schema`]: field metadata → field definitions with well-known tags.
+//! - [`schema`](mod@schema): field metadata → field definitions with well-known tags.
 //! - [`record`]: contact / lead JSON ↔ records, custom fields and consent (pure).
-//! - [`pull`] and [`cursor`]: full and incremental listings, deletions, list scope.
-//! - [`find`]: lookups by email, marker and ids, one at a time (`find`) or many per
+//! - [`pull`](mod@pull) and [`cursor`]: full and incremental listings, deletions, list scope.
+//! - [`find`](mod@find): lookups by email, marker and ids, one at a time (`find`) or many per
 //!   search (`find-many`, the contract's optional `lookup-api`).
-//! - [`push`]: batched writes with read-back.
+//! - [`push`](mod@push): batched writes with read-back.
 //! - [`errors`] and [`api`]: the HTTP client and the HTTP → contract error mapping.
 //!
 //! # Consent (Freshmarketer and Suite contacts)
@@ -40,7 +40,7 @@
 //!
 //! Each app tags ONE consent field for the host: Freshsales `do_not_disturb` (`dnd`),
 //! Freshmarketer `subscription_status` (`consent`); the other field is described untagged
-//! (see [`schema`]). So DND in Freshsales pairs with Unsubscribed in Freshmarketer.
+//! (see [`schema`](mod@schema)). So DND in Freshsales pairs with Unsubscribed in Freshmarketer.
 
 pub mod api;
 pub mod cursor;

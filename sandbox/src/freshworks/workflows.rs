@@ -9,8 +9,8 @@
 //! rather than hooking each write path catches every change — user edits, API writes,
 //! bulk jobs, consent and list changes — the way the app's own triggers would.
 //!
-//! `skip_api_user` emulates the workflow condition "Updated by is not <the integration
-//! user>", which keeps a sync's own writes from echoing back as webhooks (sync-rules §7).
+//! `skip_api_user` emulates the workflow condition "Updated by is not the integration
+//! user", which keeps a sync's own writes from echoing back as webhooks (sync-rules §7).
 //! Deliveries are asynchronous (like the app's), time out after 5 s, are not retried,
 //! and the last 200 are kept with their outcome for tests to read.
 
@@ -71,7 +71,7 @@ pub struct Workflow {
     #[serde(default = "default_fields")]
     pub fields: Vec<String>,
     /// Do not fire for changes made with the API key's user (the condition "Updated by
-    /// is not <integration user>"). Default false: every change fires.
+    /// is not the integration user"). Default false: every change fires.
     #[serde(default)]
     pub skip_api_user: bool,
 }

@@ -9,7 +9,7 @@
 //!    when a cursor expired or the mapping changed, compared against the
 //!    baseline), re-read records due for retry, look up unmatched e-mails on
 //!    the other side;
-//! 3. plan ([`super::plan`], pure), and check the breakers;
+//! 3. plan ([`super::plan`](mod@super::plan), pure), and check the breakers;
 //! 4. record (`record.rs`) the plan (links, outbox `planned`, events) in one
 //!    transaction;
 //! 5. execute (`execute.rs`), per batch: mark `sent`; push; commit
