@@ -6,5 +6,6 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod db;
 pub mod runtime;
 pub mod sync;

@@ -2,9 +2,11 @@
 //! of every mapped field, per-side cursors, the outbox, the retry index,
 //! tombstones, runs and per-record events (the run log users read).
 //!
-//! The `Database` is shared with the plugin runtime's storage: every table
-//! here is prefixed `tandem_sync_`, and every key starts with the sync's name
-//! and a NUL, so that one sync's rows form one key range (disconnect wipes it).
+//! The database ([`Db`]: a redb file, or PostgreSQL for a fleet) is shared with the
+//! plugin runtime's storage: every table here is prefixed `tandem_sync_`, and every key
+//! starts with the sync's name and a NUL, so that one sync's rows form one key range
+//! (disconnect wipes it). On PostgreSQL the same tables are rows of `tandem_kv` with the
+//! same keys and values, and a run's store is fenced by its lease (docs/fleet.md §3).
 //! The layout is versioned; a database written by a newer layout is refused.
 
 use std::collections::BTreeMap;
@@ -12,9 +14,7 @@ use std::sync::Arc;
 
 use std::cell::RefCell;
 
-use redb::{
-    Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction,
-};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -22,6 +22,9 @@ use thiserror::Error;
 use super::baseline::{Decision, Decisions, Link};
 use super::model::{RecordKey, Side};
 use super::plan::PlannedOp;
+use crate::db::pg::{Conn, params};
+use crate::db::{Db, Pg, PgError};
+use tokio_postgres::types::ToSql;
 
 /// The layout version this build writes. v2 added link review data (manual
 /// conflicts, quarantine, write marks), operator decisions, rechecks and
@@ -43,6 +46,25 @@ const EVENTS: Table = TableDefinition::new("tandem_sync_events");
 const ALL: [Table; 9] = [
     META, LINKS, LINK_IDS, CURSORS, OUTBOX, RETRY, TOMBSTONES, RUNS, EVENTS,
 ];
+/// The tables' names, in the order of `ALL` (the `tbl` column on PostgreSQL).
+pub static TABLE_NAMES: [&str; 9] = [
+    "tandem_sync_meta",
+    "tandem_sync_links",
+    "tandem_sync_link_ids",
+    "tandem_sync_cursors",
+    "tandem_sync_outbox",
+    "tandem_sync_retry",
+    "tandem_sync_tombstones",
+    "tandem_sync_runs",
+    "tandem_sync_events",
+];
+
+/// The position of `table` in `ALL`.
+fn slot(table: Table) -> usize {
+    ALL.iter()
+        .position(|t| t.name() == table.name())
+        .expect("a sync table")
+}
 const SCHEMA_KEY: &str = "\0schema";
 /// `META` keys `sync NUL recheck NUL link`: links to re-plan on the next run.
 const RECHECK: &str = "recheck";
@@ -86,6 +108,19 @@ pub enum StateError {
     /// occurred", says nothing an operator can act on; [`store_message`] does.)
     #[error("sync state store: {}", store_message(.0))]
     Store(redb::Error),
+    /// The PostgreSQL state database failed.
+    #[error("{0}")]
+    Postgres(#[from] PgError),
+    /// Another daemon took the sync's lease over: this run's commit was refused.
+    #[error(
+        "sync `{sync}`: this daemon's lease (epoch {epoch}) was taken over by another daemon; its late commit was refused and nothing of it was written (the new owner runs the sync)"
+    )]
+    Fenced {
+        /// The sync.
+        sync: String,
+        /// The epoch this daemon held.
+        epoch: i64,
+    },
 }
 
 impl From<redb::Error> for StateError {
@@ -444,10 +479,24 @@ fn decode<T: DeserializeOwned>(k: &str, bytes: &[u8]) -> Result<T, StateError> {
     })
 }
 
+/// A daemon's hold on one sync (docs/fleet.md §3): every write of a run made through a
+/// store fenced by it checks, in the same transaction, that the lease still has this
+/// owner and epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The sync.
+    pub sync: String,
+    /// The daemon holding the lease.
+    pub owner: String,
+    /// The lease's epoch when it was claimed.
+    pub epoch: i64,
+}
+
 /// The sync state of every sync on this host.
 #[derive(Clone)]
 pub struct SyncStore {
-    db: Arc<Database>,
+    db: Db,
+    fence: Option<Arc<Fence>>,
 }
 
 impl std::fmt::Debug for SyncStore {
@@ -459,42 +508,50 @@ impl std::fmt::Debug for SyncStore {
 impl SyncStore {
     /// Opens the sync tables in a shared database, creating them or checking
     /// their layout version.
-    pub fn open(database: Arc<Database>) -> Result<Self, StateError> {
-        let tx = database.begin_write().map_err(db_err)?;
-        for t in ALL {
-            tx.open_table(t).map_err(db)?;
-        }
-        {
-            let mut meta = tx.open_table(META).map_err(db)?;
-            let found: Option<u32> = match meta.get(SCHEMA_KEY).map_err(db)? {
-                Some(v) => Some(decode(SCHEMA_KEY, v.value())?),
-                None => None,
-            };
-            match found {
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(StateError::NewerSchema {
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                Some(v) if v == SCHEMA_VERSION => {}
-                Some(_) | None => {
-                    meta.insert(SCHEMA_KEY, encode(&SCHEMA_VERSION).as_slice())
-                        .map_err(db)?;
-                }
+    pub fn open(database: impl Into<Db>) -> Result<Self, StateError> {
+        let backend = database.into();
+        if let Db::Redb(database) = &backend {
+            let tx = database.begin_write().map_err(db_err)?;
+            for t in ALL {
+                tx.open_table(t).map_err(db)?;
             }
+            tx.commit().map_err(db)?;
         }
-        tx.commit().map_err(db)?;
-        Ok(SyncStore { db: database })
+        let store = SyncStore {
+            db: backend,
+            fence: None,
+        };
+        store.write("", |t| {
+            let found: Option<u32> = t.get(META, SCHEMA_KEY)?;
+            match found {
+                Some(v) if v > SCHEMA_VERSION => Err(StateError::NewerSchema {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                }),
+                Some(v) if v == SCHEMA_VERSION => Ok(()),
+                Some(_) | None => t.put(META, SCHEMA_KEY, &SCHEMA_VERSION),
+            }
+        })?;
+        Ok(store)
     }
 
     /// The shared database.
-    pub fn database(&self) -> &Arc<Database> {
+    pub fn db(&self) -> &Db {
         &self.db
     }
 
+    /// This store, with every write of `fence.sync` checked against the lease (a run's
+    /// store in a fleet). redb has one process per file and ignores it.
+    pub fn fenced(&self, fence: Fence) -> SyncStore {
+        SyncStore {
+            db: self.db.clone(),
+            fence: Some(Arc::new(fence)),
+        }
+    }
+
     /// Like [`SyncStore::write`], but the commit is not flushed to disk until
-    /// the next durable commit (redb `Durability::None`). The engine uses it
+    /// the next durable commit (redb `Durability::None`; PostgreSQL
+    /// `synchronous_commit = off`). The engine uses it
     /// for per-batch commits inside a run; the run's final commit, which moves
     /// the cursors, is durable and persists them all at once. A crash loses at
     /// most those unflushed commits of the current run, which recovery
@@ -504,11 +561,7 @@ impl SyncStore {
         sync: &str,
         f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
-        let mut tx = self.db.begin_write().map_err(db_err)?;
-        tx.set_durability(redb::Durability::None).map_err(db)?;
-        let out = f(&Txn::new(&tx, sync))?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+        self.write_with(sync, false, f)
     }
 
     /// Runs `f` in one write transaction, committed (durably) when it returns `Ok`.
@@ -517,17 +570,78 @@ impl SyncStore {
         sync: &str,
         f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
-        let tx = self.db.begin_write().map_err(db_err)?;
-        let out = f(&Txn::new(&tx, sync))?;
-        tx.commit().map_err(db)?;
-        Ok(out)
+        self.write_with(sync, true, f)
+    }
+
+    fn write_with<R>(
+        &self,
+        sync: &str,
+        durable: bool,
+        f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        match &self.db {
+            Db::Redb(database) => {
+                let mut tx = database.begin_write().map_err(db_err)?;
+                if !durable {
+                    tx.set_durability(redb::Durability::None).map_err(db)?;
+                }
+                let out = f(&Txn::redb(&tx, sync))?;
+                tx.commit().map_err(db)?;
+                Ok(out)
+            }
+            Db::Postgres(pg) => {
+                let fence = self.fence.as_deref().filter(|f| f.sync == sync);
+                let txn = Txn::pg(pg, sync, durable)?;
+                match f(&txn) {
+                    Ok(out) => {
+                        txn.commit_pg(fence)?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        txn.rollback_pg();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    fn raw_get(&self, table: Table, k: &str) -> Result<Option<Vec<u8>>, StateError> {
+        match &self.db {
+            Db::Redb(database) => {
+                let tx = database.begin_read().map_err(db_err)?;
+                let t = tx.open_table(table).map_err(db)?;
+                Ok(t.get(k).map_err(db)?.map(|v| v.value().to_vec()))
+            }
+            Db::Postgres(pg) => Ok(pg.kv_get(TABLE_NAMES[slot(table)], k)?),
+        }
+    }
+
+    /// Rows with `lo <= key < hi`, in key order.
+    fn raw_range(
+        &self,
+        table: Table,
+        lo: &str,
+        hi: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        match &self.db {
+            Db::Redb(database) => {
+                let tx = database.begin_read().map_err(db_err)?;
+                let t = tx.open_table(table).map_err(db)?;
+                let mut out = Vec::new();
+                for row in t.range(lo..hi).map_err(db)? {
+                    let (k, v) = row.map_err(db)?;
+                    out.push((k.value().to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            }
+            Db::Postgres(pg) => Ok(pg.kv_range(TABLE_NAMES[slot(table)], lo, hi)?),
+        }
     }
 
     fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(table).map_err(db)?;
-        match t.get(k).map_err(db)? {
-            Some(v) => Ok(Some(decode(k, v.value())?)),
+        match self.raw_get(table, k)? {
+            Some(v) => Ok(Some(decode(k, &v)?)),
             None => Ok(None),
         }
     }
@@ -537,17 +651,14 @@ impl SyncStore {
         table: Table,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StateError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(table).map_err(db)?;
         let (lo, hi) = prefix_range(prefix);
-        let mut out = Vec::new();
-        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
-            let (k, v) = row.map_err(db)?;
-            let k = k.value().to_string();
-            let v = decode(&k, v.value())?;
-            out.push((k, v));
-        }
-        Ok(out)
+        self.raw_range(table, &lo, &hi)?
+            .into_iter()
+            .map(|(k, v)| {
+                let v = decode(&k, &v)?;
+                Ok((k, v))
+            })
+            .collect()
     }
 
     /// The sync's status.
@@ -585,22 +696,46 @@ impl SyncStore {
         sync: &str,
         ids: impl IntoIterator<Item = (Side, &'a str, &'a str)>,
     ) -> Result<Vec<Link>, StateError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let idx = tx.open_table(LINK_IDS).map_err(db)?;
-        let links = tx.open_table(LINKS).map_err(db)?;
+        let id_keys: Vec<String> = ids
+            .into_iter()
+            .map(|(side, entity, id)| key(&[sync, side.as_str(), entity, id]))
+            .collect();
         let mut out: BTreeMap<String, Link> = BTreeMap::new();
-        for (side, entity, id) in ids {
-            let k = key(&[sync, side.as_str(), entity, id]);
-            let Some(lk) = idx.get(k.as_str()).map_err(db)? else {
-                continue;
-            };
-            let lk: String = decode(&k, lk.value())?;
-            if out.contains_key(&lk) {
-                continue;
+        match &self.db {
+            // One read transaction: the index and the links it points at agree.
+            Db::Redb(database) => {
+                let tx = database.begin_read().map_err(db_err)?;
+                let idx = tx.open_table(LINK_IDS).map_err(db)?;
+                let links = tx.open_table(LINKS).map_err(db)?;
+                for k in &id_keys {
+                    let Some(lk) = idx.get(k.as_str()).map_err(db)? else {
+                        continue;
+                    };
+                    let lk: String = decode(k, lk.value())?;
+                    if out.contains_key(&lk) {
+                        continue;
+                    }
+                    let full = key(&[sync, &lk]);
+                    if let Some(v) = links.get(full.as_str()).map_err(db)? {
+                        out.insert(lk, decode(&full, v.value())?);
+                    }
+                }
             }
-            let full = key(&[sync, &lk]);
-            if let Some(v) = links.get(full.as_str()).map_err(db)? {
-                out.insert(lk, decode(&full, v.value())?);
+            // Two queries whatever the number of ids; a link removed between them is
+            // simply not returned (as if read a moment later).
+            Db::Postgres(pg) => {
+                let mut link_keys = Vec::new();
+                for (k, v) in pg.kv_get_many(TABLE_NAMES[slot(LINK_IDS)], &id_keys)? {
+                    let lk: String = decode(&k, &v)?;
+                    link_keys.push(key(&[sync, &lk]));
+                }
+                link_keys.sort();
+                link_keys.dedup();
+                let prefix = format!("{sync}\0");
+                for (k, v) in pg.kv_get_many(TABLE_NAMES[slot(LINKS)], &link_keys)? {
+                    let lk = k.strip_prefix(&prefix).unwrap_or(&k).to_string();
+                    out.insert(lk, decode(&k, &v)?);
+                }
             }
         }
         Ok(out.into_values().collect())
@@ -615,16 +750,12 @@ impl SyncStore {
     /// the next run whether or not their records changed.
     pub fn rechecks(&self, sync: &str) -> Result<Vec<Link>, StateError> {
         let prefix = key(&[sync, RECHECK]);
-        let keys: Vec<String> = {
-            let tx = self.db.begin_read().map_err(db_err)?;
-            let t = tx.open_table(META).map_err(db)?;
-            let (lo, hi) = prefix_range(&prefix);
-            t.range(lo.as_str()..hi.as_str())
-                .map_err(db)?
-                .map(|r| r.map(|(k, _)| k.value()[lo.len()..].to_string()))
-                .collect::<Result<_, _>>()
-                .map_err(db)?
-        };
+        let (lo, hi) = prefix_range(&prefix);
+        let keys: Vec<String> = self
+            .raw_range(META, &lo, &hi)?
+            .into_iter()
+            .map(|(k, _)| k[lo.len()..].to_string())
+            .collect();
         let mut out = Vec::new();
         for k in keys {
             if let Some(l) = self.link(sync, &k)? {
@@ -636,19 +767,42 @@ impl SyncStore {
 
     /// Number of links per entity pair.
     pub fn link_counts(&self, sync: &str) -> Result<BTreeMap<usize, usize>, StateError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let t = tx.open_table(LINKS).map_err(db)?;
         let (lo, hi) = prefix_range(sync);
         let mut counts = BTreeMap::new();
-        for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
-            let (k, _) = row.map_err(db)?;
-            let k = k.value();
+        let mut count = |k: &str| {
             let entity = k[lo.len()..]
                 .split('/')
                 .next()
                 .and_then(|s| s.parse::<usize>().ok())
                 .unwrap_or(0);
             *counts.entry(entity).or_insert(0) += 1;
+        };
+        match &self.db {
+            // Keys only: the links' values are never read.
+            Db::Redb(database) => {
+                let tx = database.begin_read().map_err(db_err)?;
+                let t = tx.open_table(LINKS).map_err(db)?;
+                for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+                    let (k, _) = row.map_err(db)?;
+                    count(k.value());
+                }
+            }
+            Db::Postgres(pg) => {
+                let c = pg.client_blocking()?;
+                let rows = pg.query(
+                    &c,
+                    "SELECT k FROM tandem_kv WHERE tbl = $1 AND k >= $2 AND k < $3",
+                    params![
+                        TABLE_NAMES[slot(LINKS)],
+                        lo.as_bytes().to_vec(),
+                        hi.as_bytes().to_vec()
+                    ],
+                )?;
+                for r in rows {
+                    let k: Vec<u8> = r.get(0);
+                    count(&String::from_utf8_lossy(&k));
+                }
+            }
         }
         Ok(counts)
     }
@@ -717,18 +871,7 @@ impl SyncStore {
         self.write(sync, |t| {
             let mut n = 0;
             for table in ALL {
-                n += t.with(table, |tb| {
-                    let keys: Vec<String> = tb
-                        .range(lo.as_str()..hi.as_str())
-                        .map_err(db)?
-                        .map(|r| r.map(|(k, _)| k.value().to_string()))
-                        .collect::<Result<_, _>>()
-                        .map_err(db)?;
-                    for k in &keys {
-                        tb.remove(k.as_str()).map_err(db)?;
-                    }
-                    Ok(keys.len())
-                })?;
+                n += t.remove_range(table, &lo, &hi)?;
             }
             Ok(n)
         })
@@ -739,15 +882,46 @@ fn db_err<E: Into<redb::Error>>(e: E) -> StateError {
     db(e)
 }
 
+/// Ends a failed transaction. A connection that cannot even roll back is not returned to
+/// the pool.
+fn rollback(pg: &Pg, client: Conn) {
+    if pg.batch(&client, "ROLLBACK").is_err()
+        && let Ok(client) = Arc::try_unwrap(client)
+    {
+        let _ = deadpool_postgres::Object::take(client);
+    }
+}
+
 type OpenTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
 
-/// A write transaction scoped to one sync. Tables are opened once per
-/// transaction and kept open until it ends.
+/// A write transaction scoped to one sync.
 pub struct Txn<'a> {
-    tx: &'a WriteTransaction,
     sync: &'a str,
-    /// Open tables, by position in `ALL`.
-    open: RefCell<Vec<Option<OpenTable<'a>>>>,
+    inner: TxnInner<'a>,
+}
+
+enum TxnInner<'a> {
+    /// Tables are opened once per transaction and kept open until it ends.
+    Redb {
+        tx: &'a WriteTransaction,
+        /// Open tables, by position in `ALL`.
+        open: RefCell<Vec<Option<OpenTable<'a>>>>,
+    },
+    Pg(PgTxn<'a>),
+}
+
+/// Writes of a PostgreSQL transaction not sent yet: (table slot, key) -> value, or
+/// `None` for a removal.
+type Overlay = BTreeMap<(usize, String), Option<Vec<u8>>>;
+
+/// A transaction on PostgreSQL. Writes are kept in `overlay` (reads see them) and sent
+/// at commit in one statement per table and kind, pipelined on the connection: a batch of
+/// a thousand links costs a few round trips, not thousands.
+struct PgTxn<'a> {
+    pg: &'a Pg,
+    client: Option<Conn>,
+    /// (table slot, key) -> new value, or `None` for a removal.
+    overlay: RefCell<Overlay>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -757,34 +931,155 @@ impl std::fmt::Debug for Txn<'_> {
 }
 
 impl<'a> Txn<'a> {
-    fn new(tx: &'a WriteTransaction, sync: &'a str) -> Self {
+    fn redb(tx: &'a WriteTransaction, sync: &'a str) -> Self {
         Txn {
-            tx,
             sync,
-            open: RefCell::new((0..ALL.len()).map(|_| None).collect()),
+            inner: TxnInner::Redb {
+                tx,
+                open: RefCell::new((0..ALL.len()).map(|_| None).collect()),
+            },
         }
     }
 
-    /// Runs `f` on an open table (opened on first use). `f` must not call
+    fn pg(pg: &'a Pg, sync: &'a str, durable: bool) -> Result<Self, StateError> {
+        let client = pg.client_blocking()?;
+        // An unflushed commit may be lost in a server crash, never half-applied.
+        let begin = if durable {
+            "BEGIN"
+        } else {
+            "BEGIN; SET LOCAL synchronous_commit = off"
+        };
+        pg.batch(&client, begin)?;
+        Ok(Txn {
+            sync,
+            inner: TxnInner::Pg(PgTxn {
+                pg,
+                client: Some(client),
+                overlay: RefCell::new(BTreeMap::new()),
+            }),
+        })
+    }
+
+    fn pg_parts(&self) -> Option<(&PgTxn<'a>, &Conn)> {
+        match &self.inner {
+            TxnInner::Pg(p) => Some((p, p.client.as_ref().expect("held until the end"))),
+            TxnInner::Redb { .. } => None,
+        }
+    }
+
+    /// Checks the fence, sends the buffered writes and commits.
+    fn commit_pg(mut self, fence: Option<&Fence>) -> Result<(), StateError> {
+        let TxnInner::Pg(p) = &mut self.inner else {
+            return Ok(());
+        };
+        let pg = p.pg;
+        let client = p.client.take().expect("held until the end");
+        let result = (|| {
+            if let Some(f) = fence {
+                // FOR SHARE: a takeover (which bumps the epoch) waits for this commit
+                // or has already made the check fail.
+                let held = pg.query(
+                    &client,
+                    "SELECT 1 FROM tandem_leases WHERE sync = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
+                    params![f.sync.clone(), f.owner.clone(), f.epoch],
+                )?;
+                if held.is_empty() {
+                    return Err(StateError::Fenced {
+                        sync: f.sync.clone(),
+                        epoch: f.epoch,
+                    });
+                }
+            }
+            let overlay = std::mem::take(&mut *p.overlay.borrow_mut());
+            // Per table: the keys and values to upsert, the keys to delete.
+            type Column = Vec<Vec<u8>>;
+            let mut puts: BTreeMap<usize, (Column, Column)> = BTreeMap::new();
+            let mut dels: BTreeMap<usize, Vec<Vec<u8>>> = BTreeMap::new();
+            for ((slot, k), v) in overlay {
+                match v {
+                    Some(v) => {
+                        let e = puts.entry(slot).or_default();
+                        e.0.push(k.into_bytes());
+                        e.1.push(v);
+                    }
+                    None => dels.entry(slot).or_default().push(k.into_bytes()),
+                }
+            }
+            let n = (puts.len() + dels.len()) as u64;
+            let c = client.clone();
+            let rows = pg
+                .wait(async move {
+                    let del = c
+                        .prepare_cached("DELETE FROM tandem_kv WHERE tbl = $1 AND k = ANY($2)")
+                        .await?;
+                    let put = c
+                        .prepare_cached(
+                            "INSERT INTO tandem_kv (tbl, k, v) SELECT $1, * FROM unnest($2::bytea[], $3::bytea[]) \
+                             ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
+                        )
+                        .await?;
+                    let mut pending = Vec::new();
+                    for (slot, keys) in &dels {
+                        let params: Vec<&(dyn ToSql + Sync)> = vec![&TABLE_NAMES[*slot], keys];
+                        pending.push(c.execute_raw(&del, params));
+                    }
+                    for (slot, (keys, values)) in &puts {
+                        let params: Vec<&(dyn ToSql + Sync)> =
+                            vec![&TABLE_NAMES[*slot], keys, values];
+                        pending.push(c.execute_raw(&put, params));
+                    }
+                    // Sent together: the connection pipelines them.
+                    let mut rows = 0u64;
+                    for r in futures::future::join_all(pending).await {
+                        rows += r?;
+                    }
+                    c.batch_execute("COMMIT").await?;
+                    Ok::<_, tokio_postgres::Error>(rows)
+                })
+                .map_err(|e| pg.error(e))?;
+            pg.count(n + 1, rows);
+            Ok(())
+        })();
+        if result.is_err() {
+            rollback(pg, client);
+        }
+        result
+    }
+
+    fn rollback_pg(mut self) {
+        if let TxnInner::Pg(p) = &mut self.inner
+            && let Some(client) = p.client.take()
+        {
+            rollback(p.pg, client);
+        }
+    }
+
+    /// Runs `f` on an open redb table (opened on first use). `f` must not call
     /// back into the transaction.
     fn with<R>(
         &self,
         table: Table,
         f: impl FnOnce(&mut OpenTable<'a>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
-        let slot = ALL
-            .iter()
-            .position(|t| t.name() == table.name())
-            .expect("a sync table");
-        let mut open = self.open.borrow_mut();
+        let TxnInner::Redb { tx, open } = &self.inner else {
+            unreachable!("redb tables only in a redb transaction")
+        };
+        let slot = slot(table);
+        let mut open = open.borrow_mut();
         if open[slot].is_none() {
-            open[slot] = Some(self.tx.open_table(table).map_err(db)?);
+            open[slot] = Some(tx.open_table(table).map_err(db)?);
         }
         f(open[slot].as_mut().expect("opened above"))
     }
 
     fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StateError> {
         let bytes = encode(v);
+        if let Some((p, _)) = self.pg_parts() {
+            p.overlay
+                .borrow_mut()
+                .insert((slot(table), k.to_string()), Some(bytes));
+            return Ok(());
+        }
         self.with(table, |t| {
             t.insert(k, bytes.as_slice()).map_err(db)?;
             Ok(())
@@ -792,6 +1087,26 @@ impl<'a> Txn<'a> {
     }
 
     fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
+        if let Some((p, client)) = self.pg_parts() {
+            let buffered = p
+                .overlay
+                .borrow()
+                .get(&(slot(table), k.to_string()))
+                .cloned();
+            let bytes = match buffered {
+                Some(v) => v,
+                None => {
+                    p.pg.query(
+                        client,
+                        "SELECT v FROM tandem_kv WHERE tbl = $1 AND k = $2",
+                        params![TABLE_NAMES[slot(table)], k.as_bytes().to_vec()],
+                    )?
+                    .first()
+                    .map(|r| r.get::<_, Vec<u8>>(0))
+                }
+            };
+            return bytes.map(|b| decode(k, &b)).transpose();
+        }
         self.with(table, |t| match t.get(k).map_err(db)? {
             Some(v) => Ok(Some(decode(k, v.value())?)),
             None => Ok(None),
@@ -799,9 +1114,81 @@ impl<'a> Txn<'a> {
     }
 
     fn remove(&self, table: Table, k: &str) -> Result<(), StateError> {
+        if let Some((p, _)) = self.pg_parts() {
+            p.overlay
+                .borrow_mut()
+                .insert((slot(table), k.to_string()), None);
+            return Ok(());
+        }
         self.with(table, |t| {
             t.remove(k).map_err(db)?;
             Ok(())
+        })
+    }
+
+    /// Rows with `lo <= key < hi` as of this transaction, in key order.
+    fn range(
+        &self,
+        table: Table,
+        lo: &str,
+        hi: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        if let Some((p, client)) = self.pg_parts() {
+            let slot = slot(table);
+            let mut rows: BTreeMap<String, Vec<u8>> =
+                crate::db::pg::kv_range_on(p.pg, client, TABLE_NAMES[slot], lo, hi)?
+                    .into_iter()
+                    .collect();
+            for ((s, k), v) in p.overlay.borrow().iter() {
+                if *s == slot && k.as_str() >= lo && k.as_str() < hi {
+                    match v {
+                        Some(v) => rows.insert(k.clone(), v.clone()),
+                        None => rows.remove(k),
+                    };
+                }
+            }
+            return Ok(rows.into_iter().collect());
+        }
+        self.with(table, |t| {
+            let mut out = Vec::new();
+            for row in t.range(lo..hi).map_err(db)? {
+                let (k, v) = row.map_err(db)?;
+                out.push((k.value().to_string(), v.value().to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes every row with `lo <= key < hi`; returns how many there were.
+    fn remove_range(&self, table: Table, lo: &str, hi: &str) -> Result<usize, StateError> {
+        if let Some((p, client)) = self.pg_parts() {
+            let slot = slot(table);
+            let n = self.range(table, lo, hi)?.len();
+            p.pg.execute(
+                client,
+                "DELETE FROM tandem_kv WHERE tbl = $1 AND k >= $2 AND k < $3",
+                params![
+                    TABLE_NAMES[slot],
+                    lo.as_bytes().to_vec(),
+                    hi.as_bytes().to_vec()
+                ],
+            )?;
+            p.overlay
+                .borrow_mut()
+                .retain(|(s, k), _| !(*s == slot && k.as_str() >= lo && k.as_str() < hi));
+            return Ok(n);
+        }
+        self.with(table, |tb| {
+            let keys: Vec<String> = tb
+                .range(lo..hi)
+                .map_err(db)?
+                .map(|r| r.map(|(k, _)| k.value().to_string()))
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            for k in &keys {
+                tb.remove(k.as_str()).map_err(db)?;
+            }
+            Ok(keys.len())
         })
     }
 
@@ -926,21 +1313,15 @@ impl<'a> Txn<'a> {
     /// Drops acknowledged outbox rows (their events stay in the log).
     pub fn purge_acked(&self) -> Result<usize, StateError> {
         let (lo, hi) = prefix_range(self.sync);
-        self.with(OUTBOX, |t| {
-            let mut acked = Vec::new();
-            for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
-                let (k, v) = row.map_err(db)?;
-                let k = k.value().to_string();
-                let e: OutboxEntry = decode(&k, v.value())?;
-                if e.status == OpStatus::Acked {
-                    acked.push(k);
-                }
+        let mut acked = 0;
+        for (k, v) in self.range(OUTBOX, &lo, &hi)? {
+            let e: OutboxEntry = decode(&k, &v)?;
+            if e.status == OpStatus::Acked {
+                self.remove(OUTBOX, &k)?;
+                acked += 1;
             }
-            for k in &acked {
-                t.remove(k.as_str()).map_err(db)?;
-            }
-            Ok(acked.len())
-        })
+        }
+        Ok(acked)
     }
 
     /// Stores a retry entry.
@@ -1188,10 +1569,11 @@ impl Txn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::{fresh, on_both_backends};
     use crate::sync::baseline::{FieldBase, LinkOrigin, LinkState};
     use crate::sync::model::{SidePair, Value};
-    use redb::StorageBackend;
     use redb::backends::InMemoryBackend;
+    use redb::{Database, StorageBackend};
 
     /// Runs and events written by builds that stored directions and kinds as text read
     /// as before and are written back byte for byte.
@@ -1221,7 +1603,7 @@ mod tests {
         assert_eq!(e.direction, Flow::BToA);
         assert_eq!(String::from_utf8(encode(&e)).unwrap(), event);
         // Through the store, as a file written by an older build is read.
-        let s = SyncStore::open(memory_db()).unwrap();
+        let s = SyncStore::open(fresh()).unwrap();
         s.write("s", |t| {
             t.put_run(&r)?;
             t.put_event(&e)
@@ -1328,12 +1710,56 @@ mod tests {
         }
     }
 
-    pub(crate) fn memory_db() -> Arc<Database> {
-        Arc::new(
-            Database::builder()
-                .create_with_backend(InMemoryBackend::new())
-                .unwrap(),
-        )
+    /// A row of another component (the plugins' storage) in the same database, under
+    /// a key that starts like a sync's.
+    struct OtherComponent;
+
+    impl OtherComponent {
+        fn new(d: &Db) -> Self {
+            match d {
+                Db::Redb(d) => {
+                    let tx = d.begin_write().unwrap();
+                    tx.open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
+                        .unwrap()
+                        .insert("one\0k", "v")
+                        .unwrap();
+                    tx.commit().unwrap();
+                }
+                Db::Postgres(pg) => {
+                    let c = pg.client_blocking().unwrap();
+                    pg.execute(
+                        &c,
+                        "INSERT INTO tandem_plugin_store (owner, connection, k, v) VALUES ('one', 'c', 'k', 'v')",
+                        vec![],
+                    )
+                    .unwrap();
+                }
+            }
+            OtherComponent
+        }
+
+        fn still_there(&self, d: &Db) -> bool {
+            match d {
+                Db::Redb(d) => {
+                    let tx = d.begin_read().unwrap();
+                    let t = tx
+                        .open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
+                        .unwrap();
+                    t.get("one\0k").unwrap().is_some_and(|v| v.value() == "v")
+                }
+                Db::Postgres(pg) => {
+                    let c = pg.client_blocking().unwrap();
+                    pg.query(
+                        &c,
+                        "SELECT 1 FROM tandem_plugin_store WHERE owner = 'one' AND v = 'v'",
+                        vec![],
+                    )
+                    .unwrap()
+                    .len()
+                        == 1
+                }
+            }
+        }
     }
 
     fn link(key: &str, a: Option<&str>, b: Option<&str>) -> Link {
@@ -1351,9 +1777,9 @@ mod tests {
         }
     }
 
-    #[test]
+    on_both_backends! {
     fn links_are_unique_per_side_id() {
-        let s = SyncStore::open(memory_db()).unwrap();
+        let s = SyncStore::open(fresh()).unwrap();
         s.write("s", |t| {
             t.put_link(&link("0/a/1", Some("1"), Some("9")), ("leads", "contacts"))
         })
@@ -1387,17 +1813,14 @@ mod tests {
         );
         assert_eq!(s.link_counts("s").unwrap()[&0], 2);
     }
+    }
 
-    #[test]
+    on_both_backends! {
     fn newer_schema_is_refused_with_a_clear_error() {
-        let d = memory_db();
-        SyncStore::open(d.clone()).unwrap();
-        let tx = d.begin_write().unwrap();
-        tx.open_table(META)
-            .unwrap()
-            .insert(SCHEMA_KEY, encode(&(SCHEMA_VERSION + 1)).as_slice())
+        let d = fresh();
+        let s = SyncStore::open(d.clone()).unwrap();
+        s.write("", |t| t.put(META, SCHEMA_KEY, &(SCHEMA_VERSION + 1)))
             .unwrap();
-        tx.commit().unwrap();
         let err = SyncStore::open(d).unwrap_err().to_string();
         assert!(
             err.contains("newer than this build") && err.contains("upgrade tandem"),
@@ -1405,39 +1828,28 @@ mod tests {
         );
     }
 
-    #[test]
+    }
+
+    on_both_backends! {
     fn an_older_layout_is_upgraded_in_place_and_its_links_still_read() {
-        let d = memory_db();
+        let d = fresh();
         let s = SyncStore::open(d.clone()).unwrap();
         s.write("s", |t| {
-            t.put_link(&link("0/a/1", Some("1"), Some("2")), ("c", "c"))
+            t.put_link(&link("0/a/1", Some("1"), Some("2")), ("c", "c"))?;
+            t.put(META, SCHEMA_KEY, &1u32)
         })
         .unwrap();
-        let tx = d.begin_write().unwrap();
-        tx.open_table(META)
-            .unwrap()
-            .insert(SCHEMA_KEY, encode(&1u32).as_slice())
-            .unwrap();
-        tx.commit().unwrap();
         let s = SyncStore::open(d.clone()).unwrap();
-        let tx = d.begin_read().unwrap();
-        let stored: u32 = decode(
-            SCHEMA_KEY,
-            tx.open_table(META)
-                .unwrap()
-                .get(SCHEMA_KEY)
-                .unwrap()
-                .unwrap()
-                .value(),
-        )
-        .unwrap();
-        assert_eq!(stored, SCHEMA_VERSION);
+        let stored: Option<u32> = s.get(META, SCHEMA_KEY).unwrap();
+        assert_eq!(stored, Some(SCHEMA_VERSION));
         assert_eq!(s.link_counts("s").unwrap()[&0], 1);
     }
 
-    #[test]
+    }
+
+    on_both_backends! {
     fn disconnect_wipes_one_sync_only() {
-        let d = memory_db();
+        let d = fresh();
         let s = SyncStore::open(d.clone()).unwrap();
         for sync in ["one", "one-more"] {
             s.write(sync, |t| {
@@ -1458,13 +1870,8 @@ mod tests {
             })
             .unwrap();
         }
-        // Another component's table in the same database.
-        let tx = d.begin_write().unwrap();
-        tx.open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
-            .unwrap()
-            .insert("one\0k", "v")
-            .unwrap();
-        tx.commit().unwrap();
+        // Another component's row in the same database.
+        let other = OtherComponent::new(&d);
 
         assert!(s.disconnect("one").unwrap() >= 6);
         assert!(s.links("one").unwrap().is_empty());
@@ -1475,16 +1882,13 @@ mod tests {
         assert_eq!(s.links("one-more").unwrap().len(), 1);
         assert_eq!(s.status("one-more").unwrap(), SyncStatus::Paused);
         assert_eq!(s.events("one-more", 1).unwrap().len(), 1);
-        let tx = d.begin_read().unwrap();
-        let t = tx
-            .open_table(TableDefinition::<&str, &str>::new("plugin_storage"))
-            .unwrap();
-        assert_eq!(t.get("one\0k").unwrap().unwrap().value(), "v");
+        assert!(other.still_there(&d));
+    }
     }
 
-    #[test]
+    on_both_backends! {
     fn runs_get_increasing_ids_and_retries_round_trip() {
-        let s = SyncStore::open(memory_db()).unwrap();
+        let s = SyncStore::open(fresh()).unwrap();
         let r1 = s.write("s", |t| t.begin_run(RunKind::Full, 1)).unwrap();
         let r2 = s
             .write("s", |t| t.begin_run(RunKind::Incremental, 2))
@@ -1503,5 +1907,6 @@ mod tests {
         assert_eq!(s.retries("s").unwrap(), vec![e]);
         s.write("s", |t| t.remove_retry(0, Side::B, "7")).unwrap();
         assert!(s.retries("s").unwrap().is_empty());
+    }
     }
 }

@@ -4,12 +4,10 @@
 //! a run at every point and restart it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use redb::Database;
-use redb::backends::InMemoryBackend;
+use std::sync::Mutex;
 
 use super::*;
+use crate::db::testing::{fresh, on_both_backends};
 use crate::sync::baseline::LinkState;
 use crate::sync::memory::MemoryApp;
 use crate::sync::model::Value;
@@ -75,14 +73,6 @@ fn t(s: &str) -> Value {
     Value::Text(s.into())
 }
 
-fn memory_db() -> Arc<Database> {
-    Arc::new(
-        Database::builder()
-            .create_with_backend(InMemoryBackend::new())
-            .unwrap(),
-    )
-}
-
 fn world(dir: Direction, batch: u32) -> World {
     let fs = MemoryApp::new("leads", "fs", fs_schema()).with_batch(batch);
     let fm = MemoryApp::new("contacts", "fm", fm_schema())
@@ -91,7 +81,7 @@ fn world(dir: Direction, batch: u32) -> World {
     let list = fm.add_container("Newsletter");
     let mut policy = SyncPolicy::new("fs-fm", vec![EntityPair::new("leads", "contacts")], dir);
     policy.scope.b = Scope::Container("Newsletter".into());
-    let store = SyncStore::open(memory_db()).unwrap();
+    let store = SyncStore::open(fresh()).unwrap();
     World {
         fs,
         fm,
@@ -193,7 +183,7 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-#[test]
+on_both_backends! {
 fn initial_two_way_sync_links_creates_and_the_second_run_writes_nothing() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -240,8 +230,9 @@ fn initial_two_way_sync_links_creates_and_the_second_run_writes_nothing() {
         assert_eq!(w.store.links("fs-fm").unwrap().len(), 3);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn incremental_edits_flow_both_ways_and_reformatting_is_not_echoed() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -272,8 +263,9 @@ fn incremental_edits_flow_both_ways_and_reformatting_is_not_echoed() {
         assert!(r3.plan.ops.is_empty(), "{:#?}", r3.plan.ops);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn expired_cursor_falls_back_to_a_full_listing_compared_with_the_baseline() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -291,8 +283,9 @@ fn expired_cursor_falls_back_to_a_full_listing_compared_with_the_baseline() {
         assert!(w.run(3000).await.plan.ops.is_empty());
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn removed_from_the_list_detaches_instead_of_deleting() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -322,8 +315,9 @@ fn removed_from_the_list_detaches_instead_of_deleting() {
         assert_eq!(bob_link.state, LinkState::Detached(Side::B));
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn failed_writes_are_retried_with_backoff_then_parked() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -380,8 +374,9 @@ fn failed_writes_are_retried_with_backoff_then_parked() {
         );
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn a_failing_pull_stops_the_run_without_state_changes() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -411,8 +406,9 @@ fn a_failing_pull_stops_the_run_without_state_changes() {
         assert_eq!(r.counters[&Flow::AToB].updated, 1);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn invalid_writes_are_parked_at_once() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -426,8 +422,9 @@ fn invalid_writes_are_parked_at_once() {
         assert!(w.fm.records().is_empty());
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn lost_create_response_is_found_by_marker_not_duplicated() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -451,8 +448,9 @@ fn lost_create_response_is_found_by_marker_not_duplicated() {
         assert!(w.run(6000).await.plan.ops.is_empty());
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn pause_stops_reads_and_writes_until_resume() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -467,10 +465,11 @@ fn pause_stops_reads_and_writes_until_resume() {
         assert_eq!(w.fm.records().len(), 1);
     });
 }
+}
 
+on_both_backends! {
 /// The operator pauses while a run is in progress (between its writes and its
 /// cursors): the sync stays paused after the run ends, it is not set active again.
-#[test]
 fn a_pause_during_a_run_outlives_the_run() {
     struct PauseAt<'a>(&'a SyncStore);
     impl Hooks for PauseAt<'_> {
@@ -499,8 +498,9 @@ fn a_pause_during_a_run_outlives_the_run() {
         assert_eq!(w.store.status("fs-fm").unwrap(), SyncStatus::Paused);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn dry_run_reads_but_writes_nothing() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -525,8 +525,9 @@ fn dry_run_reads_but_writes_nothing() {
         assert!(w.store.links("fs-fm").unwrap().is_empty());
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn disconnect_wipes_state_and_a_new_sync_relinks_without_duplicates() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -547,8 +548,9 @@ fn disconnect_wipes_state_and_a_new_sync_relinks_without_duplicates() {
         w.assert_no_duplicates();
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn breaker_halts_when_the_list_is_emptied_and_force_resumes() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -591,8 +593,9 @@ fn breaker_halts_when_the_list_is_emptied_and_force_resumes() {
         assert_eq!(w.store.status("fs-fm").unwrap(), SyncStatus::Active);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn halted_run_keeps_its_cursors_so_a_forced_run_applies_the_withheld_changes() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -635,8 +638,9 @@ fn halted_run_keeps_its_cursors_so_a_forced_run_applies_the_withheld_changes() {
         );
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn seed_dnd_in_freshsales_unsubscribes_and_removes_from_the_list() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -659,8 +663,9 @@ fn seed_dnd_in_freshsales_unsubscribes_and_removes_from_the_list() {
         );
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn seed_unsubscribe_in_freshmarketer_becomes_dnd_in_one_way_fm_to_fs() {
     rt().block_on(async {
         let w = world(Direction::BToA, 50);
@@ -687,8 +692,9 @@ fn seed_unsubscribe_in_freshmarketer_becomes_dnd_in_one_way_fm_to_fs() {
         );
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn run_log_has_per_direction_events_with_reasons() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -705,6 +711,7 @@ fn run_log_has_per_direction_events_with_reasons() {
         assert_eq!(runs[0].outcome, "ok");
         assert_eq!(runs[0].counters[&Flow::AToB].created, 1);
     });
+}
 }
 
 struct Upper;
@@ -738,7 +745,7 @@ impl Mappers for Upper {
     }
 }
 
-#[test]
+on_both_backends! {
 fn mappers_transform_drop_and_fail_records() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -772,6 +779,7 @@ fn mappers_transform_drop_and_fail_records() {
             again.plan.ops
         );
     });
+}
 }
 
 // ---------- crash tests ----------
@@ -866,7 +874,7 @@ async fn scenario(crash: Option<(usize, &AbortAt)>) -> (World, bool) {
     (w, fired)
 }
 
-#[test]
+on_both_backends! {
 fn crash_at_any_point_converges_without_loss_or_duplicates() {
     rt().block_on(async {
         let (reference, _) = scenario(None).await;
@@ -920,8 +928,9 @@ fn crash_at_any_point_converges_without_loss_or_duplicates() {
         );
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn tombstones_expire_after_the_retention_and_drop_a_link_deleted_on_both_sides() {
     rt().block_on(async {
         const DAY: i64 = 86_400;
@@ -978,11 +987,12 @@ fn tombstones_expire_after_the_retention_and_drop_a_link_deleted_on_both_sides()
         assert_eq!(w.fm.records().len(), 1, "Carol");
     });
 }
+}
 
+on_both_backends! {
 /// An ambiguous match stays ambiguous when a later incremental run reads only one of
 /// its candidates (the one that changed): the others are read again, so the match is
 /// never guessed from part of them.
-#[test]
 fn an_ambiguity_is_judged_on_all_its_candidates_in_an_incremental_run() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -997,4 +1007,5 @@ fn an_ambiguity_is_judged_on_all_its_candidates_in_an_incremental_run() {
         assert_eq!(r2.plan.ambiguous.len(), 1, "{:#?}", r2.plan.ambiguous);
         assert!(w.store.links("fs-fm").unwrap().is_empty());
     });
+}
 }

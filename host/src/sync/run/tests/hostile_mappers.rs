@@ -65,7 +65,7 @@ async fn run_with<M: Mappers>(w: &World, mappers: &M, now: i64) -> RunReport {
         .unwrap()
 }
 
-#[test]
+on_both_backends! {
 fn forged_ids_and_extra_results_change_nothing_but_the_records_given() {
     rt().block_on(async {
         let mut w = world(Direction::AToB, 50);
@@ -87,8 +87,9 @@ fn forged_ids_and_extra_results_change_nothing_but_the_records_given() {
         assert!(again.plan.ops.is_empty(), "{:#?}", again.plan.ops);
     });
 }
+}
 
-#[test]
+on_both_backends! {
 fn a_missing_mapper_result_fails_that_record_only() {
     rt().block_on(async {
         let mut w = world(Direction::AToB, 50);
@@ -106,4 +107,5 @@ fn a_missing_mapper_result_fails_that_record_only() {
             assert_eq!(records[0].fields["first_name"], t(&name), "{email}");
         }
     });
+}
 }

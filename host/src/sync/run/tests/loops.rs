@@ -37,7 +37,7 @@ impl Mappers for Flip {
     }
 }
 
-#[test]
+on_both_backends! {
 fn a_mapper_ping_pong_is_quarantined_and_writes_stop() {
     rt().block_on(async {
         let mut w = world(Direction::TwoWay, 50);
@@ -94,4 +94,5 @@ fn a_mapper_ping_pong_is_quarantined_and_writes_stop() {
         assert_eq!(l.state, LinkState::Linked);
         assert!(!l.review.recheck, "read and planned: no longer pending");
     });
+}
 }

@@ -4,9 +4,9 @@
 
 use super::*;
 
+on_both_backends! {
 /// A create reached the app, but its answer was lost and its list add never
 /// happened (the connector adds a created record to its lists after creating it).
-#[test]
 fn a_recovered_create_joins_its_list_and_waits_for_no_retry() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -38,10 +38,11 @@ fn a_recovered_create_joins_its_list_and_waits_for_no_retry() {
         assert!(r.plan.ops.is_empty(), "{:#?}", r.plan.ops);
     });
 }
+}
 
+on_both_backends! {
 /// An update committed, its answer was lost: once the next run finds both apps
 /// agreeing, no record is left "retrying".
-#[test]
 fn a_lost_answer_to_an_update_leaves_nothing_retrying_once_the_apps_agree() {
     rt().block_on(async {
         let w = world(Direction::TwoWay, 50);
@@ -61,13 +62,14 @@ fn a_lost_answer_to_an_update_leaves_nothing_retrying_once_the_apps_agree() {
         assert_eq!(fm["jane@x.io"][0].fields["first_name"], t("Janet"));
     });
 }
+}
 
+on_both_backends! {
 /// Jane's Freshsales record changed after her Freshmarketer record, outside the
 /// list: the first run plans to write her name to Freshmarketer and to add her to
 /// the list. A crash before anything was sent makes recovery replay the list add,
 /// which moves her Freshmarketer change time past Freshsales': the restart must
 /// still let Freshsales win, as the first attempt decided.
-#[test]
 fn a_crash_does_not_flip_most_recent() {
     rt().block_on(async {
         for crash in [None, Some(Point::Recorded), Some(Point::BeforeSend)] {
@@ -111,4 +113,5 @@ fn a_crash_does_not_flip_most_recent() {
             assert!(w.fm.members(&w.list).contains(&b), "crash at {crash:?}");
         }
     });
+}
 }
