@@ -7,6 +7,7 @@ mod control_api;
 mod demo;
 mod economy;
 mod fidelity;
+mod fleet;
 mod hostile;
 mod rate_headers;
 mod sync_e2e;

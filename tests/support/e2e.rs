@@ -108,7 +108,7 @@ pub fn small() -> Sizes {
 
 /// A compile cache shared by every world of this test binary (compiling the connectors
 /// in a debug build takes seconds; the cache makes it once).
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     // A subdirectory, so that the cache's key (`cache.key`, beside it) is cleaned up too.
     DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))

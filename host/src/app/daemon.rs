@@ -17,6 +17,10 @@
 //!   interruption), then wipes the sync's state and logs.
 //! - Shutdown is graceful: no new runs start, runs in progress may finish within a grace
 //!   period, then they are cancelled.
+//! - With the state on PostgreSQL, every daemon has a worker per sync but runs only the
+//!   syncs whose lease it holds ([`super::fleet`]); a trigger or webhook for a sync
+//!   another daemon owns wakes that daemon through the database, and shutdown gives the
+//!   leases back.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,8 +30,9 @@ use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::fleet::Fleet;
 use super::report::{RunLog, SyncSummary};
-use super::{Host, HostError, unix_now};
+use super::{Host, HostError, RunLease, unix_now};
 use crate::sync::state::{RunKind, SyncStatus};
 use crate::sync::{RunOptions, RunOutcome, RunReport};
 
@@ -74,6 +79,8 @@ struct Inner {
     /// Cancel runs in progress.
     hard: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The fleet, when the state is on PostgreSQL.
+    fleet: Option<Arc<Fleet>>,
 }
 
 /// The running daemon. Cheap to clone.
@@ -91,6 +98,16 @@ pub enum DaemonError {
     /// The run was cancelled (shutdown or disconnect).
     #[error("sync `{0}`: the run was cancelled")]
     Cancelled(String),
+    /// Another daemon of the fleet owns the sync.
+    #[error(
+        "sync `{sync}` runs on daemon `{owner}`, which holds its lease: it was asked to run it now (see `tandem sync status` and `tandem sync logs`)"
+    )]
+    NotOwner {
+        /// The sync.
+        sync: String,
+        /// Its owner, or "no daemon yet".
+        owner: String,
+    },
 }
 
 impl Daemon {
@@ -124,6 +141,14 @@ impl Daemon {
                 }),
             );
         }
+        let fleet = match host.store().db().postgres() {
+            Some(pg) => Some(Arc::new(Fleet::join(
+                pg.clone(),
+                &host.config().daemon.fleet,
+                workers.keys().cloned().collect(),
+            )?)),
+            None => None,
+        };
         let daemon = Daemon {
             inner: Arc::new(Inner {
                 host,
@@ -131,6 +156,7 @@ impl Daemon {
                 soft: watch::channel(false).0,
                 hard: watch::channel(false).0,
                 tasks: Mutex::new(Vec::new()),
+                fleet,
             }),
         };
         let mut tasks = Vec::new();
@@ -138,7 +164,12 @@ impl Daemon {
             tasks.push(tokio::spawn(schedule(daemon.clone(), w.clone())));
         }
         *daemon.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
-        tracing::info!(syncs = daemon.inner.workers.len(), "daemon started");
+        if let Some(f) = &daemon.inner.fleet {
+            tokio::spawn(heartbeat(daemon.clone(), f.clone()));
+            tracing::info!(syncs = daemon.inner.workers.len(), daemon = f.id(), lease_ttl = ?f.ttl(), "daemon started in a fleet");
+        } else {
+            tracing::info!(syncs = daemon.inner.workers.len(), "daemon started");
+        }
         Ok(daemon)
     }
 
@@ -179,7 +210,14 @@ impl Daemon {
             before = after;
             list = self.inner.host.status(only)?;
         }
+        let mine = self.inner.fleet.as_ref().map(|f| f.holding());
         for s in &mut list {
+            // Another daemon's sync: its run record and lease say what it does.
+            if mine.as_ref().is_some_and(|m| !m.contains(&s.name)) {
+                s.running =
+                    !s.lease_expired && s.last_run.as_ref().is_some_and(|r| r.outcome == "running");
+                continue;
+            }
             if let Some(w) = self.inner.workers.get(&s.name) {
                 let st = w.state();
                 s.running = st.running;
@@ -219,9 +257,28 @@ impl Daemon {
         Ok(())
     }
 
-    /// Asks for a run now (returns at once; the run is scheduled).
+    /// Asks for a run now (returns at once; the run is scheduled, by the owner of the
+    /// sync's lease in a fleet).
     pub fn trigger(&self, name: &str) -> Result<(), HostError> {
-        self.worker(name)?.trigger.notify_one();
+        let w = self.worker(name)?;
+        self.wake(w)
+    }
+
+    /// Wakes a worker here, or the sync's owner through the database.
+    fn wake(&self, w: &Worker) -> Result<(), HostError> {
+        match &self.inner.fleet {
+            Some(f) if f.fence(&w.name).is_none() => {
+                let pg = self
+                    .inner
+                    .host
+                    .store()
+                    .db()
+                    .postgres()
+                    .expect("a fleet is on postgres");
+                super::fleet::wake(pg, &w.name)?;
+            }
+            _ => w.trigger.notify_one(),
+        }
         Ok(())
     }
 
@@ -258,7 +315,11 @@ impl Daemon {
         let mut syncs = Vec::new();
         for w in self.inner.workers.values() {
             if w.connections.0 == connection || w.connections.1 == connection {
-                w.hint.notify_one();
+                match &self.inner.fleet {
+                    // Another daemon's sync: its owner's next heartbeat sees the wake-up.
+                    Some(f) if f.fence(&w.name).is_none() => self.wake(w)?,
+                    _ => w.hint.notify_one(),
+                }
                 syncs.push(w.name.clone());
             }
         }
@@ -270,6 +331,22 @@ impl Daemon {
     /// Runs a sync now and waits for its report (after any run in progress).
     pub async fn run_now(&self, name: &str, opts: RunOptions) -> Result<RunReport, DaemonError> {
         let w = self.worker(name)?.clone();
+        if let Some(f) = &self.inner.fleet
+            && f.fence(name).is_none()
+        {
+            self.wake(&w)?;
+            let owner = self
+                .inner
+                .host
+                .status(Some(name))?
+                .first()
+                .and_then(|s| s.owner.clone())
+                .unwrap_or_else(|| "no daemon yet".into());
+            return Err(DaemonError::NotOwner {
+                sync: name.into(),
+                owner,
+            });
+        }
         run_once(self, &w, opts).await
     }
 
@@ -301,6 +378,16 @@ impl Daemon {
             );
             self.inner.hard.send_replace(true);
             all.await;
+        }
+        if let Some(f) = self.inner.fleet.clone() {
+            // Others take the syncs over at their next heartbeat, not after the TTL.
+            match tokio::task::spawn_blocking(move || f.leave()).await {
+                Ok(Ok(())) => tracing::info!("leases given back to the fleet"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot give the leases back; they expire after the TTL")
+                }
+                Err(_) => {}
+            }
         }
         tracing::info!("daemon stopped");
     }
@@ -345,6 +432,17 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
         if paused {
             continue;
         }
+        let lease = match &d.inner.fleet {
+            None => None,
+            Some(f) => match f.fence(&w.name) {
+                Some(fence) => Some(RunLease {
+                    fence,
+                    fleet: f.clone(),
+                }),
+                // Not ours: its owner runs it; a claim triggers this worker.
+                None => continue,
+            },
+        };
         let started = unix_now();
         let full = w
             .state()
@@ -355,7 +453,7 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
             ..RunOptions::default()
         };
         // Errors are logged and kept for status; the schedule goes on.
-        if let Ok(r) = run_once(&d, &w, opts).await
+        if let Ok(r) = run_leased(&d, &w, opts, lease).await
             && full
             && r.outcome == RunOutcome::Completed
         {
@@ -366,8 +464,72 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
     w.state().next_run_at = None;
 }
 
+/// Heartbeats of a fleet member until the daemon stops scheduling.
+async fn heartbeat(d: Daemon, fleet: Arc<Fleet>) {
+    let mut soft = d.inner.soft.subscribe();
+    let mut failing = false;
+    loop {
+        let busy = d
+            .inner
+            .workers
+            .values()
+            .filter(|w| w.state().running)
+            .map(|w| w.name.clone())
+            .collect();
+        let f = fleet.clone();
+        match tokio::task::spawn_blocking(move || f.beat(&busy)).await {
+            Ok(Ok(beat)) => {
+                if failing {
+                    tracing::info!("state database reachable again: leases renewed");
+                    failing = false;
+                }
+                for s in &beat.lost {
+                    tracing::warn!(sync = %s, "lease lost: another daemon owns the sync now");
+                }
+                for s in &beat.released {
+                    tracing::info!(sync = %s, "lease released to share the syncs with a new daemon");
+                }
+                for s in beat.claimed.iter().chain(&beat.woken) {
+                    if beat.claimed.contains(s) {
+                        tracing::info!(sync = %s, "lease claimed");
+                    }
+                    if let Some(w) = d.inner.workers.get(s) {
+                        w.trigger.notify_one();
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                // The runs check the lease's age themselves and stop once it may be lost.
+                tracing::warn!(error = %e, "cannot renew the leases; retrying");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(fleet.period()) => {}
+            () = flag(&mut soft) => break,
+        }
+    }
+}
+
 /// One run in its own task, so that disconnect and shutdown can cancel it.
 async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunReport, DaemonError> {
+    let lease = d.inner.fleet.as_ref().and_then(|f| {
+        f.fence(&w.name).map(|fence| RunLease {
+            fence,
+            fleet: f.clone(),
+        })
+    });
+    run_leased(d, w, opts, lease).await
+}
+
+/// A run under the sync's lease, when there is a fleet.
+async fn run_leased(
+    d: &Daemon,
+    w: &Arc<Worker>,
+    opts: RunOptions,
+    lease: Option<RunLease>,
+) -> Result<RunReport, DaemonError> {
     let _one_at_a_time = w.run_lock.lock().await;
     let host = d.inner.host.clone();
     let name = w.name.clone();
@@ -380,7 +542,7 @@ async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunRe
             return Ok(r);
         }
         let p = host.prepare(&name, paused).await?;
-        host.run_prepared(&p, opts).await
+        host.run_leased(&p, opts, lease.as_ref()).await
     });
     w.state().current = Some(handle.abort_handle());
     let mut hard = d.inner.hard.subscribe();

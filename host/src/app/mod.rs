@@ -20,6 +20,7 @@ pub mod budget;
 pub mod control;
 pub mod convert;
 pub mod daemon;
+pub mod fleet;
 pub mod report;
 pub mod state_file;
 pub mod webhook;
@@ -32,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError, Env, PluginConfig};
+use crate::db::{Db, Pg, PgOptions};
 use crate::runtime::types::{AccountInfo, PluginInfo};
 use crate::runtime::{
     CallError, ConnectError, LoadError, MapperClient, Plugin, Resolve, Runtime, RuntimeOptions,
@@ -52,6 +54,9 @@ pub use state_file::{StateFile, StateFileError};
 /// Why the host could not do what was asked. One line each, saying what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The PostgreSQL state database cannot be used.
+    #[error(transparent)]
+    Database(#[from] crate::db::PgError),
     /// The state file is locked or cannot be opened.
     #[error(transparent)]
     StateFile(#[from] StateFileError),
@@ -105,6 +110,11 @@ pub enum HostError {
     /// A run failed.
     #[error(transparent)]
     Engine(Box<EngineError>),
+    /// This daemon lost a sync's lease during a run.
+    #[error(
+        "sync `{0}`: this daemon lost the sync's lease during the run (it could not renew it in time, or another daemon took over); the run stopped before sending more writes, and the owner carries on"
+    )]
+    LeaseLost(String),
     /// An operator decision cannot be applied.
     #[error("{0}")]
     Resolve(String),
@@ -223,7 +233,8 @@ pub struct Host {
     plugins: tokio::sync::Mutex<BTreeMap<String, Arc<Plugin>>>,
     connections: tokio::sync::Mutex<BTreeMap<String, Arc<CheckedConnection>>>,
     budgets: Budgets,
-    _state: StateFile,
+    /// The redb file's lock (none on PostgreSQL).
+    _state: Option<StateFile>,
 }
 
 impl std::fmt::Debug for Host {
@@ -277,9 +288,33 @@ pub fn unix_now() -> i64 {
 impl Host {
     /// Opens the state file and starts the runtime. Nothing is loaded or contacted yet.
     pub fn open(config: Config, options: HostOptions) -> Result<Self, HostError> {
-        let state = StateFile::open(&config.state.path, &options.command)?;
-        let db = state.database().clone();
-        let store = SyncStore::open(db.clone())?;
+        let (state, backend) = match &config.state.postgres {
+            None => {
+                let state = StateFile::open(&config.state.path, &options.command)?;
+                let db = Db::Redb(state.database().clone());
+                (Some(state), db)
+            }
+            Some(pc) => {
+                let opts = PgOptions {
+                    url: pc.url.read(&options.env)?,
+                    tls: pc.tls,
+                    ca_file: pc.ca_file.clone(),
+                    pool_size: pc.pool_size,
+                };
+                (None, Db::Postgres(Pg::connect(&opts)?))
+            }
+        };
+        let store = SyncStore::open(backend.clone())?;
+        // Plugin storage moves to the state interface with the next change; until then
+        // a PostgreSQL host keeps it in memory.
+        let db = match &backend {
+            Db::Redb(db) => db.clone(),
+            Db::Postgres(_) => Arc::new(
+                redb::Database::builder()
+                    .create_with_backend(redb::backends::InMemoryBackend::new())
+                    .map_err(|e| StateError::Store(e.into()))?,
+            ),
+        };
         let cache_dir = options
             .cache_dir
             .clone()
@@ -494,8 +529,24 @@ impl Host {
     pub async fn run_prepared(
         &self,
         p: &PreparedSync,
-        mut opts: RunOptions,
+        opts: RunOptions,
     ) -> Result<RunReport, HostError> {
+        self.run_leased(p, opts, None).await
+    }
+
+    /// Runs a prepared sync once under a fleet lease: every commit is fenced by the
+    /// lease's epoch, and the run stops before its next step once this daemon may no
+    /// longer hold the lease (docs/fleet.md §3).
+    pub async fn run_leased(
+        &self,
+        p: &PreparedSync,
+        mut opts: RunOptions,
+        lease: Option<&RunLease>,
+    ) -> Result<RunReport, HostError> {
+        let store = match lease {
+            Some(l) => self.store.fenced(l.fence.clone()),
+            None => self.store.clone(),
+        };
         if opts.now == 0 {
             opts.now = unix_now();
         }
@@ -504,20 +555,21 @@ impl Host {
         p.a.set_initial(initial || opts.full);
         p.b.set_initial(initial || opts.full);
         let hooks = ProgressHooks {
-            store: &self.store,
+            store: &store,
             sync: &p.name,
             progress: &p.progress,
+            lease,
         };
-        let engine = Engine::new(
-            &p.policy,
-            &self.store,
-            SidePair::new(&p.a, &p.b),
-            &p.mappers,
-        )
-        .with_names(&p.names.0, &p.names.1)
-        .with_hooks(&hooks);
-        let report = engine.run(opts).await?;
-        Ok(report)
+        let engine = Engine::new(&p.policy, &store, SidePair::new(&p.a, &p.b), &p.mappers)
+            .with_names(&p.names.0, &p.names.1)
+            .with_hooks(&hooks);
+        match engine.run(opts).await {
+            Ok(report) => Ok(report),
+            Err(crate::sync::EngineError::Aborted(_)) if lease.is_some() => {
+                Err(HostError::LeaseLost(p.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Prepares and runs sync `name` once. A paused sync is not even prepared: no
@@ -744,6 +796,16 @@ impl Host {
             }
             out.push(report::summary(&self.store, cfg)?);
         }
+        if let Some(pg) = self.store.db().postgres() {
+            let leases = fleet::leases(pg)?;
+            for s in &mut out {
+                if let Some(l) = leases.get(&s.name) {
+                    s.owner = l.owner.clone();
+                    s.lease_age_secs = l.age_secs.map(|a| a.max(0.0) as u64);
+                    s.lease_expired = l.owner.is_some() && l.expired;
+                }
+            }
+        }
         Ok(out)
     }
 
@@ -831,10 +893,31 @@ struct ProgressHooks<'a> {
     store: &'a SyncStore,
     sync: &'a str,
     progress: &'a RunProgress,
+    lease: Option<&'a RunLease>,
+}
+
+/// A fleet lease a run holds: its fence, and the daemon's view of whether it still holds it.
+#[derive(Debug, Clone)]
+pub struct RunLease {
+    /// Checked by every commit of the run.
+    pub fence: crate::sync::state::Fence,
+    /// Checked before every step of the run.
+    pub fleet: Arc<fleet::Fleet>,
 }
 
 impl Hooks for ProgressHooks<'_> {
     fn at(&self, point: Point) -> Result<(), Aborted> {
+        if let Some(l) = self.lease
+            && !l.fleet.still_holds(&l.fence)
+        {
+            tracing::warn!(
+                sync = self.sync,
+                epoch = l.fence.epoch,
+                ?point,
+                "lease lost: stopping the run before it writes more"
+            );
+            return Err(Aborted);
+        }
         if point == Point::Recorded {
             let planned = self
                 .store

@@ -49,6 +49,16 @@ pub struct SyncSummary {
     /// The daemon's view: the next scheduled run (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_run_at: Option<i64>,
+    /// A fleet (state on PostgreSQL): the daemon that owns the sync's lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// A fleet: seconds since the owner claimed the lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_age_secs: Option<u64>,
+    /// A fleet: the owner stopped renewing the lease; another daemon takes the sync
+    /// over at its next heartbeat.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lease_expired: bool,
 }
 
 /// A link waiting for the operator, with the command that settles it.
@@ -157,6 +167,9 @@ pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, State
         running: false,
         last_error: None,
         next_run_at: None,
+        owner: None,
+        lease_age_secs: None,
+        lease_expired: false,
     })
 }
 

@@ -607,7 +607,11 @@ fn print_status(list: &[SyncSummary], json: bool) {
         );
         return;
     }
-    let mut t = table(vec![
+    // A fleet (state on PostgreSQL): which daemon owns each sync, since when.
+    let fleet = list
+        .iter()
+        .any(|s| s.owner.is_some() || s.lease_age_secs.is_some());
+    let mut head = vec![
         "Sync",
         "Apps",
         "Direction",
@@ -621,7 +625,11 @@ fn print_status(list: &[SyncSummary], json: bool) {
         "Links",
         "Retrying",
         "Parked",
-    ]);
+    ];
+    if fleet {
+        head.push("Owner (lease age)");
+    }
+    let mut t = table(head);
     for s in list {
         let (last, outcome, created, updated, failed) = match &s.last_run {
             Some(r) => {
@@ -658,7 +666,7 @@ fn print_status(list: &[SyncSummary], json: bool) {
         if let Some(e) = &s.last_error {
             status = format!("{status}; last error: {e}");
         }
-        t.add_row(vec![
+        let mut row = vec![
             s.name.clone(),
             format!("{} ↔ {}", s.a, s.b),
             s.direction.to_string(),
@@ -672,7 +680,16 @@ fn print_status(list: &[SyncSummary], json: bool) {
             s.links.to_string(),
             s.retrying.to_string(),
             s.parked.to_string(),
-        ]);
+        ];
+        if fleet {
+            row.push(match (&s.owner, s.lease_age_secs) {
+                (Some(o), Some(age)) if s.lease_expired => format!("{o} ({age}s, expired)"),
+                (Some(o), Some(age)) => format!("{o} ({age}s)"),
+                (Some(o), None) => o.clone(),
+                (None, _) => "none yet".into(),
+            });
+        }
+        t.add_row(row);
     }
     println!("{t}");
     for s in list.iter().filter(|s| !s.attention.is_empty()) {

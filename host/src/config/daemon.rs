@@ -1,5 +1,6 @@
-//! `[state]` (where the redb state file lives) and `[daemon]` (the control API, and
-//! `[daemon.webhooks]`: the webhook receiver).
+//! `[state]` (where the state lives: a redb file, or a PostgreSQL database shared by a
+//! fleet) and `[daemon]` (the control API, `[daemon.webhooks]`: the webhook receiver, and
+//! `[daemon.fleet]`: leases when the state is on PostgreSQL).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use super::connections::read_secret;
 use super::env::{SecretRef, resolve_path};
 use super::reader::{Item, Reader};
+use crate::db::TlsMode;
 
 /// The default state file, relative to the config file's directory.
 pub const DEFAULT_STATE_PATH: &str = ".tandem/state.redb";
@@ -48,8 +50,46 @@ impl Default for WebhooksConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateConfig {
     /// The redb state file (links, baselines, cursors, outbox, runs, logs), resolved
-    /// against the config file's directory.
+    /// against the config file's directory. With PostgreSQL, only its directory is used
+    /// (the compile cache lives beside it).
     pub path: PathBuf,
+    /// `backend = "postgres"`: the database and how to reach it.
+    pub postgres: Option<PostgresConfig>,
+}
+
+/// `[state] backend = "postgres"` (docs/fleet.md §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `url`: a reference to `postgres://user:password@host:port/database`.
+    pub url: SecretRef,
+    /// `tls`.
+    pub tls: TlsMode,
+    /// `ca-file`: extra root certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+    /// `pool-size`: connections per daemon.
+    pub pool_size: usize,
+}
+
+/// `[daemon.fleet]`: how daemons sharing a PostgreSQL state divide the syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// `lease-ttl`: a sync's owner must renew its lease within this; a dead daemon's
+    /// syncs are taken over after it.
+    pub lease_ttl: Duration,
+    /// `capacity`: the most syncs this daemon owns at once.
+    pub capacity: usize,
+    /// `id`: this daemon's name in the fleet (default: host name, pid and a random part).
+    pub id: Option<String>,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            lease_ttl: Duration::from_secs(30),
+            capacity: 1000,
+            id: None,
+        }
+    }
 }
 
 /// `[daemon]`.
@@ -63,12 +103,15 @@ pub struct DaemonConfig {
     pub allow_remote: bool,
     /// `[daemon.webhooks]`.
     pub webhooks: WebhooksConfig,
+    /// `[daemon.fleet]`.
+    pub fleet: FleetConfig,
 }
 
 impl StateConfig {
     pub(crate) fn default_in(base: &std::path::Path) -> Self {
         StateConfig {
             path: base.join(DEFAULT_STATE_PATH),
+            postgres: None,
         }
     }
 }
@@ -80,29 +123,142 @@ impl Default for DaemonConfig {
             token: None,
             allow_remote: false,
             webhooks: WebhooksConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
 
 pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<StateConfig> {
-    let mut t = item.table(cx, &["path"])?;
+    let mut t = item.table(
+        cx,
+        &["path", "backend", "url", "tls", "ca-file", "pool-size"],
+    )?;
     let path = t.get("path");
+    let backend = t.get("backend");
+    let url = t.get("url");
+    let tls = t.get("tls");
+    let ca_file = t.get("ca-file");
+    let pool_size = t.get("pool-size");
     t.finish(cx);
     let path = match path {
         Some(p) => resolve_path(cx.base_dir, &p.name(cx)?),
         None => cx.base_dir.join(DEFAULT_STATE_PATH),
     };
-    Some(StateConfig { path })
+    let postgres = match &backend {
+        None => false,
+        Some(b) => match b.str(cx)? {
+            "redb" => false,
+            "postgres" => true,
+            other => {
+                return b.invalid(
+                    cx,
+                    format!("unknown backend {other:?}; use \"redb\" (one machine) or \"postgres\" (a fleet)"),
+                );
+            }
+        },
+    };
+    if !postgres {
+        // PostgreSQL keys without the backend would be silently ignored.
+        if let Some(k) = url
+            .as_ref()
+            .or(tls.as_ref())
+            .or(ca_file.as_ref())
+            .or(pool_size.as_ref())
+        {
+            return k.invalid(
+                cx,
+                "only used with backend = \"postgres\"; add it, or remove this key",
+            );
+        }
+        return Some(StateConfig {
+            path,
+            postgres: None,
+        });
+    }
+    let Some(url) = url else {
+        return backend?.invalid(
+            cx,
+            "backend = \"postgres\" needs url = { env = \"TANDEM_DATABASE_URL\" } (a reference to postgres://user:password@host:port/database)",
+        );
+    };
+    let url = read_secret(cx, &url)?;
+    let tls = match &tls {
+        Some(t) => match t.str(cx)?.parse::<TlsMode>() {
+            Ok(m) => m,
+            Err(e) => return t.invalid(cx, e),
+        },
+        None => TlsMode::default(),
+    };
+    let ca_file = match &ca_file {
+        Some(f) => Some(resolve_path(cx.base_dir, &f.name(cx)?)),
+        None => None,
+    };
+    let pool_size = match &pool_size {
+        Some(p) => {
+            let n = p.u64(cx)?;
+            if !(1..=256).contains(&n) {
+                return p.invalid(cx, "between 1 and 256 connections");
+            }
+            n as usize
+        }
+        None => crate::db::pg::DEFAULT_POOL_SIZE,
+    };
+    Some(StateConfig {
+        path,
+        postgres: Some(PostgresConfig {
+            url,
+            tls,
+            ca_file,
+            pool_size,
+        }),
+    })
+}
+
+fn read_fleet(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<FleetConfig> {
+    let mut t = item.table(cx, &["lease-ttl", "capacity", "id"])?;
+    let ttl = t.get("lease-ttl");
+    let capacity = t.get("capacity");
+    let id = t.get("id");
+    t.finish(cx);
+    let mut f = FleetConfig::default();
+    if let Some(d) = &ttl {
+        f.lease_ttl = d.duration(cx)?;
+        if !(Duration::from_secs(3)..=Duration::from_secs(3600)).contains(&f.lease_ttl) {
+            return d.invalid(cx, "between \"3s\" and \"1h\"");
+        }
+    }
+    if let Some(c) = &capacity {
+        let n = c.u64(cx)?;
+        if n == 0 {
+            return c.invalid(cx, "at least 1 sync");
+        }
+        f.capacity = n as usize;
+    }
+    if let Some(i) = &id {
+        let text = i.str(cx)?;
+        if text.is_empty() || text.len() > 100 || text.chars().any(char::is_control) {
+            return i.invalid(cx, "a name of 1 to 100 printable characters");
+        }
+        f.id = Some(text.to_string());
+    }
+    Some(f)
 }
 
 pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<DaemonConfig> {
-    let mut t = item.table(cx, &["listen", "token", "allow-remote", "webhooks"])?;
+    let mut t = item.table(
+        cx,
+        &["listen", "token", "allow-remote", "webhooks", "fleet"],
+    )?;
     let listen = t.get("listen");
     let token = t.get("token");
     let allow_remote = t.get("allow-remote");
     let webhooks = t.get("webhooks");
+    let fleet = t.get("fleet");
     t.finish(cx);
     let mut d = DaemonConfig::default();
+    if let Some(f) = fleet {
+        d.fleet = read_fleet(cx, f)?;
+    }
     if let Some(w) = webhooks {
         d.webhooks = read_webhooks(cx, w)?;
     }

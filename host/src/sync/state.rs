@@ -313,6 +313,9 @@ pub struct RunRecord {
     pub message: Option<String>,
     /// Counters per direction: `a-to-b` (writes to B), `b-to-a` and `both`.
     pub counters: BTreeMap<Flow, Counters>,
+    /// In a fleet: the daemon that made the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<String>,
 }
 
 /// One per-record event of a run (the log).
@@ -585,16 +588,16 @@ impl SyncStore {
                 if !durable {
                     tx.set_durability(redb::Durability::None).map_err(db)?;
                 }
-                let out = f(&Txn::redb(&tx, sync))?;
+                let out = f(&Txn::redb(&tx, sync, self.fence.as_deref()))?;
                 tx.commit().map_err(db)?;
                 Ok(out)
             }
             Db::Postgres(pg) => {
                 let fence = self.fence.as_deref().filter(|f| f.sync == sync);
-                let txn = Txn::pg(pg, sync, durable)?;
+                let txn = Txn::pg(pg, sync, fence, durable)?;
                 match f(&txn) {
                     Ok(out) => {
-                        txn.commit_pg(fence)?;
+                        txn.commit_pg()?;
                         Ok(out)
                     }
                     Err(e) => {
@@ -897,6 +900,8 @@ type OpenTable<'a> = redb::Table<'a, &'static str, &'static [u8]>;
 /// A write transaction scoped to one sync.
 pub struct Txn<'a> {
     sync: &'a str,
+    /// The lease a fleet run writes under (its commit checks it).
+    fence: Option<&'a Fence>,
     inner: TxnInner<'a>,
 }
 
@@ -931,9 +936,10 @@ impl std::fmt::Debug for Txn<'_> {
 }
 
 impl<'a> Txn<'a> {
-    fn redb(tx: &'a WriteTransaction, sync: &'a str) -> Self {
+    fn redb(tx: &'a WriteTransaction, sync: &'a str, fence: Option<&'a Fence>) -> Self {
         Txn {
             sync,
+            fence: fence.filter(|f| f.sync == sync),
             inner: TxnInner::Redb {
                 tx,
                 open: RefCell::new((0..ALL.len()).map(|_| None).collect()),
@@ -941,7 +947,12 @@ impl<'a> Txn<'a> {
         }
     }
 
-    fn pg(pg: &'a Pg, sync: &'a str, durable: bool) -> Result<Self, StateError> {
+    fn pg(
+        pg: &'a Pg,
+        sync: &'a str,
+        fence: Option<&'a Fence>,
+        durable: bool,
+    ) -> Result<Self, StateError> {
         let client = pg.client_blocking()?;
         // An unflushed commit may be lost in a server crash, never half-applied.
         let begin = if durable {
@@ -952,6 +963,7 @@ impl<'a> Txn<'a> {
         pg.batch(&client, begin)?;
         Ok(Txn {
             sync,
+            fence,
             inner: TxnInner::Pg(PgTxn {
                 pg,
                 client: Some(client),
@@ -968,7 +980,8 @@ impl<'a> Txn<'a> {
     }
 
     /// Checks the fence, sends the buffered writes and commits.
-    fn commit_pg(mut self, fence: Option<&Fence>) -> Result<(), StateError> {
+    fn commit_pg(mut self) -> Result<(), StateError> {
+        let fence = self.fence;
         let TxnInner::Pg(p) = &mut self.inner else {
             return Ok(());
         };
@@ -1382,6 +1395,7 @@ impl<'a> Txn<'a> {
             outcome: "running".into(),
             message: None,
             counters: BTreeMap::new(),
+            daemon: self.fence.map(|f| f.owner.clone()),
         };
         self.put_run(&run)?;
         Ok(run)

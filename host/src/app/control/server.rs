@@ -225,7 +225,9 @@ async fn run(
     match ctx.daemon.run_now(&name, opts).await {
         Ok(report) => Json(RunSummary::from(&report)).into_response(),
         Err(DaemonError::Host(e)) => host_error(e),
-        Err(e @ DaemonError::Cancelled(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ (DaemonError::Cancelled(_) | DaemonError::NotOwner { .. })) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
     }
 }
 

@@ -1,0 +1,352 @@
+//! A fleet of daemons on one PostgreSQL state (docs/fleet.md §3): each sync is owned by at
+//! most one daemon at a time through a lease row in `tandem_leases`.
+//!
+//! - Every `ttl / 3` a daemon heartbeats: one statement renews all its leases (and reads
+//!   the wake-ups other daemons left for its syncs), one marks it alive and counts the
+//!   live daemons; then it claims free or expired leases up to its fair share
+//!   (`ceil(syncs / live daemons)`, at most `capacity`) with `FOR UPDATE SKIP LOCKED`, so
+//!   daemons claiming together never wait for or take the same row, and it releases,
+//!   between runs, what it holds above its share: a new daemon gets work within one
+//!   heartbeat after the others see it, a dead daemon's syncs once their leases expire.
+//! - Each claim bumps the lease's `epoch`. A run's store is fenced by the epoch it was
+//!   claimed with ([`crate::sync::state::Fence`]): every commit checks it in its own
+//!   transaction, so a daemon that was paused or cut off past its lease writes nothing
+//!   after another took over.
+//! - Before each step of a run (and so before each batch of app writes) the daemon also
+//!   checks, by its own monotonic clock, that it renewed the lease less than a TTL ago:
+//!   a daemon resumed after a long pause stops before sending what it planned.
+//! - `trigger` and webhooks reach the owner through the database: `wake_at` on the lease
+//!   row, read by the owner's next heartbeat.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::FleetConfig;
+use crate::db::pg::{Pg, PgError, params};
+use crate::sync::state::Fence;
+
+/// A lease this daemon holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    epoch: i64,
+    /// When it was last renewed (or claimed), by this process's monotonic clock.
+    renewed: Instant,
+}
+
+/// What one heartbeat changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Beat {
+    /// Leases claimed (their syncs should run now).
+    pub claimed: Vec<String>,
+    /// Leases lost: another daemon took them over, or they expired.
+    pub lost: Vec<String>,
+    /// Leases released to make room for other daemons.
+    pub released: Vec<String>,
+    /// Syncs another daemon asked to run now.
+    pub woken: Vec<String>,
+}
+
+/// A sync's lease as `tandem sync status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseInfo {
+    /// The owning daemon, if any.
+    pub owner: Option<String>,
+    /// Seconds since it was claimed.
+    pub age_secs: Option<f64>,
+    /// Whether it has expired (the owner stopped renewing).
+    pub expired: bool,
+}
+
+/// This daemon's part in the fleet.
+#[derive(Debug)]
+pub struct Fleet {
+    pg: Arc<Pg>,
+    id: String,
+    ttl: Duration,
+    capacity: usize,
+    syncs: Vec<String>,
+    held: Mutex<BTreeMap<String, Held>>,
+}
+
+impl Fleet {
+    /// Registers this daemon and the config's syncs (a lease row each).
+    pub fn join(pg: Arc<Pg>, cfg: &FleetConfig, syncs: Vec<String>) -> Result<Fleet, PgError> {
+        let id = cfg.id.clone().unwrap_or_else(default_id);
+        let c = pg.client_blocking()?;
+        pg.execute(
+            &c,
+            "INSERT INTO tandem_daemons (id, host, pid, version, capacity) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid, \
+             version = EXCLUDED.version, capacity = EXCLUDED.capacity, started_at = now(), seen_at = now()",
+            params![
+                id.clone(),
+                host_name(),
+                std::process::id() as i32,
+                env!("CARGO_PKG_VERSION").to_string(),
+                cfg.capacity.min(i32::MAX as usize) as i32
+            ],
+        )?;
+        pg.execute(
+            &c,
+            "INSERT INTO tandem_leases (sync) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING",
+            params![syncs.clone()],
+        )?;
+        Ok(Fleet {
+            pg,
+            id,
+            ttl: cfg.lease_ttl,
+            capacity: cfg.capacity,
+            syncs,
+            held: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// This daemon's name in the fleet.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The lease time.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How often to heartbeat.
+    pub fn period(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Held>> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The fence for a run of `sync`, if this daemon holds a live lease on it.
+    pub fn fence(&self, sync: &str) -> Option<Fence> {
+        let held = self.held();
+        let h = held.get(sync)?;
+        (h.renewed.elapsed() < self.ttl).then(|| Fence {
+            sync: sync.into(),
+            owner: self.id.clone(),
+            epoch: h.epoch,
+        })
+    }
+
+    /// Whether the lease behind `fence` is still this daemon's, as far as it knows: same
+    /// epoch, renewed less than a TTL ago. Checked before each step of a run.
+    pub fn still_holds(&self, fence: &Fence) -> bool {
+        self.held()
+            .get(&fence.sync)
+            .is_some_and(|h| h.epoch == fence.epoch && h.renewed.elapsed() < self.ttl)
+    }
+
+    /// The syncs this daemon holds.
+    pub fn holding(&self) -> Vec<String> {
+        self.held().keys().cloned().collect()
+    }
+
+    /// One heartbeat: renew, count the live daemons, claim up to the fair share, release
+    /// above it (except `busy` syncs, whose runs are in progress).
+    pub fn beat(&self, busy: &BTreeSet<String>) -> Result<Beat, PgError> {
+        let pg = &self.pg;
+        let c = pg.client_blocking()?;
+        let ttl = self.ttl.as_secs_f64();
+        let started = Instant::now();
+        let mut beat = Beat::default();
+
+        // Renew: one statement for all of this daemon's leases.
+        let rows = pg.query(
+            &c,
+            "UPDATE tandem_leases SET expires_at = clock_timestamp() + make_interval(secs => $2), \
+             wake_at = NULL WHERE owner = $1 RETURNING sync, epoch, wake_at IS NOT NULL",
+            params![self.id.clone(), ttl],
+        )?;
+        let renewed: BTreeMap<String, (i64, bool)> = rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), (r.get(1), r.get(2))))
+            .collect();
+        {
+            let mut held = self.held();
+            for (sync, h) in held.iter_mut() {
+                if let Some((epoch, _)) = renewed.get(sync)
+                    && *epoch == h.epoch
+                {
+                    h.renewed = started;
+                }
+            }
+            let before: Vec<String> = held.keys().cloned().collect();
+            held.retain(|sync, h| renewed.get(sync).is_some_and(|(e, _)| *e == h.epoch));
+            beat.lost = before
+                .into_iter()
+                .filter(|s| !held.contains_key(s))
+                .collect();
+            // A lease row this daemon owns but did not know of (a restart with the same
+            // id): keep it, at the epoch the database has.
+            for (sync, (epoch, _)) in &renewed {
+                if self.syncs.contains(sync) && !held.contains_key(sync) {
+                    held.insert(
+                        sync.clone(),
+                        Held {
+                            epoch: *epoch,
+                            renewed: started,
+                        },
+                    );
+                    beat.claimed.push(sync.clone());
+                }
+            }
+        }
+        beat.woken = renewed
+            .iter()
+            .filter(|(_, (_, woken))| *woken)
+            .map(|(s, _)| s.clone())
+            .collect();
+
+        // Alive, and how many daemons share the work.
+        let live: i64 = pg
+            .query(
+                &c,
+                "WITH me AS (UPDATE tandem_daemons SET seen_at = clock_timestamp() WHERE id = $1) \
+                 SELECT count(*) FROM tandem_daemons \
+                 WHERE id <> $1 AND seen_at > clock_timestamp() - make_interval(secs => $2)",
+                params![self.id.clone(), ttl],
+            )?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        let daemons = live as usize + 1;
+        let share = self.syncs.len().div_ceil(daemons).min(self.capacity);
+        let holding = self.held().len();
+
+        if holding < share {
+            let rows = pg.query(
+                &c,
+                "UPDATE tandem_leases l SET owner = $1, epoch = l.epoch + 1, \
+                 expires_at = clock_timestamp() + make_interval(secs => $2), \
+                 claimed_at = clock_timestamp(), wake_at = NULL \
+                 WHERE l.sync IN (SELECT sync FROM tandem_leases \
+                   WHERE sync = ANY($3) AND (owner IS NULL OR expires_at < clock_timestamp()) \
+                   ORDER BY sync LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                 RETURNING l.sync, l.epoch",
+                params![
+                    self.id.clone(),
+                    ttl,
+                    self.syncs.clone(),
+                    (share - holding) as i64
+                ],
+            )?;
+            let mut held = self.held();
+            for r in rows {
+                let sync: String = r.get(0);
+                held.insert(
+                    sync.clone(),
+                    Held {
+                        epoch: r.get(1),
+                        renewed: started,
+                    },
+                );
+                beat.claimed.push(sync);
+            }
+        } else if holding > share {
+            // Make room for a daemon that joined: give back idle syncs above the share.
+            let give: Vec<(String, i64)> = {
+                let mut held = self.held();
+                let idle: Vec<String> = held
+                    .keys()
+                    .filter(|s| !busy.contains(*s))
+                    .rev()
+                    .take(holding - share)
+                    .cloned()
+                    .collect();
+                idle.into_iter()
+                    .filter_map(|s| held.remove(&s).map(|h| (s, h.epoch)))
+                    .collect()
+            };
+            if !give.is_empty() {
+                let (syncs, epochs): (Vec<String>, Vec<i64>) = give.into_iter().unzip();
+                pg.execute(
+                    &c,
+                    "UPDATE tandem_leases l SET owner = NULL, expires_at = NULL \
+                     FROM unnest($2::text[], $3::bigint[]) AS g(sync, epoch) \
+                     WHERE l.sync = g.sync AND l.epoch = g.epoch AND l.owner = $1",
+                    params![self.id.clone(), syncs.clone(), epochs],
+                )?;
+                beat.released = syncs;
+            }
+        }
+        Ok(beat)
+    }
+
+    /// Gives every lease back (a clean shutdown): the others take them at their next
+    /// heartbeat instead of after the TTL.
+    pub fn leave(&self) -> Result<(), PgError> {
+        let c = self.pg.client_blocking()?;
+        self.held().clear();
+        self.pg.execute(
+            &c,
+            "UPDATE tandem_leases SET owner = NULL, expires_at = NULL WHERE owner = $1",
+            params![self.id.clone()],
+        )?;
+        self.pg.execute(
+            &c,
+            "DELETE FROM tandem_daemons WHERE id = $1",
+            params![self.id.clone()],
+        )?;
+        Ok(())
+    }
+}
+
+/// Asks the owner of `sync` to run it now (its next heartbeat reads this).
+pub fn wake(pg: &Pg, sync: &str) -> Result<(), PgError> {
+    let c = pg.client_blocking()?;
+    pg.execute(
+        &c,
+        "UPDATE tandem_leases SET wake_at = clock_timestamp() WHERE sync = $1",
+        params![sync.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Every sync's lease, by sync.
+pub fn leases(pg: &Pg) -> Result<BTreeMap<String, LeaseInfo>, PgError> {
+    let c = pg.client_blocking()?;
+    let rows = pg.query(
+        &c,
+        "SELECT sync, owner, extract(epoch FROM clock_timestamp() - claimed_at)::float8, \
+         coalesce(expires_at < clock_timestamp(), false) FROM tandem_leases",
+        params![],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let owner: Option<String> = r.get(1);
+            (
+                r.get::<_, String>(0),
+                LeaseInfo {
+                    age_secs: owner.as_ref().and(r.get(2)),
+                    owner,
+                    expired: r.get(3),
+                },
+            )
+        })
+        .collect())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// `host-pid-random`: unique across restarts on one machine.
+fn default_id() -> String {
+    let mut r = [0u8; 3];
+    let _ = getrandom::fill(&mut r);
+    format!("{}-{}-{}", host_name(), std::process::id(), hex::encode(r))
+}
