@@ -53,15 +53,26 @@ impl Daemon {
     fn start(w: &World, config: &Path, db_url: &str, n: usize) -> Daemon {
         let log = w.dir.path().join(format!("daemon-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(tandem());
-        cmd.current_dir(w.dir.path())
-            .args(["run", "--grace", "2", "--config"])
-            .arg(config)
+        let mut cmd = Self::command(w, config, db_url);
+        cmd.args(["run", "--grace", "2"])
             .env("RUST_LOG", "info")
-            .env("TANDEM_DATABASE_URL", db_url)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
+        Daemon {
+            child: cmd.spawn().expect("tandem run starts"),
+            log,
+        }
+    }
+
+    /// `tandem --config CONFIG` with the accounts' variables and the database URL.
+    fn command(w: &World, config: &Path, db_url: &str) -> Command {
+        let mut cmd = Command::new(tandem());
+        cmd.current_dir(w.dir.path())
+            .arg("--config")
+            .arg(config)
+            .env_remove("RUST_LOG")
+            .env("TANDEM_DATABASE_URL", db_url);
         for var in [
             "CONTROL_TOKEN",
             "FS_URL",
@@ -80,10 +91,7 @@ impl Daemon {
                 cmd.env(var, v);
             }
         }
-        Daemon {
-            child: cmd.spawn().expect("tandem run starts"),
-            log,
-        }
+        cmd
     }
 
     fn pid(&self) -> i32 {
@@ -236,6 +244,31 @@ async fn three_daemons_share_a_hundred_and_fifty_syncs_and_none_runs_twice_at_on
         owned.values().all(|n| *n == 50),
         "fair shares of 150 syncs over 3 daemons: {owned:?}"
     );
+
+    // `tandem sync status`, on any machine with the config, shows each sync's owner.
+    let out = Daemon::command(&w, &config, &url)
+        .args(["sync", "status", "--json"])
+        .output()
+        .expect("tandem sync status runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 150);
+    for s in list {
+        let owner = s["owner"].as_str().expect("an owner");
+        assert!(owned.contains_key(owner), "{s}");
+        assert!(s["lease_age_secs"].as_u64().is_some(), "{s}");
+    }
+    let table = Daemon::command(&w, &config, &url)
+        .args(["sync", "status", "s000"])
+        .output()
+        .expect("tandem sync status runs");
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("Owner (lease age)"), "{table}");
 
     // A graceful stop gives the leases back.
     let mut logs = String::new();

@@ -161,8 +161,11 @@ impl Fleet {
         // Renew: one statement for all of this daemon's leases.
         let rows = pg.query(
             &c,
-            "UPDATE tandem_leases SET expires_at = clock_timestamp() + make_interval(secs => $2), \
-             wake_at = NULL WHERE owner = $1 RETURNING sync, epoch, wake_at IS NOT NULL",
+            // RETURNING shows new values: the wake-up is read from the row as it was.
+            "UPDATE tandem_leases l SET expires_at = clock_timestamp() + make_interval(secs => $2), \
+             wake_at = NULL \
+             FROM (SELECT sync, wake_at FROM tandem_leases WHERE owner = $1 FOR UPDATE) old \
+             WHERE l.sync = old.sync RETURNING l.sync, l.epoch, old.wake_at IS NOT NULL",
             params![self.id.clone(), ttl],
         )?;
         let renewed: BTreeMap<String, (i64, bool)> = rows
@@ -349,4 +352,118 @@ fn default_id() -> String {
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
     format!("{}-{}-{}", host_name(), std::process::id(), hex::encode(r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::postgres;
+    use crate::sync::SyncStore;
+    use crate::sync::state::{StateError, SyncStatus};
+
+    fn member(pg: &Arc<Pg>, id: &str, syncs: &[&str]) -> Fleet {
+        let cfg = FleetConfig {
+            lease_ttl: Duration::from_secs(30),
+            capacity: 1000,
+            id: Some(id.into()),
+        };
+        Fleet::join(
+            pg.clone(),
+            &cfg,
+            syncs.iter().map(|s| s.to_string()).collect(),
+        )
+        .unwrap()
+    }
+
+    fn names(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("s{i}")).collect()
+    }
+
+    #[test]
+    fn a_newcomer_gets_its_fair_share_and_no_sync_has_two_owners() {
+        let pg = postgres();
+        let all = names(10);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let a = member(&pg, "a", &refs);
+        let idle = BTreeSet::new();
+        assert_eq!(a.beat(&idle).unwrap().claimed.len(), 10, "alone: all");
+        let b = member(&pg, "b", &refs);
+        assert!(b.beat(&idle).unwrap().claimed.is_empty(), "all held");
+        // `a` sees two daemons and gives back what is above its share, except a sync
+        // whose run is in progress.
+        let busy: BTreeSet<String> = [a.holding()[9].clone()].into();
+        let released = a.beat(&busy).unwrap().released;
+        assert_eq!(released.len(), 5);
+        assert!(!released.contains(&a.holding().last().cloned().unwrap_or_default()));
+        assert!(a.holding().contains(&busy.first().unwrap().clone()));
+        assert_eq!(b.beat(&idle).unwrap().claimed.len(), 5);
+        let (ha, hb) = (a.holding(), b.holding());
+        assert_eq!((ha.len(), hb.len()), (5, 5));
+        assert!(ha.iter().all(|s| !hb.contains(s)), "{ha:?} / {hb:?}");
+        let leases = leases(&pg).unwrap();
+        assert_eq!(leases.len(), 10);
+        assert!(leases.values().all(|l| l.owner.is_some() && !l.expired));
+        // A clean stop gives everything back at once.
+        a.leave().unwrap();
+        assert_eq!(b.beat(&idle).unwrap().claimed.len(), 5);
+        assert_eq!(b.holding().len(), 10);
+    }
+
+    #[test]
+    fn a_stale_owner_cannot_commit_after_a_takeover() {
+        let pg = postgres();
+        let store = SyncStore::open(pg.clone()).unwrap();
+        let a = member(&pg, "a", &["s"]);
+        a.beat(&BTreeSet::new()).unwrap();
+        let fence = a.fence("s").expect("a holds s");
+        let fenced = store.fenced(fence.clone());
+        fenced
+            .write("s", |t| t.set_status(&SyncStatus::Paused))
+            .unwrap();
+
+        // `a` stops renewing (paused, partitioned): its lease expires; `b` claims it.
+        let c = pg.client_blocking().unwrap();
+        pg.execute(
+            &c,
+            "UPDATE tandem_leases SET expires_at = clock_timestamp() - interval '1 second'",
+            params![],
+        )
+        .unwrap();
+        let b = member(&pg, "b", &["s"]);
+        assert_eq!(b.beat(&BTreeSet::new()).unwrap().claimed, ["s"]);
+        let taken = b.fence("s").unwrap();
+        assert_eq!(taken.epoch, fence.epoch + 1);
+
+        // `a`'s late commit is refused and writes nothing.
+        let err = fenced
+            .write("s", |t| t.set_status(&SyncStatus::Active))
+            .unwrap_err();
+        assert!(matches!(err, StateError::Fenced { .. }), "{err}");
+        assert!(err.to_string().contains("taken over"), "{err}");
+        assert_eq!(store.status("s").unwrap(), SyncStatus::Paused);
+        // `b`'s commits go through; `a` learns it lost the lease at its next beat.
+        store
+            .fenced(taken)
+            .write("s", |t| t.set_status(&SyncStatus::Active))
+            .unwrap();
+        assert_eq!(store.status("s").unwrap(), SyncStatus::Active);
+        assert_eq!(a.beat(&BTreeSet::new()).unwrap().lost, ["s"]);
+        assert!(!a.still_holds(&fence));
+        assert!(a.fence("s").is_none());
+        // Writes for other syncs (the operator's, through any daemon) are not fenced.
+        fenced
+            .write("other", |t| t.set_status(&SyncStatus::Paused))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_wake_up_left_by_another_daemon_reaches_the_owner() {
+        let pg = postgres();
+        let a = member(&pg, "a", &["s", "t"]);
+        a.beat(&BTreeSet::new()).unwrap();
+        wake(&pg, "t").unwrap();
+        let beat = a.beat(&BTreeSet::new()).unwrap();
+        assert_eq!(beat.woken, ["t"]);
+        assert!(a.beat(&BTreeSet::new()).unwrap().woken.is_empty(), "once");
+    }
 }

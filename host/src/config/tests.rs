@@ -35,6 +35,7 @@ fn env() -> Env {
         .with("FS_KEY", "k-123")
         .with("FM_KEY", "k-456")
         .with("FS_URL", "http://127.0.0.1:4001")
+        .with("DB", "postgres://tandem@127.0.0.1/t")
 }
 
 /// Parses and checks `src` as `config.toml`; returns the messages.
@@ -1114,5 +1115,60 @@ fn credentials_origins_narrow_where_credentials_go() {
             "config.toml:9:23: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key or oauth2",
             "config.toml:13:23: connections.z.credentials.origins: no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
         ]
+    );
+}
+
+#[test]
+fn a_postgres_state_reads_its_reference_tls_pool_and_fleet_keys() {
+    let c = ok(
+        "[state]\nbackend = \"postgres\"\nurl = { env = \"DB\" }\ntls = \"require\"\nca-file = \"ca.pem\"\npool-size = 3\n[daemon.fleet]\nlease-ttl = \"10s\"\ncapacity = 40\nid = \"worker-a\"\n",
+    );
+    let pg = c.state.postgres.expect("postgres");
+    assert_eq!(pg.tls, crate::db::TlsMode::Require);
+    assert_eq!(pg.pool_size, 3);
+    assert!(pg.ca_file.is_some_and(|p| p.ends_with("ca.pem")));
+    assert_eq!(c.daemon.fleet.lease_ttl, std::time::Duration::from_secs(10));
+    assert_eq!(c.daemon.fleet.capacity, 40);
+    assert_eq!(c.daemon.fleet.id.as_deref(), Some("worker-a"));
+    // redb stays the default, without a fleet.
+    assert!(ok("").state.postgres.is_none());
+}
+
+#[test]
+fn postgres_state_mistakes_name_the_key_line_and_column() {
+    assert_eq!(
+        errors("[state]\nbackend = \"mysql\"\n"),
+        [
+            "config.toml:2:11: state.backend: unknown backend \"mysql\"; use \"redb\" (one machine) or \"postgres\" (a fleet)"
+        ]
+    );
+    assert_eq!(
+        errors("[state]\nbackend = \"postgres\"\n"),
+        [
+            "config.toml:2:11: state.backend: backend = \"postgres\" needs url = { env = \"TANDEM_DATABASE_URL\" } (a reference to postgres://user:password@host:port/database)"
+        ]
+    );
+    let inline = errors("[state]\nbackend = \"postgres\"\nurl = \"postgres://u:hunter2@db/t\"\n");
+    assert_eq!(inline.len(), 1, "{inline:?}");
+    assert!(
+        inline[0].starts_with("config.toml:3:7: state.url"),
+        "{inline:?}"
+    );
+    assert!(!inline[0].contains("hunter2"), "{inline:?}");
+    assert_eq!(
+        errors("[state]\nurl = { env = \"DB\" }\n"),
+        [
+            "config.toml:2:7: state.url: only used with backend = \"postgres\"; add it, or remove this key"
+        ]
+    );
+    assert_eq!(
+        errors("[state]\nbackend = \"postgres\"\nurl = { env = \"DB\" }\ntls = \"verify\"\n"),
+        [
+            "config.toml:4:7: state.tls: unknown tls mode \"verify\"; use \"disable\", \"prefer\" or \"require\""
+        ]
+    );
+    assert_eq!(
+        errors("[daemon.fleet]\nlease-ttl = \"1s\"\n"),
+        ["config.toml:2:13: daemon.fleet.lease-ttl: between \"3s\" and \"1h\""]
     );
 }

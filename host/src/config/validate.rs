@@ -137,6 +137,11 @@ pub(crate) fn check_defined(
     {
         errors.push(e);
     }
+    if let Some(pg) = &config.state.postgres
+        && let Err(e) = pg.url.check(env)
+    {
+        errors.push(e);
+    }
     let conns: BTreeMap<&str, ()> = defined
         .connections
         .iter()
