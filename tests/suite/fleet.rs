@@ -324,15 +324,13 @@ async fn a_killed_or_frozen_daemon_loses_its_syncs_and_writes_nothing_late() {
             .expect("the owner's log names it")
     };
 
-    // SIGKILL the owner; the other takes the sync over within TTL and a heartbeat.
+    // SIGKILL the owner; the other takes the sync over (the fleet bench measures how fast).
     let k = which(&daemons, &first);
     daemons[k].as_ref().unwrap().signal(libc::SIGKILL);
-    let killed_at = Instant::now();
     let second = wait_for(Duration::from_secs(60), "a takeover", || {
         owner_of(&state).filter(|o| *o != first)
     })
     .await;
-    let takeover = killed_at.elapsed();
     wait_for(Duration::from_secs(60), "a run by the new owner", || {
         state
             .runs("s")
@@ -342,10 +340,6 @@ async fn a_killed_or_frozen_daemon_loses_its_syncs_and_writes_nothing_late() {
             .then_some(())
     })
     .await;
-    assert!(
-        takeover < TTL * 3,
-        "the takeover took {takeover:?} (lease {TTL:?})"
-    );
     daemons[k] = None;
 
     // New data, then freeze the owner mid-way through its runs; a new daemon takes over.

@@ -1,7 +1,10 @@
 //! A fleet of daemons on one PostgreSQL state (docs/fleet.md §3): each sync is owned by at
 //! most one daemon at a time through a lease row in `tandem_leases`.
 //!
-//! - Every `ttl / 3` a daemon heartbeats: one statement renews all its leases (and reads
+//! - Every `ttl / 3` a daemon heartbeats: one statement renews all its leases for
+//!   `2 ttl / 3` (so that a dead daemon's syncs are claimed within one `ttl` of its
+//!   last heartbeat: the lease runs out, then the others' next heartbeat comes; a live
+//!   owner has one heartbeat of margin), and reads
 //!   the wake-ups other daemons left for its syncs), one marks it alive and counts the
 //!   live daemons; then it claims free or expired leases up to its fair share
 //!   (`ceil(syncs / live daemons)`, at most `capacity`) with `FOR UPDATE SKIP LOCKED`, so
@@ -119,6 +122,12 @@ impl Fleet {
         self.ttl / 3
     }
 
+    /// How long a renewal keeps a lease: two heartbeats, so that a takeover comes within
+    /// one `ttl`.
+    fn lease_time(&self) -> Duration {
+        self.ttl * 2 / 3
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Held>> {
         self.held
             .lock()
@@ -129,7 +138,7 @@ impl Fleet {
     pub fn fence(&self, sync: &str) -> Option<Fence> {
         let held = self.held();
         let h = held.get(sync)?;
-        (h.renewed.elapsed() < self.ttl).then(|| Fence {
+        (h.renewed.elapsed() < self.lease_time()).then(|| Fence {
             sync: sync.into(),
             owner: self.id.clone(),
             epoch: h.epoch,
@@ -141,7 +150,7 @@ impl Fleet {
     pub fn still_holds(&self, fence: &Fence) -> bool {
         self.held()
             .get(&fence.sync)
-            .is_some_and(|h| h.epoch == fence.epoch && h.renewed.elapsed() < self.ttl)
+            .is_some_and(|h| h.epoch == fence.epoch && h.renewed.elapsed() < self.lease_time())
     }
 
     /// The syncs this daemon holds.
@@ -154,7 +163,7 @@ impl Fleet {
     pub fn beat(&self, busy: &BTreeSet<String>) -> Result<Beat, PgError> {
         let pg = &self.pg;
         let c = pg.client_blocking()?;
-        let ttl = self.ttl.as_secs_f64();
+        let ttl = self.lease_time().as_secs_f64();
         let started = Instant::now();
         let mut beat = Beat::default();
 
