@@ -30,15 +30,16 @@ use crate::db::{Db, Pg, PgError};
 use tokio_postgres::types::ToSql;
 
 /// Values: (owner, connection, key) -> bytes.
-const KV: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("runtime.plugin_store");
+pub(crate) const KV: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("runtime.plugin_store");
 /// Usage: (owner, connection) -> (bytes, keys).
-const USAGE: TableDefinition<(&str, &str), (u64, u64)> =
+pub(crate) const USAGE: TableDefinition<(&str, &str), (u64, u64)> =
     TableDefinition::new("runtime.plugin_store_usage");
 /// Legacy values, keyed by the manifest's name: (name, connection, key) -> bytes.
-const LEGACY_KV: TableDefinition<(&str, &str, &str), &[u8]> =
+pub(crate) const LEGACY_KV: TableDefinition<(&str, &str, &str), &[u8]> =
     TableDefinition::new("runtime.plugin_kv");
 /// Legacy usage: (name, connection) -> (bytes, keys).
-const LEGACY_USAGE: TableDefinition<(&str, &str), (u64, u64)> =
+pub(crate) const LEGACY_USAGE: TableDefinition<(&str, &str), (u64, u64)> =
     TableDefinition::new("runtime.plugin_kv_usage");
 
 /// Longest key, in bytes.
@@ -116,22 +117,30 @@ impl StorageCtx {
 
     /// Moves the legacy namespace (keyed by the manifest's name) to this one, the first
     /// time storage is used with a grant. A failure is logged, never the plugin's.
-    /// redb only: the legacy tables predate PostgreSQL, whose database never held them
-    /// (`tandem state copy` moves only what redb reads today; see `db::copy`).
+    /// Legacy namespaces come from redb files written before storage was keyed by its
+    /// operator; a PostgreSQL database holds them only when `tandem state copy` brought
+    /// them from such a file (under owner `legacy:NAME`, see `db::copy`).
     async fn migrate(&self) {
-        let Db::Redb(db) = &self.db else {
-            return;
-        };
         self.migrated
             .get_or_init(|| async {
-                let ns = RedbNamespace {
-                    db: db.clone(),
-                    plugin: self.owner.clone(),
-                    connection: self.connection.clone(),
-                };
                 let legacy = self.legacy.clone();
-                if let Err(e) = blocking(move || ns.take_legacy(&legacy)).await {
-                    tracing::warn!(connection = %self.connection, error = ?e, "cannot move the plugin's storage to its new namespace");
+                let moved = match &self.db {
+                    Db::Redb(db) => {
+                        let ns = RedbNamespace {
+                            db: db.clone(),
+                            plugin: self.owner.clone(),
+                            connection: self.connection.clone(),
+                        };
+                        blocking(move || ns.take_legacy(&legacy)).await
+                    }
+                    Db::Postgres(pg) => self
+                        .namespace()
+                        .pg(pg)
+                        .take_legacy(&legacy)
+                        .await
+                        .map_err(pg_unavailable),
+                };
+                if let Err(e) = moved {                    tracing::warn!(connection = %self.connection, error = ?e, "cannot move the plugin's storage to its new namespace");
                 }
             })
             .await;
@@ -602,6 +611,42 @@ impl PgNamespace {
         Ok(row.map_or((0, 0), |r| {
             (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64)
         }))
+    }
+
+    /// Moves the copied legacy namespace `(legacy:NAME, connection)` here if this one is
+    /// empty: one statement, so all of it or nothing.
+    async fn take_legacy(self, name: &str) -> Result<(), PgError> {
+        let t = self.pg.target().to_string();
+        let legacy = format!("{}{name}", crate::db::copy::LEGACY_OWNER);
+        let (owner, connection) = (self.owner.clone(), self.connection.clone());
+        let moved = self
+            .pg
+            .run_async(move |pool| async move {
+                let c = Pg::get(&pool, &t).await?;
+                let st = c
+                    .prepare_cached(
+                        "WITH moved AS (DELETE FROM tandem_plugin_store WHERE owner = $3 AND connection = $2 \
+                              AND NOT EXISTS (SELECT 1 FROM tandem_plugin_usage WHERE owner = $1 AND connection = $2) \
+                              RETURNING k, v), \
+                         ins AS (INSERT INTO tandem_plugin_store (owner, connection, k, v) SELECT $1, $2, k, v FROM moved), \
+                         u AS (INSERT INTO tandem_plugin_usage (owner, connection, bytes, keys) \
+                              SELECT $1, $2, sum(octet_length(k) + octet_length(v)), count(*) FROM moved HAVING count(*) > 0), \
+                         du AS (DELETE FROM tandem_plugin_usage WHERE owner = $3 AND connection = $2 AND EXISTS (SELECT 1 FROM moved)) \
+                         SELECT count(*) FROM moved",
+                    )
+                    .await
+                    .map_err(|e| Pg::query_error(&t, e))?;
+                let row = c
+                    .query_one(&st, &[&self.owner, &self.connection, &legacy])
+                    .await
+                    .map_err(|e| Pg::query_error(&t, e))?;
+                Ok(row.get::<_, i64>(0))
+            })
+            .await?;
+        if moved > 0 {
+            tracing::info!(%connection, %owner, keys = moved, "plugin storage moved to its operator-keyed namespace");
+        }
+        Ok(())
     }
 
     /// `Ok(Err(_))`: refused by the quota, nothing written.
