@@ -9,6 +9,7 @@ mod economy;
 mod fidelity;
 mod hostile;
 mod rate_headers;
+mod state_copy;
 mod sync_e2e;
 mod sync_faults;
 mod tidy;
