@@ -314,12 +314,17 @@ const NON_EMPTY: &str = "SELECT 'tandem_kv' WHERE EXISTS (SELECT 1 FROM tandem_k
      UNION ALL SELECT 'tandem_leases' WHERE EXISTS (SELECT 1 FROM tandem_leases) \
      UNION ALL SELECT 'tandem_daemons' WHERE EXISTS (SELECT 1 FROM tandem_daemons)";
 
-/// Rows waiting to be inserted, by destination.
+/// A column of text, of bytes, of numbers (one array parameter of an insert).
+type Texts = Vec<String>;
+type Bytes = Vec<Vec<u8>>;
+type Numbers = Vec<i64>;
+
+/// Rows waiting to be inserted, by destination, as columns.
 #[derive(Default)]
 struct Pending {
-    kv: (Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>),
-    store: (Vec<String>, Vec<String>, Vec<Vec<u8>>, Vec<Vec<u8>>),
-    usage: (Vec<String>, Vec<String>, Vec<i64>, Vec<i64>),
+    kv: (Texts, Bytes, Bytes),
+    store: (Texts, Texts, Bytes, Bytes),
+    usage: (Texts, Texts, Numbers, Numbers),
     rows: usize,
     bytes: usize,
 }
