@@ -747,6 +747,34 @@ mod tests {
         ));
     }
 
+    /// A statement refused halfway (here by a trigger on the last table written) leaves
+    /// nothing of the copy behind, and the copy can simply run again.
+    #[test]
+    fn a_failed_copy_writes_nothing_and_can_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        seed(&path);
+        let to = target();
+        let pg = Pg::connect(&to).unwrap();
+        let c = pg.client_blocking().unwrap();
+        pg.batch(
+            &c,
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON tandem_plugin_usage FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+        .unwrap();
+        let err = copy(&path, &to).unwrap_err();
+        assert!(
+            matches!(err, CopyError::Target(_)) && err.to_string().contains("refused by the test"),
+            "{err}"
+        );
+        assert!(rows_in(&pg).iter().all(|(_, d)| d.rows == 0));
+        pg.batch(&c, "DROP TRIGGER refuse ON tandem_plugin_usage")
+            .unwrap();
+        copy(&path, &to).unwrap().check().unwrap();
+        assert!(rows_in(&pg).iter().any(|(_, d)| d.rows > 0));
+    }
+
     #[test]
     fn a_file_in_use_is_refused_before_the_target_is_touched() {
         let dir = tempfile::tempdir().unwrap();
