@@ -49,7 +49,7 @@ fn shared() -> &'static Shared {
         let db = redb::Database::create(dir.path().join("state.redb")).expect("redb");
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir: Some(dir.path().join("cache")),
-            db: Arc::new(db),
+            db: Arc::new(db).into(),
             resolver: Arc::new(TestResolver),
         })
         .expect("runtime");

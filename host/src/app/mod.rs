@@ -321,7 +321,7 @@ impl Host {
             .or_else(|| config.state.path.parent().map(|d| d.join("cache")));
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir,
-            db,
+            db: db.into(),
             resolver: options.resolver.clone(),
         })?;
         Ok(Host {

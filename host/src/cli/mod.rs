@@ -16,6 +16,7 @@ pub mod plugin;
 pub mod run;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod state;
 pub mod sync;
 
 /// Keeps contacts in step between SaaS apps, through sandboxed WebAssembly plugins.
@@ -54,6 +55,9 @@ pub enum Command {
     /// Plan, run, inspect, pause, resume and disconnect syncs.
     #[command(subcommand)]
     Sync(sync::SyncCommand),
+    /// Move the state: copy a redb state file into PostgreSQL, for a fleet.
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Run the daemon: poll every sync on its interval and serve the control API.
     #[command(after_help = "Example:\n  tandem run --config examples/demo.toml")]
     Run(run::RunArgs),
@@ -108,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Config(cmd) => config::run(cmd, &cli.config),
             Command::Plugin(cmd) => plugin::run(cmd).await,
             Command::Sync(cmd) => sync::run(cmd, &cli.config).await,
+            Command::State(cmd) => state::run(cmd).await,
             Command::Run(args) => run::run(args, &cli.config).await,
             #[cfg(feature = "sandbox")]
             Command::Demo(args) => demo::run(args).await,

@@ -10,6 +10,7 @@
 //! [`Db`]; each matches on the backend where the two differ (redb's typed tables and
 //! transactions, PostgreSQL's queries).
 
+pub mod copy;
 pub mod pg;
 
 use std::sync::Arc;

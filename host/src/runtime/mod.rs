@@ -80,18 +80,19 @@ pub struct RuntimeOptions {
     /// be writable by this user only; its MAC key lives beside it in `<dir>.key` (see
     /// [`CompileCache`]).
     pub cache_dir: Option<PathBuf>,
-    /// The database holding plugin storage (shared with the sync engine).
-    pub db: Arc<redb::Database>,
+    /// The database holding plugin storage (shared with the sync engine): the redb
+    /// file or PostgreSQL.
+    pub db: crate::db::Db,
     /// Resolves host names of plugin requests.
     pub resolver: Arc<dyn Resolve>,
 }
 
 impl RuntimeOptions {
     /// No compile cache, the system resolver.
-    pub fn new(db: Arc<redb::Database>) -> Self {
+    pub fn new(db: impl Into<crate::db::Db>) -> Self {
         Self {
             cache_dir: None,
-            db,
+            db: db.into(),
             resolver: Arc::new(SystemResolver),
         }
     }
@@ -299,7 +300,7 @@ struct Inner {
     engines: Engines,
     connector_linker: Linker<HostState>,
     mapper_linker: Linker<HostState>,
-    db: Arc<redb::Database>,
+    db: crate::db::Db,
     resolver: Arc<dyn Resolve>,
     clients: http::ClientCache,
     /// Each connection's hourly log budget, shared by all its clients.

@@ -540,7 +540,7 @@ async fn a_planted_cache_entry_never_runs_instead_of_the_pinned_plugin() {
             .unwrap();
         Runtime::new(RuntimeOptions {
             cache_dir: Some(cache.clone()),
-            db: Arc::new(db),
+            db: Arc::new(db).into(),
             resolver: Arc::new(tandem_tests::host::TestResolver),
         })
         .unwrap()

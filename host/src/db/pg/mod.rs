@@ -263,6 +263,34 @@ impl Pg {
             .expect("the database runtime runs until the pool is dropped")
     }
 
+    /// Runs `f` on the pool's own runtime, for an async caller: awaits its end without
+    /// blocking the caller's thread (tokio-postgres's futures are polled there only).
+    pub async fn run_async<T, F, Fut>(&self, f: F) -> Result<T, PgError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, PgError>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.handle
+            .spawn(async move { f(pool).await })
+            .await
+            .map_err(|e| PgError::Query {
+                target: self.target.clone(),
+                message: format!("the database task ended: {e}"),
+            })?
+    }
+
+    /// A pooled connection from inside [`Pg::run_async`]'s closure.
+    pub async fn get(pool: &Pool, target: &str) -> Result<Object, PgError> {
+        pool.get().await.map_err(|e| pool_error(target, e))
+    }
+
+    /// A query error for `target`, from inside [`Pg::run_async`]'s closure.
+    pub fn query_error(target: &str, e: tokio_postgres::Error) -> PgError {
+        query_error(target, e)
+    }
+
     /// A pooled connection, for an async caller.
     pub async fn client(&self) -> Result<Object, PgError> {
         let pool = self.pool.clone();
