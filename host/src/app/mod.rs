@@ -305,23 +305,13 @@ impl Host {
             }
         };
         let store = SyncStore::open(backend.clone())?;
-        // Plugin storage moves to the state interface with the next change; until then
-        // a PostgreSQL host keeps it in memory.
-        let db = match &backend {
-            Db::Redb(db) => db.clone(),
-            Db::Postgres(_) => Arc::new(
-                redb::Database::builder()
-                    .create_with_backend(redb::backends::InMemoryBackend::new())
-                    .map_err(|e| StateError::Store(e.into()))?,
-            ),
-        };
         let cache_dir = options
             .cache_dir
             .clone()
             .or_else(|| config.state.path.parent().map(|d| d.join("cache")));
         let runtime = Runtime::new(RuntimeOptions {
             cache_dir,
-            db: db.into(),
+            db: backend,
             resolver: options.resolver.clone(),
         })?;
         Ok(Host {
