@@ -19,6 +19,43 @@
 //!   Freshworks, so it is a setting ([`ResetMeaning`]); `auto` reads small numbers as
 //!   seconds and large ones as Unix seconds or milliseconds.
 //!
+//! ## A fleet (`[state] backend = "postgres"`): one budget across daemons
+//!
+//! [`Budgets::shared`] backs every account's budget with the database (migration 0003:
+//! `tandem_budgets`, one row per account, and `tandem_budget_grants`, a log of granted
+//! blocks), so that any number of daemons together stay within the account's windows.
+//! The local budget above still paces, orders and blocks this daemon's requests; on top,
+//! a request needs a token of a *block* this daemon leased:
+//!
+//! - `tandem_budget_lease` (one statement, one round trip) locks the account's row, reads
+//!   the database's `clock_timestamp()` and grants up to the asked number of requests if,
+//!   for every window of N per S, the blocks granted in the last S + L seconds plus this
+//!   one stay within N, where L is a block's lifetime (an eighth of the shortest window,
+//!   50 ms to 30 s). It logs the grant with that time and prunes older ones.
+//! - A block may be spent only for L after the lease was *asked* (by this daemon's
+//!   monotonic clock, so before the database's grant time); what is left then expires.
+//!   Nothing is given back: unspent tokens can make the fleet use less than the quota,
+//!   never more.
+//! - **Guarantee**: for each window, no interval of S seconds (real time) holds more than
+//!   N requests granted by all daemons together. (A request granted in [a, a + S) comes
+//!   from a block granted in (a − L, a + S), an interval of S + L whose grants the
+//!   database kept within N, since grants are made in time order under the row lock.) It
+//!   assumes the database's clock does not step back and the machines' clocks tick at
+//!   the same rate over L; the price is that the fleet's windows are S + L long.
+//! - Blocks are small against the limit, so that daemons share fairly: at most
+//!   max(1, N / (8 × daemons that used the account within the window)) for the smallest
+//!   window, and a daemon asks for what it spends (starting at 1, doubling while blocks
+//!   run out, halving when one expires unspent). With blocks of B, a request costs 1/B
+//!   statements (docs/fleet.md has the measured figure).
+//! - A 429's wait and a low app count (at or below `slow-below`) are written to the
+//!   account's row at once, without waiting; a plentiful count rides along the next
+//!   lease. Every lease returns the row, so other daemons block or slow at their next
+//!   lease (within one block: they spend what they hold first). The shared count is the
+//!   newest one any daemon read, less the blocks granted since.
+//! - A database failure while leasing holds the account's requests, retried with back-off
+//!   (1 s doubling to 30 s, one log line per outage): never spending unshared quota.
+//! - Priorities order requests within a daemon; across daemons, blocks go to whoever asks.
+//!
 //! [`RequestGate`] is what a connector client holds: it plugs the account's budget into
 //! the runtime's [`RequestBudget`] hook, at the priority its adapter sets per call, and
 //! holds every request while its sync is paused.
@@ -1615,5 +1652,35 @@ mod fleet_tests {
         let snap = two.snapshot();
         assert!(snap.held >= 1, "{snap:?}");
         assert_eq!(snap.rate_limited, 0);
+    }
+
+    /// While the database fails, the account's requests wait (never unshared quota);
+    /// once it answers again they go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_failure_holds_requests_until_it_answers_again() {
+        const SIG: &str = "(text, text, integer[], double precision[], double precision, integer, double precision, bigint, bigint, double precision, double precision)";
+        let pg = crate::db::testing::postgres();
+        let sql = |q: String| {
+            pg.run(move |pool| async move {
+                pool.get().await.unwrap().batch_execute(&q).await.unwrap();
+            })
+        };
+        sql(format!(
+            "ALTER FUNCTION tandem_budget_lease{SIG} RENAME TO tandem_budget_lease_away"
+        ));
+        let b =
+            Arc::new(AccountBudget::new("acct", vec![w(100, 1000)]).shared_by(pg.clone(), "d1"));
+        let task = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire(Priority::Incremental).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!task.is_finished(), "no request without the shared budget");
+        assert_eq!(b.snapshot().requests, 0);
+        sql(format!(
+            "ALTER FUNCTION tandem_budget_lease_away{SIG} RENAME TO tandem_budget_lease"
+        ));
+        task.await.unwrap();
+        assert_eq!(b.snapshot().requests, 1);
     }
 }
