@@ -1683,4 +1683,42 @@ mod fleet_tests {
         task.await.unwrap();
         assert_eq!(b.snapshot().requests, 1);
     }
+
+    /// The cost per request on a Freshworks-like plan (400 a minute, 1,000 an hour), two
+    /// daemons spending 300 requests between them: printed for docs/fleet.md.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statements_per_request_on_a_realistic_plan() {
+        let pg = crate::db::testing::postgres();
+        let windows = [w(400, 60_000), w(1000, 3_600_000)];
+        let budgets: Vec<Arc<AccountBudget>> = ["d1", "d2"]
+            .iter()
+            .map(|d| Budgets::shared(pg.clone(), (*d).into()).account("acct", &windows))
+            .collect();
+        let before = pg.stats().queries.load(Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for b in &budgets {
+            for _ in 0..3 {
+                let b = b.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..50 {
+                        b.acquire(Priority::Initial).await;
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let queries = pg.stats().queries.load(Ordering::Relaxed) - before;
+        let requests: u64 = budgets.iter().map(|b| b.snapshot().requests).sum();
+        assert_eq!(requests, 300);
+        println!(
+            "fleet budget (400/min, 1000/h, 2 daemons): {requests} requests, {queries} statements ({:.3} per request)",
+            queries as f64 / requests as f64
+        );
+        assert!(
+            queries * 4 < requests,
+            "{queries} statements for {requests} requests"
+        );
+    }
 }
