@@ -1721,4 +1721,33 @@ mod fleet_tests {
             "{queries} statements for {requests} requests"
         );
     }
+
+    /// A plentiful app count is not written on its own: it rides along the next lease,
+    /// and the other daemon adopts it (less the blocks granted since) at its next lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plentiful_app_count_rides_along_the_next_lease() {
+        let pg = crate::db::testing::postgres();
+        let one = AccountBudget::new("acct", vec![w(1000, 60_000)]).shared_by(pg.clone(), "d1");
+        let two = AccountBudget::new("acct", vec![w(1000, 60_000)]).shared_by(pg.clone(), "d2");
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", "1000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "900".parse().unwrap());
+        h.insert("x-ratelimit-reset", "600".parse().unwrap());
+        let before = pg.stats().queries.load(Ordering::Relaxed);
+        one.observe(&h);
+        one.flush().await;
+        assert_eq!(
+            pg.stats().queries.load(Ordering::Relaxed),
+            before,
+            "nothing written for a plentiful count"
+        );
+        one.acquire(Priority::Incremental).await;
+        two.acquire(Priority::Incremental).await;
+        let app = two.snapshot().app.expect("the fleet's count");
+        // 900, less one's block of 1 and two's own request.
+        assert_eq!(
+            (app.remaining, app.limit, app.paused),
+            (898, Some(1000), false)
+        );
+    }
 }
