@@ -1750,4 +1750,32 @@ mod fleet_tests {
             (898, Some(1000), false)
         );
     }
+
+    /// Grants older than the shortest window are merged per bucket, so that a long
+    /// window with small blocks keeps few rows; none is lost (merging dates them later).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_grants_are_merged_and_none_is_lost() {
+        let pg = crate::db::testing::postgres();
+        // Blocks of 1 (8 per 100 ms), and a long window that keeps every grant.
+        let b = AccountBudget::new("acct", vec![w(8, 100), w(100_000, 60_000)])
+            .shared_by(pg.clone(), "d1");
+        for _ in 0..200 {
+            b.acquire(Priority::Initial).await;
+        }
+        let (rows, granted, merged): (i64, i64, i64) = pg.run(|pool| async move {
+            let c = pool.get().await.unwrap();
+            let r = c
+                .query_one(
+                    "SELECT count(*), sum(n)::bigint, count(*) FILTER (WHERE daemon = '') \
+                     FROM tandem_budget_grants WHERE account = 'acct'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            (r.get(0), r.get(1), r.get(2))
+        });
+        assert!(granted >= 200, "{granted} granted for 200 requests");
+        assert!(merged > 0, "old grants merged");
+        assert!(rows < 100, "{rows} rows for {granted} grants");
+    }
 }

@@ -18,7 +18,8 @@ CREATE TABLE tandem_budgets (
 );
 
 -- The log of blocks of requests granted to daemons, by the database's clock, taken while
--- the account's row is locked (so grants are logged in the order they are made).
+-- the account's row is locked (so grants are logged in the order they are made). Grants
+-- older than the shortest window are merged per bucket (`daemon` = '').
 CREATE TABLE tandem_budget_grants (
     account text NOT NULL,
     granted_at timestamptz NOT NULL,
@@ -69,6 +70,8 @@ DECLARE
     v_smallest bigint;
     v_daemons integer;
     v_left bigint;
+    v_short double precision;
+    v_bucket bigint;
 BEGIN
     INSERT INTO tandem_budgets AS b (account) VALUES (p_account)
         ON CONFLICT (account) DO NOTHING;
@@ -109,6 +112,7 @@ BEGIN
             v_span := make_interval(secs => p_periods[i] + p_expiry);
             v_longest := greatest(v_longest, p_periods[i] + p_expiry);
             v_smallest := least(v_smallest, p_limits[i]);
+            v_short := least(v_short, p_periods[i] + p_expiry);
             SELECT coalesce(sum(g.n), 0) INTO v_used
                 FROM tandem_budget_grants AS g
                 WHERE g.account = p_account AND g.granted_at > t - v_span;
@@ -131,7 +135,7 @@ BEGIN
             SELECT count(DISTINCT g.daemon) INTO v_daemons
                 FROM tandem_budget_grants AS g
                 WHERE g.account = p_account AND g.granted_at > t - make_interval(secs => v_longest)
-                  AND g.daemon <> p_daemon;
+                  AND g.daemon <> p_daemon AND g.daemon <> '';
             v_free := least(v_free, greatest(1, v_smallest / (8 * (v_daemons + 1))));
             INSERT INTO tandem_budget_grants (account, granted_at, n, daemon)
                 VALUES (p_account, t, v_free, p_daemon);
@@ -139,6 +143,28 @@ BEGIN
     END IF;
 
     r.horizon := greatest(r.horizon, v_longest);
+    IF v_short IS NOT NULL THEN
+        -- Grants older than the shortest window matter only to longer ones: they are
+        -- merged into one row per bucket of whole seconds (at least the shortest span, or
+        -- 1/64 of the horizon), dated at the bucket's end. Later is conservative (a grant
+        -- then counts longer), so the guarantee holds; long windows may be under-used by
+        -- up to a bucket, and the log stays small (daemon '' marks merged rows).
+        v_bucket := ceil(greatest(v_short, r.horizon / 64))::bigint;
+        WITH b AS (
+            SELECT DISTINCT ceil(extract(epoch FROM g.granted_at) / v_bucket) * v_bucket AS e
+            FROM tandem_budget_grants AS g
+            WHERE g.account = p_account AND g.daemon <> ''
+              AND g.granted_at <= t - make_interval(secs => v_short + v_bucket)
+        ), gone AS (
+            DELETE FROM tandem_budget_grants AS g USING b
+            WHERE g.account = p_account
+              AND ceil(extract(epoch FROM g.granted_at) / v_bucket) * v_bucket = b.e
+            RETURNING b.e AS e, g.n AS n
+        )
+        INSERT INTO tandem_budget_grants (account, granted_at, n, daemon)
+            SELECT p_account, to_timestamp(gone.e::double precision), sum(gone.n), ''
+            FROM gone GROUP BY gone.e;
+    END IF;
     DELETE FROM tandem_budget_grants AS g
         WHERE g.account = p_account AND g.granted_at <= t - make_interval(secs => r.horizon);
     UPDATE tandem_budgets AS b SET
