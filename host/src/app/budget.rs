@@ -39,7 +39,9 @@
 //! - **Guarantee**: for each window, no interval of S seconds (real time) holds more than
 //!   N requests granted by all daemons together. (A request granted in [a, a + S) comes
 //!   from a block granted in (a − L, a + S), an interval of S + L whose grants the
-//!   database kept within N, since grants are made in time order under the row lock.) It
+//!   database kept within N, since grants are made in time order under the row lock;
+//!   grants older than the shortest window are merged per bucket and dated at its end,
+//!   which only makes them count longer, so the log stays small.) It
 //!   assumes the database's clock does not step back and the machines' clocks tick at
 //!   the same rate over L; the price is that the fleet's windows are S + L long.
 //! - Blocks are small against the limit, so that daemons share fairly: at most
