@@ -41,9 +41,9 @@
 //!   from a block granted in (a − L, a + S), an interval of S + L whose grants the
 //!   database kept within N, since grants are made in time order under the row lock;
 //!   grants older than the shortest window are merged per bucket and dated at its end,
-//!   which only makes them count longer, so the log stays small.) It
-//!   assumes the database's clock does not step back and the machines' clocks tick at
-//!   the same rate over L; the price is that the fleet's windows are S + L long.
+//!   which only makes them count longer, so the log stays small.) It assumes the
+//!   database's clock does not step back and the machines' clocks tick at the same rate
+//!   over L; the price is that the fleet's windows are S + L long.
 //! - Blocks are small against the limit, so that daemons share fairly: at most
 //!   max(1, N / (8 × daemons that used the account within the window)) for the smallest
 //!   window, and a daemon asks for what it spends (starting at 1, doubling while blocks
