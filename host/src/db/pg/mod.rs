@@ -263,17 +263,6 @@ impl Pg {
             .expect("the database runtime runs until the pool is dropped")
     }
 
-    /// Starts `f` on the pool's own runtime without waiting for it: an async caller awaits
-    /// the handle (tokio-postgres's futures are polled there, never on the caller's).
-    pub fn spawn<T, F, Fut>(&self, f: F) -> tokio::task::JoinHandle<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(Pool) -> Fut + Send + 'static,
-        Fut: Future<Output = T> + Send + 'static,
-    {
-        self.handle.spawn(f(self.pool.clone()))
-    }
-
     /// A pooled connection, for an async caller.
     pub async fn client(&self) -> Result<Object, PgError> {
         let pool = self.pool.clone();
@@ -311,6 +300,17 @@ impl Pg {
     /// A query error, in one line.
     pub fn error(&self, e: tokio_postgres::Error) -> PgError {
         query_error(&self.target, e)
+    }
+
+    /// Starts `f` on the pool's own runtime without waiting for it: an async caller awaits
+    /// the handle (tokio-postgres's futures are polled there, never on the caller's).
+    pub fn spawn<T, F, Fut>(&self, f: F) -> tokio::task::JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        self.handle.spawn(f(self.pool.clone()))
     }
 
     /// Runs one prepared statement on `client` and returns its rows.
