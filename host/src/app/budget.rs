@@ -19,6 +19,45 @@
 //!   Freshworks, so it is a setting ([`ResetMeaning`]); `auto` reads small numbers as
 //!   seconds and large ones as Unix seconds or milliseconds.
 //!
+//! ## A fleet (`[state] backend = "postgres"`): one budget across daemons
+//!
+//! [`Budgets::shared`] backs every account's budget with the database (migration 0003:
+//! `tandem_budgets`, one row per account, and `tandem_budget_grants`, a log of granted
+//! blocks), so that any number of daemons together stay within the account's windows.
+//! The local budget above still paces, orders and blocks this daemon's requests; on top,
+//! a request needs a token of a *block* this daemon leased:
+//!
+//! - `tandem_budget_lease` (one statement, one round trip) locks the account's row, reads
+//!   the database's `clock_timestamp()` and grants up to the asked number of requests if,
+//!   for every window of N per S, the blocks granted in the last S + L seconds plus this
+//!   one stay within N, where L is a block's lifetime (an eighth of the shortest window,
+//!   50 ms to 30 s). It logs the grant with that time and prunes older ones.
+//! - A block may be spent only for L after the lease was *asked* (by this daemon's
+//!   monotonic clock, so before the database's grant time); what is left then expires.
+//!   Nothing is given back: unspent tokens can make the fleet use less than the quota,
+//!   never more.
+//! - **Guarantee**: for each window, no interval of S seconds (real time) holds more than
+//!   N requests granted by all daemons together. (A request granted in [a, a + S) comes
+//!   from a block granted in (a − L, a + S), an interval of S + L whose grants the
+//!   database kept within N, since grants are made in time order under the row lock;
+//!   grants older than the shortest window are merged per bucket and dated at its end,
+//!   which only makes them count longer, so the log stays small.) It assumes the
+//!   database's clock does not step back and the machines' clocks tick at the same rate
+//!   over L; the price is that the fleet's windows are S + L long.
+//! - Blocks are small against the limit, so that daemons share fairly: at most
+//!   max(1, N / (8 × daemons that used the account within the window)) for the smallest
+//!   window, and a daemon asks for what it spends (starting at 1, doubling while blocks
+//!   run out, halving when one expires unspent). With blocks of B, a request costs 1/B
+//!   statements (docs/fleet.md has the measured figure).
+//! - A 429's wait and a low app count (at or below `slow-below`) are written to the
+//!   account's row at once, without waiting; a plentiful count rides along the next
+//!   lease. Every lease returns the row, so other daemons block or slow at their next
+//!   lease (within one block: they spend what they hold first). The shared count is the
+//!   newest one any daemon read, less the blocks granted since.
+//! - A database failure while leasing holds the account's requests, retried with back-off
+//!   (1 s doubling to 30 s, one log line per outage): never spending unshared quota.
+//! - Priorities order requests within a daemon; across daemons, blocks go to whoever asks.
+//!
 //! [`RequestGate`] is what a connector client holds: it plugs the account's budget into
 //! the runtime's [`RequestBudget`] hook, at the priority its adapter sets per call, and
 //! holds every request while its sync is paused.
@@ -35,6 +74,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::db::{Pg, PgError};
 use crate::runtime::RequestBudget;
 
 /// Who spends the budget first.
@@ -113,6 +153,21 @@ struct Observed {
     granted_since: u32,
 }
 
+/// This daemon's app count as `tandem_budget_lease` takes it (seconds from `now`).
+fn app_arg(o: &Observed, seen: Instant, now: Instant) -> (i64, Option<i64>, Option<f64>, f64) {
+    (
+        i64::from(o.remaining.saturating_sub(o.granted_since)),
+        o.limit.map(i64::from),
+        o.reset_at
+            .map(|r| r.saturating_duration_since(now).as_secs_f64()),
+        now.saturating_duration_since(seen).as_secs_f64(),
+    )
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.clamp(0.0, 86_400.0))
+}
+
 /// The rate-limit headers of a response: (remaining, limit, reset).
 fn rate_headers(headers: &HeaderMap) -> Option<(u32, Option<u32>, Option<f64>)> {
     let get = |names: [&str; 2]| {
@@ -157,6 +212,139 @@ struct State {
     last_grant: Option<Instant>,
     /// Requests held back by the app's count (not by a 429), since start.
     held: u64,
+    /// The fleet's share (PostgreSQL only): requests left of the block leased last.
+    tokens: u32,
+    /// Until when the block may be spent (its lifetime from before the lease was asked).
+    tokens_until: Option<Instant>,
+    /// The block to ask for next: doubles while blocks run out, halves when one expires
+    /// unspent (so that a trickle of requests does not lock up the fleet's quota).
+    want: u32,
+    /// No lease before this: the windows are full fleet-wide, or the database failed.
+    lease_after: Option<Instant>,
+    /// Database failures in a row.
+    lease_errors: u32,
+    /// This daemon's newest app count, not yet written to the database, and when seen.
+    unsent: Option<(Observed, Instant)>,
+    /// The database time (Unix seconds) of the newest app count adopted from the fleet.
+    adopted: f64,
+}
+
+/// What to do when the local budget has room but the fleet's share may not.
+enum FleetHold {
+    /// Wait this long (the fleet's windows are full, or the database failed).
+    Wait(Duration),
+    /// Lease a block first.
+    Lease,
+}
+
+impl State {
+    /// `None` when a request may go now by the fleet's share.
+    fn fleet_hold(&mut self, now: Instant) -> Option<FleetHold> {
+        if let Some(a) = self.lease_after {
+            if a > now {
+                return Some(FleetHold::Wait(a - now));
+            }
+            self.lease_after = None;
+        }
+        if self.tokens > 0 && self.tokens_until.is_some_and(|u| u > now) {
+            return None;
+        }
+        Some(FleetHold::Lease)
+    }
+}
+
+/// The fleet's side of an account's budget: the database that holds the account's row
+/// and grant log (migration 0003), and this daemon's id in it.
+#[derive(Debug)]
+struct Shared {
+    pg: Arc<Pg>,
+    daemon: String,
+    /// One lease at a time per account and daemon.
+    leasing: tokio::sync::Mutex<()>,
+    /// Writes under way (a 429, a low app count): [`AccountBudget::flush`] waits for them.
+    notes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The most requests asked for in one block.
+const MAX_BLOCK: u32 = 10_000;
+/// The longest a leased block may be spent.
+const MAX_BLOCK_LIFE: Duration = Duration::from_secs(30);
+/// The shortest a leased block may be spent.
+const MIN_BLOCK_LIFE: Duration = Duration::from_millis(50);
+/// The longest wait between leases after database failures.
+const MAX_LEASE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How long a leased block may be spent: an eighth of the shortest window (the fleet's
+/// windows are effectively that much longer), within [`MIN_BLOCK_LIFE`, `MAX_BLOCK_LIFE`].
+fn block_life(windows: &[Window]) -> Duration {
+    windows
+        .iter()
+        .map(|w| w.period / 8)
+        .min()
+        .unwrap_or(MAX_BLOCK_LIFE)
+        .clamp(MIN_BLOCK_LIFE, MAX_BLOCK_LIFE)
+}
+
+/// The arguments of `tandem_budget_lease` (migration 0003).
+struct LeaseArgs {
+    account: String,
+    daemon: String,
+    limits: Vec<i32>,
+    periods: Vec<f64>,
+    expiry: f64,
+    want: i32,
+    blocked: Option<f64>,
+    /// remaining, limit, seconds to the reset, seconds since seen.
+    app: Option<(i64, Option<i64>, Option<f64>, f64)>,
+}
+
+/// What `tandem_budget_lease` answers.
+#[derive(Debug)]
+struct LeaseReply {
+    granted: u32,
+    wait: f64,
+    blocked: f64,
+    app_remaining: Option<i64>,
+    app_limit: Option<i64>,
+    app_reset: Option<f64>,
+    app_seen: Option<f64>,
+    app_daemon: Option<String>,
+}
+
+const LEASE_SQL: &str =
+    "SELECT * FROM tandem_budget_lease($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// One call of `tandem_budget_lease` (one round trip); polled on the pool's runtime.
+async fn lease_call(pg: Arc<Pg>, a: LeaseArgs) -> Result<LeaseReply, PgError> {
+    let c = pg.client().await?;
+    let st = c.prepare_cached(LEASE_SQL).await.map_err(|e| pg.error(e))?;
+    let (remaining, limit, reset, age) = match a.app {
+        Some((r, l, z, age)) => (Some(r), l, z, Some(age)),
+        None => (None, None, None, None),
+    };
+    let row = c
+        .query_one(
+            &st,
+            &[
+                &a.account, &a.daemon, &a.limits, &a.periods, &a.expiry, &a.want, &a.blocked,
+                &remaining, &limit, &reset, &age,
+            ],
+        )
+        .await
+        .map_err(|e| pg.error(e))?;
+    let granted: i32 = row.get(0);
+    // The account's row, and the grant when there is one (expired grants are pruned too).
+    pg.count(1, 1 + u64::from(granted > 0));
+    Ok(LeaseReply {
+        granted: granted.max(0) as u32,
+        wait: row.get(1),
+        blocked: row.get(2),
+        app_remaining: row.get(3),
+        app_limit: row.get(4),
+        app_reset: row.get(5),
+        app_seen: row.get(6),
+        app_daemon: row.get(7),
+    })
 }
 
 /// The budget of one app account.
@@ -171,6 +359,8 @@ pub struct AccountBudget {
     clock: WallClock,
     state: Mutex<State>,
     notify: Notify,
+    /// The fleet's share, when the state is in PostgreSQL.
+    shared: Option<Shared>,
 }
 
 /// What a budget looks like now (for `tandem sync status` and the control API).
@@ -250,9 +440,161 @@ impl AccountBudget {
             operator_windows: std::sync::atomic::AtomicBool::new(false),
             policy: Mutex::new(policy),
             clock: WallClock::system(),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                want: 1,
+                ..State::default()
+            }),
             notify: Notify::new(),
+            shared: None,
         }
+    }
+
+    /// The same budget shared with every daemon using `pg` (see the module docs):
+    /// requests are spent from blocks leased from the database, 429s and the app's count
+    /// are written there. `daemon` names this process in the grant log.
+    pub fn shared_by(mut self, pg: Arc<Pg>, daemon: &str) -> Self {
+        self.shared = Some(Shared {
+            pg,
+            daemon: daemon.into(),
+            leasing: tokio::sync::Mutex::new(()),
+            notes: Mutex::new(Vec::new()),
+        });
+        self
+    }
+
+    /// Waits until what this budget wrote to the shared database (a 429, a low app
+    /// count) is there. Nothing to wait for without one.
+    pub async fn flush(&self) {
+        let Some(sh) = &self.shared else { return };
+        let notes = std::mem::take(&mut *lock(&sh.notes));
+        for n in notes {
+            let _ = n.await;
+        }
+    }
+
+    /// Writes a 429's wait or this daemon's app count to the account's row now, without
+    /// waiting (the other daemons read it at their next lease).
+    fn note(&self, blocked: Option<Duration>, app: Option<(Observed, Instant)>) {
+        let Some(sh) = &self.shared else { return };
+        let args = LeaseArgs {
+            want: 0,
+            blocked: blocked.map(|d| d.as_secs_f64()),
+            app: app.map(|(o, seen)| app_arg(&o, seen, Instant::now())),
+            ..self.lease_args(sh, &[])
+        };
+        let pg = sh.pg.clone();
+        let account = self.account.clone();
+        let handle = sh.pg.spawn(move |_| async move {
+            if let Err(e) = lease_call(pg, args).await {
+                tracing::warn!(account = %account, error = %e, "cannot share a rate limit with the fleet");
+            }
+        });
+        let mut notes = lock(&sh.notes);
+        notes.retain(|h| !h.is_finished());
+        notes.push(handle);
+    }
+
+    fn lease_args(&self, sh: &Shared, windows: &[Window]) -> LeaseArgs {
+        LeaseArgs {
+            account: self.account.clone(),
+            daemon: sh.daemon.clone(),
+            limits: windows
+                .iter()
+                .map(|w| i32::try_from(w.requests).unwrap_or(i32::MAX))
+                .collect(),
+            periods: windows.iter().map(|w| w.period.as_secs_f64()).collect(),
+            expiry: block_life(windows).as_secs_f64(),
+            want: 0,
+            blocked: None,
+            app: None,
+        }
+    }
+
+    /// Leases a block of requests from the fleet's share (one round trip), unless another
+    /// waiter just did; adopts what the fleet saw (429s, the app's count).
+    async fn lease(&self, sh: &Shared) {
+        let _one = sh.leasing.lock().await;
+        let windows = lock(&self.windows).clone();
+        let (want, app) = {
+            let mut s = lock(&self.state);
+            if s.fleet_hold(Instant::now()).is_none() || s.lease_after.is_some() {
+                return;
+            }
+            if s.tokens_until.is_some() {
+                s.want = if s.tokens == 0 {
+                    s.want.saturating_mul(2).min(MAX_BLOCK)
+                } else {
+                    (s.want / 2).max(1)
+                };
+            }
+            let waiting = s.waiting.iter().sum::<usize>().min(MAX_BLOCK as usize) as u32;
+            (s.want.max(waiting), s.unsent.take())
+        };
+        let sent = Instant::now();
+        let args = LeaseArgs {
+            want: want as i32,
+            app: app.map(|(o, seen)| app_arg(&o, seen, sent)),
+            ..self.lease_args(sh, &windows)
+        };
+        let pg = sh.pg.clone();
+        let reply = sh
+            .pg
+            .spawn(move |_| lease_call(pg, args))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PgError::Query {
+                    target: sh.pg.target().into(),
+                    message: e.to_string(),
+                })
+            });
+        let got = Instant::now();
+        let mut s = lock(&self.state);
+        match reply {
+            Ok(r) => {
+                if s.lease_errors > 0 {
+                    tracing::info!(account = %self.account, "the shared budget is reachable again");
+                }
+                s.lease_errors = 0;
+                // Spendable from before the grant (the database's clock read it later).
+                s.tokens = r.granted;
+                s.tokens_until = (r.granted > 0).then(|| sent + block_life(&windows));
+                if r.blocked > 0.0 {
+                    let until = got + secs(r.blocked);
+                    s.blocked_until = Some(s.blocked_until.map_or(until, |b| b.max(until)));
+                }
+                if r.granted == 0 && r.blocked <= 0.0 {
+                    s.lease_after = Some(got + secs(r.wait).max(Duration::from_millis(10)));
+                }
+                if let (Some(remaining), Some(seen)) = (r.app_remaining, r.app_seen)
+                    && seen > s.adopted
+                    && r.app_daemon.as_deref() != Some(sh.daemon.as_str())
+                {
+                    s.adopted = seen;
+                    s.observed = Some(Observed {
+                        remaining: remaining.clamp(0, i64::from(u32::MAX)) as u32,
+                        limit: r.app_limit.and_then(|l| u32::try_from(l).ok()),
+                        reset_at: r.app_reset.filter(|z| *z > 0.0).map(|z| got + secs(z)),
+                        granted_since: 0,
+                    });
+                }
+            }
+            Err(e) => {
+                // Never spend unshared quota: wait and try again.
+                s.lease_errors = s.lease_errors.saturating_add(1);
+                let backoff = Duration::from_secs(1)
+                    .saturating_mul(1 << (s.lease_errors - 1).min(5))
+                    .min(MAX_LEASE_BACKOFF);
+                s.lease_after = Some(got + backoff);
+                if s.unsent.is_none() {
+                    s.unsent = app;
+                }
+                if s.lease_errors == 1 {
+                    tracing::warn!(account = %self.account, error = %e, "cannot lease requests from the shared budget; its requests wait and it tries again");
+                }
+            }
+        }
+        drop(s);
+        self.notify.notify_waiters();
     }
 
     /// The same budget on a wall clock that reads `unix_secs` now (tests: with tokio's
@@ -303,17 +645,33 @@ impl AccountBudget {
             (secs > 0.0).then(|| now + Duration::from_secs_f64(secs.min(86_400.0)))
         });
         let mut s = lock(&self.state);
+        let mut urgent = None;
         if reset.is_some() && reset_at.is_none() {
             s.observed = None;
         } else {
-            s.observed = Some(Observed {
+            let o = Observed {
                 remaining,
                 limit,
                 reset_at,
                 granted_since: 0,
-            });
+            };
+            s.observed = Some(o);
+            if self.shared.is_some() {
+                // A low count is written at once (below slow-below requests are paced, so
+                // these are few); a plentiful one rides along the next lease.
+                let spare = remaining.saturating_sub(policy.reserve.of(limit));
+                if spare <= policy.slow_below.of(limit) {
+                    urgent = Some((o, now));
+                    s.unsent = None;
+                } else {
+                    s.unsent = Some((o, now));
+                }
+            }
         }
         drop(s);
+        if urgent.is_some() {
+            self.note(None, urgent);
+        }
         self.notify.notify_waiters();
     }
 
@@ -364,33 +722,51 @@ impl AccountBudget {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = Instant::now();
-            let wait = {
+            // `Ok(None)`: wait until notified; `Err(())`: lease a block first.
+            let wait: Result<Option<Duration>, ()> = {
                 let windows = lock(&self.windows).clone();
                 let policy = self.policy();
                 let mut s = lock(&self.state);
                 match s.check(now, priority, &windows, &policy, &self.clock) {
-                    Ok(free) => {
-                        if take {
-                            s.sent.push_back(now);
-                            s.requests += 1;
-                            s.last_grant = Some(now);
-                            if let Some(o) = &mut s.observed {
-                                o.granted_since = o.granted_since.saturating_add(1);
+                    Err(wait) => Ok(wait),
+                    // The local budget has room: with a fleet, its share decides too.
+                    Ok(free) => match self.shared.as_ref().and_then(|_| s.fleet_hold(now)) {
+                        Some(FleetHold::Wait(d)) => Ok(Some(d)),
+                        Some(FleetHold::Lease) => Err(()),
+                        None => {
+                            let free = match self.shared {
+                                Some(_) => free.min(s.tokens as usize),
+                                None => free,
+                            };
+                            if take {
+                                s.sent.push_back(now);
+                                s.requests += 1;
+                                s.last_grant = Some(now);
+                                if let Some(o) = &mut s.observed {
+                                    o.granted_since = o.granted_since.saturating_add(1);
+                                }
+                                if self.shared.is_some() {
+                                    s.tokens -= 1;
+                                }
                             }
+                            return free.max(1);
                         }
-                        return free.max(1);
-                    }
-                    Err(wait) => wait,
+                    },
                 }
             };
             match wait {
-                Some(d) => {
+                Err(()) => {
+                    if let Some(sh) = &self.shared {
+                        self.lease(sh).await;
+                    }
+                }
+                Ok(Some(d)) => {
                     tokio::select! {
                         () = tokio::time::sleep(d) => {}
                         () = &mut notified => {}
                     }
                 }
-                None => notified.await,
+                Ok(None) => notified.await,
             }
         }
     }
@@ -409,6 +785,7 @@ impl AccountBudget {
         let until = now + wait;
         s.blocked_until = Some(s.blocked_until.map_or(until, |b| b.max(until)));
         drop(s);
+        self.note(Some(wait), None);
         self.notify.notify_waiters();
         tracing::warn!(account = %self.account, wait_ms = wait.as_millis() as u64, "rate limited: the account's requests wait");
         wait
@@ -617,9 +994,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct Budgets {
     map: Mutex<BTreeMap<String, Arc<AccountBudget>>>,
+    /// The fleet's database and this daemon's id, when budgets are shared.
+    shared: Option<(Arc<Pg>, String)>,
 }
 
 impl Budgets {
+    /// Budgets shared with every daemon on `pg` (`[state] backend = "postgres"`), this one
+    /// named `daemon` (its fleet id): see the module docs.
+    pub fn shared(pg: Arc<Pg>, daemon: String) -> Self {
+        Budgets {
+            map: Mutex::default(),
+            shared: Some((pg, daemon)),
+        }
+    }
+
     /// The budget of `account`, created with `windows` or merged with them.
     pub fn account(&self, account: &str, windows: &[Window]) -> Arc<AccountBudget> {
         self.account_with(account, windows, None, None)
@@ -645,11 +1033,11 @@ impl Budgets {
             }
             None => {
                 let policy = policy.unwrap_or_default();
-                let b = Arc::new(AccountBudget::with_policy(
-                    account,
-                    policy.floored(windows),
-                    policy,
-                ));
+                let mut b = AccountBudget::with_policy(account, policy.floored(windows), policy);
+                if let Some((pg, daemon)) = &self.shared {
+                    b = b.shared_by(pg.clone(), daemon);
+                }
+                let b = Arc::new(b);
                 map.insert(account.into(), b.clone());
                 b
             }
@@ -1132,5 +1520,264 @@ mod tests {
         // Two operator settings for one account: the stricter wins.
         budgets.account_with("freshworks:acme", &[], None, Some(&[w(2000, 3600)]));
         assert_eq!(limits(&b), [(400, 60), (2000, 3600)]);
+    }
+}
+
+/// The fleet's shared budget, against a real PostgreSQL server (real time: the database's
+/// clock is real, so these use windows of a second or two).
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    fn w(requests: u32, millis: u64) -> Window {
+        Window {
+            requests,
+            period: Duration::from_millis(millis),
+        }
+    }
+
+    /// Two daemons hammer one account of N per S: no interval of S holds more than N of
+    /// their grants together, both make progress, and a lease is far rarer than a request.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_daemons_together_never_exceed_the_accounts_limit() {
+        const N: usize = 64;
+        const S: Duration = Duration::from_secs(1);
+        const TOTAL: usize = 4 * N;
+        let pg = crate::db::testing::postgres();
+        let daemons = [
+            Budgets::shared(pg.clone(), "d1".into()),
+            Budgets::shared(pg.clone(), "d2".into()),
+        ];
+        let budgets: Vec<Arc<AccountBudget>> = daemons
+            .iter()
+            .map(|d| d.account("acct", &[w(N as u32, S.as_millis() as u64)]))
+            .collect();
+        let before = pg.stats().queries.load(Ordering::Relaxed);
+        let grants = Arc::new(Mutex::new(Vec::<(usize, Instant)>::new()));
+        let mut tasks = Vec::new();
+        for (d, b) in budgets.iter().enumerate() {
+            for _ in 0..3 {
+                let (b, grants) = (b.clone(), grants.clone());
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        b.acquire(Priority::Initial).await;
+                        let mut g = grants.lock().unwrap();
+                        g.push((d, Instant::now()));
+                        if g.len() >= TOTAL {
+                            return;
+                        }
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let queries = pg.stats().queries.load(Ordering::Relaxed) - before;
+        let mut times: Vec<(usize, Instant)> = grants.lock().unwrap().clone();
+        times.sort_by_key(|(_, t)| *t);
+        for (i, (_, t)) in times.iter().enumerate() {
+            let within = times[i..].iter().filter(|(_, u)| *u - *t < S).count();
+            assert!(within <= N, "{within} requests within {S:?} (limit {N})");
+        }
+        let per = |d: usize| times.iter().filter(|(x, _)| *x == d).count();
+        assert!(
+            per(0) > 0 && per(1) > 0,
+            "both progress: {} and {}",
+            per(0),
+            per(1)
+        );
+        let requests: u64 = budgets.iter().map(|b| b.snapshot().requests).sum();
+        println!(
+            "fleet budget: {requests} requests, {queries} statements ({:.3} per request), split {}/{}",
+            queries as f64 / requests as f64,
+            per(0),
+            per(1)
+        );
+        assert!(
+            queries < requests,
+            "{queries} statements for {requests} requests"
+        );
+    }
+
+    /// A 429 one daemon saw holds the other's requests until its Retry-After.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_429_seen_by_one_daemon_blocks_the_other_until_retry_after() {
+        let pg = crate::db::testing::postgres();
+        let one = AccountBudget::new("acct", vec![w(100, 1000)]).shared_by(pg.clone(), "d1");
+        let two = AccountBudget::new("acct", vec![w(100, 1000)]).shared_by(pg.clone(), "d2");
+        let retry_after = Duration::from_millis(1500);
+        let start = Instant::now();
+        assert_eq!(one.rate_limited(Some(retry_after)), retry_after);
+        one.flush().await;
+        two.acquire(Priority::Consent).await;
+        assert!(
+            Instant::now() >= start + retry_after,
+            "the other daemon waited for the Retry-After"
+        );
+        assert_eq!(two.snapshot().rate_limited, 0, "it saw no 429 itself");
+        // Unlimited accounts (no windows) share 429s too.
+        let three = AccountBudget::new("free", vec![]).shared_by(pg.clone(), "d1");
+        let four = AccountBudget::new("free", vec![]).shared_by(pg.clone(), "d2");
+        let start = Instant::now();
+        three.rate_limited(Some(retry_after));
+        three.flush().await;
+        four.acquire(Priority::Consent).await;
+        assert!(Instant::now() >= start + retry_after);
+    }
+
+    /// An app count at the reserve that one daemon read pauses the other until the reset.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_low_app_count_seen_by_one_daemon_pauses_the_other() {
+        let pg = crate::db::testing::postgres();
+        let policy = RatePolicy {
+            reserve: Share::Requests(1),
+            ..RatePolicy::default()
+        };
+        let budget = |daemon: &str| {
+            AccountBudget::with_policy("acct", vec![w(1000, 60_000)], policy)
+                .shared_by(pg.clone(), daemon)
+        };
+        let (one, two) = (budget("d1"), budget("d2"));
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", "1000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "1".parse().unwrap());
+        h.insert("x-ratelimit-reset", "2".parse().unwrap());
+        let start = Instant::now();
+        one.observe(&h);
+        one.flush().await;
+        two.acquire(Priority::Incremental).await;
+        assert!(
+            Instant::now() >= start + Duration::from_secs(2),
+            "the other daemon paused until the app's reset"
+        );
+        let snap = two.snapshot();
+        assert!(snap.held >= 1, "{snap:?}");
+        assert_eq!(snap.rate_limited, 0);
+    }
+
+    /// While the database fails, the account's requests wait (never unshared quota);
+    /// once it answers again they go.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_failure_holds_requests_until_it_answers_again() {
+        const SIG: &str = "(text, text, integer[], double precision[], double precision, integer, double precision, bigint, bigint, double precision, double precision)";
+        let pg = crate::db::testing::postgres();
+        let sql = |q: String| {
+            pg.run(move |pool| async move {
+                pool.get().await.unwrap().batch_execute(&q).await.unwrap();
+            })
+        };
+        sql(format!(
+            "ALTER FUNCTION tandem_budget_lease{SIG} RENAME TO tandem_budget_lease_away"
+        ));
+        let b =
+            Arc::new(AccountBudget::new("acct", vec![w(100, 1000)]).shared_by(pg.clone(), "d1"));
+        let task = tokio::spawn({
+            let b = b.clone();
+            async move { b.acquire(Priority::Incremental).await }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!task.is_finished(), "no request without the shared budget");
+        assert_eq!(b.snapshot().requests, 0);
+        sql(format!(
+            "ALTER FUNCTION tandem_budget_lease_away{SIG} RENAME TO tandem_budget_lease"
+        ));
+        task.await.unwrap();
+        assert_eq!(b.snapshot().requests, 1);
+    }
+
+    /// The cost per request on a Freshworks-like plan (400 a minute, 1,000 an hour), two
+    /// daemons spending 300 requests between them: printed for docs/fleet.md.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statements_per_request_on_a_realistic_plan() {
+        let pg = crate::db::testing::postgres();
+        let windows = [w(400, 60_000), w(1000, 3_600_000)];
+        let budgets: Vec<Arc<AccountBudget>> = ["d1", "d2"]
+            .iter()
+            .map(|d| Budgets::shared(pg.clone(), (*d).into()).account("acct", &windows))
+            .collect();
+        let before = pg.stats().queries.load(Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for b in &budgets {
+            for _ in 0..3 {
+                let b = b.clone();
+                tasks.push(tokio::spawn(async move {
+                    for _ in 0..50 {
+                        b.acquire(Priority::Initial).await;
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let queries = pg.stats().queries.load(Ordering::Relaxed) - before;
+        let requests: u64 = budgets.iter().map(|b| b.snapshot().requests).sum();
+        assert_eq!(requests, 300);
+        println!(
+            "fleet budget (400/min, 1000/h, 2 daemons): {requests} requests, {queries} statements ({:.3} per request)",
+            queries as f64 / requests as f64
+        );
+        assert!(
+            queries * 4 < requests,
+            "{queries} statements for {requests} requests"
+        );
+    }
+
+    /// A plentiful app count is not written on its own: it rides along the next lease,
+    /// and the other daemon adopts it (less the blocks granted since) at its next lease.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_plentiful_app_count_rides_along_the_next_lease() {
+        let pg = crate::db::testing::postgres();
+        let one = AccountBudget::new("acct", vec![w(1000, 60_000)]).shared_by(pg.clone(), "d1");
+        let two = AccountBudget::new("acct", vec![w(1000, 60_000)]).shared_by(pg.clone(), "d2");
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-limit", "1000".parse().unwrap());
+        h.insert("x-ratelimit-remaining", "900".parse().unwrap());
+        h.insert("x-ratelimit-reset", "600".parse().unwrap());
+        let before = pg.stats().queries.load(Ordering::Relaxed);
+        one.observe(&h);
+        one.flush().await;
+        assert_eq!(
+            pg.stats().queries.load(Ordering::Relaxed),
+            before,
+            "nothing written for a plentiful count"
+        );
+        one.acquire(Priority::Incremental).await;
+        two.acquire(Priority::Incremental).await;
+        let app = two.snapshot().app.expect("the fleet's count");
+        // 900, less one's block of 1 and two's own request.
+        assert_eq!(
+            (app.remaining, app.limit, app.paused),
+            (898, Some(1000), false)
+        );
+    }
+
+    /// Grants older than the shortest window are merged per bucket, so that a long
+    /// window with small blocks keeps few rows; none is lost (merging dates them later).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn old_grants_are_merged_and_none_is_lost() {
+        let pg = crate::db::testing::postgres();
+        // Blocks of 1 (8 per 100 ms), and a long window that keeps every grant.
+        let b = AccountBudget::new("acct", vec![w(8, 100), w(100_000, 60_000)])
+            .shared_by(pg.clone(), "d1");
+        for _ in 0..200 {
+            b.acquire(Priority::Initial).await;
+        }
+        let (rows, granted, merged): (i64, i64, i64) = pg.run(|pool| async move {
+            let c = pool.get().await.unwrap();
+            let r = c
+                .query_one(
+                    "SELECT count(*), sum(n)::bigint, count(*) FILTER (WHERE daemon = '') \
+                     FROM tandem_budget_grants WHERE account = 'acct'",
+                    &[],
+                )
+                .await
+                .unwrap();
+            (r.get(0), r.get(1), r.get(2))
+        });
+        assert!(granted >= 200, "{granted} granted for 200 requests");
+        assert!(merged > 0, "old grants merged");
+        assert!(rows < 100, "{rows} rows for {granted} grants");
     }
 }

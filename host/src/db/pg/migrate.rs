@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fleet",
         sql: include_str!("migrations/0002_fleet.sql"),
     },
+    Migration {
+        version: 3,
+        name: "budgets",
+        sql: include_str!("migrations/0003_budgets.sql"),
+    },
 ];
 
 /// The schema version this build writes.

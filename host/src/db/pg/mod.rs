@@ -330,6 +330,17 @@ impl Pg {
         query_error(&self.target, e)
     }
 
+    /// Starts `f` on the pool's own runtime without waiting for it: an async caller awaits
+    /// the handle (tokio-postgres's futures are polled there, never on the caller's).
+    pub fn spawn<T, F, Fut>(&self, f: F) -> tokio::task::JoinHandle<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Pool) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        self.handle.spawn(f(self.pool.clone()))
+    }
+
     /// Runs one prepared statement on `client` and returns its rows.
     pub fn query(
         &self,
