@@ -144,6 +144,7 @@ impl Daemon {
         let fleet = match host.store().db().postgres() {
             Some(pg) => Some(Arc::new(Fleet::join(
                 pg.clone(),
+                host.fleet_id().unwrap_or("unnamed").to_string(),
                 &host.config().daemon.fleet,
                 workers.keys().cloned().collect(),
             )?)),

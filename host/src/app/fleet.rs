@@ -76,8 +76,12 @@ pub struct Fleet {
 
 impl Fleet {
     /// Registers this daemon and the config's syncs (a lease row each).
-    pub fn join(pg: Arc<Pg>, cfg: &FleetConfig, syncs: Vec<String>) -> Result<Fleet, PgError> {
-        let id = cfg.id.clone().unwrap_or_else(default_id);
+    pub fn join(
+        pg: Arc<Pg>,
+        id: String,
+        cfg: &FleetConfig,
+        syncs: Vec<String>,
+    ) -> Result<Fleet, PgError> {
         let c = pg.client_blocking()?;
         pg.execute(
             &c,
@@ -357,7 +361,7 @@ fn host_name() -> String {
 }
 
 /// `host-pid-random`: unique across restarts on one machine.
-fn default_id() -> String {
+pub(crate) fn default_id() -> String {
     let mut r = [0u8; 3];
     let _ = getrandom::fill(&mut r);
     format!("{}-{}-{}", host_name(), std::process::id(), hex::encode(r))
@@ -378,6 +382,7 @@ mod tests {
         };
         Fleet::join(
             pg.clone(),
+            id.into(),
             &cfg,
             syncs.iter().map(|s| s.to_string()).collect(),
         )

@@ -233,6 +233,8 @@ pub struct Host {
     plugins: tokio::sync::Mutex<BTreeMap<String, Arc<Plugin>>>,
     connections: tokio::sync::Mutex<BTreeMap<String, Arc<CheckedConnection>>>,
     budgets: Budgets,
+    /// This process's name in a fleet (state on PostgreSQL).
+    fleet_id: Option<String>,
     /// The redb file's lock (none on PostgreSQL).
     _state: Option<StateFile>,
 }
@@ -305,6 +307,20 @@ impl Host {
             }
         };
         let store = SyncStore::open(backend.clone())?;
+        // This process's name in a fleet (leases, run records, budget grants).
+        let fleet_id = backend.postgres().map(|_| {
+            config
+                .daemon
+                .fleet
+                .id
+                .clone()
+                .unwrap_or_else(fleet::default_id)
+        });
+        // A fleet shares each account's budget through the database.
+        let budgets = match (&fleet_id, store.db().postgres()) {
+            (Some(id), Some(pg)) => Budgets::shared(pg.clone(), id.clone()),
+            _ => Budgets::default(),
+        };
         let cache_dir = options
             .cache_dir
             .clone()
@@ -323,7 +339,9 @@ impl Host {
             runtime,
             plugins: Default::default(),
             connections: Default::default(),
-            budgets: Budgets::default(),
+            // A fleet shares each account's budget through the database.
+            budgets,
+            fleet_id,
             _state: state,
         })
     }
@@ -336,6 +354,11 @@ impl Host {
     /// Where `{ env = ... }` references are read.
     pub fn env(&self) -> &Env {
         &self.env
+    }
+
+    /// This process's name in a fleet, when the state is on PostgreSQL.
+    pub fn fleet_id(&self) -> Option<&str> {
+        self.fleet_id.as_deref()
     }
 
     /// The sync state store.

@@ -269,7 +269,8 @@ fn copy_into(db: &redb::Database, path: &Path, pg: &Arc<Pg>) -> Result<CopyRepor
     pg.batch(
         &c,
         "BEGIN; SET LOCAL lock_timeout = '30s'; \
-         LOCK TABLE tandem_kv, tandem_plugin_store, tandem_plugin_usage, tandem_leases, tandem_daemons IN EXCLUSIVE MODE",
+         LOCK TABLE tandem_kv, tandem_plugin_store, tandem_plugin_usage, tandem_leases, tandem_daemons, \
+         tandem_budgets, tandem_budget_grants IN EXCLUSIVE MODE",
     )?;
     let written = (|| {
         let busy = pg.query(&c, NON_EMPTY, params![])?;
@@ -312,7 +313,9 @@ const NON_EMPTY: &str = "SELECT 'tandem_kv' WHERE EXISTS (SELECT 1 FROM tandem_k
      UNION ALL SELECT 'tandem_plugin_store' WHERE EXISTS (SELECT 1 FROM tandem_plugin_store) \
      UNION ALL SELECT 'tandem_plugin_usage' WHERE EXISTS (SELECT 1 FROM tandem_plugin_usage) \
      UNION ALL SELECT 'tandem_leases' WHERE EXISTS (SELECT 1 FROM tandem_leases) \
-     UNION ALL SELECT 'tandem_daemons' WHERE EXISTS (SELECT 1 FROM tandem_daemons)";
+     UNION ALL SELECT 'tandem_daemons' WHERE EXISTS (SELECT 1 FROM tandem_daemons) \
+     UNION ALL SELECT 'tandem_budgets' WHERE EXISTS (SELECT 1 FROM tandem_budgets) \
+     UNION ALL SELECT 'tandem_budget_grants' WHERE EXISTS (SELECT 1 FROM tandem_budget_grants)";
 
 /// A column of text, of bytes, of numbers (one array parameter of an insert).
 type Texts = Vec<String>;
