@@ -148,6 +148,13 @@ credentials = {{ api-key = {{ env = "FS_KEY" }} }}
 plugin = "freshmarketer"
 settings = {{ base-url = {{ env = "FM_URL" }} }}
 credentials = {{ api-key = {{ env = "FM_KEY" }} }}
+
+# Every sync here shares one pair of simulated accounts (in production, each tenant has
+# its own): lift the plan's 1,000 requests an hour, which the fleet would otherwise share.
+[connections.fs.rate-limit]
+limits = ["10000000/1h"]
+[connections.fm.rate-limit]
+limits = ["10000000/1h"]
 "#
     );
     for i in 0..syncs {
@@ -172,7 +179,7 @@ credentials = {{ api-key = {{ env = "FM_KEY" }} }}
                 .env("FM_URL", &fm.api_base)
                 .env("FM_KEY", api_key(&fm.credentials))
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
                 .expect("tandem run starts"),
@@ -197,6 +204,14 @@ credentials = {{ api-key = {{ env = "FM_KEY" }} }}
              AND position('\"outcome\":\"ok\"'::bytea IN v) > 0",
         )
     };
+    // The first daemon to connect creates the schema.
+    while server
+        .psql(&db, "SELECT to_regclass('tandem_kv') IS NOT NULL")
+        .map(|t| t.trim() != "t")
+        .unwrap_or(true)
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     loop {
         let n = synced();
         if n as usize >= syncs {

@@ -3,7 +3,7 @@
 //! All of them run in one transaction under an advisory lock, so that daemons starting
 //! together migrate once. Migrations are additive (new tables, new columns with
 //! defaults): a daemon one version behind keeps running against an upgraded schema
-//! during a rolling upgrade. A schema newer than this build is refused (docs/fleet.md §6).
+//! during a rolling upgrade. A schema newer than this build is refused (docs/fleet.md §7).
 
 use deadpool_postgres::Object;
 
