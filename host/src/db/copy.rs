@@ -545,10 +545,11 @@ fn digest_query(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::{self, block_on, pg_options};
     use crate::db::{Db, TlsMode};
     use crate::runtime::storage::{Owner, Quota, StorageCtx};
-    use crate::sync::baseline::{FieldBase, Link, LinkOrigin, LinkState};
-    use crate::sync::model::{Side, SidePair, Value};
+    use crate::sync::baseline::Link;
+    use crate::sync::model::Side;
     use crate::sync::state::{Event, Flow, RunKind, SyncStore};
 
     const Q: Option<Quota> = Some(Quota {
@@ -557,33 +558,13 @@ mod tests {
     });
 
     fn target() -> PgOptions {
-        let mut opts = PgOptions::new(tandem_pgserver::PgServer::shared().create_database());
-        opts.tls = TlsMode::Disable;
+        let mut opts = pg_options();
         opts.pool_size = 2;
         opts
     }
 
     fn link(key: &str, a: &str, b: &str) -> Link {
-        Link {
-            key: key.into(),
-            entity: 0,
-            ids: SidePair::new(Some(a.into()), Some(b.into())),
-            state: LinkState::Linked,
-            fields: [("f".to_string(), FieldBase::new(Value::Text("x".into())))].into(),
-            versions: SidePair::default(),
-            match_key: None,
-            origin: LinkOrigin::Email,
-            review: Default::default(),
-            touched: Default::default(),
-        }
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
+        testing::link(key, Some(a), Some(b))
     }
 
     /// An install: two syncs with links, cursors, runs and events; a plugin's storage;

@@ -110,11 +110,44 @@ pub(crate) mod testing {
 
     /// A new, empty database on the test process's PostgreSQL server.
     pub(crate) fn postgres() -> Arc<Pg> {
+        Pg::connect(&pg_options()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// How to reach a new, empty database on the test process's PostgreSQL server.
+    pub(crate) fn pg_options() -> PgOptions {
         let url = tandem_pgserver::PgServer::shared().create_database();
         let mut opts = PgOptions::new(url);
         opts.tls = TlsMode::Disable;
         opts.pool_size = 4;
-        Pg::connect(&opts).unwrap_or_else(|e| panic!("{e}"))
+        opts
+    }
+
+    /// Runs `f` on a fresh current-thread runtime (for tests of async code on either
+    /// backend).
+    pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(f)
+    }
+
+    /// A linked pair `a`/`b` of entity pair 0 under `key`, with one synced field.
+    pub(crate) fn link(key: &str, a: Option<&str>, b: Option<&str>) -> crate::sync::baseline::Link {
+        use crate::sync::baseline::{FieldBase, Link, LinkOrigin, LinkState};
+        use crate::sync::model::{SidePair, Value};
+        Link {
+            key: key.into(),
+            entity: 0,
+            ids: SidePair::new(a.map(Into::into), b.map(Into::into)),
+            state: LinkState::Linked,
+            fields: [("f".to_string(), FieldBase::new(Value::Text("x".into())))].into(),
+            versions: SidePair::default(),
+            match_key: None,
+            origin: LinkOrigin::Email,
+            review: Default::default(),
+            touched: Default::default(),
+        }
     }
 
     /// One test per backend; see the module's documentation.

@@ -843,7 +843,7 @@ impl Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::{fresh, on_both_backends};
+    use crate::db::testing::{block_on, fresh, on_both_backends};
 
     /// A redb-only test's database.
     fn db() -> Arc<Database> {
@@ -861,14 +861,6 @@ mod tests {
 
     /// Runs a backend test's async body (on the test's thread, where [`fresh`] knows the
     /// backend).
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
     const Q: Option<Quota> = Some(Quota {
         bytes: 100,
         keys: 3,

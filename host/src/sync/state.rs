@@ -1583,9 +1583,7 @@ impl Txn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::testing::{fresh, on_both_backends};
-    use crate::sync::baseline::{FieldBase, LinkOrigin, LinkState};
-    use crate::sync::model::{SidePair, Value};
+    use crate::db::testing::{fresh, link, on_both_backends};
     use redb::backends::InMemoryBackend;
     use redb::{Database, StorageBackend};
 
@@ -1773,21 +1771,6 @@ mod tests {
                         == 1
                 }
             }
-        }
-    }
-
-    fn link(key: &str, a: Option<&str>, b: Option<&str>) -> Link {
-        Link {
-            key: key.into(),
-            entity: 0,
-            ids: SidePair::new(a.map(Into::into), b.map(Into::into)),
-            state: LinkState::Linked,
-            fields: [("f".to_string(), FieldBase::new(Value::Text("x".into())))].into(),
-            versions: SidePair::default(),
-            match_key: None,
-            origin: LinkOrigin::Email,
-            review: Default::default(),
-            touched: Default::default(),
         }
     }
 

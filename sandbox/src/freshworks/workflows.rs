@@ -490,14 +490,23 @@ mod tests {
             got.iter().all(|(_, b)| b["job_title"] != json!("CEO")),
             "{got:?}"
         );
-        let state: Value = http
-            .get(format!("{ctl}/workflows"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // A delivery is logged once its call has been answered, which may be just after
+        // the receiver saw it: wait for the third entry (a bound, not a measurement).
+        let mut state = Value::Null;
+        for _ in 0..100 {
+            state = http
+                .get(format!("{ctl}/workflows"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if state["deliveries"].as_array().is_some_and(|d| d.len() >= 3) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let mut triggers: Vec<&str> = state["deliveries"]
             .as_array()
             .unwrap()
