@@ -365,3 +365,26 @@ direction = "two-way"
     };
     assert_eq!((fs(&poll), fs(&cli)), (2, 4), "{all}");
 }
+
+/// Syncs that start together and share a connection check it once, not once each: a
+/// check goes out before the account (and so its budget) is known, so every extra one
+/// was a request outside the account's quota (a fleet of two daemons running six syncs
+/// exceeded a Freshsales minute limit by the four extra checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn syncs_starting_together_check_their_connection_once() {
+    let w = World::start(FS_FM, small(), FS_FM_SYNC).await;
+    clear(&w, App::Fs).await;
+    let host = w.host();
+    let checked = futures::future::join_all((0..4).map(|_| host.connection("freshsales"))).await;
+    let first = checked[0].as_ref().expect("the connection checks");
+    for c in &checked {
+        let c = c.as_ref().expect("the connection checks");
+        assert!(std::sync::Arc::ptr_eq(c, first), "one checked connection");
+    }
+    let checks = |r: &BTreeMap<String, u64>| count(r, "GET /crm/sales/api/contacts/filters");
+    let after = routes(&w, App::Fs).await;
+    assert_eq!(checks(&after), 1, "one check: {after:?}");
+    // Checked once, later uses send nothing.
+    host.connection("freshsales").await.unwrap();
+    assert_eq!(checks(&routes(&w, App::Fs).await), 1);
+}

@@ -2,7 +2,8 @@
 //! the real binary against a throwaway PostgreSQL server and the simulated accounts:
 //! the syncs are spread over the daemons and none runs twice at once; a daemon killed
 //! with SIGKILL has its syncs taken over; a daemon stopped with SIGSTOP past its lease
-//! writes nothing once resumed; the database restarted under the daemons.
+//! writes nothing once resumed; the database restarted under the daemons; two daemons
+//! sharing a rate-limited account never make it answer 429.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -429,3 +430,83 @@ async fn a_killed_or_frozen_daemon_loses_its_syncs_and_writes_nothing_late() {
         d.stop();
     }
 }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_sharing_a_rate_limited_account_never_exceed_its_quota() {
+    // The accounts' clock is the real one, so that their minute windows are real minutes.
+    let mut opts = e2e::options(e2e::small());
+    opts.kinds = vec![FreshsalesSuite, Freshmarketer];
+    opts.start_time = None;
+    opts.rate_limits_enabled = true;
+    opts.freshworks.minute_limit = PER_MINUTE;
+    opts.freshworks.hourly_limit = 100_000;
+    let mut w = World::start_with(opts, "").await;
+    w.close();
+    // Six syncs copying Freshmarketer into the same Freshsales account every second: far
+    // more work than its quota allows, which each daemon alone would spend in full.
+    let mut syncs = String::new();
+    let names: Vec<String> = (0..6).map(|i| format!("r{i}")).collect();
+    for n in &names {
+        syncs.push_str(&format!(
+            "[syncs.{n}]\na = \"freshsales\"\nb = \"freshmarketer\"\nentities = \"contacts\"\ndirection = \"b-to-a\"\ninterval = \"1s\"\n"
+        ));
+    }
+    // Each daemon checks each connection once at start, before it knows the account and
+    // so outside its budget (docs/fleet.md §3.2): the limits leave room for those two.
+    let budgeted = PER_MINUTE - 2;
+    syncs.push_str(&format!(
+        "[connections.freshsales.rate-limit]\nlimits = [\"{budgeted}/1m\"]\n[connections.freshmarketer.rate-limit]\nlimits = [\"{budgeted}/1m\"]\n"
+    ));
+    let config = w.dir.path().join("fleet.toml");
+    // Three syncs each: a daemon that starts first would otherwise claim all six, and,
+    // its syncs never idle at a heartbeat, keep them.
+    let config_text =
+        fleet_config(&syncs).replace("lease-ttl = \"3s\"\n", "lease-ttl = \"3s\"\ncapacity = 3\n");
+    assert!(config_text.contains("capacity = 3"));
+    std::fs::write(&config, config_text).unwrap();
+    let url = PgServer::shared().create_database();
+    let state = store(&url);
+    let daemons: Vec<Daemon> = (0..2)
+        .map(|n| Daemon::start(&w, &config, &url, n))
+        .collect();
+    // Both daemons ran syncs, and the Freshsales account (which the syncs write to: the
+    // busy one) answered more than a minute's quota, so across a turn of its minute.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let all = runs(&state, &names);
+        let ran: std::collections::BTreeSet<_> = all
+            .values()
+            .flatten()
+            .filter(|r| r.outcome == "ok")
+            .filter_map(|r| r.daemon.clone())
+            .collect();
+        let spent = w.statuses(App::Fs).await.get("200").copied().unwrap_or(0);
+        if ran.len() == 2 && spent > u64::from(PER_MINUTE) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out: runs by {ran:?}, {spent} requests answered by Freshsales\n--- daemon 0:\n{}\n--- daemon 1:\n{}",
+            daemons[0].log(),
+            daemons[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for app in [App::Fs, App::Fm] {
+        let statuses = w.statuses(app).await;
+        assert!(
+            !statuses.contains_key("429"),
+            "{app:?} answered 429: the fleet exceeded the quota: {statuses:?}\n{}\n--- daemon 0:\n{}\n--- daemon 1:\n{}",
+            w.control(app, reqwest::Method::GET, "/counters", None)
+                .await,
+            daemons[0].log(),
+            daemons[1].log()
+        );
+    }
+    assert_no_overlap(&runs(&state, &names));
+    for d in daemons {
+        d.stop();
+    }
+}
+
+/// The simulated accounts' quota per minute in the rate-limit test.
+const PER_MINUTE: u32 = 40;

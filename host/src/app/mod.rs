@@ -231,7 +231,10 @@ pub struct Host {
     store: SyncStore,
     runtime: Runtime,
     plugins: tokio::sync::Mutex<BTreeMap<String, Arc<Plugin>>>,
-    connections: tokio::sync::Mutex<BTreeMap<String, Arc<CheckedConnection>>>,
+    /// Checked connections by name; one cell per name, so that syncs starting together
+    /// wait for one check instead of each sending its own (a check goes out before the
+    /// account, and so its budget, is known).
+    connections: tokio::sync::Mutex<BTreeMap<String, ConnectionCell>>,
     budgets: Budgets,
     /// This process's name in a fleet (state on PostgreSQL).
     fleet_id: Option<String>,
@@ -419,10 +422,21 @@ impl Host {
 
     /// Connection `name`, checked once: credentials read, `describe` and `check` called,
     /// and the account's budget found or created from the connector's rate limits.
+    /// Callers asking at once share one check; a failed check is tried again by the next.
     pub async fn connection(&self, name: &str) -> Result<Arc<CheckedConnection>, HostError> {
-        if let Some(c) = self.connections.lock().await.get(name) {
-            return Ok(c.clone());
-        }
+        let cell = self
+            .connections
+            .lock()
+            .await
+            .entry(name.into())
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.check_connection(name))
+            .await
+            .cloned()
+    }
+
+    async fn check_connection(&self, name: &str) -> Result<Arc<CheckedConnection>, HostError> {
         let conn_cfg = self.config.connections.get(name).ok_or_else(|| {
             self.unknown("connection", name, self.config.connections.keys().collect())
         })?;
@@ -463,19 +477,14 @@ impl Host {
             operator.as_deref(),
         );
         tracing::info!(connection = name, account = %account.display_name, "connection checked");
-        let checked = Arc::new(CheckedConnection {
+        Ok(Arc::new(CheckedConnection {
             name: name.into(),
             plugin,
             account,
             info,
             budget,
             schemas: Arc::default(),
-        });
-        self.connections
-            .lock()
-            .await
-            .insert(name.into(), checked.clone());
-        Ok(checked)
+        }))
     }
 
     /// Forgets checked connections, so that the next use checks them again (after an
@@ -833,6 +842,9 @@ impl Host {
         Ok(report::logs(&self.store, cfg, run, runs)?)
     }
 }
+
+/// A connection checked once, or being checked.
+type ConnectionCell = Arc<tokio::sync::OnceCell<Arc<CheckedConnection>>>;
 
 /// The budget of an account as one plugin reports it: `PLUGIN/ACCOUNT-ID`, with the
 /// operator's name for the plugin (`[plugins.NAME]`).
