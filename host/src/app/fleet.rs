@@ -72,6 +72,9 @@ pub struct Fleet {
     capacity: usize,
     syncs: Vec<String>,
     held: Mutex<BTreeMap<String, Held>>,
+    /// Syncs above the fair share whose run was in progress at a heartbeat: no new run
+    /// starts, and the next heartbeat gives them back.
+    draining: Mutex<BTreeSet<String>>,
 }
 
 impl Fleet {
@@ -108,6 +111,7 @@ impl Fleet {
             capacity: cfg.capacity,
             syncs,
             held: Mutex::new(BTreeMap::new()),
+            draining: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -138,8 +142,18 @@ impl Fleet {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The fence for a run of `sync`, if this daemon holds a live lease on it.
+    fn draining(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.draining
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The fence for a new run of `sync`, if this daemon holds a live lease on it (and is
+    /// not about to give it back).
     pub fn fence(&self, sync: &str) -> Option<Fence> {
+        if self.draining().contains(sync) {
+            return None;
+        }
         let held = self.held();
         let h = held.get(sync)?;
         (h.renewed.elapsed() < self.lease_time()).then(|| Fence {
@@ -221,6 +235,12 @@ impl Fleet {
             .map(|(s, _)| s.clone())
             .collect();
 
+        // A draining sync no longer held (taken over, expired) is forgotten.
+        {
+            let held = self.held();
+            self.draining().retain(|s| held.contains_key(s));
+        }
+
         // Alive, and how many daemons share the work.
         let live: i64 = pg
             .query(
@@ -267,19 +287,25 @@ impl Fleet {
                 beat.claimed.push(sync);
             }
         } else if holding > share {
-            // Make room for a daemon that joined: give back idle syncs above the share.
+            // Make room for a daemon that joined: give back syncs above the share, idle
+            // ones first; a sync whose run is in progress starts no new run and goes at
+            // the next heartbeat (so a daemon whose syncs are always busy still shares).
             let give: Vec<(String, i64)> = {
                 let mut held = self.held();
-                let idle: Vec<String> = held
-                    .keys()
-                    .filter(|s| !busy.contains(*s))
-                    .rev()
-                    .take(holding - share)
-                    .cloned()
-                    .collect();
-                idle.into_iter()
-                    .filter_map(|s| held.remove(&s).map(|h| (s, h.epoch)))
-                    .collect()
+                let mut draining = self.draining();
+                let mut order: Vec<String> = held.keys().rev().cloned().collect();
+                // Draining ones first, then idle ones, then busy ones.
+                order.sort_by_key(|s| (!draining.contains(s), busy.contains(s)));
+                let mut give = Vec::new();
+                for s in order.into_iter().take(holding - share) {
+                    if busy.contains(&s) {
+                        draining.insert(s);
+                    } else if let Some(h) = held.remove(&s) {
+                        draining.remove(&s);
+                        give.push((s, h.epoch));
+                    }
+                }
+                give
             };
             if !give.is_empty() {
                 let (syncs, epochs): (Vec<String>, Vec<i64>) = give.into_iter().unzip();
@@ -301,6 +327,7 @@ impl Fleet {
     pub fn leave(&self) -> Result<(), PgError> {
         let c = self.pg.client_blocking()?;
         self.held().clear();
+        self.draining().clear();
         self.pg.execute(
             &c,
             "UPDATE tandem_leases SET owner = NULL, expires_at = NULL WHERE owner = $1",
@@ -417,8 +444,24 @@ mod tests {
         let leases = leases(&pg).unwrap();
         assert_eq!(leases.len(), 10);
         assert!(leases.values().all(|l| l.owner.is_some() && !l.expired));
+        // A daemon whose syncs are all busy still shares: the busy ones start no new run
+        // and go at the next heartbeat.
+        let c = member(&pg, "c", &refs);
+        c.beat(&idle).unwrap();
+        let all_busy: BTreeSet<String> = a.holding().into_iter().collect();
+        assert!(a.beat(&all_busy).unwrap().released.is_empty());
+        let draining: Vec<String> = a
+            .holding()
+            .into_iter()
+            .filter(|s| a.fence(s).is_none())
+            .collect();
+        assert_eq!(draining.len(), 1, "5 held, a share of 4: {draining:?}");
+        assert_eq!(a.beat(&idle).unwrap().released, draining);
+        assert_eq!(a.holding().len(), 4);
+        assert_eq!(c.beat(&idle).unwrap().claimed.len(), 1);
         // A clean stop gives everything back at once.
         a.leave().unwrap();
+        c.leave().unwrap();
         assert_eq!(b.beat(&idle).unwrap().claimed.len(), 5);
         assert_eq!(b.holding().len(), 10);
     }
