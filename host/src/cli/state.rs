@@ -27,7 +27,7 @@ pub enum StateCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("target").required(true).args(["to", "to_env"])))]
 pub struct CopyArgs {
-    /// The redb state file to copy (the install's [state] path). Left as it was.
+    /// The redb state file to copy (the install's `[state] path`). Left as it was.
     #[arg(long, value_name = "FILE")]
     pub from: PathBuf,
     /// The environment variable holding the target database's URL
