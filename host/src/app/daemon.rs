@@ -539,11 +539,13 @@ async fn run_leased(
     // and a status read in between must not show that record's run as not running.
     w.state().running = true;
     let mut handle = tokio::spawn(async move {
-        if let Some(r) = host.paused_report(&name)? {
+        // One read of the sync's state serves the pause check and the run.
+        let store = host.run_store(&name, lease.as_ref())?;
+        if let Some(r) = host.paused_in(&store, &name)? {
             return Ok(r);
         }
         let p = host.prepare(&name, paused).await?;
-        host.run_leased(&p, opts, lease.as_ref()).await
+        host.run_in(&store, &p, opts, lease.as_ref()).await
     });
     w.state().current = Some(handle.abort_handle());
     let mut hard = d.inner.hard.subscribe();

@@ -562,27 +562,45 @@ impl Host {
     pub async fn run_leased(
         &self,
         p: &PreparedSync,
-        mut opts: RunOptions,
+        opts: RunOptions,
         lease: Option<&RunLease>,
     ) -> Result<RunReport, HostError> {
+        let store = self.run_store(&p.name, lease)?;
+        self.run_in(&store, p, opts, lease).await
+    }
+
+    /// The store a run of `name` uses: fenced by its lease, with the run's view of the
+    /// sync's small tables read now, in one statement ([`SyncStore::for_run`]).
+    pub fn run_store(&self, name: &str, lease: Option<&RunLease>) -> Result<SyncStore, HostError> {
         let store = match lease {
             Some(l) => self.store.fenced(l.fence.clone()),
             None => self.store.clone(),
         };
+        Ok(store.for_run(name)?)
+    }
+
+    /// Runs a prepared sync once on `store` (from [`Host::run_store`]).
+    pub async fn run_in(
+        &self,
+        store: &SyncStore,
+        p: &PreparedSync,
+        mut opts: RunOptions,
+        lease: Option<&RunLease>,
+    ) -> Result<RunReport, HostError> {
         if opts.now == 0 {
             opts.now = unix_now();
         }
-        let initial = self.store.cursor(&p.name, 0, Side::A)?.is_none()
-            || self.store.cursor(&p.name, 0, Side::B)?.is_none();
+        let initial = store.cursor(&p.name, 0, Side::A)?.is_none()
+            || store.cursor(&p.name, 0, Side::B)?.is_none();
         p.a.set_initial(initial || opts.full);
         p.b.set_initial(initial || opts.full);
         let hooks = ProgressHooks {
-            store: &store,
+            store,
             sync: &p.name,
             progress: &p.progress,
             lease,
         };
-        let engine = Engine::new(&p.policy, &store, SidePair::new(&p.a, &p.b), &p.mappers)
+        let engine = Engine::new(&p.policy, store, SidePair::new(&p.a, &p.b), &p.mappers)
             .with_names(&p.names.0, &p.names.1)
             .with_hooks(&hooks);
         match engine.run(opts).await {
@@ -607,8 +625,13 @@ impl Host {
 
     /// The report of a run of a paused sync, if `name` is paused.
     pub fn paused_report(&self, name: &str) -> Result<Option<RunReport>, HostError> {
+        self.paused_in(&self.store, name)
+    }
+
+    /// [`Host::paused_report`], read through `store` (a run's, with its view).
+    pub fn paused_in(&self, store: &SyncStore, name: &str) -> Result<Option<RunReport>, HostError> {
         self.sync_config(name)?;
-        if self.store.status(name)? != SyncStatus::Paused {
+        if store.status(name)? != SyncStatus::Paused {
             return Ok(None);
         }
         Ok(Some(RunReport {

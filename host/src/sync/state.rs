@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle, WriteTransaction};
 use serde::de::DeserializeOwned;
@@ -24,7 +24,11 @@ use super::model::{RecordKey, Side};
 use super::plan::PlannedOp;
 use crate::db::pg::{Conn, params};
 use crate::db::{Db, Pg, PgError};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+
+/// The SQLSTATE `tandem_fence` raises when the lease is no longer held (migration 4).
+const FENCE_FAILED: &str = "TD001";
 
 /// The layout version this build writes. v2 added link review data (manual
 /// conflicts, quarantine, write marks), operator decisions, rechecks and
@@ -58,6 +62,11 @@ pub static TABLE_NAMES: [&str; 9] = [
     "tandem_sync_runs",
     "tandem_sync_events",
 ];
+
+/// The tables a run reads once at its start ([`SyncStore::for_run`]): each sync's rows
+/// there are few (its status, cursors, unfinished writes, retries, tombstones), unlike
+/// its links, runs and events.
+const VIEWED: [Table; 5] = [META, CURSORS, OUTBOX, RETRY, TOMBSTONES];
 
 /// The position of `table` in `ALL`.
 fn slot(table: Table) -> usize {
@@ -500,6 +509,67 @@ pub struct Fence {
 pub struct SyncStore {
     db: Db,
     fence: Option<Arc<Fence>>,
+    /// A run's copy of its sync's small tables ([`SyncStore::for_run`]).
+    view: Option<Arc<RunView>>,
+}
+
+/// A run's copy of its sync's rows in the [`VIEWED`] tables, read in one statement at the
+/// run's start and kept in step with the run's own commits, so that a run with nothing to
+/// do costs one read and one write (docs/fleet.md §5).
+///
+/// Other writers of those rows are the operator's actions (pause, resolve, recheck); the
+/// run sees them at its next start, as if they had come a moment later. Two rules keep
+/// them from being lost: a transaction reads the sync's status from the database itself
+/// (a pause during a run is kept), and a write that would store what the view already
+/// holds is not sent (a run never writes back a row it did not change).
+#[derive(Debug)]
+struct RunView {
+    sync: String,
+    lo: String,
+    hi: String,
+    rows: std::sync::Mutex<BTreeMap<(usize, String), Vec<u8>>>,
+}
+
+impl RunView {
+    fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<(usize, String), Vec<u8>>> {
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether key `k` of table `slot` is one the view holds.
+    fn covers(&self, slot: usize, k: &str) -> bool {
+        is_viewed(slot) && k >= self.lo.as_str() && k < self.hi.as_str()
+    }
+
+    /// Whether every key of `lo..hi` in table `slot` is one the view holds.
+    fn covers_range(&self, slot: usize, lo: &str, hi: &str) -> bool {
+        is_viewed(slot) && lo >= self.lo.as_str() && hi <= self.hi.as_str()
+    }
+
+    fn get(&self, slot: usize, k: &str) -> Option<Vec<u8>> {
+        self.rows().get(&(slot, k.to_string())).cloned()
+    }
+
+    fn range(&self, slot: usize, lo: &str, hi: &str) -> Vec<(String, Vec<u8>)> {
+        self.rows()
+            .range((slot, lo.to_string())..(slot, hi.to_string()))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Takes in what a committed transaction wrote.
+    fn apply(&self, written: Overlay) {
+        let mut rows = self.rows();
+        for (k, v) in written {
+            match v {
+                Some(v) => rows.insert(k, v),
+                None => rows.remove(&k),
+            };
+        }
+    }
+}
+
+fn is_viewed(slot_: usize) -> bool {
+    VIEWED.iter().any(|t| slot(*t) == slot_)
 }
 
 impl std::fmt::Debug for SyncStore {
@@ -523,6 +593,7 @@ impl SyncStore {
         let store = SyncStore {
             db: backend,
             fence: None,
+            view: None,
         };
         store.write("", |t| {
             let found: Option<u32> = t.get(META, SCHEMA_KEY)?;
@@ -549,7 +620,60 @@ impl SyncStore {
         SyncStore {
             db: self.db.clone(),
             fence: Some(Arc::new(fence)),
+            view: self.view.clone(),
         }
+    }
+
+    /// This store for one run of `sync`: the sync's rows in the small tables (status,
+    /// cursors, mapping, outbox, retries, tombstones, decisions) are read now, in one
+    /// statement, and later reads of them are answered from that copy, which the run's
+    /// own commits keep up to date ([`RunView`]).
+    pub fn for_run(&self, sync: &str) -> Result<SyncStore, StateError> {
+        let (lo, hi) = prefix_range(sync);
+        let mut rows = BTreeMap::new();
+        match &self.db {
+            Db::Redb(database) => {
+                let tx = database.begin_read().map_err(db_err)?;
+                for table in VIEWED {
+                    let t = tx.open_table(table).map_err(db)?;
+                    for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
+                        let (k, v) = row.map_err(db)?;
+                        rows.insert((slot(table), k.value().to_string()), v.value().to_vec());
+                    }
+                }
+            }
+            Db::Postgres(pg) => {
+                let names: Vec<&'static str> =
+                    VIEWED.iter().map(|t| TABLE_NAMES[slot(*t)]).collect();
+                for (tbl, k, v) in pg.kv_range_tables(&names, &lo, &hi)? {
+                    let s = TABLE_NAMES
+                        .iter()
+                        .position(|n| *n == tbl)
+                        .expect("asked for these tables");
+                    rows.insert((s, k), v);
+                }
+            }
+        }
+        Ok(SyncStore {
+            db: self.db.clone(),
+            fence: self.fence.clone(),
+            view: Some(Arc::new(RunView {
+                sync: sync.to_string(),
+                lo,
+                hi,
+                rows: std::sync::Mutex::new(rows),
+            })),
+        })
+    }
+
+    /// Whether this store holds a run's view of `sync` ([`SyncStore::for_run`]).
+    pub fn has_view(&self, sync: &str) -> bool {
+        self.view.as_deref().is_some_and(|v| v.sync == sync)
+    }
+
+    /// The run view, if it holds key `k` of `table`.
+    fn view_of(&self, table: Table, k: &str) -> Option<&RunView> {
+        self.view.as_deref().filter(|v| v.covers(slot(table), k))
     }
 
     /// Like [`SyncStore::write`], but the commit is not flushed to disk until
@@ -582,22 +706,34 @@ impl SyncStore {
         durable: bool,
         f: impl FnOnce(&Txn<'_>) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
+        let view = self.view.as_deref().filter(|v| v.sync == sync);
         match &self.db {
             Db::Redb(database) => {
                 let mut tx = database.begin_write().map_err(db_err)?;
                 if !durable {
                     tx.set_durability(redb::Durability::None).map_err(db)?;
                 }
-                let out = f(&Txn::redb(&tx, sync, self.fence.as_deref()))?;
+                let (out, written) = {
+                    let txn = Txn::redb(&tx, sync, self.fence.as_deref(), view);
+                    let out = f(&txn)?;
+                    (out, txn.written.take())
+                };
                 tx.commit().map_err(db)?;
+                if let Some(v) = view {
+                    v.apply(written);
+                }
                 Ok(out)
             }
             Db::Postgres(pg) => {
                 let fence = self.fence.as_deref().filter(|f| f.sync == sync);
-                let txn = Txn::pg(pg, sync, fence, durable)?;
+                let txn = Txn::pg(pg, sync, fence, durable, view)?;
                 match f(&txn) {
                     Ok(out) => {
+                        let written = txn.written.take();
                         txn.commit_pg()?;
+                        if let Some(v) = view {
+                            v.apply(written);
+                        }
                         Ok(out)
                     }
                     Err(e) => {
@@ -610,6 +746,9 @@ impl SyncStore {
     }
 
     fn raw_get(&self, table: Table, k: &str) -> Result<Option<Vec<u8>>, StateError> {
+        if let Some(v) = self.view_of(table, k) {
+            return Ok(v.get(slot(table), k));
+        }
         match &self.db {
             Db::Redb(database) => {
                 let tx = database.begin_read().map_err(db_err)?;
@@ -627,6 +766,13 @@ impl SyncStore {
         lo: &str,
         hi: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        if let Some(v) = self
+            .view
+            .as_deref()
+            .filter(|v| v.covers_range(slot(table), lo, hi))
+        {
+            return Ok(v.range(slot(table), lo, hi));
+        }
         match &self.db {
             Db::Redb(database) => {
                 let tx = database.begin_read().map_err(db_err)?;
@@ -902,6 +1048,12 @@ pub struct Txn<'a> {
     sync: &'a str,
     /// The lease a fleet run writes under (its commit checks it).
     fence: Option<&'a Fence>,
+    /// The run's view of this sync, if any: reads of its rows are answered from it on
+    /// PostgreSQL, and writes that would not change it are not sent.
+    view: Option<&'a RunView>,
+    /// What this transaction wrote to the viewed rows (kept with a view only), for the
+    /// view once the commit succeeded.
+    written: RefCell<Overlay>,
     inner: TxnInner<'a>,
 }
 
@@ -927,6 +1079,22 @@ struct PgTxn<'a> {
     client: Option<Conn>,
     /// (table slot, key) -> new value, or `None` for a removal.
     overlay: RefCell<Overlay>,
+    /// `BEGIN`, sent with the transaction's first statement: a transaction that reads
+    /// nothing from the database sends it with its writes and `COMMIT`, in one round trip.
+    begin: &'static str,
+    begun: Cell<bool>,
+}
+
+impl PgTxn<'_> {
+    /// The connection, inside the transaction (begun now if it was not yet).
+    fn client(&self) -> Result<&Conn, StateError> {
+        let client = self.client.as_ref().expect("held until the end");
+        if !self.begun.get() {
+            self.pg.batch(client, self.begin)?;
+            self.begun.set(true);
+        }
+        Ok(client)
+    }
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -936,10 +1104,17 @@ impl std::fmt::Debug for Txn<'_> {
 }
 
 impl<'a> Txn<'a> {
-    fn redb(tx: &'a WriteTransaction, sync: &'a str, fence: Option<&'a Fence>) -> Self {
+    fn redb(
+        tx: &'a WriteTransaction,
+        sync: &'a str,
+        fence: Option<&'a Fence>,
+        view: Option<&'a RunView>,
+    ) -> Self {
         Txn {
             sync,
             fence: fence.filter(|f| f.sync == sync),
+            view,
+            written: RefCell::new(BTreeMap::new()),
             inner: TxnInner::Redb {
                 tx,
                 open: RefCell::new((0..ALL.len()).map(|_| None).collect()),
@@ -952,6 +1127,7 @@ impl<'a> Txn<'a> {
         sync: &'a str,
         fence: Option<&'a Fence>,
         durable: bool,
+        view: Option<&'a RunView>,
     ) -> Result<Self, StateError> {
         let client = pg.client_blocking()?;
         // An unflushed commit may be lost in a server crash, never half-applied.
@@ -960,50 +1136,62 @@ impl<'a> Txn<'a> {
         } else {
             "BEGIN; SET LOCAL synchronous_commit = off"
         };
-        pg.batch(&client, begin)?;
         Ok(Txn {
             sync,
             fence,
+            view,
+            written: RefCell::new(BTreeMap::new()),
             inner: TxnInner::Pg(PgTxn {
                 pg,
                 client: Some(client),
                 overlay: RefCell::new(BTreeMap::new()),
+                begin,
+                begun: Cell::new(false),
             }),
         })
     }
 
-    fn pg_parts(&self) -> Option<(&PgTxn<'a>, &Conn)> {
+    fn pg_txn(&self) -> Option<&PgTxn<'a>> {
         match &self.inner {
-            TxnInner::Pg(p) => Some((p, p.client.as_ref().expect("held until the end"))),
+            TxnInner::Pg(p) => Some(p),
             TxnInner::Redb { .. } => None,
         }
     }
 
-    /// Checks the fence, sends the buffered writes and commits.
+    /// The run view, if it holds key `k` of `table`.
+    fn view_of(&self, table: Table, k: &str) -> Option<&'a RunView> {
+        self.view.filter(|v| v.covers(slot(table), k))
+    }
+
+    /// Whether a write of `v` (`None`: a removal) to a viewed row would change nothing the
+    /// run saw; otherwise notes it for the view.
+    fn unchanged(&self, table: Table, k: &str, v: Option<&[u8]>) -> bool {
+        let Some(view) = self.view_of(table, k) else {
+            return false;
+        };
+        let mut written = self.written.borrow_mut();
+        let at = (slot(table), k.to_string());
+        if !written.contains_key(&at) && view.get(at.0, k).as_deref() == v {
+            return true;
+        }
+        written.insert(at, v.map(<[u8]>::to_vec));
+        false
+    }
+
+    /// Sends `BEGIN` (if no statement did yet), the fence check, the buffered writes and
+    /// `COMMIT` together: one round trip. A failed check raises in the database, which
+    /// aborts the transaction, so its `COMMIT` rolls back (docs/fleet.md §3).
     fn commit_pg(mut self) -> Result<(), StateError> {
-        let fence = self.fence;
+        let held = self.fence;
+        let fence = held.cloned();
         let TxnInner::Pg(p) = &mut self.inner else {
             return Ok(());
         };
         let pg = p.pg;
         let client = p.client.take().expect("held until the end");
+        let begin = (!p.begun.get()).then_some(p.begin);
+        let overlay = std::mem::take(&mut *p.overlay.borrow_mut());
         let result = (|| {
-            if let Some(f) = fence {
-                // FOR SHARE: a takeover (which bumps the epoch) waits for this commit
-                // or has already made the check fail.
-                let held = pg.query(
-                    &client,
-                    "SELECT 1 FROM tandem_leases WHERE sync = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
-                    params![f.sync.clone(), f.owner.clone(), f.epoch],
-                )?;
-                if held.is_empty() {
-                    return Err(StateError::Fenced {
-                        sync: f.sync.clone(),
-                        epoch: f.epoch,
-                    });
-                }
-            }
-            let overlay = std::mem::take(&mut *p.overlay.borrow_mut());
             // Per table: the keys and values to upsert, the keys to delete.
             type Column = Vec<Vec<u8>>;
             let mut puts: BTreeMap<usize, (Column, Column)> = BTreeMap::new();
@@ -1018,9 +1206,17 @@ impl<'a> Txn<'a> {
                     None => dels.entry(slot).or_default().push(k.into_bytes()),
                 }
             }
-            let n = (puts.len() + dels.len()) as u64;
+            if begin.is_none() && fence.is_none() && puts.is_empty() && dels.is_empty() {
+                // Begun for reads only: nothing to check or write.
+                pg.batch(&client, "COMMIT")?;
+                return Ok(());
+            }
+            let statements = (puts.len() + dels.len()) as u64
+                + u64::from(begin.is_some())
+                + u64::from(fence.is_some())
+                + 1;
             let c = client.clone();
-            let rows = pg
+            let (rows, fenced) = pg
                 .wait(async move {
                     let del = c
                         .prepare_cached("DELETE FROM tandem_kv WHERE tbl = $1 AND k = ANY($2)")
@@ -1031,26 +1227,57 @@ impl<'a> Txn<'a> {
                              ON CONFLICT (tbl, k) DO UPDATE SET v = EXCLUDED.v",
                         )
                         .await?;
-                    let mut pending = Vec::new();
+                    let check = match &fence {
+                        Some(_) => Some(c.prepare_cached("SELECT tandem_fence($1, $2, $3)").await?),
+                        None => None,
+                    };
+                    type Step<'s> = std::pin::Pin<
+                        Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 's>,
+                    >;
+                    // Sent in this order, together: the connection pipelines them.
+                    let mut steps: Vec<Step<'_>> = Vec::new();
+                    if let Some(b) = begin {
+                        steps.push(Box::pin(async { c.batch_execute(b).await.map(|()| 0) }));
+                    }
+                    let fence_at = steps.len();
+                    if let (Some(f), Some(check)) = (&fence, &check) {
+                        steps.push(Box::pin(async {
+                            let params: [&(dyn ToSql + Sync); 3] = [&f.sync, &f.owner, &f.epoch];
+                            c.query(check, &params).await.map(|_| 0)
+                        }));
+                    }
                     for (slot, keys) in &dels {
                         let params: Vec<&(dyn ToSql + Sync)> = vec![&TABLE_NAMES[*slot], keys];
-                        pending.push(c.execute_raw(&del, params));
+                        steps.push(Box::pin(c.execute_raw(&del, params)));
                     }
                     for (slot, (keys, values)) in &puts {
                         let params: Vec<&(dyn ToSql + Sync)> =
                             vec![&TABLE_NAMES[*slot], keys, values];
-                        pending.push(c.execute_raw(&put, params));
+                        steps.push(Box::pin(c.execute_raw(&put, params)));
                     }
-                    // Sent together: the connection pipelines them.
+                    steps.push(Box::pin(async { c.batch_execute("COMMIT").await.map(|()| 0) }));
+                    let results = futures::future::join_all(steps).await;
+                    if fence.is_some()
+                        && let Err(e) = &results[fence_at]
+                        && e.code().map(SqlState::code) == Some(FENCE_FAILED)
+                    {
+                        return Ok((0, true));
+                    }
                     let mut rows = 0u64;
-                    for r in futures::future::join_all(pending).await {
+                    for r in results {
                         rows += r?;
                     }
-                    c.batch_execute("COMMIT").await?;
-                    Ok::<_, tokio_postgres::Error>(rows)
+                    Ok::<_, tokio_postgres::Error>((rows, false))
                 })
                 .map_err(|e| pg.error(e))?;
-            pg.count(n + 1, rows);
+            pg.count_pipelined(statements, rows);
+            if fenced {
+                let f = held.expect("checked a fence");
+                return Err(StateError::Fenced {
+                    sync: f.sync.clone(),
+                    epoch: f.epoch,
+                });
+            }
             Ok(())
         })();
         if result.is_err() {
@@ -1087,7 +1314,10 @@ impl<'a> Txn<'a> {
 
     fn put<T: Serialize>(&self, table: Table, k: &str, v: &T) -> Result<(), StateError> {
         let bytes = encode(v);
-        if let Some((p, _)) = self.pg_parts() {
+        if self.unchanged(table, k, Some(&bytes)) {
+            return Ok(());
+        }
+        if let Some(p) = self.pg_txn() {
             p.overlay
                 .borrow_mut()
                 .insert((slot(table), k.to_string()), Some(bytes));
@@ -1100,17 +1330,22 @@ impl<'a> Txn<'a> {
     }
 
     fn get<T: DeserializeOwned>(&self, table: Table, k: &str) -> Result<Option<T>, StateError> {
-        if let Some((p, client)) = self.pg_parts() {
+        if let Some(p) = self.pg_txn() {
             let buffered = p
                 .overlay
                 .borrow()
                 .get(&(slot(table), k.to_string()))
                 .cloned();
-            let bytes = match buffered {
-                Some(v) => v,
-                None => {
+            // The status is read from the database: a pause made during the run is kept.
+            let viewed = self
+                .view_of(table, k)
+                .filter(|_| k != key(&[self.sync, "status"]));
+            let bytes = match (buffered, viewed) {
+                (Some(v), _) => v,
+                (None, Some(view)) => view.get(slot(table), k),
+                (None, None) => {
                     p.pg.query(
-                        client,
+                        p.client()?,
                         "SELECT v FROM tandem_kv WHERE tbl = $1 AND k = $2",
                         params![TABLE_NAMES[slot(table)], k.as_bytes().to_vec()],
                     )?
@@ -1127,7 +1362,10 @@ impl<'a> Txn<'a> {
     }
 
     fn remove(&self, table: Table, k: &str) -> Result<(), StateError> {
-        if let Some((p, _)) = self.pg_parts() {
+        if self.unchanged(table, k, None) {
+            return Ok(());
+        }
+        if let Some(p) = self.pg_txn() {
             p.overlay
                 .borrow_mut()
                 .insert((slot(table), k.to_string()), None);
@@ -1146,12 +1384,17 @@ impl<'a> Txn<'a> {
         lo: &str,
         hi: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        if let Some((p, client)) = self.pg_parts() {
+        if let Some(p) = self.pg_txn() {
             let slot = slot(table);
-            let mut rows: BTreeMap<String, Vec<u8>> =
-                crate::db::pg::kv_range_on(p.pg, client, TABLE_NAMES[slot], lo, hi)?
+            let mut rows: BTreeMap<String, Vec<u8>> = match self
+                .view
+                .filter(|v| v.covers_range(slot, lo, hi))
+            {
+                Some(view) => view.range(slot, lo, hi).into_iter().collect(),
+                None => crate::db::pg::kv_range_on(p.pg, p.client()?, TABLE_NAMES[slot], lo, hi)?
                     .into_iter()
-                    .collect();
+                    .collect(),
+            };
             for ((s, k), v) in p.overlay.borrow().iter() {
                 if *s == slot && k.as_str() >= lo && k.as_str() < hi {
                     match v {
@@ -1174,11 +1417,20 @@ impl<'a> Txn<'a> {
 
     /// Removes every row with `lo <= key < hi`; returns how many there were.
     fn remove_range(&self, table: Table, lo: &str, hi: &str) -> Result<usize, StateError> {
-        if let Some((p, client)) = self.pg_parts() {
-            let slot = slot(table);
+        let slot_ = slot(table);
+        if self.view.is_some_and(|v| v.covers_range(slot_, lo, hi)) {
+            // Row by row, so that the view learns of each removal.
+            let rows = self.range(table, lo, hi)?;
+            for (k, _) in &rows {
+                self.remove(table, k)?;
+            }
+            return Ok(rows.len());
+        }
+        if let Some(p) = self.pg_txn() {
+            let slot = slot_;
             let n = self.range(table, lo, hi)?.len();
             p.pg.execute(
-                client,
+                p.client()?,
                 "DELETE FROM tandem_kv WHERE tbl = $1 AND k >= $2 AND k < $3",
                 params![
                     TABLE_NAMES[slot],

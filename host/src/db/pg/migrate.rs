@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "budgets",
         sql: include_str!("migrations/0003_budgets.sql"),
     },
+    Migration {
+        version: 4,
+        name: "fence",
+        sql: include_str!("migrations/0004_fence.sql"),
+    },
 ];
 
 /// The schema version this build writes.

@@ -138,8 +138,10 @@ pub enum PgError {
 /// Counters of what this process asked of the database (the fleet benchmark reads them).
 #[derive(Debug, Default)]
 pub struct PgStats {
-    /// Statements sent (each one round trip).
+    /// Statements sent.
     pub queries: AtomicU64,
+    /// Exchanges with the server (a pipelined commit is one, whatever its statements).
+    pub round_trips: AtomicU64,
     /// Rows inserted, updated or deleted.
     pub rows_written: AtomicU64,
 }
@@ -241,9 +243,17 @@ impl Pg {
         &self.stats
     }
 
-    /// Counts `n` statements sent and `rows` rows written.
+    /// Counts `n` statements sent one after the other and `rows` rows written.
     pub fn count(&self, n: u64, rows: u64) {
         self.stats.queries.fetch_add(n, Ordering::Relaxed);
+        self.stats.round_trips.fetch_add(n, Ordering::Relaxed);
+        self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Counts `n` statements sent together in one round trip and `rows` rows written.
+    pub fn count_pipelined(&self, n: u64, rows: u64) {
+        self.stats.queries.fetch_add(n, Ordering::Relaxed);
+        self.stats.round_trips.fetch_add(1, Ordering::Relaxed);
         self.stats.rows_written.fetch_add(rows, Ordering::Relaxed);
     }
 
@@ -423,6 +433,30 @@ impl Pg {
         rows.into_iter().map(kv_row).collect()
     }
 
+    /// Rows of several tables of the engine's key-value table with `lo <= k < hi`, in one
+    /// statement: (table, key, value).
+    pub fn kv_range_tables(
+        &self,
+        tbls: &[&'static str],
+        lo: &str,
+        hi: &str,
+    ) -> Result<Vec<(String, String, Vec<u8>)>, PgError> {
+        let c = self.client_blocking()?;
+        let names: Vec<String> = tbls.iter().map(|t| t.to_string()).collect();
+        let rows = self.query(
+            &c,
+            "SELECT tbl, k, v FROM tandem_kv WHERE tbl = ANY($1) AND k >= $2 AND k < $3",
+            params![names, lo.as_bytes().to_vec(), hi.as_bytes().to_vec()],
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                let tbl: String = r.get(0);
+                let (k, v) = kv_row_at(&r, 1)?;
+                Ok((tbl, k, v))
+            })
+            .collect()
+    }
+
     /// Rows of the engine's key-value table with `lo <= k < hi`, in key order.
     pub fn kv_range(
         &self,
@@ -470,12 +504,17 @@ pub(crate) fn kv_range_on(
 }
 
 fn kv_row(r: tokio_postgres::Row) -> Result<(String, Vec<u8>), PgError> {
-    let k: Vec<u8> = r.get(0);
+    kv_row_at(&r, 0)
+}
+
+/// The key (column `at`) and value (the next column) of a key-value row.
+fn kv_row_at(r: &tokio_postgres::Row, at: usize) -> Result<(String, Vec<u8>), PgError> {
+    let k: Vec<u8> = r.get(at);
     let k = String::from_utf8(k).map_err(|_| PgError::Query {
         target: String::new(),
         message: "a key in tandem_kv is not UTF-8 (written by something other than tandem?)".into(),
     })?;
-    Ok((k, r.get(1)))
+    Ok((k, r.get(at + 1)))
 }
 
 fn target_of(config: &tokio_postgres::Config) -> String {

@@ -227,46 +227,56 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         exec: &mut Ledger,
         opts: &RunOptions,
     ) -> Result<RunOutcome, EngineError> {
-        let sync = self.sync();
+        Ok(self
+            .store
+            .write(self.sync(), |t| self.finish_in(t, plan, obs, exec, opts))?)
+    }
+
+    /// Ends the run in transaction `t`: cursors, status and the run's record.
+    pub(super) fn finish_in(
+        &self,
+        t: &Txn<'_>,
+        plan: &Plan,
+        obs: &Gathered,
+        exec: &mut Ledger,
+        opts: &RunOptions,
+    ) -> Result<RunOutcome, StateError> {
         let unsettled = !exec.queued.is_empty();
         let outcome = match &plan.halted {
             Some(h) => RunOutcome::Halted(h.message.clone()),
             None => RunOutcome::Completed,
         };
-        self.store.write(sync, |t| {
-            // A halted run withheld changes: the cursors stay, so that the run
-            // after review (forced) plans them again.
-            if !unsettled && plan.halted.is_none() {
-                t.set_rescan(false)?;
-                for (ix, c) in obs.cursors.iter().enumerate() {
-                    for side in Side::BOTH {
-                        if let Some(cur) = c.get(side) {
-                            t.set_cursor(ix, side, Some(cur))?;
-                        }
+        // A halted run withheld changes: the cursors stay, so that the run
+        // after review (forced) plans them again.
+        if !unsettled && plan.halted.is_none() {
+            t.set_rescan(false)?;
+            for (ix, c) in obs.cursors.iter().enumerate() {
+                for side in Side::BOTH {
+                    if let Some(cur) = c.get(side) {
+                        t.set_cursor(ix, side, Some(cur))?;
                     }
                 }
             }
-            exec.run.ended_at = Some(opts.now);
-            // An operator's pause during the run outlives its end (the run's own
-            // outcome is in its log).
-            let paused = t.status()? == SyncStatus::Paused;
-            match &outcome {
-                RunOutcome::Halted(m) => {
-                    exec.run.outcome = "halted".into();
-                    exec.run.message = Some(m.clone());
-                    if !paused {
-                        t.set_status(&SyncStatus::Halted { reason: m.clone() })?;
-                    }
-                }
-                _ => {
-                    exec.run.outcome = "ok".into();
-                    if !paused {
-                        t.set_status(&SyncStatus::Active)?;
-                    }
-                }
+        }
+        exec.run.ended_at = Some(opts.now);
+        let status = match &outcome {
+            RunOutcome::Halted(m) => {
+                exec.run.outcome = "halted".into();
+                exec.run.message = Some(m.clone());
+                SyncStatus::Halted { reason: m.clone() }
             }
-            t.put_run(&exec.run)
-        })?;
+            _ => {
+                exec.run.outcome = "ok".into();
+                SyncStatus::Active
+            }
+        };
+        // The status the run started with (its view) needs no write. Another is written
+        // unless the operator paused the sync during the run: that pause outlives the
+        // run's end (the run's own outcome is in its log).
+        if self.store.status(self.sync())? != status && t.status()? != SyncStatus::Paused {
+            t.set_status(&status)?;
+        }
+        t.put_run(&exec.run)?;
         Ok(outcome)
     }
 }

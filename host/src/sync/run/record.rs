@@ -19,6 +19,20 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         obs: &Gathered,
         opts: &RunOptions,
     ) -> Result<Ledger, EngineError> {
+        Ok(self
+            .store
+            .write(self.sync(), |t| self.record_in(t, plan, obs, opts))?)
+    }
+
+    /// Records the plan in transaction `t` ([`Self::record`]; a run with nothing to send
+    /// records and finishes in one transaction).
+    pub(super) fn record_in(
+        &self,
+        t: &Txn<'_>,
+        plan: &Plan,
+        obs: &Gathered,
+        opts: &RunOptions,
+    ) -> Result<Ledger, StateError> {
         let sync = self.sync();
         let retries: BTreeMap<RecordKey, RetryEntry> = self
             .store
@@ -35,40 +49,38 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         } else {
             RunKind::Incremental
         };
-        let exec = self.store.write(sync, |t| {
-            t.purge_acked()?;
-            for old in self
-                .store
-                .outbox(sync)?
-                .into_iter()
-                .filter(|e| e.status == OpStatus::Failed)
-            {
-                t.remove_op(&old.op.id)?;
-            }
-            let run = t.begin_run(kind, opts.now)?;
-            let mut exec = Ledger {
-                run,
-                seq: 0,
-                joint: BTreeSet::new(),
-                retries,
-                failures: Vec::new(),
-                queued: BTreeMap::new(),
-            };
-            for (ix, fp) in obs.fingerprints.iter().enumerate() {
-                t.set_mapping(ix, fp)?;
-            }
-            self.record_links(t, plan, obs, &mut exec, opts)?;
-            self.record_ambiguities(t, plan, obs, exec.run.id)?;
-            self.record_unlinks(t, plan, obs, opts)?;
-            let mapper_failures = lock(&self.mapper_failures).clone();
-            self.record_mapper_failures(t, &mapper_failures, obs, &mut exec, opts)?;
-            self.record_notices(t, plan, &mapper_failures, &mut exec)?;
-            self.record_ops(t, plan, obs, &mut exec, opts)?;
-            self.settle_retries(t, plan, obs, &mut exec, opts)?;
-            Ok(exec)
-        })?;
+        t.purge_acked()?;
+        for old in self
+            .store
+            .outbox(sync)?
+            .into_iter()
+            .filter(|e| e.status == OpStatus::Failed)
+        {
+            t.remove_op(&old.op.id)?;
+        }
+        let run = t.begin_run(kind, opts.now)?;
+        let mut exec = Ledger {
+            run,
+            seq: 0,
+            joint: BTreeSet::new(),
+            retries,
+            failures: Vec::new(),
+            queued: BTreeMap::new(),
+        };
+        for (ix, fp) in obs.fingerprints.iter().enumerate() {
+            t.set_mapping(ix, fp)?;
+        }
+        self.record_links(t, plan, obs, &mut exec, opts)?;
+        self.record_ambiguities(t, plan, obs, exec.run.id)?;
+        self.record_unlinks(t, plan, obs, opts)?;
+        let mapper_failures = lock(&self.mapper_failures).clone();
+        self.record_mapper_failures(t, &mapper_failures, obs, &mut exec, opts)?;
+        self.record_notices(t, plan, &mapper_failures, &mut exec)?;
+        self.record_ops(t, plan, obs, &mut exec, opts)?;
+        self.settle_retries(t, plan, obs, &mut exec, opts)?;
         Ok(exec)
     }
+
     /// New and changed links; a link that has just matched is logged, and a record
     /// deleted while its counterpart is kept gets a tombstone.
     fn record_links(

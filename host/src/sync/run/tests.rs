@@ -232,6 +232,64 @@ fn initial_two_way_sync_links_creates_and_the_second_run_writes_nothing() {
 }
 }
 
+/// The fleet's cost goal (docs/fleet.md §5): a run that finds nothing to do reads the
+/// sync's state once and commits once, fence check included, and writes only its run
+/// record and run counter.
+#[test]
+fn an_idle_run_on_postgres_costs_one_read_and_one_commit() {
+    use crate::db::pg::params;
+    use std::sync::atomic::Ordering::Relaxed;
+    rt().block_on(async {
+        let pg = crate::db::testing::postgres();
+        let c = pg.client_blocking().unwrap();
+        pg.execute(
+            &c,
+            "INSERT INTO tandem_leases (sync, owner, epoch) VALUES ('fs-fm', 'd1', 7)",
+            params![],
+        )
+        .unwrap();
+        drop(c);
+        let mut w = world(Direction::TwoWay, 50);
+        w.store = SyncStore::open(crate::db::Db::Postgres(pg.clone()))
+            .unwrap()
+            .fenced(crate::sync::state::Fence {
+                sync: "fs-fm".into(),
+                owner: "d1".into(),
+                epoch: 7,
+            });
+        w.fs_lead("jane@x.io", "Jane");
+        w.fm_contact("bob@x.io", "Bob");
+        w.run(1000).await;
+        // The second run reads back what the first one wrote (the apps' echo).
+        w.run(2000).await;
+        let stats = pg.stats();
+        let before = (
+            stats.round_trips.load(Relaxed),
+            stats.rows_written.load(Relaxed),
+        );
+        let r = w.run(3000).await;
+        assert!(r.plan.ops.is_empty(), "{:#?}", r.plan.ops);
+        let after = (
+            stats.round_trips.load(Relaxed),
+            stats.rows_written.load(Relaxed),
+        );
+        assert_eq!(after.0 - before.0, 2, "round trips of an idle run");
+        assert_eq!(
+            after.1 - before.1,
+            2,
+            "rows written: the run and the run counter"
+        );
+        let runs = w.store.runs("fs-fm").unwrap();
+        assert_eq!(
+            runs.iter()
+                .map(|r| (r.id, r.outcome.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "ok"), (2, "ok"), (3, "ok")]
+        );
+        assert_eq!(runs[2].daemon.as_deref(), Some("d1"));
+    });
+}
+
 on_both_backends! {
 fn incremental_edits_flow_both_ways_and_reformatting_is_not_echoed() {
     rt().block_on(async {
