@@ -14,7 +14,8 @@
 //!   between its own tenant's pair of accounts (`TANDEM_BENCH_IDLE_RECORDS`, default 20,
 //!   records per account), run by the daemon's scheduler (`Daemon`); after their initial
 //!   runs, `TANDEM_BENCH_CYCLES` (default 3) poll cycles (every sync run once, nothing
-//!   changed): resident memory, CPU and requests per cycle.
+//!   changed): resident memory after each cycle, CPU and requests per cycle.
+//!   `TANDEM_BENCH_STATE_CACHE` sets redb's page cache (`[state] cache-size`, e.g. "1GiB").
 //!
 //! The simulated accounts run in a child process (this executable again, with
 //! `TANDEM_BENCH_CHILD` set) so that their CPU and memory are measured apart: the child
@@ -423,6 +424,7 @@ async fn idle(syncs: usize, records: usize, cycles: usize) {
             Usage::own().cpu() - s.cpu(),
             child.usage().cpu() - c.cpu(),
             cycle,
+            rss_kb(),
         ));
     }
     let rss_after = rss_kb();
@@ -486,8 +488,9 @@ async fn idle(syncs: usize, records: usize, cycles: usize) {
         "CPU simulated accounts",
         "runs ok / errors",
         "writes",
+        "RSS after",
     ]);
-    for (i, (wall, own, sim, cycle)) in rows.iter().enumerate() {
+    for (i, (wall, own, sim, cycle, rss)) in rows.iter().enumerate() {
         t.add_row(vec![
             (i + 1).to_string(),
             format!("{:.2} s", wall.as_secs_f64()),
@@ -496,6 +499,7 @@ async fn idle(syncs: usize, records: usize, cycles: usize) {
             format!("{:.2} s", sim.as_secs_f64()),
             format!("{} / {}", cycle.ok, cycle.errors),
             cycle.writes.to_string(),
+            mib(*rss),
         ]);
     }
     println!("{t}");
@@ -573,9 +577,13 @@ where
 /// every contact, default field mapping (the demo's pairing without its list scope and
 /// mapper), rate limits off.
 fn open_host(dir: &Path, accounts: &[ChildAccount], pairs: usize) -> Host {
-    let mut toml = String::from(
-        r#"[state]
-path = "state.redb"
+    // `TANDEM_BENCH_STATE_CACHE`: redb's page cache (`[state] cache-size`), e.g. "1GiB".
+    let cache = std::env::var("TANDEM_BENCH_STATE_CACHE")
+        .map(|c| format!("cache-size = \"{c}\"\n"))
+        .unwrap_or_default();
+    let mut toml = format!("[state]\npath = \"state.redb\"\n{cache}");
+    toml.push_str(
+        r#"
 
 [plugins.freshsales]
 builtin = "freshsales"

@@ -295,7 +295,11 @@ impl Host {
     pub fn open(config: Config, options: HostOptions) -> Result<Self, HostError> {
         let (state, backend) = match &config.state.postgres {
             None => {
-                let state = StateFile::open(&config.state.path, &options.command)?;
+                let state = StateFile::open_with_cache(
+                    &config.state.path,
+                    &options.command,
+                    config.state.cache_size,
+                )?;
                 let db = Db::Redb(state.database().clone());
                 (Some(state), db)
             }

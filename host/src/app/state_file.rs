@@ -53,8 +53,14 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Opens (or creates) the file at `path`; `command` names this process in the note.
+    /// Opens (or creates) the file at `path` with the default page cache; `command` names
+    /// this process in the note.
     pub fn open(path: &Path, command: &str) -> Result<Self, StateFileError> {
+        Self::open_with_cache(path, command, crate::config::DEFAULT_STATE_CACHE)
+    }
+
+    /// [`StateFile::open`] with a page cache of at most `cache` bytes (`[state] cache-size`).
+    pub fn open_with_cache(path: &Path, command: &str, cache: u64) -> Result<Self, StateFileError> {
         let open_err = |message: String| StateFileError::Open {
             path: path.to_path_buf(),
             message,
@@ -63,7 +69,10 @@ impl StateFile {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
         }
         let owner_note = owner_path(path);
-        let db = match Database::create(path) {
+        let db = match Database::builder()
+            .set_cache_size(usize::try_from(cache).unwrap_or(usize::MAX))
+            .create(path)
+        {
             Ok(db) => db,
             Err(DatabaseError::DatabaseAlreadyOpen) => {
                 return Err(StateFileError::Locked {

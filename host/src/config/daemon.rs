@@ -53,9 +53,15 @@ pub struct StateConfig {
     /// against the config file's directory. With PostgreSQL, only its directory is used
     /// (the compile cache lives beside it).
     pub path: PathBuf,
+    /// `cache-size` (redb only): the most memory redb's page cache of the file may hold.
+    pub cache_size: u64,
     /// `backend = "postgres"`: the database and how to reach it.
     pub postgres: Option<PostgresConfig>,
 }
+
+/// redb's page cache by default: its own default (1 GiB) lets a daemon's memory grow with
+/// the file, run after run, while a run reads little of it (docs/performance.md).
+pub const DEFAULT_STATE_CACHE: u64 = 64 << 20;
 
 /// `[state] backend = "postgres"` (docs/fleet.md §2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +117,7 @@ impl StateConfig {
     pub(crate) fn default_in(base: &std::path::Path) -> Self {
         StateConfig {
             path: base.join(DEFAULT_STATE_PATH),
+            cache_size: DEFAULT_STATE_CACHE,
             postgres: None,
         }
     }
@@ -131,9 +138,18 @@ impl Default for DaemonConfig {
 pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<StateConfig> {
     let mut t = item.table(
         cx,
-        &["path", "backend", "url", "tls", "ca-file", "pool-size"],
+        &[
+            "path",
+            "cache-size",
+            "backend",
+            "url",
+            "tls",
+            "ca-file",
+            "pool-size",
+        ],
     )?;
     let path = t.get("path");
+    let cache_size = t.get("cache-size");
     let backend = t.get("backend");
     let url = t.get("url");
     let tls = t.get("tls");
@@ -143,6 +159,16 @@ pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Stat
     let path = match path {
         Some(p) => resolve_path(cx.base_dir, &p.name(cx)?),
         None => cx.base_dir.join(DEFAULT_STATE_PATH),
+    };
+    let cache = match &cache_size {
+        Some(c) => {
+            let n = c.size(cx)?;
+            if !((1 << 20)..=(64 << 30)).contains(&n) {
+                return c.invalid(cx, "between \"1MiB\" and \"64GiB\"");
+            }
+            n
+        }
+        None => DEFAULT_STATE_CACHE,
     };
     let postgres = match &backend {
         None => false,
@@ -172,8 +198,15 @@ pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Stat
         }
         return Some(StateConfig {
             path,
+            cache_size: cache,
             postgres: None,
         });
+    }
+    if let Some(c) = &cache_size {
+        return c.invalid(
+            cx,
+            "only used with backend = \"redb\" (PostgreSQL has its own cache: shared_buffers); remove this key",
+        );
     }
     let Some(url) = url else {
         return backend?.invalid(
@@ -205,6 +238,7 @@ pub(crate) fn read_state(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Stat
     };
     Some(StateConfig {
         path,
+        cache_size: cache,
         postgres: Some(PostgresConfig {
             url,
             tls,

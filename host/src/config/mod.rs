@@ -39,8 +39,8 @@ use std::path::{Path, PathBuf};
 
 pub use connections::{ConnectionConfig, CredentialsConfig, DEFAULT_WEBHOOK_HEADER, WebhookConfig};
 pub use daemon::{
-    DEFAULT_LISTEN, DEFAULT_STATE_PATH, DEFAULT_WEBHOOK_LISTEN, DaemonConfig, FleetConfig,
-    PostgresConfig, StateConfig, WebhooksConfig,
+    DEFAULT_LISTEN, DEFAULT_STATE_CACHE, DEFAULT_STATE_PATH, DEFAULT_WEBHOOK_LISTEN, DaemonConfig,
+    FleetConfig, PostgresConfig, StateConfig, WebhooksConfig,
 };
 pub use env::{Env, SecretRef, SecretSource};
 pub use error::{ConfigError, KeyPath, Location};

@@ -1172,3 +1172,22 @@ fn postgres_state_mistakes_name_the_key_line_and_column() {
         ["config.toml:2:13: daemon.fleet.lease-ttl: between \"3s\" and \"1h\""]
     );
 }
+
+#[test]
+fn the_redb_page_cache_is_bounded_and_sized_by_cache_size() {
+    assert_eq!(ok("").state.cache_size, crate::config::DEFAULT_STATE_CACHE);
+    assert_eq!(
+        ok("[state]\ncache-size = \"16MiB\"\n").state.cache_size,
+        16 << 20
+    );
+    assert_eq!(
+        errors("[state]\ncache-size = \"1KiB\"\n"),
+        ["config.toml:2:14: state.cache-size: between \"1MiB\" and \"64GiB\""]
+    );
+    assert_eq!(
+        errors("[state]\nbackend = \"postgres\"\nurl = { env = \"DB\" }\ncache-size = \"16MiB\"\n"),
+        [
+            "config.toml:4:14: state.cache-size: only used with backend = \"redb\" (PostgreSQL has its own cache: shared_buffers); remove this key"
+        ]
+    );
+}
