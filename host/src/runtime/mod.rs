@@ -305,6 +305,9 @@ struct Inner {
     clients: http::ClientCache,
     /// Each connection's hourly log budget, shared by all its clients.
     log_budgets: std::sync::Mutex<std::collections::HashMap<String, Arc<log::LogBudget>>>,
+    /// Per storage namespace (owner, connection): whether its legacy namespace was moved
+    /// in this process (once, not once per run).
+    storage_moved: std::sync::Mutex<std::collections::HashMap<(String, String), storage::Moved>>,
     tokens: http::TokenCache,
 }
 
@@ -340,6 +343,7 @@ impl Runtime {
                 resolver: options.resolver,
                 clients: http::ClientCache::default(),
                 log_budgets: Default::default(),
+                storage_moved: Default::default(),
                 tokens: http::TokenCache::default(),
             }),
         })
@@ -503,18 +507,28 @@ impl Runtime {
             _ => None,
         };
         let connection_id: Arc<str> = connection.id.as_str().into();
+        let owner = match &grant.plugin {
+            Some(name) => storage::Owner::Operator(name.clone()),
+            None => storage::Owner::Digest(plugin.sha256),
+        };
+        let moved = self
+            .inner
+            .storage_moved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((owner.key(), connection.id.clone()))
+            .or_default()
+            .clone();
         let conn = ConnectionCtx {
             http,
             storage: storage::StorageCtx::new(
                 self.inner.db.clone(),
-                &match &grant.plugin {
-                    Some(name) => storage::Owner::Operator(name.clone()),
-                    None => storage::Owner::Digest(plugin.sha256),
-                },
+                &owner,
                 manifest.name.as_str().into(),
                 connection_id.clone(),
                 quota,
-            ),
+            )
+            .moved_once_per(moved),
             settings: settings::PluginSettings::new(&connection.settings, &connection.id),
         };
         let hour = self

@@ -69,7 +69,7 @@ pub enum Owner {
 
 impl Owner {
     /// The key text; the prefixes keep the two kinds apart.
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             Owner::Operator(name) => format!("plugin:{name}"),
             Owner::Digest(sha) => format!("sha256:{}", hex::encode(sha)),
@@ -86,8 +86,12 @@ pub(crate) struct StorageCtx {
     quota: Option<Quota>,
     /// The manifest name whose legacy namespace this one takes over, once.
     legacy: Arc<str>,
-    migrated: tokio::sync::OnceCell<()>,
+    migrated: Moved,
 }
+
+/// Whether a namespace's legacy namespace was moved: shared by every context of the same
+/// namespace in a process, so that the move is tried once, not at every run.
+pub(crate) type Moved = Arc<tokio::sync::OnceCell<()>>;
 
 impl StorageCtx {
     pub(crate) fn new(
@@ -103,8 +107,15 @@ impl StorageCtx {
             connection,
             quota,
             legacy: legacy_name,
-            migrated: tokio::sync::OnceCell::new(),
+            migrated: Moved::default(),
         }
+    }
+
+    /// Shares `moved` with the other contexts of this namespace (the runtime keeps one
+    /// per namespace).
+    pub(crate) fn moved_once_per(mut self, moved: Moved) -> Self {
+        self.migrated = moved;
+        self
     }
 
     fn namespace(&self) -> Namespace {
@@ -643,6 +654,7 @@ impl PgNamespace {
                 Ok(row.get::<_, i64>(0))
             })
             .await?;
+        self.pg.count(1, 0);
         if moved > 0 {
             tracing::info!(%connection, %owner, keys = moved, "plugin storage moved to its operator-keyed namespace");
         }
@@ -1045,6 +1057,37 @@ mod tests {
                 .is_some()
         );
         assert!(legacy.get(("fs", "c", "cursor")).unwrap().is_none());
+    }
+
+    /// The move is tried once per namespace in a process: a run's new context of a
+    /// namespace already moved reads with one statement, not two.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contexts_of_one_namespace_share_the_legacy_move() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let pg = crate::db::testing::postgres();
+        let moved = Moved::default();
+        let mk = |moved: Moved| {
+            StorageCtx::new(
+                pg.clone(),
+                &Owner::Operator("crm".into()),
+                "fs".into(),
+                "c".into(),
+                Q,
+            )
+            .moved_once_per(moved)
+        };
+        let trips = || pg.stats().round_trips.load(Relaxed);
+        let get = |s: StorageCtx| async move { s.get("cursor".into()).await.unwrap() };
+        let before = trips();
+        assert_eq!(get(mk(moved.clone())).await, None);
+        assert_eq!(trips() - before, 2, "the move, then the read");
+        let before = trips();
+        assert_eq!(get(mk(moved.clone())).await, None);
+        assert_eq!(trips() - before, 1, "the read only");
+        // A context that does not share it tries again (another process).
+        let before = trips();
+        assert_eq!(get(mk(Moved::default())).await, None);
+        assert_eq!(trips() - before, 2);
     }
 
     on_both_backends! {

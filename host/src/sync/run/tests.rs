@@ -14,6 +14,7 @@ use crate::sync::model::Value;
 use crate::sync::policy::{Direction, EntityPair, RemoveAction, Scope};
 use crate::sync::source::{FieldDef, FieldType, MapContext, NoMappers};
 
+mod footprint;
 mod hostile_mappers;
 mod loops;
 mod recovery;
