@@ -1172,3 +1172,25 @@ fn postgres_state_mistakes_name_the_key_line_and_column() {
         ["config.toml:2:13: daemon.fleet.lease-ttl: between \"3s\" and \"1h\""]
     );
 }
+
+#[test]
+fn plugin_instances_sizes_the_pool_and_is_checked_with_key_line_and_column() {
+    assert_eq!(
+        ok("").daemon.plugin_instances,
+        crate::runtime::DEFAULT_INSTANCE_SLOTS
+    );
+    assert_eq!(
+        ok("[daemon]\nplugin-instances = 64\n")
+            .daemon
+            .plugin_instances,
+        64
+    );
+    assert_eq!(
+        errors("[daemon]\nplugin-instances = 0\n"),
+        ["config.toml:2:20: daemon.plugin-instances: between 1 and 10000 instances"]
+    );
+    assert_eq!(
+        errors("[daemon]\nplugin-instances = 20000\n"),
+        ["config.toml:2:20: daemon.plugin-instances: between 1 and 10000 instances"]
+    );
+}
