@@ -731,3 +731,21 @@ async fn extra_memories_and_tables_are_capped() {
     let client = hostile_client("extra-none", "http://127.0.0.1:1", limits).await;
     assert_eq!(attack(&client, "ok", "").await.unwrap()["ok"], "yes");
 }
+
+/// A fresh instance per call, also now that instances reuse the slots of a pool whose
+/// written pages are reset in place: nothing a call leaves in memory (static data, heap
+/// grown past the image) is there for the next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_what_an_earlier_call_left_in_memory() {
+    let client = hostile_client(
+        "leftovers",
+        "http://127.0.0.1:1",
+        ConnectorLimits::default(),
+    )
+    .await;
+    for call in 0..20 {
+        let seen = attack(&client, "leftovers", "").await.unwrap();
+        assert_eq!(seen["calls"], "1", "call {call}: {seen:?}");
+        assert_eq!(seen["heap-byte"], "0", "call {call}: {seen:?}");
+    }
+}
