@@ -344,7 +344,7 @@ const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 /// Whether the kernel can report which pages a call wrote (`PAGEMAP_SCAN`, Linux 6.7).
 /// Without it wasmtime would rewrite the whole kept region after every call, which
 /// costs more than the page faults it saves, so nothing is kept resident.
-fn dirty_page_scan() -> bool {
+pub(crate) fn dirty_page_scan() -> bool {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `uname` fills the zeroed struct it is given.

@@ -627,16 +627,17 @@ async fn read_source(
     }
 }
 
+/// Helpers of the runtime's tests.
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use std::time::Duration;
 
     use super::*;
 
     /// Set (to "on-demand") by the fallback test for its child run.
-    const EXPECT_ALLOCATOR: &str = "TANDEM_TEST_EXPECT_ALLOCATOR";
+    pub(super) const EXPECT_ALLOCATOR: &str = "TANDEM_TEST_EXPECT_ALLOCATOR";
 
-    fn runtime(slots: u32) -> (tempfile::TempDir, Runtime) {
+    pub(super) fn runtime(slots: u32) -> (tempfile::TempDir, Runtime) {
         let dir = tempfile::tempdir().unwrap();
         let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
         let runtime = Runtime::new(RuntimeOptions {
@@ -647,12 +648,12 @@ mod tests {
         (dir, runtime)
     }
 
-    async fn load(runtime: &Runtime, package: &str) -> Arc<Plugin> {
+    pub(super) async fn load(runtime: &Runtime, package: &str) -> Arc<Plugin> {
         let path = tandem_plugins::wasm_path(package).unwrap();
         runtime.load(PluginSource::Path(path), None).await.unwrap()
     }
 
-    fn connection(id: &str, timeout: Duration) -> Connection {
+    pub(super) fn connection(id: &str, timeout: Duration) -> Connection {
         let mut grant = Grant::default();
         grant.limits.timeout = timeout;
         Connection {
@@ -664,7 +665,7 @@ mod tests {
         }
     }
 
-    fn ctx() -> types::MapContext {
+    pub(super) fn ctx() -> types::MapContext {
         types::MapContext {
             sync: "s".into(),
             source: "a".into(),
@@ -672,6 +673,14 @@ mod tests {
             entity: "contacts".into(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::tests_support::*;
+    use super::*;
 
     /// Both engines use the allocator they report (the pool, unless the fallback test
     /// says otherwise for its child run) and run plugins with it; every plugin and
@@ -826,5 +835,58 @@ mod tests {
         );
         assert!(matches!(err, CallError::Busy { .. }), "{err}");
         assert!(err.to_string().contains("component instances"), "{err}");
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod regression {
+    use std::time::Duration;
+
+    use super::tests_support::*;
+    use super::*;
+
+    /// Minor page faults this thread has taken so far.
+    fn thread_faults() -> i64 {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+            0
+        );
+        usage.ru_minflt
+    }
+
+    /// A count, not a time: page faults per fresh instance + `describe`, on one thread
+    /// (the current-thread runtime runs every call, fibers included, on this thread).
+    #[tokio::test]
+    async fn a_fresh_instance_takes_few_page_faults() {
+        let (_dir, runtime) = runtime(DEFAULT_INSTANCE_SLOTS);
+        let plugin = load(&runtime, "tandem-fixture-hostile").await;
+        let client = runtime
+            .connector(&plugin, connection("faults", Duration::from_secs(30)))
+            .unwrap();
+        for _ in 0..20 {
+            client.describe().await.unwrap();
+        }
+        const CALLS: i64 = 200;
+        let before = thread_faults();
+        for _ in 0..CALLS {
+            client.describe().await.unwrap();
+        }
+        let per_call = (thread_faults() - before) as f64 / CALLS as f64;
+        // Measured: 0 with the pool resetting written pages in place, 7 with on-demand
+        // allocation (fresh mappings each call), about as many with the pool where the
+        // kernel cannot report written pages. The bounds catch a change of regime.
+        let bound = if runtime.allocator(PolicyClass::Connector) == Allocator::Pooling
+            && engine::dirty_page_scan()
+        {
+            2.0
+        } else {
+            50.0
+        };
+        assert!(
+            per_call < bound,
+            "{per_call:.1} page faults per call (bound {bound})"
+        );
     }
 }
