@@ -104,7 +104,8 @@ const TABLES_PER_COMPONENT: u32 = 4;
 /// Per slot: the memories and tables the pool holds. Each memory slot reserves 4 GiB of
 /// address space plus guard pages, so the pool counts one memory per instance (what every
 /// plugin of this workspace uses), not the per-component maximum: a pool of 1000 slots
-/// per class reserves about 8 TiB of the 128 TiB a Linux process may address. Should
+/// reserves about 4 TiB per class, 8 TiB for both, of the 128 TiB a Linux process may
+/// address. Should
 /// instances with two memories fill it first, a call fails as busy and is retried.
 const MEMORIES_PER_SLOT: u32 = 1;
 const TABLES_PER_SLOT: u32 = 2;
