@@ -179,6 +179,10 @@ impl InstanceSlots {
         &self,
         wait: Duration,
     ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The usual case, a free slot, without arming a timer.
+        if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
+            return Some(permit);
+        }
         let acquire = self.semaphore.clone().acquire_owned();
         match tokio::time::timeout(wait, acquire).await {
             Ok(Ok(permit)) => Some(permit),
