@@ -1,7 +1,8 @@
 //! Runtime benchmarks.
 //!
 //! * `instance/*`: a fresh store + instance from the cached pre-instantiated component and
-//!   one near-empty export call (goal: <= 25 µs).
+//!   one near-empty export call (goal: <= 25 µs median; printed as goal vs measured, with
+//!   the allocator in use).
 //! * `map-1000/*`: a mapper normalising 1,000 contact records, in wasm vs the same code
 //!   compiled natively (goal: wasm/native <= 1.5x). The ratio of one run is printed at
 //!   the end. `wasm-identity` / `native-clone` split the wasm figure into the fixed cost
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tandem::runtime::types::{Field, MapContext, Record, Value};
 use tandem::runtime::{
-    Connection, ConnectorClient, Credentials, Grant, MapperClient, MapperLimits, PluginSource,
-    Runtime, RuntimeOptions,
+    Allocator, Connection, ConnectorClient, Credentials, Grant, MapperClient, MapperLimits,
+    PluginSource, PolicyClass, Runtime, RuntimeOptions,
 };
 
 #[path = "../../tests/fixtures/bench-mapper/src/logic.rs"]
@@ -28,6 +29,7 @@ struct Setup {
     connector: ConnectorClient,
     empty_mapper: MapperClient,
     contacts_mapper: MapperClient,
+    allocator: Allocator,
     _dir: tempfile::TempDir,
 }
 
@@ -75,6 +77,7 @@ fn setup() -> Setup {
             .mapper(&hostile_mapper, limits.clone(), "bench")
             .unwrap(),
         contacts_mapper: runtime.mapper(&bench_mapper, limits, "bench").unwrap(),
+        allocator: runtime.allocator(PolicyClass::Connector),
         rt,
         _dir: dir,
     }
@@ -186,6 +189,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| black_box(s.rt.block_on(s.empty_mapper.map(&ctx, &[])).unwrap()))
     });
     group.finish();
+    instance_goal(&s, &ctx);
 
     let mut group = c.benchmark_group("map-1000");
     group.sample_size(30);
@@ -223,6 +227,33 @@ fn benches(c: &mut Criterion) {
         "map-1000 ratio (one run, median of 60): wasm {w:?} / native {n:?} = {:.2}x (goal <= 1.5x)",
         w.as_secs_f64() / n.as_secs_f64()
     );
+}
+
+/// Goal vs measured for a fresh instance + one near-empty call: the median of 2,000 calls
+/// of each kind, and which allocator the engines use (the pool, unless the OS refused it).
+fn instance_goal(s: &Setup, ctx: &MapContext) {
+    const GOAL: Duration = Duration::from_micros(25);
+    let mut describe = Vec::with_capacity(2000);
+    let mut map = Vec::with_capacity(2000);
+    for _ in 0..2000 {
+        let t = Instant::now();
+        black_box(s.rt.block_on(s.connector.describe()).unwrap());
+        describe.push(t.elapsed());
+        let t = Instant::now();
+        black_box(s.rt.block_on(s.empty_mapper.map(ctx, &[])).unwrap());
+        map.push(t.elapsed());
+    }
+    for (name, samples) in [
+        ("connector-describe", &mut describe),
+        ("mapper-empty-map", &mut map),
+    ] {
+        let m = median(samples);
+        println!(
+            "instance/{name} (median of 2000, {:?} allocator): goal <= {GOAL:?}, measured {m:?} ({})",
+            s.allocator,
+            if m <= GOAL { "met" } else { "NOT met" }
+        );
+    }
 }
 
 fn median(samples: &mut [Duration]) -> Duration {

@@ -51,6 +51,7 @@ fn shared() -> &'static Shared {
             cache_dir: Some(dir.path().join("cache")),
             db: Arc::new(db).into(),
             resolver: Arc::new(TestResolver),
+            pool: Default::default(),
         })
         .expect("runtime");
         Shared { runtime, _dir: dir }

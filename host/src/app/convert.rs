@@ -232,11 +232,14 @@ pub fn error_from_wit(e: wit::Error) -> SourceError {
 }
 
 /// A failed plugin call as the engine's error. A wall-time timeout or a CPU deadline
-/// may pass (a busy machine): transient. Any other trap is the plugin's bug: fatal.
+/// may pass (a busy machine), and so does a full instance pool: transient. Any other
+/// trap is the plugin's bug: fatal.
 pub fn call_error(e: CallError) -> SourceError {
     match e {
         CallError::Plugin { error, .. } => error_from_wit(error),
-        e @ CallError::Timeout { .. } => SourceError::Transient(e.to_string()),
+        e @ (CallError::Timeout { .. } | CallError::Busy { .. }) => {
+            SourceError::Transient(e.to_string())
+        }
         e @ CallError::Trap {
             kind: TrapKind::Interrupt,
             ..

@@ -336,6 +336,9 @@ impl Host {
             cache_dir,
             db: backend,
             resolver: options.resolver.clone(),
+            pool: crate::runtime::PoolOptions {
+                slots: config.daemon.plugin_instances,
+            },
         })?;
         Ok(Host {
             config,

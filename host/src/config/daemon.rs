@@ -111,6 +111,9 @@ pub struct DaemonConfig {
     pub webhooks: WebhooksConfig,
     /// `[daemon.fleet]`.
     pub fleet: FleetConfig,
+    /// `plugin-instances`: plugin instances live at once, per kind (the instance pool's
+    /// slots; a call waits for a free one).
+    pub plugin_instances: u32,
 }
 
 impl StateConfig {
@@ -131,6 +134,7 @@ impl Default for DaemonConfig {
             allow_remote: false,
             webhooks: WebhooksConfig::default(),
             fleet: FleetConfig::default(),
+            plugin_instances: crate::runtime::DEFAULT_INSTANCE_SLOTS,
         }
     }
 }
@@ -281,8 +285,16 @@ fn read_fleet(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<FleetConfig> {
 pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<DaemonConfig> {
     let mut t = item.table(
         cx,
-        &["listen", "token", "allow-remote", "webhooks", "fleet"],
+        &[
+            "listen",
+            "token",
+            "allow-remote",
+            "webhooks",
+            "fleet",
+            "plugin-instances",
+        ],
     )?;
+    let plugin_instances = t.get("plugin-instances");
     let listen = t.get("listen");
     let token = t.get("token");
     let allow_remote = t.get("allow-remote");
@@ -290,6 +302,14 @@ pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Dae
     let fleet = t.get("fleet");
     t.finish(cx);
     let mut d = DaemonConfig::default();
+    if let Some(p) = &plugin_instances {
+        let n = p.u64(cx)?;
+        let max = crate::runtime::MAX_INSTANCE_SLOTS;
+        if !(1..=u64::from(max)).contains(&n) {
+            return p.invalid(cx, format!("between 1 and {max} instances"));
+        }
+        d.plugin_instances = n as u32;
+    }
     if let Some(f) = fleet {
         d.fleet = read_fleet(cx, f)?;
     }

@@ -1191,3 +1191,25 @@ fn the_redb_page_cache_is_bounded_and_sized_by_cache_size() {
         ]
     );
 }
+
+#[test]
+fn plugin_instances_sizes_the_pool_and_is_checked_with_key_line_and_column() {
+    assert_eq!(
+        ok("").daemon.plugin_instances,
+        crate::runtime::DEFAULT_INSTANCE_SLOTS
+    );
+    assert_eq!(
+        ok("[daemon]\nplugin-instances = 64\n")
+            .daemon
+            .plugin_instances,
+        64
+    );
+    assert_eq!(
+        errors("[daemon]\nplugin-instances = 0\n"),
+        ["config.toml:2:20: daemon.plugin-instances: between 1 and 10000 instances"]
+    );
+    assert_eq!(
+        errors("[daemon]\nplugin-instances = 20000\n"),
+        ["config.toml:2:20: daemon.plugin-instances: between 1 and 10000 instances"]
+    );
+}

@@ -98,6 +98,19 @@ pub enum CallError {
         /// the limit struck, or waiting took most of the call): the total wait.
         http_wait: Option<Duration>,
     },
+    /// No instance could be made: every slot of the instance pool stayed in use for the
+    /// call's whole wall-time limit. Nothing of the plugin ran; the call may be retried.
+    #[error(
+        "plugin {plugin}: `{export}` was not started: {detail}; it is retried later (raise `[daemon] plugin-instances` if this repeats)"
+    )]
+    Busy {
+        /// `name version`.
+        plugin: Arc<str>,
+        /// The export that was to be called.
+        export: &'static str,
+        /// What was full.
+        detail: String,
+    },
 }
 
 impl CallError {
@@ -121,7 +134,7 @@ impl CallError {
     pub fn stderr(&self) -> &str {
         match self {
             Self::Trap { stderr, .. } | Self::Timeout { stderr, .. } => stderr,
-            Self::Plugin { .. } => "",
+            Self::Plugin { .. } | Self::Busy { .. } => "",
         }
     }
 }
@@ -173,14 +186,24 @@ fn stderr_suffix(stderr: &str) -> String {
     format!("; stderr: {tail}")
 }
 
-/// Turns a wasmtime error from a call into [`CallError::Trap`].
-fn trap_error(
+/// Turns a wasmtime error from a call into [`CallError::Trap`] (or [`CallError::Busy`]
+/// when the instance pool had no room).
+pub(super) fn trap_error(
     plugin: &Arc<str>,
     export: &'static str,
     err: &wasmtime::Error,
     state: &HostState,
     stderr: &StderrTail,
 ) -> CallError {
+    // Slots are held per call so this should not happen; if it does, nothing ran and a
+    // later try finds room.
+    if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Busy {
+            plugin: plugin.clone(),
+            export,
+            detail: clean_line(&full.to_string()),
+        };
+    }
     let kind = if state.limiter.exceeded || err.downcast_ref::<MemoryLimitExceeded>().is_some() {
         TrapKind::Memory
     } else if let Some(trap) = err.downcast_ref::<Trap>() {
@@ -238,6 +261,28 @@ async fn run<R>(
             http_wait: (in_flight || waited * 2 >= timeout).then_some(waited),
         }),
     }
+}
+
+/// Waits (at most the call's wall-time limit) for an instance slot of the plugin's pool.
+/// The caller keeps the permit alive until after the store is dropped.
+async fn instance_slot(
+    plugin: &Plugin,
+    export: &'static str,
+    wait: Duration,
+) -> Result<tokio::sync::OwnedSemaphorePermit, CallError> {
+    plugin
+        .slots
+        .acquire(wait)
+        .await
+        .ok_or_else(|| CallError::Busy {
+            plugin: plugin.label.clone(),
+            export,
+            detail: format!(
+                "all {} instance slots of its kind stayed in use for {:.1} s",
+                plugin.slots.total(),
+                wait.as_secs_f64()
+            ),
+        })
 }
 
 /// Installs the epoch deadline: yield to tokio every tick while the budget lasts.
@@ -305,7 +350,7 @@ impl ConnectorClient {
         self.conn.http.auth_origins()
     }
 
-    fn store(&self) -> Store<HostState> {
+    pub(super) fn store(&self) -> Store<HostState> {
         let log = LogCtx::new(
             self.plugin.label.clone(),
             self.connection.clone(),
@@ -335,6 +380,8 @@ impl ConnectorClient {
             let instance = pre.instantiate_async(&mut *store).await?;
             f(&instance, store).await
         };
+        // Declared before the store: dropped after it.
+        let _slot = instance_slot(&self.plugin, export, self.limits.timeout).await?;
         let (value, _store) = run(
             &self.plugin.label,
             export,
@@ -453,6 +500,10 @@ impl ConnectorClient {
         keys: &[types::LookupKey],
     ) -> Option<Result<Vec<Vec<types::Record>>, CallError>> {
         let indices = self.lookups.as_ref()?;
+        let _slot = match instance_slot(&self.plugin, "find-many", self.limits.timeout).await {
+            Ok(slot) => slot,
+            Err(e) => return Some(Err(e)),
+        };
         let pre = &self.pre;
         let body = async |store: &mut Store<HostState>| {
             let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
@@ -551,6 +602,8 @@ impl MapperClient {
             self.limits.log_lines,
         );
         let state = HostState::mapper(self.limits.memory_mib, ticks(self.limits.timeout), log);
+        // Declared before the store: dropped after it.
+        let _slot = instance_slot(&self.plugin, "map", self.limits.timeout).await?;
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter_async(|s| &mut s.limiter);
         store.set_hostcall_fuel(self.limits.hostcall_bytes);

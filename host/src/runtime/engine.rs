@@ -6,6 +6,16 @@
 //! * **Mappers** add fuel metering, so a mapper's budget is counted in instructions and its
 //!   outcome does not depend on machine load; NaNs are canonicalised for the same reason.
 //!
+//! * **Instances** come from wasmtime's pooling allocator: memory, table, stack and
+//!   instance slots are reserved once when the engine is built and reused call after call,
+//!   and each memory starts from its module's copy-on-write image (no copying, no `mmap`
+//!   per call when a slot last held the same plugin). The pool has [`PoolOptions::slots`]
+//!   instances per class, and a call waits for a free slot ([`InstanceSlots`]) instead of
+//!   failing. Where the OS refuses the pool's address-space reservation (`ulimit -v`), the
+//!   engine falls back to allocating each instance on demand, with one warning line. The
+//!   per-call limits (memory, fuel, epochs) are the same either way: they live in the
+//!   store, not in the allocator.
+//!
 //! Components are compiled per engine (the artifacts are not interchangeable) and cached in
 //! the [`CompileCache`] directory under `sha256(wasm)` + `precompile_compatibility_hash` +
 //! class. Deserialising an artifact runs its native code, so a cache file is trusted only
@@ -26,7 +36,9 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
-use wasmtime::{Config, Engine, EngineWeak, OptLevel};
+use wasmtime::{
+    Config, Engine, EngineWeak, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// Interval between epoch increments.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -68,11 +80,66 @@ impl fmt::Display for PolicyClass {
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
     /// wasmtime refused the component.
-    #[error("not a valid WebAssembly component: {0}")]
+    #[error("wasmtime refused the component: {0}")]
     Invalid(String),
     /// The blocking compile task died.
     #[error("compile task failed: {0}")]
     Task(String),
+}
+
+/// Plugin instances live at once per policy class, by default.
+pub const DEFAULT_INSTANCE_SLOTS: u32 = 1000;
+
+/// Most instance slots a pool may have (`[daemon] plugin-instances`).
+pub const MAX_INSTANCE_SLOTS: u32 = 10_000;
+
+/// Per component: the most core instances, memories and tables it may use. A component
+/// needing more is refused when it is loaded (wasmtime checks it against the pool), never
+/// in the middle of a sync. Rust components built for `wasm32-wasip2` use one memory, two
+/// tables and a few core instances; these leave room for other toolchains.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const TABLES_PER_COMPONENT: u32 = 4;
+
+/// Per slot: the memories and tables the pool holds. Each memory slot reserves 4 GiB of
+/// address space plus guard pages, so the pool counts one memory per instance (what every
+/// plugin of this workspace uses), not the per-component maximum: a pool of 1000 slots
+/// reserves about 4 TiB per class, 8 TiB for both, of the 128 TiB a Linux process may
+/// address. Should
+/// instances with two memories fill it first, a call fails as busy and is retried.
+const MEMORIES_PER_SLOT: u32 = 1;
+const TABLES_PER_SLOT: u32 = 2;
+
+/// Largest table a plugin may have or grow to: the same cap as
+/// [`MemoryLimiter`](super::limits::MemoryLimiter)'s `table_growing`.
+pub(crate) const TABLE_ELEMENTS: usize = 100_000;
+
+/// How instances are allocated: sized by the host, the same for both classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Instances (of one class) live at once. Each slot reserves address space, not
+    /// memory: a linear memory of 4 GiB plus guard pages, two tables and an async stack;
+    /// memory is committed only as a guest touches it and released (reset to the image)
+    /// when the instance is dropped.
+    pub slots: u32,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            slots: DEFAULT_INSTANCE_SLOTS,
+        }
+    }
+}
+
+/// Which allocator an engine ended up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allocator {
+    /// The pooling allocator with copy-on-write memory images.
+    Pooling,
+    /// Each instance allocated (and its memory mapped) on demand: the OS refused the
+    /// pool's reservation.
+    OnDemand,
 }
 
 /// One engine per policy class, plus the ticker and the cache directory.
@@ -86,13 +153,58 @@ struct EngineSlot {
     engine: Engine,
     /// Hex digest of `precompile_compatibility_hash()` for this engine.
     compat: String,
+    allocator: Allocator,
+    slots: InstanceSlots,
+}
+
+/// The instance slots of one engine: a call holds one from before its store is made
+/// until after the store (and so its instance) is dropped, so that a call waits for room
+/// instead of failing when more calls run than the pool has instances. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct InstanceSlots {
+    semaphore: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+impl InstanceSlots {
+    fn new(total: u32) -> Self {
+        Self {
+            semaphore: Arc::new(tokio::sync::Semaphore::new(total as usize)),
+            total,
+        }
+    }
+
+    /// Waits up to `wait` for a free slot; `None` if every slot stayed in use.
+    pub(crate) async fn acquire(
+        &self,
+        wait: Duration,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The usual case, a free slot, without arming a timer.
+        if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let acquire = self.semaphore.clone().acquire_owned();
+        match tokio::time::timeout(wait, acquire).await {
+            Ok(Ok(permit)) => Some(permit),
+            // The semaphore is never closed; a timeout means every slot stayed busy.
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Slots of the pool.
+    pub(crate) fn total(&self) -> u32 {
+        self.total
+    }
 }
 
 impl Engines {
     /// Builds both engines and starts the epoch ticker thread.
-    pub(crate) fn new(cache: Option<CompileCache>) -> Result<Self, CompileError> {
-        let connector = EngineSlot::new(engine_config(PolicyClass::Connector))?;
-        let mapper = EngineSlot::new(engine_config(PolicyClass::Mapper))?;
+    pub(crate) fn new(
+        cache: Option<CompileCache>,
+        pool: PoolOptions,
+    ) -> Result<Self, CompileError> {
+        let connector = EngineSlot::new(PolicyClass::Connector, pool)?;
+        let mapper = EngineSlot::new(PolicyClass::Mapper, pool)?;
         spawn_ticker(vec![connector.engine.weak(), mapper.engine.weak()]);
         Ok(Self {
             connector,
@@ -104,6 +216,16 @@ impl Engines {
     /// The engine of a class.
     pub(crate) fn engine(&self, class: PolicyClass) -> &Engine {
         &self.slot(class).engine
+    }
+
+    /// The allocator the engine of a class uses.
+    pub(crate) fn allocator(&self, class: PolicyClass) -> Allocator {
+        self.slot(class).allocator
+    }
+
+    /// The instance slots of a class.
+    pub(crate) fn slots(&self, class: PolicyClass) -> &InstanceSlots {
+        &self.slot(class).slots
     }
 
     fn slot(&self, class: PolicyClass) -> &EngineSlot {
@@ -136,13 +258,124 @@ impl Engines {
 }
 
 impl EngineSlot {
-    fn new(config: Config) -> Result<Self, CompileError> {
-        let engine = Engine::new(&config).map_err(|e| CompileError::Invalid(e.to_string()))?;
+    fn new(class: PolicyClass, pool: PoolOptions) -> Result<Self, CompileError> {
+        let (engine, allocator) = build_engine(class, pool)?;
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = hex::encode(&hasher.0.finalize()[..12]);
-        Ok(Self { engine, compat })
+        Ok(Self {
+            engine,
+            compat,
+            allocator,
+            slots: InstanceSlots::new(pool.slots.max(1)),
+        })
     }
+}
+
+/// The engine of `class` with the pooling allocator, or, where the OS refuses the pool's
+/// address-space reservation, with the on-demand allocator and one warning.
+fn build_engine(
+    class: PolicyClass,
+    pool: PoolOptions,
+) -> Result<(Engine, Allocator), CompileError> {
+    let mut config = engine_config(class);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(pool)));
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, Allocator::Pooling)),
+        Err(e) => {
+            tracing::warn!(
+                class = %class,
+                slots = pool.slots,
+                error = %format!("{e:#}").replace('\n', " "),
+                "the OS refused the address space for the pool of {} {class} instances (raise `ulimit -v` or lower `[daemon] plugin-instances`); instances are allocated on demand instead: same limits, slower to start",
+                pool.slots
+            );
+            let engine = Engine::new(&engine_config(class))
+                .map_err(|e| CompileError::Invalid(e.to_string()))?;
+            Ok((engine, Allocator::OnDemand))
+        }
+    }
+}
+
+/// The pool of one engine: `slots` component instances, each with its core instances,
+/// stack, and (see [`MEMORIES_PER_SLOT`]) memory and tables.
+fn pool_config(pool: PoolOptions) -> PoolingAllocationConfig {
+    let slots = pool.slots.max(1);
+    let mut config = PoolingAllocationConfig::new();
+    config
+        .total_component_instances(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        // Never fewer than one component may use, so that any component that loads can
+        // run when it is alone.
+        .total_memories(
+            slots
+                .saturating_mul(MEMORIES_PER_SLOT)
+                .max(MEMORIES_PER_COMPONENT),
+        )
+        .total_tables(
+            slots
+                .saturating_mul(TABLES_PER_SLOT)
+                .max(TABLES_PER_COMPONENT),
+        )
+        .total_stacks(slots)
+        .max_memories_per_module(MEMORIES_PER_COMPONENT)
+        .max_tables_per_module(TABLES_PER_COMPONENT)
+        .table_elements(TABLE_ELEMENTS)
+        // A wasm32 memory can never exceed 4 GiB; the plugin's own (smaller) limit is
+        // enforced exactly by the store's limiter, as with the on-demand allocator.
+        .max_memory_size(1 << 32);
+    if dirty_page_scan() {
+        // Reset the pages a call wrote by copying them back from the image instead of
+        // releasing them, so the next call in the slot takes no page faults there (about
+        // ten faults and three `madvise` calls per call otherwise). Only written pages
+        // are touched and kept: at most this much per slot stays resident between calls.
+        config
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
+    }
+    config
+}
+
+/// Bytes at the start of a slot's memory reset in place rather than released: a Rust
+/// plugin's stack (the first MiB), static data and the start of its heap.
+const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// Bytes of each table slot reset in place (a Rust plugin's tables hold a few hundred
+/// entries).
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
+/// Whether the kernel can report which pages a call wrote (`PAGEMAP_SCAN`, Linux 6.7).
+/// Without it wasmtime would rewrite the whole kept region after every call, which
+/// costs more than the page faults it saves, so nothing is kept resident.
+pub(crate) fn dirty_page_scan() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `uname` fills the zeroed struct it is given.
+        let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+        if unsafe { libc::uname(&mut name) } != 0 {
+            return false;
+        }
+        // SAFETY: `release` is NUL-terminated by `uname`.
+        let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
+        kernel_has_pagemap_scan(&release.to_string_lossy())
+            && std::fs::File::open("/proc/self/pagemap").is_ok()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// `6.7` or later, from a release string such as `6.18.44-generic`.
+fn kernel_has_pagemap_scan(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (6, 7)
 }
 
 /// The wasmtime configuration of a policy class.
@@ -511,7 +744,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache_dir = dir.path().join("cache");
         let cache = CompileCache::open(cache_dir.clone()).unwrap().unwrap();
-        (dir, Engines::new(Some(cache)).unwrap(), cache_dir)
+        (
+            dir,
+            Engines::new(Some(cache), PoolOptions::default()).unwrap(),
+            cache_dir,
+        )
     }
 
     fn entry_of(engines: &Engines, class: PolicyClass, wasm: &[u8]) -> Entry {
@@ -685,6 +922,16 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         let renewed = CompileCache::open(dir).unwrap().unwrap();
         assert_ne!(renewed.key, first.key);
+    }
+
+    #[test]
+    fn pages_are_kept_resident_only_where_the_kernel_reports_written_pages() {
+        assert!(kernel_has_pagemap_scan("6.7.0"));
+        assert!(kernel_has_pagemap_scan("6.18.44-fc-v1272"));
+        assert!(kernel_has_pagemap_scan("7.0.1"));
+        assert!(!kernel_has_pagemap_scan("6.6.30-generic"));
+        assert!(!kernel_has_pagemap_scan("5.15.0-91-generic"));
+        assert!(!kernel_has_pagemap_scan("garbage"));
     }
 
     #[tokio::test]

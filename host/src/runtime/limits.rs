@@ -172,7 +172,7 @@ impl wasmtime::ResourceLimiterAsync for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= super::engine::TABLE_ELEMENTS)
     }
 
     // Components hold several core instances, tables and memories: leave headroom.

@@ -51,7 +51,10 @@ use wasmtime::component::Linker;
 pub use capabilities::{Grant, SUPPORTED_CONTRACT, StorageGrant};
 pub use client::{CallError, ConnectorClient, MapResults, MapperClient, TrapKind};
 pub use credentials::{Credentials, Secret};
-pub use engine::{CacheError, CompileCache, CompileError, PolicyClass};
+pub use engine::{
+    Allocator, CacheError, CompileCache, CompileError, DEFAULT_INSTANCE_SLOTS, MAX_INSTANCE_SLOTS,
+    PolicyClass, PoolOptions,
+};
 pub use http::{RequestBudget, Resolve, SystemResolver};
 pub use limits::{ConnectorLimits, MapperLimits};
 pub use log::LogLimits;
@@ -85,6 +88,8 @@ pub struct RuntimeOptions {
     pub db: crate::db::Db,
     /// Resolves host names of plugin requests.
     pub resolver: Arc<dyn Resolve>,
+    /// The instance pool of each engine (how many instances may be live at once).
+    pub pool: PoolOptions,
 }
 
 impl RuntimeOptions {
@@ -94,6 +99,7 @@ impl RuntimeOptions {
             cache_dir: None,
             db: db.into(),
             resolver: Arc::new(SystemResolver),
+            pool: PoolOptions::default(),
         }
     }
 }
@@ -102,6 +108,7 @@ impl fmt::Debug for RuntimeOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuntimeOptions")
             .field("cache_dir", &self.cache_dir)
+            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +182,8 @@ pub struct Plugin {
     imports: Vec<String>,
     exports: Vec<String>,
     pre: PluginPre,
+    /// The instance slots of its engine: every call holds one while its instance lives.
+    slots: engine::InstanceSlots,
 }
 
 enum PluginPre {
@@ -329,7 +338,7 @@ impl Runtime {
             Some(dir) => CompileCache::open(dir).map_err(|e| RuntimeError(e.to_string()))?,
             None => None,
         };
-        let engines = Engines::new(cache).map_err(|e| RuntimeError(e.to_string()))?;
+        let engines = Engines::new(cache, options.pool).map_err(|e| RuntimeError(e.to_string()))?;
         let connector_linker = state::connector_linker(engines.engine(PolicyClass::Connector))
             .map_err(|e| RuntimeError(format!("{e:#}")))?;
         let mapper_linker = state::mapper_linker(engines.engine(PolicyClass::Mapper))
@@ -347,6 +356,12 @@ impl Runtime {
                 tokens: http::TokenCache::default(),
             }),
         })
+    }
+
+    /// The allocator the engine of `class` uses (on demand only where the OS refused the
+    /// pool's reservation).
+    pub fn allocator(&self, class: PolicyClass) -> Allocator {
+        self.inner.engines.allocator(class)
     }
 
     /// Reads, checks, compiles (through the cache) and pre-instantiates a plugin.
@@ -454,6 +469,7 @@ impl Runtime {
             imports,
             exports,
             pre,
+            slots: self.inner.engines.slots(class).clone(),
         }))
     }
 
@@ -622,5 +638,269 @@ async fn read_source(
             };
             Ok((label, wasm.into(), sidecar))
         }
+    }
+}
+
+/// Helpers of the runtime's tests.
+#[cfg(test)]
+mod tests_support {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Set (to "on-demand") by the fallback test for its child run.
+    pub(super) const EXPECT_ALLOCATOR: &str = "TANDEM_TEST_EXPECT_ALLOCATOR";
+
+    pub(super) fn runtime(slots: u32) -> (tempfile::TempDir, Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = redb::Database::create(dir.path().join("state.redb")).unwrap();
+        let runtime = Runtime::new(RuntimeOptions {
+            pool: PoolOptions { slots },
+            ..RuntimeOptions::new(Arc::new(db))
+        })
+        .unwrap();
+        (dir, runtime)
+    }
+
+    pub(super) async fn load(runtime: &Runtime, package: &str) -> Arc<Plugin> {
+        let path = tandem_plugins::wasm_path(package).unwrap();
+        runtime.load(PluginSource::Path(path), None).await.unwrap()
+    }
+
+    pub(super) fn connection(id: &str, timeout: Duration) -> Connection {
+        let mut grant = Grant::default();
+        grant.limits.timeout = timeout;
+        Connection {
+            id: id.into(),
+            settings: Default::default(),
+            grant,
+            credentials: Credentials::None,
+            budget: None,
+        }
+    }
+
+    pub(super) fn ctx() -> types::MapContext {
+        types::MapContext {
+            sync: "s".into(),
+            source: "a".into(),
+            target: "b".into(),
+            entity: "contacts".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::tests_support::*;
+    use super::*;
+
+    /// Both engines use the allocator they report (the pool, unless the fallback test
+    /// says otherwise for its child run) and run plugins with it; every plugin and
+    /// fixture this workspace builds fits a pool slot.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plugins_run_with_the_allocator_the_engines_report() {
+        let expected = match std::env::var(EXPECT_ALLOCATOR).as_deref() {
+            Ok("on-demand") => {
+                let _ = tracing_subscriber::fmt()
+                    .with_writer(std::io::stderr)
+                    .try_init();
+                Allocator::OnDemand
+            }
+            _ => Allocator::Pooling,
+        };
+        let (_dir, runtime) = runtime(DEFAULT_INSTANCE_SLOTS);
+        for class in [PolicyClass::Connector, PolicyClass::Mapper] {
+            assert_eq!(runtime.allocator(class), expected, "{class}");
+        }
+        let connector = load(&runtime, "tandem-fixture-hostile").await;
+        let client = runtime
+            .connector(&connector, connection("c", Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(client.describe().await.unwrap().name, "hostile");
+        let mapper = load(&runtime, "tandem-fixture-hostile-mapper").await;
+        let mapper = runtime
+            .mapper(&mapper, MapperLimits::default(), "s")
+            .unwrap();
+        assert!(mapper.map(&ctx(), &[]).await.unwrap().is_empty());
+        if expected == Allocator::Pooling {
+            for artifact in tandem_plugins::all() {
+                if let Ok(path) = artifact.wasm_path() {
+                    // Some fixtures are refused on purpose (no manifest, forbidden
+                    // imports); none may be refused by the pool.
+                    if let Err(e) = runtime.load(PluginSource::Path(path), None).await {
+                        assert!(
+                            !matches!(e.reason, LoadFailure::Compile(_)),
+                            "{}: {e}",
+                            artifact.package
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Under an address-space limit the pool cannot be reserved: the engines fall back to
+    /// on-demand allocation with one warning, and plugins still run. Checked in a child
+    /// process (the limit would hit the other tests), running the test above.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pool_the_os_refuses_falls_back_to_on_demand_allocation() {
+        use std::os::unix::process::CommandExt;
+        // Enough for the test and one on-demand instance (a 4 GiB reservation), far from
+        // the pool's 2 x 1000 x 4 GiB.
+        const LIMIT: libc::rlim_t = 64 << 30;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "runtime::tests::plugins_run_with_the_allocator_the_engines_report",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(EXPECT_ALLOCATOR, "on-demand")
+            .env("RUST_LOG", "warn");
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            child.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: LIMIT,
+                    rlim_max: LIMIT,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let out = child.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{stdout}");
+        // One line per engine, saying why and what it means.
+        let warnings: Vec<&str> = stdout
+            .lines()
+            .chain(stderr.lines())
+            .filter(|l| l.contains("instances are allocated on demand instead"))
+            .collect();
+        assert_eq!(warnings.len(), 2, "{stdout}\n{stderr}");
+        assert!(
+            warnings[0].contains("refused the address space"),
+            "{warnings:?}"
+        );
+    }
+
+    /// A call waits for a free instance slot, and when none frees up within its
+    /// wall-time limit it fails as `Busy` (retryable; nothing of the plugin ran); once a
+    /// slot is free the same client works.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_without_a_free_slot_waits_then_fails_busy() {
+        let (_dir, runtime) = runtime(1);
+        let plugin = load(&runtime, "tandem-fixture-hostile").await;
+        let client = runtime
+            .connector(&plugin, connection("busy", Duration::from_millis(200)))
+            .unwrap();
+        let held = plugin.slots.acquire(Duration::from_secs(5)).await.unwrap();
+        let err = client.describe().await.unwrap_err();
+        assert!(matches!(err, CallError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("all 1 instance slots"), "{err}");
+        assert!(matches!(
+            crate::app::convert::call_error(err),
+            crate::sync::source::SourceError::Transient(_)
+        ));
+        // Freed while a call waits: the call proceeds.
+        let waiting = tokio::spawn({
+            let client = runtime
+                .connector(&plugin, connection("busy", Duration::from_secs(30)))
+                .unwrap();
+            async move { client.describe().await }
+        });
+        tokio::task::yield_now().await;
+        drop(held);
+        assert_eq!(waiting.await.unwrap().unwrap().name, "hostile");
+        assert_eq!(client.describe().await.unwrap().name, "hostile");
+    }
+
+    /// Should the pool itself run out (wasmtime's own count), the call fails as `Busy`,
+    /// not as a plugin trap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_pool_is_busy_not_a_trap() {
+        let (_dir, runtime) = runtime(1);
+        let plugin = load(&runtime, "tandem-fixture-hostile").await;
+        let PluginPre::Connector(pre, _) = &plugin.pre else {
+            unreachable!("a connector")
+        };
+        let client = runtime
+            .connector(&plugin, connection("full", Duration::from_secs(30)))
+            .unwrap();
+        // An instance living outside any slot fills the one-instance pool.
+        let mut store = client.store();
+        let _instance = pre.instantiate_async(&mut store).await.unwrap();
+        let mut second = client.store();
+        let err = pre.instantiate_async(&mut second).await.err().unwrap();
+        let err = client::trap_error(
+            &plugin.label,
+            "describe",
+            &err,
+            second.data(),
+            &second.data().stderr.clone(),
+        );
+        assert!(matches!(err, CallError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("component instances"), "{err}");
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod regression {
+    use std::time::Duration;
+
+    use super::tests_support::*;
+    use super::*;
+
+    /// Minor page faults this thread has taken so far.
+    fn thread_faults() -> i64 {
+        // SAFETY: getrusage fills the zeroed struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+            0
+        );
+        usage.ru_minflt
+    }
+
+    /// A count, not a time: page faults per fresh instance + `describe`, on one thread
+    /// (the current-thread runtime runs every call, fibers included, on this thread).
+    #[tokio::test]
+    async fn a_fresh_instance_takes_few_page_faults() {
+        let (_dir, runtime) = runtime(DEFAULT_INSTANCE_SLOTS);
+        let plugin = load(&runtime, "tandem-fixture-hostile").await;
+        let client = runtime
+            .connector(&plugin, connection("faults", Duration::from_secs(30)))
+            .unwrap();
+        for _ in 0..20 {
+            client.describe().await.unwrap();
+        }
+        const CALLS: i64 = 200;
+        let before = thread_faults();
+        for _ in 0..CALLS {
+            client.describe().await.unwrap();
+        }
+        let per_call = (thread_faults() - before) as f64 / CALLS as f64;
+        // Measured: 0 with the pool resetting written pages in place, 7 with on-demand
+        // allocation (fresh mappings each call), about as many with the pool where the
+        // kernel cannot report written pages. The bounds catch a change of regime.
+        let bound = if runtime.allocator(PolicyClass::Connector) == Allocator::Pooling
+            && engine::dirty_page_scan()
+        {
+            2.0
+        } else {
+            50.0
+        };
+        assert!(
+            per_call < bound,
+            "{per_call:.1} page faults per call (bound {bound})"
+        );
     }
 }

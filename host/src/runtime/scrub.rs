@@ -140,6 +140,8 @@ impl Scrubber {
                 stderr: self.text(stderr),
                 http_wait,
             },
+            // Host-made text only: nothing of the plugin's to scrub.
+            busy @ CallError::Busy { .. } => busy,
         }
     }
 
