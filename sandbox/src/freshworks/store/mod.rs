@@ -217,6 +217,21 @@ pub struct Job {
     pub user: u64,
 }
 
+/// Ids sorted for a page request, kept while the records do not change.
+#[derive(Debug, Clone)]
+struct Sorted {
+    /// [`Store::generation`] when sorted.
+    generation: u64,
+    /// Sort field.
+    field: String,
+    /// Descending?
+    desc: bool,
+    /// The ids asked for, as given.
+    input: Vec<u64>,
+    /// The same ids, sorted.
+    output: Vec<u64>,
+}
+
 /// Pending pagination quirks (Syncari saw short and unordered pages).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -267,6 +282,10 @@ pub struct Store {
     /// exactly as before (case per switch), so that upserts and searches by email do not
     /// scan every record.
     by_email: HashMap<String, BTreeSet<u64>>,
+    /// Moves on every change of `records` (what a cached sort depends on).
+    generation: u64,
+    /// The last sort of a page request (see [`Store::page`]).
+    sorted: Option<Sorted>,
     /// Lists by id.
     pub lists: BTreeMap<u64, List>,
     /// Saved views.
@@ -312,6 +331,8 @@ impl Store {
             refs,
             records: BTreeMap::new(),
             by_email: HashMap::new(),
+            generation: 0,
+            sorted: None,
             lists: BTreeMap::new(),
             views: Vec::new(),
             jobs: BTreeMap::new(),
@@ -380,6 +401,7 @@ impl Store {
 
     /// Stores `rec` (new, or replacing the record with its id), keeping the email index.
     pub(crate) fn put(&mut self, rec: Record) {
+        self.generation += 1;
         let id = rec.id;
         if let Some(old) = self.records.get(&id) {
             let old: Vec<String> = old.emails.iter().map(|e| e.value.to_lowercase()).collect();
@@ -397,6 +419,7 @@ impl Store {
     /// Removes the record with `id` (a hard delete), keeping the email index.
     pub(crate) fn take(&mut self, id: u64) -> Option<Record> {
         let rec = self.records.remove(&id)?;
+        self.generation += 1;
         self.unindex(
             id,
             rec.emails.iter().map(|e| e.value.to_lowercase()).collect(),
@@ -702,6 +725,62 @@ mod tests {
                 vec![ids[1], ids[2]]
             );
         }
+    }
+
+    /// Pages of one listing are sorted once, but a change to any record (a write, a
+    /// forced timestamp, an erase) shows on the next page asked for.
+    #[test]
+    fn pages_follow_every_change() {
+        let (mut s, sw) = store();
+        let t0 = datetime!(2024-01-01 0:00 UTC);
+        let ids: Vec<u64> = (0..5)
+            .map(|i| {
+                let at = t0 + time::Duration::seconds(i);
+                s.create(
+                    Entity::Contact,
+                    &obj(json!({"first_name": "A"})),
+                    &sw,
+                    at,
+                    1,
+                )
+                .unwrap()
+            })
+            .collect();
+        let req = |page| PageRequest {
+            page,
+            per_page: 2,
+            sort: Some("updated_at".into()),
+            sort_type: Some(SortType::Desc),
+        };
+        let all = |s: &Store| s.live(Entity::Contact).map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[4], ids[3]], 5));
+        assert_eq!(s.page(all(&s), &req(3), &sw), (vec![ids[0]], 5));
+        let t1 = t0 + time::Duration::minutes(1);
+        s.update(
+            Entity::Contact,
+            ids[0],
+            &obj(json!({"first_name": "B"})),
+            &sw,
+            t1,
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[0], ids[4]], 5));
+        s.set_updated_at(&[ids[2]], t1 + time::Duration::minutes(1))
+            .unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[2], ids[0]], 5));
+        s.forget(Entity::Contact, ids[2]).unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[0], ids[4]], 4));
+        // Other ids (a filtered search) are sorted on their own.
+        assert_eq!(
+            s.page(vec![ids[1], ids[3]], &req(1), &sw),
+            (vec![ids[3], ids[1]], 2)
+        );
+        let asc = PageRequest {
+            sort_type: Some(SortType::Asc),
+            ..req(1)
+        };
+        assert_eq!(s.page(all(&s), &asc, &sw), (vec![ids[1], ids[3]], 4));
     }
 
     #[test]

@@ -518,6 +518,7 @@ impl Store {
         if ids.iter().any(|id| !self.records.contains_key(id)) {
             return Err(ApiError::not_found());
         }
+        self.generation += 1;
         for id in ids {
             if let Some(r) = self.records.get_mut(id) {
                 r.updated_at = secs(at);
