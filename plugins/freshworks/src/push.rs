@@ -62,6 +62,10 @@ use crate::settings::Settings;
 /// The most writes one request carries (bulk upsert, bulk destroy, list membership).
 pub const MAX_BATCH: usize = 100;
 
+/// The most contact writes one push call accepts: room for
+/// [`crate::settings::MAX_BULK_JOBS_IN_FLIGHT`] bulk jobs of [`MAX_BATCH`] creates.
+pub const MAX_CALL: usize = MAX_BATCH * crate::settings::MAX_BULK_JOBS_IN_FLIGHT;
+
 /// Below this many creates one upsert per record costs no more than a bulk job
 /// (upsert + status + read-back).
 pub const BULK_MIN: usize = 4;

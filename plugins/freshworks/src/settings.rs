@@ -8,7 +8,7 @@
 //! | `marker-field`    | Where the engine marker is stored: `external_id` (default) or a `cf_*` text field |
 //! | `overlap-seconds` | Look-back of incremental listings (default 120)                          |
 //! | `bulk-upsert`     | `true` (default) to create batches through `bulk_upsert`, `false` for one upsert per record |
-//! | `bulk-jobs-in-flight` | Most bulk-upsert jobs (of 100 creates each) submitted before the first is done (default 4, 1–16; 1: one job at a time). Jobs in flight add no requests |
+//! | `bulk-jobs-in-flight` | Most bulk-upsert jobs (of 100 creates each) submitted before the first is done (default 4, 1–4; 1: one job at a time). Jobs in flight add no requests |
 //! | `list-batch-size` | Most contact ids per `PUT lists/<id>/add_contacts` / `remove_contacts` (default 100, 1–1000); the API does not document its maximum |
 //! | `list-joins-move-updated-at` | `true` (default): a contact that joins a list gets a new `updated_at`, so incremental list listings see it (plus a member-count check); `false`: every incremental run reads a list in full |
 //!
@@ -37,8 +37,9 @@ pub const DEFAULT_LIST_BATCH: usize = 100;
 /// paces each request against the account's budget.
 pub const DEFAULT_BULK_JOBS_IN_FLIGHT: usize = 4;
 
-/// The largest `bulk-jobs-in-flight` accepted.
-pub const MAX_BULK_JOBS_IN_FLIGHT: usize = 16;
+/// The largest `bulk-jobs-in-flight` accepted: a push call of contacts carries at most this
+/// many bulk batches ([`crate::push::MAX_CALL`] writes), so the setting can only lower it.
+pub const MAX_BULK_JOBS_IN_FLIGHT: usize = 4;
 
 /// The largest `list-batch-size` accepted.
 pub const MAX_LIST_BATCH: usize = 1000;
@@ -445,7 +446,7 @@ mod tests {
             ),
             (
                 &[("domain", "acme"), ("bulk-jobs-in-flight", "0")],
-                "`bulk-jobs-in-flight` is `0`; use a number of jobs from 1 to 16",
+                "`bulk-jobs-in-flight` is `0`; use a number of jobs from 1 to 4",
             ),
             (
                 &[("domain", "acme"), ("bulk-jobs-in-flight", "many")],

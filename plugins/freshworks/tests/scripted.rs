@@ -1520,9 +1520,10 @@ fn describe_declares_capabilities() {
     let contacts = &fm.entities[0];
     assert!(contacts.incremental && contacts.containers);
     assert_eq!(contacts.deletes, tandem_sdk::DeleteDetection::Tombstones);
+    // A call of contacts carries four bulk batches of 100 (their jobs share the wait).
     assert_eq!(
         (contacts.max_page_size, contacts.max_batch_size),
-        (100, 100)
+        (100, 400)
     );
     assert_eq!(
         fm.rate_limits
