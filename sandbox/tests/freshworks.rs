@@ -1299,6 +1299,66 @@ async fn bulk_upsert_is_an_async_job() {
     e.get(SUITE, "/job_statuses/99").await.errors(404);
 }
 
+// docs/freshworks-api.md §5.4: jobs are processed asynchronously and independently: each
+// completes the delay after its own submission, however many are in flight, and one job's
+// rejected items do not touch the others.
+#[tokio::test]
+async fn bulk_jobs_run_side_by_side() {
+    let e = env().await;
+    let mut jobs = Vec::new();
+    for j in 0..3 {
+        let items: Vec<Value> = (0..100)
+            .map(|i| {
+                // The second job carries one invalid plan.
+                let plan = if j == 1 && i == 7 { "Gold" } else { "Pro" };
+                json!({"emails": format!("j{j}-{i}@x.example"), "data": {"custom_field": {"cf_plan": plan}}})
+            })
+            .collect();
+        let r = e
+            .api(
+                SUITE,
+                Method::POST,
+                "/contacts/bulk_upsert",
+                Some(json!({"contacts": items})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        jobs.push(r.body["job_id"].as_u64().unwrap());
+    }
+    for job in &jobs {
+        let s = e.get(SUITE, &format!("/job_statuses/{job}")).await;
+        assert_eq!(s.body["status"], "in_progress");
+    }
+    e.advance(SUITE, 1).await;
+    let mut done = Vec::new();
+    for job in &jobs {
+        let s = e.get(SUITE, &format!("/job_statuses/{job}")).await;
+        assert_eq!(s.body["status"], "completed", "{job}: {}", s.body);
+        done.push(s.body["data"]["record_status"].clone());
+    }
+    assert_eq!(
+        done,
+        [
+            json!({"succeeded": 100, "failed": 0}),
+            json!({"succeeded": 99, "failed": 1}),
+            json!({"succeeded": 100, "failed": 0})
+        ]
+    );
+    for email in ["j0-7@x.example", "j2-99@x.example", "j1-8@x.example"] {
+        let r = e
+            .get(
+                SUITE,
+                &format!("/lookup?q={email}&f=email&entities=contact"),
+            )
+            .await;
+        assert_eq!(
+            r.body["contacts"]["contacts"].as_array().unwrap().len(),
+            1,
+            "{email}"
+        );
+    }
+}
+
 // docs/freshworks-api.md §5.5: soft delete, deleted filter, forget, bulk destroy, delete reply switch.
 #[tokio::test]
 async fn delete_forget_and_bulk_destroy() {

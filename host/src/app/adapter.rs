@@ -121,6 +121,9 @@ pub struct ConnectorSource {
     consent_fields: Mutex<BTreeMap<String, BTreeSet<String>>>,
     progress: Arc<RunProgress>,
     schemas: Arc<SchemaCache>,
+    /// Per entity, the most requests per write a push call has cost (see
+    /// [`writes_per_call`]).
+    push_cost: Mutex<BTreeMap<String, f64>>,
 }
 
 impl ConnectorSource {
@@ -143,6 +146,7 @@ impl ConnectorSource {
             consent_fields: Mutex::new(BTreeMap::new()),
             progress: Arc::new(RunProgress::default()),
             schemas: Arc::default(),
+            push_cost: Mutex::default(),
         }
     }
 
@@ -260,12 +264,18 @@ impl ConnectorSource {
         // Requests per write: two (write + read-back) until a call has shown what a write
         // costs with this connector (batching connectors send one request for many).
         let mut per_write = 2.0;
+        let mut measured = self
+            .push_cost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(entity)
+            .copied();
         while rest.peek().is_some() {
             // Consent changes first: a batch carrying one goes at consent priority.
             let room = self.gate.ready().await;
             // Never start a call the budget cannot finish, so no call waits for the budget
             // inside its time limit.
-            let n = writes_within(room, per_write);
+            let n = writes_within(room, per_write).min(writes_per_call(measured));
             let chunk: Vec<Write> = rest.by_ref().take(n).collect();
             let sent = chunk.len();
             let before = self.gate.budget().map(|b| b.snapshot().requests);
@@ -279,6 +289,14 @@ impl ConnectorSource {
                 // The account's count: other syncs' requests meanwhile only overestimate.
                 let spent = budget.snapshot().requests.saturating_sub(before);
                 per_write = spent as f64 / sent as f64;
+                // The dearest writes seen decide: a call of cheap writes (bulk creates)
+                // says nothing of what a call of one-request updates costs.
+                let dearest = measured.map_or(per_write, |m| m.max(per_write));
+                measured = Some(dearest);
+                self.push_cost
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(entity.to_owned(), dearest);
             }
             out.extend(results.into_iter().map(convert::write_result_from_wit));
         }
@@ -620,6 +638,22 @@ fn writes_within(room: usize, per_write: f64) -> usize {
     ((room as f64 / per_write) as usize).max(1)
 }
 
+/// The requests one push call may send once its connector's cost per write is known: what
+/// a call of 100 one-request writes sent when no connector took more per call. A connector
+/// may accept larger calls so that batches share waits (Freshworks keeps several bulk jobs
+/// in flight within one call), but a call of slow one-request writes (one `PUT` per
+/// update) must still end within the call's time limit.
+pub const MAX_REQUESTS_PER_CALL: usize = 100;
+
+/// The most writes one push call carries at `measured` requests per write (the most a
+/// call of this source has cost), or no limit before any call was measured (the engine's batch, at most the
+/// connector's `max-batch-size`, decides).
+fn writes_per_call(measured: Option<f64>) -> usize {
+    measured.map_or(usize::MAX, |per_write| {
+        writes_within(MAX_REQUESTS_PER_CALL, per_write)
+    })
+}
+
 /// The most keys one `find-many` call carries (the contract's promise to connectors).
 pub const MAX_KEYS_PER_CALL: usize = 1000;
 
@@ -641,5 +675,16 @@ mod tests {
         assert_eq!(writes_within(1, 2.0), 1);
         assert_eq!(writes_within(0, 2.0), 1);
         assert!(writes_within(usize::MAX, 2.0) >= usize::MAX / 2);
+    }
+
+    /// Once measured, a call sends about [`MAX_REQUESTS_PER_CALL`] requests: 100 writes
+    /// of one request each, many more of a batching connector's cheap writes.
+    #[test]
+    fn push_calls_are_bounded_by_their_requests_once_measured() {
+        assert_eq!(writes_per_call(None), usize::MAX);
+        assert_eq!(writes_per_call(Some(1.0)), 100);
+        assert_eq!(writes_per_call(Some(2.0)), 50);
+        assert_eq!(writes_per_call(Some(0.04)), 2500);
+        assert_eq!(writes_per_call(Some(0.0)), 100_000);
     }
 }

@@ -27,7 +27,8 @@
 //!   own field (well-known `dnd`). Writing consent writes the code; a sync never
 //!   re-subscribes anybody (the host's rule: consent only tightens).
 //! - **Settings:** `domain` (or `base-url`), optional `marker-field`,
-//!   `overlap-seconds`, `bulk-upsert`, `list-batch-size` (contact ids per list-membership
+//!   `overlap-seconds`, `bulk-upsert`, `bulk-jobs-in-flight` (bulk jobs submitted before the
+//!   first is done, default 4), `list-batch-size` (contact ids per list-membership
 //!   request, default 100: the API documents no maximum, so lower it if the account refuses
 //!   large batches); the API key is attached by the host.
 //! - **Requests:** the membership writes of a `push` share requests (per list and

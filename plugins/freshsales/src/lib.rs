@@ -10,7 +10,8 @@
 //! - **Settings:** `domain` + `edition` (`suite`: `https://<domain>.myfreshworks.com/crm/sales/api/`,
 //!   `classic`: `https://<domain>.freshsales.io/api/`), or `base-url`; optional
 //!   `marker-field` (default `external_id`), `overlap-seconds` (default 120),
-//!   `bulk-upsert` (default `true`).
+//!   `bulk-upsert` (default `true`), `bulk-jobs-in-flight` (bulk jobs submitted before the
+//!   first is done, default 4; they share the wait and add no request).
 //! - **Credentials:** the API key, attached by the host as
 //!   `Authorization: Token token=<key>` (manifest `[auth]`).
 //! - **Pull:** full listings through the "All Contacts" / "All Leads" view at 100 per

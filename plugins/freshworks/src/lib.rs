@@ -194,11 +194,14 @@ pub const MINUTE_LIMIT: u32 = 400;
 
 /// What the connector of `app` serves. Needs no network and no settings.
 pub fn describe(app: App) -> PluginInfo {
+    // A call of contacts carries several bulk batches, so that their jobs share the wait
+    // (`bulk-jobs-in-flight`); the host bounds a call's requests once it knows what a
+    // write costs, so a call of one-request updates stays short.
     let contacts = EntityInfo::new("contacts", "Contacts")
         .incremental()
         .tombstones()
         .page_size(pull::MAX_PAGE)
-        .batch_size(push::MAX_BATCH as u32);
+        .batch_size(push::MAX_CALL as u32);
     let info = PluginInfo::new(app.name(), env!("CARGO_PKG_VERSION"), app.label())
         .rate_limit(HOURLY_LIMIT, 3600)
         .rate_limit(MINUTE_LIMIT, 60);

@@ -3,7 +3,7 @@
 //! | Write                          | Requests                                                        |
 //! |--------------------------------|-----------------------------------------------------------------|
 //! | creates with email             | first, per 100: `POST filtered_search/<entity>` (`email is_in [...]`): who holds each address now |
-//! | ≥ 4 contact creates with email held by nobody | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` about every second until the job is done (1 poll when it finishes within a second), `POST filtered_search/contact` (read-back by email) |
+//! | ≥ 4 contact creates with email held by nobody | per 100: `POST contacts/bulk_upsert`, `GET job_statuses/<id>` about every second until the job is done (1 poll when it finishes within a second), `POST filtered_search/contact` (read-back by email); up to `bulk-jobs-in-flight` jobs (default 4) are submitted before the first poll and share each wait, which adds no request |
 //! | other create with email held by nobody | `POST <entity>/upsert` keyed by email (a retried create updates, never duplicates) |
 //! | create whose email a record carrying its marker holds | `PUT <entity>/<id>` (an earlier attempt of the same create) |
 //! | create whose email another record holds, or without email | `POST <entity>` (never merges) |
@@ -45,7 +45,7 @@
 //! fall back to one `GET` each; so the answer is the same as with one `GET` per update.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 use tandem_sdk::{CreateOp, Error, MembershipOp, Op, Record, UpdateOp, Write, WriteResult};
@@ -62,6 +62,10 @@ use crate::settings::Settings;
 /// The most writes one request carries (bulk upsert, bulk destroy, list membership).
 pub const MAX_BATCH: usize = 100;
 
+/// The most contact writes one push call accepts: room for
+/// [`crate::settings::MAX_BULK_JOBS_IN_FLIGHT`] bulk jobs of [`MAX_BATCH`] creates.
+pub const MAX_CALL: usize = MAX_BATCH * crate::settings::MAX_BULK_JOBS_IN_FLIGHT;
+
 /// Below this many creates one upsert per record costs no more than a bulk job
 /// (upsert + status + read-back).
 pub const BULK_MIN: usize = 4;
@@ -77,6 +81,37 @@ pub const VERSION_SEARCH_MIN: usize = 2;
 const JOB_WAITS_MS: [u64; 5] = [1000, 1000, 2000, 2000, 2000];
 
 type Outcome = Result<Option<Record>, Error>;
+
+/// The wait before a job's poll number `polls` (0-based).
+fn wait(polls: usize) -> Duration {
+    Duration::from_millis(JOB_WAITS_MS[polls.min(JOB_WAITS_MS.len() - 1)])
+}
+
+/// One bulk upsert batch whose job is in flight.
+struct Flight<'c> {
+    /// The creates of the batch (positions).
+    chunk: &'c [usize],
+    /// The creates sent (position, lower-cased email).
+    sent: Vec<(usize, String)>,
+    /// The creates answered without being sent (their body could not be built).
+    done: Vec<(usize, Outcome)>,
+    /// The job id.
+    job: String,
+    /// Polls so far.
+    polls: usize,
+    /// When the job is polled next.
+    due: Instant,
+}
+
+/// What submitting a batch gave.
+enum Submitted<'c> {
+    /// A job to poll.
+    Job(Flight<'c>),
+    /// An answer that is already the status (no job).
+    Answered(Flight<'c>, Json),
+    /// Nothing to send: these outcomes are final.
+    Nothing(Vec<(usize, Outcome)>),
+}
 
 /// Runs one `push` call for `app`.
 pub fn push(app: App, entity: &str, writes: Vec<Write>) -> Result<Vec<WriteResult>, Error> {
@@ -182,29 +217,7 @@ impl Writer<'_> {
             plan.bulk_creates.clear();
         }
 
-        for chunk in plan.bulk_creates.chunks(MAX_BATCH) {
-            if halt.is_some() {
-                break;
-            }
-            match self.bulk_create(&writes, chunk) {
-                Ok(done) => {
-                    for (i, outcome) in done {
-                        outcomes[i] = Some(outcome);
-                    }
-                }
-                Err(e) if errors::is_account_wide(&e) => halt = Some(e),
-                Err(e @ Error::Transient(_)) => {
-                    for &i in chunk {
-                        outcomes[i] = Some(Err(e.clone()));
-                    }
-                }
-                // The endpoint or its shape is refused: one request per write instead.
-                Err(e) => tandem_sdk::log::warn(&format!(
-                    "bulk upsert refused ({}); creating one by one",
-                    e.message()
-                )),
-            }
-        }
+        self.bulk_creates(&writes, &plan.bulk_creates, &mut outcomes, &mut halt);
 
         let bulk_deletes: BTreeSet<usize> = plan.bulk_deletes.iter().copied().collect();
         let mut current = if halt.is_none() {
@@ -598,13 +611,112 @@ impl Writer<'_> {
         record::to_record(object, self.types)
     }
 
-    /// One bulk upsert batch: job, failures, read-back, list membership. Errors of the
-    /// upsert request itself are returned for the caller to decide (fallback or halt).
-    fn bulk_create(
+    /// The bulk creates of the call (positions), per [`MAX_BATCH`], in rounds: up to
+    /// `bulk-jobs-in-flight` jobs submitted, one wait until each of them is due (its own
+    /// [`JOB_WAITS_MS`] step after its submission or its last poll), one poll of each in
+    /// order, then the finished ones read back in order; the places they free go to the
+    /// next batches. So one wait serves every job in flight, and each batch sends the
+    /// requests it would alone (upsert, polls, read-back, list adds). A batch's error
+    /// fails only its writes (transient), or sends them one by one (refused), or halts
+    /// the call (account-wide).
+    fn bulk_creates(
         &self,
         writes: &[Write],
-        chunk: &[usize],
-    ) -> Result<Vec<(usize, Outcome)>, Error> {
+        creates: &[usize],
+        outcomes: &mut [Option<Outcome>],
+        halt: &mut Option<Error>,
+    ) {
+        let in_flight = self.client.settings().bulk_jobs_in_flight.max(1);
+        let mut batches = creates.chunks(MAX_BATCH);
+        let mut flying: Vec<Flight> = Vec::new();
+        let settle = |chunk: &[usize],
+                      result: Result<Vec<(usize, Outcome)>, Error>,
+                      outcomes: &mut [Option<Outcome>],
+                      halt: &mut Option<Error>| match result {
+            Ok(done) => {
+                for (i, outcome) in done {
+                    outcomes[i] = Some(outcome);
+                }
+            }
+            Err(e) if errors::is_account_wide(&e) => *halt = Some(e),
+            Err(e @ Error::Transient(_)) => {
+                for &i in chunk {
+                    outcomes[i] = Some(Err(e.clone()));
+                }
+            }
+            // The endpoint or its shape is refused: one request per write instead.
+            Err(e) => tandem_sdk::log::warn(&format!(
+                "bulk upsert refused ({}); creating one by one",
+                e.message()
+            )),
+        };
+        loop {
+            while halt.is_none() && flying.len() < in_flight {
+                let Some(chunk) = batches.next() else {
+                    break;
+                };
+                match self.submit_bulk(writes, chunk) {
+                    Ok(Submitted::Job(flight)) => flying.push(flight),
+                    Ok(Submitted::Answered(flight, status)) => {
+                        let result = self.finish_bulk(writes, flight.sent, flight.done, &status);
+                        settle(chunk, result, outcomes, halt);
+                    }
+                    Ok(Submitted::Nothing(done)) => settle(chunk, Ok(done), outcomes, halt),
+                    Err(e) => settle(chunk, Err(e), outcomes, halt),
+                }
+            }
+            // Writes of jobs still in flight at a halt get the halt's error (retried by
+            // the host; creates are keyed by email, so a retry never duplicates).
+            if halt.is_some() {
+                return;
+            }
+            // One wait for every job in flight: until the last of them is due (so none
+            // is polled before its time, and the polls go in a known order).
+            let Some(due) = flying.iter().map(|f| f.due).max() else {
+                return;
+            };
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let mut finished: Vec<(Flight, Result<Json, Error>)> = Vec::new();
+            let mut waiting = Vec::with_capacity(flying.len());
+            for mut flight in flying {
+                if halt.is_some() {
+                    waiting.push(flight);
+                    continue;
+                }
+                let status = self.client.get(&format!("job_statuses/{}", flight.job));
+                flight.polls += 1;
+                match status {
+                    Ok(status)
+                        if JobReport::parse(&status).state == JobState::Running
+                            && flight.polls < JOB_WAITS_MS.len() =>
+                    {
+                        flight.due = Instant::now() + wait(flight.polls);
+                        waiting.push(flight);
+                    }
+                    Err(e) if errors::is_account_wide(&e) => *halt = Some(e),
+                    other => finished.push((flight, other)),
+                }
+            }
+            flying = waiting;
+            for (flight, status) in finished {
+                let result = match status {
+                    _ if halt.is_some() => continue,
+                    Ok(status) => self.finish_bulk(writes, flight.sent, flight.done, &status),
+                    Err(e) => Err(e),
+                };
+                settle(flight.chunk, result, outcomes, halt);
+            }
+        }
+    }
+
+    /// Submits one bulk upsert batch (the writes whose body cannot be built are answered
+    /// at once). Errors of the upsert request itself are returned for the caller to
+    /// decide (fallback or halt).
+    fn submit_bulk<'c>(
+        &self,
+        writes: &[Write],
+        chunk: &'c [usize],
+    ) -> Result<Submitted<'c>, Error> {
         let mut done: Vec<(usize, Outcome)> = Vec::new();
         let mut sent: Vec<(usize, String)> = Vec::new();
         let mut items = Vec::new();
@@ -623,17 +735,42 @@ impl Writer<'_> {
                 Err(e) => done.push((i, Err(e))),
             }
         }
+        let mut flight = Flight {
+            chunk,
+            sent,
+            done,
+            job: String::new(),
+            polls: 0,
+            due: Instant::now(),
+        };
         if items.is_empty() {
-            return Ok(done);
+            return Ok(Submitted::Nothing(flight.done));
         }
         let answer = self
             .client
             .post("contacts/bulk_upsert", &json!({"contacts": items}))?;
-        let status = match job_id(&answer) {
-            Some(job) => self.wait_job(&job)?,
-            None => answer,
-        };
-        let report = JobReport::parse(&status);
+        Ok(match job_id(&answer) {
+            Some(job) => {
+                flight.job = job;
+                // The job is asynchronous: the first poll waits too, so that a job that
+                // finishes within a second costs one poll.
+                flight.due = Instant::now() + wait(0);
+                Submitted::Job(flight)
+            }
+            None => Submitted::Answered(flight, answer),
+        })
+    }
+
+    /// Ends one bulk batch from its job's last status (or the synchronous answer):
+    /// failures, read-back, list membership.
+    fn finish_bulk(
+        &self,
+        writes: &[Write],
+        sent: Vec<(usize, String)>,
+        mut done: Vec<(usize, Outcome)>,
+        status: &Json,
+    ) -> Result<Vec<(usize, Outcome)>, Error> {
+        let report = JobReport::parse(status);
         // A job that failed but names its failed records (all of them invalid, say) is
         // read like a finished one: those records are refused with the app's reason, which
         // no retry changes; the others are read back (and retried when not found).
@@ -689,21 +826,6 @@ impl Writer<'_> {
             }
         }
         Ok(done)
-    }
-
-    /// Polls `job_statuses/<id>` until the job is done or failed (or the waits run out).
-    fn wait_job(&self, job: &str) -> Result<Json, Error> {
-        let mut last = Json::Null;
-        for wait in JOB_WAITS_MS {
-            if wait > 0 {
-                std::thread::sleep(Duration::from_millis(wait));
-            }
-            last = self.client.get(&format!("job_statuses/{job}"))?;
-            if JobReport::parse(&last).state != JobState::Running {
-                break;
-            }
-        }
-        Ok(last)
     }
 
     /// Live contacts by email (lower-cased), through `filtered_search` with `is_in`; when

@@ -8,6 +8,7 @@
 //! | `marker-field`    | Where the engine marker is stored: `external_id` (default) or a `cf_*` text field |
 //! | `overlap-seconds` | Look-back of incremental listings (default 120)                          |
 //! | `bulk-upsert`     | `true` (default) to create batches through `bulk_upsert`, `false` for one upsert per record |
+//! | `bulk-jobs-in-flight` | Most bulk-upsert jobs (of 100 creates each) submitted before the first is done (default 4, 1–4; 1: one job at a time). Jobs in flight add no requests |
 //! | `list-batch-size` | Most contact ids per `PUT lists/<id>/add_contacts` / `remove_contacts` (default 100, 1–1000); the API does not document its maximum |
 //! | `list-joins-move-updated-at` | `true` (default): a contact that joins a list gets a new `updated_at`, so incremental list listings see it (plus a member-count check); `false`: every incremental run reads a list in full |
 //!
@@ -27,6 +28,18 @@ pub const DEFAULT_OVERLAP_SECS: i64 = 120;
 /// elsewhere (bulk upsert in batches of 100, docs/freshworks-api.md §5.4; `per_page` ≤ 100, §7.1), and the
 /// `list-batch-size` setting overrides it (up to [`MAX_LIST_BATCH`]).
 pub const DEFAULT_LIST_BATCH: usize = 100;
+
+/// Default number of bulk-upsert jobs in flight at once. The API answers a bulk upsert
+/// with a job and processes it asynchronously (docs/freshworks-api.md §3.7) but documents
+/// no limit on the jobs an account runs at once, so this is a modest number that cuts the
+/// wait of a large load by that factor (each job takes about a second) without adding a
+/// request: every job still costs its upsert, its polls and its read-back, and the host
+/// paces each request against the account's budget.
+pub const DEFAULT_BULK_JOBS_IN_FLIGHT: usize = 4;
+
+/// The largest `bulk-jobs-in-flight` accepted: a push call of contacts carries at most this
+/// many bulk batches ([`crate::push::MAX_CALL`] writes), so the setting can only lower it.
+pub const MAX_BULK_JOBS_IN_FLIGHT: usize = 4;
 
 /// The largest `list-batch-size` accepted.
 pub const MAX_LIST_BATCH: usize = 1000;
@@ -76,6 +89,8 @@ pub struct Settings {
     pub overlap_secs: i64,
     /// Use `bulk_upsert` for batches of creates.
     pub bulk_upsert: bool,
+    /// Most bulk-upsert jobs in flight at once (1: one at a time).
+    pub bulk_jobs_in_flight: usize,
     /// Most contact ids per list-membership request.
     pub list_batch: usize,
     /// A contact joining a list moves its `updated_at` (the documented assumption; not
@@ -132,6 +147,18 @@ impl Settings {
             "list-joins-move-updated-at",
             true,
         )?;
+        let bulk_jobs_in_flight = match get("bulk-jobs-in-flight") {
+            None => DEFAULT_BULK_JOBS_IN_FLIGHT,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_BULK_JOBS_IN_FLIGHT).contains(n))
+                .ok_or_else(|| {
+                    Error::fatal(format!(
+                        "connection setting `bulk-jobs-in-flight` is `{text}`; use a number of jobs from 1 to {MAX_BULK_JOBS_IN_FLIGHT}"
+                    ))
+                })?,
+        };
         let list_batch = match get("list-batch-size") {
             None => DEFAULT_LIST_BATCH,
             Some(text) => text
@@ -151,6 +178,7 @@ impl Settings {
             marker_field,
             overlap_secs,
             bulk_upsert,
+            bulk_jobs_in_flight,
             list_batch,
             list_joins_move_updated_at,
         })
@@ -355,6 +383,7 @@ mod tests {
         assert_eq!(s.overlap_secs, DEFAULT_OVERLAP_SECS);
         assert!(s.bulk_upsert);
         assert_eq!(s.list_batch, DEFAULT_LIST_BATCH);
+        assert_eq!(s.bulk_jobs_in_flight, DEFAULT_BULK_JOBS_IN_FLIGHT);
         assert!(s.list_joins_move_updated_at);
         assert_eq!(
             s.url("/contacts/5"),
@@ -368,8 +397,10 @@ mod tests {
             ("bulk-upsert", "false"),
             ("list-batch-size", "250"),
             ("list-joins-move-updated-at", "false"),
+            ("bulk-jobs-in-flight", "1"),
         ]))
         .unwrap();
+        assert_eq!(s.bulk_jobs_in_flight, 1);
         assert_eq!(
             (
                 s.marker_field.as_str(),
@@ -412,6 +443,14 @@ mod tests {
                     ("list-joins-move-updated-at", "sometimes"),
                 ],
                 "`list-joins-move-updated-at` is `sometimes`",
+            ),
+            (
+                &[("domain", "acme"), ("bulk-jobs-in-flight", "0")],
+                "`bulk-jobs-in-flight` is `0`; use a number of jobs from 1 to 4",
+            ),
+            (
+                &[("domain", "acme"), ("bulk-jobs-in-flight", "many")],
+                "`bulk-jobs-in-flight` is `many`",
             ),
             (
                 &[("domain", "acme"), ("list-batch-size", "0")],

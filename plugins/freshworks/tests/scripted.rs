@@ -1520,9 +1520,10 @@ fn describe_declares_capabilities() {
     let contacts = &fm.entities[0];
     assert!(contacts.incremental && contacts.containers);
     assert_eq!(contacts.deletes, tandem_sdk::DeleteDetection::Tombstones);
+    // A call of contacts carries four bulk batches of 100 (their jobs share the wait).
     assert_eq!(
         (contacts.max_page_size, contacts.max_batch_size),
-        (100, 100)
+        (100, 400)
     );
     assert_eq!(
         fm.rate_limits
@@ -1532,4 +1533,108 @@ fn describe_declares_capabilities() {
         [(1000, 3600), (400, 60)]
     );
     assert!(!fs.entities[0].containers);
+}
+
+/// The requests of 300 bulk creates (three jobs: the second fails as a whole) with
+/// `bulk-jobs-in-flight` = `in_flight`, in the order they must be sent.
+fn three_jobs(in_flight: usize) -> Vec<Step> {
+    let search = |found: Vec<Json>| {
+        let total = found.len();
+        step(
+            Method::Post,
+            "filtered_search/contact?page=1&per_page=100",
+            200,
+            json!({"contacts": found, "meta": {"total": total}}),
+        )
+    };
+    let upsert = |job: u64| {
+        step(
+            Method::Post,
+            "contacts/bulk_upsert",
+            200,
+            json!({"job_id": job}),
+        )
+    };
+    let poll = |job: u64| {
+        let status = if job == 2 { "failed" } else { "completed" };
+        get(
+            &format!("job_statuses/{job}"),
+            json!({"status": status, "progress": 100, "data": {"detailed_failure_report": []}}),
+        )
+    };
+    let read_back = |job: u64| {
+        let batch = (job as usize - 1) * 100..job as usize * 100;
+        search(
+            batch
+                .map(|i| {
+                    contact(
+                        1000 + i as u64,
+                        &format!("p{i:03}@x.io"),
+                        "2024-05-01T10:00:00Z",
+                    )
+                })
+                .collect(),
+        )
+    };
+    let mut steps = vec![get("settings/contacts/fields", fields_metadata())];
+    // Who holds the 300 addresses: one search per 100.
+    steps.extend((0..3).map(|_| search(vec![])));
+    match in_flight {
+        // One job at a time.
+        1 => steps.extend([
+            upsert(1),
+            poll(1),
+            read_back(1),
+            upsert(2),
+            poll(2),
+            upsert(3),
+            poll(3),
+            read_back(3),
+        ]),
+        // Two jobs submitted before the first poll; the third takes the first free place.
+        _ => steps.extend([
+            upsert(1),
+            upsert(2),
+            poll(1),
+            poll(2),
+            read_back(1),
+            upsert(3),
+            poll(3),
+            read_back(3),
+        ]),
+    }
+    steps
+}
+
+/// Bulk jobs in flight together: several submitted before the first status poll, one
+/// wait for all of them, results in the order of the writes, a failed job failing only
+/// its own writes, and exactly the requests of one job at a time (same count).
+#[test]
+fn bulk_jobs_in_flight_share_the_wait() {
+    let mut counts = Vec::new();
+    for in_flight in [2, 1] {
+        let expected = three_jobs(in_flight);
+        counts.push(expected.len());
+        let steps = script(&[("bulk-jobs-in-flight", &in_flight.to_string())], expected);
+        let ops = (0..300)
+            .map(|i| create(Some(&format!("p{i:03}@x.io")), &[]))
+            .collect();
+        let results = tandem_freshworks::push(App::Freshsales, "contacts", writes(ops)).unwrap();
+        done(&steps);
+        assert_eq!(results.len(), 300);
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.ref_, format!("w{i}"));
+            if (100..200).contains(&i) {
+                assert!(
+                    matches!(&result.outcome, Err(Error::Transient(m)) if m.contains("job failed")),
+                    "{i}: {:?}",
+                    result.outcome
+                );
+            } else {
+                let record = result.outcome.as_ref().unwrap().as_ref().unwrap();
+                assert_eq!(record.id, (1000 + i).to_string(), "in flight: {in_flight}");
+            }
+        }
+    }
+    assert_eq!(counts[0], counts[1], "the same requests either way");
 }

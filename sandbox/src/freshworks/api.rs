@@ -109,7 +109,10 @@ fn with_sideloads(
     recs: &[u64],
     inc: &[String],
 ) -> Value {
-    let recs: Vec<_> = recs.iter().filter_map(|id| store.records.get(id)).collect();
+    let recs: Vec<_> = recs
+        .iter()
+        .filter_map(|id| store.records().get(id))
+        .collect();
     body.extend(render::sideloads(store, &recs, inc));
     Value::Object(body)
 }
@@ -125,7 +128,7 @@ fn one(
 ) -> Value {
     let ctx = acct.ctx(sw);
     let rec = store
-        .records
+        .records()
         .get(&id)
         .map(|r| render::record(store, &ctx, r, inc.iter().any(|i| i == "lists")));
     let mut m = Map::new();
@@ -170,7 +173,7 @@ fn many(
     let lists = inc.iter().any(|i| i == "lists");
     let recs: Vec<Value> = ids
         .iter()
-        .filter_map(|id| store.records.get(id))
+        .filter_map(|id| store.records().get(id))
         .map(|r| render::record(store, &ctx, r, lists))
         .collect();
     let mut m = Map::new();
@@ -579,7 +582,7 @@ async fn lookup(State(a): St, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
             };
             let recs: Vec<Value> = ids
                 .iter()
-                .filter_map(|id| s.records.get(id))
+                .filter_map(|id| s.records().get(id))
                 .map(|r| render::record(s, &ctx, r, false))
                 .collect();
             out.insert(e.plural().into(), json!({ e.plural(): recs }));

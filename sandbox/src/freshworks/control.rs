@@ -94,7 +94,7 @@ fn app_user(s: &Store) -> u64 {
 
 fn render_all(a: &Account, s: &Store, sw: &Switches, e: Entity) -> Vec<Value> {
     let ctx = a.ctx(sw);
-    s.records
+    s.records()
         .values()
         .filter(|r| r.entity == e)
         .map(|r| render::record(s, &ctx, r, true))
@@ -144,7 +144,7 @@ async fn state(State(a): St) -> Json<Value> {
             .values()
             .map(|l| {
                 let members: Vec<u64> = s
-                    .records
+                    .records()
                     .values()
                     .filter(|r| r.list_ids.contains(&l.id))
                     .map(|r| r.id)

@@ -63,7 +63,7 @@ async fn sa_list(State(a): St, RawQuery(q): RawQuery) -> Json<Value> {
         let ctx = a.ctx(sw);
         let recs: Vec<Value> = page
             .iter()
-            .filter_map(|id| s.records.get(id))
+            .filter_map(|id| s.records().get(id))
             .map(|r| render::record(s, &ctx, r, true))
             .collect();
         Json(json!({"contacts": recs, "meta": {"total_pages": total.div_ceil(req.per_page), "total": total}}))
@@ -85,7 +85,7 @@ async fn sa_show(State(a): St, Path(key): Path<String>) -> ApiResult<Json<Value>
         .ok_or_else(ApiError::not_found)?;
         let ctx = a.ctx(sw);
         Ok(Json(
-            json!({"contact": render::record(s, &ctx, &s.records[&id], true)}),
+            json!({"contact": render::record(s, &ctx, &s.records()[&id], true)}),
         ))
     })
 }
@@ -144,7 +144,7 @@ async fn sa_put(
         }
         let ctx = a.ctx(sw);
         Ok(Json(
-            json!({"contact": render::record(s, &ctx, &s.records[&id], true)}),
+            json!({"contact": render::record(s, &ctx, &s.records()[&id], true)}),
         ))
     })
 }

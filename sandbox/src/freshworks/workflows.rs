@@ -149,7 +149,7 @@ fn fingerprint(r: &super::store::Record) -> u64 {
 
 /// Fingerprints of the live records of `entities`.
 fn fingerprints(s: &Store, entities: &[Entity]) -> BTreeMap<(Entity, u64), u64> {
-    s.records
+    s.records()
         .values()
         .filter(|r| !r.deleted && entities.contains(&r.entity))
         .map(|r| ((r.entity, r.id), fingerprint(r)))

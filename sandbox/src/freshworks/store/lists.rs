@@ -113,7 +113,7 @@ impl Store {
             if bump {
                 self.commit(rec, &orig, now, user);
             } else {
-                self.records.insert(rec.id, rec);
+                self.put(rec);
             }
         }
         if add {

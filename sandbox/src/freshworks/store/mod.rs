@@ -14,7 +14,7 @@ mod queries;
 mod records;
 mod seeding;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -217,6 +217,21 @@ pub struct Job {
     pub user: u64,
 }
 
+/// Ids sorted for a page request, kept while the records do not change.
+#[derive(Debug, Clone)]
+struct Sorted {
+    /// [`Store::generation`] when sorted.
+    generation: u64,
+    /// Sort field.
+    field: String,
+    /// Descending?
+    desc: bool,
+    /// The ids asked for, as given.
+    input: Vec<u64>,
+    /// The same ids, sorted.
+    output: Vec<u64>,
+}
+
 /// Pending pagination quirks (Syncari saw short and unordered pages).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -259,8 +274,18 @@ pub struct Store {
     next_id: u64,
     /// Users, selectors, sales accounts.
     pub refs: Refs,
-    /// Contacts and leads by id (deleted ones included until forgotten).
-    pub records: BTreeMap<u64, Record>,
+    /// Contacts and leads by id (deleted ones included until forgotten). Changed only
+    /// through [`Store::put`] and [`Store::take`], which keep `by_email` in step.
+    records: BTreeMap<u64, Record>,
+    /// Ids of the records (any entity, deleted included) holding each address, by the
+    /// address lower-cased: the candidates of an email match, which is then checked
+    /// exactly as before (case per switch), so that upserts and searches by email do not
+    /// scan every record.
+    by_email: HashMap<String, BTreeSet<u64>>,
+    /// Moves on every change of `records` (what a cached sort depends on).
+    generation: u64,
+    /// The last sort of a page request (see [`Store::page`]).
+    sorted: Option<Sorted>,
     /// Lists by id.
     pub lists: BTreeMap<u64, List>,
     /// Saved views.
@@ -305,6 +330,9 @@ impl Store {
             next_id,
             refs,
             records: BTreeMap::new(),
+            by_email: HashMap::new(),
+            generation: 0,
+            sorted: None,
             lists: BTreeMap::new(),
             views: Vec::new(),
             jobs: BTreeMap::new(),
@@ -364,6 +392,60 @@ impl Store {
     /// Custom fields of `entity` (name, type) in metadata order.
     pub fn custom_defs(&self, entity: Entity) -> &[(String, FieldType)] {
         self.custom_defs.get(&entity).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every record by id (contacts and leads, deleted ones included until forgotten).
+    pub fn records(&self) -> &BTreeMap<u64, Record> {
+        &self.records
+    }
+
+    /// Stores `rec` (new, or replacing the record with its id), keeping the email index.
+    pub(crate) fn put(&mut self, rec: Record) {
+        self.generation += 1;
+        let id = rec.id;
+        if let Some(old) = self.records.get(&id) {
+            let old: Vec<String> = old.emails.iter().map(|e| e.value.to_lowercase()).collect();
+            self.unindex(id, old);
+        }
+        for e in &rec.emails {
+            self.by_email
+                .entry(e.value.to_lowercase())
+                .or_default()
+                .insert(id);
+        }
+        self.records.insert(id, rec);
+    }
+
+    /// Removes the record with `id` (a hard delete), keeping the email index.
+    pub(crate) fn take(&mut self, id: u64) -> Option<Record> {
+        let rec = self.records.remove(&id)?;
+        self.generation += 1;
+        self.unindex(
+            id,
+            rec.emails.iter().map(|e| e.value.to_lowercase()).collect(),
+        );
+        Some(rec)
+    }
+
+    fn unindex(&mut self, id: u64, addresses: Vec<String>) {
+        for a in addresses {
+            if let Some(ids) = self.by_email.get_mut(&a) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    self.by_email.remove(&a);
+                }
+            }
+        }
+    }
+
+    /// Ids (ascending; any entity, deleted included) of the records with an address equal
+    /// to `address` ignoring case: a superset of every email match under any switch.
+    pub fn with_address(&self, address: &str) -> impl Iterator<Item = u64> + '_ {
+        self.by_email
+            .get(&address.to_lowercase())
+            .into_iter()
+            .flatten()
+            .copied()
     }
 
     /// A live or deleted record of `entity`.
@@ -501,6 +583,204 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.get(Entity::Contact, id).unwrap().updated_at, t1);
+    }
+
+    /// Every record whose addresses match `address` as the scans did before the index
+    /// (case per switch), oldest first: what the indexed lookups must answer.
+    fn scan(s: &Store, entity: Entity, address: &str, sw: &Switches) -> Vec<u64> {
+        let mut hits: Vec<&Record> = s
+            .live(entity)
+            .filter(|r| {
+                r.emails.iter().any(|e| {
+                    if sw.email_case_insensitive {
+                        e.value.eq_ignore_ascii_case(address)
+                    } else {
+                        e.value == address
+                    }
+                })
+            })
+            .collect();
+        hits.sort_by_key(|r| (r.created_at, r.id));
+        hits.into_iter().map(|r| r.id).collect()
+    }
+
+    /// The email index follows every write that changes addresses (create, update that
+    /// replaces or removes one, upsert, soft delete, restore, forget), so that lookups
+    /// and searches by email answer what a scan of every record answers, under either
+    /// case switch.
+    #[test]
+    fn email_lookups_answer_what_a_scan_answers() {
+        for ci in [true, false] {
+            let (mut s, mut sw) = store();
+            sw.email_case_insensitive = ci;
+            let t0 = datetime!(2024-01-01 0:00 UTC);
+            let offset = time::UtcOffset::UTC;
+            let mut ids = Vec::new();
+            for (i, e) in ["a@x.example", "A@X.example", "b@x.example", "c@x.example"]
+                .iter()
+                .enumerate()
+            {
+                let at = t0 + time::Duration::seconds(i as i64);
+                ids.push(
+                    s.create(Entity::Contact, &obj(json!({"emails": e})), &sw, at, 1)
+                        .unwrap(),
+                );
+            }
+            // b's primary address becomes d; c gets a second one, then loses its first.
+            s.update(
+                Entity::Contact,
+                ids[2],
+                &obj(json!({"emails": "d@x.example"})),
+                &sw,
+                t0,
+                1,
+            )
+            .unwrap();
+            s.update(
+                Entity::Contact,
+                ids[3],
+                &obj(json!({"emails": [{"value": "E@x.example"}]})),
+                &sw,
+                t0,
+                1,
+            )
+            .unwrap();
+            let c_first = s.get(Entity::Contact, ids[3]).unwrap().emails[0].id;
+            s.update(
+                Entity::Contact,
+                ids[3],
+                &obj(json!({"emails": [{"id": c_first, "_destroy": true}]})),
+                &sw,
+                t0,
+                1,
+            )
+            .unwrap();
+            s.upsert(
+                Entity::Contact,
+                &obj(json!({"emails": "F@x.example"})),
+                &obj(json!({"first_name": "F"})),
+                &sw,
+                t0,
+                1,
+            )
+            .unwrap();
+            s.soft_delete(Entity::Contact, ids[0], t0, 1).unwrap();
+            s.soft_delete(Entity::Contact, ids[1], t0, 1).unwrap();
+            s.restore(Entity::Contact, ids[1], t0, 1).unwrap();
+            s.forget(Entity::Contact, ids[3]).unwrap();
+            let addresses = [
+                "a@x.example",
+                "A@X.EXAMPLE",
+                "b@x.example",
+                "c@x.example",
+                "d@x.example",
+                "e@x.example",
+                "E@x.example",
+                "f@x.example",
+                "F@x.example",
+                "nobody@x.example",
+            ];
+            for a in addresses {
+                let want = scan(&s, Entity::Contact, a, &sw);
+                assert_eq!(
+                    s.find_by(Entity::Contact, "emails", &json!(a), &sw),
+                    want,
+                    "{a} (case-insensitive: {ci})"
+                );
+                let rule = FilterRule {
+                    attribute: "contact_email.email".into(),
+                    operator: "is_in".into(),
+                    value: json!([a]),
+                };
+                let mut found = s.filtered(Entity::Contact, &[rule], &sw, offset).unwrap();
+                found.sort_unstable();
+                let mut want = want;
+                want.sort_unstable();
+                assert_eq!(found, want, "search {a} (case-insensitive: {ci})");
+            }
+            // A deleted record is found by the `deleted` search, through the index too.
+            let rules = [
+                FilterRule {
+                    attribute: "contact_email.email".into(),
+                    operator: "is".into(),
+                    value: json!("a@x.example"),
+                },
+                FilterRule {
+                    attribute: "deleted".into(),
+                    operator: "is".into(),
+                    value: json!(1),
+                },
+            ];
+            assert_eq!(
+                s.filtered(Entity::Contact, &rules, &sw, offset).unwrap(),
+                vec![ids[0]]
+            );
+            let by_id = FilterRule {
+                attribute: "id".into(),
+                operator: "is_in".into(),
+                value: json!([ids[1], ids[2].to_string(), ids[3], "+1", 12]),
+            };
+            assert_eq!(
+                s.filtered(Entity::Contact, &[by_id], &sw, offset).unwrap(),
+                vec![ids[1], ids[2]]
+            );
+        }
+    }
+
+    /// Pages of one listing are sorted once, but a change to any record (a write, a
+    /// forced timestamp, an erase) shows on the next page asked for.
+    #[test]
+    fn pages_follow_every_change() {
+        let (mut s, sw) = store();
+        let t0 = datetime!(2024-01-01 0:00 UTC);
+        let ids: Vec<u64> = (0..5)
+            .map(|i| {
+                let at = t0 + time::Duration::seconds(i);
+                s.create(
+                    Entity::Contact,
+                    &obj(json!({"first_name": "A"})),
+                    &sw,
+                    at,
+                    1,
+                )
+                .unwrap()
+            })
+            .collect();
+        let req = |page| PageRequest {
+            page,
+            per_page: 2,
+            sort: Some("updated_at".into()),
+            sort_type: Some(SortType::Desc),
+        };
+        let all = |s: &Store| s.live(Entity::Contact).map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[4], ids[3]], 5));
+        assert_eq!(s.page(all(&s), &req(3), &sw), (vec![ids[0]], 5));
+        let t1 = t0 + time::Duration::minutes(1);
+        s.update(
+            Entity::Contact,
+            ids[0],
+            &obj(json!({"first_name": "B"})),
+            &sw,
+            t1,
+            1,
+        )
+        .unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[0], ids[4]], 5));
+        s.set_updated_at(&[ids[2]], t1 + time::Duration::minutes(1))
+            .unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[2], ids[0]], 5));
+        s.forget(Entity::Contact, ids[2]).unwrap();
+        assert_eq!(s.page(all(&s), &req(1), &sw), (vec![ids[0], ids[4]], 4));
+        // Other ids (a filtered search) are sorted on their own.
+        assert_eq!(
+            s.page(vec![ids[1], ids[3]], &req(1), &sw),
+            (vec![ids[3], ids[1]], 2)
+        );
+        let asc = PageRequest {
+            sort_type: Some(SortType::Asc),
+            ..req(1)
+        };
+        assert_eq!(s.page(all(&s), &asc, &sw), (vec![ids[1], ids[3]], 4));
     }
 
     #[test]

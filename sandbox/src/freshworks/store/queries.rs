@@ -1,5 +1,7 @@
 //! Queries: the records a view selects, sorted pages of them, and filtered searches.
 
+use std::collections::BTreeSet;
+
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -7,7 +9,7 @@ use crate::freshworks::error::ApiError;
 use crate::freshworks::fields::{Entity, FieldDef};
 use crate::freshworks::switches::{SortType, Switches};
 
-use super::{FilterRule, PageRequest, Record, Store, View, ViewKind, mix, secs, value_str};
+use super::{FilterRule, PageRequest, Record, Sorted, Store, View, ViewKind, mix, secs, value_str};
 
 impl Store {
     /// Ids of live records selected by a view.
@@ -25,12 +27,7 @@ impl Store {
 
     /// Sort `ids` and cut out the requested page; applies pending page quirks.
     /// Returns (page ids, total).
-    pub fn page(
-        &mut self,
-        mut ids: Vec<u64>,
-        req: &PageRequest,
-        sw: &Switches,
-    ) -> (Vec<u64>, usize) {
+    pub fn page(&mut self, ids: Vec<u64>, req: &PageRequest, sw: &Switches) -> (Vec<u64>, usize) {
         let field = req
             .sort
             .clone()
@@ -40,6 +37,59 @@ impl Store {
         self.tie_salt = self.tie_salt.wrapping_add(1);
         let salt = self.tie_salt;
         let shuffle = sw.shuffle_ties;
+        // Paging through a listing asks for the same ids sorted the same way on unchanged
+        // records page after page: sorted once (ties broken by id, so the order is a
+        // function of the records; shuffled ties are drawn per request, never reused).
+        let reuse = !shuffle
+            && self.sorted.as_ref().is_some_and(|c| {
+                c.generation == self.generation
+                    && c.desc == desc
+                    && c.field == field
+                    && c.input == ids
+            });
+        if !reuse {
+            let order = self.sort_ids(&ids, &field, desc, shuffle.then_some(salt));
+            self.sorted = Some(Sorted {
+                generation: self.generation,
+                field,
+                desc,
+                input: ids,
+                output: order,
+            });
+        }
+        let sorted = self
+            .sorted
+            .as_ref()
+            .map_or(&[][..], |c| c.output.as_slice());
+        let total = sorted.len();
+        let start = (req.page.max(1) - 1).saturating_mul(req.per_page);
+        let mut out: Vec<u64> = sorted
+            .iter()
+            .skip(start)
+            .take(req.per_page)
+            .copied()
+            .collect();
+        if shuffle {
+            // A shuffled order is never reused.
+            self.sorted = None;
+        }
+        // Short pages happen mid-stream (more pages follow); the record is left out, not
+        // moved to the next page.
+        let more_follow = start.saturating_add(req.per_page) < total;
+        if !out.is_empty() && more_follow && self.quirks.short_pages > 0 {
+            self.quirks.short_pages -= 1;
+            out.pop();
+        }
+        if out.len() >= 2 && self.quirks.unordered_pages > 0 {
+            self.quirks.unordered_pages -= 1;
+            out.swap(0, 1);
+        }
+        (out, total)
+    }
+
+    /// `ids` sorted by `field` (nulls last), ties by id, or by a salted hash of the id
+    /// when `shuffle` has a salt.
+    fn sort_ids(&self, ids: &[u64], field: &str, desc: bool, shuffle: Option<u64>) -> Vec<u64> {
         // Keys computed once per record, not per comparison.
         let mut keyed: Vec<(SortKey, u64, u64)> = ids
             .iter()
@@ -47,9 +97,12 @@ impl Store {
                 let k = self
                     .records
                     .get(id)
-                    .map(|r| sort_key(r, &field))
+                    .map(|r| sort_key(r, field))
                     .unwrap_or(SortKey::Null);
-                let tie = if shuffle { mix(*id ^ mix(salt)) } else { *id };
+                let tie = match shuffle {
+                    Some(salt) => mix(*id ^ mix(salt)),
+                    None => *id,
+                };
                 (k, tie, *id)
             })
             .collect();
@@ -66,22 +119,7 @@ impl Store {
             };
             ord.then(ta.cmp(tb))
         });
-        ids = keyed.into_iter().map(|(_, _, id)| id).collect();
-        let total = ids.len();
-        let start = (req.page.max(1) - 1).saturating_mul(req.per_page);
-        let mut out: Vec<u64> = ids.into_iter().skip(start).take(req.per_page).collect();
-        // Short pages happen mid-stream (more pages follow); the record is left out, not
-        // moved to the next page.
-        let more_follow = start.saturating_add(req.per_page) < total;
-        if !out.is_empty() && more_follow && self.quirks.short_pages > 0 {
-            self.quirks.short_pages -= 1;
-            out.pop();
-        }
-        if out.len() >= 2 && self.quirks.unordered_pages > 0 {
-            self.quirks.unordered_pages -= 1;
-            out.swap(0, 1);
-        }
-        (out, total)
+        keyed.into_iter().map(|(_, _, id)| id).collect()
     }
 
     /// Ids matching a filtered search (live records, or only deleted ones when a `deleted`
@@ -136,20 +174,43 @@ impl Store {
             let wanted = wanted_values(&attr, &r.value, sw);
             prepared.push((attr, r, wanted));
         }
-        let mut out = Vec::new();
-        for rec in self
-            .records
-            .values()
-            .filter(|r| r.entity == entity && r.deleted == want_deleted)
-        {
-            let ok = prepared.iter().all(|(attr, r, wanted)| {
-                rule_matches(rec, attr, &r.operator, &r.value, wanted, sw, offset)
-            });
-            if ok {
-                out.push(rec.id);
+        let ok = |rec: &&Record| {
+            rec.entity == entity
+                && rec.deleted == want_deleted
+                && prepared.iter().all(|(attr, r, wanted)| {
+                    rule_matches(rec, attr, &r.operator, &r.value, wanted, sw, offset)
+                })
+        };
+        // An `is` / `is_in` rule on emails or ids names every record that can match:
+        // those candidates (from the indexes) are checked instead of every record. The
+        // answer is the same ids in the same (ascending) order.
+        let narrowing = prepared.iter().find_map(|(attr, r, wanted)| {
+            let exact = matches!(r.operator.as_str(), "is" | "is_in");
+            match attr {
+                Attr::Emails if exact => Some(
+                    wanted
+                        .iter()
+                        .flat_map(|w| self.with_address(w))
+                        .collect::<BTreeSet<u64>>(),
+                ),
+                Attr::Id if exact => Some(
+                    wanted
+                        .iter()
+                        .filter_map(|w| w.parse::<u64>().ok())
+                        .collect::<BTreeSet<u64>>(),
+                ),
+                _ => None,
             }
-        }
-        Ok(out)
+        });
+        Ok(match narrowing {
+            Some(ids) => ids
+                .into_iter()
+                .filter_map(|id| self.records.get(&id))
+                .filter(ok)
+                .map(|r| r.id)
+                .collect(),
+            None => self.records.values().filter(ok).map(|r| r.id).collect(),
+        })
     }
 }
 

@@ -282,11 +282,15 @@ impl Store {
 
     fn duplicate_email(&self, rec: &Record) -> bool {
         rec.emails.iter().any(|e| {
-            self.live(rec.entity).filter(|o| o.id != rec.id).any(|o| {
-                o.emails
-                    .iter()
-                    .any(|x| x.value.eq_ignore_ascii_case(&e.value))
-            })
+            self.with_address(&e.value)
+                .filter(|id| *id != rec.id)
+                .filter_map(|id| self.get(rec.entity, id))
+                .filter(|o| !o.deleted)
+                .any(|o| {
+                    o.emails
+                        .iter()
+                        .any(|x| x.value.eq_ignore_ascii_case(&e.value))
+                })
         })
     }
 
@@ -307,7 +311,7 @@ impl Store {
                 "Email has already been taken".to_owned(),
             ]));
         }
-        self.records.insert(id, rec);
+        self.put(rec);
         Ok(id)
     }
 
@@ -346,7 +350,7 @@ impl Store {
             rec.updated_at = secs(now).max(orig.updated_at);
             rec.updater_id = user;
         }
-        self.records.insert(rec.id, rec);
+        self.put(rec);
         changed
     }
 
@@ -363,17 +367,33 @@ impl Store {
                 a == want
             }
         };
-        let mut hits: Vec<&Record> = self
-            .live(entity)
-            .filter(|r| match key {
-                "emails" | "email" => r.emails.iter().any(|e| eq(&e.value)),
-                "id" => r.id.to_string() == want,
-                k if k.starts_with("cf_") => {
-                    r.custom.get(k).and_then(value_str).is_some_and(|v| eq(&v))
-                }
-                k => r.field_str(k).is_some_and(|v| eq(&v)),
-            })
-            .collect();
+        let matches = |r: &&Record| match key {
+            "emails" | "email" => r.emails.iter().any(|e| eq(&e.value)),
+            "id" => r.id.to_string() == want,
+            k if k.starts_with("cf_") => {
+                r.custom.get(k).and_then(value_str).is_some_and(|v| eq(&v))
+            }
+            k => r.field_str(k).is_some_and(|v| eq(&v)),
+        };
+        // Emails and ids through the indexes (the candidates are then checked as a scan
+        // would); other keys by a scan.
+        let mut hits: Vec<&Record> = match key {
+            "emails" | "email" => self
+                .with_address(&want)
+                .filter_map(|id| self.get(entity, id))
+                .filter(|r| !r.deleted)
+                .filter(matches)
+                .collect(),
+            "id" => want
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| self.get(entity, id))
+                .filter(|r| !r.deleted)
+                .filter(matches)
+                .into_iter()
+                .collect(),
+            _ => self.live(entity).filter(matches).collect(),
+        };
         hits.sort_by_key(|r| (r.created_at, r.id));
         hits.into_iter().map(|r| r.id).collect()
     }
@@ -488,7 +508,7 @@ impl Store {
         if self.get(entity, id).is_none() {
             return Err(ApiError::not_found());
         }
-        self.records.remove(&id);
+        self.take(id);
         self.list_unsubscribes.retain(|(_, c)| *c != id);
         Ok(())
     }
@@ -498,6 +518,7 @@ impl Store {
         if ids.iter().any(|id| !self.records.contains_key(id)) {
             return Err(ApiError::not_found());
         }
+        self.generation += 1;
         for id in ids {
             if let Some(r) = self.records.get_mut(id) {
                 r.updated_at = secs(at);

@@ -67,7 +67,7 @@ impl Store {
                     .collect();
             }
             rec.updated_at = now - time::Duration::seconds(r.updated_secs_ago);
-            s.records.insert(id, rec);
+            s.put(rec);
         }
         s
     }
