@@ -110,6 +110,7 @@ pub mod __export;
 pub mod config;
 pub mod http;
 pub mod log;
+mod packed;
 pub mod storage;
 /// The well-known field tags ([`FieldDef::well_known`]), shared with the host.
 pub use tandem_well_known as well_known;
