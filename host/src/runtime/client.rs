@@ -548,7 +548,7 @@ impl MapperClient {
 
     /// `map(ctx, records)`: per record, `Some` to pass it on, `None` to drop it, or an
     /// error for that record only. Through `mapper-batch-api.map-batch` when the mapper
-    /// exports it (same results, packed: see [`super::packed`]).
+    /// exports it (same results; the records travel packed, see `runtime/packed.rs`).
     pub async fn map(
         &self,
         ctx: &types::MapContext,
