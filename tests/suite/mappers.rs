@@ -254,3 +254,70 @@ async fn the_packed_export_runs_under_the_same_limits() {
     let err = short.map(&ctx("contacts"), &input).await.unwrap_err();
     assert_eq!(trap(&err).0, TrapKind::OutOfFuel, "{err}");
 }
+
+/// 1,000 contacts like the benchmark's (`host/benches/runtime.rs`).
+fn contacts(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            id: format!("{}", 100_000 + i),
+            version: Some(format!("\"etag-{i}\"")),
+            updated_at: Some("2026-11-20T10:00:00Z".into()),
+            fields: vec![
+                field("email", text(&format!("  Person.{i}@Example.COM "))),
+                field("first_name", text("aNNa")),
+                field("last_name", text("SMITH")),
+                field("phone", text(&format!("0049 (30) {:07}", i * 7))),
+                field("mobile", text(&format!("+1 555-{i:04}"))),
+                field("city", text("  new   york ")),
+                field("country", text("usa")),
+                field("job_title", text("head OF sales")),
+                field("lead_score", Value::Number(i as f64)),
+                field(
+                    "tags",
+                    Value::Texts(vec!["vip".into(), format!("batch-{}", i % 10)]),
+                ),
+            ],
+        })
+        .collect()
+}
+
+/// A regression guard that counts instead of timing: fuel is the number of wasm
+/// operators the guest ran, the same on every machine. Packing and unpacking in the guest
+/// cost about as much as the allocations `map` makes the guest do for the host (measured
+/// on the benchmark's contacts: packed 17.8 M fuel per 1,000 records for the identity,
+/// 14.4 M through `map`; 34.8 M and 30.0 M for the normaliser), and grow linearly with
+/// the batch. The bounds leave room for toolchain changes and catch an order of magnitude.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_mapping_costs_the_guest_about_what_map_does_and_scales_linearly() {
+    let limits = MapperLimits {
+        fuel: u64::MAX / 2,
+        ..MapperLimits::default()
+    };
+    let new = plugin(NEW_SHAPE).await;
+    let new = runtime().mapper(&new, limits.clone(), "fuel").unwrap();
+    let old = plugin(OLD_SHAPE).await;
+    let old = runtime().mapper(&old, limits, "fuel").unwrap();
+    let fuel = async |client: &tandem::runtime::MapperClient, entity: &str, n: usize| {
+        client
+            .map_metered(&ctx(entity), &contacts(n))
+            .await
+            .unwrap()
+            .1
+    };
+    let packed = fuel(&new, "contacts", 1000).await;
+    let unpacked = fuel(&new.unpacked(), "contacts", 1000).await;
+    let old_shape = fuel(&old, "contacts", 1000).await;
+    assert!(packed < 2 * unpacked, "packed {packed}, map {unpacked}");
+    assert!(
+        packed < 2 * old_shape,
+        "packed {packed}, old shape {old_shape}"
+    );
+    // Per record: at most 2.5 times today's figure.
+    assert!(packed < 1000 * 87_000, "{packed}");
+    let identity = fuel(&new, "identity", 1000).await;
+    assert!(identity < 1000 * 45_000, "{identity}");
+    // Linear: 1,000 records cost at most 12 times what 100 do (names are looked up once,
+    // not per record against every other).
+    let hundred = fuel(&new, "identity", 100).await;
+    assert!(identity < 12 * hundred, "1000: {identity}, 100: {hundred}");
+}
