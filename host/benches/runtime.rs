@@ -4,9 +4,12 @@
 //!   one near-empty export call (goal: <= 25 µs median; printed as goal vs measured, with
 //!   the allocator in use).
 //! * `map-1000/*`: a mapper normalising 1,000 contact records, in wasm vs the same code
-//!   compiled natively (goal: wasm/native <= 1.5x). The ratio of one run is printed at
-//!   the end. `wasm-identity` / `native-clone` split the wasm figure into the fixed cost
-//!   of crossing the boundary and the transform itself.
+//!   compiled natively (goal: wasm/native <= 1.5x), in both shapes of the contract:
+//!   `wasm` is a mapper exporting only `mapper-api.map` (one string per id, name and
+//!   value), `wasm-packed` the same transform through the SDK, which also exports the
+//!   packed `mapper-batch-api.map-batch` that the host prefers. The ratios of one run are
+//!   printed at the end. `*-identity` / `native-clone` split the wasm figures into the
+//!   fixed cost of crossing the boundary and the transform itself.
 //!
 //! Run: `cargo bench -p tandem --bench runtime`.
 
@@ -29,6 +32,7 @@ struct Setup {
     connector: ConnectorClient,
     empty_mapper: MapperClient,
     contacts_mapper: MapperClient,
+    packed_mapper: MapperClient,
     allocator: Allocator,
     _dir: tempfile::TempDir,
 }
@@ -53,6 +57,8 @@ fn setup() -> Setup {
     let hostile = load("tandem-fixture-hostile");
     let hostile_mapper = load("tandem-fixture-hostile-mapper");
     let bench_mapper = load("tandem-fixture-bench-mapper");
+    let packed_mapper = load("tandem-fixture-packed-mapper");
+    assert!(!bench_mapper.has_batch_map() && packed_mapper.has_batch_map());
     let connector = rt.block_on(async {
         runtime
             .connector(
@@ -76,7 +82,10 @@ fn setup() -> Setup {
         empty_mapper: runtime
             .mapper(&hostile_mapper, limits.clone(), "bench")
             .unwrap(),
-        contacts_mapper: runtime.mapper(&bench_mapper, limits, "bench").unwrap(),
+        contacts_mapper: runtime
+            .mapper(&bench_mapper, limits.clone(), "bench")
+            .unwrap(),
+        packed_mapper: runtime.mapper(&packed_mapper, limits, "bench").unwrap(),
         allocator: runtime.allocator(PolicyClass::Connector),
         rt,
         _dir: dir,
@@ -154,7 +163,11 @@ fn map_native(records: &[Record]) -> Vec<Result<Option<Record>, tandem::runtime:
     records
         .iter()
         .cloned()
-        .map(|r| Ok(Some(map_one_native(r))))
+        .map(|r| match logic::verdict(&r.id) {
+            logic::Verdict::Keep => Ok(Some(map_one_native(r))),
+            logic::Verdict::Drop => Ok(None),
+            logic::Verdict::Fail(m) => Err(tandem::runtime::types::Error::Invalid(m.to_owned())),
+        })
         .collect()
 }
 
@@ -180,6 +193,8 @@ fn benches(c: &mut Criterion) {
     // Same output both ways, or the comparison means nothing.
     let wasm_out = s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap();
     assert_eq!(wasm_out, map_native(&input));
+    let packed_out = s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap();
+    assert_eq!(packed_out, wasm_out);
 
     let mut group = c.benchmark_group("instance");
     group.bench_function("connector-describe", |b| {
@@ -196,6 +211,9 @@ fn benches(c: &mut Criterion) {
     group.bench_function("wasm", |b| {
         b.iter(|| black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap()))
     });
+    group.bench_function("wasm-packed", |b| {
+        b.iter(|| black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap()))
+    });
     group.bench_function("native", |b| b.iter(|| black_box(map_native(&input))));
     // Breakdown: the same records through an identity mapper (instance + crossing the
     // boundary both ways + fuel metering, no transform) vs a native clone.
@@ -208,25 +226,39 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+    group.bench_function("wasm-packed-identity", |b| {
+        b.iter(|| {
+            black_box(
+                s.rt.block_on(s.packed_mapper.map(&identity, &input))
+                    .unwrap(),
+            )
+        })
+    });
     group.bench_function("native-clone", |b| b.iter(|| black_box(input.clone())));
     group.finish();
 
-    // One run, both sides interleaved, medians compared.
+    // One run, all sides interleaved, medians compared.
     let mut wasm = Vec::new();
+    let mut packed = Vec::new();
     let mut native = Vec::new();
     for _ in 0..60 {
         let t = Instant::now();
         black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap());
         wasm.push(t.elapsed());
         let t = Instant::now();
+        black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap());
+        packed.push(t.elapsed());
+        let t = Instant::now();
         black_box(map_native(&input));
         native.push(t.elapsed());
     }
-    let (w, n) = (median(&mut wasm), median(&mut native));
-    println!(
-        "map-1000 ratio (one run, median of 60): wasm {w:?} / native {n:?} = {:.2}x (goal <= 1.5x)",
-        w.as_secs_f64() / n.as_secs_f64()
-    );
+    let (w, p, n) = (median(&mut wasm), median(&mut packed), median(&mut native));
+    for (shape, measured) in [("map (old shape)", w), ("map-batch (packed)", p)] {
+        println!(
+            "map-1000 {shape}: goal <= 1.5x native, measured {:.2}x (one run, median of 60: wasm {measured:?} / native {n:?})",
+            measured.as_secs_f64() / n.as_secs_f64()
+        );
+    }
 }
 
 /// Goal vs measured for a fresh instance + one near-empty call: the median of 2,000 calls

@@ -9,6 +9,7 @@ mod economy;
 mod fidelity;
 mod fleet;
 mod hostile;
+mod mappers;
 mod rate_headers;
 mod state_copy;
 mod sync_e2e;

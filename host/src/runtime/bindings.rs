@@ -1,6 +1,6 @@
 //! Host-side bindings generated from the WIT contract in `wit/` (`tandem:plugin@0.1.0`).
 //!
-//! Three worlds, one set of types: the mapper and lookups bindings reuse the connector
+//! Four worlds, one set of types: the mapper, lookups and mapper-batch bindings reuse the connector
 //! bindings' `types` (and `log`) modules, so a `Record` is the same Rust type in all.
 
 /// Bindings of the `connector` world.
@@ -43,7 +43,24 @@ pub mod lookups {
     });
 }
 
+/// Bindings of the `mapper-batch` world: the optional `mapper-batch-api` export of a
+/// mapper (types shared with [`connector`]). A mapper component that lacks it loads and
+/// runs through `map` as before; see [`super::client::MapperClient::map`].
+pub mod mapper_batch {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "mapper-batch",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        additional_derives: [PartialEq],
+        with: {
+            "tandem:plugin/types": super::connector::tandem::plugin::types,
+        },
+    });
+}
+
 pub use connector::exports::tandem::plugin::connector_api;
 pub use connector::tandem::plugin::{config, http, log, storage, types};
 pub use lookups::exports::tandem::plugin::lookup_api;
 pub use mapper::exports::tandem::plugin::mapper_api;
+pub use mapper_batch::exports::tandem::plugin::mapper_batch_api;

@@ -10,9 +10,11 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::Plugin;
 use super::bindings::connector::{Connector, ConnectorPre};
 use super::bindings::mapper::{Mapper, MapperPre};
+use super::bindings::mapper_batch_api;
 use super::engine::TICK;
 use super::limits::{ConnectorLimits, MapperLimits, MemoryLimitExceeded, StderrTail};
 use super::log::LogCtx;
+use super::packed;
 use super::state::{ConnectionCtx, HostState};
 use super::text::{clean_account, clean_error, clean_line, clean_lines, clean_plugin_info};
 use super::types;
@@ -550,6 +552,8 @@ impl ConnectorClient {
 pub struct MapperClient {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) pre: MapperPre<HostState>,
+    /// The optional `mapper-batch-api` export, when the component has it.
+    pub(crate) batch: Option<super::bindings::mapper_batch_api::GuestIndices>,
     pub(crate) limits: MapperLimits,
     pub(crate) scope: Arc<str>,
 }
@@ -579,8 +583,23 @@ impl MapperClient {
         &self.limits
     }
 
+    /// Whether calls go through the mapper's `mapper-batch-api` (records in packed form).
+    pub fn has_batch_map(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// This client calling the mapper's `map` even when it exports `mapper-batch-api`:
+    /// for comparing the two shapes (both must give the same results).
+    pub fn unpacked(&self) -> MapperClient {
+        MapperClient {
+            batch: None,
+            ..self.clone()
+        }
+    }
+
     /// `map(ctx, records)`: per record, `Some` to pass it on, `None` to drop it, or an
-    /// error for that record only.
+    /// error for that record only. Through `mapper-batch-api.map-batch` when the mapper
+    /// exports it (same results; the records travel packed, see `runtime/packed.rs`).
     pub async fn map(
         &self,
         ctx: &types::MapContext,
@@ -621,15 +640,46 @@ impl MapperClient {
             ));
         }
         let pre = &self.pre;
-        let body = async |store: &mut Store<HostState>| {
-            let instance: Mapper = pre.instantiate_async(&mut *store).await?;
-            instance
-                .tandem_plugin_mapper_api()
-                .call_map(store, ctx, records)
-                .await
+        // A batch too large for 32-bit offsets (far beyond any mapper's memory) goes
+        // through `map`, which fails on the memory limit as before.
+        let packed = match &self.batch {
+            Some(indices) => packed::pack(records).ok().map(|batch| (indices, batch)),
+            None => None,
         };
-        let (results, store) =
-            run(&self.plugin.label, "map", self.limits.timeout, store, body).await?;
+        let (results, store) = match packed {
+            Some((indices, batch)) => {
+                let ctx = mapper_batch_api::MapContext {
+                    sync: ctx.sync.clone(),
+                    source: ctx.source.clone(),
+                    target: ctx.target.clone(),
+                    entity: ctx.entity.clone(),
+                };
+                let body = async |store: &mut Store<HostState>| {
+                    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                    let guest = indices.load(&mut *store, &instance)?;
+                    guest.call_map_batch(&mut *store, &ctx, &batch).await
+                };
+                let (mapped, store) = run(
+                    &self.plugin.label,
+                    "map-batch",
+                    self.limits.timeout,
+                    store,
+                    body,
+                )
+                .await?;
+                (packed::unpack(mapped), store)
+            }
+            None => {
+                let body = async |store: &mut Store<HostState>| {
+                    let instance: Mapper = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .tandem_plugin_mapper_api()
+                        .call_map(store, ctx, records)
+                        .await
+                };
+                run(&self.plugin.label, "map", self.limits.timeout, store, body).await?
+            }
+        };
         let used = self.limits.fuel - store.get_fuel().unwrap_or(0);
         let results = results
             .into_iter()

@@ -34,6 +34,7 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod manifest;
+mod packed;
 pub(crate) mod scrub;
 pub mod settings;
 mod state;
@@ -192,7 +193,11 @@ enum PluginPre {
         ConnectorPre<HostState>,
         Option<bindings::lookup_api::GuestIndices>,
     ),
-    Mapper(MapperPre<HostState>),
+    /// A mapper, and the indices of its optional `mapper-batch-api` export.
+    Mapper(
+        MapperPre<HostState>,
+        Option<bindings::mapper_batch_api::GuestIndices>,
+    ),
 }
 
 impl fmt::Debug for Plugin {
@@ -242,6 +247,10 @@ impl Plugin {
     /// Whether the connector exports the optional `lookup-api` (many lookups per call).
     pub fn has_batch_lookup(&self) -> bool {
         matches!(&self.pre, PluginPre::Connector(_, Some(_)))
+    }
+    /// Whether the mapper exports the optional `mapper-batch-api` (records in packed form).
+    pub fn has_batch_map(&self) -> bool {
+        matches!(&self.pre, PluginPre::Mapper(_, Some(_)))
     }
 }
 
@@ -457,7 +466,9 @@ impl Runtime {
                     .mapper_linker
                     .instantiate_pre(&component)
                     .map_err(link)?;
-                PluginPre::Mapper(MapperPre::new(pre).map_err(link)?)
+                // Optional since 0.1: a component without `mapper-batch-api` gets `map`.
+                let batch = bindings::mapper_batch_api::GuestIndices::new(&pre).ok();
+                PluginPre::Mapper(MapperPre::new(pre).map_err(link)?, batch)
             }
         };
         Ok(Arc::new(Plugin {
@@ -586,7 +597,7 @@ impl Runtime {
         limits: MapperLimits,
         scope: &str,
     ) -> Result<MapperClient, ConnectError> {
-        let PluginPre::Mapper(pre) = &plugin.pre else {
+        let PluginPre::Mapper(pre, batch) = &plugin.pre else {
             return Err(ConnectError::WrongKind {
                 plugin: plugin.label().to_owned(),
                 actual: plugin.kind(),
@@ -596,6 +607,7 @@ impl Runtime {
         Ok(MapperClient {
             plugin: plugin.clone(),
             pre: pre.clone(),
+            batch: batch.clone(),
             limits: limits.narrowed(&plugin.manifest.limits),
             scope: scope.into(),
         })

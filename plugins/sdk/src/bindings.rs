@@ -54,3 +54,20 @@ pub mod lookups {
         },
     });
 }
+
+/// Bindings of the `mapper-batch` world: the optional `mapper-batch-api` export (records
+/// in packed form), which `export_mapper!` adds beside `mapper-api`.
+pub mod mapper_batch {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "tandem:plugin/mapper-batch@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_mapper_batch_world",
+        default_bindings_module: "tandem_sdk::__bindings::mapper_batch",
+        runtime_path: "tandem_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        with: {
+            "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
+        },
+    });
+}

@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use crate::__bindings::connector::exports::tandem::plugin::connector_api;
 use crate::__bindings::lookups::exports::tandem::plugin::lookup_api;
 use crate::__bindings::mapper::exports::tandem::plugin::mapper_api;
+use crate::__bindings::mapper_batch::exports::tandem::plugin::mapper_batch_api;
 use crate::types::{
     AccountInfo, Container, Error, FieldDef, Lookup, MapContext, Op, Page, PluginInfo, PullRequest,
     Record, Write, WriteResult,
@@ -195,12 +196,39 @@ impl<T: Mapper> mapper_api::Guest for MapperExport<T> {
     }
 }
 
+/// Adapts a [`Mapper`] to the generated `mapper-batch-api` trait: the records arrive
+/// packed, are unpacked into [`Record`]s for [`Mapper::map_batch`], and the answer is
+/// packed again. Used by [`crate::export_mapper!`].
+#[doc(hidden)]
+pub struct MapperBatchExport<T>(PhantomData<T>);
+
+impl<T: Mapper> mapper_batch_api::Guest for MapperBatchExport<T> {
+    fn map_batch(
+        ctx: mapper_batch_api::MapContext,
+        batch: mapper_batch_api::RecordBatch,
+    ) -> mapper_batch_api::MappedBatch {
+        let ctx = MapContext {
+            sync: ctx.sync,
+            source: ctx.source,
+            target: ctx.target,
+            entity: ctx.entity,
+        };
+        let records = crate::packed::unpack(&batch);
+        let capacity = batch.text.len();
+        // The packed input is no longer needed: give its memory back before mapping.
+        drop(batch);
+        crate::packed::pack(T::map_batch(&ctx, records), capacity)
+    }
+}
+
 #[doc(hidden)]
 pub use crate::__bindings::connector::export_connector_world as __export_connector_world;
 #[doc(hidden)]
 pub use crate::__bindings::lookups::export_lookups_world as __export_lookups_world;
 #[doc(hidden)]
 pub use crate::__bindings::mapper::export_mapper_world as __export_mapper_world;
+#[doc(hidden)]
+pub use crate::__bindings::mapper_batch::export_mapper_batch_world as __export_mapper_batch_world;
 
 /// Embeds the calling crate's `tandem.toml` into the `tandem-manifest` custom section.
 /// wasm32 only: on other targets plugins are plain libraries for tests.
@@ -309,8 +337,10 @@ macro_rules! export_batch_lookup {
     };
 }
 
-/// Exports a [`Mapper`] implementation as the plugin's `mapper-api`, and embeds the
-/// crate's `tandem.toml` (next to its `Cargo.toml`) in the component.
+/// Exports a [`Mapper`] implementation as the plugin's `mapper-api` and as its packed
+/// twin `mapper-batch-api` (which the host prefers: the same records cross the boundary
+/// in a few blocks instead of one string per field), and embeds the crate's
+/// `tandem.toml` (next to its `Cargo.toml`) in the component.
 ///
 /// Use it once, in the plugin crate's `lib.rs` (crate type `cdylib`), with a type:
 ///
@@ -339,6 +369,10 @@ macro_rules! export_mapper {
             type __TandemMapperExport = $crate::__export::MapperExport<$ty>;
             $crate::__export::__export_mapper_world!(
                 __TandemMapperExport with_types_in $crate::__bindings::mapper
+            );
+            type __TandemMapperBatchExport = $crate::__export::MapperBatchExport<$ty>;
+            $crate::__export::__export_mapper_batch_world!(
+                __TandemMapperBatchExport with_types_in $crate::__bindings::mapper_batch
             );
         };
         $crate::__tandem_manifest!();

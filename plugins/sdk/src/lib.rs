@@ -7,7 +7,9 @@
 //! - a **connector** (one app's API translated to records) implements [`Connector`] and
 //!   calls [`export_connector!`];
 //! - a **mapper** (a tenant's field transform; no network, no storage) implements
-//!   [`Mapper`] and calls [`export_mapper!`];
+//!   [`Mapper`] and calls [`export_mapper!`], which exports it both as `map` and as the
+//!   packed `map-batch` that the host prefers (the same records, sent as one block of
+//!   text and tables of numbers instead of one string per field);
 //! - optionally, a connector that can answer many lookups with few requests also
 //!   implements [`BatchLookup`] and calls [`export_batch_lookup!`] (the contract's
 //!   `lookup-api`; without it the host calls `find` once per key).
@@ -110,6 +112,7 @@ pub mod __export;
 pub mod config;
 pub mod http;
 pub mod log;
+mod packed;
 pub mod storage;
 /// The well-known field tags ([`FieldDef::well_known`]), shared with the host.
 pub use tandem_well_known as well_known;

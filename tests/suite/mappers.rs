@@ -1,0 +1,323 @@
+//! Mappers of both shapes of the 0.1 contract: `mapper-api.map` only (every mapper built
+//! before `mapper-batch-api`) and `map` + the packed `mapper-batch-api.map-batch` (the
+//! SDK's `export_mapper!`). The host calls the packed export when a mapper has it; the
+//! results must not depend on the shape.
+
+use tandem::runtime::types::{Error, Field, MapContext, Record, Value};
+use tandem::runtime::{CallError, MapperLimits, TrapKind};
+use tandem_tests::host::{plugin, runtime};
+
+/// Exports `mapper-api` only (raw bindings of the `mapper` world).
+const OLD_SHAPE: &str = "tandem-fixture-bench-mapper";
+/// The same transform through the SDK: exports `mapper-api` and `mapper-batch-api`.
+const NEW_SHAPE: &str = "tandem-fixture-packed-mapper";
+
+fn ctx(entity: &str) -> MapContext {
+    MapContext {
+        sync: "shapes".into(),
+        source: "a".into(),
+        target: "b".into(),
+        entity: entity.into(),
+    }
+}
+
+fn field(name: &str, value: Value) -> Field {
+    Field {
+        name: name.into(),
+        value,
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+/// Every kind of value, absent and null fields, unicode, names in varying order, drops
+/// and per-record failures.
+fn records() -> Vec<Record> {
+    let mut out = vec![
+        Record {
+            id: "1".into(),
+            version: Some("\"etag-1\"".into()),
+            updated_at: Some("2026-12-07T10:00:00Z".into()),
+            fields: vec![
+                field("email", text("  Ann.Lee@Example.COM ")),
+                field("first_name", text("aNN")),
+                field("last_name", text("lee")),
+                field("phone", text("0049 (30) 123")),
+                field("country", text(" usa ")),
+                field("lead_score", Value::Number(-12.75)),
+                field("dnd", Value::Boolean(true)),
+                field("note", Value::Null),
+                field(
+                    "tags",
+                    Value::Texts(vec!["vip".into(), "ünïcødé 😀".into()]),
+                ),
+                field("empty_tags", Value::Texts(vec![])),
+            ],
+        },
+        // Other order, no version, a null name, unicode id and values.
+        Record {
+            id: "ид-2".into(),
+            version: None,
+            updated_at: None,
+            fields: vec![
+                field("country", text("Deutschland")),
+                field("first_name", Value::Null),
+                field("last_name", text("  yılmaz ")),
+                field("city", text("  são   paulo ")),
+                field("job_title", text("")),
+                field("lead_score", Value::Number(f64::MAX)),
+            ],
+        },
+        // No fields at all (every field absent).
+        Record {
+            id: "3".into(),
+            version: Some(String::new()),
+            updated_at: None,
+            fields: vec![],
+        },
+        Record {
+            id: "drop-4".into(),
+            version: None,
+            updated_at: None,
+            fields: vec![field("email", text("gone@example.com"))],
+        },
+        Record {
+            id: "fail-no e-mail for ünïcødé".into(),
+            version: None,
+            updated_at: None,
+            fields: vec![field("dnd", Value::Boolean(false))],
+        },
+        // A repeated field name, kept as two fields.
+        Record {
+            id: "6".into(),
+            version: None,
+            updated_at: None,
+            fields: vec![
+                field("email", text("A@X.EXAMPLE")),
+                field("email", text(" b@x.example")),
+                field("mobile", text("+1 555-0100")),
+            ],
+        },
+    ];
+    // Enough records for names to repeat across many of them.
+    for i in 0..200 {
+        out.push(Record {
+            id: format!("{}", 1000 + i),
+            version: Some(format!("v{i}")),
+            updated_at: None,
+            fields: vec![
+                field("email", text(&format!(" Person.{i}@Example.COM"))),
+                field("first_name", text("MARIE-claire")),
+                field("lead_score", Value::Number(i as f64)),
+            ],
+        });
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_and_new_shape_mappers_give_identical_results() {
+    let old = plugin(OLD_SHAPE).await;
+    let new = plugin(NEW_SHAPE).await;
+    assert!(!old.has_batch_map());
+    assert!(new.has_batch_map());
+    // Both are plain 0.1 mappers; the new one only has one export more.
+    assert_eq!(old.contract().to_string(), "0.1.0");
+    assert_eq!(new.contract().to_string(), "0.1.0");
+    assert!(
+        new.exports()
+            .iter()
+            .any(|e| e == "tandem:plugin/mapper-batch-api@0.1.0"),
+        "{:?}",
+        new.exports()
+    );
+    assert!(
+        old.exports()
+            .iter()
+            .all(|e| !e.contains("mapper-batch-api"))
+    );
+
+    let limits = MapperLimits::default();
+    let old = runtime().mapper(&old, limits.clone(), "shapes").unwrap();
+    let new = runtime().mapper(&new, limits, "shapes").unwrap();
+    assert!(!old.has_batch_map() && new.has_batch_map());
+    let input = records();
+    let ctx = ctx("contacts");
+    let from_old = old.map(&ctx, &input).await.unwrap();
+    let from_new = new.map(&ctx, &input).await.unwrap();
+    // The new component through its old export too: the SDK serves both from one impl.
+    let from_new_unpacked = new.unpacked().map(&ctx, &input).await.unwrap();
+    assert_eq!(from_new, from_old);
+    assert_eq!(from_new_unpacked, from_old);
+
+    // And what they agree on is the transform, not an accident.
+    assert_eq!(from_old.len(), input.len());
+    let first = from_old[0].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(first.version.as_deref(), Some("\"etag-1\""));
+    let value = |name: &str| {
+        first
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.value.clone())
+    };
+    assert_eq!(value("email"), Some(text("ann.lee@example.com")));
+    assert_eq!(value("phone"), Some(text("+4930123")));
+    assert_eq!(value("country"), Some(text("US")));
+    assert_eq!(value("full_name"), Some(text("Ann Lee")));
+    assert_eq!(value("note"), Some(Value::Null));
+    assert_eq!(value("lead_score"), Some(Value::Number(-12.75)));
+    assert_eq!(
+        value("tags"),
+        Some(Value::Texts(vec!["vip".into(), "ünïcødé 😀".into()]))
+    );
+    assert_eq!(value("absent"), None);
+    let second = from_old[1].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(second.id, "ид-2");
+    assert_eq!(
+        second.fields.last(),
+        Some(&field("full_name", text("Yılmaz")))
+    );
+    assert_eq!(from_old[2], Ok(Some(input[2].clone())));
+    assert_eq!(from_old[3], Ok(None));
+    assert_eq!(
+        from_old[4],
+        Err(Error::Invalid("no e-mail for ünïcødé".into()))
+    );
+    let sixth = from_old[5].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(sixth.fields[0], field("email", text("a@x.example")));
+    assert_eq!(sixth.fields[1], field("email", text("b@x.example")));
+
+    // An empty batch is an empty answer either way.
+    assert!(new.map(&ctx, &[]).await.unwrap().is_empty());
+    assert!(old.map(&ctx, &[]).await.unwrap().is_empty());
+}
+
+fn trap(err: &CallError) -> (TrapKind, &'static str, String) {
+    match err {
+        CallError::Trap {
+            kind,
+            export,
+            detail,
+            stderr,
+            ..
+        } => (*kind, *export, format!("{detail} / {stderr}")),
+        other => panic!("expected a trap, got: {other}"),
+    }
+}
+
+/// The packed export runs under the same fuel, memory and trap handling as `map`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packed_export_runs_under_the_same_limits() {
+    let new = plugin(NEW_SHAPE).await;
+    let limits = MapperLimits {
+        fuel: 20_000_000,
+        ..MapperLimits::default()
+    };
+    let client = runtime().mapper(&new, limits.clone(), "limits").unwrap();
+    let one = &records()[..1];
+
+    let err = client.map(&ctx("spin"), one).await.unwrap_err();
+    assert_eq!(trap(&err).0, TrapKind::OutOfFuel, "{err}");
+    assert_eq!(trap(&err).1, "map-batch", "{err}");
+
+    let err = client.map(&ctx("alloc"), one).await.unwrap_err();
+    assert_eq!(trap(&err).0, TrapKind::Memory, "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{} bytes", 16 * 1024 * 1024)),
+        "{err}"
+    );
+
+    let err = client.map(&ctx("panic"), one).await.unwrap_err();
+    let (kind, _, detail) = trap(&err);
+    assert_eq!(kind, TrapKind::Unreachable, "{err}");
+    assert!(detail.contains("packed mapper panics on record 1"), "{err}");
+
+    // Fuel is deterministic, and a budget below what a batch needs fails every time.
+    let input = records();
+    let (out1, used1) = client.map_metered(&ctx("contacts"), &input).await.unwrap();
+    let (out2, used2) = client.map_metered(&ctx("contacts"), &input).await.unwrap();
+    assert_eq!((&out1, used1), (&out2, used2));
+    let short = runtime()
+        .mapper(
+            &new,
+            MapperLimits {
+                fuel: used1 / 2,
+                ..limits
+            },
+            "limits",
+        )
+        .unwrap();
+    let err = short.map(&ctx("contacts"), &input).await.unwrap_err();
+    assert_eq!(trap(&err).0, TrapKind::OutOfFuel, "{err}");
+}
+
+/// 1,000 contacts like the benchmark's (`host/benches/runtime.rs`).
+fn contacts(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| Record {
+            id: format!("{}", 100_000 + i),
+            version: Some(format!("\"etag-{i}\"")),
+            updated_at: Some("2026-11-20T10:00:00Z".into()),
+            fields: vec![
+                field("email", text(&format!("  Person.{i}@Example.COM "))),
+                field("first_name", text("aNNa")),
+                field("last_name", text("SMITH")),
+                field("phone", text(&format!("0049 (30) {:07}", i * 7))),
+                field("mobile", text(&format!("+1 555-{i:04}"))),
+                field("city", text("  new   york ")),
+                field("country", text("usa")),
+                field("job_title", text("head OF sales")),
+                field("lead_score", Value::Number(i as f64)),
+                field(
+                    "tags",
+                    Value::Texts(vec!["vip".into(), format!("batch-{}", i % 10)]),
+                ),
+            ],
+        })
+        .collect()
+}
+
+/// A regression guard that counts instead of timing: fuel is the number of wasm
+/// operators the guest ran, the same on every machine. Packing and unpacking in the guest
+/// cost about as much as the allocations `map` makes the guest do for the host (measured
+/// on the benchmark's contacts: packed 17.8 M fuel per 1,000 records for the identity,
+/// 14.4 M through `map`; 34.8 M and 30.0 M for the normaliser), and grow linearly with
+/// the batch. The bounds leave room for toolchain changes and catch an order of magnitude.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packed_mapping_costs_the_guest_about_what_map_does_and_scales_linearly() {
+    let limits = MapperLimits {
+        fuel: u64::MAX / 2,
+        ..MapperLimits::default()
+    };
+    let new = plugin(NEW_SHAPE).await;
+    let new = runtime().mapper(&new, limits.clone(), "fuel").unwrap();
+    let old = plugin(OLD_SHAPE).await;
+    let old = runtime().mapper(&old, limits, "fuel").unwrap();
+    let fuel = async |client: &tandem::runtime::MapperClient, entity: &str, n: usize| {
+        client
+            .map_metered(&ctx(entity), &contacts(n))
+            .await
+            .unwrap()
+            .1
+    };
+    let packed = fuel(&new, "contacts", 1000).await;
+    let unpacked = fuel(&new.unpacked(), "contacts", 1000).await;
+    let old_shape = fuel(&old, "contacts", 1000).await;
+    assert!(packed < 2 * unpacked, "packed {packed}, map {unpacked}");
+    assert!(
+        packed < 2 * old_shape,
+        "packed {packed}, old shape {old_shape}"
+    );
+    // Per record: at most 2.5 times today's figure.
+    assert!(packed < 1000 * 87_000, "{packed}");
+    let identity = fuel(&new, "identity", 1000).await;
+    assert!(identity < 1000 * 45_000, "{identity}");
+    // Linear: 1,000 records cost at most 12 times what 100 do (names are looked up once,
+    // not per record against every other).
+    let hundred = fuel(&new, "identity", 100).await;
+    assert!(identity < 12 * hundred, "1000: {identity}, 100: {hundred}");
+}
