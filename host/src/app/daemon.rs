@@ -423,16 +423,9 @@ async fn schedule(d: Daemon, w: Arc<Worker>) {
             break;
         }
         next = Instant::now() + w.interval;
-        let paused = match d.inner.host.store().status(&w.name) {
-            Ok(s) => s == SyncStatus::Paused,
-            Err(e) => {
-                tracing::error!(sync = %w.name, error = %e, "cannot read the sync's status");
-                continue;
-            }
-        };
-        if paused {
-            continue;
-        }
+        // Ownership is known in memory; whether the sync is paused is read with the rest
+        // of its state by the run itself (one read per idle poll, and none for the syncs
+        // of other daemons).
         let lease = match &d.inner.fleet {
             None => None,
             Some(f) => match f.fence(&w.name) {
@@ -602,7 +595,8 @@ fn log_report(r: &RunReport) {
     }
     match &r.outcome {
         RunOutcome::Halted(m) => tracing::warn!(sync = %r.sync, run = r.run, "halted: {m}"),
-        RunOutcome::Paused => tracing::info!(sync = %r.sync, "paused: nothing read or written"),
+        // Every scheduled tick of a paused sync ends here: not worth a line each time.
+        RunOutcome::Paused => tracing::debug!(sync = %r.sync, "paused: nothing read or written"),
         _ => {
             tracing::info!(sync = %r.sync, run = r.run, "run done: {}", if parts.is_empty() { "nothing to do".into() } else { parts.join("; ") })
         }
