@@ -43,7 +43,12 @@ pub fn cached(entity: Entity) -> Option<FieldTypes> {
     }
 }
 
+/// Writes the types only when they differ from the cached ones: a read is one statement
+/// for the host, a write several, and the metadata rarely changes between listings.
 fn store(entity: Entity, types: &FieldTypes) {
+    if cached(entity).as_ref() == Some(types) {
+        return;
+    }
     if let Err(e) = storage::set_json(&key(entity), types) {
         tandem_sdk::log::debug(&format!("cannot cache field types: {}", e.message()));
     }

@@ -376,6 +376,33 @@ fn suite_full_then_incremental() {
 /// again gives the same short page): the span of a short page is read again with other
 /// page boundaries.
 #[test]
+fn full_listings_rewrite_the_field_type_cache_only_when_it_changed() {
+    // An empty account never gets a checkpoint, so every run lists it in full and fetches
+    // the field metadata again: the cache must not be written again each time.
+    let _sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 0, json!({}));
+    pull_all(App::Freshsales, "contacts", None, None, true);
+    let after_first = testing::storage_writes();
+    assert_eq!(after_first, 1, "the first listing caches the field types");
+    let (_, cursor) = pull_all(App::Freshsales, "contacts", None, None, true);
+    pull_all(App::Freshsales, "contacts", None, cursor, false);
+    assert_eq!(
+        testing::storage_writes(),
+        after_first,
+        "nothing changed, nothing written"
+    );
+
+    // A cache that differs from the metadata (here: gone) is written at the next full listing.
+    tandem_sdk::storage::delete("field-types/contacts").unwrap();
+    pull_all(App::Freshsales, "contacts", None, None, true);
+    assert_eq!(testing::storage_writes(), after_first + 2);
+    assert!(
+        tandem_sdk::storage::get("field-types/contacts")
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
 fn short_and_unordered_pages() {
     let sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 250, json!({}));
     let expected: BTreeSet<String> = sandbox

@@ -28,6 +28,7 @@ type Handler = Box<dyn FnMut(&Request) -> Result<Response, HttpError>>;
 struct State {
     config: BTreeMap<String, String>,
     storage: BTreeMap<String, Vec<u8>>,
+    storage_writes: usize,
     http: Option<Handler>,
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
@@ -59,6 +60,12 @@ pub fn mock_http(handler: impl FnMut(&Request) -> Result<Response, HttpError> + 
 /// The requests sent on this thread since the last [`reset`].
 pub fn requests() -> Vec<Request> {
     STATE.with(|s| s.borrow().requests.clone())
+}
+
+/// The storage writes (sets and deletes) made on this thread since the last [`reset`]:
+/// in the host each is a write to its state, so a plugin should not repeat them idly.
+pub fn storage_writes() -> usize {
+    STATE.with(|s| s.borrow().storage_writes)
 }
 
 /// The log lines written on this thread since the last [`reset`].
@@ -117,16 +124,20 @@ pub(crate) mod storage {
     pub fn set(key: &str, value: &[u8]) -> Result<(), StorageError> {
         check(key)?;
         STATE.with(|s| {
-            s.borrow_mut()
-                .storage
-                .insert(key.to_owned(), value.to_vec())
+            let mut state = s.borrow_mut();
+            state.storage_writes += 1;
+            state.storage.insert(key.to_owned(), value.to_vec())
         });
         Ok(())
     }
 
     pub fn delete(key: &str) -> Result<bool, StorageError> {
         check(key)?;
-        Ok(STATE.with(|s| s.borrow_mut().storage.remove(key).is_some()))
+        Ok(STATE.with(|s| {
+            let mut state = s.borrow_mut();
+            state.storage_writes += 1;
+            state.storage.remove(key).is_some()
+        }))
     }
 
     pub fn list_keys(
