@@ -37,7 +37,8 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{
-    Config, Engine, EngineWeak, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    Config, Enabled, Engine, EngineWeak, InstanceAllocationStrategy, OptLevel,
+    PoolingAllocationConfig,
 };
 
 /// Interval between epoch increments.
@@ -327,12 +328,19 @@ fn pool_config(pool: PoolOptions) -> PoolingAllocationConfig {
         // A wasm32 memory can never exceed 4 GiB; the plugin's own (smaller) limit is
         // enforced exactly by the store's limiter, as with the on-demand allocator.
         .max_memory_size(1 << 32);
+    // The slots ever used are as many as were ever in use at once (a slot last used by
+    // another plugin is taken before a fresh one): what slots keep resident between
+    // calls (below) then grows with the peak of concurrent calls, not with the pool.
+    config.max_unused_warm_slots(0);
     if dirty_page_scan() {
         // Reset the pages a call wrote by copying them back from the image instead of
         // releasing them, so the next call in the slot takes no page faults there (about
-        // ten faults and three `madvise` calls per call otherwise). Only written pages
-        // are touched and kept: at most this much per slot stays resident between calls.
+        // ten faults and three `madvise` calls per call otherwise). The kernel reports
+        // which pages were written (`PAGEMAP_SCAN`): only those are copied and kept, at
+        // most this much per slot. Without the scan wasmtime would rewrite, and keep
+        // resident, the whole region after every call (2 MiB per slot ever used).
         config
+            .pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT);
     }
@@ -346,36 +354,10 @@ const MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 /// entries).
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
-/// Whether the kernel can report which pages a call wrote (`PAGEMAP_SCAN`, Linux 6.7).
-/// Without it wasmtime would rewrite the whole kept region after every call, which
-/// costs more than the page faults it saves, so nothing is kept resident.
+/// Whether the kernel can report which pages a call wrote (`PAGEMAP_SCAN`, Linux 6.7 and
+/// later, asked of the kernel by wasmtime itself).
 pub(crate) fn dirty_page_scan() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: `uname` fills the zeroed struct it is given.
-        let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-        if unsafe { libc::uname(&mut name) } != 0 {
-            return false;
-        }
-        // SAFETY: `release` is NUL-terminated by `uname`.
-        let release = unsafe { std::ffi::CStr::from_ptr(name.release.as_ptr()) };
-        kernel_has_pagemap_scan(&release.to_string_lossy())
-            && std::fs::File::open("/proc/self/pagemap").is_ok()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        false
-    }
-}
-
-/// `6.7` or later, from a release string such as `6.18.44-generic`.
-fn kernel_has_pagemap_scan(release: &str) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().unwrap_or(0));
-    let major = parts.next().unwrap_or(0);
-    let minor = parts.next().unwrap_or(0);
-    (major, minor) >= (6, 7)
+    PoolingAllocationConfig::is_pagemap_scan_available()
 }
 
 /// The wasmtime configuration of a policy class.
@@ -922,16 +904,6 @@ mod tests {
         std::fs::remove_file(&key).unwrap();
         let renewed = CompileCache::open(dir).unwrap().unwrap();
         assert_ne!(renewed.key, first.key);
-    }
-
-    #[test]
-    fn pages_are_kept_resident_only_where_the_kernel_reports_written_pages() {
-        assert!(kernel_has_pagemap_scan("6.7.0"));
-        assert!(kernel_has_pagemap_scan("6.18.44-fc-v1272"));
-        assert!(kernel_has_pagemap_scan("7.0.1"));
-        assert!(!kernel_has_pagemap_scan("6.6.30-generic"));
-        assert!(!kernel_has_pagemap_scan("5.15.0-91-generic"));
-        assert!(!kernel_has_pagemap_scan("garbage"));
     }
 
     #[tokio::test]
