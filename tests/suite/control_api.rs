@@ -412,6 +412,36 @@ max-overwrite-ratio = 1.0
     daemon.shutdown(Duration::from_secs(30)).await;
 }
 
+/// `[daemon] concurrent-runs` bounds the runs in progress at once: with one, the two syncs'
+/// first runs (both due at start-up) and the runs asked for at the same moment take turns,
+/// and every one of them completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_concurrent_runs_wait_their_turn() {
+    let mut w = World::start(&[FreshsalesSuite, Freshmarketer], e2e::small(), SYNCS).await;
+    w.close();
+    let text = std::fs::read_to_string(&w.config_path).unwrap();
+    std::fs::write(
+        &w.config_path,
+        text.replacen("[daemon]\n", "[daemon]\nconcurrent-runs = 1\n", 1),
+    )
+    .unwrap();
+    let config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    assert_eq!(config.daemon.concurrent_runs, 1);
+    let host = Arc::new(Host::open(config, e2e::host_options(&w.env)).unwrap());
+    let daemon = Daemon::start(host).unwrap();
+    let (s, t) = tokio::join!(
+        daemon.run_now("s", tandem::sync::RunOptions::default()),
+        daemon.run_now("t", tandem::sync::RunOptions::default())
+    );
+    for r in [s, t] {
+        let r = r.unwrap();
+        assert_eq!(r.outcome, tandem::sync::RunOutcome::Completed, "{r:?}");
+    }
+    assert_eq!(daemon.peak_concurrent_runs(), 1);
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
 /// `tandem sync resolve` while the daemon holds the state file goes through
 /// `POST /v1/syncs/{name}/resolve`: an ambiguity the daemon's run reported is settled,
 /// and the next run links the pair; bad resolutions are refused with one line.

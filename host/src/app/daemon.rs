@@ -2,6 +2,10 @@
 //!
 //! - A sync's runs never overlap (one lock per sync); different syncs run concurrently
 //!   and only meet in their accounts' shared budgets, where waiting is asynchronous.
+//! - At most `[daemon] concurrent-runs` runs are in progress at once; the others wait
+//!   their turn. Every run holds its plugins' instances and both sides' pages while it
+//!   waits on the apps, so a thousand syncs falling due together would otherwise hold a
+//!   thousand runs' memory at once.
 //! - A webhook ([`Daemon::hint`], from [`super::webhook`]) is a hint, not data: every
 //!   sync using the connection runs early, `[daemon.webhooks] debounce` after the first
 //!   webhook of a burst; the rest of the burst joins that run, and webhooks arriving during
@@ -23,10 +27,11 @@
 //!   leases back.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -81,6 +86,12 @@ struct Inner {
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The fleet, when the state is on PostgreSQL.
     fleet: Option<Arc<Fleet>>,
+    /// One permit per run in progress (`[daemon] concurrent-runs`).
+    runs: Arc<Semaphore>,
+    /// `[daemon] concurrent-runs`.
+    max_runs: usize,
+    /// The most runs that were in progress at once.
+    peak_runs: AtomicUsize,
 }
 
 /// The running daemon. Cheap to clone.
@@ -150,8 +161,12 @@ impl Daemon {
             )?)),
             None => None,
         };
+        let max_runs = host.config().daemon.concurrent_runs as usize;
         let daemon = Daemon {
             inner: Arc::new(Inner {
+                runs: Arc::new(Semaphore::new(max_runs)),
+                max_runs,
+                peak_runs: AtomicUsize::new(0),
                 host,
                 workers,
                 soft: watch::channel(false).0,
@@ -172,6 +187,12 @@ impl Daemon {
             tracing::info!(syncs = daemon.inner.workers.len(), "daemon started");
         }
         Ok(daemon)
+    }
+
+    /// The most runs that were in progress at once since the daemon started (at most
+    /// `[daemon] concurrent-runs`).
+    pub fn peak_concurrent_runs(&self) -> usize {
+        self.inner.peak_runs.load(Ordering::Relaxed)
     }
 
     /// The host the daemon's workers run syncs on.
@@ -525,6 +546,14 @@ async fn run_leased(
     lease: Option<RunLease>,
 ) -> Result<RunReport, DaemonError> {
     let _one_at_a_time = w.run_lock.lock().await;
+    let mut hard = d.inner.hard.subscribe();
+    // Waiting for a turn is not running: the sync shows as running once it has one.
+    let _turn = tokio::select! {
+        p = d.inner.runs.clone().acquire_owned() => p.map_err(|_| DaemonError::Cancelled(w.name.clone()))?,
+        () = flag(&mut hard) => return Err(DaemonError::Cancelled(w.name.clone())),
+    };
+    let in_progress = d.inner.max_runs - d.inner.runs.available_permits();
+    d.inner.peak_runs.fetch_max(in_progress, Ordering::Relaxed);
     let host = d.inner.host.clone();
     let name = w.name.clone();
     let paused = w.paused.subscribe();
@@ -541,7 +570,6 @@ async fn run_leased(
         host.run_in(&store, &p, opts, lease.as_ref()).await
     });
     w.state().current = Some(handle.abort_handle());
-    let mut hard = d.inner.hard.subscribe();
     let joined = tokio::select! {
         r = &mut handle => r,
         () = flag(&mut hard) => {

@@ -98,6 +98,14 @@ impl Default for FleetConfig {
     }
 }
 
+/// Runs a daemon has in progress at once unless `[daemon] concurrent-runs` says
+/// otherwise: enough to keep the apps' latency hidden (a run mostly waits on them), few
+/// enough that syncs falling due together do not hold a run's memory each at once
+/// (docs/performance.md §3).
+pub const DEFAULT_CONCURRENT_RUNS: u32 = 64;
+/// The most `[daemon] concurrent-runs` accepts.
+pub const MAX_CONCURRENT_RUNS: u32 = 10_000;
+
 /// `[daemon]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -114,6 +122,8 @@ pub struct DaemonConfig {
     /// `plugin-instances`: plugin instances live at once, per kind (the instance pool's
     /// slots; a call waits for a free one).
     pub plugin_instances: u32,
+    /// `concurrent-runs`: runs in progress at once; the others wait their turn.
+    pub concurrent_runs: u32,
 }
 
 impl StateConfig {
@@ -135,6 +145,7 @@ impl Default for DaemonConfig {
             webhooks: WebhooksConfig::default(),
             fleet: FleetConfig::default(),
             plugin_instances: crate::runtime::DEFAULT_INSTANCE_SLOTS,
+            concurrent_runs: DEFAULT_CONCURRENT_RUNS,
         }
     }
 }
@@ -292,9 +303,11 @@ pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Dae
             "webhooks",
             "fleet",
             "plugin-instances",
+            "concurrent-runs",
         ],
     )?;
     let plugin_instances = t.get("plugin-instances");
+    let concurrent_runs = t.get("concurrent-runs");
     let listen = t.get("listen");
     let token = t.get("token");
     let allow_remote = t.get("allow-remote");
@@ -309,6 +322,13 @@ pub(crate) fn read_daemon(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<Dae
             return p.invalid(cx, format!("between 1 and {max} instances"));
         }
         d.plugin_instances = n as u32;
+    }
+    if let Some(c) = &concurrent_runs {
+        let n = c.u64(cx)?;
+        if !(1..=u64::from(MAX_CONCURRENT_RUNS)).contains(&n) {
+            return c.invalid(cx, format!("between 1 and {MAX_CONCURRENT_RUNS} runs"));
+        }
+        d.concurrent_runs = n as u32;
     }
     if let Some(f) = fleet {
         d.fleet = read_fleet(cx, f)?;

@@ -1213,3 +1213,23 @@ fn plugin_instances_sizes_the_pool_and_is_checked_with_key_line_and_column() {
         ["config.toml:2:20: daemon.plugin-instances: between 1 and 10000 instances"]
     );
 }
+
+#[test]
+fn concurrent_runs_bounds_the_daemons_runs_and_is_checked_with_key_line_and_column() {
+    assert_eq!(
+        ok("").daemon.concurrent_runs,
+        super::daemon::DEFAULT_CONCURRENT_RUNS
+    );
+    assert_eq!(
+        ok("[daemon]\nconcurrent-runs = 8\n").daemon.concurrent_runs,
+        8
+    );
+    for bad in ["0", "10001", "\"many\""] {
+        let errors = errors(&format!("[daemon]\nconcurrent-runs = {bad}\n"));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("config.toml:2:19: daemon.concurrent-runs: "),
+            "{errors:?}"
+        );
+    }
+}
