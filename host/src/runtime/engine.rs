@@ -10,7 +10,7 @@
 //!   instance slots are reserved once when the engine is built and reused call after call,
 //!   and each memory starts from its module's copy-on-write image (no copying, no `mmap`
 //!   per call when a slot last held the same plugin). The pool has [`PoolOptions::slots`]
-//!   instances per class, and a call waits for a free slot ([`InstanceSlots`]) instead of
+//!   instances per class, and a call waits for a free slot (`InstanceSlots`) instead of
 //!   failing. Where the OS refuses the pool's address-space reservation (`ulimit -v`), the
 //!   engine falls back to allocating each instance on demand, with one warning line. The
 //!   per-call limits (memory, fuel, epochs) are the same either way: they live in the

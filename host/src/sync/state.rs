@@ -627,7 +627,7 @@ impl SyncStore {
     /// This store for one run of `sync`: the sync's rows in the small tables (status,
     /// cursors, mapping, outbox, retries, tombstones, decisions) are read now, in one
     /// statement, and later reads of them are answered from that copy, which the run's
-    /// own commits keep up to date ([`RunView`]).
+    /// own commits keep up to date (`RunView`).
     pub fn for_run(&self, sync: &str) -> Result<SyncStore, StateError> {
         let (lo, hi) = prefix_range(sync);
         let mut rows = BTreeMap::new();
