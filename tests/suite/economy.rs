@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::json;
 use tandem::sync::RunOptions;
-use tandem_sandbox::AccountKind::{self, Freshmarketer, FreshsalesSuite, GooglePeople};
+use tandem_sandbox::AccountKind::{
+    self, Freshmarketer, FreshsalesClassic, FreshsalesSuite, GooglePeople,
+};
 use tandem_sandbox::Sizes;
 use tandem_tests::e2e::{App, World, completed, no_duplicates, small};
 use tandem_tests::template_api::FakeApi;
@@ -387,4 +389,52 @@ async fn syncs_starting_together_check_their_connection_once() {
     // Checked once, later uses send nothing.
     host.connection("freshsales").await.unwrap();
     assert_eq!(checks(&routes(&w, App::Fs).await), 1);
+}
+
+/// One tenant's failing connection costs the others nothing: a connection whose check
+/// fails (its key revoked) is checked again at its next use, and only it; the daemon's
+/// other connections stay checked and send no new check (each would be a request outside
+/// its account's budget).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_check_does_not_make_other_connections_check_again() {
+    let syncs = format!(
+        "{FS_FM_SYNC}\n[syncs.g]\na = \"classic\"\nb = \"google\"\nentities = \"contacts\"\ndirection = \"two-way\"\n"
+    );
+    let mut w = World::start(
+        &[
+            FreshsalesSuite,
+            Freshmarketer,
+            FreshsalesClassic,
+            GooglePeople,
+        ],
+        small(),
+        &syncs,
+    )
+    .await;
+    w.control(App::Classic, reqwest::Method::POST, "/auth/revoke", None)
+        .await;
+    w.close();
+    let config =
+        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
+    let host = std::sync::Arc::new(
+        tandem::app::Host::open(config, tandem_tests::e2e::host_options(&w.env)).unwrap(),
+    );
+    let daemon = tandem::app::daemon::Daemon::start(host).unwrap();
+    // The first runs: s syncs, g fails its check.
+    daemon.run_now("s", RunOptions::default()).await.unwrap();
+    assert!(daemon.run_now("g", RunOptions::default()).await.is_err());
+    clear(&w, App::Fs).await;
+    clear(&w, App::Classic).await;
+    for _ in 0..3 {
+        let g = daemon.run_now("g", RunOptions::default()).await;
+        let err = g.expect_err("the revoked key fails the check").to_string();
+        assert!(err.contains("classic"), "{err}");
+        daemon.run_now("s", RunOptions::default()).await.unwrap();
+    }
+    let checks = |r: &BTreeMap<String, u64>| count(r, "contacts/filters");
+    // The failing connection is checked at each use (with the check's own retries)...
+    assert!(checks(&routes(&w, App::Classic).await) >= 3);
+    // ...and the healthy one never again: its incremental runs need no view lookup.
+    assert_eq!(checks(&routes(&w, App::Fs).await), 0);
+    daemon.shutdown(std::time::Duration::from_secs(30)).await;
 }

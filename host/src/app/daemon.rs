@@ -588,12 +588,10 @@ async fn run_leased(
         }
         Ok(Err(e)) => {
             tracing::error!(sync = %w.name, error = %e, "run failed; the next run resumes from the last checkpoint");
+            // A connection whose check failed is checked again at its next use (a failed
+            // check is not kept), so fixed credentials take effect then; the connections
+            // that passed theirs stay checked.
             st.last_error = Some(e.to_string());
-            if matches!(e, HostError::Check { .. }) {
-                // Credentials may be fixed by the next run: check again then.
-                let host = d.inner.host.clone();
-                tokio::spawn(async move { host.forget_connections().await });
-            }
             Err(e.into())
         }
         Err(_) => {

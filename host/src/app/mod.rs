@@ -494,12 +494,6 @@ impl Host {
         }))
     }
 
-    /// Forgets checked connections, so that the next use checks them again (after an
-    /// authentication failure, for instance).
-    pub async fn forget_connections(&self) {
-        self.connections.lock().await.clear();
-    }
-
     async fn source(
         &self,
         name: &str,
