@@ -413,13 +413,7 @@ async fn a_failed_check_does_not_make_other_connections_check_again() {
     .await;
     w.control(App::Classic, reqwest::Method::POST, "/auth/revoke", None)
         .await;
-    w.close();
-    let config =
-        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
-    let host = std::sync::Arc::new(
-        tandem::app::Host::open(config, tandem_tests::e2e::host_options(&w.env)).unwrap(),
-    );
-    let daemon = tandem::app::daemon::Daemon::start(host).unwrap();
+    let daemon = w.start_daemon();
     // The first runs: s syncs, g fails its check. The scheduler's own first run of s (a
     // full listing, which looks the view up) may come after this test's; a second run
     // waits for it, so that nothing but checks could send the requests counted below.

@@ -536,13 +536,7 @@ full-every = "2s"
         Some(json!({ "remove": [fm_id] })),
     )
     .await;
-    w.close();
-    let config =
-        tandem::config::load(&w.config_path, &w.env, &tandem::config::Catalog::builtin()).unwrap();
-    let host = std::sync::Arc::new(
-        tandem::app::Host::open(config, tandem_tests::e2e::host_options(&w.env)).unwrap(),
-    );
-    let daemon = tandem::app::daemon::Daemon::start(host).unwrap();
+    let daemon = w.start_daemon();
     let mut dnd = json!(false);
     for _ in 0..300 {
         dnd = w.record(App::Fs, "contacts", fs_id).await["do_not_disturb"].clone();

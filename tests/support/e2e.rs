@@ -289,6 +289,16 @@ impl World {
         self.host = Some(Host::open(config, host_options(&self.env)).expect("host reopens"));
     }
 
+    /// Closes the world's host and starts a daemon (`tandem run`) on the same config and
+    /// state file, as read from disk now.
+    pub fn start_daemon(&mut self) -> tandem::app::daemon::Daemon {
+        self.close();
+        let config =
+            config::load(&self.config_path, &self.env, &Catalog::builtin()).expect("config");
+        let host = std::sync::Arc::new(Host::open(config, host_options(&self.env)).expect("host"));
+        tandem::app::daemon::Daemon::start(host).expect("daemon starts")
+    }
+
     /// Runs a sync once; panics with the error's one line if it fails.
     pub async fn run(&self, sync: &str) -> RunReport {
         self.try_run(sync, RunOptions::default())
