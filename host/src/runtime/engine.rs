@@ -106,8 +106,8 @@ const TABLES_PER_COMPONENT: u32 = 4;
 /// address space plus guard pages, so the pool counts one memory per instance (what every
 /// plugin of this workspace uses), not the per-component maximum: a pool of 1000 slots
 /// reserves about 4 TiB per class, 8 TiB for both, of the 128 TiB a Linux process may
-/// address. Should
-/// instances with two memories fill it first, a call fails as busy and is retried.
+/// address. Should instances with two memories fill it first, a call fails as busy and
+/// is retried.
 const MEMORIES_PER_SLOT: u32 = 1;
 const TABLES_PER_SLOT: u32 = 2;
 
@@ -120,8 +120,8 @@ pub(crate) const TABLE_ELEMENTS: usize = 100_000;
 pub struct PoolOptions {
     /// Instances (of one class) live at once. Each slot reserves address space, not
     /// memory: a linear memory of 4 GiB plus guard pages, two tables and an async stack;
-    /// memory is committed only as a guest touches it and released (reset to the image)
-    /// when the instance is dropped.
+    /// memory is committed only as a guest touches it and, when the instance is dropped,
+    /// reset to the image (the written pages kept in place, see `pool_config`).
     pub slots: u32,
 }
 
