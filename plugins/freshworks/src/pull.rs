@@ -221,7 +221,7 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
                     check_members(client.settings(), &mut cursor, listing.total);
                 }
                 let page_types = types.for_page(&mut cursor, &listing.items)?;
-                let step = listing_step(&mut cursor, &listing, page_types)?;
+                let step = listing_step(&mut cursor, &listing, page_types, overlap)?;
                 records.extend(step.records);
                 deleted.extend(step.deleted);
                 if !step.last {
@@ -365,6 +365,7 @@ pub fn listing_step(
     cursor: &mut Cursor,
     listing: &Listing,
     types: &FieldTypes,
+    overlap: i64,
 ) -> Result<Step, Error> {
     let window = cursor.window.as_deref().and_then(instant::parse);
     let windowed = cursor.phase == Phase::Changes && !cursor.whole;
@@ -404,6 +405,13 @@ pub fn listing_step(
     }
     if cursor.page == 1 {
         cursor.high = page_high;
+    }
+    // Only what the next run lists again can be remembered: from this run's newest less
+    // the overlap (the checkpoint is not older). Pages come newest first, so the rest of a
+    // long listing adds nothing here and its cursors stay small.
+    if let Some(high) = cursor.high.as_deref().and_then(instant::parse) {
+        let from = high.unix_timestamp() - overlap;
+        cursor.recent.retain(|(_, _, at)| *at >= from);
     }
     // `past_window` is the last record's: the page reached past the window start.
     step.last = listing.items.is_empty()
@@ -687,5 +695,56 @@ mod tests {
         assert!(!decoded.gaps, "the next run starts clean");
         cursor.phase = Phase::Full;
         assert_eq!(checkpoint(finish(cursor, vec![], vec![], 120)), None);
+    }
+
+    #[test]
+    fn the_cursor_remembers_only_what_the_next_run_lists_again() {
+        // A full listing's first page, newest first, one record a minute: with an overlap
+        // of 120 s the next run lists again the records of the last two minutes.
+        let items: Vec<Json> = (0..10)
+            .map(|i| {
+                json!({"id": i, "email": format!("p{i}@example.com"),
+                       "updated_at": format!("2024-06-01T10:{:02}:00Z", 50 - i)})
+            })
+            .collect();
+        let listing = Listing {
+            items,
+            total_pages: Some(1),
+            total: Some(10),
+        };
+        let mut cursor = Cursor::full("contacts", None, 100);
+        let step = listing_step(&mut cursor, &listing, &FieldTypes::default(), 120).unwrap();
+        assert_eq!(
+            step.records.len(),
+            10,
+            "a full listing returns every record"
+        );
+        let done = finish(cursor, step.records, vec![], 120);
+        let next = Cursor::decode(done.next_cursor.as_deref().unwrap()).unwrap();
+        assert_eq!(next.checkpoint.as_deref(), Some("2024-06-01T10:50:00Z"));
+        assert_eq!(
+            next.seen.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["0", "1", "2"]
+        );
+        assert!(next.recent.is_empty());
+
+        // The next run lists them again: unchanged ones are not returned, a changed one is.
+        let mut again = start(Some(next), false, Entity::Contacts, None, 100, 120);
+        let mut relisted = listing.items[..4].to_vec();
+        relisted[1]["job_title"] = json!("Changed");
+        let listing = Listing {
+            items: relisted,
+            total_pages: Some(1),
+            total: Some(4),
+        };
+        let step = listing_step(&mut again, &listing, &FieldTypes::default(), 120).unwrap();
+        assert_eq!(
+            step.records
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["1"]
+        );
+        assert!(step.last, "the page reached past the window");
     }
 }
