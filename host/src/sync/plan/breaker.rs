@@ -30,22 +30,28 @@ pub fn needs_link_counts(policy: &SyncPolicy, plan: &Plan, entities: &[EntityInp
     }
     let floor = b.min_linked as f64;
     Side::BOTH.into_iter().any(|side| {
-        let ops = plan.ops.iter().filter(|o| o.side == side);
-        let deletes = ops
-            .clone()
-            .filter(|o| {
-                matches!(
-                    o.kind,
-                    OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
-                )
-            })
-            .count();
-        let updates = ops
-            .filter(|o| matches!(o.kind, OpKind::Update { .. }))
-            .count();
+        let (deletes, updates) = weighed(plan, side);
         deletes as f64 > b.max_delete_ratio * floor
             || updates as f64 > b.max_overwrite_ratio * floor
     })
+}
+
+/// The ops of `side` the ratios weigh: (deletions and list removals, updates).
+fn weighed(plan: &Plan, side: Side) -> (usize, usize) {
+    let ops = plan.ops.iter().filter(|o| o.side == side);
+    let deletes = ops
+        .clone()
+        .filter(|o| {
+            matches!(
+                o.kind,
+                OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
+            )
+        })
+        .count();
+    let updates = ops
+        .filter(|o| matches!(o.kind, OpKind::Update { .. }))
+        .count();
+    (deletes, updates)
 }
 
 impl<'a> Planner<'a> {
@@ -73,19 +79,7 @@ impl<'a> Planner<'a> {
         }
         let linked: usize = baseline.counts.values().sum();
         for side in Side::BOTH {
-            let ops = self.plan.ops.iter().filter(|o| o.side == side);
-            let deletes = ops
-                .clone()
-                .filter(|o| {
-                    matches!(
-                        o.kind,
-                        OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
-                    )
-                })
-                .count();
-            let updates = ops
-                .filter(|o| matches!(o.kind, OpKind::Update { .. }))
-                .count();
+            let (deletes, updates) = weighed(&self.plan, side);
             let over = |count: usize, ratio: f64, cap: Option<usize>| {
                 cap.is_some_and(|c| count > c)
                     || (linked >= b.min_linked && count as f64 > ratio * linked as f64)
