@@ -463,7 +463,11 @@ async fn filesystem_and_socket_imports_load_and_reach_nothing() {
         assert!(msg.contains(fails_with), "{package}: {msg}");
         assert!(!msg.contains("root:"), "{package} read a file: {msg}");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a socket reached the server");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a socket reached the server"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,7 @@ use axum::Router;
 use serde_json::json;
 use tandem::conformance::{self, KitOptions, NEEDS_SANDBOX, Outcome, Report, Target};
 use tandem::runtime::types::{PullRequest, Value};
-use tandem::runtime::{
-    CallError, ConnectorClient, Credentials, Plugin, PluginSource, Secret,
-};
+use tandem::runtime::{CallError, ConnectorClient, Credentials, Plugin, PluginSource, Secret};
 use tandem_sandbox::AccountKind::FreshsalesSuite;
 use tandem_tests::e2e::{App, World, completed, small};
 use tandem_tests::host::{TestServer, connection, loopback_grant, runtime};
@@ -230,13 +228,18 @@ async fn hostile_gets_nothing(plugin: Arc<Plugin>) {
     }
 
     // No environment and no arguments, though the host process has both.
-    // SAFETY: tests set no variable concurrently with reading this one.
     assert!(std::env::var_os("PATH").is_some());
     let env = attack(&client, "env", "").await.unwrap();
-    assert_eq!((env["vars"].as_str(), env["args"].as_str()), ("0", "0"), "{name}: {env:?}");
+    assert_eq!(
+        (env["vars"].as_str(), env["args"].as_str()),
+        ("0", "0"),
+        "{name}: {env:?}"
+    );
 
     // No socket reaches the server; no name is looked up.
-    let connect = attack(&client, "connect", &other.addr.to_string()).await.unwrap();
+    let connect = attack(&client, "connect", &other.addr.to_string())
+        .await
+        .unwrap();
     assert_eq!(connect["outcome"], "error", "{name}: {connect:?}");
     let lookup = attack(&client, "lookup", "localhost").await.unwrap();
     assert_eq!(lookup["outcome"], "error", "{name}: {lookup:?}");
@@ -251,7 +254,11 @@ async fn hostile_gets_nothing(plugin: Arc<Plugin>) {
         ("200", "hello"),
         "{name}"
     );
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "{name} reached an origin not granted");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "{name} reached an origin not granted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,7 +107,9 @@ impl HostState {
         conn: Arc<ConnectionCtx>,
     ) -> Self {
         let stderr = StderrTail::new(STDERR_TAIL_BYTES);
-        let wasi = deny_all(&mut WasiCtx::builder()).stderr(stderr.clone()).build();
+        let wasi = deny_all(&mut WasiCtx::builder())
+            .stderr(stderr.clone())
+            .build();
         Self::new(wasi, stderr, memory_mib, cpu_ticks, log, Some(conn))
     }
 

@@ -16,7 +16,6 @@ import {
   type Page,
   type PullRequest,
   type Record,
-  type Value,
   config,
   encode,
   entityInfo,
@@ -233,6 +232,3 @@ const template: Connector = {
 
 // The export componentize-js binds to `connector-api`.
 export const connectorApi = template;
-
-// Keeps `Value` in the import list for readers looking for the field value type.
-export type { Value };
