@@ -283,3 +283,42 @@ async fn a_hostile_python_plugin_gets_no_file_env_socket_or_origin() {
     let plugin = load(&polyglot::hostile_py()).await;
     hostile_gets_nothing(plugin).await;
 }
+
+/// The quoted values of `block`: from its first line to the first line that closes it.
+fn quoted_values(text: &str, start: &str, end: &str, quote: char) -> BTreeSet<String> {
+    let from = text.find(start).unwrap_or_else(|| panic!("no `{start}`"));
+    let block = &text[from..];
+    let block = &block[..block.find(end).unwrap_or(block.len())];
+    block
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once(quote)?;
+            let (value, _) = rest.split_once(quote)?;
+            Some(value.to_owned())
+        })
+        .collect()
+}
+
+/// The TypeScript and Python SDKs carry the well-known vocabulary of the contract, all of
+/// it and nothing else (`plugins/well-known`, pinned to `wit/types.wit` by its own test).
+#[test]
+fn the_sdks_carry_the_well_known_vocabulary() {
+    let root = polyglot::root();
+    let expected: BTreeSet<String> = tandem_well_known::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let ts = std::fs::read_to_string(root.join("plugins/sdk-ts/src/index.ts")).unwrap();
+    assert_eq!(
+        quoted_values(&ts, "export const wellKnown = {", "} as const;", '\''),
+        expected
+    );
+    let py = std::fs::read_to_string(root.join("plugins/sdk-py/tandem_sdk/__init__.py")).unwrap();
+    let py_block = quoted_values(&py, "class well_known:", "\n\n\n", '"');
+    // The class's docstring (empty between its opening quotes) is not a tag.
+    let py_tags: BTreeSet<String> = py_block
+        .into_iter()
+        .filter(|v| !v.is_empty() && !v.contains(' '))
+        .collect();
+    assert_eq!(py_tags, expected);
+}
