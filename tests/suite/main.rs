@@ -10,6 +10,7 @@ mod fidelity;
 mod fleet;
 mod hostile;
 mod mappers;
+mod polyglot;
 mod rate_headers;
 mod state_copy;
 mod sync_e2e;

@@ -2,4 +2,5 @@
 
 pub mod e2e;
 pub mod host;
+pub mod polyglot;
 pub mod template_api;
