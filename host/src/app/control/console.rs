@@ -194,7 +194,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(
     axum::Router::new()
         .route("/", get(|| async { Redirect::to("/console/") }))
         .route("/console", get(|| async { Redirect::to("/console/") }))
-        .route("/console/", get(|| async { asset("text/html; charset=utf-8", INDEX) }))
+        .route(
+            "/console/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX) }),
+        )
         .route(
             "/console/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),

@@ -41,6 +41,10 @@ function flash(text, bad) {
   f.textContent = text || '';
   f.className = bad ? 'error' : '';
 }
+// Puts `kids` (nodes, texts, nested arrays; null skipped) in the page.
+function show(...kids) {
+  $('page').replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
 function table(head, rows, attrs) {
   return el('table', attrs || {},
     el('thead', {}, el('tr', {}, head.map((h) => el('th', {}, h)))),
@@ -70,7 +74,7 @@ function showSignIn() {
   state.csrf = null;
   stopPolling();
   $('nav').hidden = true;
-  $('page').replaceChildren();
+  show();
   $('sign-in').hidden = false;
 }
 async function signIn(ev) {
@@ -165,7 +169,7 @@ function pageOverview() {
       el('td', { class: 'num' }, (s.ambiguous || []).length + (s.attention || []).length),
       el('td', {}, s.owner || 'this daemon'),
     ));
-    $('page').replaceChildren(
+    show(
       el('h1', {}, 'Syncs'),
       table(['sync', 'health', 'apps', 'last run', 'next run', 'links', 'decisions', 'owner'], rows, { id: 'syncs' }),
     );
@@ -286,7 +290,7 @@ function pageSync(name, runId) {
     const bPause = paused
       ? el('button', { id: 'resume-button', onclick: () => act(bPause, 'POST', base + '/resume', () => name + ' resumed') }, 'Resume')
       : el('button', { id: 'pause-button', onclick: () => act(bPause, 'POST', base + '/pause', () => name + ' paused') }, 'Pause');
-    $('page').replaceChildren(
+    show(
       el('h1', {}, name, ' ', badge(s)),
       el('p', { class: 'muted' }, s.a + ' ⇄ ' + s.b + ' (' + s.direction + '), every ' + s.interval_secs + ' s; ' + s.links + ' links, ' + s.retrying + ' retrying, ' + s.parked + ' parked',
         s.reason ? '; halted: ' + s.reason : '', s.last_error ? '; last error: ' + s.last_error : ''),
@@ -325,7 +329,7 @@ function pageAttention() {
           apart.addEventListener('click', () => resolve(apart, s.name, { 'keep-apart': { a, b } }));
           actions.push(el('div', {}, link, apart));
         }
-        rows.push(el('tr', { 'data-kind': 'ambiguous' }, el('td', {}, 'ambiguous match'), el('td', {}, p.email),
+        rows.push(el('tr', { 'data-kind': 'ambiguous', 'data-email': p.email }, el('td', {}, 'ambiguous match'), el('td', {}, p.email),
           el('td', {}, p.reason, el('div', { class: 'muted' }, 'A: ' + p.a.join(', ') + ' — B: ' + p.b.join(', '))), el('td', {}, actions)));
       }
       for (const t of s.attention || []) {
@@ -352,7 +356,7 @@ function pageAttention() {
       }
     }
     if (!any) blocks.push(el('p', { id: 'nothing-waits' }, 'Nothing waits for a decision.'));
-    $('page').replaceChildren(...blocks);
+    show(...blocks);
   });
 }
 
@@ -367,7 +371,7 @@ async function pagePerson(sync, q) {
     location.hash = '#/person/' + enc(select.value) + '/' + enc(input.value.trim());
   });
   const out = el('div', { id: 'person-result' });
-  $('page').replaceChildren(el('h1', {}, 'Person'), form, out);
+  show(el('h1', {}, 'Person'), form, out);
   if (!sync || !q) return;
   try {
     const p = await api('GET', '/v1/syncs/' + enc(sync) + '/person?q=' + enc(q));
@@ -378,7 +382,7 @@ async function pagePerson(sync, q) {
         el('p', { class: 'muted' }, 'link ' + l.link + (l.email ? ', matched on ' + l.email : '')),
         table(['field', 'value both sides agreed on'], l.fields.map(([k, v]) => el('tr', {}, el('td', { class: 'mono' }, k), el('td', {}, typeof v === 'string' ? v : JSON.stringify(v))))),
         el('h2', {}, 'History'),
-        table(['run', 'action', 'direction', 'why (which side won)'], l.history.map((e) => el('tr', {},
+        table(['run', 'action', 'direction', 'why (which side won)'], l.history.map((e) => el('tr', { 'data-action': e.action },
           el('td', {}, el('a', { href: '#/sync/' + enc(sync) + '/' + e.run }, '#' + e.run)), el('td', {}, e.action), el('td', {}, e.direction), el('td', {}, e.reason))))));
     }
   } catch (e) { if (!(e instanceof SignedOut)) flash(e.message, true); }
@@ -392,7 +396,7 @@ async function pageConnections() {
       el('td', {}, x.name), el('td', {}, x.plugin + ' (' + x.source + ')'),
       el('td', {}, x.version || x.error || '—'), el('td', { class: 'mono' }, x.sha256 ? x.sha256.slice(0, 16) + '…' : '—'),
       el('td', { class: 'mono' }, x.origins.join(' ') + (x.loopback ? ' +loopback' : '') + (x.private_networks ? ' +private networks' : ''))));
-    $('page').replaceChildren(el('h1', {}, 'Connections'),
+    show(el('h1', {}, 'Connections'),
       table(['connection', 'plugin', 'version', 'sha256', 'granted origins'], rows, { id: 'connections' }),
       el('h2', {}, 'Account budgets and X-RateLimit state'), budgetsTable(c.budgets));
   } catch (e) { if (!(e instanceof SignedOut)) flash(e.message, true); }
