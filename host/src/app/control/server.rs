@@ -391,7 +391,7 @@ fn preview(name: &str, report: &crate::sync::RunReport, links: usize) -> api::Pr
             .iter()
             .map(|a| api::PreviewNote {
                 subject: a.email.clone(),
-                detail: format!("A {:?} / B {:?}: {}", a.a, a.b, a.reason),
+                detail: format!("A {} / B {}: {}", a.a.join(", "), a.b.join(", "), a.reason),
             })
             .collect(),
         links,

@@ -188,7 +188,7 @@ function chart(runs) {
   const shown = runs.slice(-30);
   const totals = shown.map((r) => series.map((k) => sum(r.run.counters, k)));
   const max = Math.max(1, ...totals.map((t) => t.reduce((x, y) => x + y, 0)));
-  const bw = Math.max(4, Math.floor((W - 2 * pad) / Math.max(shown.length, 1)) - 4);
+  const bw = Math.min(40, Math.max(4, Math.floor((W - 2 * pad) / Math.max(shown.length, 1)) - 4));
   const colors = { created: '#12b76a', updated: '#2e90fa', removed: '#f79009', failed: '#f04438' };
   const g = svg('svg', { class: 'chart', id: 'runs-chart', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' },
     svg('title', {}, 'created, updated, removed and failed per run'),
