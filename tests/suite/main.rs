@@ -3,6 +3,7 @@
 mod conformance;
 mod connectors_freshworks;
 mod connectors_google;
+mod console;
 mod control_api;
 mod demo;
 mod economy;
