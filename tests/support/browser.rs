@@ -54,17 +54,30 @@ impl Browser {
     /// Starts ChromeDriver on a free loopback port and opens a session with a fresh
     /// profile. Panics with one line saying how to install them when they are missing.
     pub async fn start() -> Browser {
-        let (Some(chromium), Some(driver)) = (
-            find_binary(
-                "TANDEM_CHROMIUM",
-                &["chromium", "chromium-browser", "google-chrome"],
-            ),
-            find_binary("TANDEM_CHROMEDRIVER", &["chromedriver"]),
-        ) else {
-            panic!(
-                "the console tests need Chromium and ChromeDriver: run `apt-get install -y chromium chromium-driver` (.ci/run does), or set TANDEM_CHROMIUM and TANDEM_CHROMEDRIVER"
-            );
+        let find = || {
+            (
+                find_binary(
+                    "TANDEM_CHROMIUM",
+                    &["chromium", "chromium-browser", "google-chrome"],
+                ),
+                find_binary("TANDEM_CHROMEDRIVER", &["chromedriver"]),
+            )
         };
+        // On a fresh Debian machine, as root, the test installs them itself.
+        let found = match find() {
+            (Some(c), Some(d)) => Ok((c, d)),
+            _ => tandem_pgserver::apt::install(&["chromium", "chromium-driver"]).and_then(|()| {
+                match find() {
+                    (Some(c), Some(d)) => Ok((c, d)),
+                    _ => Err("installed, yet not found on PATH".to_owned()),
+                }
+            }),
+        };
+        let (chromium, driver) = found.unwrap_or_else(|why| {
+            panic!(
+                "the console tests need Chromium and ChromeDriver ({why}): run `apt-get install -y chromium chromium-driver` (.ci/run does), or set TANDEM_CHROMIUM and TANDEM_CHROMEDRIVER"
+            )
+        });
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().unwrap().port()

@@ -16,11 +16,15 @@
 //! The binaries are looked up in `TANDEM_PG_BIN`, then the highest
 //! `/usr/lib/postgresql/*/bin` (Debian/Ubuntu), then `PATH`. Where there are none, starting
 //! fails with one line saying what to install ([`PgServerError::BinariesNotFound`]): the
-//! tests fail rather than skip, so that CI cannot pass without having run them.
+//! tests fail rather than skip, so that CI cannot pass without having run them. Run as root
+//! on a machine with `apt-get`, the first lookup that finds none installs the
+//! distribution's `postgresql` package first ([`apt::install`]).
 //!
 //! PostgreSQL refuses to run as root. When the tests run as root (containers, CI), the
 //! server programs run as the `postgres` user (through `runuser`, or `setpriv`), and the
 //! temporary directory is created under `/tmp`, traversable by that user and owned by it.
+
+pub mod apt;
 
 use std::ffi::OsString;
 use std::fs;
@@ -90,6 +94,22 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PgServerErr
 /// of `pg_ctl` on `PATH` (symbolic links followed, so that Debian's links in
 /// `/usr/local/bin` or `/usr/bin` lead to the real directory).
 pub fn find_bin_dir() -> Result<PathBuf, PgServerError> {
+    match look_up_bin_dir() {
+        Err(PgServerError::BinariesNotFound { looked })
+            if std::env::var_os("TANDEM_PG_BIN").is_none() =>
+        {
+            match apt::install(&["postgresql"]) {
+                Ok(()) => look_up_bin_dir(),
+                Err(why) => Err(PgServerError::BinariesNotFound {
+                    looked: format!("{looked} ({why})"),
+                }),
+            }
+        }
+        found => found,
+    }
+}
+
+fn look_up_bin_dir() -> Result<PathBuf, PgServerError> {
     if let Some(dir) = std::env::var_os("TANDEM_PG_BIN").filter(|d| !d.is_empty()) {
         let dir = PathBuf::from(dir);
         return if holds_server_binaries(&dir) {
