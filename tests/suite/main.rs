@@ -12,6 +12,7 @@ mod hostile;
 mod mappers;
 mod rate_headers;
 mod state_copy;
+mod sdk;
 mod sync_e2e;
 mod sync_faults;
 mod tidy;

@@ -123,5 +123,31 @@ mod types;
 pub use __export::{BatchLookup, Connector, Mapper, find_each, push_each};
 pub use types::*;
 
-/// The contract version this SDK builds plugins for (`tandem:plugin@0.1.0`).
+/// The contract version this SDK builds plugins for (`tandem:plugin@0.1.0`): the folder
+/// `wit/<version>/` of this crate that the bindings are generated from. A plugin's
+/// component names it in every contract interface it imports and exports, which is where
+/// the host reads it; a manifest needs no `contract` line.
 pub const CONTRACT_VERSION: &str = "0.1.0";
+
+#[cfg(test)]
+mod contract_tests {
+    /// The constant names the WIT folder the bindings are generated from, and that folder
+    /// declares the same package version.
+    #[test]
+    fn contract_version_is_the_wit_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("wit")
+            .join(super::CONTRACT_VERSION);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).expect("wit/<CONTRACT_VERSION> exists") {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let package = format!("package tandem:plugin@{};", super::CONTRACT_VERSION);
+            assert!(text.starts_with(&package), "{package} expected");
+            files += 1;
+        }
+        assert_eq!(files, 3);
+        let bindings = include_str!("bindings.rs");
+        let path = format!("path: \"wit/{}\",", super::CONTRACT_VERSION);
+        assert_eq!(bindings.matches(&path).count(), 4, "bindings generate from {path}");
+    }
+}
