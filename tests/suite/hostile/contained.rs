@@ -523,6 +523,59 @@ async fn mapper_result_counts_never_shift_records() {
     );
 }
 
+/// A mapper that spins until its CPU deadline fails its records for good (fatal, like
+/// running out of fuel): the same records would spin again, so they are not retried as
+/// passing failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapper_timeout_is_fatal_like_running_out_of_fuel() {
+    use tandem::sync::Mappers;
+    use tandem::sync::model::Record as SyncRecord;
+    use tandem::sync::source::SourceError;
+    let mapper = plugin(HOSTILE_MAPPER).await;
+    let input: Vec<SyncRecord> = (0..2)
+        .map(|i| SyncRecord {
+            id: format!("r{i}"),
+            ..SyncRecord::default()
+        })
+        .collect();
+    let sctx = tandem::sync::source::MapContext {
+        sync: "s".into(),
+        source: "a".into(),
+        target: "b".into(),
+        entity: "spin".into(),
+    };
+    for (limits, what) in [
+        (
+            MapperLimits {
+                fuel: u64::MAX / 2,
+                timeout: Duration::from_millis(200),
+                ..MapperLimits::default()
+            },
+            // The epoch deadline or the wall-time backstop, whichever strikes first.
+            ["CPU deadline", "did not finish within 200ms"],
+        ),
+        (
+            MapperLimits {
+                fuel: 1_000_000,
+                ..MapperLimits::default()
+            },
+            ["out of fuel", "out of fuel"],
+        ),
+    ] {
+        let client = runtime().mapper(&mapper, limits, "spin").unwrap();
+        let mappers = tandem::app::PluginMappers::new([("m".to_owned(), client)].into());
+        let out = mappers.map("m", &sctx, input.clone()).await;
+        assert_eq!(out.len(), 2);
+        for result in out {
+            let Err(e @ SourceError::Fatal(message)) = &result else {
+                panic!("{what:?}: expected a fatal error, got {result:?}")
+            };
+            assert!(!e.is_retryable());
+            assert!(what.iter().any(|w| message.contains(w)), "{message}");
+        }
+    }
+}
+
 /// Another plugin's compiled artifact copied over the pinned plugin's cache entry (both
 /// valid artifacts of this very host): the pinned plugin still runs its own code, and
 /// the planted entry is replaced.
