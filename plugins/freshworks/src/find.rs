@@ -27,7 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Lookup, Record, Value};
 
-use crate::api::{Client, encode};
+use crate::api::Client;
+use tandem_sdk::url::encode;
 use crate::errors;
 use crate::meta;
 use crate::model::{App, Entity};

@@ -21,10 +21,10 @@
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
 
-use crate::api::{Client, encode};
+use crate::api::Client;
+use tandem_sdk::url::encode;
 use crate::cursor::{Cursor, Phase};
-use crate::errors;
-use crate::instant;
+use tandem_sdk::timestamp as instant;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
@@ -500,7 +500,7 @@ fn fetch_deleted(client: &Client, entity: Entity, cursor: &Cursor) -> Result<Lis
     );
     let body = client
         .post(&path, &deleted_query(cursor.window.as_deref()))
-        .map_err(|e| errors::context("listing deleted records", e))?;
+        .map_err(|e| e.context("listing deleted records"))?;
     Listing::parse(&body, entity.plural())
 }
 

@@ -53,7 +53,7 @@ use tandem_sdk::{CreateOp, Error, MembershipOp, Op, Record, UpdateOp, Write, Wri
 use crate::api::Client;
 use crate::errors;
 use crate::find;
-use crate::instant;
+use tandem_sdk::timestamp as instant;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};

@@ -21,7 +21,8 @@
 //! Host services for connectors: [`http`] (typed JSON helpers and the HTTP status to
 //! [`Error`] mapping), [`storage`] (per-connection key-value store), [`config`]
 //! (non-secret connection settings) and, for both kinds, [`log`] (also the
-//! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] macros).
+//! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] macros). Helpers:
+//! [`timestamp`] (RFC 3339), [`url`] (percent-encoding), [`Error::context`].
 //!
 //! The crate also compiles for the build machine, so a plugin's pure logic can be unit
 //! tested with `cargo test`: there the host calls return an error saying that no host
@@ -114,6 +115,8 @@ pub mod http;
 pub mod log;
 mod packed;
 pub mod storage;
+pub mod timestamp;
+pub mod url;
 /// The well-known field tags ([`FieldDef::well_known`]), shared with the host.
 pub use tandem_well_known as well_known;
 #[cfg(not(target_arch = "wasm32"))]
