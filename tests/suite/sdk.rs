@@ -84,12 +84,25 @@ fn the_sdk_packages_with_its_contract() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "cargo package --list failed: {stderr}");
+    assert!(
+        out.status.success(),
+        "cargo package --list failed: {stderr}"
+    );
     let list = String::from_utf8_lossy(&out.stdout);
-    for file in ["wit/0.1.0/host.wit", "wit/0.1.0/types.wit", "wit/0.1.0/worlds.wit"] {
-        assert!(list.lines().any(|l| l == file), "{file} missing from:\n{list}");
+    for file in [
+        "wit/0.1.0/host.wit",
+        "wit/0.1.0/types.wit",
+        "wit/0.1.0/worlds.wit",
+    ] {
+        assert!(
+            list.lines().any(|l| l == file),
+            "{file} missing from:\n{list}"
+        );
     }
-    assert!(!list.contains(".."), "a packaged path leaves the crate:\n{list}");
+    assert!(
+        !list.contains(".."),
+        "a packaged path leaves the crate:\n{list}"
+    );
 }
 
 /// A copy of `plugins/template`, outside the workspace and with its `tandem-sdk` line
@@ -144,7 +157,12 @@ fn the_template_builds_outside_the_repository() {
     let bytes = std::fs::read(&wasm).unwrap();
     // A component (layer 1), not a core module (layer 0).
     assert_eq!(&bytes[..4], b"\0asm");
-    assert_eq!(&bytes[6..8], &[1, 0], "{} is not a component", wasm.display());
+    assert_eq!(
+        &bytes[6..8],
+        &[1, 0],
+        "{} is not a component",
+        wasm.display()
+    );
     // The manifest travels inside it.
     let needle = b"name = \"template\"";
     assert!(bytes.windows(needle.len()).any(|w| w == needle));

@@ -292,7 +292,11 @@ mod tests {
             stderr: String::new(),
             http_wait: None,
         };
-        for e in [trap(TrapKind::Interrupt), trap(TrapKind::OutOfFuel), timeout()] {
+        for e in [
+            trap(TrapKind::Interrupt),
+            trap(TrapKind::OutOfFuel),
+            timeout(),
+        ] {
             let shown = e.to_string();
             assert_eq!(mapper_call_error(e), SourceError::Fatal(shown));
         }

@@ -257,8 +257,7 @@ fn below_address_zero(err: &wasmtime::Error) -> bool {
             return false;
         };
         let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-        u64::from_str_radix(&hex, 16)
-            .is_ok_and(|address| address.abs_diff(1 << 32) < REACH)
+        u64::from_str_radix(&hex, 16).is_ok_and(|address| address.abs_diff(1 << 32) < REACH)
     })
 }
 

@@ -92,7 +92,6 @@ fn method_name(method: Method) -> &'static str {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,5 +247,4 @@ mod tests {
         let long = format!(r#"{{"message":"{}"}}"#, "z".repeat(1000));
         assert_eq!(app_message(long.as_bytes()).unwrap().chars().count(), 301);
     }
-
 }

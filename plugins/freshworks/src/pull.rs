@@ -22,13 +22,13 @@ use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
 
 use crate::api::Client;
-use tandem_sdk::url::encode;
 use crate::cursor::{Cursor, Phase};
-use tandem_sdk::timestamp as instant;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
 use crate::settings::Settings;
+use tandem_sdk::timestamp as instant;
+use tandem_sdk::url::encode;
 
 /// The API's largest page.
 pub const MAX_PAGE: u32 = 100;

@@ -151,6 +151,10 @@ mod contract_tests {
         assert_eq!(files, 3);
         let bindings = include_str!("bindings.rs");
         let path = format!("path: \"wit/{}\",", super::CONTRACT_VERSION);
-        assert_eq!(bindings.matches(&path).count(), 4, "bindings generate from {path}");
+        assert_eq!(
+            bindings.matches(&path).count(),
+            4,
+            "bindings generate from {path}"
+        );
     }
 }

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sync::baseline::{Baseline, Link, LinkState};
+use crate::sync::mapping::ResolvedMapping;
 use crate::sync::model::{Record, RecordKey, Side, SidePair, normalise_email};
 use crate::sync::plan::{EntityInput, Observation, Observed};
-use crate::sync::mapping::ResolvedMapping;
 use crate::sync::policy::Scope;
 use crate::sync::source::{
     EntityInfo, Lookup, MapContext, Mappers, PullRequest, Source, SourceError,
@@ -104,7 +104,14 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     self.store.cursor(sync, ix, side)?
                 };
                 let (o, next) = self
-                    .listing(side, ix, infos.get(side), &mapping, container.clone(), cursor)
+                    .listing(
+                        side,
+                        ix,
+                        infos.get(side),
+                        &mapping,
+                        container.clone(),
+                        cursor,
+                    )
                     .await?;
                 *obs.get_mut(side) = o;
                 *cursors.get_mut(side) = next;
