@@ -66,6 +66,7 @@ const ENTITY_CHECKS: &[&str] = &[
     "containers",
     "pull full",
     "pull full: complete",
+    "pull full: small pages",
     "push create",
     "find by email",
     "find by marker",
@@ -81,9 +82,11 @@ const PLUGIN_CHECKS: &[&str] = &[
     "describe",
     "check",
     "check: wrong credentials -> unauthorized",
-    "error: 429 -> rate-limited",
+    "error: 429 with Retry-After -> rate-limited",
+    "error: 429 without Retry-After -> rate-limited",
     "error: 503 -> transient",
     "error: truncated JSON -> transient",
+    "error: timeout -> transient",
     "error: revoked credentials -> unauthorized",
 ];
 
@@ -264,6 +267,7 @@ async fn the_template_passes_against_a_plain_base_url_and_lists_what_it_skipped(
             ("contacts", "schema"),
             ("contacts", "schema: custom fields"),
             ("contacts", "pull full"),
+            ("contacts", "pull full: small pages"),
             ("contacts", "push create"),
             ("contacts", "find by email"),
             ("contacts", "find by marker"),
@@ -272,16 +276,19 @@ async fn the_template_passes_against_a_plain_base_url_and_lists_what_it_skipped(
             ("contacts", "push update: stale version -> conflict"),
             ("contacts", "push delete"),
             ("contacts", "pull after push"),
+            // The faults, through the kit's proxy in front of the base URL.
+            ("plugin", "error: 429 with Retry-After -> rate-limited"),
+            ("plugin", "error: 429 without Retry-After -> rate-limited"),
+            ("plugin", "error: 503 -> transient"),
+            ("plugin", "error: truncated JSON -> transient"),
+            ("plugin", "error: timeout -> transient"),
+            ("plugin", "error: revoked credentials -> unauthorized"),
         ],
     );
     for (scope, name) in [
         ("plugin", "check: restricted credentials -> forbidden"),
         ("contacts", "pull full: complete"),
         ("contacts", "pull after user edit"),
-        ("plugin", "error: 429 -> rate-limited"),
-        ("plugin", "error: 503 -> transient"),
-        ("plugin", "error: truncated JSON -> transient"),
-        ("plugin", "error: revoked credentials -> unauthorized"),
     ] {
         assert_eq!(
             outcome(&report, scope, name),

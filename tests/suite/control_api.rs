@@ -596,3 +596,79 @@ async fn the_typed_client_reads_what_the_server_serves() {
     assert_eq!((t[0].status.as_str(), t[0].links), ("paused", 0));
     daemon.shutdown(Duration::from_secs(30)).await;
 }
+
+/// The endpoints the console reads (docs/control-api.md): a plan of the next run that
+/// records no run, a person by record id or e-mail with the link's history, and the
+/// connections with their plugins and grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_person_and_connections_answer_as_documented() {
+    let (_w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    let runs = daemon.host().store().runs("s").unwrap().len();
+    let (status, preview) = api.post("/v1/syncs/s/plan").await;
+    assert_eq!(status, 200, "{preview}");
+    assert_eq!(preview["outcome"], "dry-run", "{preview}");
+    assert!(
+        preview["ops"].is_array() && preview["links"].is_u64(),
+        "{preview}"
+    );
+    assert_eq!(
+        daemon.host().store().runs("s").unwrap().len(),
+        runs,
+        "a plan records no run"
+    );
+    let link = daemon
+        .host()
+        .store()
+        .links("s")
+        .unwrap()
+        .into_iter()
+        .find(|l| l.ids.a.is_some() && l.ids.b.is_some() && l.match_key.is_some())
+        .expect("a linked pair matched on e-mail");
+    let a = link.ids.a.clone().unwrap();
+    for q in [
+        format!("a:{a}"),
+        a.clone(),
+        link.match_key.clone().unwrap().to_uppercase(),
+    ] {
+        let p = api
+            .get(&format!("/v1/syncs/s/person?q={}", urlencode(&q)))
+            .await;
+        let found = p["links"].as_array().unwrap();
+        assert!(
+            found.iter().any(|l| l["link"] == json!(link.key)),
+            "{q}: {p}"
+        );
+        let mine = found.iter().find(|l| l["link"] == json!(link.key)).unwrap();
+        assert!(
+            mine["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["link"] == json!(link.key)),
+            "{mine}"
+        );
+    }
+    let none = api.get("/v1/syncs/s/person?q=b%3Anobody").await;
+    assert_eq!(none["links"], json!([]));
+    let c = api.get("/v1/connections").await;
+    let fs = c["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "freshsales")
+        .unwrap_or_else(|| panic!("{c}"));
+    assert_eq!(fs["sha256"].as_str().unwrap().len(), 64, "{fs}");
+    assert_eq!(fs["loopback"], true, "{fs}");
+    assert!(c["budgets"].is_array());
+    // Without credentials: refused like the rest of the API.
+    let (status, _) = api
+        .call(reqwest::Method::GET, "/v1/connections", None)
+        .await;
+    assert_eq!(status, 401);
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -510,3 +510,57 @@ async fn two_daemons_sharing_a_rate_limited_account_never_exceed_its_quota() {
 
 /// The simulated accounts' quota per minute in the rate-limit test.
 const PER_MINUTE: u32 = 40;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sync_between_freshworks_accounts_costs_two_database_round_trips() {
+    // The whole idle run on PostgreSQL, connectors included (docs/fleet.md §5): the
+    // engine's read and commit. The Freshworks connectors make no storage call (their
+    // listings carry the field types in the cursor) and return none of the records they
+    // list again in the overlap unchanged, so the engine reads no link either.
+    let mut w = World::start(&[FreshsalesSuite, Freshmarketer], e2e::small(), "").await;
+    w.close();
+    let syncs = "[syncs.pair]\na = \"freshsales\"\nb = \"freshmarketer\"\nentities = \"contacts\"\ndirection = \"two-way\"\n";
+    let path = w.dir.path().join("fleet.toml");
+    std::fs::write(&path, fleet_config(syncs)).unwrap();
+    let env = w
+        .env
+        .clone()
+        .with("TANDEM_DATABASE_URL", PgServer::shared().create_database());
+    let config = tandem::config::load(&path, &env, &tandem::config::Catalog::builtin())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let host = tandem::app::Host::open(config, e2e::host_options(&env)).unwrap();
+    let opts = tandem::sync::RunOptions::default();
+    // The initial sync, then runs until one finds nothing to do.
+    for _ in 0..4 {
+        let r = host.run_sync("pair", opts.clone()).await.unwrap();
+        if e2e::totals(&r) == (0, 0, 0, 0) && r.plan.ops.is_empty() {
+            break;
+        }
+    }
+    let pg = host.store().db().postgres().unwrap().clone();
+    let counts = || {
+        let s = pg.stats();
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        // Budget leases are per block of an account's requests, not per run: apart.
+        (
+            get(&s.round_trips) - get(&s.budget_leases),
+            get(&s.rows_written) - get(&s.budget_rows_written),
+        )
+    };
+    for run in 0..3 {
+        let before = counts();
+        let r = host.run_sync("pair", opts.clone()).await.unwrap();
+        assert!(r.plan.ops.is_empty(), "an idle run: {:#?}", r.plan.ops);
+        let after = counts();
+        assert_eq!(
+            after.0 - before.0,
+            2,
+            "database round trips of idle run {run}"
+        );
+        assert_eq!(
+            after.1 - before.1,
+            2,
+            "rows written: the run and the run counter"
+        );
+    }
+}

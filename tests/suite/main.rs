@@ -3,6 +3,7 @@
 mod conformance;
 mod connectors_freshworks;
 mod connectors_google;
+mod console;
 mod control_api;
 mod demo;
 mod economy;
@@ -10,6 +11,7 @@ mod fidelity;
 mod fleet;
 mod hostile;
 mod mappers;
+mod polyglot;
 mod rate_headers;
 mod sdk;
 mod state_copy;

@@ -334,7 +334,11 @@ async fn lease_call(pg: Arc<Pg>, a: LeaseArgs) -> Result<LeaseReply, PgError> {
         .map_err(|e| pg.error(e))?;
     let granted: i32 = row.get(0);
     // The account's row, and the grant when there is one (expired grants are pruned too).
-    pg.count(1, 1 + u64::from(granted > 0));
+    let rows = 1 + u64::from(granted > 0);
+    pg.count(1, rows);
+    let stats = pg.stats();
+    stats.budget_leases.fetch_add(1, Ordering::Relaxed);
+    stats.budget_rows_written.fetch_add(rows, Ordering::Relaxed);
     Ok(LeaseReply {
         granted: granted.max(0) as u32,
         wait: row.get(1),

@@ -616,12 +616,14 @@ impl Host {
     /// Prepares and runs sync `name` once. A paused sync is not even prepared: no
     /// request goes out (connections are checked only when a sync may run).
     pub async fn run_sync(&self, name: &str, opts: RunOptions) -> Result<RunReport, HostError> {
-        if let Some(r) = self.paused_report(name)? {
+        // One read of the sync's state serves the pause check and the run.
+        let store = self.run_store(name, None)?;
+        if let Some(r) = self.paused_in(&store, name)? {
             return Ok(r);
         }
         let (_tx, rx) = watch::channel(false);
         let p = self.prepare(name, rx).await?;
-        self.run_prepared(&p, opts).await
+        self.run_in(&store, &p, opts, None).await
     }
 
     /// The report of a run of a paused sync, if `name` is paused.

@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs, file: &Path) -> anyhow::Result<()> {
     }
     match api {
         Some(addr) => eprintln!(
-            "tandem: running {syncs} sync(s); control API on http://{addr}; Ctrl-C to stop"
+            "tandem: running {syncs} sync(s); control API on http://{addr}, console on http://{addr}/console/; Ctrl-C to stop"
         ),
         None => eprintln!(
             "tandem: running {syncs} sync(s); control API off (set [daemon] token); Ctrl-C to stop"

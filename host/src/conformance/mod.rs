@@ -5,9 +5,8 @@
 //! Two kinds of target:
 //!
 //! * a **simulated account** ([`start_sandbox`]): the kit also drives the account's
-//!   control API ([`sandbox_api`]) to edit and delete records as a user would, inject 429s,
-//!   5xx and truncated bodies, and revoke credentials; and it compares a full listing
-//!   with the account's own record ids;
+//!   control API ([`sandbox_api`]) to edit and delete records as a user would and to
+//!   revoke credentials; and it compares a full listing with the account's own record ids;
 //! * a **base URL** with credentials ([`Target::base_url`]), e.g. a third party's test
 //!   account: the checks that need the control API are listed as skipped ("needs
 //!   --sandbox"), never silently dropped.
@@ -15,13 +14,16 @@
 //! The checks (see `plugins/README.md` §9 for the table authors read):
 //! `describe`, `check` with good, wrong and (simulated Freshworks) restricted
 //! credentials; per entity `schema` (well-known email, custom fields), `containers`,
-//! `pull full` (every page, page sizes, cursors; complete against the simulated account),
+//! `pull full` (every page, page sizes, cursors; complete against the simulated account;
+//! again with pages of three),
 //! `push create` / `find` (email in another case, marker, ids) / `push update` (new
 //! version, stale `if-version` → `conflict`) / `push delete` (idempotent), `pull after
 //! push` (incremental: the writes with their new versions, the deletion as a tombstone),
 //! container membership, `pull after user edit` (simulated accounts); then error
-//! mapping (429 → `rate-limited`, 503 → `transient`, truncated JSON → `transient`,
-//! revoked credentials → `unauthorized`). The records the kit creates are deleted again.
+//! mapping (429 with and without `Retry-After` → `rate-limited`, 503, truncated JSON and
+//! a timeout → `transient`, revoked credentials → `unauthorized`), injected by the kit's
+//! own proxy in front of the target's base URL ([`proxy`]), so against any target. The
+//! records the kit creates are deleted again.
 //!
 //! ```no_run
 //! # async fn demo(runtime: tandem::runtime::Runtime, plugin: std::sync::Arc<tandem::runtime::Plugin>)
@@ -38,6 +40,7 @@
 //! ```
 
 mod kit;
+pub mod proxy;
 pub mod report;
 pub mod sandbox_api;
 
@@ -55,7 +58,8 @@ pub use sandbox_api::{Fault, Flavor, SandboxApiError, SandboxControl};
 #[cfg(feature = "sandbox")]
 use crate::runtime::Secret;
 use crate::runtime::{
-    ConnectError, Connection, ConnectorClient, Credentials, Grant, Plugin, Runtime, StorageGrant,
+    ConnectError, Connection, ConnectorClient, ConnectorLimits, Credentials, Grant, Plugin,
+    Runtime, StorageGrant,
 };
 
 /// The note on checks that need a simulated account.
@@ -164,6 +168,18 @@ impl Target {
         id: &str,
         credentials: Credentials,
     ) -> Result<ConnectorClient, ConnectError> {
+        self.connect_with(runtime, plugin, id, credentials, ConnectorLimits::default())
+    }
+
+    /// [`Target::connect`] under `limits` (the timeout check waits less than the default).
+    pub fn connect_with(
+        &self,
+        runtime: &Runtime,
+        plugin: &Arc<Plugin>,
+        id: &str,
+        credentials: Credentials,
+        limits: ConnectorLimits,
+    ) -> Result<ConnectorClient, ConnectError> {
         runtime.connector(
             plugin,
             Connection {
@@ -176,12 +192,24 @@ impl Target {
                     allow_loopback: self.allow_loopback,
                     allow_private: self.allow_private,
                     storage: Some(StorageGrant::default()),
+                    limits,
                     ..Grant::default()
                 },
                 credentials,
                 budget: None,
             },
         )
+    }
+}
+
+impl Target {
+    /// The same target through `proxy`: its `base-url` is the proxy's, on loopback.
+    pub fn through(&self, proxy: &proxy::FaultProxy) -> Self {
+        let mut t = self.clone();
+        t.settings.insert("base-url".to_owned(), proxy.url());
+        t.allow_loopback = true;
+        t.control = None;
+        t
     }
 }
 

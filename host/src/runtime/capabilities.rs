@@ -3,8 +3,9 @@
 //! * **Interfaces**: before a component is instantiated its imports are checked against
 //!   an allowlist: the contract's own interfaces for its kind (mappers: `log` only) and
 //!   harmless WASI (`wasi:io`, `wasi:cli` environment/exit/std streams/terminal,
-//!   `wasi:clocks`, `wasi:random`). Filesystem, sockets, `wasi:http` and anything else
-//!   are refused. The contract version is read from the `tandem:plugin/...@X.Y.Z` names
+//!   `wasi:clocks`, `wasi:random`, and `wasi:filesystem` / `wasi:sockets`, which the
+//!   TypeScript and Python toolchains always import, linked empty: no directory, no
+//!   network, see `state.rs`). `wasi:http`, `wasi:cli/run` and anything else are refused. The contract version is read from the `tandem:plugin/...@X.Y.Z` names
 //!   and must fall in [`SUPPORTED_CONTRACT`].
 //! * **Grants**: the effective grant of a connection is the manifest's request
 //!   intersected with the operator's [`Grant`]; an empty side means nothing.
@@ -222,8 +223,17 @@ fn import_allowed(kind: PluginKind, name: &str) -> Result<(), &'static str> {
             }
             _ => Err("only environment, exit, std streams and terminal are provided"),
         },
-        "wasi:filesystem" => Err("no filesystem access; keep state in the host's storage"),
-        "wasi:sockets" => Err("no sockets; use the host's http interface"),
+        // Linked empty (no preopened directory; no TCP, UDP, name lookup or address): the
+        // TypeScript and Python toolchains import them whatever the plugin does.
+        "wasi:filesystem" => match iface {
+            "types" | "preopens" => Ok(()),
+            _ => Err("only the empty filesystem (no directories) is provided"),
+        },
+        "wasi:sockets" => match iface {
+            "network" | "instance-network" | "tcp" | "tcp-create-socket" | "udp"
+            | "udp-create-socket" | "ip-name-lookup" => Ok(()),
+            _ => Err("only the empty sockets (no network) are provided"),
+        },
         "wasi:http" => Err("use the contract's http interface, which the host polices"),
         _ => Err("not an interface of the contract or of harmless WASI"),
     }
@@ -1144,14 +1154,19 @@ mod tests {
             "wasi:cli/stderr@0.2.6",
             "wasi:clocks/wall-clock@0.2.6",
             "wasi:random/random@0.2.6",
+            // Linked empty: what componentize-js / componentize-py components import.
+            "wasi:filesystem/types@0.2.6",
+            "wasi:filesystem/preopens@0.2.0",
+            "wasi:sockets/tcp@0.2.12",
+            "wasi:sockets/ip-name-lookup@0.2.0",
         ]);
         assert_eq!(
             check_interfaces(PluginKind::Connector, &ok, &exports).unwrap(),
             Version::new(0, 1, 0)
         );
         for bad in [
-            "wasi:filesystem/types@0.2.6",
-            "wasi:sockets/tcp@0.2.6",
+            "wasi:filesystem/other@0.2.6",
+            "wasi:sockets/other@0.2.6",
             "wasi:http/outgoing-handler@0.2.6",
             "wasi:cli/run@0.2.6",
             "acme:evil/backdoor",

@@ -97,7 +97,9 @@ pub const MAX_INSTANCE_SLOTS: u32 = 10_000;
 /// Per component: the most core instances, memories and tables it may use. A component
 /// needing more is refused when it is loaded (wasmtime checks it against the pool), never
 /// in the middle of a sync. Rust components built for `wasm32-wasip2` use one memory, two
-/// tables and a few core instances; these leave room for other toolchains.
+/// tables and a few core instances; these leave room for other toolchains: the
+/// componentize-js and componentize-py components (`tests/suite/polyglot.rs`) load and run
+/// within them, their memory held to the same per-plugin limit as any other.
 const CORE_INSTANCES_PER_COMPONENT: u32 = 32;
 const MEMORIES_PER_COMPONENT: u32 = 2;
 const TABLES_PER_COMPONENT: u32 = 4;

@@ -1,10 +1,16 @@
 //! The data of one `Store` (one call), and the linkers of both worlds.
 //!
 //! Every call gets a fresh [`HostState`]: an empty WASI context (no env, no args, no
-//! preopens, stdin closed, stdout discarded, stderr into a bounded tail), the memory
-//! limiter, the CPU tick budget and, for connectors, the connection's host services.
-//! Only the harmless WASI interfaces are linked, so a component importing anything else
-//! cannot even be pre-instantiated (the import check refuses it earlier, with a message).
+//! preopens, stdin closed, stdout discarded, stderr into a bounded tail, no network), the
+//! memory limiter, the CPU tick budget and, for connectors, the connection's host services.
+//!
+//! Linked WASI: io, clocks, random, cli, and — because the TypeScript (componentize-js)
+//! and Python (componentize-py) toolchains import them whatever the plugin does —
+//! `wasi:filesystem` and `wasi:sockets` as **empty** implementations: no directory is
+//! preopened, so no file descriptor can ever exist; TCP, UDP and name lookup are disabled
+//! and every socket address is refused. Anything else (`wasi:http` above all) is not
+//! linked, so a component importing it cannot even be pre-instantiated (the import check
+//! refuses it earlier, with a message).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,7 +107,9 @@ impl HostState {
         conn: Arc<ConnectionCtx>,
     ) -> Self {
         let stderr = StderrTail::new(STDERR_TAIL_BYTES);
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let wasi = deny_all(&mut WasiCtx::builder())
+            .stderr(stderr.clone())
+            .build();
         Self::new(wasi, stderr, memory_mib, cpu_ticks, log, Some(conn))
     }
 
@@ -109,7 +117,7 @@ impl HostState {
     /// always gives the same output.
     pub(crate) fn mapper(memory_mib: u32, cpu_ticks: u64, log: LogCtx) -> Self {
         let stderr = StderrTail::new(STDERR_TAIL_BYTES);
-        let wasi = WasiCtx::builder()
+        let wasi = deny_all(&mut WasiCtx::builder())
             .stderr(stderr.clone())
             .wall_clock(FixedClock)
             .monotonic_clock(FixedClock)
@@ -154,6 +162,17 @@ impl HostState {
     }
 }
 
+/// The WASI context's network switches, all off, spelled out rather than left to the
+/// library's defaults: no TCP, no UDP, no name lookup, and every socket address refused.
+/// (No preopens, environment or arguments are added anywhere: a builder starts without.)
+fn deny_all(builder: &mut wasmtime_wasi::WasiCtxBuilder) -> &mut wasmtime_wasi::WasiCtxBuilder {
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+}
+
 const DETERMINISTIC_BYTES: [u8; 16] = *b"tandem-mapper-rn";
 
 /// A clock stopped at 2000-01-01T00:00:00Z (monotonic: 0).
@@ -192,10 +211,13 @@ impl wasmtime_wasi_io::IoView for HostState {
     }
 }
 
-/// Links the harmless WASI interfaces: io, clocks, random, cli environment/exit/std
-/// streams/terminal. No filesystem, sockets or name lookup.
+/// Links the WASI interfaces a plugin may import: io, clocks, random, cli
+/// environment/exit/std streams/terminal, and the empty filesystem and sockets (see the
+/// module's comment: over this module's WASI context they can reach nothing).
 fn add_harmless_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
+    use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
     type T = HostState;
     wasmtime_wasi_io::add_to_linker_async(l)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
@@ -213,6 +235,16 @@ fn add_harmless_wasi(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
+    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    let network = sockets::network::LinkOptions::default();
+    sockets::network::add_to_linker::<T, WasiSockets>(l, &network, T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::tcp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::udp::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(l, T::sockets)?;
     Ok(())
 }
 

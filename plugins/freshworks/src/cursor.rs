@@ -17,12 +17,18 @@
 //! checkpoint and the next run sees it. A `done` cursor that carries no checkpoint (an
 //! empty account) makes the next run a full listing.
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use tandem_sdk::Error;
 
 use crate::record::FieldTypes;
+
+/// Most records a cursor remembers as seen near its checkpoint: past that many (a burst of
+/// edits within the overlap), the rest are listed again, as without the memory.
+pub const MAX_SEEN: usize = 200;
 
 /// Cursor format version; a cursor of another version asks for a full listing.
 const VERSION: u8 = 1;
@@ -73,6 +79,20 @@ pub struct Cursor {
     /// storage has none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub types: Option<FieldTypes>,
+    /// The plugin's storage holds `types`: the full listing that learned them wrote them
+    /// (or found them there), so the next one need not read the cache to compare.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    /// Records the last run listed near its checkpoint (within the overlap the next run
+    /// lists again), by id: a hash of the app's JSON for each. The next incremental
+    /// listing does not return one whose JSON is unchanged, so that a poll that finds
+    /// nothing new hands the host no record (and costs it no read of its links).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub seen: BTreeMap<String, String>,
+    /// This listing's candidates for `seen`: (id, hash, `updated_at` in Unix seconds),
+    /// kept while its pages are read, at most [`MAX_SEEN`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<(String, String, i64)>,
     /// A page of this run stayed short after it was read again: the run's checkpoint
     /// must not move past what it may have left out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -101,6 +121,9 @@ impl Cursor {
             high: None,
             checkpoint: None,
             types: None,
+            cached: false,
+            seen: BTreeMap::new(),
+            recent: Vec::new(),
             gaps: false,
             members: None,
             whole: false,

@@ -3,7 +3,11 @@
 //!
 //! The cache is refreshed by `schema` and at the start of every full listing. Listings
 //! also carry the types in their cursor, so they need no storage; when the host grants
-//! none, finds and pushes fetch the metadata once per call.
+//! none, finds and pushes fetch the metadata once per call. Each storage call is a
+//! statement in the host's database, so a run that finds nothing new makes none: an
+//! incremental listing reads the cache only once a page has records to convert, and a
+//! full listing whose cursor says the cache already holds the types it fetched neither
+//! reads nor writes it.
 
 use serde_json::Value as Json;
 use tandem_sdk::{Error, storage};
@@ -32,6 +36,11 @@ pub fn types(client: &Client, entity: Entity) -> Result<FieldTypes, Error> {
     }
 }
 
+/// `GET settings/<entity>/fields`: the types, cached.
+pub fn types_fetched(client: &Client, entity: Entity) -> Result<FieldTypes, Error> {
+    fetch(client, entity).map(|m| schema::field_types(entity, &m))
+}
+
 /// The cached field types, if the storage has them.
 pub fn cached(entity: Entity) -> Option<FieldTypes> {
     match storage::get_json::<FieldTypes>(&key(entity)) {
@@ -43,13 +52,35 @@ pub fn cached(entity: Entity) -> Option<FieldTypes> {
     }
 }
 
+/// `GET settings/<entity>/fields` for a full listing, caching the types unless `known`
+/// (what the cursor says the cache holds) already equals them. Returns the types and
+/// whether the cache holds them now.
+pub fn refresh(
+    client: &Client,
+    entity: Entity,
+    known: Option<&FieldTypes>,
+) -> Result<(FieldTypes, bool), Error> {
+    let metadata = client.get(&format!("settings/{}/fields", entity.plural()))?;
+    let types = schema::field_types(entity, &metadata);
+    if known == Some(&types) {
+        return Ok((types, true));
+    }
+    let stored = store(entity, &types);
+    Ok((types, stored))
+}
+
 /// Writes the types only when they differ from the cached ones: a read is one statement
 /// for the host, a write several, and the metadata rarely changes between listings.
-fn store(entity: Entity, types: &FieldTypes) {
+/// Whether the cache holds them afterwards.
+fn store(entity: Entity, types: &FieldTypes) -> bool {
     if cached(entity).as_ref() == Some(types) {
-        return;
+        return true;
     }
-    if let Err(e) = storage::set_json(&key(entity), types) {
-        tandem_sdk::log::debug(&format!("cannot cache field types: {}", e.message()));
+    match storage::set_json(&key(entity), types) {
+        Ok(()) => true,
+        Err(e) => {
+            tandem_sdk::log::debug(&format!("cannot cache field types: {}", e.message()));
+            false
+        }
     }
 }

@@ -17,12 +17,21 @@
 //! than asked for while more pages follow (Freshworks does this now and then, leaving a
 //! record out) is read again with other page boundaries before the listing goes on
 //! (`complete_short_page`); a listing that stays incomplete keeps its checkpoint.
+//!
+//! An incremental listing starts `overlap-seconds` before its checkpoint (timestamps have
+//! one-second resolution: a record edited in the checkpoint's second after the listing
+//! read it has the same `updated_at`), so it lists again what the last run returned near
+//! the checkpoint. The cursor remembers those records by a hash of their JSON
+//! (`Cursor::seen`, at most `MAX_SEEN`) and such a listing returns only the ones that
+//! changed: a poll that finds nothing new hands the host no record.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
 
 use crate::api::Client;
-use crate::cursor::{Cursor, Phase};
+use crate::cursor::{Cursor, MAX_SEEN, Phase};
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
@@ -99,24 +108,106 @@ pub fn start(
                 cursor.view = previous.view;
                 cursor.checkpoint = previous.checkpoint;
                 cursor.types = previous.types;
+                cursor.cached = previous.cached;
             }
             cursor
         }
     }
 }
 
+/// The field types a listing converts records with. An incremental listing uses the
+/// ones its cursor carries (learned by the last full listing) and makes no storage call
+/// (each is a statement in the host's database); a record with a custom field they do not
+/// know says they are old: then the cache (kept by every full listing on the connection),
+/// and if it does not know the field either, the app's metadata, once per call.
+struct Types<'a> {
+    client: &'a Client,
+    entity: Entity,
+    resolved: Option<FieldTypes>,
+    /// The metadata was fetched in this call: what it does not list is a plain field.
+    fresh: bool,
+    /// What a page without records is converted with: nothing.
+    none: FieldTypes,
+}
+
+impl Types<'_> {
+    /// The types for a page of `items`, kept in `cursor` when they change.
+    fn for_page(&mut self, cursor: &mut Cursor, items: &[Json]) -> Result<&FieldTypes, Error> {
+        if items.is_empty() {
+            return Ok(&self.none);
+        }
+        if self.resolved.is_none() {
+            self.resolved = match cursor.types.clone() {
+                Some(types) => Some(types),
+                None => self.cached(cursor),
+            };
+        }
+        let unknown = |types: &FieldTypes| -> BTreeSet<String> {
+            items
+                .iter()
+                .filter_map(Json::as_object)
+                .flat_map(|o| types.unknown_custom(o))
+                .map(str::to_owned)
+                .collect()
+        };
+        let stale = self
+            .resolved
+            .as_ref()
+            .is_none_or(|t| !unknown(t).is_empty());
+        if stale && !self.fresh {
+            let known = self.cached(cursor).filter(|t| unknown(t).is_empty());
+            self.resolved = match known {
+                Some(types) => Some(types),
+                None => {
+                    self.fresh = true;
+                    cursor.cached = false;
+                    Some(meta::types_fetched(self.client, self.entity)?)
+                }
+            };
+        }
+        let mut types = self.resolved.take().unwrap_or_default();
+        if self.fresh {
+            // Fields the app lists on records but not in its metadata are plain ones:
+            // remembered, so that the next run does not fetch the metadata for them again
+            // (the cache, which holds the metadata's, then differs from the cursor's).
+            let extra = unknown(&types);
+            if !extra.is_empty() {
+                types.custom.extend(extra);
+                cursor.cached = false;
+            }
+        }
+        if cursor.types.as_ref() != Some(&types) {
+            cursor.types = Some(types.clone());
+        }
+        Ok(self.resolved.insert(types))
+    }
+
+    /// The cached types, noting in `cursor` that the cache holds what it now carries.
+    fn cached(&self, cursor: &mut Cursor) -> Option<FieldTypes> {
+        let types = meta::cached(self.entity)?;
+        cursor.cached = true;
+        Some(types)
+    }
+}
+
 /// Fetches pages from `cursor` until a page can be returned.
 fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Error> {
-    let types = if cursor.phase == Phase::Full && cursor.page == 1 {
-        let metadata = meta::fetch(client, entity)?;
-        crate::schema::field_types(entity, &metadata)
-    } else {
-        match meta::cached(entity).or_else(|| cursor.types.clone()) {
-            Some(types) => types,
-            None => meta::types(client, entity)?,
-        }
+    let overlap = client.settings().overlap_secs;
+    let mut types = Types {
+        client,
+        entity,
+        resolved: None,
+        fresh: false,
+        none: FieldTypes::default(),
     };
-    cursor.types = Some(types.clone());
+    if cursor.phase == Phase::Full && cursor.page == 1 {
+        let known = cursor.types.as_ref().filter(|_| cursor.cached);
+        let (fresh, cached) = meta::refresh(client, entity, known)?;
+        cursor.types = Some(fresh.clone());
+        cursor.cached = cached;
+        types.resolved = Some(fresh);
+        types.fresh = true;
+    }
     let mut records = Vec::new();
     let mut deleted = Vec::new();
     loop {
@@ -129,7 +220,8 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
                 if cursor.page == 1 && cursor.list.is_some() {
                     check_members(client.settings(), &mut cursor, listing.total);
                 }
-                let step = listing_step(&mut cursor, &listing, &types)?;
+                let page_types = types.for_page(&mut cursor, &listing.items)?;
+                let step = listing_step(&mut cursor, &listing, page_types, overlap)?;
                 records.extend(step.records);
                 deleted.extend(step.deleted);
                 if !step.last {
@@ -137,7 +229,7 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
                     return Ok(Page::more(records, cursor.encode()).with_deleted(deleted));
                 }
                 if cursor.phase == Phase::Full {
-                    return Ok(finish(cursor, records, deleted));
+                    return Ok(finish(cursor, records, deleted, overlap));
                 }
                 cursor.phase = Phase::Deleted;
                 cursor.page = 1;
@@ -158,15 +250,27 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
                     cursor.page += 1;
                     return Ok(Page::more(records, cursor.encode()).with_deleted(deleted));
                 }
-                return Ok(finish(cursor, records, deleted));
+                return Ok(finish(cursor, records, deleted, overlap));
             }
-            Phase::Done => return Ok(finish(cursor, records, deleted)),
+            Phase::Done => return Ok(finish(cursor, records, deleted, overlap)),
         }
     }
 }
 
-/// The last page of a run: the checkpoint for the next one.
-fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>) -> Page {
+/// A stable hash of an API object (its JSON text, keys sorted): equal while the app
+/// returns the same content.
+fn json_hash(item: &Json) -> String {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    // `DefaultHasher::new` has fixed keys: the same hash for the same text in every call
+    // of one build. A build that hashes otherwise only lists the overlap once more.
+    let mut h = DefaultHasher::new();
+    item.to_string().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// The last page of a run: the checkpoint for the next one, and the records near it that
+/// the next run need not return again unless they changed.
+fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>, overlap: i64) -> Page {
     // A listing with a page that stayed short is not trusted: the checkpoint stays where
     // the run started (none after a full listing), so the next run lists the same span
     // again (in full after a full listing) instead of skipping what was left out.
@@ -177,6 +281,20 @@ fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>) -> Page {
     } else {
         instant::later(cursor.high.clone(), cursor.checkpoint.clone())
     };
+    // What the next run lists again: from its checkpoint less the overlap.
+    let from = checkpoint
+        .as_deref()
+        .and_then(instant::parse)
+        .map(|c| c.unix_timestamp() - overlap);
+    let mut cursor = cursor;
+    let seen = match from {
+        Some(from) => std::mem::take(&mut cursor.recent)
+            .into_iter()
+            .filter(|(_, _, at)| *at >= from)
+            .map(|(id, hash, _)| (id, hash))
+            .collect(),
+        None => Default::default(),
+    };
     let done = Cursor {
         phase: Phase::Done,
         page: 1,
@@ -185,6 +303,8 @@ fn finish(cursor: Cursor, records: Vec<Record>, deleted: Vec<String>) -> Page {
         checkpoint,
         gaps: false,
         whole: false,
+        seen,
+        recent: Vec::new(),
         ..cursor
     };
     Page::last(records, Some(done.encode())).with_deleted(deleted)
@@ -245,6 +365,7 @@ pub fn listing_step(
     cursor: &mut Cursor,
     listing: &Listing,
     types: &FieldTypes,
+    overlap: i64,
 ) -> Result<Step, Error> {
     let window = cursor.window.as_deref().and_then(instant::parse);
     let windowed = cursor.phase == Phase::Changes && !cursor.whole;
@@ -266,10 +387,31 @@ pub fn listing_step(
         if windowed && past_window {
             continue;
         }
+        let hash = json_hash(item);
+        if let Some(u) = updated
+            && cursor.recent.len() < MAX_SEEN
+        {
+            cursor
+                .recent
+                .push((record.id.clone(), hash.clone(), u.unix_timestamp()));
+        }
+        // Listed again only because of the overlap, and unchanged since the last run
+        // returned it: nothing new for the host. Only in a windowed listing: a complete
+        // one (full, or a list read whole) must return every record in scope.
+        if windowed && cursor.seen.get(&record.id) == Some(&hash) {
+            continue;
+        }
         step.records.push(record);
     }
     if cursor.page == 1 {
         cursor.high = page_high;
+    }
+    // Only what the next run lists again can be remembered: from this run's newest less
+    // the overlap (the checkpoint is not older). Pages come newest first, so the rest of a
+    // long listing adds nothing here and its cursors stay small.
+    if let Some(high) = cursor.high.as_deref().and_then(instant::parse) {
+        let from = high.unix_timestamp() - overlap;
+        cursor.recent.retain(|(_, _, at)| *at >= from);
     }
     // `past_window` is the last record's: the page reached past the window start.
     step.last = listing.items.is_empty()
@@ -543,15 +685,66 @@ mod tests {
                 .checkpoint
         };
         assert_eq!(
-            checkpoint(finish(cursor.clone(), vec![], vec![])).as_deref(),
+            checkpoint(finish(cursor.clone(), vec![], vec![], 120)).as_deref(),
             Some("2024-06-01T11:00:00Z")
         );
         cursor.gaps = true;
-        let done = finish(cursor.clone(), vec![], vec![]);
+        let done = finish(cursor.clone(), vec![], vec![], 120);
         let decoded = Cursor::decode(done.next_cursor.as_deref().unwrap()).unwrap();
         assert_eq!(decoded.checkpoint.as_deref(), Some("2024-06-01T10:00:00Z"));
         assert!(!decoded.gaps, "the next run starts clean");
         cursor.phase = Phase::Full;
-        assert_eq!(checkpoint(finish(cursor, vec![], vec![])), None);
+        assert_eq!(checkpoint(finish(cursor, vec![], vec![], 120)), None);
+    }
+
+    #[test]
+    fn the_cursor_remembers_only_what_the_next_run_lists_again() {
+        // A full listing's first page, newest first, one record a minute: with an overlap
+        // of 120 s the next run lists again the records of the last two minutes.
+        let items: Vec<Json> = (0..10)
+            .map(|i| {
+                json!({"id": i, "email": format!("p{i}@example.com"),
+                       "updated_at": format!("2024-06-01T10:{:02}:00Z", 50 - i)})
+            })
+            .collect();
+        let listing = Listing {
+            items,
+            total_pages: Some(1),
+            total: Some(10),
+        };
+        let mut cursor = Cursor::full("contacts", None, 100);
+        let step = listing_step(&mut cursor, &listing, &FieldTypes::default(), 120).unwrap();
+        assert_eq!(
+            step.records.len(),
+            10,
+            "a full listing returns every record"
+        );
+        let done = finish(cursor, step.records, vec![], 120);
+        let next = Cursor::decode(done.next_cursor.as_deref().unwrap()).unwrap();
+        assert_eq!(next.checkpoint.as_deref(), Some("2024-06-01T10:50:00Z"));
+        assert_eq!(
+            next.seen.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["0", "1", "2"]
+        );
+        assert!(next.recent.is_empty());
+
+        // The next run lists them again: unchanged ones are not returned, a changed one is.
+        let mut again = start(Some(next), false, Entity::Contacts, None, 100, 120);
+        let mut relisted = listing.items[..4].to_vec();
+        relisted[1]["job_title"] = json!("Changed");
+        let listing = Listing {
+            items: relisted,
+            total_pages: Some(1),
+            total: Some(4),
+        };
+        let step = listing_step(&mut again, &listing, &FieldTypes::default(), 120).unwrap();
+        assert_eq!(
+            step.records
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            ["1"]
+        );
+        assert!(step.last, "the page reached past the window");
     }
 }

@@ -45,6 +45,24 @@ pub struct FieldTypes {
     /// Number fields (sometimes sent as numeric strings).
     #[serde(default)]
     pub numbers: BTreeSet<String>,
+    /// Every custom field (`cf_…`) the metadata listed: a record carrying another one
+    /// says these types are older than the account's fields.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub custom: BTreeSet<String>,
+}
+
+impl FieldTypes {
+    /// The custom fields of `object` these types do not know.
+    pub fn unknown_custom<'a>(&self, object: &'a Map<String, Json>) -> Vec<&'a str> {
+        match object.get("custom_field") {
+            Some(Json::Object(custom)) => custom
+                .keys()
+                .filter(|k| !self.custom.contains(k.as_str()))
+                .map(String::as_str)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Marketing consent: Freshworks `subscription_status` as the contract's `consent` text.
@@ -522,6 +540,7 @@ mod tests {
             multi: ["cf_days".to_owned(), "cf_interests".to_owned()].into(),
             dates: ["cf_renewal".to_owned()].into(),
             numbers: ["cf_seats".to_owned()].into(),
+            ..FieldTypes::default()
         }
     }
 

@@ -258,6 +258,9 @@ pub fn field_types(entity: Entity, metadata: &Json) -> FieldTypes {
         let Some(name) = record_name(entity, entry) else {
             continue;
         };
+        if entry.get("default").and_then(Json::as_bool) == Some(false) {
+            types.custom.insert(name.clone());
+        }
         match entry.get("type").and_then(Json::as_str).unwrap_or("") {
             "multi_select_dropdown" => {
                 types.multi.insert(name);

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use tandem_freshworks::cursor::Cursor;
 
 use axum::Router;
 use axum::body::Body;
@@ -360,15 +361,21 @@ fn suite_full_then_incremental() {
         [removed.to_string()]
     );
 
-    // Nothing changes: the run still costs 2 requests and lists again only what changed
-    // within the overlap before the checkpoint (the user's two writes), nothing older.
+    // Nothing changes: the run still costs 2 requests and lists again what changed within
+    // the overlap before the checkpoint (the user's two writes), but returns neither: the
+    // cursor remembers them as they were returned, and they have not changed since.
     sandbox.advance(3600);
-    let (again, _) = pull_all(App::Freshsales, "contacts", None, checkpoint, false);
+    let (again, checkpoint) = pull_all(App::Freshsales, "contacts", None, checkpoint, false);
     assert_eq!(sandbox.take_count(), 2);
-    assert_eq!(
-        ids(&again),
-        BTreeSet::from([edited.to_string(), created.clone()])
+    assert_eq!(ids(&again), BTreeSet::new());
+    // The memory lasts while they stay in the overlap; an edit to one returns it.
+    sandbox.control(
+        "PATCH",
+        &format!("/records/contacts/{edited}"),
+        Some(json!({"job_title": "Chief Sync Officer"})),
     );
+    let (again, _) = pull_all(App::Freshsales, "contacts", None, checkpoint, false);
+    assert_eq!(ids(&again), BTreeSet::from([edited.to_string()]));
 }
 
 /// Short and slightly unordered pages (what Syncari saw) lose nothing, also when every
@@ -400,6 +407,90 @@ fn full_listings_rewrite_the_field_type_cache_only_when_it_changed() {
             .unwrap()
             .is_some()
     );
+}
+
+#[test]
+fn listings_that_find_nothing_new_make_no_storage_call() {
+    // Each storage call is a statement in the host's database: an idle run must make none.
+    let sandbox = Sandbox::start(AccountKind::FreshsalesSuite, 3, json!({}));
+    let (_, cursor) = pull_all(App::Freshsales, "contacts", None, None, true);
+    let reads = testing::storage_reads();
+    let (_, cursor) = pull_all(App::Freshsales, "contacts", None, cursor, false);
+    assert_eq!(
+        testing::storage_reads(),
+        reads,
+        "no change, no storage call"
+    );
+
+    // A full listing whose cursor says the cache holds the types it fetched leaves it be.
+    let writes = testing::storage_writes();
+    let (_, cursor) = pull_all(App::Freshsales, "contacts", None, cursor, true);
+    assert_eq!(
+        (testing::storage_reads(), testing::storage_writes()),
+        (reads, writes),
+        "the same metadata again, no storage call"
+    );
+
+    // A changed record is converted with the cached types: one read.
+    sandbox.advance(60);
+    let id = sandbox.live("contacts")[0]["id"].to_string();
+    sandbox.control(
+        "PATCH",
+        &format!("/records/contacts/{id}"),
+        Some(json!({"city": "Lyon"})),
+    );
+    let (pages, _) = pull_all(App::Freshsales, "contacts", None, cursor.clone(), false);
+    assert!(ids(&pages).contains(&id), "the edit is listed");
+    assert_eq!(
+        testing::storage_reads(),
+        reads,
+        "the cursor's types know its fields"
+    );
+
+    // A cursor whose types predate a custom field that records carry (the admin added it
+    // since the last full listing): the cache is read, and it knows the field.
+    let forget = |cursor: &Option<String>| {
+        let mut c = Cursor::decode(cursor.as_deref().unwrap()).unwrap();
+        let types = c.types.as_mut().unwrap();
+        let field = types
+            .custom
+            .pop_first()
+            .expect("the account has custom fields");
+        (Some(c.encode()), field)
+    };
+    let (older, field) = forget(&cursor);
+    sandbox.take_count();
+    let (_, newer) = pull_all(App::Freshsales, "contacts", None, older.clone(), false);
+    assert_eq!(testing::storage_reads(), reads + 1, "one read of the cache");
+    assert_eq!(sandbox.take_count(), 2, "no metadata request");
+    let learned = Cursor::decode(newer.as_deref().unwrap())
+        .unwrap()
+        .types
+        .unwrap();
+    assert!(
+        learned.custom.contains(&field),
+        "the cursor learns the field"
+    );
+    // Neither the cursor nor the cache knows it: the metadata is fetched again, once.
+    tandem_sdk::storage::delete("field-types/contacts").unwrap();
+    pull_all(App::Freshsales, "contacts", None, older, false);
+    assert_eq!(
+        sandbox.take_count(),
+        3,
+        "the view page, the metadata, the deleted search"
+    );
+    assert!(
+        tandem_sdk::storage::get("field-types/contacts")
+            .unwrap()
+            .is_some()
+    );
+
+    // An empty account is listed in full every run: after the first, no storage call.
+    let _empty = Sandbox::start(AccountKind::FreshsalesSuite, 0, json!({}));
+    let (_, cursor) = pull_all(App::Freshsales, "contacts", None, None, true);
+    let calls = (testing::storage_reads(), testing::storage_writes());
+    pull_all(App::Freshsales, "contacts", None, cursor, false);
+    assert_eq!((testing::storage_reads(), testing::storage_writes()), calls);
 }
 
 #[test]
@@ -473,7 +564,9 @@ fn ties_at_the_checkpoint_are_listed_again() {
     );
     let (pages, _) = pull_all(App::Freshsales, "contacts", None, checkpoint, false);
     let seen = ids(&pages);
-    for id in &tied {
+    // The first was returned by the last run and has not changed since: not again.
+    assert!(!seen.contains(&tied[0].to_string()), "{seen:?}");
+    for id in &tied[1..] {
         assert!(
             seen.contains(&id.to_string()),
             "{id} at the boundary was lost: {seen:?}"

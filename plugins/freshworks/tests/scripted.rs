@@ -211,7 +211,7 @@ fn full_listing_pages_and_checkpoints() {
 /// (2 requests; the view id and field types are remembered).
 #[test]
 fn incremental_run_stops_at_the_window_and_lists_deletions() {
-    // A checkpoint from a previous run, and field types cached by it. Pages of 4, so
+    // A checkpoint from a previous run. Pages of 4, so
     // that the first page below is full while 40 more follow.
     let previous = json!({"v": 1, "entity": "contacts", "phase": "done", "page": 1, "per_page": 4,
                           "view": "12", "checkpoint": "2024-05-01T10:00:00Z"});
@@ -226,11 +226,13 @@ fn incremental_run_stops_at_the_window_and_lists_deletions() {
         {"attribute": "deleted", "operator": "is", "value": 1},
         {"attribute": "updated_at", "operator": "is_after", "value": "2024-05-01T09:58:00Z"}],
         "sort": "updated_at", "sort_type": "desc"});
+    // Neither the cursor nor the storage has field types: the metadata is fetched once
+    // the first page has records to convert.
     let steps = script(
         &[],
         vec![
-            get("settings/contacts/fields", fields_metadata()),
             get(&view4(1), listing),
+            get("settings/contacts/fields", fields_metadata()),
             post(
                 "filtered_search/contact?page=1&per_page=4",
                 deleted_query,
@@ -331,7 +333,7 @@ fn stale_view_is_resolved_again() {
     let steps = script(
         &[],
         vec![
-            get("settings/contacts/fields", fields_metadata()),
+            // An empty listing converts nothing: no field metadata is fetched.
             step(
                 Method::Get,
                 "contacts/view/99?*",

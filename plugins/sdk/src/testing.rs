@@ -29,6 +29,7 @@ struct State {
     config: BTreeMap<String, String>,
     storage: BTreeMap<String, Vec<u8>>,
     storage_writes: usize,
+    storage_reads: usize,
     http: Option<Handler>,
     requests: Vec<Request>,
     logs: Vec<(Level, String)>,
@@ -66,6 +67,13 @@ pub fn requests() -> Vec<Request> {
 /// in the host each is a write to its state, so a plugin should not repeat them idly.
 pub fn storage_writes() -> usize {
     STATE.with(|s| s.borrow().storage_writes)
+}
+
+/// The storage reads (gets and key listings) made on this thread since the last
+/// [`reset`]: in the host each is a statement too, so a call that finds nothing new should
+/// make none.
+pub fn storage_reads() -> usize {
+    STATE.with(|s| s.borrow().storage_reads)
 }
 
 /// The log lines written on this thread since the last [`reset`].
@@ -118,7 +126,11 @@ pub(crate) mod storage {
 
     pub fn get(key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         check(key)?;
-        Ok(STATE.with(|s| s.borrow().storage.get(key).cloned()))
+        Ok(STATE.with(|s| {
+            let mut state = s.borrow_mut();
+            state.storage_reads += 1;
+            state.storage.get(key).cloned()
+        }))
     }
 
     pub fn set(key: &str, value: &[u8]) -> Result<(), StorageError> {
@@ -146,7 +158,8 @@ pub(crate) mod storage {
         limit: u32,
     ) -> Result<KeyPage, StorageError> {
         STATE.with(|s| {
-            let state = s.borrow();
+            let mut state = s.borrow_mut();
+            state.storage_reads += 1;
             let mut keys: Vec<String> = state
                 .storage
                 .keys()

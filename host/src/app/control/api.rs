@@ -26,6 +26,14 @@ pub const DISCONNECT: &str = "/v1/syncs/{name}/disconnect";
 pub const RESOLVE: &str = "/v1/syncs/{name}/resolve";
 /// Every account budget: `GET`.
 pub const BUDGETS: &str = "/v1/budgets";
+/// A dry run of the next run ([`PlanQuery`]; answer [`Preview`]): `POST`, since it
+/// reads both apps and spends their request budgets.
+pub const PLAN: &str = "/v1/syncs/{name}/plan";
+/// The linked pairs of a person and what the sync wrote to them ([`PersonQuery`];
+/// answer [`Person`]): `GET`.
+pub const PERSON: &str = "/v1/syncs/{name}/person";
+/// Every connection's plugin, grants and budget ([`Connections`]): `GET`.
+pub const CONNECTIONS: &str = "/v1/connections";
 
 /// `pattern` (one of the paths above) for sync `name`.
 pub fn path(pattern: &str, name: &str) -> String {
@@ -156,6 +164,136 @@ pub struct Resolved {
 pub struct Budgets {
     /// One per app account.
     pub budgets: Vec<BudgetSnapshot>,
+}
+
+/// The query of [`PLAN`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanQuery {
+    /// List everything again.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// The answer to [`PLAN`]: what the next run would do, written nowhere.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    /// The sync.
+    pub sync: String,
+    /// `dry-run`, or `paused` (nothing was read).
+    pub outcome: String,
+    /// The breaker would halt the run: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub halted: Option<String>,
+    /// Writes the breaker would withhold.
+    pub withheld: usize,
+    /// The writes, in the order the run would send them.
+    pub ops: Vec<PreviewOp>,
+    /// Records left alone, with the reason.
+    pub skips: Vec<PreviewNote>,
+    /// Fields both sides changed, and what was decided.
+    pub conflicts: Vec<PreviewNote>,
+    /// Ambiguous matches it would report.
+    pub ambiguous: Vec<PreviewNote>,
+    /// New links between records not linked yet.
+    pub links: usize,
+}
+
+/// One planned write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewOp {
+    /// The side written: `a` or `b`.
+    pub side: String,
+    /// `create`, `update`, `delete`, `add-to-list`, `remove-from-list`.
+    pub kind: String,
+    /// The target entity.
+    pub entity: String,
+    /// The link.
+    pub link: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// A record and what the plan says of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewNote {
+    /// The record (`a:ID`, `b:ID`), link or e-mail concerned.
+    pub subject: String,
+    /// What and why.
+    pub detail: String,
+}
+
+/// The query of [`PERSON`]: an e-mail or a record id (`ID`, `a:ID` or `b:ID`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonQuery {
+    /// What to look for.
+    pub q: String,
+}
+
+/// The answer to [`PERSON`]: the links that match, at most [`PERSON_LIMIT`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    /// The sync.
+    pub sync: String,
+    /// The matching links.
+    pub links: Vec<PersonLink>,
+}
+
+/// Links shown at most by [`PERSON`].
+pub const PERSON_LIMIT: usize = 20;
+
+/// One linked pair, its fields as last synced and its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonLink {
+    /// The link's id.
+    pub link: String,
+    /// Its records (`a:ID`, `b:ID`).
+    pub records: Vec<String>,
+    /// `linked`, `detached`, `quarantined`…
+    pub state: String,
+    /// The e-mail it was matched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Each field pair and the value both sides agreed on last.
+    pub fields: Vec<(String, serde_json::Value)>,
+    /// Every logged event of the link, oldest first: what the sync wrote, which side
+    /// won and why.
+    pub history: Vec<crate::sync::state::Event>,
+}
+
+/// The answer to [`CONNECTIONS`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Connections {
+    /// In name order.
+    pub connections: Vec<ConnectionInfo>,
+    /// One per app account.
+    pub budgets: Vec<BudgetSnapshot>,
+}
+
+/// One connection: its plugin and what the operator granted it. No settings values,
+/// no credentials.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub name: String,
+    /// The plugin entry (`[plugins.NAME]`).
+    pub plugin: String,
+    /// The plugin's own name and version, once loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The SHA-256 of its component, once loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why it could not be loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// `builtin` or `file`.
+    pub source: String,
+    /// The HTTP origins granted.
+    pub origins: Vec<String>,
+    /// Loopback addresses granted.
+    pub loopback: bool,
+    /// Private networks granted.
+    pub private_networks: bool,
 }
 
 /// Every error answer: one line saying what to do.

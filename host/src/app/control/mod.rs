@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod client;
+mod console;
 mod server;
 
 use std::future::Future;

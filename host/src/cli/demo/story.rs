@@ -972,6 +972,22 @@ pub(super) fn epilogue(
     ] {
         writeln!(out, "  {cmd}")?;
     }
+    if serving {
+        // The daemon serves the operator console on its control API's address.
+        let cfg = &demo.resolved.daemon;
+        let token = match cfg.token.as_ref().map(|t| &t.source) {
+            Some(crate::config::SecretSource::File(p)) => p.display().to_string(),
+            _ => "the file `[daemon] token` names".into(),
+        };
+        writeln!(
+            out,
+            "\nThe operator console (docs/console.md): start the daemon in another terminal,\n  \
+             tandem run --config {config}\n\
+             then open http://{}/console/ and sign in with the control token in\n  {token}\n\
+             (the demo's own, fake like every credential here).",
+            cfg.listen
+        )?;
+    }
     Ok(())
 }
 

@@ -50,10 +50,12 @@ const TEST_HELP_SANDBOX: &str = "Examples:\n  \
     Checks: describe; check with good and wrong credentials; per entity: schema\n\
     (well-known email, custom fields), containers, pull of every page, push\n\
     create/update/delete, find by email/marker/ids, pull again (incremental: new versions,\n\
-    tombstones), container membership, and with --sandbox: the listing against the\n\
-    account's records, a user's edit and deletion, 429/503/truncated replies and revoked\n\
-    credentials mapped to the contract's errors. Against a base URL the checks that need\n\
-    the simulated account's control API are listed as skipped. The records the kit creates\n\
+    tombstones), container membership; 429s with and without Retry-After, 503,\n\
+    truncated and late answers and revoked credentials mapped to the contract's errors\n\
+    (injected by a proxy the kit starts on loopback in front of the base URL); and with\n\
+    --sandbox: the listing against the account's records, a user's edit and deletion.\n\
+    Against a base URL the checks that need the simulated account's control API are\n\
+    listed as skipped. The records the kit creates\n\
     are deleted again. Exit status 1 when any check fails.";
 
 /// `tandem plugin test --help` in a build without the simulated accounts.

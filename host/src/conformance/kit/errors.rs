@@ -1,37 +1,101 @@
-//! Error mapping: faults injected through the control API must map to the contract's
-//! variants.
+//! Error mapping: the faults an app answers with must map to the contract's variants. The
+//! kit injects them with its own proxy in front of the target's base URL
+//! ([`crate::conformance::proxy`]), so they run against any API; a simulated account also
+//! revokes the credentials for real through its control API.
 
-use crate::conformance::NEEDS_SANDBOX;
-use crate::conformance::sandbox_api::Fault;
+use std::time::Duration;
+
+use axum::http::HeaderName;
+
+use crate::conformance::proxy::{FaultProxy, ProxyFault};
 use crate::runtime::client::describe_plugin_error;
+use crate::runtime::manifest::AuthProfile;
 use crate::runtime::types::{EntityInfo, Error as PluginError, PullRequest};
-use crate::runtime::{CallError, ConnectorClient};
+use crate::runtime::{CallError, ConnectorClient, ConnectorLimits};
 
 use super::{Kit, PLUGIN};
 
+/// The wait the kit's 429 asks for.
+const RETRY_AFTER_SECS: u32 = 7;
+/// How long the timeout check's connection waits for an answer, and how long the proxy
+/// holds one back.
+const KIT_HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+const STALL: Duration = Duration::from_secs(6);
+
+const REVOKED: &str = "error: revoked credentials -> unauthorized";
+
 impl<'a> Kit<'a> {
-    /// Faults injected through the control API must map to the contract's variants.
+    /// The faults, injected on the first entity's full listing (and `check`).
     pub(super) async fn error_mapping(&mut self, client: &ConnectorClient, entity: &EntityInfo) {
         let cases = [
             (
-                "error: 429 -> rate-limited",
-                Fault::RateLimited,
+                "error: 429 with Retry-After -> rate-limited",
+                ProxyFault::RateLimited {
+                    retry_after: Some(RETRY_AFTER_SECS),
+                },
                 "rate-limited",
             ),
-            ("error: 503 -> transient", Fault::Unavailable, "transient"),
+            (
+                "error: 429 without Retry-After -> rate-limited",
+                ProxyFault::RateLimited { retry_after: None },
+                "rate-limited",
+            ),
+            (
+                "error: 503 -> transient",
+                ProxyFault::Unavailable,
+                "transient",
+            ),
             (
                 "error: truncated JSON -> transient",
-                Fault::Truncated,
+                ProxyFault::Truncated,
+                "transient",
+            ),
+            (
+                "error: timeout -> transient",
+                ProxyFault::Stall(STALL),
                 "transient",
             ),
         ];
-        const REVOKED: &str = "error: revoked credentials -> unauthorized";
-        let Some(control) = self.control() else {
-            for (name, _, _) in cases {
-                self.skip(PLUGIN, name, NEEDS_SANDBOX);
+        let Some(base) = self.target.settings.get("base-url").cloned() else {
+            for (name, _, _) in &cases {
+                self.skip(
+                    PLUGIN,
+                    name,
+                    "the target has no base-url: give one (--base-url) so that the kit's fault proxy can stand in front of it",
+                );
             }
-            self.skip(PLUGIN, REVOKED, NEEDS_SANDBOX);
+            self.revoked(client, None).await;
             return;
+        };
+        let proxy = match FaultProxy::start(&base).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.row(PLUGIN, "error mapping", Err(e.to_string()));
+                return;
+            }
+        };
+        let through = self.target.through(&proxy);
+        let connect = |limits: ConnectorLimits| {
+            through.connect_with(
+                self.runtime,
+                self.plugin,
+                "conformance-faults",
+                self.target.credentials.clone(),
+                limits,
+            )
+        };
+        let (proxied, impatient) = match (
+            connect(ConnectorLimits::default()),
+            connect(ConnectorLimits {
+                http_timeout: KIT_HTTP_TIMEOUT,
+                ..ConnectorLimits::default()
+            }),
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                self.row(PLUGIN, "error mapping", Err(e.to_string()));
+                return;
+            }
         };
         let request = PullRequest {
             entity: entity.name.clone(),
@@ -41,41 +105,110 @@ impl<'a> Kit<'a> {
             page_size: entity.max_page_size,
         };
         for (name, fault, wanted) in cases {
-            let result = async {
-                control.clear_faults().await.map_err(|e| e.to_string())?;
-                control.inject(fault).await.map_err(|e| e.to_string())?;
-                let outcome = client.pull(&request).await;
-                control.clear_faults().await.map_err(|e| e.to_string())?;
-                match outcome {
-                    Ok(_) => Err(format!(
-                        "pull succeeded although its first request to {} got the fault",
-                        control.api_prefix()
-                    )),
-                    Err(e) => expect_variant(&e, wanted),
-                }
+            let stall = matches!(fault, ProxyFault::Stall(_));
+            let client = if stall { &impatient } else { &proxied };
+            let before = proxy.requests();
+            proxy.set(Some(fault.clone()));
+            let outcome = client.pull(&request).await;
+            proxy.set(None);
+            if proxy.requests() == before {
+                self.skip(
+                    PLUGIN,
+                    name,
+                    "the plugin sent no request to its base-url setting, so the kit's fault proxy saw none: run the kit against --sandbox",
+                );
+                continue;
             }
-            .await;
+            let result = match outcome {
+                Ok(_) => Err(format!(
+                    "pull succeeded although every request to {base} got the fault"
+                )),
+                Err(e) => expect_variant(&e, wanted).and_then(|d| match &fault {
+                    ProxyFault::RateLimited {
+                        retry_after: Some(secs),
+                    } => expect_retry_after(&e, *secs).map(|()| d),
+                    _ => Ok(d),
+                }),
+            };
             self.row(PLUGIN, name, result.map(|d| format!("pull: {d}")));
         }
-        let result = async {
-            control
-                .revoke_credentials()
-                .await
-                .map_err(|e| e.to_string())?;
-            let outcome = client.check().await;
-            control
-                .restore_credentials()
-                .await
-                .map_err(|e| e.to_string())?;
-            match outcome {
-                Ok(_) => {
-                    Err("check succeeded after the account revoked the credentials".to_owned())
-                }
-                Err(e) => expect_variant(&e, "unauthorized"),
+        self.revoked(&proxied, Some(&proxy)).await;
+    }
+
+    /// `check` with revoked credentials: revoked by the simulated account itself, or,
+    /// against a plain base URL, spoiled by the proxy on their way (the app then answers
+    /// as it does to revoked ones).
+    async fn revoked(&mut self, proxied: &ConnectorClient, proxy: Option<&FaultProxy>) {
+        let result = if let Some(control) = self.control() {
+            let direct = match self.target.connect(
+                self.runtime,
+                self.plugin,
+                "conformance-revoked",
+                self.target.credentials.clone(),
+            ) {
+                Ok(c) => c,
+                Err(e) => return self.row(PLUGIN, REVOKED, Err(e.to_string())),
+            };
+            async {
+                control
+                    .revoke_credentials()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let outcome = direct.check().await;
+                control
+                    .restore_credentials()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                checked_unauthorized(outcome)
             }
-        }
-        .await;
+            .await
+        } else if let Some(proxy) = proxy {
+            let header = match &self.plugin.manifest().auth {
+                Some(AuthProfile::ApiKey { header, .. }) => header.to_ascii_lowercase(),
+                Some(_) => "authorization".to_owned(),
+                None => {
+                    return self.skip(
+                        PLUGIN,
+                        REVOKED,
+                        "the manifest declares no auth profile: the host attaches no credential to spoil",
+                    );
+                }
+            };
+            let Ok(header) = HeaderName::try_from(header) else {
+                return self.skip(PLUGIN, REVOKED, "the auth header is not a header name");
+            };
+            proxy.set(Some(ProxyFault::WrongCredential(header)));
+            let outcome = proxied.check().await;
+            proxy.set(None);
+            checked_unauthorized(outcome)
+        } else {
+            return self.skip(
+                PLUGIN,
+                REVOKED,
+                "needs a base-url for the kit's proxy, or --sandbox",
+            );
+        };
         self.row(PLUGIN, REVOKED, result.map(|d| format!("check: {d}")));
+    }
+}
+
+fn checked_unauthorized<T>(outcome: Result<T, CallError>) -> Result<String, String> {
+    match outcome {
+        Ok(_) => Err("check succeeded with revoked credentials".to_owned()),
+        Err(e) => expect_variant(&e, "unauthorized"),
+    }
+}
+
+/// A 429's `Retry-After` reaches the host: the error carries the app's wait.
+fn expect_retry_after(error: &CallError, secs: u32) -> Result<(), String> {
+    let wanted = u64::from(secs) * 1000;
+    match error.plugin_error() {
+        Some(PluginError::RateLimited(info)) if info.retry_after_ms == Some(wanted) => Ok(()),
+        Some(PluginError::RateLimited(info)) => Err(format!(
+            "the app said `Retry-After: {secs}`, the error carries retry-after-ms {:?} (want {wanted})",
+            info.retry_after_ms
+        )),
+        _ => Err("not rate-limited".to_owned()),
     }
 }
 

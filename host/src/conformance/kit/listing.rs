@@ -5,7 +5,7 @@ use crate::conformance::NEEDS_SANDBOX;
 use crate::runtime::ConnectorClient;
 use crate::runtime::types::{DeleteDetection, EntityInfo, PullRequest};
 
-use super::{Expected, Kit, Listing, abbreviate, call_error, text_of};
+use super::{Expected, Kit, Listing, abbreviate, call_error, plural, text_of};
 
 impl<'a> Kit<'a> {
     /// Every page of one listing.
@@ -18,9 +18,92 @@ impl<'a> Kit<'a> {
         full: bool,
     ) -> Result<Listing, String> {
         let page_size = self.page_size(client, entity).await;
+        let pages = Pages {
+            size: page_size,
+            most: MAX_PAGES,
+        };
+        match self
+            .pull_pages(client, entity, container, cursor, full, pages)
+            .await?
+        {
+            (listing, true) => Ok(listing),
+            (_, false) => Err(format!("the listing did not end after {MAX_PAGES} pages")),
+        }
+    }
+
+    /// A full listing with pages of [`SMALL_PAGE`] records, up to [`SMALL_PAGES`] of them:
+    /// page boundaries fall elsewhere than with the largest pages, and the same records
+    /// come back, none twice.
+    pub(super) async fn small_pages(
+        &mut self,
+        client: &ConnectorClient,
+        entity: &EntityInfo,
+        full: &Listing,
+    ) {
+        const NAME: &str = "pull full: small pages";
+        if entity.max_page_size <= SMALL_PAGE {
+            self.skip(
+                &entity.name,
+                NAME,
+                "the entity's largest page is already this small: the full listing used it",
+            );
+            return;
+        }
+        let pages = Pages {
+            size: SMALL_PAGE,
+            most: SMALL_PAGES,
+        };
+        let result = match self
+            .pull_pages(client, &entity.name, None, None, true, pages)
+            .await
+        {
+            Err(reason) => Err(reason),
+            Ok((small, ended)) => {
+                let ids = small.ids();
+                let all = full.ids();
+                if small.records.len() > ids.len() {
+                    Err(format!(
+                        "{} listed twice across pages of {SMALL_PAGE}",
+                        plural(small.records.len() - ids.len(), "record")
+                    ))
+                } else if let Some(extra) = ids.iter().find(|id| !all.contains(*id)) {
+                    Err(format!(
+                        "record {extra} appears with pages of {SMALL_PAGE} but not in the full listing"
+                    ))
+                } else if ended && ids != all {
+                    Err(format!(
+                        "pages of {SMALL_PAGE} list {} records, the full listing {}",
+                        ids.len(),
+                        all.len()
+                    ))
+                } else if ended {
+                    Ok(format!("the same {}", small.summary()))
+                } else {
+                    Ok(format!(
+                        "{} (of {}), none twice",
+                        small.summary(),
+                        plural(all.len(), "record")
+                    ))
+                }
+            }
+        };
+        self.row(&entity.name, NAME, result);
+    }
+
+    /// Up to `pages.most` pages of one listing; whether it ended.
+    async fn pull_pages(
+        &self,
+        client: &ConnectorClient,
+        entity: &str,
+        container: Option<&str>,
+        cursor: Option<String>,
+        full: bool,
+        pages: Pages,
+    ) -> Result<(Listing, bool), String> {
+        let page_size = pages.size;
         let mut listing = Listing::default();
         let mut cursor = cursor;
-        for n in 1..=MAX_PAGES {
+        for n in 1..=pages.most {
             let page = client
                 .pull(&PullRequest {
                     entity: entity.to_owned(),
@@ -48,7 +131,7 @@ impl<'a> Kit<'a> {
             listing.deleted.extend(page.deleted);
             if !page.more {
                 listing.checkpoint = page.next_cursor;
-                return Ok(listing);
+                return Ok((listing, true));
             }
             match page.next_cursor {
                 None => return Err(format!("page {n} says `more` but has no next-cursor")),
@@ -60,7 +143,7 @@ impl<'a> Kit<'a> {
                 Some(next) => cursor = Some(next),
             }
         }
-        Err(format!("the listing did not end after {MAX_PAGES} pages"))
+        Ok((listing, false))
     }
 
     /// The page size the kit asks for: the entity's largest.
@@ -196,3 +279,14 @@ impl<'a> Kit<'a> {
 
 /// A listing that has not ended after this many pages is reported as endless.
 const MAX_PAGES: usize = 10_000;
+/// The small page size, and how many such pages the kit reads at most (an account with
+/// many records is not listed in full three at a time).
+const SMALL_PAGE: u32 = 3;
+const SMALL_PAGES: usize = 40;
+
+/// How a listing is paged.
+#[derive(Clone, Copy)]
+struct Pages {
+    size: u32,
+    most: usize,
+}

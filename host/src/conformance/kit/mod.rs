@@ -295,6 +295,7 @@ impl<'a> Kit<'a> {
             }
         };
         self.complete(scope, &full).await;
+        self.small_pages(client, entity, &full).await;
 
         let Some(fields) = fields else {
             self.skip(

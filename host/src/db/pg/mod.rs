@@ -144,6 +144,11 @@ pub struct PgStats {
     pub round_trips: AtomicU64,
     /// Rows inserted, updated or deleted.
     pub rows_written: AtomicU64,
+    /// Of the round trips, the fleet's rate-budget leases: one per block of an account's
+    /// requests, not per run (`app::budget`).
+    pub budget_leases: AtomicU64,
+    /// Of the rows written, the leases' (the account's row, and the grant when there is one).
+    pub budget_rows_written: AtomicU64,
 }
 
 /// A pool of connections to the state database.

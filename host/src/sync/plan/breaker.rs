@@ -4,8 +4,55 @@
 
 use crate::sync::baseline::Baseline;
 use crate::sync::model::Side;
+use crate::sync::policy::SyncPolicy;
 
-use super::{Halt, OpKind, Planner};
+use super::{EntityInput, Halt, OpKind, Plan, Planner};
+
+/// Whether the breakers could judge `plan` (made with no link counted) otherwise once they
+/// know how many links the sync has. Counting reads every link key of the sync, so the
+/// engine counts only then, and plans again: a ratio halts only from `min-linked` links
+/// up, so a side's deletes or updates within that share of `min-linked` cannot trip it
+/// whatever the count, and an empty side halts only when a complete listing is empty.
+pub fn needs_link_counts(policy: &SyncPolicy, plan: &Plan, entities: &[EntityInput]) -> bool {
+    let b = &policy.breaker;
+    if plan.halted.is_some() {
+        return true;
+    }
+    let empty_side = b.side_empty
+        && entities.iter().any(|e| {
+            Side::BOTH.into_iter().any(|side| {
+                let obs = e.obs.get(side);
+                obs.complete && !obs.records.values().any(|o| o.in_scope)
+            })
+        });
+    if empty_side {
+        return true;
+    }
+    let floor = b.min_linked as f64;
+    Side::BOTH.into_iter().any(|side| {
+        let (deletes, updates) = weighed(plan, side);
+        deletes as f64 > b.max_delete_ratio * floor
+            || updates as f64 > b.max_overwrite_ratio * floor
+    })
+}
+
+/// The ops of `side` the ratios weigh: (deletions and list removals, updates).
+fn weighed(plan: &Plan, side: Side) -> (usize, usize) {
+    let ops = plan.ops.iter().filter(|o| o.side == side);
+    let deletes = ops
+        .clone()
+        .filter(|o| {
+            matches!(
+                o.kind,
+                OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
+            )
+        })
+        .count();
+    let updates = ops
+        .filter(|o| matches!(o.kind, OpKind::Update { .. }))
+        .count();
+    (deletes, updates)
+}
 
 impl<'a> Planner<'a> {
     /// The safety breakers (sync-rules §10), checked before anything is executed.
@@ -32,19 +79,7 @@ impl<'a> Planner<'a> {
         }
         let linked: usize = baseline.counts.values().sum();
         for side in Side::BOTH {
-            let ops = self.plan.ops.iter().filter(|o| o.side == side);
-            let deletes = ops
-                .clone()
-                .filter(|o| {
-                    matches!(
-                        o.kind,
-                        OpKind::Delete { .. } | OpKind::RemoveFromContainer { .. }
-                    )
-                })
-                .count();
-            let updates = ops
-                .filter(|o| matches!(o.kind, OpKind::Update { .. }))
-                .count();
+            let (deletes, updates) = weighed(&self.plan, side);
             let over = |count: usize, ratio: f64, cap: Option<usize>| {
                 cap.is_some_and(|c| count > c)
                     || (linked >= b.min_linked && count as f64 > ratio * linked as f64)

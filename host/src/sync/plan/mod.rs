@@ -685,6 +685,7 @@ pub(crate) fn side_digest(
 }
 
 mod breaker;
+pub use breaker::needs_link_counts;
 mod existence;
 mod fields;
 mod review;

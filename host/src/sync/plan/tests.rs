@@ -2104,6 +2104,54 @@ fn breaker_too_many_overwrites_halts_and_small_syncs_are_exempt() {
 }
 
 #[test]
+fn the_breakers_ask_for_link_counts_whenever_they_could_change_the_plan() {
+    // The engine plans without counting the links (a read of every link key) and counts
+    // only when `needs_link_counts` says the breakers could then judge otherwise.
+    let mut p = policy(Direction::TwoWay);
+    p.breaker.side_empty = true;
+    let changed = |n: usize, links: usize| {
+        let a: Vec<Record> = (0..n).map(|i| rec_i(Side::A, i, "Changed")).collect();
+        let b: Vec<Record> = (0..n).map(|i| rec_i(Side::B, i, "Jane")).collect();
+        (
+            Baseline::from_links(many_links(links)),
+            vec![input(&p, a, b)],
+        )
+    };
+    let empty_b = || {
+        let a: Vec<Record> = (0..5).map(|i| rec_i(Side::A, i, "Jane")).collect();
+        (
+            Baseline::from_links(many_links(5)),
+            vec![input(&p, a, vec![])],
+        )
+    };
+    for (what, (counted, inputs), needs) in [
+        ("1 update of 30 links", changed(1, 30), false),
+        (
+            "10 updates of 30 links (within 0.5 x min-linked)",
+            changed(10, 30),
+            false,
+        ),
+        ("11 updates of 30 links", changed(11, 30), true),
+        ("30 updates of 30 links", changed(30, 30), true),
+        ("a complete side listing nothing", empty_b(), true),
+    ] {
+        let uncounted = Baseline {
+            counts: BTreeMap::new(),
+            ..counted.clone()
+        };
+        let first = plan(&p, &uncounted, &inputs);
+        assert_eq!(needs_link_counts(&p, &first, &inputs), needs, "{what}");
+        let right = plan(&p, &counted, &inputs);
+        if !needs {
+            assert_eq!(format!("{first:?}"), format!("{right:?}"), "{what}");
+        }
+    }
+    // And a plan the count halts is one that asked for it.
+    let (counted, inputs) = changed(30, 30);
+    assert!(plan(&p, &counted, &inputs).halted.is_some());
+}
+
+#[test]
 fn custom_mapping_one_way_field_inside_two_way_sync() {
     let mut p = policy(Direction::TwoWay);
     p.mapping.fields.push(FieldMapping {

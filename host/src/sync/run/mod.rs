@@ -480,6 +480,10 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             }
             plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
         }
+        if super::plan::needs_link_counts(self.policy, &plan, &obs.inputs) {
+            obs.baseline.counts = self.store.link_counts(&sync)?;
+            plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
+        }
         if opts.dry_run {
             let mut report = RunReport::new(&sync, RunOutcome::DryRun);
             report.plan = plan;

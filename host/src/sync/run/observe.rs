@@ -133,26 +133,12 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         self.lookups(&mut out, &mut links).await?;
         self.missing(&mut out, &links).await?;
         let gone = self.gone_links(&links)?;
-        // The breakers weigh a plan against the links (every key read): a run that
-        // observed nothing and loaded no link can plan nothing, and skips that read.
-        let observed = !links.is_empty()
-            || out.inputs.iter().any(|e| {
-                Side::BOTH.into_iter().any(|s| {
-                    let o = e.obs.get(s);
-                    o.complete
-                        || !o.records.is_empty()
-                        || !o.deleted.is_empty()
-                        || !o.left_scope.is_empty()
-                        || !o.failed.is_empty()
-                })
-            });
+        // The breakers weigh a plan against the number of links, which reads every link
+        // key: the engine counts them after planning, only when the plan needs it
+        // (`plan::needs_link_counts`).
         out.baseline = Baseline {
             links,
-            counts: if observed {
-                self.store.link_counts(sync)?
-            } else {
-                BTreeMap::new()
-            },
+            counts: BTreeMap::new(),
             run: self.store.next_run(sync)?,
             decisions: self.store.decisions(sync)?,
             gone,
