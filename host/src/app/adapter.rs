@@ -591,7 +591,7 @@ impl Mappers for PluginMappers {
         };
         let first = match client.map(&ctx, &wit).await {
             Ok(r) => return results(r, n),
-            Err(e) => convert::call_error(e),
+            Err(e) => convert::mapper_call_error(e),
         };
         // The call failed as a whole (a trap): find the record(s) it fails on by halving
         // the batch, so that the others go through. A range whose two halves both fail is
@@ -613,7 +613,7 @@ impl Mappers for PluginMappers {
                             *slot = Some(r);
                         }
                     }
-                    Err(e) => halves.push((a, b, convert::call_error(e))),
+                    Err(e) => halves.push((a, b, convert::mapper_call_error(e))),
                 }
             }
             if halves.len() == 2 {

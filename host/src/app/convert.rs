@@ -248,6 +248,18 @@ pub fn call_error(e: CallError) -> SourceError {
     }
 }
 
+/// A failed mapper call as the engine's error. A mapper does no I/O, so whatever stops it
+/// stops it again on the same records: running out of its CPU deadline (epoch interrupt)
+/// or its wall time is fatal, exactly like running out of fuel, and is never retried as
+/// if the machine had been busy. Only a full instance pool (nothing ran) is transient.
+pub fn mapper_call_error(e: CallError) -> SourceError {
+    match e {
+        CallError::Plugin { error, .. } => error_from_wit(error),
+        e @ CallError::Busy { .. } => SourceError::Transient(e.to_string()),
+        e => SourceError::Fatal(e.to_string()),
+    }
+}
+
 /// The engine's mapper context as WIT's.
 pub fn map_context_to_wit(c: &MapContext) -> wit::MapContext {
     wit::MapContext {
@@ -261,6 +273,36 @@ pub fn map_context_to_wit(c: &MapContext) -> wit::MapContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mapper's timeout or CPU deadline is as fatal as its fuel running out; a
+    /// connector's is passing.
+    #[test]
+    fn a_mapper_timeout_is_fatal_like_its_fuel() {
+        let trap = |kind| CallError::Trap {
+            plugin: "m 1".into(),
+            export: "map",
+            kind,
+            detail: "x".into(),
+            stderr: String::new(),
+        };
+        let timeout = || CallError::Timeout {
+            plugin: "m 1".into(),
+            export: "map",
+            limit: std::time::Duration::from_secs(1),
+            stderr: String::new(),
+            http_wait: None,
+        };
+        for e in [
+            trap(TrapKind::Interrupt),
+            trap(TrapKind::OutOfFuel),
+            timeout(),
+        ] {
+            let shown = e.to_string();
+            assert_eq!(mapper_call_error(e), SourceError::Fatal(shown));
+        }
+        assert!(call_error(trap(TrapKind::Interrupt)).is_retryable());
+        assert!(call_error(timeout()).is_retryable());
+    }
 
     #[test]
     fn values_round_trip_and_null_stays_distinct_from_absent() {

@@ -79,7 +79,9 @@ fn list() -> anyhow::Result<()> {
             manifest.name.clone(),
             manifest.version.clone(),
             manifest.kind.to_string(),
-            contract_of(&scan).unwrap_or_else(|| manifest.contract.clone()),
+            contract_of(&scan)
+                .or_else(|| manifest.contract.clone())
+                .unwrap_or_else(|| "?".to_owned()),
             human_size(builtin.wasm.len()),
             manifest.description.clone(),
         ]);
@@ -110,6 +112,7 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
         "embedded (covered by the sha256)".to_owned()
     };
     let verdict = capabilities::check_interfaces(manifest.kind, &scan.imports, &scan.exports)
+        .and_then(|c| capabilities::check_manifest_contract(manifest.contract.as_deref(), &c))
         .err()
         .map(|e| e.to_string());
 
@@ -150,9 +153,13 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
     println!("sha256:    {sha256}");
     println!("manifest:  {manifest_source}");
     println!(
-        "contract:  tandem:plugin@{} (manifest says {}; this host supports {SUPPORTED_CONTRACT})",
+        "contract:  tandem:plugin@{} ({}this host supports {SUPPORTED_CONTRACT})",
         contract.as_deref().unwrap_or("?"),
-        manifest.contract
+        manifest
+            .contract
+            .as_ref()
+            .map(|c| format!("manifest says {c}; "))
+            .unwrap_or_default()
     );
     println!("requests:");
     for line in capability_lines(&manifest) {

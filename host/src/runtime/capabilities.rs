@@ -56,6 +56,17 @@ pub enum InterfaceError {
         /// This host's version.
         host: &'static str,
     },
+    /// The manifest's optional `contract` line names another version than the one the
+    /// component's interfaces carry (which its SDK put there).
+    #[error(
+        "its manifest says contract = \"{manifest}\" but the component was built for {CONTRACT_PACKAGE}@{component} (its tandem-sdk embeds that version); delete the `contract` line from tandem.toml or set it to \"{component}\""
+    )]
+    ManifestContract {
+        /// The manifest's `contract`.
+        manifest: String,
+        /// The version the component's interface names carry.
+        component: Version,
+    },
     /// The component does not export the interface its kind requires.
     #[error("does not export `{CONTRACT_PACKAGE}/{expected}`; is it really a {kind} plugin?")]
     MissingExport {
@@ -126,6 +137,24 @@ pub fn check_contract(
     exports: &[String],
 ) -> Result<Option<Version>, InterfaceError> {
     contract_version(imports.iter().chain(exports))
+}
+
+/// Checks a manifest's optional `contract` line against the version the component's
+/// interfaces carry: the component is what the host runs, so a hand-written line that
+/// disagrees is refused rather than believed or silently ignored.
+pub fn check_manifest_contract(
+    manifest: Option<&str>,
+    component: &Version,
+) -> Result<(), InterfaceError> {
+    match manifest {
+        Some(line) if Version::parse(line).ok().as_ref() != Some(component) => {
+            Err(InterfaceError::ManifestContract {
+                manifest: super::text::clean_line(line),
+                component: component.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks a contract version string (from a manifest) against [`SUPPORTED_CONTRACT`].
@@ -1169,6 +1198,19 @@ mod tests {
         );
         let err = check_interfaces(PluginKind::Mapper, &[], &exports).unwrap_err();
         assert!(matches!(err, InterfaceError::MissingExport { .. }));
+    }
+
+    #[test]
+    fn a_manifest_contract_line_must_match_the_component() {
+        let component = Version::new(0, 1, 0);
+        assert!(check_manifest_contract(None, &component).is_ok());
+        assert!(check_manifest_contract(Some("0.1.0"), &component).is_ok());
+        let err = check_manifest_contract(Some("0.1.2"), &component).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "its manifest says contract = \"0.1.2\" but the component was built for tandem:plugin@0.1.0 (its tandem-sdk embeds that version); delete the `contract` line from tandem.toml or set it to \"0.1.0\""
+        );
+        assert!(check_manifest_contract(Some("one"), &component).is_err());
     }
 
     #[test]

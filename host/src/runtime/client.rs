@@ -30,7 +30,8 @@ pub enum TrapKind {
     Memory,
     /// The guest passed more bytes to one host call than allowed.
     HostCallData,
-    /// The wasm stack overflowed.
+    /// The stack overflowed: wasmtime's limit on wasm frames, or the in-memory stack of a
+    /// Rust or C guest running below address 0.
     StackOverflow,
     /// `unreachable` executed: a Rust panic or abort (see the stderr tail).
     Unreachable,
@@ -213,6 +214,7 @@ pub(super) fn trap_error(
             Trap::Interrupt => TrapKind::Interrupt,
             Trap::OutOfFuel => TrapKind::OutOfFuel,
             Trap::StackOverflow => TrapKind::StackOverflow,
+            Trap::MemoryOutOfBounds if below_address_zero(err) => TrapKind::StackOverflow,
             Trap::UnreachableCodeReached => TrapKind::Unreachable,
             _ => TrapKind::Fault,
         }
@@ -235,6 +237,28 @@ pub(super) fn trap_error(
         detail: clean_line(&detail),
         stderr: clean_lines(&stderr.text()),
     }
+}
+
+/// Whether an out-of-bounds trap hit an address just below zero, wrapped around the 32-bit
+/// address space: a guest stack that ran off its bottom. Rust (and C) on wasm keep their
+/// stack in linear memory, placed first and growing down towards address 0, so a guest
+/// stack overflow is not wasmtime's `StackOverflow` (that is the engine's own stack) but
+/// an access at the wrapped stack pointer `0xffff_xxxx` plus the instruction's static
+/// offset (so slightly past 4 GiB, too). The address comes from wasmtime's `WasmFault`
+/// context ("memory fault at wasm address 0x... in linear memory of size 0x..."), whose
+/// type is private.
+fn below_address_zero(err: &wasmtime::Error) -> bool {
+    const PREFIX: &str = "memory fault at wasm address 0x";
+    /// Accesses further than this from the 4 GiB wrap are not taken for a stack.
+    const REACH: u64 = 16 << 20;
+    err.chain().any(|cause| {
+        let text = cause.to_string();
+        let Some(rest) = text.strip_prefix(PREFIX) else {
+            return false;
+        };
+        let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+        u64::from_str_radix(&hex, 16).is_ok_and(|address| address.abs_diff(1 << 32) < REACH)
+    })
 }
 
 /// Runs `body` (instantiate + call) under the wall-time limit and maps failures.

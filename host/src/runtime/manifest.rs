@@ -8,7 +8,7 @@
 //! name = "freshsales"
 //! version = "0.1.0"
 //! kind = "connector"            # or "mapper"
-//! contract = "0.1.0"
+//! contract = "0.1.0"            # optional: the component's interfaces carry it
 //! description = "Freshsales contacts and leads"
 //! [http]
 //! origins = ["https://*.myfreshworks.com", "setting:base-url"]
@@ -62,8 +62,11 @@ pub struct Manifest {
     pub version: String,
     /// Connector or mapper.
     pub kind: PluginKind,
-    /// The contract version the plugin was built against (semver).
-    pub contract: String,
+    /// Optional: the contract version the plugin was built against (semver). The
+    /// component's interface names carry it already (the SDK's bindings put it there),
+    /// which is what the host goes by; a line here that disagrees is refused at load.
+    #[serde(default)]
+    pub contract: Option<String>,
     /// One line for humans.
     #[serde(default)]
     pub description: String,
@@ -265,7 +268,9 @@ impl Manifest {
             version: super::text::clean_line(&self.version),
             reason: e.to_string(),
         })?;
-        check_contract_version(&self.contract).map_err(InvalidManifest::Contract)?;
+        if let Some(contract) = &self.contract {
+            check_contract_version(contract).map_err(InvalidManifest::Contract)?;
+        }
         for origin in &self.http.origins {
             OriginSpec::parse(origin, false).map_err(InvalidManifest::HttpOrigin)?;
         }

@@ -420,6 +420,10 @@ impl Runtime {
         let label = format!("{} {}", manifest.name, manifest.version);
         let kind = manifest.kind;
         let contract = capabilities::check_interfaces(kind, &scan.imports, &scan.exports)
+            .and_then(|contract| {
+                capabilities::check_manifest_contract(manifest.contract.as_deref(), &contract)
+                    .map(|()| contract)
+            })
             .map_err(|e| fail(&label, e.into()))?;
 
         let class = match kind {

@@ -68,16 +68,16 @@ impl Client {
             body,
             timeout_ms: None,
         };
-        let response = http::send(&request).map_err(|e| errors::context(&what, e.into()))?;
+        let response = http::send(&request).map_err(|e| Error::from(e).context(&what))?;
         if let Some(error) =
             errors::status_error(response.status, &response.headers, &response.body)
         {
-            return Err(errors::context(&what, error));
+            return Err(error.context(&what));
         }
         if response.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Json::Null);
         }
-        response.json().map_err(|e| errors::context(&what, e))
+        response.json().map_err(|e| e.context(&what))
     }
 }
 
@@ -90,11 +90,6 @@ fn method_name(method: Method) -> &'static str {
         Method::Patch => "PATCH",
         Method::Delete => "DELETE",
     }
-}
-
-/// Percent-encodes a query value.
-pub fn encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[cfg(test)]
@@ -189,11 +184,5 @@ mod tests {
         assert!(
             matches!(client().get("contacts/1"), Err(Error::Fatal(m)) if m.contains("origin not granted"))
         );
-    }
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(encode("ann+1@example.com"), "ann%2B1%40example.com");
-        assert_eq!(encode("a b&c"), "a+b%26c");
     }
 }

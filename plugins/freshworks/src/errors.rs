@@ -91,25 +91,6 @@ pub fn status_error_at(
     })
 }
 
-/// Prefixes an error's message with what was being done (`GET contacts/view/1`).
-pub fn context(what: &str, error: Error) -> Error {
-    let prefix = |m: String| format!("{what}: {m}");
-    match error {
-        Error::Unauthorized(m) => Error::Unauthorized(prefix(m)),
-        Error::Forbidden(m) => Error::Forbidden(prefix(m)),
-        Error::NotFound(m) => Error::NotFound(prefix(m)),
-        Error::Invalid(m) => Error::Invalid(prefix(m)),
-        Error::Conflict(m) => Error::Conflict(prefix(m)),
-        Error::CursorExpired(m) => Error::CursorExpired(prefix(m)),
-        Error::Transient(m) => Error::Transient(prefix(m)),
-        Error::Fatal(m) => Error::Fatal(prefix(m)),
-        Error::RateLimited(mut info) => {
-            info.message = prefix(info.message);
-            Error::RateLimited(info)
-        }
-    }
-}
-
 /// True for errors that concern the whole account rather than one record: after one
 /// of these, further requests of the same call would fail the same way.
 pub fn is_account_wide(error: &Error) -> bool {
@@ -122,6 +103,13 @@ pub fn is_account_wide(error: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_wide_errors() {
+        assert!(is_account_wide(&Error::unauthorized("")));
+        assert!(!is_account_wide(&Error::invalid("")));
+        assert!(!is_account_wide(&Error::transient("")));
+    }
 
     const NOW: u64 = 1_700_000_000;
 
@@ -258,15 +246,5 @@ mod tests {
         assert_eq!(app_message(b"not json"), None);
         let long = format!(r#"{{"message":"{}"}}"#, "z".repeat(1000));
         assert_eq!(app_message(long.as_bytes()).unwrap().chars().count(), 301);
-    }
-
-    #[test]
-    fn context_keeps_the_case() {
-        let e = context("GET contacts/1", Error::rate_limited(Some(1), "HTTP 429"));
-        assert_eq!(e, Error::rate_limited(Some(1), "GET contacts/1: HTTP 429"));
-        assert_eq!(context("x", Error::invalid("y")), Error::invalid("x: y"));
-        assert!(is_account_wide(&Error::unauthorized("")));
-        assert!(!is_account_wide(&Error::invalid("")));
-        assert!(!is_account_wide(&Error::transient("")));
     }
 }

@@ -27,12 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Lookup, Record, Value};
 
-use crate::api::{Client, encode};
+use crate::api::Client;
 use crate::errors;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
 use crate::settings::Settings;
+use tandem_sdk::url::encode;
 
 /// Runs one `find` call for `app`.
 pub fn find(app: App, entity: &str, query: Lookup) -> Result<Vec<Record>, Error> {

@@ -46,7 +46,6 @@ pub mod api;
 pub mod cursor;
 pub mod errors;
 pub mod find;
-pub mod instant;
 pub mod meta;
 pub mod model;
 pub mod pull;

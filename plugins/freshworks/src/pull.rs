@@ -30,14 +30,14 @@ use std::collections::BTreeSet;
 use serde_json::{Value as Json, json};
 use tandem_sdk::{Error, Page, PullRequest, Record};
 
-use crate::api::{Client, encode};
+use crate::api::Client;
 use crate::cursor::{Cursor, MAX_SEEN, Phase};
-use crate::errors;
-use crate::instant;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
 use crate::settings::Settings;
+use tandem_sdk::timestamp as instant;
+use tandem_sdk::url::encode;
 
 /// The API's largest page.
 pub const MAX_PAGE: u32 = 100;
@@ -642,7 +642,7 @@ fn fetch_deleted(client: &Client, entity: Entity, cursor: &Cursor) -> Result<Lis
     );
     let body = client
         .post(&path, &deleted_query(cursor.window.as_deref()))
-        .map_err(|e| errors::context("listing deleted records", e))?;
+        .map_err(|e| e.context("listing deleted records"))?;
     Listing::parse(&body, entity.plural())
 }
 

@@ -53,11 +53,11 @@ use tandem_sdk::{CreateOp, Error, MembershipOp, Op, Record, UpdateOp, Write, Wri
 use crate::api::Client;
 use crate::errors;
 use crate::find;
-use crate::instant;
 use crate::meta;
 use crate::model::{App, Entity};
 use crate::record::{self, FieldTypes};
 use crate::settings::Settings;
+use tandem_sdk::timestamp as instant;
 
 /// The most writes one request carries (bulk upsert, bulk destroy, list membership).
 pub const MAX_BATCH: usize = 100;

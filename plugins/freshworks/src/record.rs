@@ -241,7 +241,7 @@ pub fn to_record(json: &Map<String, Json>, types: &FieldTypes) -> Result<Record,
     })?;
     let mut record = Record::new(id);
     if let Some(updated) = json.get("updated_at").and_then(Json::as_str) {
-        let utc = crate::instant::normalize(updated).unwrap_or_else(|| updated.to_owned());
+        let utc = tandem_sdk::timestamp::normalize(updated).unwrap_or_else(|| updated.to_owned());
         record.version = Some(utc.clone());
         record.updated_at = Some(utc);
     }

@@ -81,18 +81,15 @@ impl Api {
         }
         let what = format!("{} /v1/{path}", method_name(method));
         let response =
-            http::send(request.as_request()).map_err(|e| context(&what, Error::from(e)))?;
+            http::send(request.as_request()).map_err(|e| Error::from(e).context(&what))?;
         if !(200..300).contains(&response.status) {
             let retry = http::retry_after_ms(&response.headers, now_unix_secs());
-            return Err(context(
-                &what,
-                error::from_reply(response.status, &response.body, retry),
-            ));
+            return Err(error::from_reply(response.status, &response.body, retry).context(&what));
         }
         if response.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
-        response.json::<Json>().map_err(|e| context(&what, e))
+        response.json::<Json>().map_err(|e| e.context(&what))
     }
 
     /// `GET`.
@@ -194,25 +191,6 @@ fn method_name(method: Method) -> &'static str {
         Method::Put => "PUT",
         Method::Patch => "PATCH",
         Method::Delete => "DELETE",
-    }
-}
-
-/// Prefixes an error's message with the call (`GET /v1/people/me/connections: `).
-pub fn context(what: &str, error: Error) -> Error {
-    let prefix = |m: String| format!("{what}: {m}");
-    match error {
-        Error::Unauthorized(m) => Error::Unauthorized(prefix(m)),
-        Error::Forbidden(m) => Error::Forbidden(prefix(m)),
-        Error::NotFound(m) => Error::NotFound(prefix(m)),
-        Error::Invalid(m) => Error::Invalid(prefix(m)),
-        Error::Conflict(m) => Error::Conflict(prefix(m)),
-        Error::CursorExpired(m) => Error::CursorExpired(prefix(m)),
-        Error::Transient(m) => Error::Transient(prefix(m)),
-        Error::Fatal(m) => Error::Fatal(prefix(m)),
-        Error::RateLimited(mut info) => {
-            info.message = prefix(info.message);
-            Error::RateLimited(info)
-        }
     }
 }
 

@@ -11,7 +11,7 @@
 /// Bindings of the `connector` world (imports `http`, `storage`, `log`, `config`).
 pub mod connector {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit/0.1.0",
         world: "tandem:plugin/connector@0.1.0",
         pub_export_macro: true,
         export_macro_name: "export_connector_world",
@@ -24,7 +24,7 @@ pub mod connector {
 /// Bindings of the `mapper` world (imports only `log`).
 pub mod mapper {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit/0.1.0",
         world: "tandem:plugin/mapper@0.1.0",
         pub_export_macro: true,
         export_macro_name: "export_mapper_world",
@@ -42,7 +42,7 @@ pub mod mapper {
 /// export section joins the connector's when a plugin calls `export_batch_lookup!`.
 pub mod lookups {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit/0.1.0",
         world: "tandem:plugin/lookups@0.1.0",
         pub_export_macro: true,
         export_macro_name: "export_lookups_world",
@@ -59,7 +59,7 @@ pub mod lookups {
 /// in packed form), which `export_mapper!` adds beside `mapper-api`.
 pub mod mapper_batch {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit/0.1.0",
         world: "tandem:plugin/mapper-batch@0.1.0",
         pub_export_macro: true,
         export_macro_name: "export_mapper_batch_world",

@@ -21,7 +21,8 @@ use crate::types::{
 /// Export the implementation with [`crate::export_connector!`].
 pub trait Connector {
     /// Describes the connector: entities, capabilities, rate budget. Must not call the
-    /// network.
+    /// network. The host calls it once per connection, with that connection's settings
+    /// readable through [`crate::config`], so capabilities may depend on them.
     fn describe() -> PluginInfo;
 
     /// Checks that the configured account and credentials work.

@@ -21,7 +21,8 @@
 //! Host services for connectors: [`http`] (typed JSON helpers and the HTTP status to
 //! [`Error`] mapping), [`storage`] (per-connection key-value store), [`config`]
 //! (non-secret connection settings) and, for both kinds, [`log`] (also the
-//! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] macros).
+//! [`trace!`], [`debug!`], [`info!`], [`warn!`] and [`error!`] macros). Helpers:
+//! [`timestamp`] (RFC 3339), [`url`] (percent-encoding), [`Error::context`].
 //!
 //! The crate also compiles for the build machine, so a plugin's pure logic can be unit
 //! tested with `cargo test`: there the host calls return an error saying that no host
@@ -114,6 +115,8 @@ pub mod http;
 pub mod log;
 mod packed;
 pub mod storage;
+pub mod timestamp;
+pub mod url;
 /// The well-known field tags ([`FieldDef::well_known`]), shared with the host.
 pub use tandem_well_known as well_known;
 #[cfg(not(target_arch = "wasm32"))]
@@ -123,5 +126,35 @@ mod types;
 pub use __export::{BatchLookup, Connector, Mapper, find_each, push_each};
 pub use types::*;
 
-/// The contract version this SDK builds plugins for (`tandem:plugin@0.1.0`).
+/// The contract version this SDK builds plugins for (`tandem:plugin@0.1.0`): the folder
+/// `wit/<version>/` of this crate that the bindings are generated from. A plugin's
+/// component names it in every contract interface it imports and exports, which is where
+/// the host reads it; a manifest needs no `contract` line.
 pub const CONTRACT_VERSION: &str = "0.1.0";
+
+#[cfg(test)]
+mod contract_tests {
+    /// The constant names the WIT folder the bindings are generated from, and that folder
+    /// declares the same package version.
+    #[test]
+    fn contract_version_is_the_wit_folder() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("wit")
+            .join(super::CONTRACT_VERSION);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&dir).expect("wit/<CONTRACT_VERSION> exists") {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let package = format!("package tandem:plugin@{};", super::CONTRACT_VERSION);
+            assert!(text.starts_with(&package), "{package} expected");
+            files += 1;
+        }
+        assert_eq!(files, 3);
+        let bindings = include_str!("bindings.rs");
+        let path = format!("path: \"wit/{}\",", super::CONTRACT_VERSION);
+        assert_eq!(
+            bindings.matches(&path).count(),
+            4,
+            "bindings generate from {path}"
+        );
+    }
+}

@@ -412,6 +412,33 @@ impl Default for MapContext {
 }
 
 impl Error {
+    /// The same error, its message prefixed with what was being done
+    /// (`GET contacts/7: not found: ...`); the case (and so the host's retry decision)
+    /// is kept.
+    ///
+    /// ```
+    /// use tandem_sdk::Error;
+    /// let e = Error::not_found("no contact 7").context("GET contacts/7");
+    /// assert_eq!(e, Error::NotFound("GET contacts/7: no contact 7".into()));
+    /// ```
+    pub fn context(self, what: &str) -> Self {
+        let prefix = |m: String| format!("{what}: {m}");
+        match self {
+            Error::Unauthorized(m) => Error::Unauthorized(prefix(m)),
+            Error::Forbidden(m) => Error::Forbidden(prefix(m)),
+            Error::NotFound(m) => Error::NotFound(prefix(m)),
+            Error::Invalid(m) => Error::Invalid(prefix(m)),
+            Error::Conflict(m) => Error::Conflict(prefix(m)),
+            Error::CursorExpired(m) => Error::CursorExpired(prefix(m)),
+            Error::Transient(m) => Error::Transient(prefix(m)),
+            Error::Fatal(m) => Error::Fatal(prefix(m)),
+            Error::RateLimited(mut info) => {
+                info.message = prefix(info.message);
+                Error::RateLimited(info)
+            }
+        }
+    }
+
     /// The credentials are missing, wrong or expired.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Error::Unauthorized(message.into())

@@ -24,6 +24,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
+use tandem_sdk::url::encode;
 use tandem_sdk::well_known as wk;
 use tandem_sdk::{
     AccountInfo, Connector, EntityInfo, Error, FieldDef, FieldType, Lookup, Op, Page, PluginInfo,
@@ -313,20 +314,6 @@ fn to_json(fields: &[tandem_sdk::Field]) -> Map<String, Json> {
         body.insert("custom_fields".to_owned(), Json::Object(custom));
     }
     body
-}
-
-/// Percent-encodes a query or path component (RFC 3986 unreserved characters pass).
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(byte as char)
-            }
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::sync::baseline::{Baseline, Link, LinkState};
+use crate::sync::mapping::ResolvedMapping;
 use crate::sync::model::{Record, RecordKey, Side, SidePair, normalise_email};
 use crate::sync::plan::{EntityInput, Observation, Observed};
 use crate::sync::policy::Scope;
@@ -103,7 +104,14 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     self.store.cursor(sync, ix, side)?
                 };
                 let (o, next) = self
-                    .listing(side, ix, infos.get(side), container.clone(), cursor)
+                    .listing(
+                        side,
+                        ix,
+                        infos.get(side),
+                        &mapping,
+                        container.clone(),
+                        cursor,
+                    )
                     .await?;
                 *obs.get_mut(side) = o;
                 *cursors.get_mut(side) = next;
@@ -180,6 +188,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         side: Side,
         ix: usize,
         info: &EntityInfo,
+        mapping: &ResolvedMapping,
         container: Option<String>,
         cursor: Option<String>,
     ) -> Result<(Observation, Option<String>), EngineError> {
@@ -258,7 +267,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     ));
                 }
                 obs.deleted.extend(page.deleted);
-                let (records, failed) = self.map_records(side, ix, page.records).await;
+                let (records, failed) = self.map_records(side, ix, mapping, page.records).await;
                 for r in records {
                     obs.deleted.remove(&r.id);
                     obs.listed(r);
@@ -273,10 +282,17 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
     }
 
     /// Runs the sync's mappers over records read from `side`.
+    ///
+    /// A mapper may reshape any field but the record's match e-mail (the normalised
+    /// value of the field paired as `email`, by which records are matched across the
+    /// apps): a result that changes it is refused and fails that record, as a mapper
+    /// error does. Changing it would re-match the record to another person, or create a
+    /// duplicate of it, with nothing in the source app to show why.
     pub(super) async fn map_records(
         &self,
         side: Side,
         ix: usize,
+        mapping: &ResolvedMapping,
         records: Vec<Record>,
     ) -> (Vec<Record>, BTreeMap<String, String>) {
         let mut failed = BTreeMap::new();
@@ -291,14 +307,29 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         };
         let mut current = records;
         for name in &self.policy.mappers {
-            let ids: Vec<String> = current.iter().map(|r| r.id.clone()).collect();
+            let keys: Vec<(String, Option<String>)> = current
+                .iter()
+                .map(|r| (r.id.clone(), mapping.match_key(side, r)))
+                .collect();
             let mut results = self.mappers.map(name, &ctx, current).await.into_iter();
             let mut next = Vec::new();
-            for id in ids {
+            for (id, key) in keys {
                 match results.next() {
-                    Some(Ok(Some(mut r))) => {
+                    Some(Ok(Some(mut r))) if mapping.match_key(side, &r) == key => {
                         r.id = id;
                         next.push(r);
+                    }
+                    Some(Ok(Some(_))) => {
+                        let error = format!(
+                            "mapper `{name}` changed the record's match e-mail (the field paired as `email`): refused; a mapper may reshape other fields, but records are matched by that address"
+                        );
+                        lock(&self.mapper_failures).push(MapperFailure {
+                            entity: ix,
+                            side,
+                            id: id.clone(),
+                            error: error.clone(),
+                        });
+                        failed.insert(id, error);
                     }
                     Some(Ok(None)) => {
                         failed.insert(id, format!("dropped by mapper `{name}`"));
@@ -353,7 +384,9 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             for chunk in ids.chunks(IDS_PER_FIND) {
                 let found = self.find_ids(side, &entity, chunk).await?;
                 self.tally(side, &found, 0)?;
-                let (records, failed) = self.map_records(side, ix, found).await;
+                let (records, failed) = self
+                    .map_records(side, ix, &out.inputs[ix].mapping, found)
+                    .await;
                 let obs = out.inputs[ix].obs.get_mut(side);
                 let seen: BTreeSet<String> = records
                     .iter()
@@ -425,7 +458,9 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
         for chunk in ids.chunks(IDS_PER_FIND) {
             let found = self.find_ids(side, &entity, chunk).await?;
             self.tally(side, &found, 0)?;
-            let (records, failed) = self.map_records(side, ix, found).await;
+            let (records, failed) = self
+                .map_records(side, ix, &out.inputs[ix].mapping, found)
+                .await;
             let obs = out.inputs[ix].obs.get_mut(side);
             for r in records {
                 obs.records.entry(r.id.clone()).or_insert(Observed {
@@ -610,7 +645,9 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 }
                 let found: Vec<Record> = unique.into_values().collect();
                 self.tally(other, &found, 0)?;
-                let (records, failed) = self.map_records(other, ix, found).await;
+                let (records, failed) = self
+                    .map_records(other, ix, &out.inputs[ix].mapping, found)
+                    .await;
                 let more = self.store.links_for(
                     self.sync(),
                     records

@@ -109,3 +109,54 @@ fn a_missing_mapper_result_fails_that_record_only() {
     });
 }
 }
+
+/// Moves Jane to another address; only upper-cases Joe's (the same match e-mail).
+struct Readdress;
+
+impl Mappers for Readdress {
+    async fn map(
+        &self,
+        _mapper: &str,
+        _ctx: &MapContext,
+        records: Vec<Record>,
+    ) -> Vec<Result<Option<Record>, SourceError>> {
+        records
+            .into_iter()
+            .map(|mut r| {
+                let email = match &r.fields["email"] {
+                    Value::Text(e) if e.starts_with("jane") => "someone-else@x.io".to_owned(),
+                    Value::Text(e) => e.to_uppercase(),
+                    other => panic!("{other:?}"),
+                };
+                r.fields.insert("email".into(), t(&email));
+                r.fields.insert("first_name".into(), t("Mapped"));
+                Ok(Some(r))
+            })
+            .collect()
+    }
+}
+
+on_both_backends! {
+fn a_mapper_may_not_change_a_records_match_email() {
+    rt().block_on(async {
+        let mut w = world(Direction::AToB, 50);
+        w.policy.mappers = vec!["readdress".into()];
+        let jane = w.fs_lead("jane@x.io", "Jane");
+        w.fs_lead("joe@x.io", "Joe");
+        let report = run_with(&w, &Readdress, 1000).await;
+        let fm = World::by_email(&w.fm, "emails");
+        // Joe's address only changed case: the same match key, the mapper's output written.
+        assert_eq!(fm.keys().cloned().collect::<Vec<_>>(), ["joe@x.io"], "{fm:#?}");
+        assert_eq!(fm["joe@x.io"][0].fields["first_name"], t("Mapped"));
+        // Jane's result was refused and counted as her record's failure, named.
+        let failed: Vec<_> = report
+            .failures
+            .iter()
+            .filter(|(_, e)| e.contains("changed the record's match e-mail"))
+            .collect();
+        assert_eq!(failed.len(), 1, "{:?}", report.failures);
+        assert!(failed[0].0.contains(&jane), "{failed:?}");
+        assert!(failed[0].1.contains("mapper `readdress`"), "{failed:?}");
+    });
+}
+}
