@@ -242,6 +242,39 @@ pub struct OutboxEntry {
     pub run: u64,
 }
 
+/// Which part of a record a write touches: the record itself (create, update, delete)
+/// or one container membership. A membership change does not fix a refused update.
+fn write_target(op: &PlannedOp) -> (usize, Side, &str, Option<&str>) {
+    use super::plan::OpKind;
+    let container = match &op.kind {
+        OpKind::AddToContainer { container, .. }
+        | OpKind::RemoveFromContainer { container, .. } => Some(container.as_str()),
+        _ => None,
+    };
+    (op.entity, op.side, op.link.as_str(), container)
+}
+
+type WriteTarget<'a> = (usize, Side, &'a str, Option<&'a str>);
+
+/// The latest run in which each record part got an acknowledged write.
+fn acked_writes<'a>(
+    rows: impl IntoIterator<Item = &'a OutboxEntry>,
+) -> BTreeMap<WriteTarget<'a>, u64> {
+    let mut out: BTreeMap<WriteTarget<'a>, u64> = BTreeMap::new();
+    for e in rows.into_iter().filter(|e| e.status == OpStatus::Acked) {
+        let run = out.entry(write_target(&e.op)).or_default();
+        *run = (*run).max(e.op.run);
+    }
+    out
+}
+
+/// Whether a parked row's record part was written by a later run.
+fn superseded(e: &OutboxEntry, written: &BTreeMap<WriteTarget<'_>, u64>) -> bool {
+    written
+        .get(&write_target(&e.op))
+        .is_some_and(|run| *run > e.op.run)
+}
+
 /// A record to fetch again and re-plan on a later run (its write failed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryEntry {
@@ -976,6 +1009,23 @@ impl SyncStore {
             .collect())
     }
 
+    /// Parked outbox rows that still need a person: a row is left out once a later
+    /// write of the same kind to the same record was acknowledged (the record was fixed
+    /// and written, so it is no longer parked), until [`Txn::purge_acked`] drops it.
+    pub fn parked(&self, sync: &str) -> Result<Vec<OutboxEntry>, StateError> {
+        let all: Vec<OutboxEntry> = self
+            .scan::<OutboxEntry>(OUTBOX, sync)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        let written = acked_writes(&all);
+        Ok(all
+            .iter()
+            .filter(|e| e.status == OpStatus::Parked && !superseded(e, &written))
+            .cloned()
+            .collect())
+    }
+
     /// The retry index.
     pub fn retries(&self, sync: &str) -> Result<Vec<RetryEntry>, StateError> {
         Ok(self
@@ -1575,15 +1625,23 @@ impl<'a> Txn<'a> {
         self.remove(OUTBOX, &key(&[self.sync, id]))
     }
 
-    /// Drops acknowledged outbox rows (their events stay in the log).
+    /// Drops acknowledged outbox rows (their events stay in the log), and parked rows a
+    /// later acknowledged write to the same record superseded ([`SyncStore::parked`]).
     pub fn purge_acked(&self) -> Result<usize, StateError> {
         let (lo, hi) = prefix_range(self.sync);
-        let mut acked = 0;
+        let mut rows = Vec::new();
         for (k, v) in self.range(OUTBOX, &lo, &hi)? {
             let e: OutboxEntry = decode(&k, &v)?;
+            rows.push((k, e));
+        }
+        let written = acked_writes(rows.iter().map(|(_, e)| e));
+        let mut acked = 0;
+        for (k, e) in &rows {
             if e.status == OpStatus::Acked {
-                self.remove(OUTBOX, &k)?;
+                self.remove(OUTBOX, k)?;
                 acked += 1;
+            } else if e.status == OpStatus::Parked && superseded(e, &written) {
+                self.remove(OUTBOX, k)?;
             }
         }
         Ok(acked)
@@ -2024,6 +2082,67 @@ mod tests {
                 }
             }
         }
+    }
+
+    on_both_backends! {
+    /// A write parked in one run and made by a later one no longer counts as parked
+    /// (status said "Parked 1" forever), and the next purge drops the parked row; a
+    /// membership change to the same record does not fix a refused update.
+    fn a_parked_write_later_made_is_no_longer_parked() {
+        use crate::sync::plan::{LinkEffect, OpKind};
+        let entry = |id: &str, run: u64, kind: OpKind, status: OpStatus| OutboxEntry {
+            op: PlannedOp {
+                id: id.into(),
+                entity: 0,
+                side: Side::B,
+                entity_name: "contacts".into(),
+                link: "0/a/1".into(),
+                kind,
+                reason: "changed in A".into(),
+                consent: false,
+                base: BTreeMap::new(),
+                joint: Default::default(),
+                effect: LinkEffect::None,
+                run,
+                kept: Default::default(),
+            },
+            status,
+            attempts: 1,
+            next_attempt_at: None,
+            error: None,
+            run,
+        };
+        let update = || OpKind::Update {
+            id: "9".into(),
+            if_version: None,
+            fields: Vec::new(),
+        };
+        let member = || OpKind::AddToContainer {
+            container: "list".into(),
+            id: "9".into(),
+        };
+        let s = SyncStore::open(fresh()).unwrap();
+        s.write("s", |t| {
+            t.put_op(&entry("p1", 1, update(), OpStatus::Parked))?;
+            t.put_op(&entry("m2", 2, member(), OpStatus::Acked))
+        })
+        .unwrap();
+        assert_eq!(s.parked("s").unwrap().len(), 1, "a membership change fixes nothing");
+        s.write("s", |t| t.put_op(&entry("u3", 3, update(), OpStatus::Acked)))
+            .unwrap();
+        assert!(s.parked("s").unwrap().is_empty());
+        s.write("s", |t| t.purge_acked().map(|_| ())).unwrap();
+        assert!(s.outbox("s").unwrap().is_empty(), "the superseded row is dropped");
+        // A write parked after the last acknowledged one stays parked.
+        s.write("s", |t| {
+            t.put_op(&entry("u4", 4, update(), OpStatus::Acked))?;
+            t.put_op(&entry("p5", 5, update(), OpStatus::Parked))?;
+            t.purge_acked().map(|_| ())
+        })
+        .unwrap();
+        assert_eq!(s.parked("s").unwrap().len(), 1);
+        assert_eq!(s.outbox("s").unwrap().len(), 1);
+    }
     }
 
     on_both_backends! {
