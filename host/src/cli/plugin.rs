@@ -129,6 +129,7 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
             "supported-contract": SUPPORTED_CONTRACT,
             "manifest-source": manifest_source,
             "capabilities": capabilities_json(&manifest),
+            "settings": settings_json(&manifest),
             "imports": scan.imports,
             "exports": scan.exports,
             "refused": verdict,
@@ -157,6 +158,9 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
     println!("requests:");
     for line in capability_lines(&manifest) {
         println!("  {line}");
+    }
+    for line in setting_lines(&manifest) {
+        println!("{line}");
     }
     println!("imports:");
     for import in &scan.imports {
@@ -248,6 +252,17 @@ fn capability_lines(m: &Manifest) -> Vec<String> {
         }) => {
             format!("auth:     api-key in header {header} ({template})")
         }
+        Some(AuthProfile::Bearer { .. }) => {
+            "auth:     bearer API key (Authorization: Bearer KEY)".to_owned()
+        }
+        Some(AuthProfile::Basic {
+            user: Some(user), ..
+        }) => {
+            format!("auth:     basic, user {user:?}, the API key as password")
+        }
+        Some(AuthProfile::Basic { user: None, .. }) => {
+            "auth:     basic, user and password from the connection's credentials".to_owned()
+        }
         Some(AuthProfile::OAuth2 {
             token_url, scopes, ..
         }) => format!(
@@ -294,6 +309,53 @@ fn auth_origins(auth: &AuthProfile, m: &Manifest) -> Vec<String> {
         None if m.http.origins.is_empty() => vec!["none".to_owned()],
         None => m.http.origins.clone(),
     }
+}
+
+/// `settings:` and one line per declared setting: name, type, required or default, and
+/// its description.
+fn setting_lines(m: &Manifest) -> Vec<String> {
+    if m.settings.is_empty() {
+        return vec!["settings:  none declared (the plugin reads any connection setting)".into()];
+    }
+    let mut lines = vec!["settings:".to_owned()];
+    for (name, spec) in &m.settings {
+        let kind = if spec.values.is_empty() {
+            spec.kind.to_string()
+        } else {
+            format!("{} ({})", spec.kind, spec.values.join(" | "))
+        };
+        let need = match (&spec.default, spec.required) {
+            (Some(d), _) => format!("default {}", d.as_text()),
+            (None, true) => "required".to_owned(),
+            (None, false) => "optional".to_owned(),
+        };
+        let mut line = format!("  {name}: {kind}, {need}");
+        if !spec.description.is_empty() {
+            line.push_str(&format!(
+                " — {}",
+                crate::runtime::text::clean_line(&spec.description)
+            ));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+fn settings_json(m: &Manifest) -> serde_json::Value {
+    m.settings
+        .iter()
+        .map(|(name, spec)| {
+            let value = serde_json::json!({
+                "type": spec.kind.to_string(),
+                "required": spec.required,
+                "default": spec.default.as_ref().map(|d| d.as_text()),
+                "description": spec.description,
+                "values": spec.values,
+            });
+            (name.clone(), value)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn capabilities_json(m: &Manifest) -> serde_json::Value {

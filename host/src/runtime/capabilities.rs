@@ -178,10 +178,10 @@ fn import_allowed(kind: PluginKind, name: &str) -> Result<(), &'static str> {
     };
     match pkg {
         CONTRACT_PACKAGE => match (kind, iface) {
-            (_, "types" | "log") => Ok(()),
-            (PluginKind::Connector, "http" | "storage" | "config") => Ok(()),
-            (PluginKind::Mapper, "http" | "storage" | "config") => {
-                Err("mappers are pure: they may only log")
+            (_, "types" | "log" | "config") => Ok(()),
+            (PluginKind::Connector, "http" | "storage") => Ok(()),
+            (PluginKind::Mapper, "http" | "storage") => {
+                Err("mappers are pure: they may only log and read their settings")
             }
             _ => Err("not a host interface of the contract"),
         },
