@@ -913,8 +913,16 @@ async fn check_with_retries(
 /// did not answer (`address`), else every declared setting; a plugin that declares none
 /// gets the connection's settings table.
 fn settings_to_check(connection: &str, plugin: &Plugin, address: bool) -> String {
+    settings_named_by(connection, plugin.manifest(), address)
+}
+
+fn settings_named_by(
+    connection: &str,
+    manifest: &crate::runtime::Manifest,
+    address: bool,
+) -> String {
     use crate::runtime::manifest::SettingType;
-    let declared = &plugin.manifest().settings;
+    let declared = &manifest.settings;
     let urls: Vec<&str> = declared
         .iter()
         .filter(|(_, s)| s.kind == SettingType::Url)
@@ -1010,5 +1018,37 @@ impl Hooks for ProgressHooks<'_> {
             self.progress.set_planned(planned as u64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_named_by;
+    use crate::runtime::Manifest;
+
+    const HEAD: &str =
+        "name = \"mc\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n";
+
+    /// A third-party connector's check failure names its own settings, never
+    /// Freshworks' `domain` or `edition`.
+    #[test]
+    fn check_hints_name_the_plugins_own_settings() {
+        let declared = Manifest::parse(&format!(
+            "{HEAD}[settings.server]\ntype = \"url\"\n[settings.list-id]\ntype = \"string\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            settings_named_by("crm", &declared, true),
+            "the settings of [connections.crm] (server; `tandem plugin inspect` describes them)"
+        );
+        assert_eq!(
+            settings_named_by("crm", &declared, false),
+            "the settings of [connections.crm] (list-id, server; `tandem plugin inspect` describes them)"
+        );
+        let bare = Manifest::parse(HEAD).unwrap();
+        for address in [true, false] {
+            let hint = settings_named_by("crm", &bare, address);
+            assert_eq!(hint, "the settings of [connections.crm]");
+        }
     }
 }
