@@ -330,7 +330,12 @@ async fn packed_mapping_costs_the_guest_about_what_map_does_and_scales_linearly(
 async fn mapper_settings_reach_the_component_per_use() {
     use std::collections::BTreeMap;
     let normalize = plugin("tandem-mapper-normalize").await;
-    assert!(normalize.manifest().settings.contains_key("default-country-code"));
+    assert!(
+        normalize
+            .manifest()
+            .settings
+            .contains_key("default-country-code")
+    );
     let record = || Record {
         id: "1".into(),
         version: None,
@@ -352,9 +357,15 @@ async fn mapper_settings_reach_the_component_per_use() {
         let out = client.map(&ctx("contacts"), &[record()]).await.unwrap();
         assert_eq!(phone(&out), text(expected), "code {code}");
     }
-    let plain = runtime().mapper(&normalize, limits.clone(), "plain").unwrap();
+    let plain = runtime()
+        .mapper(&normalize, limits.clone(), "plain")
+        .unwrap();
     let out = plain.map(&ctx("contacts"), &[record()]).await.unwrap();
-    assert_eq!(phone(&out), text("0612345678"), "no setting: digits only, as before");
+    assert_eq!(
+        phone(&out),
+        text("0612345678"),
+        "no setting: digits only, as before"
+    );
     let err = runtime()
         .mapper_with_settings(&normalize, limits, "s", &settings("FR"))
         .unwrap_err()

@@ -49,7 +49,8 @@ pub enum PluginCommand {
     },
     /// Run the conformance kit: the plugin through the whole contract against a simulated
     /// account or a base URL, with a pass/fail table.
-    Test(kit::TestArgs),
+    // Boxed: the kit's arguments are much larger than the other commands'.
+    Test(Box<kit::TestArgs>),
 }
 
 /// Runs a plugin command.
@@ -58,7 +59,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::List => list(),
         PluginCommand::Inspect { file, json } => inspect(&file, json),
         PluginCommand::Check { file, sha256 } => check(file, sha256.as_deref()).await,
-        PluginCommand::Test(args) => kit::run(args).await,
+        PluginCommand::Test(args) => kit::run(*args).await,
     }
 }
 

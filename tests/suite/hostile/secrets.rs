@@ -721,11 +721,15 @@ async fn basic_credentials_are_encoded_by_the_host_and_never_read_back() {
     let client = runtime().connector(&plugin, conn).unwrap();
     let fields = bare_get(&client, &api.url("/me")).await.unwrap();
     let expected = format!("Basic {}", STANDARD.encode(format!("{USER}:{KEY}")));
-    assert_eq!(*seen.lock().unwrap(), [expected.clone()]);
+    assert_eq!(*seen.lock().unwrap(), vec![expected.clone()]);
     assert_eq!(fields["status"], "401", "{fields:?}");
     assert_no_secret(&fields, KEY);
     for (name, value) in &fields {
-        for form in [expected.as_str(), &expected["Basic ".len()..], &format!("{USER}:{KEY}")] {
+        for form in [
+            expected.as_str(),
+            &expected["Basic ".len()..],
+            &format!("{USER}:{KEY}"),
+        ] {
             assert!(!value.contains(form), "{name}: {value}");
         }
     }
@@ -747,7 +751,10 @@ async fn declared_settings_are_checked_and_defaulted_before_the_plugin_runs() {
     let conn = connection("s", &[("base-url", "http://127.0.0.1:9")], grant());
     let client = runtime().connector(&declared, conn).unwrap();
     let info = client.check().await.unwrap();
-    assert_eq!(info.display_name, "base-url=http://127.0.0.1:9;page-size=50");
+    assert_eq!(
+        info.display_name,
+        "base-url=http://127.0.0.1:9;page-size=50"
+    );
 
     for (settings, needle) in [
         (
@@ -774,6 +781,14 @@ async fn declared_settings_are_checked_and_defaulted_before_the_plugin_runs() {
         &[("base-url", "http://127.0.0.1:9"), ("anything", "goes")],
         grant(),
     );
-    let info = runtime().connector(&open, conn).unwrap().check().await.unwrap();
-    assert_eq!(info.display_name, "anything=goes;base-url=http://127.0.0.1:9");
+    let info = runtime()
+        .connector(&open, conn)
+        .unwrap()
+        .check()
+        .await
+        .unwrap();
+    assert_eq!(
+        info.display_name,
+        "anything=goes;base-url=http://127.0.0.1:9"
+    );
 }

@@ -295,7 +295,7 @@ mod tests {
         let mut argv = vec!["tandem", "plugin", "test"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Plugin(PluginCommand::Test(args)) => Ok(args),
+            Command::Plugin(PluginCommand::Test(args)) => Ok(*args),
             other => panic!("{other:?}"),
         }
     }
