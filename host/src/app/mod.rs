@@ -449,11 +449,6 @@ impl Host {
         })?;
         let plugin = self.plugin(&conn_cfg.plugin).await?;
         let mut connection = self.config.connection(name, &self.env)?;
-        if let Some(warning) =
-            ungranted_storage(&conn_cfg.plugin, plugin.manifest(), &connection.grant)
-        {
-            tracing::warn!(connection = name, "{warning}");
-        }
         let gate = Arc::new(RequestGate::unpaused());
         connection.budget = Some(gate.clone());
         let client = self.runtime.connector(&plugin, connection)?;
@@ -913,23 +908,6 @@ async fn check_with_retries(
     }
 }
 
-/// Said once per connection, before any record is synced: a plugin that asks for
-/// storage the operator did not grant gets its writes refused, and the fix is the
-/// operator's grant, not the records whose writes then fail.
-fn ungranted_storage(
-    plugin: &str,
-    manifest: &crate::runtime::Manifest,
-    grant: &crate::runtime::Grant,
-) -> Option<String> {
-    let asked = manifest.storage?;
-    grant.storage.is_none().then(|| {
-        format!(
-            "plugin `{plugin}` asks for {} bytes of storage ([storage] in its manifest) but the config grants it none, so its storage writes are refused; grant it with storage-quota = \"1MiB\" under [plugins.{plugin}.grant]",
-            asked.quota_bytes
-        )
-    })
-}
-
 /// Which settings a check failure points at, named from the plugin's own manifest (a
 /// third-party connector has no `domain` or `edition`): its URL settings when the account
 /// did not answer (`address`), else every declared setting; a plugin that declares none
@@ -1045,26 +1023,8 @@ impl Hooks for ProgressHooks<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{settings_named_by, ungranted_storage};
-    use crate::runtime::{Grant, Manifest, StorageGrant};
-
-    #[test]
-    fn a_storage_request_without_a_grant_names_the_operators_setting() {
-        let asks = Manifest::parse(&format!("{HEAD}[storage]\nquota-bytes = 65536\n")).unwrap();
-        let warning = ungranted_storage("mc", &asks, &Grant::default()).unwrap();
-        assert!(warning.contains("65536 bytes"), "{warning}");
-        assert!(
-            warning.contains("storage-quota = \"1MiB\" under [plugins.mc.grant]"),
-            "{warning}"
-        );
-        let granted = Grant {
-            storage: Some(StorageGrant::default()),
-            ..Grant::default()
-        };
-        assert_eq!(ungranted_storage("mc", &asks, &granted), None);
-        let none = Manifest::parse(HEAD).unwrap();
-        assert_eq!(ungranted_storage("mc", &none, &Grant::default()), None);
-    }
+    use super::settings_named_by;
+    use crate::runtime::Manifest;
 
     const HEAD: &str =
         "name = \"mc\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n";
