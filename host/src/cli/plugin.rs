@@ -389,6 +389,36 @@ mod tests {
     use super::*;
     use crate::cli::{Cli, Command};
 
+    /// `plugin inspect` shows each declared setting (type, default or required,
+    /// description) and the auth kind, in text and JSON.
+    #[test]
+    fn inspect_shows_declared_settings_and_auth() {
+        let m = Manifest::parse(
+            "name = \"mc\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n\
+             [http]\norigins = [\"setting:base-url\"]\n[auth]\nkind = \"basic\"\nuser = \"anystring\"\n\
+             [settings.base-url]\ntype = \"url\"\nrequired = true\ndescription = \"API root\"\n\
+             [settings.edition]\ntype = \"enum\"\nvalues = [\"free\", \"standard\"]\ndefault = \"free\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            setting_lines(&m),
+            [
+                "settings:",
+                "  base-url: url, required — API root",
+                "  edition: enum (free | standard), default free",
+            ]
+        );
+        assert!(
+            capability_lines(&m).contains(
+                &"auth:     basic, user \"anystring\", the API key as password".to_owned()
+            )
+        );
+        let json = settings_json(&m);
+        assert_eq!(json["edition"]["default"], "free");
+        assert_eq!(json["base-url"]["required"], true);
+        assert_eq!(capabilities_json(&m)["auth"], "basic");
+    }
+
     #[test]
     fn parses_the_plugin_commands() {
         let cli = Cli::try_parse_from(["tandem", "plugin", "inspect", "x.wasm", "--json"]).unwrap();
