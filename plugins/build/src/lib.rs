@@ -233,7 +233,9 @@ mod tests {
         );
         // `config` is allowed: a mapper reads the settings its sync gives it.
         assert!(
-            imports.iter().any(|i| i.starts_with("tandem:plugin/config")),
+            imports
+                .iter()
+                .any(|i| i.starts_with("tandem:plugin/config")),
             "normalize reads default-country-code: {imports:?}"
         );
         for denied in ["http", "storage"] {
