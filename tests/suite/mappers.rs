@@ -321,3 +321,57 @@ async fn packed_mapping_costs_the_guest_about_what_map_does_and_scales_linearly(
     let hundred = fuel(&new, "identity", 100).await;
     assert!(identity < 12 * hundred, "1000: {identity}, 100: {hundred}");
 }
+
+/// One build of `normalize` serves every region: the sync's `mapper-settings` reach the
+/// component through `config` (the mapper world imports it since 0.1), a use without
+/// them keeps the old behaviour, and a value the manifest's declaration refuses stops
+/// the mapper before it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapper_settings_reach_the_component_per_use() {
+    use std::collections::BTreeMap;
+    let normalize = plugin("tandem-mapper-normalize").await;
+    assert!(
+        normalize
+            .manifest()
+            .settings
+            .contains_key("default-country-code")
+    );
+    let record = || Record {
+        id: "1".into(),
+        version: None,
+        updated_at: None,
+        fields: vec![field("mobile", text("06 12 34 56 78"))],
+    };
+    let settings = |code: &str| -> BTreeMap<String, String> {
+        [("default-country-code".to_owned(), code.to_owned())].into()
+    };
+    let phone = |out: &[Result<Option<Record>, Error>]| match &out[0] {
+        Ok(Some(r)) => r.fields[0].value.clone(),
+        other => panic!("{other:?}"),
+    };
+    let limits = MapperLimits::default();
+    for (code, expected) in [("33", "+33612345678"), ("44", "+44612345678")] {
+        let client = runtime()
+            .mapper_with_settings(&normalize, limits.clone(), "fr", &settings(code))
+            .unwrap();
+        let out = client.map(&ctx("contacts"), &[record()]).await.unwrap();
+        assert_eq!(phone(&out), text(expected), "code {code}");
+    }
+    let plain = runtime()
+        .mapper(&normalize, limits.clone(), "plain")
+        .unwrap();
+    let out = plain.map(&ctx("contacts"), &[record()]).await.unwrap();
+    assert_eq!(
+        phone(&out),
+        text("0612345678"),
+        "no setting: digits only, as before"
+    );
+    let err = runtime()
+        .mapper_with_settings(&normalize, limits, "s", &settings("FR"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("default-country-code") && err.contains("expected an integer"),
+        "{err}"
+    );
+}

@@ -906,6 +906,19 @@ async fn an_invalid_write_is_parked_at_once_with_the_apps_message() {
         "{}",
         event.reason
     );
+    assert_eq!(w.host().status(Some("s")).unwrap()[0].parked, 1);
+    // The person fixes the record (the fault fired once): the next run writes it, and
+    // status no longer counts it as parked, then or after later runs.
+    w.edit(App::Fm, "contacts", vic, json!({"last_name": "Valid"}))
+        .await;
+    w.advance(60).await;
+    let r = w.run("s").await;
+    let (created, _, _, failed) = totals(&r);
+    assert_eq!((created, failed), (1, 0), "{:?}", r.counters);
+    assert_eq!(w.host().status(Some("s")).unwrap()[0].parked, 0);
+    w.advance(60).await;
+    w.run("s").await;
+    assert_eq!(w.host().status(Some("s")).unwrap()[0].parked, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,7 +97,7 @@ pub enum HostError {
         /// What the plugin said.
         message: String,
         /// What to do.
-        hint: &'static str,
+        hint: String,
     },
     /// A connection's `describe` failed.
     #[error("connection `{connection}`: {source}")]
@@ -534,7 +534,10 @@ impl Host {
                 .get(m)
                 .map(PluginConfig::mapper_limits)
                 .unwrap_or_default();
-            let client: MapperClient = self.runtime.mapper(&plugin, limits, name)?;
+            let settings = cfg.mapper_settings.get(m).cloned().unwrap_or_default();
+            let client: MapperClient = self
+                .runtime
+                .mapper_with_settings(&plugin, limits, name, &settings)?;
             mappers.insert(m.clone(), client);
         }
         Ok(PreparedSync {
@@ -907,25 +910,64 @@ async fn check_with_retries(
     }
 }
 
+/// Which settings a check failure points at, named from the plugin's own manifest (a
+/// third-party connector has no `domain` or `edition`): its URL settings when the account
+/// did not answer (`address`), else every declared setting; a plugin that declares none
+/// gets the connection's settings table.
+fn settings_to_check(connection: &str, plugin: &Plugin, address: bool) -> String {
+    settings_named_by(connection, plugin.manifest(), address)
+}
+
+fn settings_named_by(
+    connection: &str,
+    manifest: &crate::runtime::Manifest,
+    address: bool,
+) -> String {
+    use crate::runtime::manifest::SettingType;
+    let declared = &manifest.settings;
+    let urls: Vec<&str> = declared
+        .iter()
+        .filter(|(_, s)| s.kind == SettingType::Url)
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let names: Vec<&str> = if address && !urls.is_empty() {
+        urls
+    } else {
+        declared.keys().map(String::as_str).collect()
+    };
+    if names.is_empty() {
+        format!("the settings of [connections.{connection}]")
+    } else {
+        format!(
+            "the settings of [connections.{connection}] ({}; `tandem plugin inspect` describes them)",
+            names.join(", ")
+        )
+    }
+}
+
 /// A check failure as one line with a hint.
 fn check_error(connection: &str, plugin: &Plugin, e: CallError) -> HostError {
     use crate::runtime::types::Error as E;
     let hint = match e.plugin_error() {
         Some(E::Unauthorized(m)) if m.contains("refused the refresh token") => {
-            "the app's authorisation was withdrawn or has expired; the message says how to re-authorise"
+            "the app's authorisation was withdrawn or has expired; the message says how to re-authorise".to_owned()
         }
         Some(E::Unauthorized(_)) => {
-            "the credentials were refused: check the API key or token its [connections] entry references"
+            "the credentials were refused: check the API key or token its [connections] entry references".to_owned()
         }
-        Some(E::Forbidden(_)) => "the credentials lack a permission: use an administrator's key",
-        Some(E::Transient(_)) => {
-            "the account did not answer: check its domain or base-url setting and the network"
+        Some(E::Forbidden(_)) => {
+            "the credentials lack a permission: use an administrator's key".to_owned()
         }
-        Some(E::RateLimited(_)) => "the account is rate limited: try again later",
+        Some(E::Transient(_)) => format!(
+            "the account did not answer: check {} and the network",
+            settings_to_check(connection, plugin, true)
+        ),
+        Some(E::RateLimited(_)) => "the account is rate limited: try again later".to_owned(),
         Some(E::Invalid(_) | E::NotFound(_) | E::Fatal(_)) => {
-            "check the connection's settings (domain, base-url, edition)"
+            format!("check {}", settings_to_check(connection, plugin, false))
         }
-        _ => "run `tandem plugin check` on the plugin and report the message to its author",
+        _ => "run `tandem plugin check` on the plugin and report the message to its author"
+            .to_owned(),
     };
     let message = match &e {
         CallError::Plugin { error, .. } => crate::runtime::client::describe_plugin_error(error),
@@ -978,5 +1020,37 @@ impl Hooks for ProgressHooks<'_> {
             self.progress.set_planned(planned as u64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settings_named_by;
+    use crate::runtime::Manifest;
+
+    const HEAD: &str =
+        "name = \"mc\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n";
+
+    /// A third-party connector's check failure names its own settings, never
+    /// Freshworks' `domain` or `edition`.
+    #[test]
+    fn check_hints_name_the_plugins_own_settings() {
+        let declared = Manifest::parse(&format!(
+            "{HEAD}[settings.server]\ntype = \"url\"\n[settings.list-id]\ntype = \"string\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            settings_named_by("crm", &declared, true),
+            "the settings of [connections.crm] (server; `tandem plugin inspect` describes them)"
+        );
+        assert_eq!(
+            settings_named_by("crm", &declared, false),
+            "the settings of [connections.crm] (list-id, server; `tandem plugin inspect` describes them)"
+        );
+        let bare = Manifest::parse(HEAD).unwrap();
+        for address in [true, false] {
+            let hint = settings_named_by("crm", &bare, address);
+            assert_eq!(hint, "the settings of [connections.crm]");
+        }
     }
 }

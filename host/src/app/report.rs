@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SyncConfig;
 use crate::sync::SyncStore;
-use crate::sync::state::{Event, OpStatus, PendingAmbiguity, RunRecord, StateError, SyncStatus};
+use crate::sync::state::{Event, PendingAmbiguity, RunRecord, StateError, SyncStatus};
 
 /// One sync at a glance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,11 +145,9 @@ pub fn summary(store: &SyncStore, cfg: &SyncConfig) -> Result<SyncSummary, State
     let (status, reason) = status_label(&store.status(&cfg.name)?);
     let last_run = store.runs(&cfg.name)?.into_iter().max_by_key(|r| r.id);
     let links = store.link_counts(&cfg.name)?.values().sum();
-    let parked = store
-        .outbox(&cfg.name)?
-        .iter()
-        .filter(|e| e.status == OpStatus::Parked)
-        .count();
+    // Not `outbox` filtered by status: a parked write whose record was written since
+    // no longer needs a person.
+    let parked = store.parked(&cfg.name)?.len();
     Ok(SyncSummary {
         name: cfg.name.clone(),
         a: cfg.a.clone(),

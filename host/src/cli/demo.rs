@@ -359,7 +359,7 @@ fn redirect_secrets(config: &mut Config, dir: &Path) {
     };
     for conn in config.connections.values_mut() {
         match &mut conn.credentials {
-            C::ApiKey(r) => fix(r),
+            C::ApiKey(r) | C::Basic { password: r, .. } => fix(r),
             C::OAuth2 {
                 client_secret,
                 refresh_token,

@@ -49,7 +49,8 @@ pub enum PluginCommand {
     },
     /// Run the conformance kit: the plugin through the whole contract against a simulated
     /// account or a base URL, with a pass/fail table.
-    Test(kit::TestArgs),
+    // Boxed: the kit's arguments are much larger than the other commands'.
+    Test(Box<kit::TestArgs>),
 }
 
 /// Runs a plugin command.
@@ -58,7 +59,7 @@ pub async fn run(cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::List => list(),
         PluginCommand::Inspect { file, json } => inspect(&file, json),
         PluginCommand::Check { file, sha256 } => check(file, sha256.as_deref()).await,
-        PluginCommand::Test(args) => kit::run(args).await,
+        PluginCommand::Test(args) => kit::run(*args).await,
     }
 }
 
@@ -132,6 +133,7 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
             "supported-contract": SUPPORTED_CONTRACT,
             "manifest-source": manifest_source,
             "capabilities": capabilities_json(&manifest),
+            "settings": settings_json(&manifest),
             "imports": scan.imports,
             "exports": scan.exports,
             "refused": verdict,
@@ -164,6 +166,9 @@ fn inspect(file: &PathBuf, json: bool) -> anyhow::Result<()> {
     println!("requests:");
     for line in capability_lines(&manifest) {
         println!("  {line}");
+    }
+    for line in setting_lines(&manifest) {
+        println!("{line}");
     }
     println!("imports:");
     for import in &scan.imports {
@@ -255,6 +260,17 @@ fn capability_lines(m: &Manifest) -> Vec<String> {
         }) => {
             format!("auth:     api-key in header {header} ({template})")
         }
+        Some(AuthProfile::Bearer { .. }) => {
+            "auth:     bearer API key (Authorization: Bearer KEY)".to_owned()
+        }
+        Some(AuthProfile::Basic {
+            user: Some(user), ..
+        }) => {
+            format!("auth:     basic, user {user:?}, the API key as password")
+        }
+        Some(AuthProfile::Basic { user: None, .. }) => {
+            "auth:     basic, user and password from the connection's credentials".to_owned()
+        }
         Some(AuthProfile::OAuth2 {
             token_url, scopes, ..
         }) => format!(
@@ -303,6 +319,53 @@ fn auth_origins(auth: &AuthProfile, m: &Manifest) -> Vec<String> {
     }
 }
 
+/// `settings:` and one line per declared setting: name, type, required or default, and
+/// its description.
+fn setting_lines(m: &Manifest) -> Vec<String> {
+    if m.settings.is_empty() {
+        return vec!["settings:  none declared (the plugin reads any connection setting)".into()];
+    }
+    let mut lines = vec!["settings:".to_owned()];
+    for (name, spec) in &m.settings {
+        let kind = if spec.values.is_empty() {
+            spec.kind.to_string()
+        } else {
+            format!("{} ({})", spec.kind, spec.values.join(" | "))
+        };
+        let need = match (&spec.default, spec.required) {
+            (Some(d), _) => format!("default {}", d.as_text()),
+            (None, true) => "required".to_owned(),
+            (None, false) => "optional".to_owned(),
+        };
+        let mut line = format!("  {name}: {kind}, {need}");
+        if !spec.description.is_empty() {
+            line.push_str(&format!(
+                " — {}",
+                crate::runtime::text::clean_line(&spec.description)
+            ));
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+fn settings_json(m: &Manifest) -> serde_json::Value {
+    m.settings
+        .iter()
+        .map(|(name, spec)| {
+            let value = serde_json::json!({
+                "type": spec.kind.to_string(),
+                "required": spec.required,
+                "default": spec.default.as_ref().map(|d| d.as_text()),
+                "description": spec.description,
+                "values": spec.values,
+            });
+            (name.clone(), value)
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 fn capabilities_json(m: &Manifest) -> serde_json::Value {
     serde_json::json!({
         "http": m.http.origins,
@@ -332,6 +395,36 @@ mod tests {
 
     use super::*;
     use crate::cli::{Cli, Command};
+
+    /// `plugin inspect` shows each declared setting (type, default or required,
+    /// description) and the auth kind, in text and JSON.
+    #[test]
+    fn inspect_shows_declared_settings_and_auth() {
+        let m = Manifest::parse(
+            "name = \"mc\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n\
+             [http]\norigins = [\"setting:base-url\"]\n[auth]\nkind = \"basic\"\nuser = \"anystring\"\n\
+             [settings.base-url]\ntype = \"url\"\nrequired = true\ndescription = \"API root\"\n\
+             [settings.edition]\ntype = \"enum\"\nvalues = [\"free\", \"standard\"]\ndefault = \"free\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            setting_lines(&m),
+            [
+                "settings:",
+                "  base-url: url, required — API root",
+                "  edition: enum (free | standard), default free",
+            ]
+        );
+        assert!(
+            capability_lines(&m).contains(
+                &"auth:     basic, user \"anystring\", the API key as password".to_owned()
+            )
+        );
+        let json = settings_json(&m);
+        assert_eq!(json["edition"]["default"], "free");
+        assert_eq!(json["base-url"]["required"], true);
+        assert_eq!(capabilities_json(&m)["auth"], "basic");
+    }
 
     #[test]
     fn parses_the_plugin_commands() {

@@ -37,6 +37,9 @@ pub struct ConnectionConfig {
     pub plugin: String,
     /// Non-secret settings given to the plugin, with `{ env = ... }` already resolved.
     pub settings: BTreeMap<String, String>,
+    /// Where each setting's value is, and the `settings` table (or the entry, without
+    /// one), for checks against the plugin's declared settings.
+    pub(crate) settings_at: (BTreeMap<String, Location>, Location),
     /// How the host authenticates the plugin's requests.
     pub credentials: CredentialsConfig,
     /// Where the credentials may be sent (`credentials.origins`); `None`: the default,
@@ -62,8 +65,17 @@ pub struct ConnectionConfig {
 pub enum CredentialsConfig {
     /// No credentials (an app that needs none, or a test double).
     None,
-    /// An API key (Freshworks: `Authorization: Token token=KEY`).
+    /// An API key, for the plugin's `api-key` or `bearer` auth profile (Freshworks:
+    /// `Authorization: Token token=KEY`).
     ApiKey(SecretRef),
+    /// HTTP Basic (`credentials.basic`), for the plugin's `basic` auth profile: the host
+    /// encodes `user:password`; the operator never pre-encodes it.
+    Basic {
+        /// The user name (not secret: an e-mail, an account SID); `None`: the manifest's.
+        user: Option<String>,
+        /// The password or API key.
+        password: SecretRef,
+    },
     /// An OAuth2 refresh token exchanged for access tokens by the host (Google).
     OAuth2 {
         /// The OAuth client id (not secret).
@@ -83,6 +95,7 @@ impl CredentialsConfig {
         match self {
             CredentialsConfig::None => Vec::new(),
             CredentialsConfig::ApiKey(k) => vec![k],
+            CredentialsConfig::Basic { password, .. } => vec![password],
             CredentialsConfig::OAuth2 {
                 client_secret,
                 refresh_token,
@@ -104,7 +117,8 @@ const RATE_KEYS: &[&str] = &[
     "min-declared-per-hour",
 ];
 const WEBHOOK_KEYS: &[&str] = &["secret", "header"];
-const CREDENTIAL_KEYS: &[&str] = &["api-key", "oauth2", "origins"];
+const CREDENTIAL_KEYS: &[&str] = &["api-key", "basic", "oauth2", "origins"];
+const BASIC_KEYS: &[&str] = &["user", "password"];
 const OAUTH_KEYS: &[&str] = &["client-id", "client-secret", "refresh-token", "token-url"];
 
 /// Reads `[connections]`.
@@ -135,9 +149,13 @@ fn read_connection(
     );
     let plugin_at = plugin.as_ref().map_or_else(|| at.clone(), |p| p.loc(cx));
     let plugin = plugin.and_then(|p| p.name(cx));
-    let settings = match t.get("settings") {
-        Some(s) => read_settings(cx, s),
-        None => Some(BTreeMap::new()),
+    let (settings, settings_at) = match t.get("settings") {
+        Some(s) => {
+            let table_at = s.loc(cx);
+            let (values, locations) = read_settings(cx, s).unzip();
+            (values, (locations.unwrap_or_default(), table_at))
+        }
+        None => (Some(BTreeMap::new()), (BTreeMap::new(), at.clone())),
     };
     let (credentials, auth_origins, credentials_at) = match t.get("credentials") {
         Some(c) => read_credentials(cx, c),
@@ -155,6 +173,7 @@ fn read_connection(
         name: name.to_owned(),
         plugin: plugin?,
         settings: settings.unwrap_or_default(),
+        settings_at,
         credentials: credentials.unwrap_or(CredentialsConfig::None),
         auth_origins,
         credentials_at,
@@ -316,11 +335,17 @@ const FRAMING_HEADERS: &[&str] = &[
     "upgrade",
 ];
 
-fn read_settings(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<BTreeMap<String, String>> {
+/// Settings and where each value is.
+pub(crate) type ReadSettings = (BTreeMap<String, String>, BTreeMap<String, Location>);
+
+/// Reads a settings table (a connection's, or a sync's `mapper-settings.PLUGIN`).
+pub(crate) fn read_settings(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<ReadSettings> {
     let mut t = item.table(cx, &[])?;
     let mut out = BTreeMap::new();
+    let mut at = BTreeMap::new();
     let mut ok = true;
     for (key, value) in t.entries() {
+        at.insert(key.to_owned(), value.loc(cx));
         if looks_secret(key) {
             value.invalid::<()>(
                 cx,
@@ -336,7 +361,7 @@ fn read_settings(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<BTreeMap<Str
             None => ok = false,
         }
     }
-    ok.then_some(out)
+    ok.then_some((out, at))
 }
 
 /// Setting names that would carry a secret to the plugin.
@@ -371,17 +396,19 @@ fn read_credentials(cx: &mut Reader<'_>, item: Item<'_, '_>) -> ReadCredentials 
     };
     let at = t.loc(cx);
     let api_key = t.get("api-key");
+    let basic = t.get("basic");
     let oauth = t.get("oauth2");
     let oauth_at = oauth.as_ref().map(|o| o.loc(cx));
     let origins = t.get("origins");
-    let out = match (api_key, oauth) {
-        (Some(k), None) => read_secret(cx, &k).map(CredentialsConfig::ApiKey),
-        (None, Some(o)) => read_oauth(cx, o),
-        (Some(_), Some(o)) => o.invalid(
+    let out = match (api_key, basic, oauth) {
+        (Some(k), None, None) => read_secret(cx, &k).map(CredentialsConfig::ApiKey),
+        (None, Some(b), None) => read_basic(cx, b),
+        (None, None, Some(o)) => read_oauth(cx, o),
+        (None, None, None) => Some(CredentialsConfig::None),
+        (_, Some(second), _) | (_, _, Some(second)) => second.invalid(
             cx,
-            "api-key and oauth2 are exclusive; keep the one the plugin uses",
+            "api-key, basic and oauth2 are exclusive; keep the one the plugin's auth profile uses (`tandem plugin inspect` shows it)",
         ),
-        (None, None) => Some(CredentialsConfig::None),
     };
     let origins = origins.and_then(|o| read_auth_origins(cx, &o, &out));
     t.finish(cx);
@@ -399,7 +426,7 @@ fn read_auth_origins(
     if matches!(credentials, Some(CredentialsConfig::None)) {
         return item.invalid(
             cx,
-            "there are no credentials to send; remove origins or add api-key or oauth2",
+            "there are no credentials to send; remove origins or add api-key, basic or oauth2",
         );
     }
     // Reachability is the grant's business (loopback, private networks): here the
@@ -424,6 +451,36 @@ fn read_auth_origins(
         );
     }
     ok.then_some(out)
+}
+
+/// `basic = { user = "jane@acme.example", password = { env = "VAR" } }`. The user is
+/// optional when the plugin's manifest fixes one (Mailchimp takes any user).
+fn read_basic(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {
+    let mut t = item.table(cx, BASIC_KEYS)?;
+    let user = t.get("user");
+    let password = t.require(
+        cx,
+        "password",
+        "add password = { env = \"VAR\" } (the password or API key; the host encodes user:password itself)",
+    );
+    t.finish(cx);
+    let user = match user {
+        None => None,
+        Some(i) => {
+            let u = i.interpolated(cx)?;
+            if !crate::runtime::manifest::valid_basic_user(&u) {
+                return i.invalid(
+                    cx,
+                    "an HTTP Basic user name is not empty and has no `:` (write the user alone: the host adds `:` and the password, then encodes them)",
+                );
+            }
+            Some(u)
+        }
+    };
+    Some(CredentialsConfig::Basic {
+        user,
+        password: read_secret(cx, &password?)?,
+    })
 }
 
 fn read_oauth(cx: &mut Reader<'_>, item: Item<'_, '_>) -> Option<CredentialsConfig> {

@@ -36,6 +36,8 @@ pub struct BuiltinPlugin {
     pub wasm: &'static [u8],
     /// The manifest's OAuth2 token endpoint, if it authenticates with OAuth2.
     pub token_url: Option<String>,
+    /// What config checks need of its manifest (auth profile, declared settings).
+    pub inspected: Inspected,
 }
 
 /// The plugins embedded in this binary, named by their manifests. A builtin whose
@@ -48,6 +50,7 @@ pub fn builtin_plugins() -> Vec<BuiltinPlugin> {
             let manifest = resolve_manifest(&scan.manifests, None).ok()?;
             Some(BuiltinPlugin {
                 token_url: oauth_token_url(&manifest),
+                inspected: Inspected::of(&manifest),
                 name: manifest.name,
                 kind: manifest.kind,
                 wasm: b.wasm,
@@ -77,25 +80,22 @@ fn inspect_file(path: &Path, wasm: &[u8]) -> Result<Inspected, ManifestError> {
         &scan.manifests,
         text.as_deref().map(|t| (origin.as_str(), t)),
     )
-    .map(|m| Inspected {
-        kind: m.kind,
-        token_url: oauth_token_url(&m),
-    })
+    .map(|m| Inspected::of(&m))
 }
 
 impl Catalog {
     /// The plugins built into this binary, and manifest inspection for plugin files.
     pub fn builtin() -> Self {
         let builtins = builtin_plugins();
-        let token_urls: Vec<(String, String)> = builtins
+        let manifests: Vec<(String, Inspected)> = builtins
             .iter()
-            .filter_map(|b| Some((b.name.clone(), b.token_url.clone()?)))
+            .map(|b| (b.name.clone(), b.inspected.clone()))
             .collect();
         Catalog::new(
             builtins.into_iter().map(|b| (b.name, b.kind)),
             Some(inspect_file),
         )
-        .with_token_urls(token_urls)
+        .with_manifests(manifests)
     }
 }
 
@@ -235,6 +235,10 @@ impl CredentialsConfig {
         Ok(match self {
             CredentialsConfig::None => Credentials::None,
             CredentialsConfig::ApiKey(key) => Credentials::ApiKey(Secret::new(key.read(env)?)),
+            CredentialsConfig::Basic { user, password } => Credentials::Basic {
+                user: user.clone(),
+                password: Secret::new(password.read(env)?),
+            },
             CredentialsConfig::OAuth2 {
                 client_id,
                 client_secret,

@@ -38,6 +38,10 @@ pub struct SyncConfig {
     pub full_every: Duration,
     /// What the engine plans and executes by (`policy.mappers` names mapper plugins).
     pub policy: SyncPolicy,
+    /// Settings of each mapper in this sync (`mapper-settings.PLUGIN`), read by the
+    /// mapper through the `config` interface: one build serves every tenant's region.
+    pub mapper_settings:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Where the entry is.
     pub at: Location,
     pub(crate) refs: SyncRefs,
@@ -49,6 +53,11 @@ pub(crate) struct SyncRefs {
     pub a: Option<(Location, KeyPath)>,
     pub b: Option<(Location, KeyPath)>,
     pub mappers: Vec<(Location, KeyPath)>,
+    /// Per mapper with settings: where each value is, and its table.
+    pub mapper_settings: std::collections::BTreeMap<
+        String,
+        (std::collections::BTreeMap<String, Location>, Location),
+    >,
 }
 
 /// The default poll interval.
@@ -69,6 +78,7 @@ const SYNC_KEYS: &[&str] = &[
     "conflict",
     "mapping",
     "mappers",
+    "mapper-settings",
     "rules",
     "opt-out",
     "deletes",
@@ -161,6 +171,35 @@ fn read_sync(cx: &mut Reader<'_>, name: &str, item: Item<'_, '_>) -> Option<Sync
             p.mappers.push(m);
         }
     }
+    let mut mapper_settings = std::collections::BTreeMap::new();
+    if let Some(i) = t.get("mapper-settings")
+        && let Some(mut table) = i.table(cx, &[])
+    {
+        for (mapper, item) in table.entries() {
+            if !p.mappers.iter().any(|m| m == mapper) {
+                cx.push(ConfigError::UnknownKey {
+                    at: item.loc(cx),
+                    key: item.path.clone(),
+                    did_you_mean: super::error::closest(
+                        mapper,
+                        p.mappers.iter().map(String::as_str),
+                    ),
+                    expected: if p.mappers.is_empty() {
+                        "none (list the mapper in mappers = [...] first)".to_owned()
+                    } else {
+                        p.mappers.join(", ")
+                    },
+                });
+                continue;
+            }
+            let table_at = item.loc(cx);
+            if let Some((values, at)) = super::connections::read_settings(cx, item) {
+                refs.mapper_settings
+                    .insert(mapper.to_owned(), (at, table_at));
+                mapper_settings.insert(mapper.to_owned(), values);
+            }
+        }
+    }
     if let Some(i) = t.get("rules") {
         p.rules = read_rules(cx, &i);
     }
@@ -226,6 +265,7 @@ fn read_sync(cx: &mut Reader<'_>, name: &str, item: Item<'_, '_>) -> Option<Sync
         interval,
         full_every,
         policy: p,
+        mapper_settings,
         at,
         refs,
     })

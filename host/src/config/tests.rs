@@ -579,7 +579,9 @@ fn demo_config(env: &Env, catalog: &Catalog) -> Result<Config, Vec<ConfigError>>
     let mut refs: Vec<&mut SecretRef> = c.daemon.token.iter_mut().collect();
     for conn in c.connections.values_mut() {
         match &mut conn.credentials {
-            CredentialsConfig::ApiKey(k) => refs.push(k),
+            CredentialsConfig::ApiKey(k) | CredentialsConfig::Basic { password: k, .. } => {
+                refs.push(k)
+            }
             CredentialsConfig::OAuth2 {
                 client_secret,
                 refresh_token,
@@ -1112,7 +1114,7 @@ fn credentials_origins_narrow_where_credentials_go() {
         ),
         [
             "config.toml:5:24: connections.x.credentials.origins[0]: an origin has no path; write \"https://a.example\"",
-            "config.toml:9:23: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key or oauth2",
+            "config.toml:9:23: connections.y.credentials.origins: there are no credentials to send; remove origins or add api-key, basic or oauth2",
             "config.toml:13:23: connections.z.credentials.origins: no origin given; list where the credentials may go, such as [\"https://acme.myfreshworks.com\"]",
         ]
     );
@@ -1232,4 +1234,183 @@ fn concurrent_runs_bounds_the_daemons_runs_and_is_checked_with_key_line_and_colu
             "{errors:?}"
         );
     }
+}
+
+/// A catalog whose built-ins carry manifests: a Mailchimp-like connector (HTTP Basic
+/// with any user, declared settings), a Jira-like one (Basic, the user from the
+/// connection) and the `normalize` mapper with its `default-country-code`.
+fn declaring_catalog() -> Catalog {
+    let manifest = |text: &str| {
+        let m = crate::runtime::Manifest::parse(text).unwrap();
+        (m.name.clone(), Inspected::of(&m))
+    };
+    let head = |name: &str, kind: &str| {
+        format!("name = \"{name}\"\nversion = \"0.1.0\"\nkind = \"{kind}\"\ncontract = \"0.1.0\"\n")
+    };
+    Catalog::new(
+        [
+            ("mailchimp".to_owned(), PluginKind::Connector),
+            ("jira".to_owned(), PluginKind::Connector),
+            ("normalize".to_owned(), PluginKind::Mapper),
+        ],
+        None,
+    )
+    .with_manifests([
+        manifest(&format!(
+            "{}[http]\norigins = [\"setting:base-url\"]\n[auth]\nkind = \"basic\"\nuser = \"anystring\"\n\
+             [settings.base-url]\ntype = \"url\"\nrequired = true\ndescription = \"https://<dc>.api.mailchimp.com/3.0\"\n\
+             [settings.list]\ntype = \"string\"\n\
+             [settings.edition]\ntype = \"enum\"\nvalues = [\"free\", \"standard\"]\ndefault = \"standard\"\n\
+             [settings.page-size]\ntype = \"integer\"\ndefault = 100\n",
+            head("mailchimp", "connector")
+        )),
+        manifest(&format!(
+            "{}[http]\norigins = [\"https://*.atlassian.net\"]\n[auth]\nkind = \"basic\"\n",
+            head("jira", "connector")
+        )),
+        manifest(&format!(
+            "{}[settings.default-country-code]\ntype = \"integer\"\n",
+            head("normalize", "mapper")
+        )),
+    ])
+}
+
+fn declared_errors(src: &str) -> Vec<String> {
+    match load_str(Path::new("config.toml"), src, &env(), &declaring_catalog()) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const MAILCHIMP: &str = "[plugins.mc]\nbuiltin = \"mailchimp\"\n\
+[connections.mc]\nplugin = \"mc\"\ncredentials.basic = { password = { env = \"FS_KEY\" } }\n\
+[connections.mc.settings]\nbase-url = \"https://us21.api.mailchimp.com/3.0\"\n";
+
+#[test]
+fn settings_are_checked_against_the_plugins_declaration() {
+    assert_eq!(declared_errors(MAILCHIMP), Vec::<String>::new());
+    let src = format!("{MAILCHIMP}lsit = \"abc\"\nedition = \"premium\"\npage-size = \"lots\"\n");
+    assert_eq!(
+        declared_errors(&src),
+        [
+            "config.toml:8:8: connections.mc.settings.lsit: unknown key (did you mean \"list\"?); expected one of base-url, edition, list, page-size",
+            "config.toml:9:11: connections.mc.settings.edition: unknown value \"premium\"; expected one of free, standard",
+            "config.toml:10:13: connections.mc.settings.page-size: expected an integer, found \"lots\"",
+        ]
+    );
+    let src = MAILCHIMP.replace(
+        "base-url = \"https://us21.api.mailchimp.com/3.0\"\n",
+        "list = \"x\"\n",
+    );
+    assert_eq!(
+        declared_errors(&src),
+        [
+            "config.toml:6:1: connections.mc.settings.base-url: missing; the plugin requires it: https://<dc>.api.mailchimp.com/3.0"
+        ]
+    );
+    let src = MAILCHIMP.replace("https://us21.api.mailchimp.com/3.0", "us21");
+    let errs = declared_errors(&src);
+    assert!(
+        errs[0].starts_with(
+            "config.toml:7:12: connections.mc.settings.base-url: expected an absolute http(s) URL"
+        ),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn credentials_must_be_what_the_auth_profile_takes() {
+    // An API key for a Basic profile: the key to write instead, at the credentials table.
+    let src = MAILCHIMP.replace(
+        "credentials.basic = { password = { env = \"FS_KEY\" } }",
+        "credentials.api-key = { env = \"FS_KEY\" }",
+    );
+    assert_eq!(
+        declared_errors(&src),
+        [
+            "config.toml:5:1: connections.mc.credentials.api-key: plugin `mc` authenticates with `basic`, which takes credentials.basic; write basic = { user = \"...\", password = { env = \"VAR\" } }"
+        ]
+    );
+    // Jira names no user: the connection must.
+    let jira = "[plugins.j]\nbuiltin = \"jira\"\n[connections.j]\nplugin = \"j\"\n\
+                [connections.j.credentials]\nbasic = { password = { env = \"FS_KEY\" } }\n";
+    assert_eq!(
+        declared_errors(jira),
+        [
+            "config.toml:5:1: connections.j.credentials.basic.user: missing; plugin `j` names no HTTP Basic user; add user = \"...\" (an e-mail, an account id: the app's documentation says which)"
+        ]
+    );
+    let with_user = jira.replace("basic = {", "basic = { user = \"jane@acme.example\",");
+    assert_eq!(declared_errors(&with_user), Vec::<String>::new());
+    // A pre-encoded or `user:password` user is refused without echoing anything secret.
+    let colon = jira.replace("basic = {", "basic = { user = \"jane:hunter2\",");
+    let errs = declared_errors(&colon);
+    assert!(
+        errs[0].starts_with(
+            "config.toml:6:18: connections.j.credentials.basic.user: an HTTP Basic user name"
+        ),
+        "{errs:?}"
+    );
+    // An inline password is refused like every inline secret.
+    let inline = jira.replace("{ env = \"FS_KEY\" }", "\"hunter2\"");
+    let errs = declared_errors(&inline);
+    assert!(
+        errs[0].contains("inline secrets are refused") && !errs[0].contains("hunter2"),
+        "{errs:?}"
+    );
+    // Two kinds at once.
+    let both = jira.replace("basic = {", "api-key = { env = \"FM_KEY\" }\nbasic = {");
+    let errs = declared_errors(&both);
+    assert!(
+        errs[0].contains("api-key, basic and oauth2 are exclusive"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn basic_credentials_resolve_without_pre_encoding() {
+    let jira = "[plugins.j]\nbuiltin = \"jira\"\n[connections.j]\nplugin = \"j\"\n\
+                [connections.j.credentials]\nbasic = { user = \"jane@acme.example\", password = { env = \"FS_KEY\" } }\n";
+    let c = load_str(Path::new("config.toml"), jira, &env(), &declaring_catalog()).unwrap();
+    let creds = c.connections["j"].credentials.resolve(&env()).unwrap();
+    let crate::runtime::Credentials::Basic { user, password } = creds else {
+        panic!("{creds:?}")
+    };
+    assert_eq!(user.as_deref(), Some("jane@acme.example"));
+    assert!(format!("{password:?}").contains("redacted"));
+}
+
+#[test]
+fn mapper_settings_are_per_sync_and_checked() {
+    let base = "[plugins.mc]\nbuiltin = \"mailchimp\"\n[plugins.n]\nbuiltin = \"normalize\"\n\
+        [connections.a]\nplugin = \"mc\"\nsettings.base-url = \"https://a.example\"\n\
+        [connections.b]\nplugin = \"mc\"\nsettings.base-url = \"https://b.example\"\n\
+        [syncs.s]\na = \"a\"\nb = \"b\"\nentities = \"contacts\"\ndirection = \"two-way\"\nmappers = [\"n\"]\n";
+    let fr = format!("{base}[syncs.s.mapper-settings.n]\ndefault-country-code = 33\n");
+    let c = load_str(Path::new("config.toml"), &fr, &env(), &declaring_catalog()).unwrap();
+    assert_eq!(
+        c.syncs["s"].mapper_settings["n"]["default-country-code"],
+        "33"
+    );
+    let bad = format!("{base}[syncs.s.mapper-settings.n]\ndefault-contry-code = \"FR\"\n");
+    assert_eq!(
+        declared_errors(&bad),
+        [
+            "config.toml:18:23: syncs.s.mapper-settings.n.default-contry-code: unknown key (did you mean \"default-country-code\"?); expected one of default-country-code"
+        ]
+    );
+    let typed = format!("{base}[syncs.s.mapper-settings.n]\ndefault-country-code = \"FR\"\n");
+    assert_eq!(
+        declared_errors(&typed),
+        [
+            "config.toml:18:24: syncs.s.mapper-settings.n.default-country-code: expected an integer, found \"FR\""
+        ]
+    );
+    // Settings for a mapper the sync does not use.
+    let stray = format!("{base}[syncs.s.mapper-settings.normalise]\ndefault-country-code = 33\n");
+    let errs = declared_errors(&stray);
+    assert_eq!(
+        errs,
+        ["config.toml:17:1: syncs.s.mapper-settings.normalise: unknown key; expected one of n"]
+    );
 }

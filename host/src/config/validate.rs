@@ -14,6 +14,8 @@ use super::env::{Env, io_reason};
 use super::error::{ConfigError, KeyPath, Location, closest};
 use super::reader::join;
 use super::{Config, PluginSource};
+use crate::runtime::manifest::{AuthProfile, SettingSpec, SettingType};
+use crate::runtime::settings::{SettingProblem, apply_declared};
 use crate::runtime::{ManifestError, PluginKind};
 
 /// How a pinned component file is read: its path (for a sidecar manifest) and bytes.
@@ -26,6 +28,25 @@ pub struct Inspected {
     pub kind: PluginKind,
     /// The manifest's OAuth2 `token-url`, if its auth profile is `oauth2`.
     pub token_url: Option<String>,
+    /// The manifest's auth profile (`None`: the plugin sends no credentials).
+    pub auth: Option<AuthProfile>,
+    /// The manifest's declared settings (empty: any setting is passed through).
+    pub settings: BTreeMap<String, SettingSpec>,
+}
+
+impl Inspected {
+    /// What pass 2 needs of `manifest`.
+    pub fn of(manifest: &crate::runtime::Manifest) -> Self {
+        Inspected {
+            kind: manifest.kind,
+            token_url: match &manifest.auth {
+                Some(AuthProfile::OAuth2 { token_url, .. }) => Some(token_url.clone()),
+                _ => None,
+            },
+            auth: manifest.auth.clone(),
+            settings: manifest.settings.clone(),
+        }
+    }
 }
 
 /// What the checks know about plugins outside the config: the built-in ones and how to
@@ -34,6 +55,7 @@ pub struct Inspected {
 pub struct Catalog {
     builtins: BTreeMap<String, PluginKind>,
     builtin_token_urls: BTreeMap<String, String>,
+    builtin_manifests: BTreeMap<String, Inspected>,
     inspect: Option<Inspect>,
 }
 
@@ -47,8 +69,24 @@ impl Catalog {
         Catalog {
             builtins: builtins.into_iter().collect(),
             builtin_token_urls: BTreeMap::new(),
+            builtin_manifests: BTreeMap::new(),
             inspect,
         }
+    }
+
+    /// What the built-in plugins' manifests say (auth profile, declared settings), by
+    /// plugin name, so that connections using them are checked against them.
+    pub fn with_manifests(
+        mut self,
+        manifests: impl IntoIterator<Item = (String, Inspected)>,
+    ) -> Self {
+        for (name, found) in manifests {
+            if let Some(url) = &found.token_url {
+                self.builtin_token_urls.insert(name.clone(), url.clone());
+            }
+            self.builtin_manifests.insert(name, found);
+        }
+        self
     }
 
     /// The OAuth2 token endpoints the built-in plugins' manifests name, by plugin name.
@@ -89,10 +127,15 @@ pub(crate) fn check_defined(
     let mut kinds: BTreeMap<&str, Option<PluginKind>> =
         defined.plugins.iter().map(|n| (n.as_str(), None)).collect();
     let mut token_urls: BTreeMap<&str, String> = BTreeMap::new();
+    let mut manifests: BTreeMap<&str, Inspected> = BTreeMap::new();
     for (name, plugin) in &config.plugins {
-        let (kind, token_url) = check_plugin(plugin, catalog, &mut errors).unzip();
+        let (kind, found) = check_plugin(plugin, catalog, &mut errors).unzip();
+        let (token_url, found) = found.unzip();
         if let Some(Some(url)) = token_url {
             token_urls.insert(name, url);
+        }
+        if let Some(Some(found)) = found {
+            manifests.insert(name, found);
         }
         if let Some(kind) = kind {
             for key in plugin.grant.limits.misplaced(kind) {
@@ -125,6 +168,20 @@ pub(crate) fn check_defined(
             token_urls.get(conn.plugin.as_str()),
             &mut errors,
         );
+        if let Some(found) = manifests.get(conn.plugin.as_str()) {
+            check_auth_kind(conn, found.auth.as_ref(), &mut errors);
+            let base = KeyPath::root()
+                .key("connections")
+                .key(&conn.name)
+                .key("settings");
+            check_settings(
+                &found.settings,
+                &conn.settings,
+                (&conn.settings_at.0, &conn.settings_at.1),
+                &base,
+                &mut errors,
+            );
+        }
         let webhook = conn.webhook.as_ref().map(|w| &w.secret);
         for secret in conn.credentials.secrets().into_iter().chain(webhook) {
             if let Err(e) = secret.check(env) {
@@ -174,6 +231,25 @@ pub(crate) fn check_defined(
                 &kinds,
                 PluginKind::Mapper,
             );
+            // A mapper's declared settings are checked for every sync that uses it
+            // (those without mapper-settings too: a required one is missing there).
+            if let Some(found) = manifests.get(name.as_str()) {
+                let empty = (BTreeMap::new(), loc.clone());
+                let (value_at, table_at) = sync.refs.mapper_settings.get(name).unwrap_or(&empty);
+                let given = sync.mapper_settings.get(name).cloned().unwrap_or_default();
+                let base = KeyPath::root()
+                    .key("syncs")
+                    .key(&sync.name)
+                    .key("mapper-settings")
+                    .key(name);
+                check_settings(
+                    &found.settings,
+                    &given,
+                    (value_at, table_at),
+                    &base,
+                    &mut errors,
+                );
+            }
         }
     }
     errors
@@ -225,12 +301,134 @@ fn check_credentials(
     }
 }
 
-/// Checks a plugin's source; returns its kind and manifest token URL when known.
+/// The connection's credentials are the kind the plugin's auth profile takes: a one-line
+/// error at `credentials` naming the key to write. No credentials at all is allowed
+/// (an app reached without them, a test double).
+fn check_auth_kind(
+    conn: &super::ConnectionConfig,
+    auth: Option<&AuthProfile>,
+    errors: &mut Vec<ConfigError>,
+) {
+    use super::CredentialsConfig as C;
+    let Some((at, _)) = &conn.credentials_at else {
+        return;
+    };
+    let key = KeyPath::root()
+        .key("connections")
+        .key(&conn.name)
+        .key("credentials");
+    let given = match &conn.credentials {
+        C::None => return,
+        C::ApiKey(_) => "api-key",
+        C::Basic { .. } => "basic",
+        C::OAuth2 { .. } => "oauth2",
+    };
+    let Some(auth) = auth else {
+        errors.push(ConfigError::Invalid {
+            at: at.clone(),
+            key,
+            problem: format!(
+                "plugin `{}` declares no [auth] profile, so the host would send these credentials nowhere; remove them",
+                conn.plugin
+            ),
+        });
+        return;
+    };
+    let want = auth.credentials_key();
+    if want != given {
+        let example = match want {
+            "basic" => "basic = { user = \"...\", password = { env = \"VAR\" } }",
+            "oauth2" => {
+                "oauth2 = { client-id = \"...\", client-secret = { env = \"VAR\" }, refresh-token = { file = \"path\" } }"
+            }
+            _ => "api-key = { env = \"VAR\" }",
+        };
+        errors.push(ConfigError::Invalid {
+            at: at.clone(),
+            key: key.key(given),
+            problem: format!(
+                "plugin `{}` authenticates with `{}`, which takes credentials.{want}; write {example}",
+                conn.plugin,
+                auth.kind()
+            ),
+        });
+        return;
+    }
+    if let (C::Basic { user: None, .. }, AuthProfile::Basic { user: None, .. }) =
+        (&conn.credentials, auth)
+    {
+        errors.push(ConfigError::Missing {
+            at: at.clone(),
+            key: key.key("basic").key("user"),
+            hint: format!(
+                "plugin `{}` names no HTTP Basic user; add user = \"...\" (an e-mail, an account id: the app's documentation says which)",
+                conn.plugin
+            ),
+        });
+    }
+}
+
+/// Checks settings against a plugin's declared ones: each problem one error at the
+/// value's line (a missing one at its table's).
+pub(crate) fn check_settings(
+    declared: &BTreeMap<String, SettingSpec>,
+    given: &BTreeMap<String, String>,
+    (value_at, table_at): (&BTreeMap<String, Location>, &Location),
+    base: &KeyPath,
+    errors: &mut Vec<ConfigError>,
+) {
+    let Err(problems) = apply_declared(declared, given) else {
+        return;
+    };
+    let names = || declared.keys().map(String::as_str);
+    for problem in problems {
+        let key = base.key(problem.key());
+        let at = value_at.get(problem.key()).unwrap_or(table_at).clone();
+        errors.push(match problem {
+            SettingProblem::Unknown { key: name, .. } => ConfigError::UnknownKey {
+                at,
+                key,
+                did_you_mean: closest(&name, names()),
+                expected: join(names()),
+            },
+            SettingProblem::Missing {
+                key: name,
+                description,
+            } => ConfigError::Missing {
+                at,
+                key,
+                hint: if description.is_empty() {
+                    format!("the plugin requires setting `{name}`")
+                } else {
+                    format!(
+                        "the plugin requires it: {}",
+                        crate::runtime::text::clean_line(&description)
+                    )
+                },
+            },
+            SettingProblem::Invalid { key: name, problem } => match declared.get(&name) {
+                Some(spec) if spec.kind == SettingType::Enum => ConfigError::UnknownValue {
+                    at,
+                    key,
+                    did_you_mean: closest(&given[&name], spec.values.iter().map(String::as_str)),
+                    value: given[&name].clone(),
+                    expected: join(spec.values.iter().map(String::as_str)),
+                },
+                _ => ConfigError::Invalid { at, key, problem },
+            },
+        });
+    }
+}
+
+/// A plugin's manifest token URL, and what else its manifest says, when known.
+type Known = (Option<String>, Option<Inspected>);
+
+/// Checks a plugin's source; returns its kind, and what its manifest says when known.
 fn check_plugin(
     plugin: &super::PluginConfig,
     catalog: &Catalog,
     errors: &mut Vec<ConfigError>,
-) -> Option<(PluginKind, Option<String>)> {
+) -> Option<(PluginKind, Known)> {
     match &plugin.source {
         PluginSource::Builtin(name) => {
             let kind = catalog.builtins.get(name).copied();
@@ -246,7 +444,13 @@ fn check_plugin(
                     expected: join(catalog.builtin_names()),
                 });
             }
-            kind.map(|k| (k, catalog.builtin_token_urls.get(name).cloned()))
+            kind.map(|kind| {
+                let token_url = catalog.builtin_token_urls.get(name).cloned();
+                (
+                    kind,
+                    (token_url, catalog.builtin_manifests.get(name).cloned()),
+                )
+            })
         }
         PluginSource::File { path, sha256 } => {
             let (at, key) = plugin.pin_at.clone().unwrap_or_else(|| {
@@ -280,7 +484,7 @@ fn check_plugin(
             }
             let inspect = catalog.inspect?;
             match inspect(path, &bytes) {
-                Ok(found) => Some((found.kind, found.token_url)),
+                Ok(found) => Some((found.kind, (found.token_url.clone(), Some(found)))),
                 Err(reason) => {
                     errors.push(ConfigError::File {
                         at: plugin.source_at.clone(),

@@ -24,6 +24,7 @@ pub mod mapper {
         with: {
             "tandem:plugin/types": super::connector::tandem::plugin::types,
             "tandem:plugin/log": super::connector::tandem::plugin::log,
+            "tandem:plugin/config": super::connector::tandem::plugin::config,
         },
     });
 }

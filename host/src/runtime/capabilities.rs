@@ -208,10 +208,10 @@ fn import_allowed(kind: PluginKind, name: &str) -> Result<(), &'static str> {
     };
     match pkg {
         CONTRACT_PACKAGE => match (kind, iface) {
-            (_, "types" | "log") => Ok(()),
-            (PluginKind::Connector, "http" | "storage" | "config") => Ok(()),
-            (PluginKind::Mapper, "http" | "storage" | "config") => {
-                Err("mappers are pure: they may only log")
+            (_, "types" | "log" | "config") => Ok(()),
+            (PluginKind::Connector, "http" | "storage") => Ok(()),
+            (PluginKind::Mapper, "http" | "storage") => {
+                Err("mappers are pure: they may only log and read their settings")
             }
             _ => Err("not a host interface of the contract"),
         },
@@ -1188,10 +1188,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("mappers are pure"), "{err}");
+        let err = check_interfaces(
+            PluginKind::Mapper,
+            &names(&["tandem:plugin/storage@0.1.0"]),
+            &mapper_exports,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("mappers are pure"), "{err}");
+        // A mapper reads the settings its sync gives it (`config`, additive in 0.1).
         assert!(
             check_interfaces(
                 PluginKind::Mapper,
-                &names(&["tandem:plugin/log@0.1.0"]),
+                &names(&["tandem:plugin/log@0.1.0", "tandem:plugin/config@0.1.0"]),
                 &mapper_exports
             )
             .is_ok()

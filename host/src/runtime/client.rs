@@ -580,6 +580,9 @@ pub struct MapperClient {
     pub(crate) batch: Option<super::bindings::mapper_batch_api::GuestIndices>,
     pub(crate) limits: MapperLimits,
     pub(crate) scope: Arc<str>,
+    /// What the mapper reads through `config` (the sync's mapper-settings, defaults
+    /// applied).
+    pub(crate) settings: Arc<super::settings::PluginSettings>,
 }
 
 impl fmt::Debug for MapperClient {
@@ -644,7 +647,12 @@ impl MapperClient {
             self.scope.clone(),
             self.limits.log_lines,
         );
-        let state = HostState::mapper(self.limits.memory_mib, ticks(self.limits.timeout), log);
+        let state = HostState::mapper(
+            self.limits.memory_mib,
+            ticks(self.limits.timeout),
+            log,
+            self.settings.clone(),
+        );
         // Declared before the store: dropped after it.
         let _slot = instance_slot(&self.plugin, "map", self.limits.timeout).await?;
         let mut store = Store::new(self.pre.engine(), state);

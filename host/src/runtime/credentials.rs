@@ -85,8 +85,16 @@ pub enum Credentials {
     /// None: requests go out without credentials.
     #[default]
     None,
-    /// An API key, placed into the header named by the manifest's `api-key` profile.
+    /// An API key, placed into the header named by the manifest's `api-key` profile, or
+    /// sent as `Bearer KEY` by its `bearer` profile.
     ApiKey(Secret),
+    /// HTTP Basic: the host encodes `user:password` itself (the operator never does).
+    Basic {
+        /// The user name; `None`: the manifest's fixed one.
+        user: Option<String>,
+        /// The password or API key.
+        password: Secret,
+    },
     /// OAuth2 refresh-token grant; the host obtains and refreshes the bearer token.
     OAuth2 {
         /// The OAuth client id (not secret, but kept out of the plugin anyway).

@@ -283,7 +283,8 @@ impl HttpCtx {
         limits: &ConnectorLimits,
     ) -> Result<Self, HttpSetupError> {
         let (auth, auth_header) = build_auth(profile, credentials, settings, &policy)?;
-        let scrub = Arc::new(Scrubber::new(secrets_of(credentials, &auth)));
+        let secrets = secrets_of(credentials, &auth);
+        let scrub = Arc::new(Scrubber::new(secrets.iter().map(String::as_str)));
         Ok(Self {
             client,
             policy,
@@ -841,6 +842,29 @@ fn build_auth(
             Ok((Auth::Header { name: name.clone(), value }, Some(name)))
         }
         (Some(AuthProfile::ApiKey { .. }), _) => Err(mismatch("api-key")),
+        (Some(AuthProfile::Bearer { .. }), Credentials::ApiKey(key)) => {
+            let value = sensitive_value(&format!("Bearer {}", key.expose()))?;
+            let name = reqwest::header::AUTHORIZATION;
+            Ok((Auth::Header { name: name.clone(), value }, Some(name)))
+        }
+        (Some(AuthProfile::Bearer { .. }), _) => Err(mismatch("bearer")),
+        (Some(AuthProfile::Basic { user: fixed, .. }), Credentials::Basic { user, password }) => {
+            // The connection's user wins; the manifest's is for apps that take any user.
+            let user = user.as_deref().or(fixed.as_deref()).ok_or_else(|| {
+                HttpSetupError::Credentials(
+                    "the plugin authenticates with HTTP Basic and names no user; add user = \"...\" to the connection's credentials.basic".into(),
+                )
+            })?;
+            if !super::manifest::valid_basic_user(user) {
+                return Err(HttpSetupError::Credentials(
+                    "the HTTP Basic user name may not be empty or contain `:` or control characters".into(),
+                ));
+            }
+            let value = sensitive_value(&basic_value(user, password.expose()))?;
+            let name = reqwest::header::AUTHORIZATION;
+            Ok((Auth::Header { name: name.clone(), value }, Some(name)))
+        }
+        (Some(AuthProfile::Basic { .. }), _) => Err(mismatch("basic")),
         (
             Some(AuthProfile::OAuth2 { token_url, scopes, .. }),
             Credentials::OAuth2 {
@@ -879,26 +903,58 @@ fn build_auth(
     }
 }
 
+/// A header value the HTTP layer keeps out of its own debug output.
+fn sensitive_value(text: &str) -> Result<HeaderValue, HttpSetupError> {
+    let mut value = HeaderValue::from_str(text).map_err(|_| {
+        HttpSetupError::Credentials("the secret contains characters not allowed in a header".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// `Basic base64(user:password)` (RFC 7617, UTF-8).
+fn basic_value(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
 /// The exact secrets this connection's requests carry, for the scrubber (access tokens
-/// are added when they are obtained).
-fn secrets_of<'a>(credentials: &'a Credentials, auth: &'a Auth) -> Vec<&'a str> {
+/// are added when they are obtained). Derived forms are listed too: the rendered header
+/// value, and for Basic the `user:password` pair and its base64 token, which an app may
+/// echo without the `Basic ` prefix (the scrubber also finds the password's own base64
+/// inside it, but a short password's can be misaligned with the pair's).
+fn secrets_of(credentials: &Credentials, auth: &Auth) -> Vec<String> {
     let mut out = Vec::new();
     match credentials {
         Credentials::None => {}
-        Credentials::ApiKey(key) => out.push(key.expose()),
+        Credentials::ApiKey(key) => out.push(key.expose().to_owned()),
+        Credentials::Basic { password, .. } => out.push(password.expose().to_owned()),
         Credentials::OAuth2 {
             client_secret,
             refresh_token,
             ..
         } => {
-            out.push(client_secret.expose());
-            out.push(refresh_token.expose());
+            out.push(client_secret.expose().to_owned());
+            out.push(refresh_token.expose().to_owned());
         }
     }
     if let Auth::Header { value, .. } = auth
         && let Ok(text) = value.to_str()
     {
-        out.push(text);
+        out.push(text.to_owned());
+        if let (Credentials::Basic { password, .. }, Some(token)) =
+            (credentials, text.strip_prefix("Basic "))
+        {
+            use base64::Engine as _;
+            out.push(token.to_owned());
+            if let Ok(pair) = base64::engine::general_purpose::STANDARD.decode(token)
+                && let Ok(pair) = String::from_utf8(pair)
+            {
+                debug_assert!(pair.ends_with(password.expose()));
+                out.push(pair);
+            }
+        }
     }
     out
 }
@@ -981,6 +1037,147 @@ mod tests {
             body: None,
             timeout_ms: None,
         }
+    }
+
+    /// A server that records the credential headers of each request and echoes them
+    /// back in every form an app might: as received, the Basic token alone, its decoded
+    /// `user:password`, and in a response header.
+    async fn echo_server() -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+        use base64::Engine as _;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let router = Router::new().route(
+            "/echo",
+            get(move |headers: AxumHeaders| {
+                let log = log.clone();
+                async move {
+                    let mut echoed = Vec::new();
+                    for name in ["authorization", "x-api-key"] {
+                        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+                            log.lock().unwrap().push((name.to_owned(), v.to_owned()));
+                            echoed.push(format!("{name}={v}"));
+                            if let Some(token) = v.strip_prefix("Basic ") {
+                                echoed.push(format!("token={token}"));
+                                let pair = base64::engine::general_purpose::STANDARD
+                                    .decode(token)
+                                    .unwrap();
+                                echoed.push(format!("pair={}", String::from_utf8(pair).unwrap()));
+                            }
+                        }
+                    }
+                    let body = echoed.join("\n");
+                    ([("x-echo", body.replace('\n', " "))], body)
+                }
+            }),
+        );
+        (serve(router).await, seen)
+    }
+
+    /// Each auth profile puts exactly the expected header on the wire, and nothing the
+    /// plugin reads back (body, headers) holds the secret in any form.
+    #[tokio::test]
+    async fn every_auth_profile_sends_its_exact_header_and_the_echo_is_scrubbed() {
+        use base64::Engine as _;
+        const KEY: &str = "k3y-0f-the-acc0unt";
+        let basic = |user: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{KEY}"))
+            )
+        };
+        let cases = [
+            (
+                "[auth]\nkind = \"api-key\"\nheader = \"X-Api-Key\"\n",
+                Credentials::ApiKey(Secret::new(KEY)),
+                ("x-api-key", KEY.to_owned()),
+            ),
+            (
+                "[auth]\nkind = \"api-key\"\nheader = \"Authorization\"\ntemplate = \"Token token={secret}\"\n",
+                Credentials::ApiKey(Secret::new(KEY)),
+                ("authorization", format!("Token token={KEY}")),
+            ),
+            (
+                "[auth]\nkind = \"bearer\"\n",
+                Credentials::ApiKey(Secret::new(KEY)),
+                ("authorization", format!("Bearer {KEY}")),
+            ),
+            // Jira, Zendesk: the operator names the user.
+            (
+                "[auth]\nkind = \"basic\"\n",
+                Credentials::Basic {
+                    user: Some("jane@acme.example/token".into()),
+                    password: Secret::new(KEY),
+                },
+                ("authorization", basic("jane@acme.example/token")),
+            ),
+            // Mailchimp: any user, fixed by the manifest.
+            (
+                "[auth]\nkind = \"basic\"\nuser = \"anystring\"\n",
+                Credentials::Basic {
+                    user: None,
+                    password: Secret::new(KEY),
+                },
+                ("authorization", basic("anystring")),
+            ),
+            // The connection's user replaces the manifest's.
+            (
+                "[auth]\nkind = \"basic\"\nuser = \"anystring\"\n",
+                Credentials::Basic {
+                    user: Some("AC0123".into()),
+                    password: Secret::new(KEY),
+                },
+                ("authorization", basic("AC0123")),
+            ),
+        ];
+        for (auth, credentials, (header, value)) in cases {
+            let (addr, seen) = echo_server().await;
+            let m = manifest(auth);
+            let http = ctx(&m, addr, credentials, None, ConnectorLimits::default());
+            let response = http
+                .send(get_req(format!("http://{addr}/echo")))
+                .await
+                .unwrap();
+            assert_eq!(
+                *seen.lock().unwrap(),
+                vec![(header.to_owned(), value.clone())],
+                "{auth}"
+            );
+            let body = String::from_utf8(response.body).unwrap();
+            let headers = format!("{:?}", response.headers);
+            let token = value.strip_prefix("Basic ");
+            for leaked in [Some(KEY), Some(value.as_str()), token]
+                .into_iter()
+                .flatten()
+            {
+                assert!(!body.contains(leaked), "{auth}: {leaked} in {body}");
+                assert!(!headers.contains(leaked), "{auth}: {leaked} in {headers}");
+            }
+            assert!(body.contains("[redacted]"), "{body}");
+        }
+    }
+
+    #[test]
+    fn basic_credentials_need_a_user_and_a_matching_profile() {
+        let m = manifest("[auth]\nkind = \"basic\"\n");
+        let policy = EgressPolicy::new(&m, &Grant::default(), &BTreeMap::new());
+        let creds = Credentials::Basic {
+            user: None,
+            password: Secret::new("s3cret-value"),
+        };
+        let err = build_auth(m.auth.as_ref(), &creds, &BTreeMap::new(), &policy)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("names no user") && !err.contains("s3cret"),
+            "{err}"
+        );
+        let bearer = manifest("[auth]\nkind = \"bearer\"\n");
+        let err = build_auth(bearer.auth.as_ref(), &creds, &BTreeMap::new(), &policy)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("`bearer`"), "{err}");
     }
 
     #[test]

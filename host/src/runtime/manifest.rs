@@ -21,8 +21,35 @@
 //! [limits]
 //! memory-mib = 64
 //! timeout-ms = 30000
+//! [settings.domain]             # optional; what the plugin reads through `config`
+//! type = "string"
+//! required = true
+//! description = "The account's domain, such as acme.myfreshworks.com"
 //! ```
+//!
+//! `[auth]` kinds (every one injected by the host; the plugin never sees the secret):
+//!
+//! - `api-key`: `header` (e.g. `X-Api-Key`) and `template` with `{secret}` (default
+//!   `{secret}`, the key alone); the connection gives `credentials.api-key`.
+//! - `bearer`: `Authorization: Bearer KEY`; the connection gives `credentials.api-key`.
+//! - `basic`: HTTP Basic, `Authorization: Basic base64(user:secret)`, encoded by the host.
+//!   `user` fixes the user name when the app takes the key as the password with any user
+//!   (Mailchimp: `user = "anystring"`); otherwise the connection names it
+//!   (`credentials.basic = { user = "jane@acme.example", password = { env = "VAR" } }`),
+//!   and a connection's `user` replaces the manifest's.
+//! - `oauth2`: bearer tokens from the refresh-token grant at `token-url`.
+//!
+//! Keys in query parameters are not offered: URLs end up in access logs, proxies and
+//! error messages, where a header does not.
+//!
+//! `[settings.NAME]` declares a connection setting: `type` (`string`, `integer`,
+//! `boolean`, `url` (absolute http(s)) or `enum` with `values`), `required`, `default`,
+//! `description`. A plugin that declares settings gets only declared ones (an unknown
+//! one is refused with the closest name) and the defaults of those not given; a plugin
+//! that declares none gets the connection's settings as they are. Settings are never
+//! secret: a name that looks like one (`api-key`, `password`...) is refused here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -82,6 +109,110 @@ pub struct Manifest {
     /// Requested limits (the operator's caps still apply).
     #[serde(default)]
     pub limits: LimitsRequest,
+    /// Declared settings, by name (empty: the plugin takes any setting, as before 0.1.x
+    /// manifests could declare them).
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingSpec>,
+}
+
+/// `[settings.NAME]`: one setting the plugin reads through the `config` interface.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SettingSpec {
+    /// What the value must be.
+    #[serde(rename = "type")]
+    pub kind: SettingType,
+    /// The connection must give it (exclusive with `default`).
+    #[serde(default)]
+    pub required: bool,
+    /// The value the plugin reads when the connection gives none.
+    #[serde(default)]
+    pub default: Option<SettingDefault>,
+    /// One line for the operator (`plugin inspect` shows it).
+    #[serde(default)]
+    pub description: String,
+    /// The allowed values of an `enum`.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+/// A setting's type. Every setting reaches the plugin as text; the type says which text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingType {
+    /// Any text.
+    String,
+    /// A whole number (`-3`, `42`).
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// An absolute http(s) URL.
+    Url,
+    /// One of `values`.
+    Enum,
+}
+
+impl fmt::Display for SettingType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Boolean => "boolean",
+            Self::Url => "url",
+            Self::Enum => "enum",
+        })
+    }
+}
+
+/// A declared default, as TOML wrote it (`true`, `25`, `"suite"`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum SettingDefault {
+    /// `default = true`
+    Boolean(bool),
+    /// `default = 25`
+    Integer(i64),
+    /// `default = "suite"`
+    Text(String),
+}
+
+impl SettingDefault {
+    /// The text the plugin reads.
+    pub fn as_text(&self) -> String {
+        match self {
+            Self::Boolean(b) => b.to_string(),
+            Self::Integer(i) => i.to_string(),
+            Self::Text(t) => t.clone(),
+        }
+    }
+}
+
+impl SettingSpec {
+    /// Why `value` is not a value of this setting (one line), if it is not.
+    pub fn refuse(&self, value: &str) -> Option<String> {
+        match self.kind {
+            SettingType::String => None,
+            SettingType::Integer => value
+                .trim()
+                .parse::<i64>()
+                .is_err()
+                .then(|| format!("expected an integer, found {value:?}")),
+            SettingType::Boolean => (!matches!(value, "true" | "false"))
+                .then(|| format!("expected true or false, found {value:?}")),
+            SettingType::Url => match url::Url::parse(value.trim()) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => None,
+                _ => Some(format!(
+                    "expected an absolute http(s) URL such as \"https://api.example.com\", found {value:?}"
+                )),
+            },
+            SettingType::Enum => (!self.values.iter().any(|v| v == value)).then(|| {
+                format!(
+                    "{value:?} is not allowed; expected one of {}",
+                    self.values.join(", ")
+                )
+            }),
+        }
+    }
 }
 
 /// `[http]`: requested origins.
@@ -100,10 +231,31 @@ pub enum AuthProfile {
     /// A static API key put into a header.
     #[serde(rename_all = "kebab-case")]
     ApiKey {
-        /// Header name, e.g. `Authorization`.
+        /// Header name, e.g. `Authorization` or `X-Api-Key`.
         header: String,
-        /// Header value with `{secret}` where the key goes, e.g. `Token token={secret}`.
+        /// Header value with `{secret}` where the key goes, e.g. `Token token={secret}`
+        /// (default: the key alone).
+        #[serde(default = "secret_alone")]
         template: String,
+        /// Origins that receive the header; default: every requested origin.
+        #[serde(default)]
+        origins: Option<Vec<String>>,
+    },
+    /// A static API key sent as `Authorization: Bearer KEY`.
+    #[serde(rename_all = "kebab-case")]
+    Bearer {
+        /// Origins that receive the header; default: every requested origin.
+        #[serde(default)]
+        origins: Option<Vec<String>>,
+    },
+    /// HTTP Basic (RFC 7617): `Authorization: Basic base64(user:secret)`, encoded by the
+    /// host from the user name and the secret the operator references.
+    #[serde(rename_all = "kebab-case")]
+    Basic {
+        /// A fixed user name, for apps that take an API key as the password with any
+        /// user (Mailchimp: `anystring`); `None`: the connection's credentials name it.
+        #[serde(default)]
+        user: Option<String>,
         /// Origins that receive the header; default: every requested origin.
         #[serde(default)]
         origins: Option<Vec<String>>,
@@ -126,17 +278,42 @@ impl AuthProfile {
     /// The origins credentials go to, when the profile narrows them.
     pub fn origins(&self) -> Option<&[String]> {
         match self {
-            Self::ApiKey { origins, .. } | Self::OAuth2 { origins, .. } => origins.as_deref(),
+            Self::ApiKey { origins, .. }
+            | Self::Bearer { origins }
+            | Self::Basic { origins, .. }
+            | Self::OAuth2 { origins, .. } => origins.as_deref(),
         }
     }
 
-    /// Short name (`api-key`, `oauth2`).
+    /// Short name (`api-key`, `bearer`, `basic`, `oauth2`).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::ApiKey { .. } => "api-key",
+            Self::Bearer { .. } => "bearer",
+            Self::Basic { .. } => "basic",
             Self::OAuth2 { .. } => "oauth2",
         }
     }
+
+    /// The connection's `credentials` key this profile takes (`api-key`, `basic`,
+    /// `oauth2`).
+    pub fn credentials_key(&self) -> &'static str {
+        match self {
+            Self::ApiKey { .. } | Self::Bearer { .. } => "api-key",
+            Self::Basic { .. } => "basic",
+            Self::OAuth2 { .. } => "oauth2",
+        }
+    }
+}
+
+fn secret_alone() -> String {
+    "{secret}".to_owned()
+}
+
+/// Whether `user` can be an HTTP Basic user name: no `:` (it ends the user name, RFC
+/// 7617) and no control characters.
+pub fn valid_basic_user(user: &str) -> bool {
+    !user.is_empty() && !user.contains(':') && !user.chars().any(char::is_control)
 }
 
 /// `[storage]`: requested storage.
@@ -243,6 +420,17 @@ pub enum InvalidManifest {
     /// A zero memory or time limit.
     #[error("limits must be positive")]
     Limits,
+    /// `auth.user` cannot be a Basic user name.
+    #[error("auth.user must be a non-empty user name without `:` or control characters")]
+    BasicUser,
+    /// A declared setting is inconsistent.
+    #[error("settings.{name}: {problem}")]
+    Setting {
+        /// The setting's name (cleaned).
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 impl Manifest {
@@ -298,8 +486,14 @@ impl Manifest {
                     return Err(InvalidManifest::TokenUrlScheme(token_url.clone()));
                 }
             }
-            Some(AuthProfile::OAuth2 { .. }) | None => {}
+            Some(AuthProfile::Basic {
+                user: Some(user), ..
+            }) if !valid_basic_user(user) => return Err(InvalidManifest::BasicUser),
+            Some(AuthProfile::OAuth2 { .. } | AuthProfile::Bearer { .. })
+            | Some(AuthProfile::Basic { .. })
+            | None => {}
         }
+        self.validate_settings()?;
         if let Some(origins) = self.auth.as_ref().and_then(|a| a.origins()) {
             for origin in origins {
                 OriginSpec::parse(origin, false).map_err(InvalidManifest::AuthOrigin)?;
@@ -307,6 +501,88 @@ impl Manifest {
         }
         if self.limits.memory_mib == Some(0) || self.limits.timeout_ms == Some(0) {
             return Err(InvalidManifest::Limits);
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    fn validate_settings(&self) -> Result<(), InvalidManifest> {
+        for (name, spec) in &self.settings {
+            let bad = |problem: String| InvalidManifest::Setting {
+                name: super::text::clean_line(name),
+                problem,
+            };
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !name_ok {
+                return Err(bad(
+                    "a setting name is 1-64 lowercase letters, digits, `-` or `_`".into(),
+                ));
+            }
+            if super::settings::looks_secret(name) {
+                return Err(bad(
+                    "looks like a secret, and settings are readable by the plugin; declare an [auth] profile, whose secret the host injects".into(),
+                ));
+            }
+            match (spec.kind, spec.values.is_empty()) {
+                (SettingType::Enum, true) => {
+                    return Err(bad("an enum needs values = [\"...\", ...]".into()));
+                }
+                (SettingType::Enum, false) | (_, true) => {}
+                (kind, false) => {
+                    return Err(bad(format!("values apply to type = \"enum\", not {kind}")));
+                }
+            }
+            if let Some(default) = &spec.default {
+                if spec.required {
+                    return Err(bad(
+                        "a required setting has no default; drop one of them".into()
+                    ));
+                }
+                let type_ok = matches!(
+                    (spec.kind, default),
+                    (SettingType::Boolean, SettingDefault::Boolean(_))
+                        | (SettingType::Integer, SettingDefault::Integer(_))
+                        | (
+                            SettingType::String | SettingType::Url | SettingType::Enum,
+                            SettingDefault::Text(_)
+                        )
+                );
+                let problem = if type_ok {
+                    spec.refuse(&default.as_text())
+                } else {
+                    Some(format!("the default is not a {}", spec.kind))
+                };
+                if let Some(problem) = problem {
+                    return Err(bad(format!("default: {problem}")));
+                }
+            }
+        }
+        // With declared settings, a `setting:K` reference must name one of them.
+        if !self.settings.is_empty() {
+            let token_url = match &self.auth {
+                Some(AuthProfile::OAuth2 { token_url, .. }) => Some(token_url),
+                _ => None,
+            };
+            let origins = self.auth.as_ref().and_then(|a| a.origins()).unwrap_or(&[]);
+            for reference in self.http.origins.iter().chain(origins).chain(token_url) {
+                if let Some(key) = reference.strip_prefix("setting:")
+                    && !self.settings.contains_key(key)
+                {
+                    return Err(InvalidManifest::Setting {
+                        name: super::text::clean_line(key),
+                        problem: format!(
+                            "`{}` names a setting the manifest does not declare; add [settings.{}]",
+                            super::text::clean_line(reference),
+                            super::text::clean_line(key)
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -605,6 +881,157 @@ timeout-ms = 30000
         .unwrap_err()
         .to_string();
         assert!(err.contains("mapper may not"), "{err}");
+    }
+
+    const BASE: &str =
+        "name = \"x\"\nversion = \"0.1.0\"\nkind = \"connector\"\ncontract = \"0.1.0\"\n";
+
+    #[test]
+    fn parses_every_auth_kind() {
+        let auth = |text: &str| Manifest::parse(&format!("{BASE}[auth]\n{text}")).map(|m| m.auth);
+        assert_eq!(
+            auth("kind = \"api-key\"\nheader = \"X-Api-Key\"\n").unwrap(),
+            Some(AuthProfile::ApiKey {
+                header: "X-Api-Key".into(),
+                template: "{secret}".into(),
+                origins: None
+            }),
+            "the template defaults to the key alone"
+        );
+        assert_eq!(
+            auth("kind = \"bearer\"\n").unwrap(),
+            Some(AuthProfile::Bearer { origins: None })
+        );
+        assert_eq!(
+            auth("kind = \"basic\"\nuser = \"anystring\"\n").unwrap(),
+            Some(AuthProfile::Basic {
+                user: Some("anystring".into()),
+                origins: None
+            })
+        );
+        assert_eq!(
+            auth("kind = \"basic\"\n")
+                .unwrap()
+                .unwrap()
+                .credentials_key(),
+            "basic"
+        );
+        for (text, needle) in [
+            ("kind = \"basic\"\nuser = \"a:b\"\n", "without `:`"),
+            (
+                "kind = \"basic\"\npassword = \"x\"\n",
+                "unknown field `password`",
+            ),
+            (
+                "kind = \"bearer\"\ntemplate = \"x\"\n",
+                "unknown field `template`",
+            ),
+            ("kind = \"query\"\n", "unknown variant"),
+        ] {
+            let err = auth(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn parses_declared_settings() {
+        let m = Manifest::parse(&format!(
+            "{BASE}[http]\norigins = [\"setting:base-url\"]\n\
+             [settings.base-url]\ntype = \"url\"\nrequired = true\ndescription = \"API root\"\n\
+             [settings.edition]\ntype = \"enum\"\nvalues = [\"suite\", \"classic\"]\ndefault = \"suite\"\n\
+             [settings.page-size]\ntype = \"integer\"\ndefault = 50\n\
+             [settings.bulk]\ntype = \"boolean\"\ndefault = false\n"
+        ))
+        .unwrap();
+        assert_eq!(m.settings.len(), 4);
+        assert!(m.settings["base-url"].required);
+        assert_eq!(m.settings["base-url"].kind, SettingType::Url);
+        assert_eq!(
+            m.settings["page-size"].default,
+            Some(SettingDefault::Integer(50))
+        );
+        assert_eq!(
+            m.settings["bulk"].default.as_ref().unwrap().as_text(),
+            "false"
+        );
+        assert_eq!(m.settings["edition"].refuse("suite"), None);
+        assert!(m.settings["edition"].refuse("Suite").is_some());
+    }
+
+    #[test]
+    fn refuses_inconsistent_settings() {
+        for (text, needle) in [
+            (
+                "[settings.x]\ntype = \"float\"\n",
+                "unknown variant `float`",
+            ),
+            ("[settings.x]\ntype = \"enum\"\n", "an enum needs values"),
+            (
+                "[settings.x]\ntype = \"string\"\nvalues = [\"a\"]\n",
+                "values apply to type = \"enum\"",
+            ),
+            (
+                "[settings.x]\ntype = \"integer\"\ndefault = \"ten\"\n",
+                "default is not a integer",
+            ),
+            (
+                "[settings.x]\ntype = \"enum\"\nvalues = [\"a\"]\ndefault = \"b\"\n",
+                "not allowed",
+            ),
+            (
+                "[settings.x]\ntype = \"url\"\ndefault = \"ftp://a\"\n",
+                "http(s) URL",
+            ),
+            (
+                "[settings.x]\ntype = \"string\"\nrequired = true\ndefault = \"a\"\n",
+                "drop one",
+            ),
+            (
+                "[settings.api-key]\ntype = \"string\"\n",
+                "looks like a secret",
+            ),
+            ("[settings.X]\ntype = \"string\"\n", "lowercase"),
+            (
+                "[settings.x]\ntype = \"string\"\nsecret = true\n",
+                "unknown field `secret`",
+            ),
+            (
+                "[http]\norigins = [\"setting:base-url\"]\n[settings.x]\ntype = \"string\"\n",
+                "add [settings.base-url]",
+            ),
+        ] {
+            let err = Manifest::parse(&format!("{BASE}{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{text}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    /// The first-party manifests parse, and every connector declares the settings its
+    /// origins name.
+    #[test]
+    fn first_party_manifests_declare_their_settings() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        for (dir, settings) in [
+            (
+                "freshsales",
+                &["base-url", "domain", "edition", "marker-field"][..],
+            ),
+            (
+                "freshmarketer",
+                &["base-url", "domain", "edition", "bulk-upsert"][..],
+            ),
+            ("google-contacts", &["base-url"][..]),
+            ("template", &["base-url"][..]),
+            ("mappers/normalize", &["default-country-code"][..]),
+        ] {
+            let text = std::fs::read_to_string(root.join(dir).join("tandem.toml")).unwrap();
+            let m = Manifest::parse(&text).unwrap_or_else(|e| panic!("{dir}: {e}"));
+            for name in settings {
+                assert!(m.settings.contains_key(*name), "{dir} declares {name}");
+            }
+        }
     }
 
     #[test]

@@ -304,6 +304,17 @@ pub enum ConnectError {
         /// Why the HTTP client could not be set up.
         source: http::HttpSetupError,
     },
+    /// The settings do not fit the plugin's declared ones (the first problem; `tandem
+    /// config validate` lists them all, with their lines).
+    #[error("{scope} of plugin {plugin}: {problem}; `tandem plugin inspect` lists its settings")]
+    Settings {
+        /// `name version`.
+        plugin: String,
+        /// `connection NAME` or `mapper use in sync NAME`.
+        scope: String,
+        /// The first problem.
+        problem: settings::SettingProblem,
+    },
 }
 
 /// The plugin runtime: engines, linkers, compile cache and host services.
@@ -506,6 +517,13 @@ impl Runtime {
             });
         };
         let manifest = &plugin.manifest;
+        let mut connection = connection;
+        connection.settings = settings::apply_declared(&manifest.settings, &connection.settings)
+            .map_err(|problems| ConnectError::Settings {
+                plugin: plugin.label().to_owned(),
+                scope: format!("connection {}", connection.id),
+                problem: problems.into_iter().next().expect("at least one problem"),
+            })?;
         let grant = &connection.grant;
         let limits = grant.limits.narrowed(&manifest.limits);
         let policy = EgressPolicy::new(manifest, grant, &connection.settings);
@@ -601,6 +619,26 @@ impl Runtime {
         limits: MapperLimits,
         scope: &str,
     ) -> Result<MapperClient, ConnectError> {
+        self.mapper_with_settings(plugin, limits, scope, &BTreeMap::new())
+    }
+
+    /// [`mapper`](Self::mapper) with the settings of this use of the mapper (a sync's
+    /// `mapper-settings.PLUGIN`), checked against the ones it declares, defaults applied.
+    pub fn mapper_with_settings(
+        &self,
+        plugin: &Arc<Plugin>,
+        limits: MapperLimits,
+        scope: &str,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<MapperClient, ConnectError> {
+        let settings =
+            settings::apply_declared(&plugin.manifest.settings, settings).map_err(|problems| {
+                ConnectError::Settings {
+                    plugin: plugin.label().to_owned(),
+                    scope: format!("mapper use in {scope}"),
+                    problem: problems.into_iter().next().expect("at least one problem"),
+                }
+            })?;
         let PluginPre::Mapper(pre, batch) = &plugin.pre else {
             return Err(ConnectError::WrongKind {
                 plugin: plugin.label().to_owned(),
@@ -614,6 +652,7 @@ impl Runtime {
             batch: batch.clone(),
             limits: limits.narrowed(&plugin.manifest.limits),
             scope: scope.into(),
+            settings: Arc::new(settings::PluginSettings::new(&settings, scope)),
         })
     }
 }

@@ -49,6 +49,9 @@ pub(crate) struct HostState {
     pub(crate) cpu_exhausted: bool,
     pub(crate) log: LogCtx,
     pub(crate) conn: Option<Arc<ConnectionCtx>>,
+    /// A mapper's settings (from the sync that uses it); a connector's are its
+    /// connection's.
+    pub(crate) mapper_settings: Option<Arc<super::settings::PluginSettings>>,
     /// Time this call spent waiting on the app's HTTP answers.
     pub(crate) http_wait: HttpWait,
 }
@@ -115,7 +118,12 @@ impl HostState {
 
     /// State for a mapper call: clocks and randomness are fixed, so that the same input
     /// always gives the same output.
-    pub(crate) fn mapper(memory_mib: u32, cpu_ticks: u64, log: LogCtx) -> Self {
+    pub(crate) fn mapper(
+        memory_mib: u32,
+        cpu_ticks: u64,
+        log: LogCtx,
+        settings: Arc<super::settings::PluginSettings>,
+    ) -> Self {
         let stderr = StderrTail::new(STDERR_TAIL_BYTES);
         let wasi = deny_all(&mut WasiCtx::builder())
             .stderr(stderr.clone())
@@ -129,7 +137,9 @@ impl HostState {
             ))
             .insecure_random_seed(0x7a6e_6465_6d00)
             .build();
-        Self::new(wasi, stderr, memory_mib, cpu_ticks, log, None)
+        let mut state = Self::new(wasi, stderr, memory_mib, cpu_ticks, log, None);
+        state.mapper_settings = Some(settings);
+        state
     }
 
     fn new(
@@ -149,6 +159,7 @@ impl HostState {
             cpu_exhausted: false,
             log,
             conn,
+            mapper_settings: None,
             http_wait: HttpWait::default(),
         }
     }
@@ -261,5 +272,6 @@ pub(crate) fn mapper_linker(engine: &wasmtime::Engine) -> wasmtime::Result<Linke
     let mut linker = Linker::new(engine);
     add_harmless_wasi(&mut linker)?;
     bindings::mapper::Mapper::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    // `config` since 0.1 (added to the world additively: older mappers do not import it).
     Ok(linker)
 }

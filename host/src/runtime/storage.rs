@@ -84,6 +84,8 @@ pub(crate) struct StorageCtx {
     connection: Arc<str>,
     /// `None`: no storage granted; reads see nothing, writes are refused.
     quota: Option<Quota>,
+    /// Why a write is refused without a grant: the operator's fix, not the record's.
+    ungranted: Arc<str>,
     /// The manifest name whose legacy namespace this one takes over, once.
     legacy: Arc<str>,
     migrated: Moved,
@@ -104,6 +106,7 @@ impl StorageCtx {
         Self {
             db: db.into(),
             owner: owner.key().into(),
+            ungranted: no_grant_message(owner).into(),
             connection,
             quota,
             legacy: legacy_name,
@@ -172,9 +175,7 @@ impl StorageCtx {
     pub(crate) async fn set(&self, key: String, value: Vec<u8>) -> Result<(), StorageError> {
         check_key(&key)?;
         let Some(quota) = self.quota else {
-            return Err(StorageError::QuotaExceeded(
-                "this connection has no storage grant".into(),
-            ));
+            return Err(StorageError::QuotaExceeded(self.ungranted.to_string()));
         };
         if value.len() > MAX_VALUE_BYTES {
             return Err(StorageError::TooLarge(format!(
@@ -349,6 +350,19 @@ impl Namespace {
                 .list(prefix, cursor, limit)
                 .await
                 .map_err(pg_unavailable),
+        }
+    }
+}
+
+/// The refusal of a write without a storage grant. It names the operator's setting, since
+/// neither the record being synced nor the plugin's manifest can fix it.
+fn no_grant_message(owner: &Owner) -> String {
+    match owner {
+        Owner::Operator(name) => format!(
+            "no storage grant: the operator has not granted storage to plugin `{name}`; grant it in the config with storage-quota = \"1MiB\" under [plugins.{name}.grant]"
+        ),
+        Owner::Digest(_) => {
+            "no storage grant: the operator has not granted storage to this plugin (a plugin run outside a config gets none)".into()
         }
     }
 }
@@ -936,9 +950,11 @@ mod tests {
                 let db = fresh();
                 let s = ctx(&db, "p", "c", None);
                 let err = s.set("k".into(), b"v".to_vec()).await.unwrap_err();
-                assert!(
-                    matches!(err, StorageError::QuotaExceeded(ref m) if m.contains("no storage grant"))
-                );
+                // The operator's grant is to blame, and the message says where to fix it.
+                let StorageError::QuotaExceeded(m) = &err else { panic!("{err:?}") };
+                assert!(m.starts_with("no storage grant:"), "{m}");
+                assert!(m.contains("storage-quota") && m.contains("[plugins.p.grant]"), "{m}");
+                assert!(!m.contains('\n'));
                 assert_eq!(s.get("k".into()).await.unwrap(), None);
             })
         }

@@ -242,6 +242,64 @@ pub struct OutboxEntry {
     pub run: u64,
 }
 
+/// How many of the latest runs' events are read to find parked writes made since.
+pub const SUPERSEDING_RUNS: usize = 2;
+
+/// A write as its log event names it: (entity name, link, direction, action).
+type Written = (String, String, Flow, String);
+
+/// The event action an acknowledged write of `op` logs (`commit`'s table): a parked op
+/// is superseded by a later event with the same action on the same record and side. A
+/// list addition and an update both log `updated`, so one may stand for the other.
+fn write_action(op: &PlannedOp) -> &'static str {
+    use super::plan::OpKind;
+    match op.kind {
+        OpKind::Create { .. } => "created",
+        OpKind::Update { .. } | OpKind::AddToContainer { .. } => "updated",
+        OpKind::Delete { .. } => "deleted",
+        OpKind::RemoveFromContainer { .. } => "removed",
+    }
+}
+
+/// The writes logged by the last [`SUPERSEDING_RUNS`] runs, with the latest run of each.
+fn written_lately(
+    sync: &str,
+    range: impl Fn(Table, &str, &str) -> Result<Vec<(String, Vec<u8>)>, StateError>,
+) -> Result<BTreeMap<Written, u64>, StateError> {
+    let (lo, hi) = prefix_range(sync);
+    let runs = range(RUNS, &lo, &hi)?;
+    let mut out = BTreeMap::new();
+    for (run_key, _) in runs.iter().rev().take(SUPERSEDING_RUNS) {
+        let (lo, hi) = prefix_range(run_key);
+        for (k, v) in range(EVENTS, &lo, &hi)? {
+            let e: Event = decode(&k, &v)?;
+            let Some(link) = e.link else { continue };
+            if matches!(
+                e.action.as_str(),
+                "created" | "updated" | "deleted" | "removed"
+            ) {
+                let run = out
+                    .entry((e.entity, link, e.direction, e.action))
+                    .or_default();
+                *run = e.run.max(*run);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a later run wrote a parked row's record the way the row would have.
+fn superseded(e: &OutboxEntry, written: &BTreeMap<Written, u64>) -> bool {
+    let op = &e.op;
+    let key = (
+        op.entity_name.clone(),
+        op.link.clone(),
+        Flow::to(op.side),
+        write_action(op).to_owned(),
+    );
+    written.get(&key).is_some_and(|run| *run > e.run)
+}
+
 /// A record to fetch again and re-plan on a later run (its write failed).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryEntry {
@@ -976,6 +1034,27 @@ impl SyncStore {
             .collect())
     }
 
+    /// Parked outbox rows that still need a person: a row is left out once a later run
+    /// wrote the same record the same way (the record was fixed, re-planned and written),
+    /// until the next run's [`Txn::purge_acked`] drops it. Only the last
+    /// [`SUPERSEDING_RUNS`] runs' events are read, so that `status` stays cheap; every
+    /// run's purge reads them too, so no run's writes are missed.
+    pub fn parked(&self, sync: &str) -> Result<Vec<OutboxEntry>, StateError> {
+        let parked: Vec<OutboxEntry> = self
+            .outbox(sync)?
+            .into_iter()
+            .filter(|e| e.status == OpStatus::Parked)
+            .collect();
+        if parked.is_empty() {
+            return Ok(parked);
+        }
+        let written = written_lately(sync, |table, lo, hi| self.raw_range(table, lo, hi))?;
+        Ok(parked
+            .into_iter()
+            .filter(|e| !superseded(e, &written))
+            .collect())
+    }
+
     /// The retry index.
     pub fn retries(&self, sync: &str) -> Result<Vec<RetryEntry>, StateError> {
         Ok(self
@@ -1575,15 +1654,27 @@ impl<'a> Txn<'a> {
         self.remove(OUTBOX, &key(&[self.sync, id]))
     }
 
-    /// Drops acknowledged outbox rows (their events stay in the log).
+    /// Drops acknowledged outbox rows (their events stay in the log), and parked rows a
+    /// later run's write to the same record superseded ([`SyncStore::parked`]).
     pub fn purge_acked(&self) -> Result<usize, StateError> {
         let (lo, hi) = prefix_range(self.sync);
-        let mut acked = 0;
+        let mut rows = Vec::new();
         for (k, v) in self.range(OUTBOX, &lo, &hi)? {
             let e: OutboxEntry = decode(&k, &v)?;
+            rows.push((k, e));
+        }
+        let written = if rows.iter().any(|(_, e)| e.status == OpStatus::Parked) {
+            written_lately(self.sync, |table, lo, hi| self.range(table, lo, hi))?
+        } else {
+            BTreeMap::new()
+        };
+        let mut acked = 0;
+        for (k, e) in &rows {
             if e.status == OpStatus::Acked {
-                self.remove(OUTBOX, &k)?;
+                self.remove(OUTBOX, k)?;
                 acked += 1;
+            } else if e.status == OpStatus::Parked && superseded(e, &written) {
+                self.remove(OUTBOX, k)?;
             }
         }
         Ok(acked)
@@ -2024,6 +2115,100 @@ mod tests {
                 }
             }
         }
+    }
+
+    on_both_backends! {
+    /// A write parked in one run and made by a later one no longer counts as parked
+    /// (status said "Parked 1" forever), and the next purge drops the parked row; a write
+    /// of another kind, or to the other side, does not fix it.
+    fn a_parked_write_later_made_is_no_longer_parked() {
+        use crate::sync::plan::{LinkEffect, OpKind};
+        let parked = |id: &str, run: u64| OutboxEntry {
+            op: PlannedOp {
+                id: id.into(),
+                entity: 0,
+                side: Side::B,
+                entity_name: "contacts".into(),
+                link: "0/a/1".into(),
+                kind: OpKind::Update {
+                    id: "9".into(),
+                    if_version: None,
+                    fields: Vec::new(),
+                },
+                reason: "changed in A".into(),
+                consent: false,
+                base: BTreeMap::new(),
+                joint: Default::default(),
+                effect: LinkEffect::None,
+                run,
+                kept: Default::default(),
+            },
+            status: OpStatus::Parked,
+            attempts: 1,
+            next_attempt_at: None,
+            error: Some("invalid: bad phone".into()),
+            run,
+        };
+        let run = |id: u64| -> RunRecord {
+            decode(
+                "run",
+                format!(
+                    r#"{{"id":{id},"kind":"incremental","started_at":10,"ended_at":12,"outcome":"ok","message":null,"counters":{{}}}}"#
+                )
+                .as_bytes(),
+            )
+            .unwrap()
+        };
+        let event = |run: u64, direction: Flow, action: &str| Event {
+            run,
+            seq: 1,
+            direction,
+            action: action.into(),
+            entity: "contacts".into(),
+            records: vec!["a:1".into(), "b:9".into()],
+            link: Some("0/a/1".into()),
+            reason: "changed in A".into(),
+        };
+        let s = SyncStore::open(fresh()).unwrap();
+        s.write("s", |t| {
+            t.put_run(&run(1))?;
+            t.put_op(&parked("p1", 1))?;
+            t.put_event(&event(1, Flow::AToB, "parked"))
+        })
+        .unwrap();
+        assert_eq!(s.parked("s").unwrap().len(), 1);
+        // Run 2 creates nothing on B and updates A: neither is the parked write.
+        s.write("s", |t| {
+            t.put_run(&run(2))?;
+            t.put_event(&event(2, Flow::AToB, "created"))?;
+            t.put_event(&event(2, Flow::BToA, "updated"))
+        })
+        .unwrap();
+        assert_eq!(s.parked("s").unwrap().len(), 1, "another write fixes nothing");
+        // Run 3 updates the record on B: the parked write is made.
+        s.write("s", |t| {
+            t.put_run(&run(3))?;
+            t.put_event(&event(3, Flow::AToB, "updated"))
+        })
+        .unwrap();
+        assert!(s.parked("s").unwrap().is_empty());
+        assert_eq!(s.outbox("s").unwrap().len(), 1, "kept until the next purge");
+        s.write("s", |t| {
+            t.put_run(&run(4))?;
+            t.purge_acked().map(|_| ())
+        })
+        .unwrap();
+        assert!(s.outbox("s").unwrap().is_empty(), "the superseded row is dropped");
+        // A write parked after the last update stays parked, and is kept by the purge.
+        s.write("s", |t| {
+            t.put_op(&parked("p5", 5))?;
+            t.put_run(&run(5))?;
+            t.purge_acked().map(|_| ())
+        })
+        .unwrap();
+        assert_eq!(s.parked("s").unwrap().len(), 1);
+        assert_eq!(s.outbox("s").unwrap().len(), 1);
+    }
     }
 
     on_both_backends! {

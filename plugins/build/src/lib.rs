@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn normalize_mapper_is_builtin_and_imports_no_connector_interfaces() {
+    fn normalize_mapper_is_builtin_and_imports_only_mapper_interfaces() {
         let artifact = all()
             .iter()
             .find(|a| a.package == "tandem-mapper-normalize")
@@ -231,7 +231,14 @@ mod tests {
                 .expect("manifest embedded")
                 .contains("kind = \"mapper\"")
         );
-        for denied in ["http", "storage", "config"] {
+        // `config` is allowed: a mapper reads the settings its sync gives it.
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.starts_with("tandem:plugin/config")),
+            "normalize reads default-country-code: {imports:?}"
+        );
+        for denied in ["http", "storage"] {
             let prefix = format!("tandem:plugin/{denied}");
             assert!(
                 !imports.iter().any(|i| i.starts_with(&prefix)),

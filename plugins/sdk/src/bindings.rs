@@ -21,7 +21,7 @@ pub mod connector {
     });
 }
 
-/// Bindings of the `mapper` world (imports only `log`).
+/// Bindings of the `mapper` world (imports `log` and `config`).
 pub mod mapper {
     wit_bindgen::generate!({
         path: "wit/0.1.0",
@@ -34,6 +34,7 @@ pub mod mapper {
         with: {
             "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
             "tandem:plugin/log@0.1.0": crate::__bindings::connector::tandem::plugin::log,
+            "tandem:plugin/config@0.1.0": crate::__bindings::connector::tandem::plugin::config,
         },
     });
 }

@@ -1,5 +1,8 @@
-//! Non-secret connection settings chosen by the operator (connectors only): an account
-//! domain, a base URL, an edition. Credentials are never readable here.
+//! Non-secret settings chosen by the operator: a connector's connection settings (an
+//! account domain, a base URL, an edition), or a mapper's settings for the sync that
+//! uses it (`[syncs.NAME.mapper-settings.PLUGIN]`, e.g. a default country code).
+//! Settings the manifest declares (`[settings.NAME]`) arrive checked, with their
+//! defaults applied. Credentials are never readable here.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), tandem_sdk::Error> {

@@ -92,6 +92,9 @@ pub fn list_keys(prefix: &str) -> Result<Vec<String>, Error> {
 impl From<StorageError> for Error {
     fn from(error: StorageError) -> Self {
         match error {
+            // The host's own message names the operator's setting to change: the
+            // manifest's quota-bytes is not what is missing.
+            StorageError::QuotaExceeded(m) if m.starts_with("no storage grant") => Error::fatal(m),
             StorageError::QuotaExceeded(m) => Error::fatal(format!(
                 "storage quota exceeded: {m}; raise [storage] quota-bytes or store less"
             )),
@@ -132,5 +135,11 @@ mod tests {
             Error::from(StorageError::QuotaExceeded("1 MiB".into())),
             Error::Fatal(_)
         ));
+        // No grant at all: the host's operator-facing message, without the author's hint.
+        let denied = "no storage grant: grant it under [plugins.x.grant]";
+        let Error::Fatal(m) = Error::from(StorageError::QuotaExceeded(denied.into())) else {
+            panic!("fatal")
+        };
+        assert_eq!(m, denied);
     }
 }

@@ -676,3 +676,119 @@ async fn crlf_in_header_names_and_values_is_refused() {
     assert_eq!(fields["status"], "200");
     assert!(seen.lock().unwrap()[0].contains("x-ok: fine"));
 }
+
+/// HTTP Basic, host-encoded (Jira's `email:token`): the app receives exactly
+/// `Basic base64(user:KEY)`; an app that echoes it back (the header, its token, the
+/// decoded pair, in a body, a header or an error page) hands the plugin `[redacted]`;
+/// the operator never wrote anything encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_credentials_are_encoded_by_the_host_and_never_read_back() {
+    const USER: &str = "jane@acme.example";
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    let router = Router::new().fallback(move |headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default();
+            log.lock().unwrap().push(auth.clone());
+            let token = auth.trim_start_matches("Basic ").to_owned();
+            let pair = String::from_utf8(STANDARD.decode(&token).unwrap_or_default()).unwrap();
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, format!("Basic realm=\"{token}\""))],
+                format!("refused {auth} (token {token}, pair {pair})"),
+            )
+                .into_response()
+        }
+    });
+    let api = TestServer::start(router).await;
+    let plugin = bare_plugin(bare_manifest(
+        "[http]\norigins = [\"setting:base-url\"]\n[auth]\nkind = \"basic\"\n",
+    ))
+    .await;
+    let mut conn = connection(
+        "basic",
+        &[("base-url", &api.origin())],
+        loopback_grant(&["setting:base-url"]),
+    );
+    conn.credentials = Credentials::Basic {
+        user: Some(USER.into()),
+        password: Secret::new(KEY),
+    };
+    let client = runtime().connector(&plugin, conn).unwrap();
+    let fields = bare_get(&client, &api.url("/me")).await.unwrap();
+    let expected = format!("Basic {}", STANDARD.encode(format!("{USER}:{KEY}")));
+    assert_eq!(*seen.lock().unwrap(), vec![expected.clone()]);
+    assert_eq!(fields["status"], "401", "{fields:?}");
+    assert_no_secret(&fields, KEY);
+    for (name, value) in &fields {
+        for form in [
+            expected.as_str(),
+            &expected["Basic ".len()..],
+            &format!("{USER}:{KEY}"),
+        ] {
+            assert!(!value.contains(form), "{name}: {value}");
+        }
+    }
+    assert!(fields["body"].contains("[redacted]"), "{fields:?}");
+}
+
+/// Declared settings reach the plugin with their defaults; one the manifest does not
+/// declare, or of the wrong type, is refused before the plugin runs, naming the setting.
+/// A plugin that declares none reads every setting as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_settings_are_checked_and_defaulted_before_the_plugin_runs() {
+    let declared = bare_plugin(bare_manifest(
+        "[http]\norigins = [\"setting:base-url\"]\n\
+         [settings.base-url]\ntype = \"url\"\nrequired = true\n\
+         [settings.page-size]\ntype = \"integer\"\ndefault = 50\n",
+    ))
+    .await;
+    let grant = || loopback_grant(&["setting:base-url"]);
+    let conn = connection("s", &[("base-url", "http://127.0.0.1:9")], grant());
+    let client = runtime().connector(&declared, conn).unwrap();
+    let info = client.check().await.unwrap();
+    assert_eq!(
+        info.display_name,
+        "base-url=http://127.0.0.1:9;page-size=50"
+    );
+
+    for (settings, needle) in [
+        (
+            vec![("base-url", "http://127.0.0.1:9"), ("page-sise", "10")],
+            "setting `page-sise` is not one the plugin declares",
+        ),
+        (
+            vec![("base-url", "http://127.0.0.1:9"), ("page-size", "ten")],
+            "setting `page-size`: expected an integer",
+        ),
+        (vec![], "setting `base-url` is required"),
+    ] {
+        let conn = connection("s", &settings, grant());
+        let Err(err) = runtime().connector(&declared, conn) else {
+            panic!("{settings:?} accepted")
+        };
+        assert!(matches!(err, ConnectError::Settings { .. }), "{err:?}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+
+    let open = bare_plugin(bare_manifest("[http]\norigins = [\"setting:base-url\"]\n")).await;
+    let conn = connection(
+        "s",
+        &[("base-url", "http://127.0.0.1:9"), ("anything", "goes")],
+        grant(),
+    );
+    let info = runtime()
+        .connector(&open, conn)
+        .unwrap()
+        .check()
+        .await
+        .unwrap();
+    assert_eq!(
+        info.display_name,
+        "anything=goes;base-url=http://127.0.0.1:9"
+    );
+}

@@ -101,6 +101,10 @@ pub struct TestArgs {
         value_name = "KEY"
     )]
     pub api_key: Option<String>,
+    /// HTTP Basic user name (plugins with a `basic` auth profile that fixes none); the
+    /// password is the API key.
+    #[arg(long, env = "TANDEM_USER", value_name = "USER")]
+    pub user: Option<String>,
     /// OAuth2 client id (plugins with an `oauth2` auth profile).
     #[arg(long, env = "TANDEM_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
@@ -247,10 +251,22 @@ fn check_token_url(
 fn credentials(args: &TestArgs, auth: Option<&AuthProfile>) -> anyhow::Result<Credentials> {
     Ok(match auth {
         None => Credentials::None,
-        Some(AuthProfile::ApiKey { .. }) => match &args.api_key {
+        Some(AuthProfile::ApiKey { .. } | AuthProfile::Bearer { .. }) => match &args.api_key {
             Some(key) => Credentials::ApiKey(Secret::new(key.clone())),
             None => bail!(
                 "the plugin authenticates with an API key: set TANDEM_API_KEY (or pass --api-key)"
+            ),
+        },
+        Some(AuthProfile::Basic { user, .. }) => match (&args.user, user, &args.api_key) {
+            (None, None, _) => bail!(
+                "the plugin authenticates with HTTP Basic and names no user: set TANDEM_USER (or pass --user)"
+            ),
+            (given, _, Some(key)) => Credentials::Basic {
+                user: given.clone(),
+                password: Secret::new(key.clone()),
+            },
+            (_, _, None) => bail!(
+                "the plugin authenticates with HTTP Basic: set TANDEM_API_KEY to the password or API key (or pass --api-key)"
             ),
         },
         Some(AuthProfile::OAuth2 { .. }) => {
@@ -281,7 +297,7 @@ mod tests {
         let mut argv = vec!["tandem", "plugin", "test"];
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Plugin(PluginCommand::Test(args)) => Ok(args),
+            Command::Plugin(PluginCommand::Test(args)) => Ok(*args),
             other => panic!("{other:?}"),
         }
     }

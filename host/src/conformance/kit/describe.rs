@@ -95,6 +95,10 @@ impl<'a> Kit<'a> {
                 return;
             }
             Credentials::ApiKey(_) => Credentials::ApiKey(Secret::new(WRONG_KEY)),
+            Credentials::Basic { user, .. } => Credentials::Basic {
+                user: user.clone(),
+                password: Secret::new(WRONG_KEY),
+            },
             Credentials::OAuth2 {
                 client_id,
                 client_secret,

@@ -8,8 +8,13 @@
 //! - emails (any field whose name contains `email`) are lower-cased;
 //! - phones (names containing `phone` or `mobile`, and `work_number`) keep a leading `+`
 //!   and their digits (`00` becomes `+`); a value with letters (`ext. 12`) is only trimmed.
+//!   With the setting `default-country-code` (a sync's
+//!   `[syncs.NAME.mapper-settings.normalize]`), a national number (no `+` or `00`) gets
+//!   that calling code after dropping one leading trunk `0`: with `33`,
+//!   `01 23 45 67 89` becomes `+33123456789`. One build serves every region.
 //!
-//! Records are never dropped and nothing fails: a value it cannot improve passes as is.
+//! Records are never dropped, and nothing fails but a `default-country-code` outside
+//! 1-999 (every record then fails with the reason): a value it cannot improve passes as is.
 
 use tandem_sdk::{Error, MapContext, Mapper, Record, Value};
 
@@ -19,21 +24,49 @@ pub struct Normalize;
 tandem_sdk::export_mapper!(Normalize);
 
 impl Mapper for Normalize {
-    fn map(_ctx: &MapContext, mut record: Record) -> Result<Option<Record>, Error> {
-        for field in &mut record.fields {
-            let kind = kind_of(&field.name);
-            match &mut field.value {
-                Value::Text(text) => *text = normalize(kind, text),
-                Value::Texts(texts) => {
-                    for text in texts.iter_mut() {
-                        *text = normalize(kind, text);
-                    }
-                }
-                Value::Null | Value::Number(_) | Value::Boolean(_) => {}
-            }
-        }
-        Ok(Some(record))
+    fn map(_ctx: &MapContext, record: Record) -> Result<Option<Record>, Error> {
+        Ok(Some(tidy(record, country_code()?)))
     }
+
+    /// Reads the setting once per batch, not once per record.
+    fn map_batch(_ctx: &MapContext, records: Vec<Record>) -> Vec<Result<Option<Record>, Error>> {
+        match country_code() {
+            Ok(code) => records
+                .into_iter()
+                .map(|r| Ok(Some(tidy(r, code))))
+                .collect(),
+            Err(e) => records.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
+/// The `default-country-code` setting of this use of the mapper, if set.
+fn country_code() -> Result<Option<u16>, Error> {
+    let Some(text) = tandem_sdk::config::get("default-country-code") else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u16>() {
+        Ok(code) if (1..=999).contains(&code) => Ok(Some(code)),
+        _ => Err(Error::fatal(format!(
+            "mapper setting `default-country-code` is `{text}`; use a calling code from 1 to 999, such as 33 or 1"
+        ))),
+    }
+}
+
+fn tidy(mut record: Record, country: Option<u16>) -> Record {
+    for field in &mut record.fields {
+        let kind = kind_of(&field.name);
+        match &mut field.value {
+            Value::Text(text) => *text = normalize(kind, text, country),
+            Value::Texts(texts) => {
+                for text in texts.iter_mut() {
+                    *text = normalize(kind, text, country);
+                }
+            }
+            Value::Null | Value::Number(_) | Value::Boolean(_) => {}
+        }
+    }
+    record
 }
 
 /// What a field holds, judged from its name.
@@ -72,13 +105,30 @@ fn kind_of(field: &str) -> Kind {
     }
 }
 
-fn normalize(kind: Kind, text: &str) -> String {
+fn normalize(kind: Kind, text: &str, country: Option<u16>) -> String {
     let text = text.trim();
     match kind {
         Kind::Email => text.to_lowercase(),
         Kind::Name => title_case(&collapse_spaces(text)),
-        Kind::Phone => phone(text),
+        Kind::Phone => phone_in(text, country),
         Kind::Other => text.to_owned(),
+    }
+}
+
+/// [`phone`], then a national number (digits only, no `+`) gets `+<country>` after
+/// dropping one leading trunk `0`.
+pub fn phone_in(text: &str, country: Option<u16>) -> String {
+    let out = phone(text);
+    match country {
+        Some(code)
+            if !out.starts_with('+')
+                && out.chars().all(|c| c.is_ascii_digit())
+                && out.len() >= 3 =>
+        {
+            let national = out.strip_prefix('0').unwrap_or(&out);
+            format!("+{code}{national}")
+        }
+        _ => out,
     }
 }
 
@@ -182,6 +232,52 @@ mod tests {
         assert_eq!(phone("+33 1 23 45 67 89"), "+33123456789");
         assert_eq!(phone("12"), "12");
         assert_eq!(phone("call me"), "call me");
+    }
+
+    #[test]
+    fn a_default_country_code_completes_national_numbers() {
+        assert_eq!(phone_in("01 23 45 67 89", Some(33)), "+33123456789");
+        assert_eq!(phone_in("(555) 010 9999", Some(1)), "+15550109999");
+        // Already international, too short, or not a number: left as without the setting.
+        assert_eq!(phone_in("0044 20 7946 0958", Some(33)), "+442079460958");
+        assert_eq!(phone_in("+1 555 010 9999", Some(33)), "+15550109999");
+        assert_eq!(phone_in("12", Some(33)), "12");
+        assert_eq!(phone_in("555-0100 ext. 12", Some(33)), "555-0100 ext. 12");
+        assert_eq!(phone_in("01 23 45 67 89", None), "0123456789");
+    }
+
+    #[test]
+    fn the_setting_reaches_every_record_of_a_batch() {
+        tandem_sdk::testing::reset();
+        tandem_sdk::testing::set_config("default-country-code", "33");
+        let records = vec![
+            Record::new("a").with("mobile", "06 12 34 56 78"),
+            Record::new("b").with("phone", "+44 20 7946 0958"),
+        ];
+        let out = Normalize::map_batch(&MapContext::default(), records);
+        let phones: Vec<_> = out
+            .iter()
+            .map(|r| {
+                r.as_ref().unwrap().as_ref().unwrap().fields[0]
+                    .value
+                    .clone()
+            })
+            .collect();
+        assert_eq!(
+            phones,
+            [Value::from("+33612345678"), Value::from("+442079460958")]
+        );
+        // An unusable code fails every record with the reason, not silently.
+        tandem_sdk::testing::set_config("default-country-code", "4400");
+        let out = Normalize::map_batch(&MapContext::default(), vec![Record::new("a")]);
+        let Err(Error::Fatal(m)) = &out[0] else {
+            panic!("{out:?}")
+        };
+        assert!(
+            m.contains("default-country-code") && m.contains("4400"),
+            "{m}"
+        );
+        tandem_sdk::testing::reset();
     }
 
     #[test]
