@@ -213,7 +213,27 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                     .remove(&RecordKey::new(op.entity, *s, id.clone()));
             }
             exec.count(dir, |c| c.parked += 1);
-            exec.event(t, dir, "parked", &op.entity_name, records, Some(&op.link), format!("{}: {message} (after {attempts} attempt(s); fix the record, it is retried when it changes)", op.reason))?;
+            // Only an app's refusal of the input is the record's to fix; credentials,
+            // permissions and the operator's grants are the config's (the message says which).
+            let whose = match e {
+                SourceError::Invalid(_) => "fix the record, it is retried when it changes",
+                SourceError::Unauthorized(_) | SourceError::Forbidden(_) => {
+                    "check the connection's credentials and permissions; it is retried when the record changes"
+                }
+                _ => "it is retried when the record changes",
+            };
+            exec.event(
+                t,
+                dir,
+                "parked",
+                &op.entity_name,
+                records,
+                Some(&op.link),
+                format!(
+                    "{}: {message} (after {attempts} attempt(s); {whose})",
+                    op.reason
+                ),
+            )?;
         }
         exec.failures.push((op.id.clone(), message));
         t.put_op(&entry)?;
