@@ -11,7 +11,11 @@ fresh instance: keep nothing in module state between calls.
 
 from __future__ import annotations
 
+# Imported here, not where used: componentize-py bundles the modules imported while it
+# pre-initialises the component, and a module first imported in a call is not there.
+import email.utils
 import json
+import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from componentize_py_types import Err, Ok
@@ -144,9 +148,6 @@ def header(headers: Headers, name: str) -> Optional[str]:
 def retry_after_ms(headers: Headers, now_s: Optional[float] = None) -> Optional[int]:
     """How long the app asked to wait (ms): `Retry-After` (seconds or an HTTP date), else
     `X-RateLimit-Reset` / `RateLimit-Reset` (seconds, or Unix seconds / milliseconds)."""
-    import email.utils
-    import time
-
     now = time.time() if now_s is None else now_s
     retry = (header(headers, "retry-after") or "").strip()
     if retry:
