@@ -152,35 +152,9 @@ async fn a_connector_without_batch_lookups_still_syncs() {
     let freshsales = tandem_tests::host::plugin("tandem-plugin-freshsales").await;
     assert!(freshsales.has_batch_lookup());
     let path = tandem_plugins::wasm_path("tandem-plugin-template").expect("built");
-    let sync = format!(
-        r#"
-[plugins.template]
-path = "{path}"
-sha256 = "{sha}"
-[plugins.template.grant]
-http = ["setting:base-url"]
-loopback = true
-
-[connections.tpl]
-plugin = "template"
-[connections.tpl.settings]
-base-url = "{origin}"
-[connections.tpl.credentials]
-api-key = {{ env = "TPL_KEY" }}
-
-[syncs.t]
-a = "freshsales"
-b = "tpl"
-entities = "contacts"
-direction = "a-to-b"
-"#,
-        path = path.display(),
-        sha = template.sha256_hex(),
-        origin = api.server.origin(),
-    );
-    let mut opts = tandem_tests::e2e::options(small());
-    opts.kinds = vec![FreshsalesSuite];
-    let w = World::start_with_env(opts, &sync, &[("TPL_KEY", FakeApi::KEY)]).await;
+    let w = api
+        .world_from_freshsales("template", &path, &template.sha256_hex())
+        .await;
     let first = w.run("t").await;
     completed(&first);
     let copied = api.live_emails();

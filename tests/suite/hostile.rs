@@ -18,7 +18,7 @@ use tandem::runtime::{
     Secret, StorageGrant, TrapKind,
 };
 use tandem_tests::host::{
-    BLOCKED_NAME, TestServer, attack, connection, loopback_grant, plugin, runtime,
+    BLOCKED_NAME, TestServer, attack, connection, counting_server, loopback_grant, plugin, runtime,
 };
 
 // Attacks by area (the tests below are the first red-team pass).
@@ -28,20 +28,6 @@ mod secrets;
 
 const HOSTILE: &str = "tandem-fixture-hostile";
 const HOSTILE_MAPPER: &str = "tandem-fixture-hostile-mapper";
-
-/// A server answering `/` with "hello" and counting every request it gets.
-async fn counting_server() -> (TestServer, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            "hello"
-        }
-    });
-    (TestServer::start(router).await, hits)
-}
 
 /// A connector client of the hostile fixture with `base-url` granted (loopback allowed).
 async fn hostile_client(

@@ -7,19 +7,16 @@
 //! environment variable, no socket, no name lookup, and no origin the operator did not
 //! grant.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use axum::Router;
 use serde_json::json;
 use tandem::conformance::{self, KitOptions, NEEDS_SANDBOX, Outcome, Report, Target};
-use tandem::runtime::types::{PullRequest, Value};
-use tandem::runtime::{CallError, ConnectorClient, Credentials, Plugin, PluginSource, Secret};
-use tandem_sandbox::AccountKind::FreshsalesSuite;
-use tandem_tests::e2e::{App, World, completed, small};
-use tandem_tests::host::{TestServer, connection, loopback_grant, runtime};
+use tandem::runtime::{Credentials, Plugin, PluginSource, Secret};
+use tandem_tests::e2e::{App, completed, small};
+use tandem_tests::host::{attack, connection, counting_server, loopback_grant, runtime};
 use tandem_tests::polyglot;
 use tandem_tests::template_api::FakeApi;
 
@@ -108,35 +105,9 @@ async fn the_typescript_template_syncs_end_to_end() {
     let api = FakeApi::start(true).await;
     let path = polyglot::template_ts();
     let plugin = load(&path).await;
-    let sync = format!(
-        r#"
-[plugins.tpl-ts]
-path = "{path}"
-sha256 = "{sha}"
-[plugins.tpl-ts.grant]
-http = ["setting:base-url"]
-loopback = true
-
-[connections.tpl]
-plugin = "tpl-ts"
-[connections.tpl.settings]
-base-url = "{origin}"
-[connections.tpl.credentials]
-api-key = {{ env = "TPL_KEY" }}
-
-[syncs.t]
-a = "freshsales"
-b = "tpl"
-entities = "contacts"
-direction = "a-to-b"
-"#,
-        path = path.display(),
-        sha = plugin.sha256_hex(),
-        origin = api.server.origin(),
-    );
-    let mut opts = tandem_tests::e2e::options(small());
-    opts.kinds = vec![FreshsalesSuite];
-    let w = World::start_with_env(opts, &sync, &[("TPL_KEY", FakeApi::KEY)]).await;
+    let w = api
+        .world_from_freshsales("tpl-ts", &path, &plugin.sha256_hex())
+        .await;
     completed(&w.run("t").await);
     let copied = api.live_emails();
     let unique: BTreeSet<&String> = copied.iter().collect();
@@ -166,47 +137,6 @@ direction = "a-to-b"
     let again = w.run("t").await;
     completed(&again);
     assert!(again.plan.ops.is_empty(), "{:?}", again.plan.ops);
-}
-
-/// A server answering `/` with "hello" and counting every connection's requests.
-async fn counting_server() -> (TestServer, Arc<AtomicUsize>) {
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = Router::new().fallback(move || {
-        let counter = counter.clone();
-        async move {
-            counter.fetch_add(1, Ordering::SeqCst);
-            "hello"
-        }
-    });
-    (TestServer::start(router).await, hits)
-}
-
-/// Runs hostile `command` with `arg` (the fixtures' protocol: `pull` of entity `command`
-/// with the cursor `arg` answers one record whose text fields report what happened).
-async fn attack(
-    client: &ConnectorClient,
-    command: &str,
-    arg: &str,
-) -> Result<BTreeMap<String, String>, CallError> {
-    let page = client
-        .pull(&PullRequest {
-            entity: command.to_owned(),
-            container: None,
-            cursor: Some(arg.to_owned()),
-            full: false,
-            page_size: 1,
-        })
-        .await?;
-    let record = page.records.into_iter().next().expect("one record");
-    Ok(record
-        .fields
-        .into_iter()
-        .filter_map(|f| match f.value {
-            Value::Text(t) => Some((f.name, t)),
-            _ => None,
-        })
-        .collect())
 }
 
 /// Every attack of the hostile fixtures, and what each must come to.

@@ -135,6 +135,20 @@ pub async fn attack(
         .collect())
 }
 
+/// A server answering every path with "hello" and counting the requests it gets.
+pub async fn counting_server() -> (TestServer, Arc<std::sync::atomic::AtomicUsize>) {
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().fallback(move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "hello"
+        }
+    });
+    (TestServer::start(router).await, hits)
+}
+
 /// An axum server on 127.0.0.1:0, shut down when dropped.
 pub struct TestServer {
     /// Its address.

@@ -223,3 +223,44 @@ async fn remove(
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
+
+impl FakeApi {
+    /// A world with a simulated Freshsales account and a connection `tpl` to this API
+    /// through the connector at `path` (pinned by `sha256`, loaded from the config as
+    /// plugin `plugin`), and sync `t` from Freshsales contacts to it.
+    pub async fn world_from_freshsales(
+        &self,
+        plugin: &str,
+        path: &std::path::Path,
+        sha256: &str,
+    ) -> crate::e2e::World {
+        let sync = format!(
+            r#"
+[plugins.{plugin}]
+path = "{path}"
+sha256 = "{sha256}"
+[plugins.{plugin}.grant]
+http = ["setting:base-url"]
+loopback = true
+
+[connections.tpl]
+plugin = "{plugin}"
+[connections.tpl.settings]
+base-url = "{origin}"
+[connections.tpl.credentials]
+api-key = {{ env = "TPL_KEY" }}
+
+[syncs.t]
+a = "freshsales"
+b = "tpl"
+entities = "contacts"
+direction = "a-to-b"
+"#,
+            path = path.display(),
+            origin = self.server.origin(),
+        );
+        let mut opts = crate::e2e::options(crate::e2e::small());
+        opts.kinds = vec![tandem_sandbox::AccountKind::FreshsalesSuite];
+        crate::e2e::World::start_with_env(opts, &sync, &[("TPL_KEY", Self::KEY)]).await
+    }
+}
