@@ -529,6 +529,13 @@ async fn heartbeat(d: Daemon, fleet: Arc<Fleet>) {
 
 /// One run in its own task, so that disconnect and shutdown can cancel it.
 async fn run_once(d: &Daemon, w: &Arc<Worker>, opts: RunOptions) -> Result<RunReport, DaemonError> {
+    // A paused sync answers at once: a run paused part-way holds the run lock until the
+    // sync is resumed, and waiting behind it would leave the caller hanging.
+    if *w.paused.borrow()
+        && let Some(r) = d.inner.host.paused_report(&w.name)?
+    {
+        return Ok(r);
+    }
     let lease = d.inner.fleet.as_ref().and_then(|f| {
         f.fence(&w.name).map(|fence| RunLease {
             fence,
