@@ -261,16 +261,17 @@ fn write_action(op: &PlannedOp) -> &'static str {
     }
 }
 
-/// The writes logged by the last [`SUPERSEDING_RUNS`] runs, with the latest run of each.
+/// The writes logged by the last [`SUPERSEDING_RUNS`] runs (the ids below `next_run`, the
+/// sync's run counter: no run record is read), with the latest run of each.
 fn written_lately(
     sync: &str,
+    next_run: u64,
     range: impl Fn(Table, &str, &str) -> Result<Vec<(String, Vec<u8>)>, StateError>,
 ) -> Result<BTreeMap<Written, u64>, StateError> {
-    let (lo, hi) = prefix_range(sync);
-    let runs = range(RUNS, &lo, &hi)?;
     let mut out = BTreeMap::new();
-    for (run_key, _) in runs.iter().rev().take(SUPERSEDING_RUNS) {
-        let (lo, hi) = prefix_range(run_key);
+    let first = next_run.saturating_sub(SUPERSEDING_RUNS as u64).max(1);
+    for id in (first..next_run).rev() {
+        let (lo, hi) = prefix_range(&key(&[sync, &format!("{id:016x}")]));
         for (k, v) in range(EVENTS, &lo, &hi)? {
             let e: Event = decode(&k, &v)?;
             let Some(link) = e.link else { continue };
@@ -1048,7 +1049,9 @@ impl SyncStore {
         if parked.is_empty() {
             return Ok(parked);
         }
-        let written = written_lately(sync, |table, lo, hi| self.raw_range(table, lo, hi))?;
+        let written = written_lately(sync, self.next_run(sync)?, |table, lo, hi| {
+            self.raw_range(table, lo, hi)
+        })?;
         Ok(parked
             .into_iter()
             .filter(|e| !superseded(e, &written))
@@ -1664,7 +1667,10 @@ impl<'a> Txn<'a> {
             rows.push((k, e));
         }
         let written = if rows.iter().any(|(_, e)| e.status == OpStatus::Parked) {
-            written_lately(self.sync, |table, lo, hi| self.range(table, lo, hi))?
+            let next_run = self.get(META, &key(&[self.sync, "next-run"]))?.unwrap_or(1);
+            written_lately(self.sync, next_run, |table, lo, hi| {
+                self.range(table, lo, hi)
+            })?
         } else {
             BTreeMap::new()
         };
@@ -2149,16 +2155,6 @@ mod tests {
             error: Some("invalid: bad phone".into()),
             run,
         };
-        let run = |id: u64| -> RunRecord {
-            decode(
-                "run",
-                format!(
-                    r#"{{"id":{id},"kind":"incremental","started_at":10,"ended_at":12,"outcome":"ok","message":null,"counters":{{}}}}"#
-                )
-                .as_bytes(),
-            )
-            .unwrap()
-        };
         let event = |run: u64, direction: Flow, action: &str| Event {
             run,
             seq: 1,
@@ -2171,7 +2167,7 @@ mod tests {
         };
         let s = SyncStore::open(fresh()).unwrap();
         s.write("s", |t| {
-            t.put_run(&run(1))?;
+            assert_eq!(t.begin_run(RunKind::Incremental, 10)?.id, 1);
             t.put_op(&parked("p1", 1))?;
             t.put_event(&event(1, Flow::AToB, "parked"))
         })
@@ -2179,7 +2175,7 @@ mod tests {
         assert_eq!(s.parked("s").unwrap().len(), 1);
         // Run 2 creates nothing on B and updates A: neither is the parked write.
         s.write("s", |t| {
-            t.put_run(&run(2))?;
+            assert_eq!(t.begin_run(RunKind::Incremental, 10)?.id, 2);
             t.put_event(&event(2, Flow::AToB, "created"))?;
             t.put_event(&event(2, Flow::BToA, "updated"))
         })
@@ -2187,14 +2183,14 @@ mod tests {
         assert_eq!(s.parked("s").unwrap().len(), 1, "another write fixes nothing");
         // Run 3 updates the record on B: the parked write is made.
         s.write("s", |t| {
-            t.put_run(&run(3))?;
+            assert_eq!(t.begin_run(RunKind::Incremental, 10)?.id, 3);
             t.put_event(&event(3, Flow::AToB, "updated"))
         })
         .unwrap();
         assert!(s.parked("s").unwrap().is_empty());
         assert_eq!(s.outbox("s").unwrap().len(), 1, "kept until the next purge");
         s.write("s", |t| {
-            t.put_run(&run(4))?;
+            assert_eq!(t.begin_run(RunKind::Incremental, 10)?.id, 4);
             t.purge_acked().map(|_| ())
         })
         .unwrap();
@@ -2202,7 +2198,7 @@ mod tests {
         // A write parked after the last update stays parked, and is kept by the purge.
         s.write("s", |t| {
             t.put_op(&parked("p5", 5))?;
-            t.put_run(&run(5))?;
+            assert_eq!(t.begin_run(RunKind::Incremental, 10)?.id, 5);
             t.purge_acked().map(|_| ())
         })
         .unwrap();
