@@ -319,23 +319,16 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                         r.id = id;
                         next.push(r);
                     }
-                    Some(Ok(Some(_))) => {
-                        let error = format!(
-                            "mapper `{name}` changed the record's match e-mail (the field paired as `email`): refused; a mapper may reshape other fields, but records are matched by that address"
-                        );
-                        lock(&self.mapper_failures).push(MapperFailure {
-                            entity: ix,
-                            side,
-                            id: id.clone(),
-                            error: error.clone(),
-                        });
-                        failed.insert(id, error);
-                    }
                     Some(Ok(None)) => {
                         failed.insert(id, format!("dropped by mapper `{name}`"));
                     }
-                    Some(Err(e)) => {
-                        let error = format!("mapper `{name}` failed: {e}");
+                    Some(outcome) => {
+                        let error = match outcome {
+                            Err(e) => format!("mapper `{name}` failed: {e}"),
+                            Ok(_) => format!(
+                                "mapper `{name}` changed the record's match e-mail (the field paired as `email`): refused; a mapper may reshape other fields, but records are matched by that address"
+                            ),
+                        };
                         lock(&self.mapper_failures).push(MapperFailure {
                             entity: ix,
                             side,
