@@ -13,6 +13,7 @@ mod hostile;
 mod mappers;
 mod polyglot;
 mod rate_headers;
+mod recording;
 mod sdk;
 mod state_copy;
 mod sync_e2e;

@@ -113,7 +113,18 @@ async fn me(headers: HeaderMap) -> Response {
     if let Some(r) = refused(&headers) {
         return r;
     }
-    axum::Json(json!({"account_id": "acct-1", "name": "Fake API"})).into_response()
+    // Like the debug endpoints of many APIs, it reflects the request's credentials: the
+    // host must scrub them before the plugin (or a recording) sees them.
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (
+        [("x-echo-authorization", auth.clone())],
+        axum::Json(json!({"account_id": "acct-1", "name": "Fake API", "authorization": auth})),
+    )
+        .into_response()
 }
 
 async fn fields(headers: HeaderMap) -> Response {

@@ -41,6 +41,7 @@
 
 mod kit;
 pub mod proxy;
+pub mod recording;
 pub mod report;
 pub mod sandbox_api;
 
@@ -52,7 +53,10 @@ use std::sync::Arc;
 #[cfg(feature = "sandbox")]
 use tandem_sandbox::{AccountInfo, AccountKind, Sandbox, SandboxError, SandboxOptions};
 
+pub use recording::{Recording, RecordingError};
 pub use report::{Check, Outcome, Report};
+
+use recording::{RecordedConnection, Tape};
 pub use sandbox_api::{Fault, Flavor, SandboxApiError, SandboxControl};
 
 #[cfg(feature = "sandbox")]
@@ -83,6 +87,8 @@ pub struct Target {
     pub allow_private: bool,
     /// The simulated account's control API, when there is one.
     pub control: Option<SandboxControl>,
+    /// Records the run, or answers it from a recording ([`record`], [`replay`]).
+    tape: Option<Arc<Tape>>,
 }
 
 impl fmt::Debug for Target {
@@ -118,6 +124,7 @@ impl Target {
             allow_loopback: loopback,
             allow_private: false,
             control: None,
+            tape: None,
         }
     }
 
@@ -156,6 +163,7 @@ impl Target {
             allow_loopback: true,
             allow_private: false,
             control: Some(SandboxControl::for_account(info)),
+            tape: None,
         }
     }
 
@@ -180,17 +188,31 @@ impl Target {
         credentials: Credentials,
         limits: ConnectorLimits,
     ) -> Result<ConnectorClient, ConnectError> {
-        runtime.connector(
+        let given = RecordedConnection {
+            settings: self.settings.clone(),
+            allow_loopback: self.allow_loopback,
+            allow_private: self.allow_private,
+        };
+        // A recording keeps what each connection was given; a replay gives it again.
+        let (given, tap) = match &self.tape {
+            Some(tape) => {
+                let given = tape.connection(id, given);
+                let tap = tape.tap(id, &given.settings);
+                (given, Some(tap))
+            }
+            None => (given, None),
+        };
+        runtime.connector_tapped(
             plugin,
             Connection {
                 id: id.to_owned(),
-                settings: self.settings.clone(),
+                settings: given.settings,
                 // Only the base URL's origin, for requests and credentials alike: a real
                 // key must not go to another origin the plugin happens to request.
                 grant: Grant {
                     http: vec!["setting:base-url".to_owned()],
-                    allow_loopback: self.allow_loopback,
-                    allow_private: self.allow_private,
+                    allow_loopback: given.allow_loopback,
+                    allow_private: given.allow_private,
                     storage: Some(StorageGrant::default()),
                     limits,
                     ..Grant::default()
@@ -198,7 +220,13 @@ impl Target {
                 credentials,
                 budget: None,
             },
+            tap,
         )
+    }
+
+    /// Whether this target answers from a recording.
+    fn replaying(&self) -> bool {
+        self.tape.as_ref().is_some_and(|t| t.replaying())
     }
 }
 
@@ -284,4 +312,78 @@ pub async fn run(
     options: &KitOptions,
 ) -> Report {
     kit::Kit::new(runtime, plugin, target, options).run().await
+}
+
+/// [`run`], recording every HTTP exchange of the plugin and the kit's control-API calls,
+/// with the target's credentials scrubbed (see [`recording`]); save the recording with
+/// [`Recording::save`].
+pub async fn record(
+    runtime: &Runtime,
+    plugin: &Arc<Plugin>,
+    target: &Target,
+    options: &KitOptions,
+) -> (Report, Recording) {
+    let mut credentials = vec![&target.credentials];
+    credentials.extend(&target.restricted_credentials);
+    let tape = Tape::recorder(&credentials);
+    let mut taped = target.clone();
+    taped.tape = Some(tape.clone());
+    taped.control = taped.control.map(|c| c.taped(tape.clone()));
+    let report = kit::Kit::new(runtime, plugin, &taped, options).run().await;
+    let recording = tape.recording(
+        plugin,
+        &target.label,
+        options,
+        &target.credentials,
+        target.restricted_credentials.is_some(),
+        target.control.as_ref().map(SandboxControl::recorded),
+        &report,
+    );
+    (report, recording)
+}
+
+/// A replay's findings.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The kit's report: the same checks as the recorded run, answered from the recording.
+    pub report: Report,
+    /// Recorded exchanges the plugin never asked for (one line each): a plugin that now
+    /// sends fewer requests, or other ones.
+    pub unused: Vec<String>,
+}
+
+/// Runs the kit's checks on `plugin` against `recording`, hermetically: the recorded
+/// settings, nonce and options; every request answered from the recording (a request it
+/// does not have fails the check that sent it, naming the request); no server, no
+/// network, no waiting for the app's clock.
+pub async fn replay(runtime: &Runtime, plugin: &Arc<Plugin>, recording: &Recording) -> Replay {
+    let tape = Tape::player(recording);
+    let main = recording
+        .connection(kit::CONNECTION)
+        .cloned()
+        .unwrap_or_default();
+    let stand_in = recording.credentials().stand_in();
+    let target = Target {
+        label: recording.label(),
+        settings: main.settings,
+        credentials: stand_in.clone(),
+        restricted_credentials: recording.restricted_credentials().then_some(stand_in),
+        allow_loopback: main.allow_loopback,
+        allow_private: main.allow_private,
+        control: recording
+            .control()
+            .map(|c| SandboxControl::replayed(c, tape.clone())),
+        tape: Some(tape.clone()),
+    };
+    let options = KitOptions {
+        entities: recording.entities().to_vec(),
+        creates: recording.creates(),
+    };
+    let report = kit::Kit::new(runtime, plugin, &target, &options)
+        .run()
+        .await;
+    Replay {
+        report,
+        unused: tape.unused(),
+    }
 }

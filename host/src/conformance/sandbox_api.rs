@@ -6,7 +6,10 @@
 //! and one started by `tandem sandbox` in another terminal.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value as Json, json};
 #[cfg(feature = "sandbox")]
 use tandem_sandbox::{AccountInfo, AccountKind};
@@ -20,13 +23,18 @@ pub enum Flavor {
     Google,
 }
 
-/// A control-API call failed (the account is gone, or refused the call).
+use super::recording::{RecordedControl, Tape};
+
+/// A control-API call failed (the account is gone, or refused the call; in a replay, the
+/// recorded failure or a call the recording does not have).
 #[derive(Debug, thiserror::Error)]
-#[error("sandbox control {method} {path}: {reason}")]
-pub struct SandboxApiError {
-    method: &'static str,
-    path: String,
-    reason: String,
+#[error("{0}")]
+pub struct SandboxApiError(String);
+
+impl SandboxApiError {
+    fn new(method: &str, path: &str, reason: &str) -> Self {
+        Self(format!("sandbox control {method} {path}: {reason}"))
+    }
 }
 
 /// A fault the kit injects into the next API request.
@@ -56,10 +64,12 @@ pub struct EndpointCount {
 pub struct SandboxControl {
     flavor: Flavor,
     /// The account kind's name (`freshsales`, `google`...).
-    kind: &'static str,
+    kind: String,
     control_url: String,
     api_prefix: String,
     http: reqwest::Client,
+    /// Records the kit's calls, or answers them from a recording.
+    tape: Option<Arc<Tape>>,
 }
 
 impl SandboxControl {
@@ -77,11 +87,69 @@ impl SandboxControl {
             .to_owned();
         Self {
             flavor,
-            kind: info.kind.name(),
+            kind: info.kind.name().to_owned(),
             control_url: info.control_url.trim_end_matches('/').to_owned(),
             api_prefix,
             http: reqwest::Client::new(),
+            tape: None,
         }
+    }
+
+    /// The same control API, its answers to the kit recorded on `tape`.
+    pub(crate) fn taped(mut self, tape: Arc<Tape>) -> Self {
+        self.tape = Some(tape);
+        self
+    }
+
+    /// A recorded account's control API, answered by the replaying `tape` (no server).
+    pub(crate) fn replayed(recorded: &RecordedControl, tape: Arc<Tape>) -> Self {
+        Self {
+            flavor: recorded.flavor.into(),
+            kind: recorded.kind.clone(),
+            control_url: String::new(),
+            api_prefix: recorded.api_prefix.clone(),
+            http: reqwest::Client::new(),
+            tape: Some(tape),
+        }
+    }
+
+    /// What a recording keeps of this control API.
+    pub(crate) fn recorded(&self) -> RecordedControl {
+        RecordedControl {
+            flavor: self.flavor.into(),
+            kind: self.kind.clone(),
+            api_prefix: self.api_prefix.clone(),
+        }
+    }
+
+    /// `live`, unless a replaying tape has the recorded answer to `call`; a recording
+    /// tape keeps the answer.
+    async fn taped_call<T, F>(&self, call: String, live: F) -> Result<T, SandboxApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, SandboxApiError>>,
+    {
+        let Some(tape) = &self.tape else {
+            return live.await;
+        };
+        if let Some(answer) = tape.control_answer(&call) {
+            return answer.map_err(SandboxApiError).and_then(|json| {
+                serde_json::from_value(json).map_err(|e| {
+                    SandboxApiError(format!(
+                        "replay: the recorded answer to control call `{call}` is unusable: {e}"
+                    ))
+                })
+            });
+        }
+        let outcome = live.await;
+        tape.control_record(
+            &call,
+            match &outcome {
+                Ok(value) => serde_json::to_value(value).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+        outcome
     }
 
     /// The account family.
@@ -90,8 +158,8 @@ impl SandboxControl {
     }
 
     /// The account kind's name (`freshsales`, `google`...).
-    pub fn kind(&self) -> &'static str {
-        self.kind
+    pub fn kind(&self) -> &str {
+        &self.kind
     }
 
     /// Path prefix of the API tree (`/crm/sales/api`, `/api`, `/v1`): faults are aimed
@@ -106,11 +174,7 @@ impl SandboxControl {
         path: &str,
         body: Option<Json>,
     ) -> Result<Json, SandboxApiError> {
-        let fail = |reason: String| SandboxApiError {
-            method,
-            path: path.to_owned(),
-            reason,
-        };
+        let fail = |reason: String| SandboxApiError::new(method, path, &reason);
         let url = format!("{}{path}", self.control_url);
         let m = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| fail(e.to_string()))?;
         let mut request = self.http.request(m, &url);
@@ -181,6 +245,17 @@ impl SandboxControl {
         id: &str,
         first_name: &str,
     ) -> Result<(), SandboxApiError> {
+        let call = format!("user-edit {entity} {id} first-name={first_name}");
+        self.taped_call(call, self.user_edit_live(entity, id, first_name))
+            .await
+    }
+
+    async fn user_edit_live(
+        &self,
+        entity: &str,
+        id: &str,
+        first_name: &str,
+    ) -> Result<(), SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => {
                 let path = format!("/records/{entity}/{id}");
@@ -197,6 +272,12 @@ impl SandboxControl {
 
     /// Deletes a record as a user would in the app (recycle bin / tombstone).
     pub async fn user_delete(&self, entity: &str, id: &str) -> Result<(), SandboxApiError> {
+        let call = format!("user-delete {entity} {id}");
+        self.taped_call(call, self.user_delete_live(entity, id))
+            .await
+    }
+
+    async fn user_delete_live(&self, entity: &str, id: &str) -> Result<(), SandboxApiError> {
         let path = match self.flavor {
             Flavor::Freshworks => format!("/records/{entity}/{id}"),
             Flavor::Google => format!("/people/{}", id.trim_start_matches("people/")),
@@ -208,6 +289,11 @@ impl SandboxControl {
     /// [`restore_credentials`](Self::restore_credentials); a revoked Google refresh token
     /// stays revoked until the account is reset.
     pub async fn revoke_credentials(&self) -> Result<(), SandboxApiError> {
+        self.taped_call("revoke-credentials".into(), self.revoke_live())
+            .await
+    }
+
+    async fn revoke_live(&self) -> Result<(), SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => self.call("POST", "/auth/revoke", None).await.map(drop),
             Flavor::Google => self
@@ -220,6 +306,11 @@ impl SandboxControl {
     /// Undoes [`revoke_credentials`](Self::revoke_credentials) where the account can
     /// (Freshworks); `false` when it cannot (Google).
     pub async fn restore_credentials(&self) -> Result<bool, SandboxApiError> {
+        self.taped_call("restore-credentials".into(), self.restore_live())
+            .await
+    }
+
+    async fn restore_live(&self) -> Result<bool, SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => self.call("POST", "/auth/restore", None).await.map(|_| true),
             Flavor::Google => Ok(false),
@@ -228,6 +319,11 @@ impl SandboxControl {
 
     /// The entities the account serves (`contacts`, and `leads` on Classic).
     pub async fn entities(&self) -> Result<Vec<String>, SandboxApiError> {
+        self.taped_call("entities".into(), self.entities_live())
+            .await
+    }
+
+    async fn entities_live(&self) -> Result<Vec<String>, SandboxApiError> {
         match self.flavor {
             Flavor::Google => Ok(vec!["contacts".to_owned()]),
             Flavor::Freshworks => {
@@ -246,6 +342,11 @@ impl SandboxControl {
     /// The ids of the live (not deleted) records of `entity`, as the connectors name them
     /// (Freshworks numeric ids, Google `people/c…`).
     pub async fn live_ids(&self, entity: &str) -> Result<BTreeSet<String>, SandboxApiError> {
+        self.taped_call(format!("live-ids {entity}"), self.live_ids_live(entity))
+            .await
+    }
+
+    async fn live_ids_live(&self, entity: &str) -> Result<BTreeSet<String>, SandboxApiError> {
         match self.flavor {
             Flavor::Freshworks => {
                 let body = self

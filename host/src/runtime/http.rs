@@ -73,6 +73,41 @@ pub trait RequestBudget: Send + Sync + 'static {
     fn observe(&self, _url: &Url, _status: u16, _headers: &HeaderMap) {}
 }
 
+/// Sees every request a connection's plugin sends past the host's own checks, and may
+/// answer it instead of the network: the conformance kit records a run's exchanges with
+/// it and replays them without a server (`tandem plugin test --record` / `--replay`,
+/// `conformance::recording`). It sits at the capability boundary, so it sees exactly what
+/// the plugin sent and got: the answer after redirects, credential headers dropped and
+/// secrets scrubbed, and transport failures (timeouts) as the plugin saw them.
+pub(crate) trait HttpTap: Send + Sync + 'static {
+    /// The answer to give instead of sending (replay); `None` sends the request.
+    fn answer(&self, request: &TappedRequest<'_>) -> Option<TapAnswer>;
+
+    /// What the plugin got for a request that was sent (record). `oauth_refused` is why
+    /// the token endpoint last refused the connection's refresh token, if it did: it is
+    /// part of what the plugin's `unauthorized` errors say.
+    fn record(
+        &self,
+        request: &TappedRequest<'_>,
+        outcome: &Result<Response, HttpError>,
+        oauth_refused: Option<&str>,
+    );
+}
+
+/// A plugin request as an [`HttpTap`] sees it: no headers (the guest's carry nothing the
+/// app's answer depends on in a replay, and the host's carry credentials).
+pub(crate) struct TappedRequest<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) url: &'a Url,
+    pub(crate) body: Option<&'a [u8]>,
+}
+
+/// A replayed answer, and the token endpoint's refusal at that point of the recording.
+pub(crate) struct TapAnswer {
+    pub(crate) outcome: Result<Response, HttpError>,
+    pub(crate) oauth_refused: Option<String>,
+}
+
 /// Resolver error raised when a name resolves to a blocked address.
 #[derive(Debug, thiserror::Error)]
 #[error("{host} resolves to a blocked address: {reason}")]
@@ -270,6 +305,7 @@ pub(crate) struct HttpCtx {
     max_redirects: u32,
     scrub: Arc<Scrubber>,
     refresh_floor: Duration,
+    tap: Option<Arc<dyn HttpTap>>,
 }
 
 impl HttpCtx {
@@ -297,7 +333,14 @@ impl HttpCtx {
             max_redirects: limits.max_redirects,
             scrub,
             refresh_floor: TOKEN_REFRESH_FLOOR,
+            tap: None,
         })
+    }
+
+    /// Records or answers this connection's requests through `tap`.
+    pub(crate) fn with_tap(mut self, tap: Option<Arc<dyn HttpTap>>) -> Self {
+        self.tap = tap;
+        self
     }
 
     /// The scrubber of this connection's secrets (shared with log, storage and errors).
@@ -382,7 +425,7 @@ impl HttpCtx {
 
     /// Sends one guest request under every rule of this module.
     pub(crate) async fn send(&self, req: Request) -> Result<Response, HttpError> {
-        let mut url =
+        let url =
             Url::parse(&req.url).map_err(|e| HttpError::InvalidRequest(format!("bad URL: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(HttpError::InvalidRequest(format!(
@@ -395,7 +438,7 @@ impl HttpCtx {
                 "credentials in the URL are not allowed".into(),
             ));
         }
-        let mut body = req.body;
+        let body = req.body;
         if let Some(b) = &body
             && b.len() > self.request_bytes
         {
@@ -407,16 +450,55 @@ impl HttpCtx {
             .unwrap_or(self.timeout);
         let deadline = Instant::now() + timeout;
         let headers = self.guest_headers(&req.headers)?;
-        let mut method = to_reqwest_method(req.method);
+        let method = to_reqwest_method(req.method);
+        self.check_hop(&url)?;
+        self.policy
+            .check_url(&url)
+            .map_err(|e| HttpError::Denied(e.to_string()))?;
+        let Some(tap) = &self.tap else {
+            return self.exchange(method, url, &headers, body, deadline).await;
+        };
+        let tapped = TappedRequest {
+            method: method.as_str(),
+            url: &url,
+            body: body.as_deref(),
+        };
+        if let Some(answer) = tap.answer(&tapped) {
+            if let Auth::OAuth2(oauth) = &self.auth {
+                *oauth
+                    .shared
+                    .refused
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = answer.oauth_refused;
+            }
+            return answer.outcome;
+        }
+        let outcome = self
+            .exchange(
+                method.clone(),
+                url.clone(),
+                &headers,
+                body.clone(),
+                deadline,
+            )
+            .await;
+        tap.record(&tapped, &outcome, self.oauth_refusal().as_deref());
+        outcome
+    }
 
+    /// Sends a checked request and follows its redirects, each hop checked again.
+    async fn exchange(
+        &self,
+        mut method: reqwest::Method,
+        mut url: Url,
+        headers: &HeaderMap,
+        mut body: Option<Vec<u8>>,
+        deadline: Instant,
+    ) -> Result<Response, HttpError> {
         let mut hops = 0;
         loop {
-            self.check_hop(&url)?;
-            self.policy
-                .check_url(&url)
-                .map_err(|e| HttpError::Denied(e.to_string()))?;
             let response = self
-                .send_authenticated(&method, &url, &headers, body.as_ref(), deadline)
+                .send_authenticated(&method, &url, headers, body.as_ref(), deadline)
                 .await?;
             let status = response.status();
             if status.is_redirection()
@@ -441,6 +523,10 @@ impl HttpCtx {
                     method = reqwest::Method::GET;
                     body = None;
                 }
+                self.check_hop(&url)?;
+                self.policy
+                    .check_url(&url)
+                    .map_err(|e| HttpError::Denied(e.to_string()))?;
                 continue;
             }
             return self.read_response(response).await;

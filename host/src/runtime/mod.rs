@@ -509,6 +509,17 @@ impl Runtime {
         plugin: &Arc<Plugin>,
         connection: Connection,
     ) -> Result<ConnectorClient, ConnectError> {
+        self.connector_tapped(plugin, connection, None)
+    }
+
+    /// [`connector`](Self::connector) whose requests `tap` records or answers (the
+    /// conformance kit's recordings).
+    pub(crate) fn connector_tapped(
+        &self,
+        plugin: &Arc<Plugin>,
+        connection: Connection,
+        tap: Option<Arc<dyn http::HttpTap>>,
+    ) -> Result<ConnectorClient, ConnectError> {
         let PluginPre::Connector(pre, lookups) = &plugin.pre else {
             return Err(ConnectError::WrongKind {
                 plugin: plugin.label().to_owned(),
@@ -547,7 +558,8 @@ impl Runtime {
             &limits,
         )
         .map_err(http_err)?
-        .share_tokens(&self.inner.tokens);
+        .share_tokens(&self.inner.tokens)
+        .with_tap(tap);
         let quota = match (grant.storage, manifest.storage) {
             (Some(g), Some(m)) => Some(storage::Quota {
                 bytes: g.quota_bytes.min(m.quota_bytes),

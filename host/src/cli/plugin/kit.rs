@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use crate::conformance::{self, KitOptions, Target};
+use crate::conformance::{self, KitOptions, Recording, Target};
 use crate::runtime::manifest::AuthProfile;
 use crate::runtime::{
     Credentials, Plugin, PluginKind, PluginSource, Runtime, RuntimeOptions, Secret,
@@ -56,7 +56,16 @@ const TEST_HELP_SANDBOX: &str = "Examples:\n  \
     --sandbox: the listing against the account's records, a user's edit and deletion.\n\
     Against a base URL the checks that need the simulated account's control API are\n\
     listed as skipped. The records the kit creates\n\
-    are deleted again. Exit status 1 when any check fails.";
+    are deleted again. Exit status 1 when any check fails.\n\n\
+    Record and replay (how to test in CI, without a server):\n  \
+    tandem plugin test my_connector.wasm --sandbox freshsales --record tests/recording\n  \
+    tandem plugin test my_connector.wasm --replay tests/recording\n\
+    --record saves every HTTP exchange of the plugin (method, URL, body, the answer; never\n\
+    request headers) with every credential scrubbed, and what the kit read from the\n\
+    simulated account, as reviewable JSON: commit the directory. --replay runs the same\n\
+    checks in seconds with no network and no credentials: a request the recording does\n\
+    not have fails the check that sent it, naming the request; record again when the\n\
+    plugin's requests change on purpose.";
 
 /// `tandem plugin test --help` in a build without the simulated accounts.
 #[cfg(not(feature = "sandbox"))]
@@ -68,6 +77,8 @@ const TEST_HELP: &str = "Example:\n  \
     tombstones), container membership. The checks that need a simulated account's control\n\
     API are listed as skipped. The records the kit creates are deleted again. Exit status 1\n\
     when any check fails.\n\n\
+    --record DIR saves the plugin's HTTP exchanges (credentials scrubbed) as reviewable\n\
+    JSON to commit; --replay DIR runs the same checks from it in seconds, with no network.\n\n\
     This build has no simulated accounts (built without the `sandbox` feature): no --sandbox.";
 
 /// `tandem plugin test` options.
@@ -83,13 +94,26 @@ pub struct TestArgs {
         long,
         value_enum,
         conflicts_with = "base_url",
-        required_unless_present = "base_url"
+        required_unless_present_any = ["base_url", "replay"]
     )]
     pub sandbox: Option<SandboxAccount>,
     /// Test against this API root (the plugin's `base-url` setting).
     #[arg(long, value_name = "URL")]
-    #[cfg_attr(not(feature = "sandbox"), arg(required = true))]
+    #[cfg_attr(not(feature = "sandbox"), arg(required_unless_present = "replay"))]
     pub base_url: Option<String>,
+    /// Save the run's HTTP exchanges, credentials scrubbed, into this directory (new, empty
+    /// or an earlier recording) for `--replay`.
+    #[arg(long, value_name = "DIR", conflicts_with = "replay")]
+    pub record: Option<PathBuf>,
+    /// Run the checks against a recording made with `--record` instead of a server: no
+    /// network, no credentials, the recorded settings and entities.
+    #[arg(
+        long,
+        value_name = "DIR",
+        conflicts_with_all = ["base_url", "settings", "entities"]
+    )]
+    #[cfg_attr(feature = "sandbox", arg(conflicts_with = "sandbox"))]
+    pub replay: Option<PathBuf>,
     /// Another connection setting the plugin reads (repeatable), e.g. `--setting edition=classic`.
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
@@ -166,6 +190,35 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
             plugin.kind()
         );
     }
+    if let Some(dir) = &args.replay {
+        let recording = Recording::load(dir)?;
+        let recorded = recording.plugin();
+        if recorded.sha256 != plugin.sha256_hex() {
+            eprintln!(
+                "note: {} is not the plugin recorded ({} {}, sha256 {}): its requests must be the recorded ones",
+                plugin.label(),
+                recorded.name,
+                recorded.version,
+                &recorded.sha256[..recorded.sha256.len().min(12)]
+            );
+        }
+        eprintln!(
+            "replaying {} against {} exchanges recorded {} from {} …",
+            plugin.label(),
+            recording.exchanges(),
+            recording.recorded_at(),
+            recording.target()
+        );
+        let replay = conformance::replay(&runtime, &plugin, &recording).await;
+        if let Some(first) = replay.unused.first() {
+            eprintln!(
+                "note: the plugin never asked for {} recorded exchange{}, first {first}",
+                replay.unused.len(),
+                if replay.unused.len() == 1 { "" } else { "s" }
+            );
+        }
+        return print_report(&args, &replay.report);
+    }
     let options = KitOptions {
         entities: args.entities.clone(),
         ..KitOptions::default()
@@ -190,13 +243,38 @@ pub async fn run(args: TestArgs) -> anyhow::Result<()> {
     let mut target = base_url_target(&args, &plugin)?;
     target.settings.extend(args.settings.iter().cloned());
     eprintln!("testing {} against {} …", plugin.label(), target.label);
-    let report = conformance::run(&runtime, &plugin, &target, &options).await;
+    let (report, recording) = match &args.record {
+        None => (
+            conformance::run(&runtime, &plugin, &target, &options).await,
+            None,
+        ),
+        Some(_) => {
+            let (report, recording) =
+                conformance::record(&runtime, &plugin, &target, &options).await;
+            (report, Some(recording))
+        }
+    };
     #[cfg(feature = "sandbox")]
     if let Some(sandbox) = sandbox {
         sandbox.shutdown().await;
     }
+    if let (Some(dir), Some(recording)) = (&args.record, recording) {
+        recording.save(dir)?;
+        eprintln!(
+            "recorded {} exchanges into {}: commit it, and replay with `tandem plugin test {} --replay {}`",
+            recording.exchanges(),
+            dir.display(),
+            args.file.display(),
+            dir.display()
+        );
+    }
+    print_report(&args, &report)
+}
+
+/// Prints the report as asked; an error when a check failed.
+fn print_report(args: &TestArgs, report: &conformance::Report) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         println!("{}", report.table(std::io::stdout().is_terminal()));
         println!("{}", report.summary());

@@ -67,14 +67,34 @@ impl<'a> Kit<'a> {
             self.revoked(client, None).await;
             return;
         };
-        let proxy = match FaultProxy::start(&base).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.row(PLUGIN, "error mapping", Err(e.to_string()));
-                return;
+        // A replay has no upstream: the recording holds what the proxy's faults gave
+        // the plugin, and the connections get the recorded proxy's base URL again.
+        let replaying = self.target.replaying();
+        let proxy = if replaying {
+            None
+        } else {
+            match FaultProxy::start(&base).await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.row(PLUGIN, "error mapping", Err(e.to_string()));
+                    return;
+                }
             }
         };
-        let through = self.target.through(&proxy);
+        let through = match &proxy {
+            Some(proxy) => self.target.through(proxy),
+            None => self.target.clone(),
+        };
+        let seen = || match (&proxy, &self.target.tape) {
+            (Some(p), _) => p.requests(),
+            (None, Some(tape)) => tape.requests(),
+            (None, None) => 0,
+        };
+        let set = |fault: Option<ProxyFault>| {
+            if let Some(p) = &proxy {
+                p.set(fault);
+            }
+        };
         let connect = |limits: ConnectorLimits| {
             through.connect_with(
                 self.runtime,
@@ -107,11 +127,11 @@ impl<'a> Kit<'a> {
         for (name, fault, wanted) in cases {
             let stall = matches!(fault, ProxyFault::Stall(_));
             let client = if stall { &impatient } else { &proxied };
-            let before = proxy.requests();
-            proxy.set(Some(fault.clone()));
+            let before = seen();
+            set(Some(fault.clone()));
             let outcome = client.pull(&request).await;
-            proxy.set(None);
-            if proxy.requests() == before {
+            set(None);
+            if seen() == before {
                 self.skip(
                     PLUGIN,
                     name,
@@ -132,13 +152,17 @@ impl<'a> Kit<'a> {
             };
             self.row(PLUGIN, name, result.map(|d| format!("pull: {d}")));
         }
-        self.revoked(&proxied, Some(&proxy)).await;
+        let spoiler = match &proxy {
+            Some(p) => Spoiler::Proxy(p),
+            None => Spoiler::Recorded,
+        };
+        self.revoked(&proxied, Some(spoiler)).await;
     }
 
     /// `check` with revoked credentials: revoked by the simulated account itself, or,
     /// against a plain base URL, spoiled by the proxy on their way (the app then answers
     /// as it does to revoked ones).
-    async fn revoked(&mut self, proxied: &ConnectorClient, proxy: Option<&FaultProxy>) {
+    async fn revoked(&mut self, proxied: &ConnectorClient, spoiler: Option<Spoiler<'_>>) {
         let result = if let Some(control) = self.control() {
             let direct = match self.target.connect(
                 self.runtime,
@@ -162,7 +186,7 @@ impl<'a> Kit<'a> {
                 checked_unauthorized(outcome)
             }
             .await
-        } else if let Some(proxy) = proxy {
+        } else if let Some(spoiler) = spoiler {
             let header = match &self.plugin.manifest().auth {
                 Some(AuthProfile::ApiKey { header, .. }) => header.to_ascii_lowercase(),
                 Some(_) => "authorization".to_owned(),
@@ -177,9 +201,13 @@ impl<'a> Kit<'a> {
             let Ok(header) = HeaderName::try_from(header) else {
                 return self.skip(PLUGIN, REVOKED, "the auth header is not a header name");
             };
-            proxy.set(Some(ProxyFault::WrongCredential(header)));
+            if let Spoiler::Proxy(proxy) = spoiler {
+                proxy.set(Some(ProxyFault::WrongCredential(header)));
+            }
             let outcome = proxied.check().await;
-            proxy.set(None);
+            if let Spoiler::Proxy(proxy) = spoiler {
+                proxy.set(None);
+            }
             checked_unauthorized(outcome)
         } else {
             return self.skip(
@@ -190,6 +218,15 @@ impl<'a> Kit<'a> {
         };
         self.row(PLUGIN, REVOKED, result.map(|d| format!("check: {d}")));
     }
+}
+
+/// Who spoils the credentials on their way for the revoked-credentials check.
+#[derive(Clone, Copy)]
+enum Spoiler<'p> {
+    /// The kit's proxy.
+    Proxy(&'p FaultProxy),
+    /// Nobody: a replay answers with what the app said to the spoiled ones.
+    Recorded,
 }
 
 fn checked_unauthorized<T>(outcome: Result<T, CallError>) -> Result<String, String> {

@@ -26,6 +26,9 @@ use schema::schema_check;
 /// Scope of the checks that concern the whole plugin.
 const PLUGIN: &str = "plugin";
 
+/// The id of the kit's main connection (the others are named after their check).
+pub(super) const CONNECTION: &str = "conformance";
+
 /// Some apps version records by `updated_at` with one-second resolution: two writes to
 /// one record within the same second can keep the version. The kit waits this long
 /// before writing a record again, as a sync (minutes apart) would.
@@ -107,17 +110,26 @@ impl<'a> Kit<'a> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
+        let fresh = format!("{:x}", nanos % (1 << 48));
+        // A replay writes the recorded e-mails and markers: the same requests.
+        let nonce = match &target.tape {
+            Some(tape) => tape.nonce(fresh),
+            None => fresh,
+        };
         Self {
             runtime,
             plugin,
             target,
             options,
             report: Report::new(plugin.label(), &target.label),
-            nonce: format!("{:x}", nanos % (1 << 48)),
+            nonce,
         }
     }
 
     fn row(&mut self, scope: &str, name: &str, result: Result<String, String>) {
+        if let Some(miss) = self.replay_miss() {
+            return self.report.push(scope, name, Outcome::Fail(miss), "");
+        }
         match result {
             Ok(detail) => self.report.push(scope, name, Outcome::Pass, detail),
             Err(reason) => self.report.push(scope, name, Outcome::Fail(reason), ""),
@@ -125,8 +137,24 @@ impl<'a> Kit<'a> {
     }
 
     fn skip(&mut self, scope: &str, name: &str, reason: &str) {
+        if let Some(miss) = self.replay_miss() {
+            return self.report.push(scope, name, Outcome::Fail(miss), "");
+        }
         self.report
             .push(scope, name, Outcome::Skip(reason.to_owned()), "");
+    }
+
+    /// In a replay, the requests since the last row that the recording does not have:
+    /// whatever the check concluded from the stand-in errors, it failed.
+    fn replay_miss(&self) -> Option<String> {
+        self.target.tape.as_ref()?.take_misses()
+    }
+
+    /// Waits [`VERSION_TICK`] before writing a record again; a replay's app has no clock.
+    async fn tick(&self) {
+        if !self.target.replaying() {
+            tokio::time::sleep(VERSION_TICK).await;
+        }
     }
 
     fn control(&self) -> Option<&'a SandboxControl> {
@@ -134,23 +162,32 @@ impl<'a> Kit<'a> {
     }
 
     pub(super) async fn run(mut self) -> Report {
+        self.checks().await;
+        // Requests no row accounted for (the cleanup's, say).
+        if let Some(miss) = self.replay_miss() {
+            self.report.push(PLUGIN, "replay", Outcome::Fail(miss), "");
+        }
+        self.report
+    }
+
+    async fn checks(&mut self) {
         let client = match self.target.connect(
             self.runtime,
             self.plugin,
-            "conformance",
+            CONNECTION,
             self.target.credentials.clone(),
         ) {
             Ok(client) => client,
             Err(e) => {
                 self.row(PLUGIN, "connect", Err(e.to_string()));
-                return self.report;
+                return;
             }
         };
         let info = match client.describe().await {
             Ok(info) => info,
             Err(e) => {
                 self.row(PLUGIN, "describe", Err(call_error(&e)));
-                return self.report;
+                return;
             }
         };
         let described = self.describe(&info);
@@ -194,7 +231,7 @@ impl<'a> Kit<'a> {
                 "error mapping",
                 "`check` failed with the kit's credentials",
             );
-            return self.report;
+            return;
         }
         for entity in &entities {
             self.entity(&client, entity).await;
@@ -203,7 +240,6 @@ impl<'a> Kit<'a> {
             Some(first) => self.error_mapping(&client, first).await,
             None => self.skip(PLUGIN, "error mapping", "no entity to test"),
         }
-        self.report
     }
 
     /// The entities to test: the options' (or all described), and on a simulated

@@ -4,7 +4,7 @@ use crate::conformance::NEEDS_SANDBOX;
 use crate::runtime::ConnectorClient;
 use crate::runtime::types::{DeleteDetection, EntityInfo};
 
-use super::{Expected, Fields, Kit, VERSION_TICK, text_of};
+use super::{Expected, Fields, Kit, text_of};
 
 impl<'a> Kit<'a> {
     /// A user edits one created record and deletes another in the app (control API);
@@ -35,7 +35,7 @@ impl<'a> Kit<'a> {
             );
             return None;
         }
-        tokio::time::sleep(VERSION_TICK).await;
+        self.tick().await;
         let edited = expected[1].id.clone();
         let deleted = expected[0].id.clone();
         let acted = async {

@@ -9,9 +9,7 @@ use crate::runtime::types::{
     CreateOp, EntityInfo, Error as PluginError, Lookup, Op, Record, UpdateOp, Write, WriteResult,
 };
 
-use super::{
-    Expected, Fields, Kit, VERSION_TICK, abbreviate, call_error, field, ids_of, plural, text_of,
-};
+use super::{Expected, Fields, Kit, abbreviate, call_error, field, ids_of, plural, text_of};
 
 impl<'a> Kit<'a> {
     /// `push` of creates: one result per write, in order, each the stored record.
@@ -191,7 +189,7 @@ impl<'a> Kit<'a> {
             );
             return;
         };
-        tokio::time::sleep(VERSION_TICK).await;
+        self.tick().await;
         let created_version = target.version.clone();
         let write = |value: &str, version: Option<String>, tag: &str| Write {
             ref_: tag.to_owned(),
