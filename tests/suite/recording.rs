@@ -17,6 +17,7 @@ use tandem_tests::template_api::FakeApi;
 
 const TEMPLATE: &str = "tandem-plugin-template";
 const FRESHSALES: &str = "tandem-plugin-freshsales";
+const GOOGLE: &str = "tandem-plugin-google-contacts";
 
 /// The rows of a report, without the target (a replay names the recording).
 fn rows(report: &Report) -> Vec<(String, String, Outcome, String)> {
@@ -238,6 +239,54 @@ async fn freshsales_replays_its_simulated_account_run() {
     }
 }
 
+/// OAuth2: the host's token refreshes are not the plugin's and need no replay; what the
+/// token endpoint said when it refused the kit's made-up refresh token is part of the
+/// plugin's `unauthorized` error, and comes back the same. Neither the client secret nor
+/// the refresh token is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn google_contacts_replays_its_oauth2_run() {
+    let plugin = plugin(GOOGLE).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (sandbox, target) = conformance::start_sandbox(
+        AccountKind::GooglePeople,
+        conformance::kit_sandbox_options(),
+    )
+    .await
+    .unwrap();
+    let secrets = match &sandbox
+        .account(AccountKind::GooglePeople)
+        .unwrap()
+        .credentials
+    {
+        tandem_sandbox::Credentials::OAuth2 {
+            client_secret,
+            refresh_token,
+            ..
+        } => [client_secret.clone(), refresh_token.clone()],
+        other => panic!("{other:?}"),
+    };
+    let (recorded, recording) =
+        conformance::record(runtime(), &plugin, &target, &KitOptions::default()).await;
+    sandbox.shutdown().await;
+    assert!(recorded.passed(), "{}", recorded.table(false));
+    recording.save(dir.path()).unwrap();
+    for secret in &secrets {
+        assert_no_secret(dir.path(), secret);
+    }
+    let manifest = std::fs::read_to_string(dir.path().join("recording.json")).unwrap();
+    assert!(manifest.contains("\"kind\": \"oauth2\""), "{manifest}");
+
+    let replay =
+        conformance::replay(runtime(), &plugin, &Recording::load(dir.path()).unwrap()).await;
+    assert_eq!(
+        rows(&replay.report),
+        rows(&recorded),
+        "{}",
+        replay.report.table(false)
+    );
+    assert!(replay.unused.is_empty(), "{:?}", replay.unused);
+}
+
 /// A recording whose files changed, of another format or kit, or that is not one, is
 /// refused with one line naming the file; saving refuses a directory holding other files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,6 +352,74 @@ async fn changed_and_unknown_recordings_are_refused_with_one_line() {
     let e = recording.save(empty.path()).unwrap_err().to_string();
     assert!(e.contains("holds no recording"), "{e}");
     assert_eq!(files(empty.path()).len(), 1, "nothing written");
+}
+
+/// Through the real binary: `--record` against a base URL, then `--replay` with the API
+/// gone (exit 0, the same summary), and a changed recording refused with one line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_records_and_replays() {
+    let wasm = tandem_plugins::wasm_path(TEMPLATE).unwrap();
+    let wasm = wasm.to_str().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("recording");
+    let dir_arg = dir.to_str().unwrap();
+    let run = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(crate::user_errors::tandem());
+        cmd.args(args)
+            .env_remove("RUST_LOG")
+            .env("TANDEM_API_KEY", FakeApi::KEY);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let recorded = {
+        let api = FakeApi::start(true).await;
+        let args = ["plugin", "test", wasm, "--base-url", &api.server.origin()];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend(["--record".into(), dir_arg.into()]);
+        run(args).await.unwrap()
+    };
+    let stderr = String::from_utf8_lossy(&recorded.stderr);
+    assert!(recorded.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exchanges into") && stderr.contains("--replay"),
+        "{stderr}"
+    );
+    let summary = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        summary(&recorded).contains(" 0 failed"),
+        "{}",
+        summary(&recorded)
+    );
+
+    let args = |dir: &str| -> Vec<String> {
+        ["plugin", "test", wasm, "--replay", dir]
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let replayed = run(args(dir_arg)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&replayed.stderr);
+    assert!(replayed.status.success(), "{stderr}");
+    assert!(stderr.starts_with("replaying "), "{stderr}");
+    assert_eq!(summary(&replayed), summary(&recorded));
+
+    let file = dir.join("control.json");
+    std::fs::write(&file, "[]\n\n").unwrap();
+    let refused = run(args(dir_arg)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("error: ")
+            && lines[0].contains("control.json: changed since it was recorded"),
+        "{stderr}"
+    );
 }
 
 /// The kit is language-agnostic: the TypeScript template records and replays the same way.

@@ -330,15 +330,7 @@ pub async fn record(
     taped.tape = Some(tape.clone());
     taped.control = taped.control.map(|c| c.taped(tape.clone()));
     let report = kit::Kit::new(runtime, plugin, &taped, options).run().await;
-    let recording = tape.recording(
-        plugin,
-        &target.label,
-        options,
-        &target.credentials,
-        target.restricted_credentials.is_some(),
-        target.control.as_ref().map(SandboxControl::recorded),
-        &report,
-    );
+    let recording = tape.recording(plugin, target, options, &report);
     (report, recording)
 }
 

@@ -87,14 +87,112 @@ impl RecordingError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub(crate) enum Body {
-    Json(Json),
+    Json(Ordered),
     Text(String),
     Base64(String),
 }
 
+/// A JSON value whose objects keep their keys in the order the app sent them (and any
+/// duplicates), so that an app's compact answer is saved readable and comes back byte
+/// for byte (`serde_json::Value` sorts keys).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ordered {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(String),
+    Array(Vec<Ordered>),
+    Object(Vec<(String, Ordered)>),
+}
+
+impl Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Self::Null => s.serialize_unit(),
+            Self::Bool(b) => s.serialize_bool(*b),
+            Self::Number(n) => n.serialize(s),
+            Self::String(t) => s.serialize_str(t),
+            Self::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Self::Object(entries) => {
+                let mut map = s.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Null)
+            }
+            fn visit_none<E>(self) -> Result<Ordered, E> {
+                Ok(Ordered::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Ordered, E> {
+                Ok(Ordered::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Ordered, E> {
+                Ok(Ordered::Number(n.into()))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Ordered, E> {
+                Ok(Ordered::Number(n.into()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Ordered, E> {
+                serde_json::Number::from_f64(n)
+                    .map(Ordered::Number)
+                    .ok_or_else(|| E::custom("not a JSON number"))
+            }
+            fn visit_str<E>(self, t: &str) -> Result<Ordered, E> {
+                Ok(Ordered::String(t.to_owned()))
+            }
+            fn visit_string<E>(self, t: String) -> Result<Ordered, E> {
+                Ok(Ordered::String(t))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(Ordered::Array(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(Ordered::Object(entries))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl Body {
     fn of(bytes: &[u8]) -> Self {
-        if let Ok(json) = serde_json::from_slice::<Json>(bytes)
+        if let Ok(json) = serde_json::from_slice::<Ordered>(bytes)
             && serde_json::to_vec(&json).is_ok_and(|again| again == bytes)
         {
             return Self::Json(json);
@@ -801,11 +899,8 @@ impl Tape {
     pub(crate) fn recording(
         &self,
         plugin: &Plugin,
-        target: &str,
+        target: &super::Target,
         options: &super::KitOptions,
-        credentials: &Credentials,
-        restricted_credentials: bool,
-        control: Option<RecordedControl>,
         report: &Report,
     ) -> Recording {
         let state = self.state();
@@ -824,14 +919,14 @@ impl Tape {
                     version: manifest.version.to_string(),
                     sha256: plugin.sha256_hex(),
                 },
-                target: self.scrub.text(target.to_owned()),
+                target: self.scrub.text(target.label.clone()),
                 nonce: state.nonce.clone().unwrap_or_default(),
                 entities: options.entities.clone(),
                 creates: options.creates,
-                credentials: RecordedCredentials::of(credentials),
-                restricted_credentials,
+                credentials: RecordedCredentials::of(&target.credentials),
+                restricted_credentials: target.restricted_credentials.is_some(),
                 connections: state.connections.clone(),
-                control,
+                control: target.control.as_ref().map(super::SandboxControl::recorded),
                 files: BTreeMap::new(),
             },
             exchanges: state.exchanges.iter().map(|e| e.exchange.clone()).collect(),
@@ -989,8 +1084,10 @@ mod tests {
     fn bodies_round_trip_exactly() {
         for bytes in [
             br#"{"a":1,"b":[true,null,"x"]}"#.to_vec(),
-            // Keys out of order, spaces, a truncated document: kept as text.
-            br#"{"b":1,"a":2}"#.to_vec(),
+            // Keys in the app's order, duplicates, numbers of every kind.
+            br#"{"b":1,"a":2,"a":[-3,4.5,1e-7,18446744073709551615]}"#.to_vec(),
+            // Spaces, escapes serde_json would not write, a truncated document: text.
+            br#"{"a":"\/"}"#.to_vec(),
             b"{ \"a\": 1 }".to_vec(),
             br#"{"contacts":[{"id":1"#.to_vec(),
             b"".to_vec(),
@@ -1002,7 +1099,8 @@ mod tests {
             assert_eq!(back.bytes().unwrap(), bytes, "{saved}");
         }
         assert!(matches!(Body::of(br#"{"a":1}"#), Body::Json(_)));
-        assert!(matches!(Body::of(br#"{"b":1,"a":2}"#), Body::Text(_)));
+        assert!(matches!(Body::of(br#"{"b":1,"a":2}"#), Body::Json(_)));
+        assert!(matches!(Body::of(b"{ \"a\": 1 }"), Body::Text(_)));
         assert!(matches!(Body::of(&[0xff]), Body::Base64(_)));
     }
 

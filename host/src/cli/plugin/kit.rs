@@ -440,6 +440,24 @@ mod tests {
         };
         check_token_url("https://api.example/v1", &named, Some(&oauth)).unwrap();
 
+        // Record with a target; replay instead of one, with the recorded settings.
+        let args = parse(&["x.wasm", "--sandbox", "freshsales", "--record", "rec"]).unwrap();
+        assert_eq!(args.record, Some(PathBuf::from("rec")));
+        let args = parse(&["x.wasm", "--replay", "rec"]).unwrap();
+        assert!(args.replay.is_some() && args.sandbox.is_none() && args.base_url.is_none());
+        for extra in [
+            &["--sandbox", "google"][..],
+            &["--base-url", "http://x"],
+            &["--record", "again"],
+            &["--entity", "leads"],
+            &["--setting", "a=b"],
+        ] {
+            let mut argv = vec!["x.wasm", "--replay", "rec"];
+            argv.extend_from_slice(extra);
+            assert!(parse(&argv).is_err(), "{argv:?}");
+        }
+        assert!(parse(&["x.wasm", "--record", "rec"]).is_err());
+
         // One target, exactly.
         assert!(parse(&["x.wasm"]).is_err());
         assert!(parse(&["x.wasm", "--sandbox", "google", "--base-url", "http://x"]).is_err());
