@@ -3,7 +3,7 @@
 //! control API, saved so that the same checks run again without a server, in seconds.
 //!
 //! **Where it records.** At the host's `http` capability boundary
-//! ([`crate::runtime::http::HttpTap`]), not on the wire: each entry is what the plugin
+//! (`runtime::http::HttpTap`), not on the wire: each entry is what the plugin
 //! sent (method, URL, body; never headers, which carry the host's credentials) and what
 //! it got back after redirects, with credential headers dropped and secrets scrubbed,
 //! including the kit's injected faults and a timeout as the plugin saw them. OAuth2 token
