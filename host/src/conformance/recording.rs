@@ -320,10 +320,8 @@ pub struct RecordedPlugin {
 pub(crate) enum RecordedCredentials {
     None,
     ApiKey,
-    Basic {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user: Option<String>,
-    },
+    /// Not even the user: some apps take the key as the user name.
+    Basic,
     #[serde(rename = "oauth2")]
     OAuth2 {
         #[serde(default, rename = "token-url", skip_serializing_if = "Option::is_none")]
@@ -335,13 +333,13 @@ pub(crate) enum RecordedCredentials {
 const REPLAY_SECRET: &str = "tandem-replay-has-no-credentials";
 
 impl RecordedCredentials {
-    fn of(credentials: &Credentials) -> Self {
+    fn of(credentials: &Credentials, scrub: &Scrubber) -> Self {
         match credentials {
             Credentials::None => Self::None,
             Credentials::ApiKey(_) => Self::ApiKey,
-            Credentials::Basic { user, .. } => Self::Basic { user: user.clone() },
+            Credentials::Basic { .. } => Self::Basic,
             Credentials::OAuth2 { token_url, .. } => Self::OAuth2 {
-                token_url: token_url.clone(),
+                token_url: token_url.clone().map(|u| scrub.text(u)),
             },
         }
     }
@@ -352,8 +350,8 @@ impl RecordedCredentials {
         match self {
             Self::None => Credentials::None,
             Self::ApiKey => Credentials::ApiKey(secret()),
-            Self::Basic { user } => Credentials::Basic {
-                user: user.clone(),
+            Self::Basic => Credentials::Basic {
+                user: Some("tandem-replay".to_owned()),
                 password: secret(),
             },
             Self::OAuth2 { token_url } => Credentials::OAuth2 {
@@ -923,7 +921,7 @@ impl Tape {
                 nonce: state.nonce.clone().unwrap_or_default(),
                 entities: options.entities.clone(),
                 creates: options.creates,
-                credentials: RecordedCredentials::of(&target.credentials),
+                credentials: RecordedCredentials::of(&target.credentials, &self.scrub),
                 restricted_credentials: target.restricted_credentials.is_some(),
                 connections: state.connections.clone(),
                 control: target.control.as_ref().map(super::SandboxControl::recorded),
@@ -1128,6 +1126,13 @@ mod tests {
                 "refresh-token-1"
             ]
         );
+        // Not even the user name is kept (some apps take the key as the user).
+        let kept = RecordedCredentials::of(&basic, &Scrubber::default());
+        assert_eq!(serde_json::to_string(&kept).unwrap(), r#"{"kind":"basic"}"#);
+        assert!(matches!(
+            kept.stand_in(),
+            Credentials::Basic { user: Some(_), .. }
+        ));
         let tape = Tape::recorder(&[&basic]);
         let token = STANDARD.encode("ann:pass-123456");
         assert_eq!(
