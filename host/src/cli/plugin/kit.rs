@@ -58,8 +58,8 @@ const TEST_HELP_SANDBOX: &str = "Examples:\n  \
     listed as skipped. The records the kit creates\n\
     are deleted again. Exit status 1 when any check fails.\n\n\
     Record and replay (how to test in CI, without a server):\n  \
-    tandem plugin test my_connector.wasm --sandbox freshsales --record tests/recording\n  \
-    tandem plugin test my_connector.wasm --replay tests/recording\n\
+    TANDEM_API_KEY=... tandem plugin test my_connector.wasm --base-url URL --record tests/recording\n  \
+    tandem plugin test my_connector.wasm --replay tests/recording          # in CI\n\
     --record saves every HTTP exchange of the plugin (method, URL, body, the answer; never\n\
     request headers) with every credential scrubbed, and what the kit read from the\n\
     simulated account, as reviewable JSON: commit the directory. --replay runs the same\n\
