@@ -1490,6 +1490,119 @@ mod tests {
         );
     }
 
+    /// What a test tap saw: method, URL, body, and the status and body the plugin got.
+    type Seen = (String, String, Option<Vec<u8>>, u16, Vec<u8>);
+
+    #[derive(Default)]
+    struct TestTap {
+        answer: Option<Response>,
+        seen: std::sync::Mutex<Vec<Seen>>,
+    }
+
+    impl HttpTap for TestTap {
+        fn answer(&self, _: &TappedRequest<'_>) -> Option<TapAnswer> {
+            self.answer.clone().map(|r| TapAnswer {
+                outcome: Ok(r),
+                oauth_refused: None,
+            })
+        }
+
+        fn record(
+            &self,
+            request: &TappedRequest<'_>,
+            outcome: &Result<Response, HttpError>,
+            _: Option<&str>,
+        ) {
+            let r = outcome.as_ref().unwrap();
+            self.seen.lock().unwrap().push((
+                request.method.to_owned(),
+                request.url.to_string(),
+                request.body.map(<[u8]>::to_vec),
+                r.status,
+                r.body.clone(),
+            ));
+        }
+    }
+
+    /// A tap (the conformance kit's recordings) sees a request as the plugin sent it and
+    /// the answer as the plugin got it, after redirects and scrubbing; never a request the
+    /// host refused itself; and an answering tap keeps the request off the network.
+    #[tokio::test]
+    async fn a_tap_sees_what_the_plugin_sent_and_got_and_can_answer_instead() {
+        const KEY: &str = "tap-s3cret-key";
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let router = Router::new()
+            .route(
+                "/hop",
+                post(|| async { (StatusCode::SEE_OTHER, [("location", "/landing")]) }),
+            )
+            .route(
+                "/landing",
+                get(move |headers: AxumHeaders| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let auth = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    async move { format!("auth={auth}") }
+                }),
+            );
+        let addr = serve(router).await;
+        let http = |tap: Arc<TestTap>| {
+            ctx(
+                &manifest("[auth]\nkind = \"bearer\"\n"),
+                addr,
+                Credentials::ApiKey(Secret::new(KEY)),
+                None,
+                ConnectorLimits::default(),
+            )
+            .with_tap(Some(tap))
+        };
+        let recording = Arc::new(TestTap::default());
+        let recorder = http(recording.clone());
+        let mut req = get_req(format!("http://{addr}/hop"));
+        req.method = Method::Post;
+        req.body = Some(b"payload".to_vec());
+        let got = recorder.send(req).await.unwrap();
+        assert_eq!(got.body, b"auth=[redacted]");
+        assert_eq!(
+            *recording.seen.lock().unwrap(),
+            vec![(
+                "POST".to_owned(),
+                format!("http://{addr}/hop"),
+                Some(b"payload".to_vec()),
+                200,
+                b"auth=[redacted]".to_vec()
+            )]
+        );
+        // Refused by the host before the tap: not an exchange of the app's.
+        let denied = recorder
+            .send(get_req("http://other.example/x".into()))
+            .await;
+        assert!(matches!(denied, Err(HttpError::Denied(_))), "{denied:?}");
+        assert_eq!(recording.seen.lock().unwrap().len(), 1);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        let answering = Arc::new(TestTap {
+            answer: Some(Response {
+                status: 418,
+                headers: vec![("x-replayed".into(), "yes".into())],
+                body: b"tea".to_vec(),
+            }),
+            ..TestTap::default()
+        });
+        let player = http(answering.clone());
+        let got = player
+            .send(get_req(format!("http://{addr}/landing")))
+            .await
+            .unwrap();
+        assert_eq!((got.status, got.body.as_slice()), (418, b"tea".as_slice()));
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "nothing reached the app");
+        assert!(answering.seen.lock().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn timeouts_can_be_shortened_not_lengthened() {
         let router = Router::new().route(
