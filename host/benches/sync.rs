@@ -329,6 +329,7 @@ fn print_initial(r: &InitialRun) {
         "CPU here (user+sys)",
         "CPU simulated accounts",
         "CPU here / wall",
+        "host RSS at the end (peak so far)",
     ]);
     for w in r.marks.windows(2) {
         let (a, b) = (&w[0], &w[1]);
@@ -345,6 +346,11 @@ fn print_initial(r: &InitialRun) {
             ),
             secs(b.child.cpu() - a.child.cpu()),
             share(own, wall),
+            format!(
+                "{:.0} MiB ({:.0} MiB)",
+                b.rss as f64 / 1024.0,
+                b.own.max_rss_kb as f64 / 1024.0
+            ),
         ]);
     }
     println!("{t}");
@@ -461,10 +467,13 @@ async fn idle(syncs: usize, records: usize, cycles: usize) {
     let first = poll_all(&daemon, &names).await;
     let (startup, s1, c1) = (t0.elapsed(), Usage::own(), child.usage());
     let rss_synced = rss_kb();
+    // One client for every account's control API: a client per account would put
+    // 2,000 clients' TLS roots and pools into the RSS measured as the host's.
+    let http = reqwest::Client::new();
     let controls: Vec<SandboxControl> = child
         .accounts
         .iter()
-        .map(|a| SandboxControl::for_account(&a.info))
+        .map(|a| SandboxControl::for_account_with(&a.info, http.clone()))
         .collect();
     each(&controls, |c| async move {
         c.clear_counters().await.expect("counters cleared");
@@ -703,6 +712,8 @@ struct Mark {
     at: Instant,
     own: Usage,
     child: Usage,
+    /// The host's resident memory at the mark (KiB).
+    rss: u64,
 }
 
 struct Phases<'a> {
@@ -730,6 +741,7 @@ impl<'a> Phases<'a> {
             at: Instant::now(),
             own: Usage::own(),
             child,
+            rss: rss_kb(),
         });
     }
 }

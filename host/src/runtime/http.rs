@@ -42,6 +42,13 @@ use super::state::HostState;
 /// one refresh, not one per request.
 pub const TOKEN_REFRESH_FLOOR: Duration = Duration::from_secs(30);
 
+/// How long an unused connection stays open for the next request. A run's requests
+/// follow each other closely, and syncs of one host that fall due together share
+/// connections; between one sync's polls (minutes apart) an idle connection would only
+/// hold its buffers (up to hundreds of KB after a page of records), for thousands of
+/// account hosts. reqwest's default keeps them 90 s.
+pub const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Resolves host names for plugin requests. Inject one in tests to map names to
 /// chosen addresses; [`SystemResolver`] uses the operating system.
 pub trait Resolve: Send + Sync + 'static {
@@ -283,6 +290,7 @@ impl ClientCache {
                 policy: addresses,
             }))
             .connect_timeout(connect_timeout)
+            .pool_idle_timeout(IDLE_CONNECTION_TIMEOUT)
             .user_agent(concat!("tandem/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HttpSetupError::Client(e.to_string()))?;
