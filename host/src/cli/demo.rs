@@ -29,6 +29,9 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tandem_sandbox::{AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
+use crate::app::control;
+use crate::app::daemon::Daemon;
+use crate::app::state_file::DAEMON_COMMAND;
 use crate::app::{Host, HostOptions};
 use crate::config::{self, Catalog, Config, Env};
 use crate::sync::RunReport;
@@ -139,12 +142,44 @@ impl DemoRun {
     /// The host over the demo's state again, pointed at its still running accounts (the
     /// demo closes its own before returning).
     pub fn host(&self) -> anyhow::Result<Host> {
-        let mut opts = HostOptions::new("tandem demo");
+        self.host_as("tandem demo", self.resolved.clone())
+    }
+
+    fn host_as(&self, command: &str, config: Config) -> anyhow::Result<Host> {
+        let mut opts = HostOptions::new(command);
         opts.env = self
             .env
             .iter()
             .fold(Env::process(), |env, (k, v)| env.with(k.clone(), v.clone()));
-        Ok(Host::open(self.resolved.clone(), opts)?)
+        Ok(Host::open(config, opts)?)
+    }
+
+    /// The daemon over the demo's state, as `tandem run --config examples/demo.toml` would
+    /// start it: it polls the demo's syncs and serves the control API and the operator
+    /// console on `listen` (the config's `[daemon] listen` unless given). It holds the
+    /// state file as the daemon, so `tandem sync status|logs|run` in another terminal go
+    /// through it. Stop it with [`Daemon::shutdown`].
+    pub async fn serve_console(
+        &self,
+        listen: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<(Daemon, std::net::SocketAddr)> {
+        let mut config = self.resolved.clone();
+        if let Some(l) = listen {
+            config.daemon.listen = l;
+        }
+        let host = self.host_as(DAEMON_COMMAND, config)?;
+        let daemon = Daemon::start(std::sync::Arc::new(host))?;
+        match control::serve(&daemon).await {
+            Ok(Some(addr)) => Ok((daemon, addr)),
+            Ok(None) => {
+                daemon.abort().await;
+                bail!("the demo config has no [daemon] token: the console is not served")
+            }
+            Err(e) => {
+                daemon.abort().await;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -158,13 +193,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let demo = run_demo(opts, &mut out).await?;
     if args.serve {
+        // The console's daemon; without it (its port taken) the apps still serve.
+        let daemon = match serve(&demo, None, &mut out).await {
+            Ok(daemon) => Some(daemon),
+            Err(e) => {
+                writeln!(
+                    out,
+                    "\nThe operator console is not served: {e:#}.\nThe apps keep running until Ctrl-C; start the daemon yourself: tandem run --config {}",
+                    demo.config.display()
+                )?;
+                None
+            }
+        };
         out.flush()?;
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        super::run::stop_signal().await;
+        if let Some(d) = daemon {
+            writeln!(out, "Stopping the daemon and the simulated apps…")?;
+            d.shutdown(Duration::from_secs(10)).await;
+        }
     }
     demo.sandbox.shutdown().await;
     Ok(())
+}
+
+/// `--serve` after the story: the daemon over the demo's state serving the operator
+/// console ([`DemoRun::serve_console`]), and where it is written to `out`.
+pub async fn serve(
+    demo: &DemoRun,
+    listen: Option<std::net::SocketAddr>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Daemon> {
+    let (daemon, addr) = demo.serve_console(listen).await?;
+    story::console(out, demo, addr)?;
+    Ok(daemon)
 }
 
 /// The demo's story, written to `out`. Returns with the accounts still running.
