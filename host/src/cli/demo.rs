@@ -12,8 +12,10 @@
 //! environment); the credentials — fake ones, valid only against these simulations — are
 //! written to files under the demo's state directory, which the config references with
 //! `{ file = ... }`. So after the demo, `tandem sync status|logs --config
-//! examples/demo.toml` read its state, and with `--serve` (fixed ports, which the
-//! config's defaults name) `tandem sync plan` and `tandem run` reach the accounts too.
+//! examples/demo.toml` read its state. With `--serve` (fixed ports, which the config's
+//! defaults name) the accounts keep running and a daemon over the demo's state serves the
+//! operator console ([`DemoRun::serve_console`]) until Ctrl-C; `tandem sync` commands then
+//! go through that daemon.
 //!
 //! [`run_demo`] is the library entry (the end-to-end test drives it, then inspects the
 //! accounts); [`run`] is the command, which prints the story to stdout.
@@ -62,14 +64,15 @@ const EMBEDDED_CONFIG: &str = include_str!("../../../examples/demo.toml");
     after_help = "It always runs examples/demo.toml (`--config` does not apply) and keeps its \
     state in examples/.tandem/demo/.\n\nExamples:\n  \
     tandem demo\n  \
-    tandem demo --serve        # keep the simulated apps up afterwards, on fixed ports"
+    tandem demo --serve        # then keep the apps up and serve the operator console"
 )]
 pub struct DemoArgs {
     /// Seed of the generated people: the same seed tells the same story.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// After the story, keep the simulated apps running (until Ctrl-C) on fixed ports
-    /// (7400, 7402, 7403), so that `tandem sync plan` and `tandem run` reach them.
+    /// (7400, 7402, 7403) and serve the operator console over the demo's state (a daemon
+    /// on the config's `[daemon] listen`, 127.0.0.1:7380).
     #[arg(long)]
     pub serve: bool,
 }
