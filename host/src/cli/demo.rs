@@ -31,10 +31,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tandem_sandbox::{AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
-use crate::app::control;
 use crate::app::daemon::Daemon;
 use crate::app::state_file::DAEMON_COMMAND;
 use crate::app::{Host, HostOptions};
+use crate::app::{control, webhook};
 use crate::config::{self, Catalog, Config, Env};
 use crate::sync::RunReport;
 
@@ -172,6 +172,11 @@ impl DemoRun {
         }
         let host = self.host_as(DAEMON_COMMAND, config)?;
         let daemon = Daemon::start(std::sync::Arc::new(host))?;
+        // As `tandem run`: the webhook receiver too, when a connection has a `webhook` table.
+        if let Err(e) = webhook::serve(&daemon).await {
+            daemon.abort().await;
+            return Err(e.into());
+        }
         match control::serve(&daemon).await {
             Ok(Some(addr)) => Ok((daemon, addr)),
             Ok(None) => {
