@@ -860,11 +860,31 @@ async fn plan_status_and_logs_print_tables_and_json() {
         o.status.success() && text.contains("run #1") && text.contains("Created"),
         "{text}"
     );
+    // The run's API requests per side, as `sync run` printed them, are in its log.
+    let requests = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("API requests: "))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no requests line in:\n{text}"))
+    };
+    let ran = requests(&text);
+    assert!(
+        ran.contains(" to freshsales (A; quota: ") && ran.contains(" to freshmarketer (B"),
+        "{ran}"
+    );
     let o = w.tandem(&["sync", "logs", "s"]).await;
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         text.contains("Run #1") && text.contains("created") && text.contains("Reason"),
         "{text}"
+    );
+    assert_eq!(requests(&text), ran);
+    let o = w.tandem(&["sync", "logs", "s", "--json"]).await;
+    let logs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let sent = logs["runs"][0]["run"]["requests"]["a"]["sent"].as_u64();
+    assert!(
+        sent.is_some_and(|n| n > 0 && ran.starts_with(&format!("API requests: {n} to"))),
+        "{sent:?} / {ran}"
     );
     let o = w.tandem(&["sync", "disconnect", "s"]).await;
     assert!(!o.status.success());

@@ -15,7 +15,7 @@ use tandem::app::control;
 use tandem::app::daemon::Daemon;
 use tandem_sandbox::AccountKind::{Freshmarketer, FreshsalesSuite};
 use tandem_tests::browser::Browser;
-use tandem_tests::e2e::{self, CONTROL_TOKEN, World};
+use tandem_tests::e2e::{self, App, CONTROL_TOKEN, World};
 
 const SYNCS: &str = r#"
 [syncs.s]
@@ -141,8 +141,30 @@ async fn an_operator_steers_a_sync_from_the_console_in_a_real_browser() {
     // The next run applies the decision.
     b.goto(&format!("{base}/console/#/sync/s")).await;
     b.wait_for("#run-button").await;
+    let before = (w.requests(App::Fs).await, w.requests(App::Fm).await);
     b.click("#run-button").await;
     b.wait_text("#runs tr[data-run='3']", "ok").await;
+    // Its API requests per side are what the accounts saw meanwhile (nothing else runs),
+    // in its record, the runs table, the run's header and the chart.
+    let seen = (
+        w.requests(App::Fs).await - before.0,
+        w.requests(App::Fm).await - before.1,
+    );
+    let run3 = daemon.host().store().runs("s").unwrap().pop().unwrap();
+    let req = run3.requests.expect("the run recorded its requests");
+    assert_eq!((run3.id, req.a.sent, req.b.sent), (3, seen.0, seen.1));
+    b.wait_text(
+        "#runs tr[data-run='3'] [data-requests]",
+        &format!("{} / {}", seen.0, seen.1),
+    )
+    .await;
+    b.wait_text(
+        "#run-requests",
+        &format!("API requests: {} to freshsales (A", seen.0),
+    )
+    .await;
+    b.wait_for("#requests-chart rect[data-side='a']").await;
+    b.wait_for("#requests-chart circle").await;
     let linked = daemon.host().store().links("s").unwrap().iter().any(|l| {
         l.ids.a.as_deref() == Some(kim.to_string().as_str())
             && l.ids.b.as_deref() == Some(kim_fm.to_string().as_str())
@@ -160,6 +182,23 @@ async fn an_operator_steers_a_sync_from_the_console_in_a_real_browser() {
         daemon.host().store().runs("s").unwrap().len(),
         3,
         "a preview records no run"
+    );
+    // A preview that fails (Freshmarketer refuses the key) says so on the page only: the
+    // sync's health and status stay as they were.
+    let health = b.wait_text("h1 [data-health]", "").await;
+    w.fault(
+        App::Fm,
+        serde_json::json!({"count": 1, "fault": {"kind": "status", "status": 401,
+        "body": "{\"message\": \"Invalid API key\"}", "content_type": "application/json"}}),
+    )
+    .await;
+    b.click("#preview-button").await;
+    b.wait_for("#preview.error").await;
+    assert_eq!(b.wait_text("h1 [data-health]", "").await, health);
+    let s = &daemon.summaries(Some("s")).unwrap()[0];
+    assert!(
+        s.status == "active" && s.last_error.is_none() && !s.running,
+        "{s:?}"
     );
 
     // Pause and resume.

@@ -172,13 +172,37 @@ async fn list_trigger_logs_pause_resume_and_disconnect() {
     assert!(s["links"].as_u64().unwrap() > 0);
     assert!(s["next_run_at"].as_i64().is_some());
 
-    // A run on demand, waiting for its report.
+    // A run on demand, waiting for its report. Nothing else runs meanwhile (both syncs
+    // poll hourly), so the requests it records are what the accounts saw in between.
+    let before = (w.requests(App::Fs).await, w.requests(App::Fm).await);
     let (status, run) = api.post("/v1/syncs/s/run?wait=true").await;
     assert_eq!(status, 200, "{run}");
     assert_eq!(run["outcome"], json!("completed"));
+    let seen = (
+        w.requests(App::Fs).await - before.0,
+        w.requests(App::Fm).await - before.1,
+    );
+    assert!(seen.0 > 0 && seen.1 > 0, "{seen:?}");
     let logs = api.get("/v1/syncs/s/logs?runs=5").await;
     let runs = logs["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
+    let requests = &runs[1]["run"]["requests"];
+    assert_eq!(
+        (
+            requests["a"]["sent"].as_u64(),
+            requests["b"]["sent"].as_u64()
+        ),
+        (Some(seen.0), Some(seen.1)),
+        "the run's record counts what each account saw: {requests}"
+    );
+    assert_eq!(&run["requests"], requests, "the run's answer says the same");
+    // The account's quota as the run ended: Freshsales declares its request windows.
+    let window = &requests["a"]["windows"][0];
+    assert!(
+        window["limit"].as_u64().is_some_and(|l| l > 0)
+            && window["used"].as_u64().is_some_and(|u| u >= seen.0),
+        "{requests}"
+    );
     assert!(
         runs[0]["events"]
             .as_array()
@@ -318,6 +342,156 @@ async fn a_pause_holds_the_requests_of_a_run_in_progress() {
     let s = wait_idle(&api, "s").await;
     assert!(s.get("last_error").is_none(), "{s}");
     assert!(w.requests(App::Fs).await + w.requests(App::Fm).await > held.0 + held.1);
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+/// A run paused part-way holds its sync's run lock until resumed: `run now` and the
+/// preview answer "paused" at once instead of waiting behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_and_preview_of_a_sync_paused_part_way_answer_at_once() {
+    let (w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    wait_idle(&api, "t").await;
+    let fm_id = {
+        let fm = w.by_email(App::Fm, "contacts").await;
+        let (_, r) = fm.iter().find(|(_, r)| r.len() == 1).unwrap();
+        r[0]["id"].as_u64().unwrap()
+    };
+    w.advance(60).await;
+    // A write to Freshsales follows the reads: the run has requests left after the
+    // slowed one, and they wait while the sync is paused.
+    w.edit(App::Fm, "contacts", fm_id, json!({"city": "Held"}))
+        .await;
+    w.fault(
+        App::Fs,
+        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts", "count": 1,
+        "fault": {"kind": "latency", "ms": 1500}}),
+    )
+    .await;
+    let (status, _) = api.post("/v1/syncs/s/run").await;
+    assert_eq!(status, 202);
+    let fired = async {
+        loop {
+            let f = w
+                .control(App::Fs, reqwest::Method::GET, "/faults", None)
+                .await;
+            if f["faults"].as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fired)
+        .await
+        .expect("the run reached the slowed listing");
+    api.post("/v1/syncs/s/pause").await;
+    let soon = Duration::from_secs(5);
+    let (status, run) = tokio::time::timeout(soon, api.post("/v1/syncs/s/run?wait=true"))
+        .await
+        .expect("run now answers at once, not after the paused run");
+    assert_eq!((status, &run["outcome"]), (200, &json!("paused")), "{run}");
+    let (status, plan) = tokio::time::timeout(soon, api.post("/v1/syncs/s/plan"))
+        .await
+        .expect("the preview answers at once");
+    assert_eq!(
+        (status, &plan["outcome"]),
+        (200, &json!("paused")),
+        "{plan}"
+    );
+    let s = api.get("/v1/syncs/s").await;
+    assert_eq!(
+        (&s["running"], &s["status"]),
+        (&json!(true), &json!("paused")),
+        "the run paused part-way is still in progress: {s}"
+    );
+    api.post("/v1/syncs/s/resume").await;
+    let s = wait_idle(&api, "s").await;
+    assert!(s.get("last_error").is_none(), "{s}");
+    assert_eq!(s["last_run"]["outcome"], json!("ok"), "{s}");
+    daemon.shutdown(Duration::from_secs(30)).await;
+}
+
+/// The console's preview is a dry run outside the schedule: it does not hold back a run
+/// that starts while it reads, does not show as a run in progress, and its failure is
+/// its own answer only: the sync's status, health and run log stay as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_holds_no_run_back_and_its_failure_changes_no_status() {
+    let (w, daemon, api) = start().await;
+    wait_idle(&api, "s").await;
+    wait_idle(&api, "t").await;
+    // The preview's first Freshsales read is slowed: it is reading while a run is asked for.
+    w.fault(
+        App::Fs,
+        json!({"method": "GET", "count": 1, "fault": {"kind": "latency", "ms": 8000}}),
+    )
+    .await;
+    let preview = tokio::spawn({
+        let api = Api {
+            base: api.base.clone(),
+            http: api.http.clone(),
+        };
+        async move { api.post("/v1/syncs/s/plan").await }
+    });
+    let fired = async {
+        loop {
+            let f = w
+                .control(App::Fs, reqwest::Method::GET, "/faults", None)
+                .await;
+            if f["faults"].as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fired)
+        .await
+        .expect("the preview reached the slowed read");
+    assert_eq!(
+        api.get("/v1/syncs/s").await["running"],
+        json!(false),
+        "a preview is not a run"
+    );
+    let (status, run) = api.post("/v1/syncs/s/run?wait=true").await;
+    assert_eq!(
+        (status, &run["outcome"]),
+        (200, &json!("completed")),
+        "{run}"
+    );
+    assert!(
+        !preview.is_finished(),
+        "the run completed while the preview was still reading"
+    );
+    let (status, plan) = preview.await.unwrap();
+    assert_eq!(
+        (status, &plan["outcome"]),
+        (200, &json!("dry-run")),
+        "{plan}"
+    );
+
+    // A preview that fails: every Freshmarketer request is refused.
+    let before = api.get("/v1/syncs/s").await;
+    let runs = daemon.host().store().runs("s").unwrap();
+    w.fault(
+        App::Fm,
+        json!({"count": null, "fault": {"kind": "status", "status": 401,
+        "body": "{\"message\": \"Invalid API key\"}", "content_type": "application/json"}}),
+    )
+    .await;
+    let (status, body) = api.post("/v1/syncs/s/plan").await;
+    assert!(status >= 400, "{status}: {body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
+    let after = api.get("/v1/syncs/s").await;
+    for key in ["status", "running", "last_error", "last_run"] {
+        assert_eq!(after.get(key), before.get(key), "{key}: {after}");
+    }
+    assert_eq!(
+        daemon.host().store().runs("s").unwrap(),
+        runs,
+        "no run recorded"
+    );
     daemon.shutdown(Duration::from_secs(30)).await;
 }
 

@@ -163,5 +163,64 @@ async fn the_demo_brings_the_apps_in_step_and_handles_every_edit_per_policy() {
         }
     }
     drop(host);
+
+    // `--serve`: a daemon over the demo's state serves the operator console, and says
+    // where and with which token; it holds the state file as the daemon does, so the CLI
+    // goes through it.
+    let mut out = Vec::new();
+    let daemon = demo::serve(&run, Some("127.0.0.1:0".parse().unwrap()), &mut out)
+        .await
+        .unwrap_or_else(|e| panic!("the console is not served: {e:#}"));
+    let text = String::from_utf8(out).unwrap();
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/console/"))
+        .unwrap_or_else(|| panic!("no console address in:\n{text}"));
+    let token_file = dir.path().join("control-token");
+    for needle in [
+        token_file.display().to_string(),
+        "tandem sync status".into(),
+        "Preview next run".into(),
+    ] {
+        assert!(text.contains(&needle), "`{needle}` missing from:\n{text}");
+    }
+    let http = reqwest::Client::new();
+    let page = http.get(url).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("console.js"));
+    let base = url.trim_end_matches("/console/");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let signed_in = http
+        .post(format!("{base}/console/session"))
+        .header("origin", base)
+        .json(&serde_json::json!({ "token": token.trim() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200, "the token the demo names signs in");
+    let syncs: Value = http
+        .get(format!("{base}/v1/syncs"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = syncs["syncs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["last_run"]["outcome"] == "ok")
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [demo::SALES_GOOGLE, demo::SALES_MARKETING],
+        "{syncs}"
+    );
+    let held = run.host().expect_err("the daemon holds the state file");
+    assert!(held.to_string().contains("tandem run"), "{held}");
+    daemon.shutdown(std::time::Duration::from_secs(30)).await;
     run.sandbox.shutdown().await;
 }

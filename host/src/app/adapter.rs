@@ -20,6 +20,7 @@ use crate::sync::source::{
     Container, EntityInfo, FieldDef, Lookup, MapContext, Mappers, Page, PullRequest, Source,
     SourceError, Write, WriteOp, WriteResult,
 };
+use crate::sync::state::{AppQuota, QuotaUse, Requests};
 
 /// How a source retries on its own before giving an error to the engine.
 #[derive(Clone, Copy, Debug)]
@@ -524,6 +525,31 @@ impl Source for ConnectorSource {
             .into_iter()
             .filter_map(|r| by_ref.remove(&r))
             .collect())
+    }
+
+    /// What went through this source's gate, and the account's budget now.
+    fn requests(&self) -> Option<Requests> {
+        let mut r = Requests {
+            sent: self.gate.sent(),
+            ..Requests::default()
+        };
+        if let Some(b) = self.gate.budget() {
+            let now = b.snapshot();
+            r.windows = now
+                .windows
+                .iter()
+                .map(|w| QuotaUse {
+                    limit: u64::from(w.window.requests),
+                    period_secs: w.window.period.as_secs(),
+                    used: w.used as u64,
+                })
+                .collect();
+            r.app = now.app.map(|a| AppQuota {
+                remaining: u64::from(a.remaining),
+                limit: a.limit.map(u64::from),
+            });
+        }
+        Some(r)
     }
 }
 

@@ -63,7 +63,7 @@
 //! holds every request while its sync is paused.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -1066,6 +1066,8 @@ pub struct RequestGate {
     budget: OnceLock<Arc<AccountBudget>>,
     priority: AtomicU8,
     paused: watch::Receiver<bool>,
+    /// Requests let out through this gate (a run's count: each run has its own gates).
+    sent: AtomicU64,
 }
 
 impl RequestGate {
@@ -1075,6 +1077,7 @@ impl RequestGate {
             budget: OnceLock::new(),
             priority: AtomicU8::new(Priority::Incremental as u8),
             paused,
+            sent: AtomicU64::new(0),
         }
     }
 
@@ -1094,6 +1097,11 @@ impl RequestGate {
     /// The bound budget.
     pub fn budget(&self) -> Option<&Arc<AccountBudget>> {
         self.budget.get()
+    }
+
+    /// Requests let out through this gate so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// The priority of the requests that follow.
@@ -1132,6 +1140,7 @@ impl RequestBudget for RequestGate {
             if let Some(b) = self.budget.get() {
                 b.acquire(self.priority()).await;
             }
+            self.sent.fetch_add(1, Ordering::Relaxed);
         })
     }
 

@@ -372,6 +372,50 @@ impl Daemon {
         run_once(self, &w, opts).await
     }
 
+    /// The plan of the next run of `name` (a dry run: read both sides, write nothing),
+    /// for the console's preview. It waits for a run in progress to end, so that it plans
+    /// from the state that run leaves, but holds nothing while it reads: a scheduled run
+    /// starts meanwhile as usual, and it takes no turn of `concurrent-runs`. It leaves the
+    /// sync's status, health and last error alone (a failure is the caller's answer only).
+    /// A pause, a disconnect or a shutdown ends it at once (a dry run writes nothing, so
+    /// stopping it anywhere is safe). In a fleet any daemon may preview any sync: the state
+    /// and the budgets are shared.
+    pub async fn preview(&self, name: &str, full: bool) -> Result<RunReport, DaemonError> {
+        let w = self.worker(name)?.clone();
+        let host = &self.inner.host;
+        let mut paused = w.paused.subscribe();
+        let mut hard = self.inner.hard.subscribe();
+        let stopped = |host: &Host| match host.paused_report(name) {
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err(DaemonError::Cancelled(name.into())),
+            Err(e) => Err(e.into()),
+        };
+        tokio::select! {
+            // Taken and let go at once: only a run in progress is waited for.
+            _idle = w.run_lock.lock() => {}
+            () = flag(&mut paused) => return stopped(host),
+            () = flag(&mut hard) => return Err(DaemonError::Cancelled(name.into())),
+        }
+        let opts = RunOptions {
+            dry_run: true,
+            full,
+            ..RunOptions::default()
+        };
+        let dry_run = async {
+            let store = host.run_store(name, None)?;
+            if let Some(r) = host.paused_in(&store, name)? {
+                return Ok(r);
+            }
+            let p = host.prepare(name, w.paused.subscribe()).await?;
+            host.run_in(&store, &p, opts, None).await
+        };
+        tokio::select! {
+            r = dry_run => Ok(r?),
+            () = flag(&mut paused) => stopped(host),
+            () = flag(&mut hard) => Err(DaemonError::Cancelled(name.into())),
+        }
+    }
+
     /// Cancels a run in progress, then wipes the sync's state and logs; the sync stays
     /// paused until resumed. Returns the rows wiped.
     pub async fn disconnect(&self, name: &str) -> Result<usize, HostError> {

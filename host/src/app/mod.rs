@@ -647,6 +647,7 @@ impl Host {
             plan: Default::default(),
             counters: Default::default(),
             failures: Vec::new(),
+            requests: None,
         }))
     }
 

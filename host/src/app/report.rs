@@ -211,6 +211,10 @@ pub struct RunSummary {
         std::collections::BTreeMap<crate::sync::state::Flow, crate::sync::state::Counters>,
     /// Writes that failed or were parked: (op id, error).
     pub failures: Vec<(String, String)>,
+    /// The API requests the run made on each side, with each account's quota as it
+    /// ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::sync::model::SidePair<crate::sync::state::Requests>>,
 }
 
 /// How a run ended, on the wire one string: `completed`, `dry-run`, `paused`, or
@@ -285,6 +289,7 @@ impl From<&crate::sync::RunReport> for RunSummary {
             outcome: Outcome::from(&r.outcome),
             counters: r.counters.clone(),
             failures: r.failures.clone(),
+            requests: r.requests.clone(),
         }
     }
 }

@@ -12,8 +12,10 @@
 //! environment); the credentials — fake ones, valid only against these simulations — are
 //! written to files under the demo's state directory, which the config references with
 //! `{ file = ... }`. So after the demo, `tandem sync status|logs --config
-//! examples/demo.toml` read its state, and with `--serve` (fixed ports, which the
-//! config's defaults name) `tandem sync plan` and `tandem run` reach the accounts too.
+//! examples/demo.toml` read its state. With `--serve` (fixed ports, which the config's
+//! defaults name) the accounts keep running and a daemon over the demo's state serves the
+//! operator console ([`DemoRun::serve_console`]) until Ctrl-C; `tandem sync` commands then
+//! go through that daemon.
 //!
 //! [`run_demo`] is the library entry (the end-to-end test drives it, then inspects the
 //! accounts); [`run`] is the command, which prints the story to stdout.
@@ -29,7 +31,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use tandem_sandbox::{AccountKind, Credentials, Sandbox, SandboxOptions, Sizes};
 
+use crate::app::daemon::Daemon;
+use crate::app::state_file::DAEMON_COMMAND;
 use crate::app::{Host, HostOptions};
+use crate::app::{control, webhook};
 use crate::config::{self, Catalog, Config, Env};
 use crate::sync::RunReport;
 
@@ -59,14 +64,15 @@ const EMBEDDED_CONFIG: &str = include_str!("../../../examples/demo.toml");
     after_help = "It always runs examples/demo.toml (`--config` does not apply) and keeps its \
     state in examples/.tandem/demo/.\n\nExamples:\n  \
     tandem demo\n  \
-    tandem demo --serve        # keep the simulated apps up afterwards, on fixed ports"
+    tandem demo --serve        # then keep the apps up and serve the operator console"
 )]
 pub struct DemoArgs {
     /// Seed of the generated people: the same seed tells the same story.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// After the story, keep the simulated apps running (until Ctrl-C) on fixed ports
-    /// (7400, 7402, 7403), so that `tandem sync plan` and `tandem run` reach them.
+    /// (7400, 7402, 7403) and serve the operator console over the demo's state (a daemon
+    /// on the config's `[daemon] listen`, 127.0.0.1:7380).
     #[arg(long)]
     pub serve: bool,
 }
@@ -139,12 +145,49 @@ impl DemoRun {
     /// The host over the demo's state again, pointed at its still running accounts (the
     /// demo closes its own before returning).
     pub fn host(&self) -> anyhow::Result<Host> {
-        let mut opts = HostOptions::new("tandem demo");
+        self.host_as("tandem demo", self.resolved.clone())
+    }
+
+    fn host_as(&self, command: &str, config: Config) -> anyhow::Result<Host> {
+        let mut opts = HostOptions::new(command);
         opts.env = self
             .env
             .iter()
             .fold(Env::process(), |env, (k, v)| env.with(k.clone(), v.clone()));
-        Ok(Host::open(self.resolved.clone(), opts)?)
+        Ok(Host::open(config, opts)?)
+    }
+
+    /// The daemon over the demo's state, as `tandem run --config examples/demo.toml` would
+    /// start it: it polls the demo's syncs and serves the control API and the operator
+    /// console on `listen` (the config's `[daemon] listen` unless given). It holds the
+    /// state file as the daemon, so `tandem sync status|logs|run` in another terminal go
+    /// through it. Stop it with [`Daemon::shutdown`].
+    pub async fn serve_console(
+        &self,
+        listen: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<(Daemon, std::net::SocketAddr)> {
+        let mut config = self.resolved.clone();
+        if let Some(l) = listen {
+            config.daemon.listen = l;
+        }
+        let host = self.host_as(DAEMON_COMMAND, config)?;
+        let daemon = Daemon::start(std::sync::Arc::new(host))?;
+        // As `tandem run`: the webhook receiver too, when a connection has a `webhook` table.
+        if let Err(e) = webhook::serve(&daemon).await {
+            daemon.abort().await;
+            return Err(e.into());
+        }
+        match control::serve(&daemon).await {
+            Ok(Some(addr)) => Ok((daemon, addr)),
+            Ok(None) => {
+                daemon.abort().await;
+                bail!("the demo config has no [daemon] token: the console is not served")
+            }
+            Err(e) => {
+                daemon.abort().await;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -158,13 +201,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     let demo = run_demo(opts, &mut out).await?;
     if args.serve {
+        // The console's daemon; without it (its port taken) the apps still serve.
+        let daemon = match serve(&demo, None, &mut out).await {
+            Ok(daemon) => Some(daemon),
+            Err(e) => {
+                writeln!(
+                    out,
+                    "\nThe operator console is not served: {e:#}.\nThe apps keep running until Ctrl-C; start the daemon yourself: tandem run --config {}",
+                    demo.config.display()
+                )?;
+                None
+            }
+        };
         out.flush()?;
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        super::run::stop_signal().await;
+        if let Some(d) = daemon {
+            writeln!(out, "Stopping the daemon and the simulated apps…")?;
+            d.shutdown(Duration::from_secs(10)).await;
+        }
     }
     demo.sandbox.shutdown().await;
     Ok(())
+}
+
+/// `--serve` after the story: the daemon over the demo's state serving the operator
+/// console ([`DemoRun::serve_console`]), and where it is written to `out`.
+pub async fn serve(
+    demo: &DemoRun,
+    listen: Option<std::net::SocketAddr>,
+    out: &mut dyn Write,
+) -> anyhow::Result<Daemon> {
+    let (daemon, addr) = demo.serve_console(listen).await?;
+    story::console(out, demo, addr)?;
+    Ok(daemon)
 }
 
 /// The demo's story, written to `out`. Returns with the accounts still running.

@@ -32,7 +32,10 @@ pub async fn run(args: RunArgs, file: &Path) -> anyhow::Result<()> {
             file.display()
         );
     }
-    let host = Arc::new(Host::open(config, HostOptions::new("tandem run"))?);
+    let host = Arc::new(Host::open(
+        config,
+        HostOptions::new(crate::app::state_file::DAEMON_COMMAND),
+    )?);
     let daemon = Daemon::start(host)?;
     let api = match control::serve(&daemon).await {
         Ok(a) => a,
@@ -73,7 +76,7 @@ pub async fn run(args: RunArgs, file: &Path) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -21,9 +21,9 @@ use crate::app::control::{DaemonClient, Route, SyncControl, SyncControlError};
 use crate::app::report::{Outcome, RunLog, RunSummary, SyncSummary};
 use crate::app::{Host, HostError, HostOptions, StateFileError};
 use crate::config::{self, Catalog, Config, Env};
-use crate::sync::model::{Side, Value};
+use crate::sync::model::{Side, SidePair, Value};
 use crate::sync::plan::OpKind;
-use crate::sync::state::{Counters, Flow};
+use crate::sync::state::{Counters, Flow, Requests};
 
 /// Sync commands.
 #[derive(Debug, Subcommand)]
@@ -578,6 +578,9 @@ fn print_run(r: &RunSummary, a: &str, b: &str) {
         Some(id) => println!("Sync `{}` run #{id}: {outcome}", r.sync),
         None => println!("Sync `{}`: {outcome}", r.sync),
     }
+    if let Some(req) = &r.requests {
+        println!("{}", requests_line(req, a, b));
+    }
     if r.counters.is_empty() {
         println!("Nothing to do: both sides are in step.");
     } else {
@@ -767,6 +770,9 @@ fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, js
                 .map(|m| format!(": {m}"))
                 .unwrap_or_default()
         );
+        if let Some(req) = &r.requests {
+            println!("{}", requests_line(req, a, b));
+        }
         if !r.counters.is_empty() {
             println!("{}", counters_table(&r.counters, a, b));
         }
@@ -794,6 +800,38 @@ fn print_logs(cfg: &crate::config::SyncConfig, logs: &[RunLog], limit: usize, js
         }
         println!();
     }
+}
+
+/// A run's API requests per side, each with its account's fullest quota window as the
+/// run ended: `API requests: 12 to crm (A; quota: 40 of 1000 per 3600 s), 3 to mail (B)`.
+fn requests_line(r: &SidePair<Requests>, a: &str, b: &str) -> String {
+    let side = |req: &Requests, name: &str, letter: &str| {
+        let fullest = req
+            .windows
+            .iter()
+            .filter(|w| w.limit > 0)
+            .max_by(|x, y| (x.used * y.limit).cmp(&(y.used * x.limit)))
+            .map(|w| format!("{} of {} per {} s", w.used, w.limit, w.period_secs));
+        let app = req.app.as_ref().map(|q| match q.limit {
+            Some(l) => format!("the app says {} of {l} left", q.remaining),
+            None => format!("the app says {} left", q.remaining),
+        });
+        let quota: Vec<String> = fullest.into_iter().chain(app).collect();
+        if quota.is_empty() {
+            format!("{} to {name} ({letter})", req.sent)
+        } else {
+            format!(
+                "{} to {name} ({letter}; quota: {})",
+                req.sent,
+                quota.join(", ")
+            )
+        }
+    };
+    format!(
+        "API requests: {}, {}",
+        side(&r.a, a, "A"),
+        side(&r.b, b, "B")
+    )
 }
 
 /// The sync and the resolution a `resolve` command asks for (clap has checked that
@@ -879,5 +917,39 @@ mod tests {
         );
         assert!(resolve(&["--release"]).is_err(), "needs a record");
         assert!(resolve(&["--release", "17", "--link", "1", "2"]).is_err());
+    }
+
+    /// `sync logs` names each side's requests and the fullest quota window, or the
+    /// app's own count when it sent one.
+    #[test]
+    fn a_runs_requests_are_one_line_per_run() {
+        use crate::sync::state::{AppQuota, QuotaUse};
+        let a = Requests {
+            sent: 12,
+            windows: vec![
+                QuotaUse {
+                    limit: 1000,
+                    period_secs: 3600,
+                    used: 40,
+                },
+                QuotaUse {
+                    limit: 50,
+                    period_secs: 60,
+                    used: 10,
+                },
+            ],
+            app: Some(AppQuota {
+                remaining: 7,
+                limit: Some(9),
+            }),
+        };
+        let b = Requests {
+            sent: 3,
+            ..Requests::default()
+        };
+        assert_eq!(
+            requests_line(&SidePair::new(a, b), "crm", "mail"),
+            "API requests: 12 to crm (A; quota: 10 of 50 per 60 s, the app says 7 of 9 left), 3 to mail (B)"
+        );
     }
 }

@@ -522,4 +522,15 @@ impl Source for MemoryApp {
         }
         Ok(results)
     }
+
+    /// Every `pull`, `find` and `push` call counts as one request to the app.
+    fn requests(&self) -> Option<crate::sync::state::Requests> {
+        Some(crate::sync::state::Requests {
+            sent: ["pull", "find", "push"]
+                .iter()
+                .map(|k| self.calls(k) as u64)
+                .sum(),
+            ..Default::default()
+        })
+    }
 }

@@ -330,6 +330,12 @@ pub trait Source: Send + Sync {
         entity: &str,
         writes: Vec<Write>,
     ) -> impl Future<Output = Result<Vec<WriteResult>, SourceError>> + Send;
+    /// The API requests this source has sent since it was made, and its account's quota
+    /// now, for the run log; `None` when it does not count them (the default). The engine
+    /// records what a run added.
+    fn requests(&self) -> Option<super::state::Requests> {
+        None
+    }
 }
 
 /// Where a batch of records is going (WIT `map-context`).

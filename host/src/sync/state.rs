@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::baseline::{Decision, Decisions, Link};
-use super::model::{RecordKey, Side};
+use super::model::{RecordKey, Side, SidePair};
 use super::plan::PlannedOp;
 use crate::db::pg::{Conn, params};
 use crate::db::{Db, Pg, PgError};
@@ -384,6 +384,49 @@ pub struct RunRecord {
     /// In a fleet: the daemon that made the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daemon: Option<String>,
+    /// The API requests the run made on each side, with the account's quota as the run
+    /// ended; written by the run's last commit. `None` for runs that did not get that far,
+    /// runs recorded before it was kept, and sources that do not count (tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<SidePair<Requests>>,
+}
+
+/// The API requests a run made through one side's connection, and that account's quota
+/// as the run ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// Requests the run's connector sent (retries included). The connection's check,
+    /// made once per process before its first run, belongs to no run.
+    pub sent: u64,
+    /// The account's request windows as the run ended: each limit, and the requests
+    /// within it by everything using the account (other syncs too), as this process
+    /// counted them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<QuotaUse>,
+    /// What the app's own `X-RateLimit-*` headers last said, if it sends them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppQuota>,
+}
+
+/// One request window of an account and its use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUse {
+    /// Requests allowed per period.
+    pub limit: u64,
+    /// The period, in seconds.
+    pub period_secs: u64,
+    /// Requests within the last period.
+    pub used: u64,
+}
+
+/// An app's own count of an account's requests (`X-RateLimit-Remaining` and `-Limit`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppQuota {
+    /// Requests left.
+    pub remaining: u64,
+    /// The limit, when the app says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
 }
 
 /// One per-record event of a run (the log).
@@ -1745,6 +1788,7 @@ impl<'a> Txn<'a> {
             message: None,
             counters: BTreeMap::new(),
             daemon: self.fence.map(|f| f.owner.clone()),
+            requests: None,
         };
         self.put_run(&run)?;
         Ok(run)
@@ -2001,6 +2045,35 @@ mod tests {
             serde_json::to_string(&counters).unwrap(),
             r#"{"a-to-b":1,"b-to-a":2,"both":3}"#
         );
+    }
+
+    /// A run recorded before runs kept their requests reads as one without them; one
+    /// with them reads back as written.
+    #[test]
+    fn runs_without_requests_still_read() {
+        let old = r#"{"id":3,"kind":"incremental","started_at":10,"ended_at":11,"outcome":"ok","message":null,"counters":{}}"#;
+        let r: RunRecord = serde_json::from_str(old).unwrap();
+        assert_eq!((r.id, &r.requests), (3, &None));
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("requests"), "{text}");
+        let q = Requests {
+            sent: 4,
+            windows: vec![QuotaUse {
+                limit: 100,
+                period_secs: 60,
+                used: 25,
+            }],
+            app: Some(AppQuota {
+                remaining: 10,
+                limit: Some(20),
+            }),
+        };
+        let r = RunRecord {
+            requests: Some(SidePair::new(q, Requests::default())),
+            ..r
+        };
+        let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 
     /// A disk that fills up on demand: writes then fail as the kernel fails them (ENOSPC).

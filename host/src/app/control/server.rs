@@ -321,12 +321,7 @@ async fn plan(
     Path(name): Path<String>,
     Query(q): Query<PlanQuery>,
 ) -> Response {
-    let opts = RunOptions {
-        dry_run: true,
-        full: q.full,
-        ..RunOptions::default()
-    };
-    let report = match ctx.daemon.run_now(&name, opts).await {
+    let report = match ctx.daemon.preview(&name, q.full).await {
         Ok(r) => r,
         Err(DaemonError::Host(e)) => return host_error(e),
         Err(e @ (DaemonError::Cancelled(_) | DaemonError::NotOwner { .. })) => {

@@ -948,21 +948,22 @@ pub(super) fn epilogue(
         demo.state.display()
     )?;
     if serving {
+        // The console's lines follow once its daemon listens ([`console`]).
         writeln!(
             out,
             "\nThe simulated apps keep running until Ctrl-C, on the ports the config's defaults name\n\
-             (Freshsales {}, Freshmarketer {}, Google {}). In another terminal:",
+             (Freshsales {}, Freshmarketer {}, Google {}).",
             demo.apps.freshsales.base_url,
             demo.apps.freshmarketer.base_url,
             demo.apps.google.base_url
         )?;
-    } else {
-        writeln!(
-            out,
-            "\nExplore further (the state stays until the next `tandem demo`; `sync plan` and `tandem run`\n\
-             need the apps running: start the demo with `tandem demo --serve` and use another terminal):"
-        )?;
+        return Ok(());
     }
+    writeln!(
+        out,
+        "\nExplore further (the state stays until the next `tandem demo`; `sync plan` needs the apps\n\
+         running, and `tandem demo --serve` keeps them running and serves the operator console):"
+    )?;
     for cmd in [
         format!("tandem sync status --config {config}"),
         format!("tandem sync logs sales-marketing --config {config}"),
@@ -972,22 +973,40 @@ pub(super) fn epilogue(
     ] {
         writeln!(out, "  {cmd}")?;
     }
-    if serving {
-        // The daemon serves the operator console on its control API's address.
-        let cfg = &demo.resolved.daemon;
-        let token = match cfg.token.as_ref().map(|t| &t.source) {
-            Some(crate::config::SecretSource::File(p)) => p.display().to_string(),
-            _ => "the file `[daemon] token` names".into(),
-        };
-        writeln!(
-            out,
-            "\nThe operator console (docs/console.md): start the daemon in another terminal,\n  \
-             tandem run --config {config}\n\
-             then open http://{}/console/ and sign in with the control token in\n  {token}\n\
-             (the demo's own, fake like every credential here).",
-            cfg.listen
-        )?;
+    Ok(())
+}
+
+/// With `--serve`: where the operator console is, once its daemon (over the demo's state)
+/// listens on `addr`, and what reaches that daemon from another terminal.
+pub(super) fn console(
+    out: &mut dyn Write,
+    demo: &super::DemoRun,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    let config = demo.config.display();
+    let token = match demo.resolved.daemon.token.as_ref().map(|t| &t.source) {
+        Some(crate::config::SecretSource::File(p)) => p.display().to_string(),
+        _ => "the file `[daemon] token` names".into(),
+    };
+    writeln!(
+        out,
+        "\nThe operator console (docs/console.md) is at http://{addr}/console/\n\
+         Sign in with the control token in\n  {token}\n\
+         (the demo's own, fake like every credential here). Its daemon polls the demo's syncs;\n\
+         in another terminal, these go through it:"
+    )?;
+    for cmd in [
+        format!("tandem sync status --config {config}"),
+        format!("tandem sync logs sales-marketing --config {config}"),
+        format!("tandem sync run sales-google --config {config}"),
+    ] {
+        writeln!(out, "  {cmd}")?;
     }
+    writeln!(
+        out,
+        "(`tandem sync plan` reads the state file, which the daemon holds: the console's\n\
+         \"Preview next run\" shows the plan.) Ctrl-C stops the daemon and the apps."
+    )?;
     Ok(())
 }
 

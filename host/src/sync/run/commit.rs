@@ -279,6 +279,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             }
         }
         exec.run.ended_at = Some(opts.now);
+        exec.run.requests = self.run_requests();
         let status = match &outcome {
             RunOutcome::Halted(m) => {
                 exec.run.outcome = "halted".into();

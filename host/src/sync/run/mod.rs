@@ -34,8 +34,8 @@ use super::plan::{EntityInput, OpKind, Plan, PlannedOp, plan};
 use super::policy::{PolicyError, SyncPolicy};
 use super::source::{EntityInfo, Mappers, Source, SourceError, WriteOp};
 use super::state::{
-    Counters, Event, Flow, OpStatus, OutboxEntry, RetryEntry, RunKind, RunRecord, StateError,
-    SyncStatus, SyncStore, Tombstone, Txn,
+    Counters, Event, Flow, OpStatus, OutboxEntry, Requests, RetryEntry, RunKind, RunRecord,
+    StateError, SyncStatus, SyncStore, Tombstone, Txn,
 };
 
 /// Ids per lookup by ids.
@@ -217,6 +217,8 @@ pub struct RunReport {
     pub counters: BTreeMap<Flow, Counters>,
     /// Writes that failed or were parked: (op id, error).
     pub failures: Vec<(String, String)>,
+    /// The API requests the run made on each side (as in its record).
+    pub requests: Option<SidePair<Requests>>,
 }
 
 impl RunReport {
@@ -228,6 +230,7 @@ impl RunReport {
             plan: Plan::default(),
             counters: BTreeMap::new(),
             failures: Vec::new(),
+            requests: None,
         }
     }
 }
@@ -246,6 +249,8 @@ pub struct Engine<'a, S, M> {
     reads: std::sync::Mutex<ReadTally>,
     /// Records a mapper failed on (not ones it dropped on purpose) in the current run.
     mapper_failures: std::sync::Mutex<Vec<MapperFailure>>,
+    /// The requests each side's source had sent when the current run started.
+    sent_before: std::sync::Mutex<SidePair<u64>>,
 }
 
 /// What a run has read so far.
@@ -386,6 +391,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             hooks: &NoHooks,
             reads: Default::default(),
             mapper_failures: Default::default(),
+            sent_before: Default::default(),
         }
     }
 
@@ -444,6 +450,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             hooks: self.hooks,
             reads: Default::default(),
             mapper_failures: Default::default(),
+            sent_before: Default::default(),
         };
         engine.run_viewed(opts).await
     }
@@ -459,6 +466,8 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             }
             _ => {}
         }
+        let sent = |s: Side| self.source(s).requests().map_or(0, |r| r.sent);
+        *lock(&self.sent_before) = SidePair::new(sent(Side::A), sent(Side::B));
         if !opts.dry_run {
             self.recover(&opts).await?;
             self.purge_tombstones(opts.now)?;
@@ -524,6 +533,7 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             plan,
             counters: exec.run.counters,
             failures: exec.failures,
+            requests: exec.run.requests,
         })
     }
 
@@ -539,12 +549,25 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             run.outcome = "failed".into();
             run.message = Some(e.to_string());
             run.ended_at = Some(opts.now);
+            run.requests = self.run_requests();
             t.put_run(&run)
         });
         match written {
             Ok(()) => e,
             Err(store) => store.into(),
         }
+    }
+
+    /// The requests the current run made on each side so far, with each account's quota
+    /// now; `None` when the sources do not count them.
+    fn run_requests(&self) -> Option<SidePair<Requests>> {
+        let before = *lock(&self.sent_before);
+        let side = |s: Side| {
+            let mut r = self.source(s).requests()?;
+            r.sent = r.sent.saturating_sub(*before.get(s));
+            Some(r)
+        };
+        Some(SidePair::new(side(Side::A)?, side(Side::B)?))
     }
 
     /// Counts what was read from `side` against the run's bounds (`policy.limits`).

@@ -233,6 +233,32 @@ fn initial_two_way_sync_links_creates_and_the_second_run_writes_nothing() {
 }
 }
 
+/// A run's record counts the requests that run made on each side, not those of earlier
+/// runs through the same sources.
+#[tokio::test]
+async fn a_run_records_the_requests_it_made_on_each_side() {
+    let w = world(Direction::TwoWay, 50);
+    w.fs_lead("jane@x.io", "Jane");
+    w.fm_contact("bob@x.io", "Bob");
+    let calls = |app: &MemoryApp| -> u64 {
+        ["pull", "find", "push"]
+            .iter()
+            .map(|k| app.calls(k) as u64)
+            .sum()
+    };
+    let mut seen = (0, 0);
+    for now in [1000, 2000] {
+        let r = w.run(now).await;
+        let made = (calls(&w.fs) - seen.0, calls(&w.fm) - seen.1);
+        seen = (calls(&w.fs), calls(&w.fm));
+        let req = r.requests.expect("counted");
+        assert_eq!((req.a.sent, req.b.sent), made, "run at {now}");
+        let stored = w.store.runs("fs-fm").unwrap().pop().unwrap();
+        assert_eq!(stored.requests.map(|q| (q.a.sent, q.b.sent)), Some(made));
+    }
+    assert!(w.fm.calls("push") > 0, "the first run wrote");
+}
+
 /// The fleet's cost goal (docs/fleet.md §5): a run that finds nothing to do reads the
 /// sync's state once and commits once, fence check included, and writes only its run
 /// record and run counter.

@@ -212,6 +212,73 @@ function chart(runs) {
   return [g, legend];
 }
 
+// The share (0 to 1) of an account's quota used as a run ended: the fullest of its
+// request windows and of the app's own X-RateLimit count; null when nothing is known.
+function quotaUsed(q) {
+  if (!q) return null;
+  const shares = (q.windows || []).filter((w) => w.limit > 0).map((w) => w.used / w.limit);
+  if (q.app && q.app.limit) shares.push((q.app.limit - q.app.remaining) / q.app.limit);
+  return shares.length ? Math.min(1, Math.max(...shares)) : null;
+}
+function runQuota(r) {
+  const q = r.requests;
+  if (!q) return null;
+  const shares = [quotaUsed(q.a), quotaUsed(q.b)].filter((x) => x !== null);
+  return shares.length ? Math.max(...shares) : null;
+}
+const pct = (f) => f === null ? '—' : Math.round(f * 100) + '%';
+
+// Per run: the API requests it made on each side (stacked bars, left axis), and the
+// fuller of the two accounts' quotas as it ended (dots, right axis, 0-100 %).
+function requestsChart(runs, a, b) {
+  const W = 760, H = 160, pad = 30;
+  const shown = runs.slice(-30);
+  if (!shown.some((r) => r.run.requests)) {
+    return el('p', { class: 'muted', id: 'requests-chart' }, 'No run has recorded its API requests yet.');
+  }
+  const max = Math.max(1, ...shown.map((r) => r.run.requests ? r.run.requests.a.sent + r.run.requests.b.sent : 0));
+  const bw = Math.min(40, Math.max(4, Math.floor((W - 2 * pad) / Math.max(shown.length, 1)) - 4));
+  const inner = H - 2 * pad;
+  const g = svg('svg', { class: 'chart', id: 'requests-chart', width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img' },
+    svg('title', {}, 'API requests per run on each side, and the accounts’ quota used as it ended'),
+    svg('line', { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: '#98a2b3' }),
+    svg('text', { x: 2, y: pad }, max),
+    svg('text', { x: W - pad + 2, y: pad }, '100%'),
+    svg('text', { x: W - pad + 2, y: H - pad }, '0%'));
+  shown.forEach((r, i) => {
+    const x = pad + 2 + i * (bw + 4);
+    const q = r.run.requests;
+    if (q) {
+      let y = H - pad;
+      [['a', a, '#7a5af8'], ['b', b, '#0ba5ec']].forEach(([side, conn, color]) => {
+        const n = q[side].sent;
+        const h = Math.round((n / max) * inner);
+        if (h > 0) {
+          y -= h;
+          g.append(svg('rect', { x, y, width: bw, height: h, fill: color, 'data-side': side },
+            svg('title', {}, `run ${r.run.id}: ${n} requests to ${conn} (${side.toUpperCase()}), quota ${pct(quotaUsed(q[side]))} used at its end`)));
+        }
+      });
+      const share = runQuota(r.run);
+      if (share !== null) {
+        g.append(svg('circle', { cx: x + bw / 2, cy: H - pad - share * inner, r: 3, fill: '#f04438' },
+          svg('title', {}, `run ${r.run.id}: quota ${pct(share)} used at its end`)));
+      }
+    }
+    g.append(svg('text', { x, y: H - pad + 14 }, r.run.id));
+  });
+  const legend = el('div', { class: 'legend' },
+    el('span', {}, el('i', { class: 'sw c-req-a' }), 'requests to ' + a + ' (A)'),
+    el('span', {}, el('i', { class: 'sw c-req-b' }), 'requests to ' + b + ' (B)'),
+    el('span', {}, el('i', { class: 'sw c-quota' }), 'quota used at the run’s end'));
+  return [g, legend];
+}
+function requestsCell(r) {
+  const q = r.requests;
+  if (!q) return el('td', { class: 'num', 'data-requests': '' }, '—');
+  return el('td', { class: 'num', 'data-requests': q.a.sent + ' ' + q.b.sent }, q.a.sent + ' / ' + q.b.sent);
+}
+
 function budgetsTable(budgets) {
   const rows = [];
   for (const b of budgets) {
@@ -239,6 +306,8 @@ function runEvents(log, a, b) {
     el('td', { class: 'mono' }, e.records.join(' ')), el('td', {}, e.reason)));
   return [
     el('h2', {}, 'Run #' + log.run.id + ' — ' + log.run.kind + ', ' + log.run.outcome + (log.run.message ? ': ' + log.run.message : '')),
+    log.run.requests ? el('p', { id: 'run-requests' }, 'API requests: ' + log.run.requests.a.sent + ' to ' + a + ' (A, quota ' + pct(quotaUsed(log.run.requests.a)) + ' used at the end), ' +
+      log.run.requests.b.sent + ' to ' + b + ' (B, ' + pct(quotaUsed(log.run.requests.b)) + ')') : null,
     countersTable(log.run.counters, a, b),
     table(['action', 'direction', 'entity', 'records', 'reason'], rows, { id: 'events' }),
     log.events.length > 200 ? el('p', { class: 'muted' }, (log.events.length - 200) + ' more events: tandem sync logs --run ' + log.run.id + ' --limit 0') : null,
@@ -278,7 +347,8 @@ function pageSync(name, runId) {
     const runRows = logs.runs.slice().reverse().map((r) => el('tr', { 'data-run': r.run.id },
       el('td', {}, el('a', { href: '#/sync/' + enc(name) + '/' + r.run.id }, '#' + r.run.id)),
       el('td', {}, r.run.kind), el('td', {}, when(r.run.started_at)), el('td', {}, r.run.outcome),
-      ['created', 'updated', 'removed', 'linked', 'failed', 'conflicts'].map((k) => el('td', { class: 'num' }, sum(r.run.counters, k)))));
+      ['created', 'updated', 'removed', 'linked', 'failed', 'conflicts'].map((k) => el('td', { class: 'num' }, sum(r.run.counters, k))),
+      requestsCell(r.run), el('td', { class: 'num' }, pct(runQuota(r.run)))));
     const paused = s.status === 'paused';
     const bPreview = el('button', { id: 'preview-button', onclick: async () => {
       bPreview.disabled = true;
@@ -298,9 +368,11 @@ function pageSync(name, runId) {
       previewCard(preview),
       el('h2', {}, 'Runs'),
       chart(logs.runs),
-      el('h2', {}, 'API requests against each account\u2019s quota'),
+      el('h2', {}, 'API requests per run, against the accounts\u2019 quota'),
+      requestsChart(logs.runs, s.a, s.b),
+      el('h2', {}, 'Account budgets now'),
       budgetsTable(budgets.budgets),
-      table(['run', 'kind', 'started', 'outcome', 'created', 'updated', 'removed', 'linked', 'failed', 'conflicts'], runRows, { id: 'runs' }),
+      table(['run', 'kind', 'started', 'outcome', 'created', 'updated', 'removed', 'linked', 'failed', 'conflicts', 'requests A / B', 'quota used'], runRows, { id: 'runs' }),
       chosen ? runEvents(chosen, s.a, s.b) : el('p', { class: 'muted' }, 'No run yet.'),
     );
   });
