@@ -628,6 +628,10 @@ async fn run_leased(
             handle.await
         }
     };
+    drop(_turn);
+    if d.inner.runs.available_permits() == d.inner.max_runs {
+        release_freed_memory().await;
+    }
     let mut st = w.state();
     st.running = false;
     st.current = None;
@@ -650,6 +654,27 @@ async fn run_leased(
             st.last_error = Some("cancelled".into());
             Err(DaemonError::Cancelled(w.name.clone()))
         }
+    }
+}
+
+/// Hands the allocator's free pages back to the operating system, when the last run in
+/// progress has ended. Runs that fall due together hold their records and pages at once;
+/// glibc keeps what they freed in its arenas (below their tops it never trims), so a
+/// daemon's resident memory would stay at its busiest moment for good (docs/performance.md
+/// §3). At most once a second; off the async threads, as it walks every arena.
+async fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+        {
+            let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        // SAFETY: malloc_trim only returns free memory of the allocator's own arenas.
+        let _ = tokio::task::spawn_blocking(|| unsafe { libc::malloc_trim(0) }).await;
     }
 }
 
