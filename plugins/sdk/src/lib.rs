@@ -110,6 +110,8 @@ pub mod __bindings;
 #[doc(hidden)]
 #[path = "export.rs"]
 pub mod __export;
+mod arena;
+mod buffer;
 pub mod config;
 pub mod http;
 pub mod log;
