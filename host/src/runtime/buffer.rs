@@ -401,6 +401,43 @@ mod tests {
         assert!(t.windows(score.len()).any(|w| w == score.as_slice()));
     }
 
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The example of plugins/README.md §5.2, byte for byte.
+    #[test]
+    fn the_guides_example_is_the_layout() {
+        let input = vec![Record {
+            id: "7".into(),
+            version: None,
+            updated_at: None,
+            fields: vec![
+                field("email", Value::Text("A@x.io".into())),
+                field("score", Value::Number(2.0)),
+            ],
+        }];
+        let encoded = encode(&input).unwrap();
+        assert_eq!(encoded.text, "emailscore7A@x.io");
+        assert_eq!(
+            encoded.table,
+            hex(
+                "02000000 05000000 05000000 01000000 02000000 00000000 01000000 00 00
+                 02000000 00000000 01 06000000 01000000 02 0000000000000040"
+            )
+        );
+        let answer = hex("17000000 06000000 03 00 00 00 02000000
+                          01 00000000 01 06000000 00 01000000");
+        let out = decode(&input, &encoded.names, "a@x.io", &answer, &[]);
+        let mut expected = input[0].clone();
+        expected.fields[0].value = Value::Text("a@x.io".into());
+        assert_eq!(out, vec![Ok(Some(expected))]);
+    }
+
     #[test]
     fn answers_copy_from_the_input_and_build_what_changed() {
         let input = records();
