@@ -249,10 +249,7 @@ pub fn decode(
 /// Splits the next entry off the answer: its table bytes and its texts. Once a frame is
 /// out of range, every later record fails too (the rest cannot be found).
 fn frame<'a>(table: &mut &'a [u8], text: &mut &'a str) -> Option<Reader<'a>> {
-    let mut head = Reader {
-        table: *table,
-        text: "",
-    };
+    let mut head = Reader { table, text: "" };
     let table_len = head.u32()? as usize;
     let text_len = head.u32()? as usize;
     let entry_table = head.table.get(..table_len)?;

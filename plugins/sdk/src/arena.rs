@@ -64,7 +64,8 @@ impl Arena {
     }
 
     /// Bytes handed out so far.
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    fn used(&self) -> usize {
         self.top.load(Relaxed) - self.start.load(Relaxed)
     }
 
