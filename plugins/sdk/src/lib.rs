@@ -155,7 +155,7 @@ mod contract_tests {
         let path = format!("path: \"wit/{}\",", super::CONTRACT_VERSION);
         assert_eq!(
             bindings.matches(&path).count(),
-            4,
+            5,
             "bindings generate from {path}"
         );
     }
