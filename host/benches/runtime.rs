@@ -4,12 +4,14 @@
 //!   one near-empty export call (goal: <= 25 µs median; printed as goal vs measured, with
 //!   the allocator in use).
 //! * `map-1000/*`: a mapper normalising 1,000 contact records, in wasm vs the same code
-//!   compiled natively (goal: wasm/native <= 1.5x), in both shapes of the contract:
+//!   compiled natively (goal: wasm/native <= 1.5x), in the three shapes of the contract:
 //!   `wasm` is a mapper exporting only `mapper-api.map` (one string per id, name and
-//!   value), `wasm-packed` the same transform through the SDK, which also exports the
-//!   packed `mapper-batch-api.map-batch` that the host prefers. The ratios of one run are
-//!   printed at the end. `*-identity` / `native-clone` split the wasm figures into the
-//!   fixed cost of crossing the boundary and the transform itself.
+//!   value); `wasm-packed` and `wasm-buffer` are the same transform through the SDK,
+//!   which exports `map` and the packed `mapper-batch-api.map-batch` and the byte-buffer
+//!   `mapper-buffer-api.map-buffer`, called through each (the host prefers the last).
+//!   The ratios of one run are printed at the end. `*-identity` / `native-clone` split
+//!   the wasm figures into the fixed cost of crossing the boundary and the transform
+//!   itself.
 //!
 //! Run: `cargo bench -p tandem --bench runtime`.
 
@@ -20,8 +22,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tandem::runtime::types::{Field, MapContext, Record, Value};
 use tandem::runtime::{
-    Allocator, Connection, ConnectorClient, Credentials, Grant, MapperClient, MapperLimits,
-    PluginSource, PolicyClass, Runtime, RuntimeOptions,
+    Allocator, Connection, ConnectorClient, Credentials, Grant, MapShape, MapperClient,
+    MapperLimits, PluginSource, PolicyClass, Runtime, RuntimeOptions,
 };
 
 #[path = "../../tests/fixtures/bench-mapper/src/logic.rs"]
@@ -33,6 +35,7 @@ struct Setup {
     empty_mapper: MapperClient,
     contacts_mapper: MapperClient,
     packed_mapper: MapperClient,
+    buffer_mapper: MapperClient,
     allocator: Allocator,
     _dir: tempfile::TempDir,
 }
@@ -58,7 +61,7 @@ fn setup() -> Setup {
     let hostile_mapper = load("tandem-fixture-hostile-mapper");
     let bench_mapper = load("tandem-fixture-bench-mapper");
     let packed_mapper = load("tandem-fixture-packed-mapper");
-    assert!(!bench_mapper.has_batch_map() && packed_mapper.has_batch_map());
+    assert!(!bench_mapper.has_batch_map() && packed_mapper.has_buffer_map());
     let connector = rt.block_on(async {
         runtime
             .connector(
@@ -85,7 +88,12 @@ fn setup() -> Setup {
         contacts_mapper: runtime
             .mapper(&bench_mapper, limits.clone(), "bench")
             .unwrap(),
-        packed_mapper: runtime.mapper(&packed_mapper, limits, "bench").unwrap(),
+        packed_mapper: runtime
+            .mapper(&packed_mapper, limits.clone(), "bench")
+            .unwrap()
+            .with_shape(MapShape::Batch)
+            .unwrap(),
+        buffer_mapper: runtime.mapper(&packed_mapper, limits, "bench").unwrap(),
         allocator: runtime.allocator(PolicyClass::Connector),
         rt,
         _dir: dir,
@@ -195,6 +203,9 @@ fn benches(c: &mut Criterion) {
     assert_eq!(wasm_out, map_native(&input));
     let packed_out = s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap();
     assert_eq!(packed_out, wasm_out);
+    assert_eq!(s.buffer_mapper.shape(), MapShape::Buffer);
+    let buffer_out = s.rt.block_on(s.buffer_mapper.map(&ctx, &input)).unwrap();
+    assert_eq!(buffer_out, wasm_out);
 
     let mut group = c.benchmark_group("instance");
     group.bench_function("connector-describe", |b| {
@@ -213,6 +224,9 @@ fn benches(c: &mut Criterion) {
     });
     group.bench_function("wasm-packed", |b| {
         b.iter(|| black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap()))
+    });
+    group.bench_function("wasm-buffer", |b| {
+        b.iter(|| black_box(s.rt.block_on(s.buffer_mapper.map(&ctx, &input)).unwrap()))
     });
     group.bench_function("native", |b| b.iter(|| black_box(map_native(&input))));
     // Breakdown: the same records through an identity mapper (instance + crossing the
@@ -234,12 +248,21 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
+    group.bench_function("wasm-buffer-identity", |b| {
+        b.iter(|| {
+            black_box(
+                s.rt.block_on(s.buffer_mapper.map(&identity, &input))
+                    .unwrap(),
+            )
+        })
+    });
     group.bench_function("native-clone", |b| b.iter(|| black_box(input.clone())));
     group.finish();
 
     // One run, all sides interleaved, medians compared.
     let mut wasm = Vec::new();
     let mut packed = Vec::new();
+    let mut buffer = Vec::new();
     let mut native = Vec::new();
     for _ in 0..60 {
         let t = Instant::now();
@@ -249,11 +272,23 @@ fn benches(c: &mut Criterion) {
         black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap());
         packed.push(t.elapsed());
         let t = Instant::now();
+        black_box(s.rt.block_on(s.buffer_mapper.map(&ctx, &input)).unwrap());
+        buffer.push(t.elapsed());
+        let t = Instant::now();
         black_box(map_native(&input));
         native.push(t.elapsed());
     }
-    let (w, p, n) = (median(&mut wasm), median(&mut packed), median(&mut native));
-    for (shape, measured) in [("map (old shape)", w), ("map-batch (packed)", p)] {
+    let (w, p, b, n) = (
+        median(&mut wasm),
+        median(&mut packed),
+        median(&mut buffer),
+        median(&mut native),
+    );
+    for (shape, measured) in [
+        ("map (old shape)", w),
+        ("map-batch (packed)", p),
+        ("map-buffer (bytes, changes)", b),
+    ] {
         println!(
             "map-1000 {shape}: goal <= 1.5x native, measured {:.2}x (one run, median of 60: wasm {measured:?} / native {n:?})",
             measured.as_secs_f64() / n.as_secs_f64()

@@ -1,6 +1,6 @@
 //! Host-side bindings generated from the WIT contract in `wit/` (`tandem:plugin@0.1.0`).
 //!
-//! Four worlds, one set of types: the mapper, lookups and mapper-batch bindings reuse the connector
+//! Five worlds, one set of types: the mapper, lookups, mapper-batch and mapper-buffer bindings reuse the connector
 //! bindings' `types` (and `log`) modules, so a `Record` is the same Rust type in all.
 
 /// Bindings of the `connector` world.
@@ -60,8 +60,24 @@ pub mod mapper_batch {
     });
 }
 
+/// Bindings of the `mapper-buffer` world: the optional `mapper-buffer-api` export of a
+/// mapper (types shared with [`connector`]). A mapper component that lacks it runs
+/// through `map-batch` or `map` as before; see [`super::client::MapperClient::map`].
+pub mod mapper_buffer {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "mapper-buffer",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "tandem:plugin/types": super::connector::tandem::plugin::types,
+        },
+    });
+}
+
 pub use connector::exports::tandem::plugin::connector_api;
 pub use connector::tandem::plugin::{config, http, log, storage, types};
 pub use lookups::exports::tandem::plugin::lookup_api;
 pub use mapper::exports::tandem::plugin::mapper_api;
 pub use mapper_batch::exports::tandem::plugin::mapper_batch_api;
+pub use mapper_buffer::exports::tandem::plugin::mapper_buffer_api;

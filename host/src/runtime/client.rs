@@ -10,7 +10,8 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::Plugin;
 use super::bindings::connector::{Connector, ConnectorPre};
 use super::bindings::mapper::{Mapper, MapperPre};
-use super::bindings::mapper_batch_api;
+use super::bindings::{mapper_batch_api, mapper_buffer_api};
+use super::buffer;
 use super::engine::TICK;
 use super::limits::{ConnectorLimits, MapperLimits, MemoryLimitExceeded, StderrTail};
 use super::log::LogCtx;
@@ -576,8 +577,11 @@ impl ConnectorClient {
 pub struct MapperClient {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) pre: MapperPre<HostState>,
-    /// The optional `mapper-batch-api` export, when the component has it.
+    /// The optional `mapper-batch-api` export, when the component has it (and calls
+    /// may use it).
     pub(crate) batch: Option<super::bindings::mapper_batch_api::GuestIndices>,
+    /// The optional `mapper-buffer-api` export, likewise.
+    pub(crate) buffer: Option<super::bindings::mapper_buffer_api::GuestIndices>,
     pub(crate) limits: MapperLimits,
     pub(crate) scope: Arc<str>,
     /// What the mapper reads through `config` (the sync's mapper-settings, defaults
@@ -591,6 +595,19 @@ impl fmt::Debug for MapperClient {
             .field("plugin", &self.plugin.label())
             .finish_non_exhaustive()
     }
+}
+
+/// The shapes of a mapper call, oldest first. Each is an export of the 0.1 contract; the
+/// host calls the newest one a mapper has, and all give the same results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapShape {
+    /// `mapper-api.map`: one string per id, field name and value.
+    Map,
+    /// `mapper-batch-api.map-batch`: the batch in columnar form (`runtime/packed.rs`).
+    Batch,
+    /// `mapper-buffer-api.map-buffer`: the batch as bytes, the answer as changes
+    /// (`runtime/buffer.rs`).
+    Buffer,
 }
 
 /// Result of a `map` call: one entry per input record.
@@ -610,23 +627,48 @@ impl MapperClient {
         &self.limits
     }
 
-    /// Whether calls go through the mapper's `mapper-batch-api` (records in packed form).
-    pub fn has_batch_map(&self) -> bool {
-        self.batch.is_some()
-    }
-
-    /// This client calling the mapper's `map` even when it exports `mapper-batch-api`:
-    /// for comparing the two shapes (both must give the same results).
-    pub fn unpacked(&self) -> MapperClient {
-        MapperClient {
-            batch: None,
-            ..self.clone()
+    /// Which export calls go through: the newest shape the mapper exports.
+    pub fn shape(&self) -> MapShape {
+        if self.buffer.is_some() {
+            MapShape::Buffer
+        } else if self.batch.is_some() {
+            MapShape::Batch
+        } else {
+            MapShape::Map
         }
     }
 
+    /// This client calling the mapper through `shape` even when it exports a newer one,
+    /// for comparing the shapes (all must give the same results); `None` when the mapper
+    /// lacks that export.
+    pub fn with_shape(&self, shape: MapShape) -> Option<MapperClient> {
+        let mut client = self.clone();
+        match shape {
+            MapShape::Map => {
+                client.batch = None;
+                client.buffer = None;
+            }
+            MapShape::Batch => {
+                client.batch.as_ref()?;
+                client.buffer = None;
+            }
+            MapShape::Buffer => {
+                client.buffer.as_ref()?;
+            }
+        }
+        Some(client)
+    }
+
+    /// This client calling the mapper's `map` whatever else it exports.
+    pub fn unpacked(&self) -> MapperClient {
+        self.with_shape(MapShape::Map)
+            .expect("every mapper exports `map`")
+    }
+
     /// `map(ctx, records)`: per record, `Some` to pass it on, `None` to drop it, or an
-    /// error for that record only. Through `mapper-batch-api.map-batch` when the mapper
-    /// exports it (same results; the records travel packed, see `runtime/packed.rs`).
+    /// error for that record only. Through `mapper-buffer-api.map-buffer` or
+    /// `mapper-batch-api.map-batch` when the mapper exports them (same results; see
+    /// [`MapShape`]).
     pub async fn map(
         &self,
         ctx: &types::MapContext,
@@ -674,43 +716,74 @@ impl MapperClient {
         let pre = &self.pre;
         // A batch too large for 32-bit offsets (far beyond any mapper's memory) goes
         // through `map`, which fails on the memory limit as before.
-        let packed = match &self.batch {
-            Some(indices) => packed::pack(records).ok().map(|batch| (indices, batch)),
+        let encoded = match &self.buffer {
+            Some(indices) => buffer::encode(records).ok().map(|e| (indices, e)),
             None => None,
         };
-        let (results, store) = match packed {
-            Some((indices, batch)) => {
-                let ctx = mapper_batch_api::MapContext {
-                    sync: ctx.sync.clone(),
-                    source: ctx.source.clone(),
-                    target: ctx.target.clone(),
-                    entity: ctx.entity.clone(),
-                };
-                let body = async |store: &mut Store<HostState>| {
-                    let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
-                    let guest = indices.load(&mut *store, &instance)?;
-                    guest.call_map_batch(&mut *store, &ctx, &batch).await
-                };
-                let (mapped, store) = run(
-                    &self.plugin.label,
-                    "map-batch",
-                    self.limits.timeout,
-                    store,
-                    body,
-                )
-                .await?;
-                (packed::unpack(mapped), store)
-            }
-            None => {
-                let body = async |store: &mut Store<HostState>| {
-                    let instance: Mapper = pre.instantiate_async(&mut *store).await?;
-                    instance
-                        .tandem_plugin_mapper_api()
-                        .call_map(store, ctx, records)
-                        .await
-                };
-                run(&self.plugin.label, "map", self.limits.timeout, store, body).await?
-            }
+        let packed = match (&encoded, &self.batch) {
+            (None, Some(indices)) => packed::pack(records).ok().map(|batch| (indices, batch)),
+            _ => None,
+        };
+        let (results, store) = if let Some((indices, encoded)) = encoded {
+            let ctx = mapper_buffer_api::MapContext {
+                sync: ctx.sync.clone(),
+                source: ctx.source.clone(),
+                target: ctx.target.clone(),
+                entity: ctx.entity.clone(),
+            };
+            let body = async |store: &mut Store<HostState>| {
+                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                let guest = indices.load(&mut *store, &instance)?;
+                guest
+                    .call_map_buffer(&mut *store, &ctx, &encoded.text, &encoded.table)
+                    .await
+            };
+            let (mapped, store) = run(
+                &self.plugin.label,
+                "map-buffer",
+                self.limits.timeout,
+                store,
+                body,
+            )
+            .await?;
+            let results = buffer::decode(
+                records,
+                &encoded.names,
+                &mapped.text,
+                &mapped.table,
+                &mapped.errors,
+            );
+            (results, store)
+        } else if let Some((indices, batch)) = packed {
+            let ctx = mapper_batch_api::MapContext {
+                sync: ctx.sync.clone(),
+                source: ctx.source.clone(),
+                target: ctx.target.clone(),
+                entity: ctx.entity.clone(),
+            };
+            let body = async |store: &mut Store<HostState>| {
+                let instance = pre.instance_pre().instantiate_async(&mut *store).await?;
+                let guest = indices.load(&mut *store, &instance)?;
+                guest.call_map_batch(&mut *store, &ctx, &batch).await
+            };
+            let (mapped, store) = run(
+                &self.plugin.label,
+                "map-batch",
+                self.limits.timeout,
+                store,
+                body,
+            )
+            .await?;
+            (packed::unpack(mapped), store)
+        } else {
+            let body = async |store: &mut Store<HostState>| {
+                let instance: Mapper = pre.instantiate_async(&mut *store).await?;
+                instance
+                    .tandem_plugin_mapper_api()
+                    .call_map(store, ctx, records)
+                    .await
+            };
+            run(&self.plugin.label, "map", self.limits.timeout, store, body).await?
         };
         let used = self.limits.fuel - store.get_fuel().unwrap_or(0);
         let results = results

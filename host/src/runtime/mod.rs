@@ -26,6 +26,7 @@
 //! ([`limits`], [`engine`]).
 
 pub mod bindings;
+mod buffer;
 pub mod capabilities;
 pub mod client;
 pub mod credentials;
@@ -50,7 +51,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Linker;
 
 pub use capabilities::{Grant, SUPPORTED_CONTRACT, StorageGrant};
-pub use client::{CallError, ConnectorClient, MapResults, MapperClient, TrapKind};
+pub use client::{CallError, ConnectorClient, MapResults, MapShape, MapperClient, TrapKind};
 pub use credentials::{Credentials, Secret};
 pub use engine::{
     Allocator, CacheError, CompileCache, CompileError, DEFAULT_INSTANCE_SLOTS, MAX_INSTANCE_SLOTS,
@@ -193,10 +194,12 @@ enum PluginPre {
         ConnectorPre<HostState>,
         Option<bindings::lookup_api::GuestIndices>,
     ),
-    /// A mapper, and the indices of its optional `mapper-batch-api` export.
+    /// A mapper, and the indices of its optional `mapper-batch-api` and
+    /// `mapper-buffer-api` exports.
     Mapper(
         MapperPre<HostState>,
         Option<bindings::mapper_batch_api::GuestIndices>,
+        Option<bindings::mapper_buffer_api::GuestIndices>,
     ),
 }
 
@@ -250,7 +253,12 @@ impl Plugin {
     }
     /// Whether the mapper exports the optional `mapper-batch-api` (records in packed form).
     pub fn has_batch_map(&self) -> bool {
-        matches!(&self.pre, PluginPre::Mapper(_, Some(_)))
+        matches!(&self.pre, PluginPre::Mapper(_, Some(_), _))
+    }
+    /// Whether the mapper exports the optional `mapper-buffer-api` (records as bytes,
+    /// answers as changes).
+    pub fn has_buffer_map(&self) -> bool {
+        matches!(&self.pre, PluginPre::Mapper(_, _, Some(_)))
     }
 }
 
@@ -481,9 +489,11 @@ impl Runtime {
                     .mapper_linker
                     .instantiate_pre(&component)
                     .map_err(link)?;
-                // Optional since 0.1: a component without `mapper-batch-api` gets `map`.
+                // Optional since 0.1: a component without `mapper-buffer-api` gets
+                // `map-batch`, and one without that too gets `map`.
                 let batch = bindings::mapper_batch_api::GuestIndices::new(&pre).ok();
-                PluginPre::Mapper(MapperPre::new(pre).map_err(link)?, batch)
+                let buffer = bindings::mapper_buffer_api::GuestIndices::new(&pre).ok();
+                PluginPre::Mapper(MapperPre::new(pre).map_err(link)?, batch, buffer)
             }
         };
         Ok(Arc::new(Plugin {
@@ -651,7 +661,7 @@ impl Runtime {
                     problem: problems.into_iter().next().expect("at least one problem"),
                 }
             })?;
-        let PluginPre::Mapper(pre, batch) = &plugin.pre else {
+        let PluginPre::Mapper(pre, batch, buffer) = &plugin.pre else {
             return Err(ConnectError::WrongKind {
                 plugin: plugin.label().to_owned(),
                 actual: plugin.kind(),
@@ -662,6 +672,7 @@ impl Runtime {
             plugin: plugin.clone(),
             pre: pre.clone(),
             batch: batch.clone(),
+            buffer: buffer.clone(),
             limits: limits.narrowed(&plugin.manifest.limits),
             scope: scope.into(),
             settings: Arc::new(settings::PluginSettings::new(&settings, scope)),

@@ -72,3 +72,20 @@ pub mod mapper_batch {
         },
     });
 }
+
+/// Bindings of the `mapper-buffer` world: the optional `mapper-buffer-api` export (records
+/// as bytes, answers as changes), which `export_mapper!` adds beside the other two.
+pub mod mapper_buffer {
+    wit_bindgen::generate!({
+        path: "wit/0.1.0",
+        world: "tandem:plugin/mapper-buffer@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "export_mapper_buffer_world",
+        default_bindings_module: "tandem_sdk::__bindings::mapper_buffer",
+        runtime_path: "tandem_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq],
+        with: {
+            "tandem:plugin/types@0.1.0": crate::__bindings::connector::tandem::plugin::types,
+        },
+    });
+}

@@ -6,6 +6,7 @@ use crate::__bindings::connector::exports::tandem::plugin::connector_api;
 use crate::__bindings::lookups::exports::tandem::plugin::lookup_api;
 use crate::__bindings::mapper::exports::tandem::plugin::mapper_api;
 use crate::__bindings::mapper_batch::exports::tandem::plugin::mapper_batch_api;
+use crate::__bindings::mapper_buffer::exports::tandem::plugin::mapper_buffer_api;
 use crate::types::{
     AccountInfo, Container, Error, FieldDef, Lookup, MapContext, Op, Page, PluginInfo, PullRequest,
     Record, Write, WriteResult,
@@ -222,6 +223,40 @@ impl<T: Mapper> mapper_batch_api::Guest for MapperBatchExport<T> {
     }
 }
 
+/// Adapts a [`Mapper`] to the generated `mapper-buffer-api` trait: the records are read
+/// from the host's text and table for [`Mapper::map_batch`], and the answer says what
+/// changed. Used by [`crate::export_mapper!`].
+#[doc(hidden)]
+pub struct MapperBufferExport<T>(PhantomData<T>);
+
+impl<T: Mapper> mapper_buffer_api::Guest for MapperBufferExport<T> {
+    fn map_buffer(
+        ctx: mapper_buffer_api::MapContext,
+        text: String,
+        table: Vec<u8>,
+    ) -> mapper_buffer_api::MappedBuffer {
+        let ctx = MapContext {
+            sync: ctx.sync,
+            source: ctx.source,
+            target: ctx.target,
+            entity: ctx.entity,
+        };
+        // What a call allocates is some five times its input (the records, the mapper's
+        // new values, the answer: 4.7 times for the benchmark's normaliser); the arena
+        // serves that much, and a little more, by bumping.
+        let input_size = text.len() + table.len();
+        crate::arena::reserve(input_size.saturating_mul(8).saturating_add(64 * 1024));
+        let input = crate::buffer::read(&text, &table);
+        let results = T::map_batch(&ctx, input.records());
+        let answer = crate::buffer::write(&input, results);
+        mapper_buffer_api::MappedBuffer {
+            text: answer.text,
+            table: answer.table,
+            errors: answer.errors,
+        }
+    }
+}
+
 #[doc(hidden)]
 pub use crate::__bindings::connector::export_connector_world as __export_connector_world;
 #[doc(hidden)]
@@ -230,6 +265,10 @@ pub use crate::__bindings::lookups::export_lookups_world as __export_lookups_wor
 pub use crate::__bindings::mapper::export_mapper_world as __export_mapper_world;
 #[doc(hidden)]
 pub use crate::__bindings::mapper_batch::export_mapper_batch_world as __export_mapper_batch_world;
+#[doc(hidden)]
+pub use crate::__bindings::mapper_buffer::export_mapper_buffer_world as __export_mapper_buffer_world;
+#[doc(hidden)]
+pub use crate::arena::ArenaAllocator;
 
 /// Embeds the calling crate's `tandem.toml` into the `tandem-manifest` custom section.
 /// wasm32 only: on other targets plugins are plain libraries for tests.
@@ -338,10 +377,16 @@ macro_rules! export_batch_lookup {
     };
 }
 
-/// Exports a [`Mapper`] implementation as the plugin's `mapper-api` and as its packed
-/// twin `mapper-batch-api` (which the host prefers: the same records cross the boundary
-/// in a few blocks instead of one string per field), and embeds the crate's
-/// `tandem.toml` (next to its `Cargo.toml`) in the component.
+/// Exports a [`Mapper`] implementation as the plugin's `mapper-api` and as its twins
+/// `mapper-batch-api` and `mapper-buffer-api` (which the host prefers: the records cross
+/// the boundary as one text and one byte table, and the answer carries only what the
+/// mapper changed), and embeds the crate's `tandem.toml` (next to its `Cargo.toml`) in
+/// the component.
+///
+/// It also installs the SDK's allocator, which serves the records of a `map-buffer` call
+/// from a bump arena (plugins/README.md §5.2). A mapper crate with a
+/// `#[global_allocator]` of its own writes `export_mapper!(MyMapper, own_allocator)`
+/// instead, and keeps it.
 ///
 /// Use it once, in the plugin crate's `lib.rs` (crate type `cdylib`), with a type:
 ///
@@ -365,6 +410,15 @@ macro_rules! export_batch_lookup {
 #[macro_export]
 macro_rules! export_mapper {
     ($ty:ty) => {
+        // The records of a `map-buffer` call are allocated from a bump arena: see
+        // `export_mapper!(T, own_allocator)` for a mapper with a global allocator of its own.
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static __TANDEM_ALLOCATOR: $crate::__export::ArenaAllocator =
+            $crate::__export::ArenaAllocator;
+        $crate::export_mapper!($ty, own_allocator);
+    };
+    ($ty:ty, own_allocator) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             type __TandemMapperExport = $crate::__export::MapperExport<$ty>;
@@ -374,6 +428,10 @@ macro_rules! export_mapper {
             type __TandemMapperBatchExport = $crate::__export::MapperBatchExport<$ty>;
             $crate::__export::__export_mapper_batch_world!(
                 __TandemMapperBatchExport with_types_in $crate::__bindings::mapper_batch
+            );
+            type __TandemMapperBufferExport = $crate::__export::MapperBufferExport<$ty>;
+            $crate::__export::__export_mapper_buffer_world!(
+                __TandemMapperBufferExport with_types_in $crate::__bindings::mapper_buffer
             );
         };
         $crate::__tandem_manifest!();

@@ -110,6 +110,8 @@ pub mod __bindings;
 #[doc(hidden)]
 #[path = "export.rs"]
 pub mod __export;
+mod arena;
+mod buffer;
 pub mod config;
 pub mod http;
 pub mod log;
@@ -153,7 +155,7 @@ mod contract_tests {
         let path = format!("path: \"wit/{}\",", super::CONTRACT_VERSION);
         assert_eq!(
             bindings.matches(&path).count(),
-            4,
+            5,
             "bindings generate from {path}"
         );
     }
