@@ -660,8 +660,9 @@ async fn run_leased(
 /// Hands the allocator's free pages back to the operating system, when the last run in
 /// progress has ended. Runs that fall due together hold their records and pages at once;
 /// glibc keeps what they freed in its arenas (below their tops it never trims), so a
-/// daemon's resident memory would stay at its busiest moment for good (docs/performance.md
-/// §3). At most once a second; off the async threads, as it walks every arena.
+/// daemon's resident memory would stay at its busiest moment for good
+/// (docs/performance.md §3). At most once a second; off the async threads, as it walks
+/// every arena.
 async fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
