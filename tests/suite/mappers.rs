@@ -463,3 +463,79 @@ async fn mapper_settings_reach_the_component_per_use() {
         "{err}"
     );
 }
+
+/// A batch that runs out of fuel by its size alone is halved until its parts fit (the
+/// demo's 800 Google contacts against a 50 M budget failed whole before): every record is
+/// mapped as without the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_too_big_for_its_fuel_budget_is_mapped_in_parts() {
+    use tandem::sync::Mappers;
+    use tandem::sync::model::{Record as SyncRecord, Value as SyncValue};
+    let new = plugin(NEW_SHAPE).await;
+    let wit = contacts(64);
+    let input: Vec<SyncRecord> = wit
+        .iter()
+        .map(|r| SyncRecord {
+            id: r.id.clone(),
+            version: r.version.clone(),
+            updated_at: r.updated_at.clone(),
+            fields: r
+                .fields
+                .iter()
+                .map(|f| {
+                    let v = match &f.value {
+                        Value::Text(t) => SyncValue::Text(t.clone()),
+                        Value::Texts(t) => SyncValue::Texts(t.clone()),
+                        Value::Number(n) => SyncValue::Number(*n),
+                        other => panic!("no such value in contacts(): {other:?}"),
+                    };
+                    (f.name.clone(), v)
+                })
+                .collect(),
+        })
+        .collect();
+    let unlimited = MapperLimits {
+        fuel: u64::MAX / 2,
+        ..MapperLimits::default()
+    };
+    let client = runtime().mapper(&new, unlimited.clone(), "fit").unwrap();
+    let (_, whole) = client.map_metered(&ctx("contacts"), &wit).await.unwrap();
+    let (_, one) = client
+        .map_metered(&ctx("contacts"), &wit[..1])
+        .await
+        .unwrap();
+    let budget = whole / 4;
+    assert!(one * 4 < budget, "one record {one}, the batch {whole}");
+    let short = runtime()
+        .mapper(
+            &new,
+            MapperLimits {
+                fuel: budget,
+                ..unlimited.clone()
+            },
+            "fit",
+        )
+        .unwrap();
+    let err = short.map(&ctx("contacts"), &wit).await.unwrap_err();
+    assert_eq!(trap(&err).0, TrapKind::OutOfFuel, "{err}");
+
+    let sctx = tandem::sync::source::MapContext {
+        sync: "s".into(),
+        source: "a".into(),
+        target: "b".into(),
+        entity: "contacts".into(),
+    };
+    let expected = tandem::app::PluginMappers::new([("m".to_owned(), client)].into())
+        .map("m", &sctx, input.clone())
+        .await;
+    let got = tandem::app::PluginMappers::new([("m".to_owned(), short)].into())
+        .map("m", &sctx, input)
+        .await;
+    assert_eq!(got.len(), 64);
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        let (Ok(g), Ok(e)) = (g, e) else {
+            panic!("record {i}: {g:?} / {e:?}")
+        };
+        assert_eq!(g, e, "record {i}");
+    }
+}

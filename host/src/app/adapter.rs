@@ -566,6 +566,10 @@ fn exhausted(e: &crate::runtime::CallError) -> bool {
     ) || e.trap_kind() == Some(crate::runtime::TrapKind::Interrupt)
 }
 
+/// The most calls of one mapped batch that may run out of fuel or memory while the batch
+/// is halved to find what fits ([`PluginMappers`]).
+const MAX_BUDGET_SPLITS: usize = 64;
+
 /// The tenant's mapper plugins of one sync, by plugin name.
 #[derive(Debug, Default)]
 pub struct PluginMappers {
@@ -617,17 +621,21 @@ impl Mappers for PluginMappers {
         };
         let first = match client.map(&ctx, &wit).await {
             Ok(r) => return results(r, n),
-            Err(e) => convert::mapper_call_error(e),
+            Err(e) => e,
         };
         // The call failed as a whole (a trap): find the record(s) it fails on by halving
         // the batch, so that the others go through. A range whose two halves both fail is
         // not split further (the mapper fails on everything, or on many records): that
-        // bounds the extra calls to two per halving.
+        // bounds the extra calls to two per halving. Fuel and memory are the exception:
+        // a batch spends them by its size, so halves that both ran out are split again,
+        // until they fit or [`MAX_BUDGET_SPLITS`] calls ran out too (a mapper that runs out
+        // on every record alone would otherwise cost two calls per record).
         let mut out: Vec<Option<Result<Option<Record>, SourceError>>> = vec![None; n];
         let mut failing = vec![(0, n, first)];
+        let mut budget_failures = 1;
         while let Some((lo, hi, err)) = failing.pop() {
             if hi - lo <= 1 {
-                out[lo] = Some(Err(err));
+                out[lo] = Some(Err(convert::mapper_call_error(err)));
                 continue;
             }
             let mid = lo + (hi - lo) / 2;
@@ -639,15 +647,24 @@ impl Mappers for PluginMappers {
                             *slot = Some(r);
                         }
                     }
-                    Err(e) => halves.push((a, b, convert::mapper_call_error(e))),
+                    Err(e) => halves.push((a, b, e)),
                 }
             }
-            if halves.len() == 2 {
-                for (a, b, e) in halves {
-                    out[a..b].fill(Some(Err(e)));
-                }
-            } else {
+            let spent = |e: &crate::runtime::CallError| {
+                matches!(
+                    e.trap_kind(),
+                    Some(crate::runtime::TrapKind::OutOfFuel | crate::runtime::TrapKind::Memory)
+                )
+            };
+            let split_again = halves.len() < 2
+                || (halves.iter().all(|(_, _, e)| spent(e)) && budget_failures < MAX_BUDGET_SPLITS);
+            if split_again {
+                budget_failures += halves.iter().filter(|(_, _, e)| spent(e)).count();
                 failing.extend(halves);
+            } else {
+                for (a, b, e) in halves {
+                    out[a..b].fill(Some(Err(convert::mapper_call_error(e))));
+                }
             }
         }
         out.into_iter()
