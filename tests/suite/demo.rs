@@ -56,12 +56,14 @@ async fn the_demo_brings_the_apps_in_step_and_handles_every_edit_per_policy() {
     .unwrap_or_else(|e| panic!("the demo failed: {e:#}"));
     let text = String::from_utf8(out).unwrap();
 
-    // Every run completed, the incremental ones without a failed write.
+    // Every run completed without a failed write or a record a mapper failed on (the
+    // normalize mapper once ran out of fuel on the 800 Google contacts of the first run).
     for r in run.initial.iter().chain(&run.incremental) {
         assert_eq!(r.outcome, RunOutcome::Completed, "{}", r.sync);
-    }
-    for r in &run.incremental {
         assert!(r.failures.is_empty(), "{}: {:?}", r.sync, r.failures);
+        for (dir, c) in &r.counters {
+            assert_eq!(c.failed, 0, "{} {dir}: {c:?}", r.sync);
+        }
     }
     // The initial runs created records on both sides of sales-marketing.
     let first = &run.initial[0].counters;
