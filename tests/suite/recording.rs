@@ -181,28 +181,29 @@ async fn the_template_replays_its_recording_without_the_server() {
     );
 }
 
-/// A first-party connector against a simulated account: the control API's answers (live
-/// ids, a user's edit, revoked credentials) are recorded too, and the replay, with the
-/// account gone, gives the same report; neither key of the account is in the recording.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn freshsales_replays_its_simulated_account_run() {
-    let plugin = plugin(FRESHSALES).await;
+/// Records `name` against a fresh simulated account of `kind` (the kit's own options),
+/// checks that no secret of the account is in the saved recording, and replays it with
+/// the account gone: the same report, every recorded exchange used. Returns the
+/// recording's directory and the replay.
+async fn replays_its_simulated_account_run(
+    name: &str,
+    kind: AccountKind,
+) -> (tempfile::TempDir, conformance::Replay) {
+    let plugin = plugin(name).await;
     let dir = tempfile::tempdir().unwrap();
-    let (sandbox, target) = conformance::start_sandbox(
-        AccountKind::FreshsalesSuite,
-        conformance::kit_sandbox_options(),
-    )
-    .await
-    .unwrap();
-    let keys = match &sandbox
-        .account(AccountKind::FreshsalesSuite)
-        .unwrap()
-        .credentials
-    {
+    let (sandbox, target) = conformance::start_sandbox(kind, conformance::kit_sandbox_options())
+        .await
+        .unwrap();
+    let secrets = match &sandbox.account(kind).unwrap().credentials {
         tandem_sandbox::Credentials::ApiKey {
             api_key,
             restricted_api_key,
         } => [api_key.clone(), restricted_api_key.clone()],
+        tandem_sandbox::Credentials::OAuth2 {
+            client_secret,
+            refresh_token,
+            ..
+        } => [client_secret.clone(), refresh_token.clone()],
         other => panic!("{other:?}"),
     };
     let (recorded, recording) =
@@ -210,12 +211,12 @@ async fn freshsales_replays_its_simulated_account_run() {
     sandbox.shutdown().await;
     assert!(recorded.passed(), "{}", recorded.table(false));
     recording.save(dir.path()).unwrap();
-    for key in &keys {
-        assert_no_secret(dir.path(), key);
+    for secret in &secrets {
+        assert_no_secret(dir.path(), secret);
     }
 
-    let recording = Recording::load(dir.path()).unwrap();
-    let replay = conformance::replay(runtime(), &plugin, &recording).await;
+    let replay =
+        conformance::replay(runtime(), &plugin, &Recording::load(dir.path()).unwrap()).await;
     assert_eq!(
         rows(&replay.report),
         rows(&recorded),
@@ -223,6 +224,16 @@ async fn freshsales_replays_its_simulated_account_run() {
         replay.report.table(false)
     );
     assert!(replay.unused.is_empty(), "{:?}", replay.unused);
+    (dir, replay)
+}
+
+/// A first-party connector against a simulated account: the control API's answers (live
+/// ids, a user's edit, revoked credentials) are recorded too, and the replay, with the
+/// account gone, gives the same report; neither key of the account is in the recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshsales_replays_its_simulated_account_run() {
+    let (_dir, replay) =
+        replays_its_simulated_account_run(FRESHSALES, AccountKind::FreshsalesSuite).await;
     // The checks that need the account ran, from the recording.
     for (scope, name) in [
         ("contacts", "pull full: complete"),
@@ -245,46 +256,9 @@ async fn freshsales_replays_its_simulated_account_run() {
 /// the refresh token is saved.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_contacts_replays_its_oauth2_run() {
-    let plugin = plugin(GOOGLE).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (sandbox, target) = conformance::start_sandbox(
-        AccountKind::GooglePeople,
-        conformance::kit_sandbox_options(),
-    )
-    .await
-    .unwrap();
-    let secrets = match &sandbox
-        .account(AccountKind::GooglePeople)
-        .unwrap()
-        .credentials
-    {
-        tandem_sandbox::Credentials::OAuth2 {
-            client_secret,
-            refresh_token,
-            ..
-        } => [client_secret.clone(), refresh_token.clone()],
-        other => panic!("{other:?}"),
-    };
-    let (recorded, recording) =
-        conformance::record(runtime(), &plugin, &target, &KitOptions::default()).await;
-    sandbox.shutdown().await;
-    assert!(recorded.passed(), "{}", recorded.table(false));
-    recording.save(dir.path()).unwrap();
-    for secret in &secrets {
-        assert_no_secret(dir.path(), secret);
-    }
+    let (dir, _) = replays_its_simulated_account_run(GOOGLE, AccountKind::GooglePeople).await;
     let manifest = std::fs::read_to_string(dir.path().join("recording.json")).unwrap();
     assert!(manifest.contains("\"kind\": \"oauth2\""), "{manifest}");
-
-    let replay =
-        conformance::replay(runtime(), &plugin, &Recording::load(dir.path()).unwrap()).await;
-    assert_eq!(
-        rows(&replay.report),
-        rows(&recorded),
-        "{}",
-        replay.report.table(false)
-    );
-    assert!(replay.unused.is_empty(), "{:?}", replay.unused);
 }
 
 /// A recording whose files changed, of another format or kit, or that is not one, is
