@@ -204,7 +204,6 @@ async fn replays_its_simulated_account_run(
             refresh_token,
             ..
         } => [client_secret.clone(), refresh_token.clone()],
-        other => panic!("{other:?}"),
     };
     let (recorded, recording) =
         conformance::record(runtime(), &plugin, &target, &KitOptions::default()).await;
