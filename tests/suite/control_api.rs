@@ -99,6 +99,22 @@ async fn start_with(kinds: &[tandem_sandbox::AccountKind], syncs: &str) -> (Worl
     (w, daemon, api)
 }
 
+/// Waits (30 s at most) until every fault set on `app` has fired: a request reached it.
+async fn faults_fired(w: &World, app: App, what: &str) {
+    let fired = async {
+        loop {
+            let f = w.control(app, reqwest::Method::GET, "/faults", None).await;
+            if f["faults"].as_array().is_some_and(Vec::is_empty) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), fired)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within 30 s"));
+}
+
 async fn wait_idle(api: &Api, sync: &str) -> Value {
     for _ in 0..600 {
         let s = api.get(&format!("/v1/syncs/{sync}")).await;
@@ -370,20 +386,7 @@ async fn run_now_and_preview_of_a_sync_paused_part_way_answer_at_once() {
     .await;
     let (status, _) = api.post("/v1/syncs/s/run").await;
     assert_eq!(status, 202);
-    let fired = async {
-        loop {
-            let f = w
-                .control(App::Fs, reqwest::Method::GET, "/faults", None)
-                .await;
-            if f["faults"].as_array().is_some_and(Vec::is_empty) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), fired)
-        .await
-        .expect("the run reached the slowed listing");
+    faults_fired(&w, App::Fs, "the run reached the slowed listing").await;
     api.post("/v1/syncs/s/pause").await;
     let soon = Duration::from_secs(5);
     let (status, run) = tokio::time::timeout(soon, api.post("/v1/syncs/s/run?wait=true"))
@@ -432,20 +435,7 @@ async fn a_preview_holds_no_run_back_and_its_failure_changes_no_status() {
         };
         async move { api.post("/v1/syncs/s/plan").await }
     });
-    let fired = async {
-        loop {
-            let f = w
-                .control(App::Fs, reqwest::Method::GET, "/faults", None)
-                .await;
-            if f["faults"].as_array().is_some_and(Vec::is_empty) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), fired)
-        .await
-        .expect("the preview reached the slowed read");
+    faults_fired(&w, App::Fs, "the preview reached the slowed read").await;
     assert_eq!(
         api.get("/v1/syncs/s").await["running"],
         json!(false),

@@ -599,7 +599,7 @@ async fn run_leased(
     let _one_at_a_time = w.run_lock.lock().await;
     let mut hard = d.inner.hard.subscribe();
     // Waiting for a turn is not running: the sync shows as running once it has one.
-    let _turn = tokio::select! {
+    let turn = tokio::select! {
         p = d.inner.runs.clone().acquire_owned() => p.map_err(|_| DaemonError::Cancelled(w.name.clone()))?,
         () = flag(&mut hard) => return Err(DaemonError::Cancelled(w.name.clone())),
     };
@@ -628,7 +628,7 @@ async fn run_leased(
             handle.await
         }
     };
-    drop(_turn);
+    drop(turn);
     if d.inner.runs.available_permits() == d.inner.max_runs {
         release_freed_memory().await;
     }
