@@ -273,7 +273,7 @@ impl Searcher<'_> {
                 self.entity.singular()
             );
             let answer = self.client.post(&path, query)?;
-            let listing = crate::pull::Listing::parse(&answer, self.entity.plural())?;
+            let listing = crate::pull::Listing::parse(answer, self.entity.plural())?;
             let count = listing.items.len();
             for item in listing.items {
                 if let Some(id) = item.as_object().and_then(record::id_of) {

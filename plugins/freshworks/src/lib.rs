@@ -267,7 +267,7 @@ pub fn containers(app: App, entity: &str) -> Result<Vec<Container>, Error> {
     // Bounded: 1,000 pages of 100 lists.
     for page in 1..=1000_u32 {
         let body = client.get(&format!("lists?page={page}&per_page={}", pull::MAX_PAGE))?;
-        let listing = pull::Listing::parse(&body, "lists")?;
+        let listing = pull::Listing::parse(body, "lists")?;
         lists.extend(listing.items.iter().filter_map(container));
         let last = listing.items.len() < pull::MAX_PAGE as usize
             || listing.total_pages.is_some_and(|t| u64::from(page) >= t);

@@ -260,11 +260,25 @@ fn run(client: &Client, entity: Entity, mut cursor: Cursor) -> Result<Page, Erro
 /// A stable hash of an API object (its JSON text, keys sorted): equal while the app
 /// returns the same content.
 fn json_hash(item: &Json) -> String {
-    use std::hash::{DefaultHasher, Hash, Hasher};
+    use std::hash::{DefaultHasher, Hasher};
     // `DefaultHasher::new` has fixed keys: the same hash for the same text in every call
     // of one build. A build that hashes otherwise only lists the overlap once more.
+    // Streamed into the hasher rather than written out first. `str::hash` is the text's
+    // bytes and then 0xff, so the hash is what hashing the whole text gave.
+    struct Feed<'a>(&'a mut DefaultHasher);
+    impl std::io::Write for Feed<'_> {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.write(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     let mut h = DefaultHasher::new();
-    item.to_string().hash(&mut h);
+    // Writing a `Json` value to memory cannot fail.
+    let _ = serde_json::to_writer(Feed(&mut h), item);
+    h.write_u8(0xff);
     format!("{:016x}", h.finish())
 }
 
@@ -322,11 +336,13 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Reads `{"<key>": [...], "meta": {...}}`.
-    pub fn parse(body: &Json, key: &str) -> Result<Self, Error> {
-        let items = match body.get(key) {
-            Some(Json::Array(items)) => items.clone(),
-            Some(Json::Null) | None if body.get("meta").is_some() => Vec::new(),
+    /// Reads `{"<key>": [...], "meta": {...}}`, taking the records out of the answer
+    /// rather than copying them (a page is most of a poll's work in the plugin).
+    pub fn parse(mut body: Json, key: &str) -> Result<Self, Error> {
+        let has_meta = body.get("meta").is_some();
+        let items = match body.get_mut(key) {
+            Some(Json::Array(items)) => std::mem::take(items),
+            Some(Json::Null) | None if has_meta => Vec::new(),
             _ => {
                 return Err(Error::transient(format!(
                     "the answer has no `{key}` list; retry later"
@@ -380,28 +396,30 @@ pub fn listing_step(
             step.deleted.extend(record::id_of(object));
             continue;
         }
-        let record = record::to_record(object, types)?;
-        page_high = instant::later(page_high, record.updated_at.clone());
-        let updated = record.updated_at.as_deref().and_then(instant::parse);
+        // Whether the host gets this record is decided before it is built: in a windowed
+        // listing most records are usually the overlap, unchanged, and building them was
+        // most of an idle poll's work in the plugin.
+        let id = record::required_id(object)?;
+        let updated_at = record::updated_at_of(object);
+        let updated = updated_at.as_deref().and_then(instant::parse);
+        page_high = instant::later(page_high, updated_at);
         past_window = matches!((window, updated), (Some(w), Some(u)) if u < w);
         if windowed && past_window {
             continue;
         }
         let hash = json_hash(item);
-        if let Some(u) = updated
-            && cursor.recent.len() < MAX_SEEN
-        {
-            cursor
-                .recent
-                .push((record.id.clone(), hash.clone(), u.unix_timestamp()));
-        }
         // Listed again only because of the overlap, and unchanged since the last run
         // returned it: nothing new for the host. Only in a windowed listing: a complete
         // one (full, or a list read whole) must return every record in scope.
-        if windowed && cursor.seen.get(&record.id) == Some(&hash) {
-            continue;
+        let unchanged = windowed && cursor.seen.get(&id) == Some(&hash);
+        if let Some(u) = updated
+            && cursor.recent.len() < MAX_SEEN
+        {
+            cursor.recent.push((id, hash, u.unix_timestamp()));
         }
-        step.records.push(record);
+        if !unchanged {
+            step.records.push(record::to_record(object, types)?);
+        }
     }
     if cursor.page == 1 {
         cursor.high = page_high;
@@ -572,7 +590,7 @@ fn fetch_listing(
     let query = format!("page={page}&per_page={per_page}&sort=updated_at&sort_type=desc");
     if let Some(list) = &cursor.list {
         let body = client.get(&format!("contacts/lists/{}?{query}", encode(list)))?;
-        return Listing::parse(&body, entity.plural());
+        return Listing::parse(body, entity.plural());
     }
     let fresh = cursor.view.is_none();
     if fresh {
@@ -587,7 +605,7 @@ fn fetch_listing(
         }
         other => other?,
     };
-    Listing::parse(&body, entity.plural())
+    Listing::parse(body, entity.plural())
 }
 
 /// The id of the view that holds every record ("All Contacts" / "All Leads").
@@ -643,7 +661,7 @@ fn fetch_deleted(client: &Client, entity: Entity, cursor: &Cursor) -> Result<Lis
     let body = client
         .post(&path, &deleted_query(cursor.window.as_deref()))
         .map_err(|e| e.context("listing deleted records"))?;
-    Listing::parse(&body, entity.plural())
+    Listing::parse(body, entity.plural())
 }
 
 #[cfg(test)]
@@ -746,5 +764,18 @@ mod tests {
             ["1"]
         );
         assert!(step.last, "the page reached past the window");
+    }
+
+    #[test]
+    fn the_streamed_hash_is_the_hash_of_the_whole_text() {
+        // Cursors written before the hash was streamed hold hashes of the JSON text: they
+        // must still match, or every record of the overlap is listed again once.
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let item = json!({"id": 7, "emails": [{"value": "ä@example.com"}], "custom_field": {"cf_x": null},
+                          "updated_at": "2024-06-01T10:00:00Z", "name": "\"quoted\" \u{1F600}"});
+        let mut h = DefaultHasher::new();
+        item.to_string().hash(&mut h);
+        assert_eq!(json_hash(&item), format!("{:016x}", h.finish()));
+        assert_ne!(json_hash(&item), json_hash(&json!({"id": 7})));
     }
 }

@@ -234,14 +234,22 @@ pub fn id_of(json: &Map<String, Json>) -> Option<String> {
     }
 }
 
+/// The object's id, or the error that an object without one is.
+pub fn required_id(json: &Map<String, Json>) -> Result<String, Error> {
+    id_of(json)
+        .ok_or_else(|| Error::transient("the API returned a record without an `id`; retry later"))
+}
+
+/// The object's `updated_at` in UTC (as sent when it cannot be read as an instant).
+pub fn updated_at_of(json: &Map<String, Json>) -> Option<String> {
+    let updated = json.get("updated_at").and_then(Json::as_str)?;
+    Some(tandem_sdk::timestamp::normalize(updated).unwrap_or_else(|| updated.to_owned()))
+}
+
 /// A contact or lead object to a record (see the module table).
 pub fn to_record(json: &Map<String, Json>, types: &FieldTypes) -> Result<Record, Error> {
-    let id = id_of(json).ok_or_else(|| {
-        Error::transient("the API returned a record without an `id`; retry later")
-    })?;
-    let mut record = Record::new(id);
-    if let Some(updated) = json.get("updated_at").and_then(Json::as_str) {
-        let utc = tandem_sdk::timestamp::normalize(updated).unwrap_or_else(|| updated.to_owned());
+    let mut record = Record::new(required_id(json)?);
+    if let Some(utc) = updated_at_of(json) {
         record.version = Some(utc.clone());
         record.updated_at = Some(utc);
     }
