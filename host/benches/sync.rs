@@ -31,6 +31,11 @@
 //! minutes), or smaller: `TANDEM_BENCH_RECORDS=5000 TANDEM_BENCH_SYNCS=50 cargo bench -p
 //! tandem --bench sync -- initial` (filters: `initial`, `idle`). Prints tables.
 
+/// The allocator of the `tandem` binary (host/src/main.rs), so that the host measured here
+/// allocates as the daemon does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
