@@ -368,6 +368,10 @@ fn engine_config(class: PolicyClass) -> Config {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
+    if std::env::var_os("TANDEM_PERF_MAP").is_some() {
+        // `perf` can then name the plugins' compiled functions (docs/performance.md §7).
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if class == PolicyClass::Mapper {
         // Same input, same output, whatever the machine load: count instructions and
         // make float results bit-identical across hosts.
