@@ -2348,8 +2348,9 @@ mod tests {
     }
 
     on_both_backends! {
-    /// A run's view keeps only a digest of the outbox rows the run writes (docs/performance.md
-    /// §3): reading one back asks the database, and a changed row or a removal is written.
+    /// A run's view keeps only a digest of the outbox rows the run writes
+    /// (docs/performance.md §3): reading one back asks the database, and a changed row or
+    /// a removal is written.
     fn a_runs_view_keeps_digests_of_its_outbox_rows_and_reads_them_from_the_database() {
         use crate::sync::plan::{LinkEffect, OpKind};
         let entry = |id: &str, status: OpStatus| OutboxEntry {
