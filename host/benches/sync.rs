@@ -219,8 +219,6 @@ fn writes(r: &RunReport) -> usize {
         .sum()
 }
 
-/// Live contacts of an account.
-
 struct InitialRun<'a> {
     seeded: usize,
     before: (usize, usize),
