@@ -323,8 +323,7 @@ struct Gathered {
 impl Gathered {
     /// Frees what only the planner reads: the fields of every record read and of every
     /// baseline link (their ids, versions and states stay, which recording the plan
-    /// reads). On a first sync of a large pair the records' fields are a third of the
-    /// run's memory, and they are freed before the plan's transaction is written.
+    /// reads), so that they are freed before the plan is recorded and executed.
     fn shed(&mut self) {
         for input in &mut self.inputs {
             for side in Side::BOTH {
