@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Side, SidePair, Value};
+use super::model::{Side, SidePair, Value, ValueHash};
 
 /// One linked pair of records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,13 +172,13 @@ pub struct FieldBase {
     /// The canonical value both sides agreed on.
     pub value: Value,
     /// Its hash.
-    pub hash: String,
+    pub hash: ValueHash,
     /// Per side, another value that counts as unchanged (see the module doc).
     /// `Some(Value::Null)` is an alias of its own: the side holds nothing (an
     /// empty read-only field), and that is no change.
     pub alias: SidePair<Option<Value>>,
     /// Per side, the hash of the canonical value we last wrote there.
-    pub written: SidePair<Option<String>>,
+    pub written: SidePair<Option<ValueHash>>,
     /// Per side, the value there was never seen: the sync created the record
     /// without writing this field (the field is read-only there, or the source
     /// was empty) and the app's answer did not show it. The first value read
@@ -195,13 +195,13 @@ pub struct FieldBase {
 #[derive(Serialize, Deserialize)]
 struct FieldBaseRepr {
     value: Value,
-    hash: String,
+    hash: ValueHash,
     #[serde(default)]
     alias: SidePair<Option<Value>>,
     #[serde(default, skip_serializing_if = "neither")]
     empty_alias: SidePair<bool>,
     #[serde(default)]
-    written: SidePair<Option<String>>,
+    written: SidePair<Option<ValueHash>>,
     #[serde(default, skip_serializing_if = "neither")]
     unseen: SidePair<bool>,
 }
@@ -242,7 +242,7 @@ impl FieldBase {
     /// A base both sides agree on, without aliases.
     pub fn new(value: Value) -> Self {
         FieldBase {
-            hash: value.hash(),
+            hash: ValueHash::of(&value),
             value,
             alias: SidePair::default(),
             written: SidePair::default(),
@@ -360,13 +360,23 @@ mod tests {
     /// A base stored before empty aliases were kept reads as it did: no alias.
     #[test]
     fn a_base_stored_before_reads_as_before() {
-        let old = r#"{"value":"Acme","hash":"h","alias":{"a":null,"b":"ACME"},"written":{"a":"h","b":null}}"#;
-        let fb: FieldBase = serde_json::from_str(old).unwrap();
+        let h = "0123456789abcdef0123456789abcdef";
+        let old = format!(
+            r#"{{"value":"Acme","hash":"{h}","alias":{{"a":null,"b":"ACME"}},"written":{{"a":"{h}","b":null}}}}"#
+        );
+        let fb: FieldBase = serde_json::from_str(&old).unwrap();
         assert_eq!(
             fb.alias,
             SidePair::new(None, Some(Value::Text("ACME".into())))
         );
         assert!(!fb.matches(Side::A, &Value::Null));
-        assert_eq!(fb.written.a.as_deref(), Some("h"));
+        assert_eq!(fb.written.a.map(|w| w.to_string()).as_deref(), Some(h));
+        // Written back byte for byte (`tandem state copy` compares rows by digest).
+        assert_eq!(
+            serde_json::to_string(&fb).unwrap(),
+            format!(
+                r#"{{"value":"Acme","hash":"{h}","alias":{{"a":null,"b":"ACME"}},"written":{{"a":"{h}","b":null}}}}"#
+            )
+        );
     }
 }

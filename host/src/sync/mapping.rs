@@ -160,6 +160,25 @@ impl ResolvedMapping {
         out
     }
 
+    /// The fields of a record of `side` that the engine reads when the sync has no rules
+    /// (rules may test and set any field): the paired fields, the consent field and the
+    /// secondary e-mails ([`Self::emails`]).
+    pub fn read_fields(&self, side: Side) -> BTreeSet<String> {
+        let primary = &self.email_pair().def(side).name;
+        self.pairs
+            .iter()
+            .map(|p| p.def(side).name.clone())
+            .chain(self.consent.get(side).iter().map(|d| d.name.clone()))
+            .chain(
+                self.schema
+                    .get(side)
+                    .iter()
+                    .filter(|d| d.is(wk::EMAILS) || d.name == *primary)
+                    .map(|d| d.name.clone()),
+            )
+            .collect()
+    }
+
     /// Whether a record of `side` is opted out of e-mail (DND, unsubscribed,
     /// bounced, spam); `None` when the side has no consent field or it is empty.
     pub fn consent(&self, side: Side, record: &Record) -> Option<Consent> {
@@ -638,6 +657,33 @@ mod tests {
         );
         assert_eq!(m.email_pair().kind, CanonKind::Email);
         assert!(m.consent_pair().is_some());
+    }
+
+    /// What a listing keeps of a record when the sync has no rules: the paired fields,
+    /// the consent field (paired or not) and the secondary e-mails; not the rest.
+    #[test]
+    fn the_fields_read_are_the_paired_consent_and_email_fields() {
+        let mut p = policy();
+        p.mapping.exclude = vec!["mobile".into(), "consent".into(), "dnd".into()];
+        let mut fm = fm_schema();
+        fm.push(FieldDef::new(
+            "other_emails",
+            FieldType::Email,
+            Some("emails"),
+        ));
+        let m = resolve(&p, SidePair::new("c", "c"), &fs_schema(), &fm).unwrap();
+        assert_eq!(keys(&m), ["email~emails", "first_name~first_name"]);
+        let names = |side: Side| -> Vec<String> { m.read_fields(side).into_iter().collect() };
+        assert_eq!(names(Side::A), ["do_not_disturb", "email", "first_name"]);
+        assert_eq!(
+            names(Side::B),
+            [
+                "emails",
+                "first_name",
+                "other_emails",
+                "subscription_status"
+            ]
+        );
     }
 
     #[test]

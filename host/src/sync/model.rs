@@ -84,9 +84,7 @@ impl Value {
 
     /// A short hash of the value's canonical encoding (hex, 128 bits).
     pub fn hash(&self) -> String {
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        let digest = Sha256::digest(&bytes);
-        hex::encode(&digest[..16])
+        ValueHash::of(self).to_string()
     }
 }
 
@@ -147,6 +145,55 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
             items.push(s);
         }
         Ok(Value::Texts(items))
+    }
+}
+
+/// [`Value::hash`] as 16 bytes, written and read as its 32 hex digits. Every mapped field
+/// of every link's base carries one to three of them, so they are kept as bytes rather
+/// than as text (docs/performance.md §6).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueHash(pub [u8; 16]);
+
+impl ValueHash {
+    /// The hash of `v`'s canonical encoding.
+    pub fn of(v: &Value) -> ValueHash {
+        let bytes = serde_json::to_vec(v).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        let mut h = [0u8; 16];
+        h.copy_from_slice(&digest[..16]);
+        ValueHash(h)
+    }
+}
+
+impl fmt::Display for ValueHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for ValueHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ValueHash({self})")
+    }
+}
+
+impl Serialize for ValueHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ValueHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        let mut h = [0u8; 16];
+        hex::decode_to_slice(text.as_bytes(), &mut h).map_err(|_| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&text),
+                &"a value hash of 32 hex digits",
+            )
+        })?;
+        Ok(ValueHash(h))
     }
 }
 

@@ -624,16 +624,57 @@ pub struct SyncStore {
 /// them from being lost: a transaction reads the sync's status from the database itself
 /// (a pause during a run is kept), and a write that would store what the view already
 /// holds is not sent (a run never writes back a row it did not change).
+///
+/// The outbox rows the run itself writes are kept as digests only ([`Row::Digest`]): each
+/// carries a planned write with its fields and bases, a first sync writes one per record,
+/// and the run never reads them back (a read that meets one asks the database).
 #[derive(Debug)]
 struct RunView {
     sync: String,
     lo: String,
     hi: String,
-    rows: std::sync::Mutex<BTreeMap<(usize, String), Vec<u8>>>,
+    rows: std::sync::Mutex<BTreeMap<(usize, String), Row>>,
 }
 
+/// A row of a [`RunView`].
+#[derive(Debug, Clone, PartialEq)]
+enum Row {
+    /// The row's value.
+    Bytes(Vec<u8>),
+    /// The SHA-256 of a value the run wrote (enough to tell whether a write changes it).
+    Digest([u8; 32]),
+}
+
+impl Row {
+    /// What the view keeps of `v`, written by the run to table `slot_`.
+    fn written(slot_: usize, v: Vec<u8>) -> Row {
+        if slot_ == slot(OUTBOX) {
+            Row::Digest(row_digest(&v))
+        } else {
+            Row::Bytes(v)
+        }
+    }
+
+    /// Whether this row holds the value `v`.
+    fn is(&self, v: &[u8]) -> bool {
+        match self {
+            Row::Bytes(b) => b == v,
+            Row::Digest(d) => *d == row_digest(v),
+        }
+    }
+}
+
+fn row_digest(v: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(v).into()
+}
+
+/// What a transaction wrote to the viewed rows: (table slot, key) -> the row, or `None`
+/// for a removal.
+type ViewWrites = BTreeMap<(usize, String), Option<Row>>;
+
 impl RunView {
-    fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<(usize, String), Vec<u8>>> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, BTreeMap<(usize, String), Row>> {
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -647,19 +688,39 @@ impl RunView {
         is_viewed(slot) && lo >= self.lo.as_str() && hi <= self.hi.as_str()
     }
 
-    fn get(&self, slot: usize, k: &str) -> Option<Vec<u8>> {
-        self.rows().get(&(slot, k.to_string())).cloned()
+    /// The value of key `k` (`Some(None)`: no such row), or `None` when the view keeps
+    /// only its digest and the database must be asked.
+    fn get(&self, slot: usize, k: &str) -> Option<Option<Vec<u8>>> {
+        match self.rows().get(&(slot, k.to_string())) {
+            None => Some(None),
+            Some(Row::Bytes(b)) => Some(Some(b.clone())),
+            Some(Row::Digest(_)) => None,
+        }
     }
 
-    fn range(&self, slot: usize, lo: &str, hi: &str) -> Vec<(String, Vec<u8>)> {
+    /// Whether the row of key `k` holds `v` (`None`: there is no such row).
+    fn holds(&self, slot: usize, k: &str, v: Option<&[u8]>) -> bool {
+        match (self.rows().get(&(slot, k.to_string())), v) {
+            (None, None) => true,
+            (Some(row), Some(v)) => row.is(v),
+            _ => false,
+        }
+    }
+
+    /// The rows with `lo <= key < hi`, or `None` when the view keeps only the digest of
+    /// one of them and the database must be asked.
+    fn range(&self, slot: usize, lo: &str, hi: &str) -> Option<Vec<(String, Vec<u8>)>> {
         self.rows()
             .range((slot, lo.to_string())..(slot, hi.to_string()))
-            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .map(|((_, k), v)| match v {
+                Row::Bytes(b) => Some((k.clone(), b.clone())),
+                Row::Digest(_) => None,
+            })
             .collect()
     }
 
     /// Takes in what a committed transaction wrote.
-    fn apply(&self, written: Overlay) {
+    fn apply(&self, written: ViewWrites) {
         let mut rows = self.rows();
         for (k, v) in written {
             match v {
@@ -740,7 +801,10 @@ impl SyncStore {
                     let t = tx.open_table(table).map_err(db)?;
                     for row in t.range(lo.as_str()..hi.as_str()).map_err(db)? {
                         let (k, v) = row.map_err(db)?;
-                        rows.insert((slot(table), k.value().to_string()), v.value().to_vec());
+                        rows.insert(
+                            (slot(table), k.value().to_string()),
+                            Row::Bytes(v.value().to_vec()),
+                        );
                     }
                 }
             }
@@ -752,7 +816,7 @@ impl SyncStore {
                         .iter()
                         .position(|n| *n == tbl)
                         .expect("asked for these tables");
-                    rows.insert((s, k), v);
+                    rows.insert((s, k), Row::Bytes(v));
                 }
             }
         }
@@ -848,8 +912,8 @@ impl SyncStore {
     }
 
     fn raw_get(&self, table: Table, k: &str) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(v) = self.view_of(table, k) {
-            return Ok(v.get(slot(table), k));
+        if let Some(v) = self.view_of(table, k).and_then(|v| v.get(slot(table), k)) {
+            return Ok(v);
         }
         match &self.db {
             Db::Redb(database) => {
@@ -868,12 +932,13 @@ impl SyncStore {
         lo: &str,
         hi: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        if let Some(v) = self
+        if let Some(rows) = self
             .view
             .as_deref()
             .filter(|v| v.covers_range(slot(table), lo, hi))
+            .and_then(|v| v.range(slot(table), lo, hi))
         {
-            return Ok(v.range(slot(table), lo, hi));
+            return Ok(rows);
         }
         match &self.db {
             Db::Redb(database) => {
@@ -1178,7 +1243,7 @@ pub struct Txn<'a> {
     view: Option<&'a RunView>,
     /// What this transaction wrote to the viewed rows (kept with a view only), for the
     /// view once the commit succeeded.
-    written: RefCell<Overlay>,
+    written: RefCell<ViewWrites>,
     inner: TxnInner<'a>,
 }
 
@@ -1296,10 +1361,11 @@ impl<'a> Txn<'a> {
         };
         let mut written = self.written.borrow_mut();
         let at = (slot(table), k.to_string());
-        if !written.contains_key(&at) && view.get(at.0, k).as_deref() == v {
+        if !written.contains_key(&at) && view.holds(at.0, k, v) {
             return true;
         }
-        written.insert(at, v.map(<[u8]>::to_vec));
+        let row = v.map(|v| Row::written(at.0, v.to_vec()));
+        written.insert(at, row);
         false
     }
 
@@ -1465,9 +1531,9 @@ impl<'a> Txn<'a> {
             let viewed = self
                 .view_of(table, k)
                 .filter(|_| k != key(&[self.sync, "status"]));
-            let bytes = match (buffered, viewed) {
+            let bytes = match (buffered, viewed.and_then(|v| v.get(slot(table), k))) {
                 (Some(v), _) => v,
-                (None, Some(view)) => view.get(slot(table), k),
+                (None, Some(viewed)) => viewed,
                 (None, None) => {
                     p.pg.query(
                         p.client()?,
@@ -1514,8 +1580,9 @@ impl<'a> Txn<'a> {
             let mut rows: BTreeMap<String, Vec<u8>> = match self
                 .view
                 .filter(|v| v.covers_range(slot, lo, hi))
+                .and_then(|v| v.range(slot, lo, hi))
             {
-                Some(view) => view.range(slot, lo, hi).into_iter().collect(),
+                Some(viewed) => viewed.into_iter().collect(),
                 None => crate::db::pg::kv_range_on(p.pg, p.client()?, TABLE_NAMES[slot], lo, hi)?
                     .into_iter()
                     .collect(),
@@ -2277,6 +2344,70 @@ mod tests {
         .unwrap();
         assert_eq!(s.parked("s").unwrap().len(), 1);
         assert_eq!(s.outbox("s").unwrap().len(), 1);
+    }
+    }
+
+    on_both_backends! {
+    /// A run's view keeps only a digest of the outbox rows the run writes
+    /// (docs/performance.md §3): reading one back asks the database, and a changed row or
+    /// a removal is written.
+    fn a_runs_view_keeps_digests_of_its_outbox_rows_and_reads_them_from_the_database() {
+        use crate::sync::plan::{LinkEffect, OpKind};
+        let entry = |id: &str, status: OpStatus| OutboxEntry {
+            op: PlannedOp {
+                id: id.into(),
+                entity: 0,
+                side: Side::B,
+                entity_name: "contacts".into(),
+                link: "0/a/1".into(),
+                kind: OpKind::Update {
+                    id: "9".into(),
+                    if_version: None,
+                    fields: vec![("first_name".into(), crate::sync::model::Value::Text("Ada".into()))],
+                },
+                reason: "changed in A".into(),
+                consent: false,
+                base: BTreeMap::new(),
+                joint: Default::default(),
+                effect: LinkEffect::None,
+                run: 1,
+                kept: Default::default(),
+            },
+            status,
+            attempts: 0,
+            next_attempt_at: None,
+            error: None,
+            run: 1,
+        };
+        let s = SyncStore::open(fresh()).unwrap();
+        s.write("s", |t| t.put_op(&entry("old", OpStatus::Failed))).unwrap();
+        let run = s.for_run("s").unwrap();
+        run.write("s", |t| t.put_op(&entry("o1", OpStatus::Planned))).unwrap();
+        {
+            let view = run.view.as_deref().unwrap();
+            let rows = view.rows();
+            let digests = rows
+                .iter()
+                .filter(|((slot_, _), r)| *slot_ == slot(OUTBOX) && matches!(r, Row::Digest(_)))
+                .count();
+            assert_eq!(digests, 1, "the row this run wrote is a digest: {rows:?}");
+        }
+        // Read back through the view: from the database, with the row read at the start.
+        let ids = |st: &SyncStore| -> Vec<(String, OpStatus)> {
+            st.outbox("s").unwrap().into_iter().map(|e| (e.op.id, e.status)).collect()
+        };
+        assert_eq!(
+            ids(&run),
+            vec![("o1".into(), OpStatus::Planned), ("old".into(), OpStatus::Failed)]
+        );
+        // The same row again, another status, a removal: the database has what was written.
+        run.write("s", |t| t.put_op(&entry("o1", OpStatus::Planned))).unwrap();
+        run.write("s", |t| t.put_op(&entry("o1", OpStatus::Sent))).unwrap();
+        assert_eq!(ids(&s)[0], ("o1".into(), OpStatus::Sent));
+        assert_eq!(ids(&run)[0], ("o1".into(), OpStatus::Sent));
+        run.write("s", |t| t.remove_op("o1")).unwrap();
+        assert_eq!(ids(&s), vec![("old".into(), OpStatus::Failed)]);
+        assert_eq!(ids(&run), vec![("old".into(), OpStatus::Failed)]);
     }
     }
 

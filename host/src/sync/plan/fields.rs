@@ -248,7 +248,7 @@ impl<'a> Planner<'a> {
                     });
                     let mut b = FieldBase {
                         value: canon.clone(),
-                        hash: canon.hash(),
+                        hash: crate::sync::model::ValueHash::of(&canon),
                         ..b
                     };
                     *b.unseen.get_mut(to) = false;

@@ -611,7 +611,7 @@ pub fn apply_ack(
         }
         let mut fb = fb.clone();
         if !*fb.unseen.get(side) {
-            *fb.written.get_mut(side) = Some(fb.hash.clone());
+            *fb.written.get_mut(side) = Some(fb.hash);
         }
         let echo = mapping
             .pairs
@@ -645,7 +645,7 @@ pub fn apply_ack(
             fields: op
                 .base
                 .iter()
-                .map(|(k, fb)| (k.clone(), fb.hash.clone()))
+                .map(|(k, fb)| (k.clone(), fb.hash.to_string()))
                 .collect(),
         });
     }

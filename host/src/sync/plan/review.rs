@@ -361,10 +361,11 @@ impl Planner<'_> {
         }
         for side in Side::BOTH {
             for (key, fb) in &pending.get(side).base {
+                let hash = fb.hash.to_string();
                 let mut seq: Vec<&str> = recent
                     .iter()
                     .filter_map(|m| m.fields.get(key).map(String::as_str))
-                    .chain(std::iter::once(fb.hash.as_str()))
+                    .chain(std::iter::once(hash.as_str()))
                     .collect();
                 seq.dedup();
                 if let [.., w, x, y, z] = seq.as_slice()

@@ -320,6 +320,26 @@ struct Gathered {
     fingerprints: Vec<String>,
 }
 
+impl Gathered {
+    /// Frees what only the planner reads: the fields of every record read and of every
+    /// baseline link (their ids, versions and states stay, which recording the plan
+    /// reads), so that they are freed before the plan is recorded and executed.
+    fn shed(&mut self) {
+        for input in &mut self.inputs {
+            for side in Side::BOTH {
+                for o in input.obs.get_mut(side).records.values_mut() {
+                    o.record.fields = BTreeMap::new();
+                }
+            }
+        }
+        for link in self.baseline.links.values_mut() {
+            link.fields = BTreeMap::new();
+            link.review = Default::default();
+            link.touched = Default::default();
+        }
+    }
+}
+
 /// Per-run bookkeeping while executing.
 struct Ledger {
     run: RunRecord,
@@ -482,15 +502,20 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             Err(e) => return Err(self.failed_reading(e, &opts)),
         };
         self.hook(Point::Observed)?;
+        // A plan made again replaces the one before, which is dropped first: on a first
+        // sync a plan holds every record's fields and bases, and two of them at once were
+        // the run's peak of memory (docs/performance.md §6).
         let mut plan = plan(self.policy, &obs.baseline, &obs.inputs);
         if !plan.fetch.is_empty() {
-            if let Err(e) = self.fetch(&mut obs, &plan.fetch).await {
+            let fetch = std::mem::take(&mut plan).fetch;
+            if let Err(e) = self.fetch(&mut obs, &fetch).await {
                 return Err(self.failed_reading(e, &opts));
             }
             plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
         }
         if super::plan::needs_link_counts(self.policy, &plan, &obs.inputs) {
             obs.baseline.counts = self.store.link_counts(&sync)?;
+            drop(std::mem::take(&mut plan));
             plan = super::plan::plan(self.policy, &obs.baseline, &obs.inputs);
         }
         if opts.dry_run {
@@ -506,8 +531,12 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             p.breaker.max_deletes = None;
             p.breaker.max_overwrites = None;
             p.breaker.min_linked = usize::MAX;
+            drop(std::mem::take(&mut plan));
             plan = super::plan::plan(&p, &obs.baseline, &obs.inputs);
         }
+        // The plan is final: what is recorded and executed from here needs the records'
+        // and links' ids and states, not their fields.
+        obs.shed();
         let (exec, outcome) = if plan.ops.is_empty() {
             // Nothing to send: the plan's record and the run's end go in one commit (an
             // idle run costs one read and one write of the state).

@@ -205,6 +205,14 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
             // nothing): asking again would go round in a circle.
             let mut asked: BTreeSet<[u8; 32]> = BTreeSet::new();
             let (mut records_n, mut bytes_n) = (0u64, 0u64);
+            // Without rules the engine reads only some of a record's fields: the others
+            // (an app's dozens of system and custom fields) are dropped once the mappers
+            // ran, which on a first sync of a large pair is most of the records' memory.
+            let keep = self
+                .policy
+                .rules
+                .is_empty()
+                .then(|| mapping.read_fields(side));
             loop {
                 if !asked.insert(cursor_digest(next.as_deref())) {
                     return Err(self.read_limit(
@@ -268,7 +276,13 @@ impl<'a, S: Source, M: Mappers> Engine<'a, S, M> {
                 }
                 obs.deleted.extend(page.deleted);
                 let (records, failed) = self.map_records(side, ix, mapping, page.records).await;
-                for r in records {
+                for mut r in records {
+                    if let Some(keep) = &keep {
+                        r.fields = std::mem::take(&mut r.fields)
+                            .into_iter()
+                            .filter(|(name, _)| keep.contains(name))
+                            .collect();
+                    }
                     obs.deleted.remove(&r.id);
                     obs.listed(r);
                 }
