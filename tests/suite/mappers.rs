@@ -185,7 +185,26 @@ async fn old_and_new_shape_mappers_give_identical_results() {
     let first = reshaped[0].as_ref().unwrap().as_ref().unwrap();
     assert_eq!(first.version, None);
     assert_eq!(first.fields.len(), input[0].fields.len() - 1);
-    assert_eq!(first.fields[0].name, "empty_tags");
+    assert_eq!(first.fields[0].name, "EMPTY_TAGS");
+    // Every record's names are its own, changed in place or not.
+    let second = reshaped[1].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(second.fields[0].name, "LEAD_SCORE");
+    assert_eq!(second.fields[1].name, "job_title");
+    let others = &reshaped[7..];
+    assert!(
+        others.iter().all(|r| {
+            let r = r.as_ref().unwrap().as_ref().unwrap();
+            let names: Vec<&str> = r.fields.iter().map(|f| f.name.as_str()).collect();
+            names == ["LEAD_SCORE", "first_name", "email"]
+        }),
+        "{others:?}"
+    );
+    // A name and a text changed in place, at the same length, are sent as changed.
+    let fourth = reshaped[3].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(
+        fourth.fields,
+        vec![field("EMAIL", text("GONE@EXAMPLE.COM"))]
+    );
     let last = reshaped[2].as_ref().unwrap().as_ref().unwrap();
     assert_eq!((last.id.as_str(), last.version.as_deref()), ("3", None));
     let zero = reshaped[6].as_ref().unwrap().as_ref().unwrap();
