@@ -169,7 +169,7 @@ pub fn reserve(size: usize) {
 /// part in turn would have given, and freeing or growing one of them is what it would be
 /// for such a block (the newest given back, the others left in place or moved). Bytes
 /// between carved parts are as a block never freed.
-pub(crate) struct Copy<'a> {
+pub(crate) struct TextCopy<'a> {
     /// The text copied.
     origin: &'a str,
     base: *mut u8,
@@ -177,17 +177,17 @@ pub(crate) struct Copy<'a> {
 
 /// Copies `text` into the arena for carving; `None` when the arena is not the global
 /// allocator or has no room for it (then each part is allocated as usual).
-pub(crate) fn copy(text: &str) -> Option<Copy<'_>> {
+pub(crate) fn copy(text: &str) -> Option<TextCopy<'_>> {
     if !INSTALLED.load(Relaxed) || text.is_empty() {
         return None;
     }
     let base = ARENA.bump(Layout::from_size_align(text.len(), 1).ok()?)?;
     // SAFETY: `base` is a fresh block of `text.len()` bytes, distinct from `text`.
     unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), base, text.len()) };
-    Some(Copy { origin: text, base })
+    Some(TextCopy { origin: text, base })
 }
 
-impl Copy<'_> {
+impl TextCopy<'_> {
     /// The copy of `part` as a `String` of its own.
     ///
     /// # Safety
