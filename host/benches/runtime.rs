@@ -259,41 +259,98 @@ fn benches(c: &mut Criterion) {
     group.bench_function("native-clone", |b| b.iter(|| black_box(input.clone())));
     group.finish();
 
-    // One run, all sides interleaved, medians compared.
-    let mut wasm = Vec::new();
-    let mut packed = Vec::new();
-    let mut buffer = Vec::new();
-    let mut native = Vec::new();
+    // One run, all sides interleaved, medians compared: of wall time, and of the CPU time
+    // of this thread (the guest runs on it too), which other processes on a shared
+    // machine do not inflate.
+    let identity_ctx = ctx_for("identity");
+    type Side<'a> = (&'a str, Box<dyn Fn() + 'a>);
+    let sides: Vec<Side> = vec![
+        (
+            "map (old shape)",
+            Box::new(|| {
+                black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap());
+            }),
+        ),
+        (
+            "map-batch (packed)",
+            Box::new(|| {
+                black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap());
+            }),
+        ),
+        (
+            "map-buffer (bytes, changes)",
+            Box::new(|| {
+                black_box(s.rt.block_on(s.buffer_mapper.map(&ctx, &input)).unwrap());
+            }),
+        ),
+        (
+            "native",
+            Box::new(|| {
+                black_box(map_native(&input));
+            }),
+        ),
+        (
+            "map-buffer identity",
+            Box::new(|| {
+                black_box(
+                    s.rt.block_on(s.buffer_mapper.map(&identity_ctx, &input))
+                        .unwrap(),
+                );
+            }),
+        ),
+        (
+            "native clone",
+            Box::new(|| {
+                black_box(input.clone());
+            }),
+        ),
+    ];
+    let mut wall = vec![Vec::new(); sides.len()];
+    let mut cpu = vec![Vec::new(); sides.len()];
     for _ in 0..60 {
-        let t = Instant::now();
-        black_box(s.rt.block_on(s.contacts_mapper.map(&ctx, &input)).unwrap());
-        wasm.push(t.elapsed());
-        let t = Instant::now();
-        black_box(s.rt.block_on(s.packed_mapper.map(&ctx, &input)).unwrap());
-        packed.push(t.elapsed());
-        let t = Instant::now();
-        black_box(s.rt.block_on(s.buffer_mapper.map(&ctx, &input)).unwrap());
-        buffer.push(t.elapsed());
-        let t = Instant::now();
-        black_box(map_native(&input));
-        native.push(t.elapsed());
+        for (i, (_, run)) in sides.iter().enumerate() {
+            let (t, c) = (Instant::now(), thread_cpu());
+            run();
+            wall[i].push(t.elapsed());
+            cpu[i].push(thread_cpu() - c);
+        }
     }
-    let (w, p, b, n) = (
-        median(&mut wasm),
-        median(&mut packed),
-        median(&mut buffer),
-        median(&mut native),
-    );
-    for (shape, measured) in [
-        ("map (old shape)", w),
-        ("map-batch (packed)", p),
-        ("map-buffer (bytes, changes)", b),
-    ] {
+    let wall: Vec<Duration> = wall.iter_mut().map(|v| median(v)).collect();
+    let cpu: Vec<Duration> = cpu.iter_mut().map(|v| median(v)).collect();
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    for i in 0..3 {
         println!(
-            "map-1000 {shape}: goal <= 1.5x native, measured {:.2}x (one run, median of 60: wasm {measured:?} / native {n:?})",
-            measured.as_secs_f64() / n.as_secs_f64()
+            "map-1000 {}: goal <= 1.5x native, measured {:.2}x (one run, median of 60: wasm {:?} / native {:?}; thread CPU {:.2}x: {:?} / {:?})",
+            sides[i].0,
+            ratio(wall[i], wall[3]),
+            wall[i],
+            wall[3],
+            ratio(cpu[i], cpu[3]),
+            cpu[i],
+            cpu[3]
         );
     }
+    println!(
+        "map-1000 identity through map-buffer / native clone: {:.2}x ({:?} / {:?}; thread CPU {:.2}x: {:?} / {:?})",
+        ratio(wall[4], wall[5]),
+        wall[4],
+        wall[5],
+        ratio(cpu[4], cpu[5]),
+        cpu[4],
+        cpu[5]
+    );
+}
+
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Goal vs measured for a fresh instance + one near-empty call: the median of 2,000 calls

@@ -18,7 +18,16 @@
 //!   and a plugin that failed is reported as an error, never as a stale file from an
 //!   earlier build;
 //! - cargo hides build-script output on success, so failures are made loud with
-//!   `cargo:warning` lines and a full log in `$OUT_DIR/nested-build.log`.
+//!   `cargo:warning` lines and a full log in `$OUT_DIR/nested-build.log`;
+//! - mappers (`kind = "mapper"` in their `tandem.toml`) are built by a second nested cargo,
+//!   with LTO and one codegen unit, into a target dir of their own: a mapper's time is
+//!   the sync's time per record, and whole-program optimisation (the standard library's
+//!   text functions and the allocator inlined into the mapper) takes a fifth off it
+//!   (docs/performance.md §2). LTO cannot be set per package, and the connectors, whose
+//!   time is spent waiting on their APIs, would take minutes longer to build with it.
+//!   Both builds share the target dir: cargo keeps each profile's artifacts apart (the
+//!   profile is part of their hash), so neither undoes the other's, and the host-side
+//!   proc-macros are built once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::env;
@@ -52,6 +61,8 @@ struct Plugin {
     builtin: bool,
     /// A test fixture (`fixture = true`): built only with this crate's `fixtures` feature.
     fixture: bool,
+    /// A mapper (`kind = "mapper"` in its `tandem.toml`): built with LTO.
+    mapper: bool,
 }
 
 /// What the nested build produced for one plugin.
@@ -216,10 +227,22 @@ fn discover(cargo: &OsString, root: &Path) -> Result<Vec<Plugin>, String> {
                 .to_owned(),
             builtin: tandem["builtin"].as_bool() == Some(true),
             fixture: tandem["fixture"].as_bool() == Some(true),
+            mapper: is_mapper(Path::new(manifest_path)),
         });
     }
     plugins.sort_by(|a, b| a.package.cmp(&b.package));
     Ok(plugins)
+}
+
+/// Whether the plugin next to this `Cargo.toml` is a mapper (its `tandem.toml` says
+/// `kind = "mapper"`). A missing or unreadable manifest is not one: the host refuses such
+/// a plugin when it loads it, with the reason.
+fn is_mapper(cargo_toml: &Path) -> bool {
+    let manifest = cargo_toml.with_file_name("tandem.toml");
+    fs::read_to_string(manifest)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.get("kind").and_then(toml::Value::as_str) == Some("mapper"))
 }
 
 /// Makes sure the `wasm32-wasip2` standard library is installed, installing it with rustup
@@ -254,15 +277,52 @@ fn ensure_target() -> Result<(), String> {
     }
 }
 
-/// Builds all plugins with one nested cargo and maps each to its artifact or error.
+/// Builds all plugins, mappers with LTO (see the module's documentation), and maps each
+/// to its artifact or error.
 fn build(
     cargo: &OsString,
     root: &Path,
     out_dir: &Path,
     plugins: &[Plugin],
 ) -> Result<BTreeMap<String, Outcome>, String> {
+    let (mappers, others): (Vec<&Plugin>, Vec<&Plugin>) = plugins.iter().partition(|p| p.mapper);
+    let mut outcomes = BTreeMap::new();
+    if !others.is_empty() {
+        outcomes.extend(build_group(cargo, root, out_dir, &others, Group::Plain)?);
+    }
+    if !mappers.is_empty() {
+        outcomes.extend(build_group(cargo, root, out_dir, &mappers, Group::Mappers)?);
+    }
+    Ok(outcomes)
+}
+
+/// The two nested builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// Connectors and everything else: cargo's `release` profile.
+    Plain,
+    /// Mappers: `release` with LTO and one codegen unit.
+    Mappers,
+}
+
+/// Builds `plugins` with one nested cargo and maps each to its artifact or error.
+fn build_group(
+    cargo: &OsString,
+    root: &Path,
+    out_dir: &Path,
+    plugins: &[&Plugin],
+    group: Group,
+) -> Result<BTreeMap<String, Outcome>, String> {
     let target_dir = out_dir.join("wasm");
+    let log = out_dir.join(match group {
+        Group::Plain => "nested-build.log",
+        Group::Mappers => "nested-build-mappers.log",
+    });
     let mut cmd = nested_cargo(cargo, root);
+    if group == Group::Mappers {
+        cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
+    }
     cmd.args([
         "build",
         "--release",
@@ -293,7 +353,7 @@ fn build(
     // The log is for humans: cargo's stderr, then every rendered compiler diagnostic.
     let mut log_text = stderr.to_string();
 
-    let by_id: BTreeMap<&str, &Plugin> = plugins.iter().map(|p| (p.id.as_str(), p)).collect();
+    let by_id: BTreeMap<&str, &Plugin> = plugins.iter().map(|p| (p.id.as_str(), *p)).collect();
     let mut built: BTreeMap<String, PathBuf> = BTreeMap::new();
     // First error line per package id (plugins and their dependencies).
     let mut errors: Vec<(String, String)> = Vec::new();
@@ -344,7 +404,6 @@ fn build(
         }
     }
 
-    let log = out_dir.join("nested-build.log");
     // Best effort: the log only helps a human; the outcomes below carry the errors.
     let _ = fs::write(&log, log_text);
 

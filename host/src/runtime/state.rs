@@ -120,7 +120,6 @@ impl HostState {
     /// always gives the same output.
     pub(crate) fn mapper(
         memory_mib: u32,
-        cpu_ticks: u64,
         log: LogCtx,
         settings: Arc<super::settings::PluginSettings>,
     ) -> Self {
@@ -137,7 +136,8 @@ impl HostState {
             ))
             .insecure_random_seed(0x7a6e_6465_6d00)
             .build();
-        let mut state = Self::new(wasi, stderr, memory_mib, cpu_ticks, log, None);
+        // No CPU ticks: the mapper engine has no epoch deadline; fuel bounds its CPU.
+        let mut state = Self::new(wasi, stderr, memory_mib, 0, log, None);
         state.mapper_settings = Some(settings);
         state
     }

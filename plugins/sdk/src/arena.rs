@@ -161,6 +161,52 @@ pub fn reserve(size: usize) {
     }
 }
 
+/// A copy of a text in the arena, whose parts become `String`s without a copy (and an
+/// allocation) each: what building a batch's records costs is then one copy of its text.
+///
+/// Sound because the arena hands out blocks by bumping: carving the copy's disjoint
+/// parts, with the alignment of `String` (one), gives the blocks that allocating each
+/// part in turn would have given, and freeing or growing one of them is what it would be
+/// for such a block (the newest given back, the others left in place or moved). Bytes
+/// between carved parts are as a block never freed.
+pub(crate) struct TextCopy<'a> {
+    /// The text copied.
+    origin: &'a str,
+    base: *mut u8,
+}
+
+/// Copies `text` into the arena for carving; `None` when the arena is not the global
+/// allocator or has no room for it (then each part is allocated as usual).
+pub(crate) fn copy(text: &str) -> Option<TextCopy<'_>> {
+    if !INSTALLED.load(Relaxed) || text.is_empty() {
+        return None;
+    }
+    let base = ARENA.bump(Layout::from_size_align(text.len(), 1).ok()?)?;
+    // SAFETY: `base` is a fresh block of `text.len()` bytes, distinct from `text`.
+    unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), base, text.len()) };
+    Some(TextCopy { origin: text, base })
+}
+
+impl TextCopy<'_> {
+    /// The copy of `part` as a `String` of its own.
+    ///
+    /// # Safety
+    ///
+    /// `part` is a slice of the copied text, and no other `String` carved from this copy
+    /// overlaps it (each part carved at most once).
+    pub(crate) unsafe fn carve(&self, part: &str) -> String {
+        if part.is_empty() {
+            return String::new();
+        }
+        let offset = part.as_ptr() as usize - self.origin.as_ptr() as usize;
+        debug_assert!(offset + part.len() <= self.origin.len());
+        // SAFETY: the bytes are a copy of `part` (so UTF-8), inside the arena block of
+        // the copy, and owned by this `String` alone (the caller's promise); the arena
+        // takes them back as a block of `part.len()` bytes with alignment one (above).
+        unsafe { String::from_raw_parts(self.base.add(offset), part.len(), part.len()) }
+    }
+}
+
 /// The global allocator of a mapper: [`ARENA`].
 #[doc(hidden)]
 pub struct ArenaAllocator;

@@ -38,6 +38,8 @@ struct RecordView<'a> {
 
 /// An input batch, read: every text a slice of the host's string.
 pub(crate) struct Input<'a> {
+    /// The host's string, every text of the batch.
+    text: &'a str,
     text_len: usize,
     table_len: usize,
     names: Vec<&'a str>,
@@ -93,6 +95,7 @@ pub(crate) fn read<'a>(text: &'a str, table: &'a [u8]) -> Input<'a> {
     // costs memory or a copy, never a wrong record).
     let (fields, items) = (r.u32() as usize, r.u32() as usize);
     let mut input = Input {
+        text,
         text_len: text.len(),
         table_len: table.len(),
         names,
@@ -145,8 +148,60 @@ impl<'a> Input<'a> {
         &self.items[start as usize..(start + len) as usize]
     }
 
-    /// The records, owned, as the mapper gets them.
+    /// The records, owned, as the mapper gets them. With the SDK's arena, their texts
+    /// are parts of one copy of the input's text, and their field names parts of one copy
+    /// per record of the names its fields have (the same for most records of a batch):
+    /// two copies and no allocation per record where each text would take one of each.
     pub(crate) fn records(&self) -> Vec<Record> {
+        let Some(copy) = crate::arena::copy(self.text) else {
+            return self.records_allocated();
+        };
+        let mut names = Names::default();
+        self.records
+            .iter()
+            .map(|view| {
+                let fields = self.fields_of(view);
+                // One copy of this record's field names, whose parts are carved in turn.
+                names.set(self, fields);
+                let names_text = names.text.as_str();
+                let names_copy = crate::arena::copy(names_text);
+                let mut name_parts = names.parts(names_text);
+                // SAFETY (every `carve` below): each part is a distinct span of the copied
+                // text, carved once: the input's texts follow each other in the host's
+                // string (`read`), and the names' in `names_text`.
+                let mut name = |fallback: &str| match (&names_copy, name_parts.next()) {
+                    (Some(copy), Some(part)) => unsafe { copy.carve(part) },
+                    _ => fallback.to_owned(),
+                };
+                Record {
+                    id: unsafe { copy.carve(view.id) },
+                    version: view.version.map(|v| unsafe { copy.carve(v) }),
+                    updated_at: view.updated_at.map(|u| unsafe { copy.carve(u) }),
+                    fields: fields
+                        .iter()
+                        .map(|field| Field {
+                            name: name(self.names[field.name as usize]),
+                            value: match field.value {
+                                ValueView::Null => Value::Null,
+                                ValueView::Text(t) => Value::Text(unsafe { copy.carve(t) }),
+                                ValueView::Number(n) => Value::Number(n),
+                                ValueView::Boolean(b) => Value::Boolean(b),
+                                ValueView::Texts(start, len) => Value::Texts(
+                                    self.items(start, len)
+                                        .iter()
+                                        .map(|s| unsafe { copy.carve(s) })
+                                        .collect(),
+                                ),
+                            },
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The records, each text allocated on its own (without the SDK's arena).
+    fn records_allocated(&self) -> Vec<Record> {
         self.records
             .iter()
             .map(|view| Record {
@@ -199,6 +254,43 @@ impl<'a> Input<'a> {
             return None;
         }
         self.names.iter().position(|n| *n == name).map(|i| i as u32)
+    }
+}
+
+/// The field names of the record last built, one after the other: the next record with
+/// the same names (most of a batch) reuses them.
+#[derive(Default)]
+struct Names {
+    /// Name indices of the fields, in order.
+    indices: Vec<u32>,
+    text: String,
+    /// Where each name ends in `text`.
+    ends: Vec<u32>,
+}
+
+impl Names {
+    /// Makes these the names of `fields`.
+    fn set(&mut self, input: &Input<'_>, fields: &[FieldView<'_>]) {
+        let same = self.indices.len() == fields.len()
+            && self.indices.iter().zip(fields).all(|(i, f)| *i == f.name);
+        if !same {
+            self.indices.clear();
+            self.text.clear();
+            self.ends.clear();
+            for field in fields {
+                self.indices.push(field.name);
+                self.text.push_str(input.names[field.name as usize]);
+                self.ends.push(self.text.len() as u32);
+            }
+        }
+    }
+
+    /// `text` (this `text`) cut into the names.
+    fn parts<'t>(&self, text: &'t str) -> impl Iterator<Item = &'t str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(move |(start, end)| &text[start as usize..end as usize])
     }
 }
 
