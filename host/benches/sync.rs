@@ -66,6 +66,7 @@ const BATCH: u64 = 100;
 const FINAL_PER_SEEDED: f64 = 2.55;
 
 fn main() {
+    tandem::allocator::configure();
     if let Ok(spec) = std::env::var("TANDEM_BENCH_CHILD") {
         child_main(&spec);
         return;

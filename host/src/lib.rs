@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the codemap and invariants.
 
+pub mod allocator;
 pub mod app;
 pub mod cli;
 pub mod config;

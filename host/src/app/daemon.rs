@@ -662,7 +662,8 @@ async fn run_leased(
 /// glibc keeps what they freed in its arenas (below their tops it never trims), so a
 /// daemon's resident memory would stay at its busiest moment for good
 /// (docs/performance.md §3). At most once a second; off the async threads, as it walks
-/// every arena.
+/// every arena. For a host embedded with glibc's allocator: the `tandem` binary's
+/// mimalloc returns freed pages itself (`crate::allocator`).
 async fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
