@@ -2263,13 +2263,15 @@ mod tests {
         }
     }
 
-    on_both_backends! {
-    /// A write parked in one run and made by a later one no longer counts as parked
-    /// (status said "Parked 1" forever), and the next purge drops the parked row; a write
-    /// of another kind, or to the other side, does not fix it.
-    fn a_parked_write_later_made_is_no_longer_parked() {
+    /// An update of record 9 on side B of link `0/a/1`, planned in `run`.
+    fn update_of_b(
+        id: &str,
+        fields: Vec<(String, crate::sync::model::Value)>,
+        status: OpStatus,
+        run: u64,
+    ) -> OutboxEntry {
         use crate::sync::plan::{LinkEffect, OpKind};
-        let parked = |id: &str, run: u64| OutboxEntry {
+        OutboxEntry {
             op: PlannedOp {
                 id: id.into(),
                 entity: 0,
@@ -2279,7 +2281,7 @@ mod tests {
                 kind: OpKind::Update {
                     id: "9".into(),
                     if_version: None,
-                    fields: Vec::new(),
+                    fields,
                 },
                 reason: "changed in A".into(),
                 consent: false,
@@ -2289,11 +2291,23 @@ mod tests {
                 run,
                 kept: Default::default(),
             },
-            status: OpStatus::Parked,
-            attempts: 1,
+            status,
+            attempts: 0,
             next_attempt_at: None,
-            error: Some("invalid: bad phone".into()),
+            error: None,
             run,
+        }
+    }
+
+    on_both_backends! {
+    /// A write parked in one run and made by a later one no longer counts as parked
+    /// (status said "Parked 1" forever), and the next purge drops the parked row; a write
+    /// of another kind, or to the other side, does not fix it.
+    fn a_parked_write_later_made_is_no_longer_parked() {
+        let parked = |id: &str, run: u64| OutboxEntry {
+            attempts: 1,
+            error: Some("invalid: bad phone".into()),
+            ..update_of_b(id, Vec::new(), OpStatus::Parked, run)
         };
         let event = |run: u64, direction: Flow, action: &str| Event {
             run,
@@ -2352,32 +2366,9 @@ mod tests {
     /// (docs/performance.md §3): reading one back asks the database, and a changed row or
     /// a removal is written.
     fn a_runs_view_keeps_digests_of_its_outbox_rows_and_reads_them_from_the_database() {
-        use crate::sync::plan::{LinkEffect, OpKind};
-        let entry = |id: &str, status: OpStatus| OutboxEntry {
-            op: PlannedOp {
-                id: id.into(),
-                entity: 0,
-                side: Side::B,
-                entity_name: "contacts".into(),
-                link: "0/a/1".into(),
-                kind: OpKind::Update {
-                    id: "9".into(),
-                    if_version: None,
-                    fields: vec![("first_name".into(), crate::sync::model::Value::Text("Ada".into()))],
-                },
-                reason: "changed in A".into(),
-                consent: false,
-                base: BTreeMap::new(),
-                joint: Default::default(),
-                effect: LinkEffect::None,
-                run: 1,
-                kept: Default::default(),
-            },
-            status,
-            attempts: 0,
-            next_attempt_at: None,
-            error: None,
-            run: 1,
+        let entry = |id: &str, status: OpStatus| {
+            let ada = crate::sync::model::Value::Text("Ada".into());
+            update_of_b(id, vec![("first_name".into(), ada)], status, 1)
         };
         let s = SyncStore::open(fresh()).unwrap();
         s.write("s", |t| t.put_op(&entry("old", OpStatus::Failed))).unwrap();
