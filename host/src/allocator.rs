@@ -1,5 +1,6 @@
-//! The settings of the allocator the `tandem` binary uses (mimalloc; docs/performance.md
-//! §3): a daemon's memory should follow what its runs hold, not the busiest moment so far.
+//! The settings of the allocator the `tandem` binary uses, mimalloc (see
+//! docs/performance.md §3): a daemon's memory should follow what its runs hold, not the
+//! busiest moment so far.
 
 /// mimalloc's option numbers (`mi_option_e` in its `mimalloc.h`, the same in v2 and v3).
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
