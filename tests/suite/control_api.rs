@@ -115,6 +115,30 @@ async fn faults_fired(w: &World, app: App, what: &str) {
         .unwrap_or_else(|_| panic!("{what}: not within 30 s"));
 }
 
+/// Starts a run of sync `s` with a change to send (a Freshmarketer contact edited) and
+/// waits until it is inside its next Freshsales listing, slowed by `ms`.
+async fn run_caught_at_a_slowed_listing(w: &World, api: &Api, ms: u64, what: &str) {
+    wait_idle(api, "s").await;
+    wait_idle(api, "t").await;
+    let fm_id = {
+        let fm = w.by_email(App::Fm, "contacts").await;
+        let (_, r) = fm.iter().find(|(_, r)| r.len() == 1).unwrap();
+        r[0]["id"].as_u64().unwrap()
+    };
+    w.advance(60).await;
+    w.edit(App::Fm, "contacts", fm_id, json!({"city": "Held"}))
+        .await;
+    w.fault(
+        App::Fs,
+        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts", "count": 1,
+        "fault": {"kind": "latency", "ms": ms}}),
+    )
+    .await;
+    let (status, _) = api.post("/v1/syncs/s/run").await;
+    assert_eq!(status, 202);
+    faults_fired(w, App::Fs, what).await;
+}
+
 async fn wait_idle(api: &Api, sync: &str) -> Value {
     for _ in 0..600 {
         let s = api.get(&format!("/v1/syncs/{sync}")).await;
@@ -308,37 +332,7 @@ async fn list_trigger_logs_pause_resume_and_disconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_holds_the_requests_of_a_run_in_progress() {
     let (w, daemon, api) = start().await;
-    wait_idle(&api, "s").await;
-    wait_idle(&api, "t").await;
-    let (_, fm_id) = {
-        let fm = w.by_email(App::Fm, "contacts").await;
-        let (e, r) = fm.iter().find(|(_, r)| r.len() == 1).unwrap();
-        (e.clone(), r[0]["id"].as_u64().unwrap())
-    };
-    w.advance(60).await;
-    w.edit(App::Fm, "contacts", fm_id, json!({"city": "Held"}))
-        .await;
-    // Slow down the next Freshsales listing so the run is caught in the middle.
-    w.fault(
-        App::Fs,
-        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts", "count": 1,
-        "fault": {"kind": "latency", "ms": 1000}}),
-    )
-    .await;
-    let (status, _) = api.post("/v1/syncs/s/run").await;
-    assert_eq!(status, 202);
-    let mut fired = false;
-    for _ in 0..100 {
-        let f = w
-            .control(App::Fs, reqwest::Method::GET, "/faults", None)
-            .await;
-        if f["faults"].as_array().is_some_and(Vec::is_empty) {
-            fired = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(fired, "the slowed request started");
+    run_caught_at_a_slowed_listing(&w, &api, 1000, "the slowed request started").await;
     api.post("/v1/syncs/s/pause").await;
     // The slowed request was already let through; nothing after it is.
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -366,27 +360,9 @@ async fn a_pause_holds_the_requests_of_a_run_in_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_now_and_preview_of_a_sync_paused_part_way_answer_at_once() {
     let (w, daemon, api) = start().await;
-    wait_idle(&api, "s").await;
-    wait_idle(&api, "t").await;
-    let fm_id = {
-        let fm = w.by_email(App::Fm, "contacts").await;
-        let (_, r) = fm.iter().find(|(_, r)| r.len() == 1).unwrap();
-        r[0]["id"].as_u64().unwrap()
-    };
-    w.advance(60).await;
     // A write to Freshsales follows the reads: the run has requests left after the
     // slowed one, and they wait while the sync is paused.
-    w.edit(App::Fm, "contacts", fm_id, json!({"city": "Held"}))
-        .await;
-    w.fault(
-        App::Fs,
-        json!({"method": "GET", "path_prefix": "/crm/sales/api/contacts", "count": 1,
-        "fault": {"kind": "latency", "ms": 1500}}),
-    )
-    .await;
-    let (status, _) = api.post("/v1/syncs/s/run").await;
-    assert_eq!(status, 202);
-    faults_fired(&w, App::Fs, "the run reached the slowed listing").await;
+    run_caught_at_a_slowed_listing(&w, &api, 1500, "the run reached the slowed listing").await;
     api.post("/v1/syncs/s/pause").await;
     let soon = Duration::from_secs(5);
     let (status, run) = tokio::time::timeout(soon, api.post("/v1/syncs/s/run?wait=true"))

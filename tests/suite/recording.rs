@@ -87,13 +87,7 @@ async fn record_and_replay_the_template(plugin: &Arc<Plugin>) -> tempfile::TempD
     let started = Instant::now();
     let replay = conformance::replay(runtime(), plugin, &recording).await;
     let took = started.elapsed();
-    assert_eq!(
-        rows(&replay.report),
-        rows(&recorded),
-        "{}",
-        replay.report.table(false)
-    );
-    assert!(replay.unused.is_empty(), "{:?}", replay.unused);
+    assert_replayed_as_recorded(&replay, &recorded);
     assert!(replay.report.target.starts_with("recording "));
     // The recorded run waits for the app's clock and the timeout check: seconds more.
     assert!(took.as_secs() < 20, "the replay took {took:?}");
@@ -216,13 +210,7 @@ async fn replays_its_simulated_account_run(
 
     let replay =
         conformance::replay(runtime(), &plugin, &Recording::load(dir.path()).unwrap()).await;
-    assert_eq!(
-        rows(&replay.report),
-        rows(&recorded),
-        "{}",
-        replay.report.table(false)
-    );
-    assert!(replay.unused.is_empty(), "{:?}", replay.unused);
+    assert_replayed_as_recorded(&replay, &recorded);
     (dir, replay)
 }
 
@@ -404,4 +392,15 @@ async fn the_typescript_template_replays_its_recording() {
         .await
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     record_and_replay_the_template(&plugin).await;
+}
+
+/// A replay gave the recorded run's report, row for row, and used every recorded exchange.
+fn assert_replayed_as_recorded(replay: &conformance::Replay, recorded: &Report) {
+    assert_eq!(
+        rows(&replay.report),
+        rows(recorded),
+        "{}",
+        replay.report.table(false)
+    );
+    assert!(replay.unused.is_empty(), "{:?}", replay.unused);
 }
